@@ -1,0 +1,5 @@
+"""`python -m redisprobe` runs the CLI."""
+
+from redisprobe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""Where a Redis server is: URL parsing, secret redaction, and connecting with errors a user can read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.exceptions as rex
+
+from redisprobe.errors import ConnectionProblem, ProbeError
+
+_SCHEMES = {"redis", "rediss", "unix", "valkey", "valkeys"}
+_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z]+://)(?P<userinfo>[^@/\s]*)@")
+
+
+def redact(text: str) -> str:
+    """Replace the password of any URL in `text` by `***` (users may remain: they are not secrets)."""
+
+    def _hide(match: re.Match[str]) -> str:
+        user, sep, _password = match.group("userinfo").partition(":")
+        # redis://secret@host is the shorthand for a password with no user name.
+        hidden = f"{user}:***" if sep else "***"
+        return f"{match.group('scheme')}{hidden}@"
+
+    return _SECRET_IN_URL.sub(_hide, text)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server endpoint as the user gave it; `url` keeps the secret, `label` never does."""
+
+    url: str
+    host: str | None
+    port: int | None
+    db: int
+    unix_path: str | None = None
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """The URL without its password: safe for output and traces."""
+        return redact(self.url)
+
+    @property
+    def address(self) -> str:
+        return self.unix_path or f"{self.host}:{self.port}"
+
+    def connect(self, *, name: str | None = None, timeout: float = 5.0, **kwargs: Any) -> redis.Redis:
+        """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check)."""
+        options: dict[str, Any] = {
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "client_name": name,
+            **kwargs,
+        }
+        if self.unix_path:
+            return redis.Redis(unix_socket_path=self.unix_path, **options)
+        if self.tls:
+            options["ssl"] = True
+        return redis.Redis(host=self.host or "localhost", port=self.port or 6379, **options)
+
+
+def parse_target(url: str) -> Target:
+    """Parse a redis://, rediss:// or unix:// URL, or raise a one-line `ProbeError` that hides the password."""
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ProbeError(f"bad URL {shown!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ProbeError(f"bad URL {shown!r}: the scheme must be redis://, rediss:// or unix://")
+    query = parse_qs(parts.query)
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    if username and password is None:
+        username, password = None, username  # redis://secret@host means a password alone
+    db_text = query.get("db", [""])[0]
+    if scheme == "unix":
+        if not parts.path:
+            raise ProbeError(f"bad URL {shown!r}: a unix:// URL needs a socket path")
+        db = _parse_db(db_text or "0", shown)
+        return Target(url=url, host=None, port=None, db=db, unix_path=parts.path,
+                      username=username, password=password)
+    if not parts.hostname:
+        raise ProbeError(f"bad URL {shown!r}: no host")
+    path = parts.path.lstrip("/")
+    db = _parse_db(path or db_text or "0", shown)
+    return Target(url=url, host=parts.hostname, port=port or 6379, db=db,
+                  tls=scheme in {"rediss", "valkeys"}, username=username, password=password)
+
+
+def _parse_db(text: str, shown: str) -> int:
+    if not text.isdigit():
+        raise ProbeError(f"bad URL {shown!r}: the db must be a number, not {text!r}")
+    return int(text)
+
+
+def describe_redis_error(exc: BaseException, target: Target) -> str:
+    """One line that says what went wrong with `target`, in the user's words, without secrets."""
+    where = target.label
+    text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, rex.AuthenticationError) or "WRONGPASS" in text or "invalid password" in text:
+        return f"authentication failed for {where}: wrong user name or password"
+    if isinstance(exc, rex.AuthorizationError) or text.startswith("NOAUTH") or "Authentication required" in text:
+        return f"authentication required by {where}: put the password in the URL (redis://:PASSWORD@host)"
+    if isinstance(exc, rex.NoPermissionError) or "NOPERM" in text:
+        return f"missing ACL permission on {where}: {text}"
+    if isinstance(exc, rex.TimeoutError):
+        return f"timed out talking to {where}"
+    if isinstance(exc, rex.ConnectionError | OSError):
+        reason = text.split(". ")[-1] if "Error" in text else text
+        return f"cannot connect to {where}: {reason}"
+    return f"{where}: {text}"
+
+
+def check_connection(client: redis.Redis, target: Target) -> None:
+    """PING the server, turning any failure into a `ConnectionProblem`."""
+    try:
+        client.ping()
+    except (rex.RedisError, OSError) as exc:
+        raise ConnectionProblem(describe_redis_error(exc, target)) from None

@@ -1,0 +1,336 @@
+"""The one data model: typed trace events, written as JSON lines as they happen and loaded back strictly.
+
+Every producer (actors, observers, a saved file) yields these events; every answer is computed from them.
+msgspec gives frozen typed structs, tagged unions and a JSON codec fast enough for the MONITOR path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from redisprobe import __version__
+from redisprobe.errors import TraceFormatError
+
+TRACE_FORMAT = 1
+MAGIC = "redisprobe-trace"
+
+Reply = Any  # a Redis reply made JSON-safe by `jsonable_reply`
+
+
+class ServerFingerprint(msgspec.Struct, frozen=True, kw_only=True):
+    """Who answered a connection: the identity check is `run_id`, not port or version."""
+
+    run_id: str = ""
+    host: str = ""
+    port: int = 0
+    version: str = ""
+    role: str = ""  # master / slave
+    uptime: int = 0
+    master_repl_offset: int = 0
+    master_host: str = ""
+    master_port: int = 0
+
+
+class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
+    magic: str = MAGIC
+    format: int = TRACE_FORMAT
+    redisprobe: str = __version__
+    argv: list[str] = []
+    command: str = ""
+    started: float = 0.0
+    targets: dict[str, str] = {}  # label -> redacted URL
+    options: dict[str, Any] = {}
+
+
+class ActorStarted(msgspec.Struct, frozen=True, kw_only=True, tag="actor-started"):
+    t: float
+    pid: int
+    role: str
+    target: str  # redacted URL
+    client_id: int = 0
+    client_name: str = ""
+    db: int = 0
+    addr: str = ""  # the client's address as the server sees it
+    laddr: str = ""
+    prefix: str = ""
+    server: ServerFingerprint = ServerFingerprint()
+
+
+class Op(msgspec.Struct, frozen=True, kw_only=True, tag="op"):
+    """One command an actor sent, with what came back."""
+
+    t: float
+    mono: float
+    pid: int
+    role: str
+    client_id: int
+    db: int
+    args: list[bytes]
+    reply: Reply = None
+    error: str | None = None
+    latency: float = 0.0
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True, tag="check"):
+    """An actor waited for something to become true (a key to be visible, an ack...)."""
+
+    t: float
+    pid: int
+    role: str
+    name: str
+    key: str
+    ok: bool
+    waited: float
+    attempts: int
+    first_miss: bool = False
+
+
+class Inspect(msgspec.Struct, frozen=True, kw_only=True, tag="inspect"):
+    """What an actor saw of its server from its own connection (INFO, CLIENT INFO, CONFIG)."""
+
+    t: float
+    pid: int
+    role: str
+    sections: dict[str, dict[str, str]]
+
+
+class ActorExited(msgspec.Struct, frozen=True, kw_only=True, tag="actor-exited"):
+    t: float
+    pid: int
+    role: str
+    returncode: int | None
+    crashed: bool = False
+    detail: str = ""
+
+
+class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor"):
+    """One MONITOR line: server time, db, peer and the exact argument bytes."""
+
+    t: float
+    db: int
+    peer: str
+    args: list[bytes]
+    target: str = ""
+
+
+class Keyspace(msgspec.Struct, frozen=True, kw_only=True, tag="keyspace"):
+    """A keyspace notification, stamped on receipt (the server gives no time and no client)."""
+
+    t: float
+    db: int
+    event: str
+    key: bytes
+    target: str = ""
+
+
+class ClientSeen(msgspec.Struct, frozen=True, kw_only=True, tag="client"):
+    """A connection seen in CLIENT LIST, with the local process behind it when psutil can tell."""
+
+    t: float
+    client_id: int
+    addr: str
+    db: int = 0
+    name: str = ""
+    lib: str = ""
+    age: int = 0
+    flags: str = ""
+    cmd: str = ""
+    pid: int | None = None
+    process: str = ""
+    cmdline: str = ""
+    label: str = ""
+    target: str = ""
+
+
+class TtlSample(msgspec.Struct, frozen=True, kw_only=True, tag="ttl"):
+    t: float
+    db: int
+    key: bytes
+    pttl: int
+    target: str = ""
+
+
+class Gap(msgspec.Struct, frozen=True, kw_only=True, tag="gap"):
+    """An observer lost events between `t` and `until`: a hole is never silent."""
+
+    t: float
+    source: str
+    reason: str
+    until: float | None = None
+    target: str = ""
+
+
+class Note(msgspec.Struct, frozen=True, kw_only=True, tag="note"):
+    """Something the run did or could not do that the reader of the trace should know."""
+
+    t: float
+    level: str  # info / warning
+    text: str
+
+
+class ServerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="server"):
+    """A target's identity sampled during the run (restarts show as a new run_id or uptime reset)."""
+
+    t: float
+    target: str
+    server: ServerFingerprint
+    stats: dict[str, int] = {}
+
+
+Event = (
+    ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
+    | TtlSample | Gap | Note | ServerSeen
+)
+_Line = Header | ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen \
+    | TtlSample | Gap | Note | ServerSeen
+
+_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(Event)
+_line_decoder = msgspec.json.Decoder(_Line)
+
+
+def encode(event: Header | Event) -> bytes:
+    """One JSON line (with its newline)."""
+    return _encoder.encode(event) + b"\n"
+
+
+def decode_event(line: bytes | str) -> Event:
+    """The inverse of `encode` for events (children stream these to their parent)."""
+    return _event_decoder.decode(line)
+
+
+def jsonable_reply(value: Any) -> Reply:
+    """A Redis reply as plain JSON data: bytes become text (undecodable bytes escaped), errors their message."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, list | tuple | set):
+        return [jsonable_reply(item) for item in value]
+    if isinstance(value, dict):
+        return {str(jsonable_reply(k)): jsonable_reply(v) for k, v in value.items()}
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+class TraceWriter:
+    """Appends events to a file as they happen (flushed per event) and keeps them for this run's analysis.
+
+    Thread-safe: actor pipes and observers emit from their own threads; one owner writes.
+    """
+
+    def __init__(self, path: Path | None, header: Header, *, keep: bool = True) -> None:
+        self.path = path
+        self.header = header
+        self.events: list[Event] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._file: IO[bytes] | None = None
+        self._listeners: list[Any] = []
+        if path is not None:
+            try:
+                self._file = path.open("wb")
+            except OSError as exc:
+                raise TraceFormatError(f"cannot write trace {str(path)!r}: {exc.strerror}") from None
+            self._file.write(encode(header))
+            self._file.flush()
+
+    def subscribe(self, listener: Any) -> None:
+        """Call `listener(event)` for every event emitted from now on (under the writer's lock)."""
+        self._listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            if self._keep:
+                self.events.append(event)
+            if self._file is not None:
+                self._file.write(encode(event))
+                self._file.flush()
+            for listener in self._listeners:
+                listener(event)
+
+    def emit_many(self, events: list[Event]) -> None:
+        """Emit a batch with one flush: the MONITOR path sends thousands at once."""
+        if not events:
+            return
+        with self._lock:
+            if self._keep:
+                self.events.extend(events)
+            if self._file is not None:
+                self._file.write(b"".join(encode(e) for e in events))
+                self._file.flush()
+            for listener in self._listeners:
+                for event in events:
+                    listener(event)
+
+    def note(self, text: str, level: str = "info") -> None:
+        self.emit(Note(t=time.time(), level=level, text=text))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
+    """Open a saved trace: the header now (so format problems surface at once), events as a stream.
+
+    A truncated last line (the writer was killed mid-write) is skipped; any other bad line is an error
+    naming the file and line.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise TraceFormatError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
+    first = handle.readline()
+    header = _read_header(path, first)
+
+    def events() -> Iterator[Event]:
+        with handle:
+            lineno = 1
+            pending: bytes | None = None
+            for line in handle:
+                lineno += 1
+                if pending is not None:
+                    raise TraceFormatError(f"{path}:{lineno - 1}: malformed trace line")
+                if not line.strip():
+                    continue
+                try:
+                    yield _event_decoder.decode(line)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    if line.endswith(b"\n"):
+                        raise TraceFormatError(f"{path}:{lineno}: malformed trace line: {exc}") from None
+                    pending = line  # a torn final write: tolerated only at the very end
+
+    return header, events()
+
+
+def _read_header(path: Path, first: bytes) -> Header:
+    try:
+        raw = msgspec.json.decode(first) if first.strip() else None
+    except msgspec.DecodeError:
+        raw = None
+    if not isinstance(raw, dict) or raw.get("magic") != MAGIC:
+        raise TraceFormatError(f"{path}: not a redisprobe trace (no header line)")
+    version = raw.get("format")
+    if not isinstance(version, int) or version > TRACE_FORMAT:
+        raise TraceFormatError(
+            f"{path}: trace format {version} is newer than this redisprobe understands ({TRACE_FORMAT});"
+            " please upgrade redisprobe"
+        )
+    try:
+        return msgspec.convert(raw, Header)
+    except msgspec.ValidationError as exc:
+        raise TraceFormatError(f"{path}:1: malformed trace header: {exc}") from None
+
+
+def load_trace(path: Path) -> tuple[Header, list[Event]]:
+    """The whole trace in memory (small traces: isolation, info)."""
+    header, stream = read_trace(path)
+    return header, list(stream)
