@@ -24,7 +24,7 @@ def _die_with_parent() -> None:
 
 def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen that ties the child's life to ours."""
-    return subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs)  # noqa: PLW1509
+    return subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
