@@ -35,6 +35,7 @@ class ServerFingerprint(msgspec.Struct, frozen=True, kw_only=True):
     master_repl_offset: int = 0
     master_host: str = ""
     master_port: int = 0
+    master_replid: str = ""  # shared by a primary and its replicas: tells "replica of" from "another server"
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):

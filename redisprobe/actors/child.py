@@ -1,0 +1,97 @@
+"""The actor process: connect, introduce itself, run its steps, and stream each operation as a trace event.
+
+Run as `python -m redisprobe.actors.child` with a JSON spec on stdin (stdin, not argv: the URL may hold a
+password). Every event is written to stdout and flushed at once, so a crash still leaves the history.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, BinaryIO
+
+import msgspec
+import redis
+
+from redisprobe import trace
+from redisprobe.actors.steps import StepRunner
+from redisprobe.target import describe_redis_error, parse_target
+
+
+class ActorSpec(msgspec.Struct, kw_only=True):
+    """What one actor does; sent from the parent as JSON."""
+
+    role: str
+    url: str
+    steps: list[dict[str, Any]] = []
+    vars: dict[str, Any] = {}
+    prefix: str = ""
+
+
+def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.ServerFingerprint:
+    """Identify the server behind a connection; `run_id` is the identity, the rest is what people compare."""
+    server = client.info("server")
+    replication = client.info("replication")
+    return trace.ServerFingerprint(
+        run_id=str(server.get("run_id", "")),
+        host=host,
+        port=int(server.get("tcp_port", port) or port),
+        version=str(server.get("redis_version", "")),
+        role=str(replication.get("role", "")),
+        uptime=int(server.get("uptime_in_seconds", 0)),
+        master_repl_offset=int(replication.get("master_repl_offset", 0) or 0),
+        master_host=str(replication.get("master_host", "")),
+        master_port=int(replication.get("master_port", 0) or 0),
+        master_replid=str(replication.get("master_replid", "")),
+    )
+
+
+class _Emitter:
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def __call__(self, event: trace.Event) -> None:
+        self._out.write(trace.encode(event))
+        self._out.flush()
+
+
+def run(spec: ActorSpec, emit: _Emitter) -> int:
+    target = parse_target(spec.url)
+    pid = os.getpid()
+    name = f"redisprobe:{spec.role}:{pid}"
+    client = target.connect(name=name)
+    try:
+        client_id = int(client.client_id())
+        info = client.client_info()
+        fingerprint = server_fingerprint(client, target.host or target.address, target.port or 0)
+    except (redis.RedisError, OSError) as exc:
+        emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=3, crashed=True,
+                               detail=describe_redis_error(exc, target)))
+        return 3
+    emit(trace.ActorStarted(
+        t=time.time(), pid=pid, role=spec.role, target=target.label, client_id=client_id, client_name=name,
+        db=int(info.get("db", target.db)), addr=str(info.get("addr", "")), laddr=str(info.get("laddr", "")),
+        prefix=spec.prefix, server=fingerprint,
+    ))
+    runner = StepRunner(client, emit=emit, pid=pid, role=spec.role, client_id=client_id, db=target.db,
+                        variables=dict(spec.vars))
+    runner.run(spec.steps)
+    emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=0))
+    return 0
+
+
+def main() -> int:
+    emit = _Emitter(sys.stdout.buffer)
+    raw = sys.stdin.buffer.read()
+    spec = msgspec.json.decode(raw, type=ActorSpec)
+    try:
+        return run(spec, emit)
+    except KeyboardInterrupt:
+        emit(trace.ActorExited(t=time.time(), pid=os.getpid(), role=spec.role, returncode=130,
+                               crashed=True, detail="interrupted"))
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

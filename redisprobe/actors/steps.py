@@ -1,0 +1,179 @@
+"""The step language actors speak: commands, sleeps, waits, loops, inspections.
+
+Steps are plain dicts (they come from JSON or a TOML scenario), e.g.
+`{"do": ["SET", "{ns}k", "v", "EX", "{ttl}"]}`, `{"sleep": 0.1}`,
+`{"wait": [{"name": "k", "cmd": ["GET", "{ns}k"], "until": "present"}], "timeout": 5}`,
+`{"repeat": 3, "steps": [...]}` (with `{i}` counting from 0), `{"inspect": true}`.
+A step with `"when": "checks-ok"` runs only if every wait so far succeeded.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from redisprobe import trace
+
+CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "notify-keyspace-events", "databases", "timeout")
+INFO_SECTIONS = ("server", "replication", "keyspace", "memory")
+
+
+class StepError(ValueError):
+    """A step the runner does not understand."""
+
+
+class _Vars(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        raise StepError(f"unknown variable {{{key}}}")
+
+
+def render(value: Any, variables: dict[str, Any]) -> bytes:
+    """One command argument with `{var}` filled in, as bytes."""
+    if isinstance(value, bytes):
+        return value
+    text = str(value)
+    if "{" in text:
+        text = string.Formatter().vformat(text, (), _Vars(variables))
+    return text.encode()
+
+
+def satisfied(reply: Any, until: Any) -> bool:
+    """Whether a polled reply means what the wait is waiting for."""
+    present = reply not in (None, 0, b"", [], {}, set())
+    if until == "present":
+        return present
+    if until == "absent":
+        return not present
+    expected = until.encode() if isinstance(until, str) else until
+    return reply == expected
+
+
+class StepRunner:
+    """Runs steps on one connection, emitting an `Op` per command (and a `Check` per wait)."""
+
+    def __init__(self, client: redis.Redis, *, emit: Callable[[trace.Event], None], pid: int, role: str,
+                 client_id: int, db: int, variables: dict[str, Any]) -> None:
+        self.client = client
+        self.emit = emit
+        self.pid = pid
+        self.role = role
+        self.client_id = client_id
+        self.db = db
+        self.vars = variables
+        self.checks_ok = True
+
+    def run(self, steps: list[dict[str, Any]]) -> None:
+        for step in steps:
+            if step.get("when") == "checks-ok" and not self.checks_ok:
+                continue
+            self.run_step(step)
+
+    def run_step(self, step: dict[str, Any]) -> None:
+        if "do" in step:
+            reply, _ = self.command([render(arg, self.vars) for arg in step["do"]])
+            if "as" in step:
+                self.vars[step["as"]] = reply
+        elif "sleep" in step:
+            time.sleep(float(step["sleep"]))
+        elif "wait" in step:
+            self.wait(step["wait"], float(step.get("timeout", 5)), float(step.get("interval", 0.05)))
+        elif "repeat" in step:
+            for index in range(int(step["repeat"])):
+                self.vars["i"] = index
+                self.run(step.get("steps", []))
+        elif "inspect" in step:
+            self.inspect()
+        else:
+            raise StepError(f"unknown step {sorted(step)}")
+
+    def command(self, args: list[bytes], *, record: bool = True) -> tuple[Any, str | None]:
+        """Send one command; the reply or the error is recorded either way."""
+        if args and args[0].upper() == b"SELECT" and len(args) > 1:
+            self.db = int(args[1])
+        started_wall, started = time.time(), time.monotonic()
+        reply: Any = None
+        error: str | None = None
+        try:
+            reply = self.client.execute_command(*args)
+        except redis.ResponseError as exc:
+            error = str(exc)
+        latency = time.monotonic() - started
+        if record:
+            self.emit(trace.Op(t=started_wall, mono=started, pid=self.pid, role=self.role,
+                               client_id=self.client_id, db=self.db, args=args,
+                               reply=trace.jsonable_reply(reply), error=error, latency=latency))
+        return reply, error
+
+    def wait(self, items: list[dict[str, Any]], timeout: float, interval: float) -> None:
+        """Poll each item until it holds or the shared timeout passes; the first and last poll are recorded."""
+        started = time.monotonic()
+        deadline = started + timeout
+        pending = {index: item for index, item in enumerate(items)}
+        attempts = dict.fromkeys(pending, 0)
+        first_miss = dict.fromkeys(pending, False)
+        while True:
+            for index, item in list(pending.items()):
+                args = [render(arg, self.vars) for arg in item["cmd"]]
+                attempts[index] += 1
+                reply, _ = self.command(args, record=attempts[index] == 1)
+                if satisfied(reply, item.get("until", "present")):
+                    if attempts[index] > 1:
+                        self.command(args)  # record the poll that finally saw it
+                    self._checked(item, args, True, started, attempts[index], first_miss[index])
+                    del pending[index]
+                elif attempts[index] == 1:
+                    first_miss[index] = True
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                for index, item in pending.items():
+                    args = [render(arg, self.vars) for arg in item["cmd"]]
+                    self._checked(item, args, False, started, attempts[index], first_miss[index])
+                self.checks_ok = False
+                return
+            time.sleep(interval)
+
+    def _checked(self, item: dict[str, Any], args: list[bytes], ok: bool, started: float, attempts: int,
+                 first_miss: bool) -> None:
+        key = args[1].decode("utf-8", "backslashreplace") if len(args) > 1 else ""
+        self.emit(trace.Check(t=time.time(), pid=self.pid, role=self.role, name=str(item.get("name", key)),
+                              key=key, ok=ok, waited=time.monotonic() - started, attempts=attempts,
+                              first_miss=first_miss))
+
+    def inspect(self) -> None:
+        """What this connection sees: INFO sections, CLIENT INFO and the CONFIG values that matter here."""
+        sections: dict[str, dict[str, str]] = {}
+        for section in INFO_SECTIONS:
+            try:
+                sections[section] = {k: _flat(v) for k, v in self.client.info(section).items()}
+            except redis.RedisError as exc:
+                sections[section] = {"error": str(exc)}
+        try:
+            sections["client"] = {k: _flat(v) for k, v in self.client.client_info().items()}
+        except redis.RedisError as exc:
+            sections["client"] = {"error": str(exc)}
+        config: dict[str, str] = {}
+        for key in CONFIG_KEYS:
+            try:
+                config[key] = _flat(self.client.config_get(key).get(key, ""))
+            except redis.RedisError as exc:
+                config[key] = "not permitted" if _refused(exc) else f"error: {exc}"
+        sections["config"] = config
+        self.emit(trace.Inspect(t=time.time(), pid=self.pid, role=self.role, sections=sections))
+
+
+def _refused(exc: redis.RedisError) -> bool:
+    text = str(exc)
+    return "NOPERM" in text or "unknown command" in text or isinstance(exc, redis.exceptions.NoPermissionError)
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)

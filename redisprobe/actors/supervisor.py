@@ -1,0 +1,110 @@
+"""Spawns actor processes, pumps their event streams into the trace, and makes sure none outlives the run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+
+from redisprobe import procs, trace
+from redisprobe.actors.child import ActorSpec
+
+
+@dataclass
+class ActorRun:
+    """One running actor and what it said."""
+
+    spec: ActorSpec
+    proc: subprocess.Popen[bytes]
+    started: trace.ActorStarted | None = None
+    exited: trace.ActorExited | None = None
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=5))
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class Supervisor:
+    """Runs a set of actors concurrently; `stop_all` in a `finally` guarantees no leftovers."""
+
+    def __init__(self, writer: trace.TraceWriter) -> None:
+        self.writer = writer
+        self.runs: list[ActorRun] = []
+
+    def start(self, spec: ActorSpec) -> ActorRun:
+        proc = procs.spawn([sys.executable, "-m", "redisprobe.actors.child"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        run = ActorRun(spec=spec, proc=proc)
+        assert proc.stdin is not None
+        proc.stdin.write(msgspec.json.encode(spec))
+        proc.stdin.close()
+        run.threads = [
+            threading.Thread(target=self._pump_events, args=(run,), daemon=True),
+            threading.Thread(target=self._pump_stderr, args=(run,), daemon=True),
+        ]
+        for thread in run.threads:
+            thread.start()
+        self.runs.append(run)
+        return run
+
+    def _pump_events(self, run: ActorRun) -> None:
+        assert run.proc.stdout is not None
+        for line in run.proc.stdout:
+            try:
+                event = trace.decode_event(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                run.stderr_tail.append(line.decode("utf-8", "replace").strip())
+                continue
+            if isinstance(event, trace.ActorStarted):
+                run.started = event
+            elif isinstance(event, trace.ActorExited):
+                run.exited = event
+            self.writer.emit(event)
+
+    def _pump_stderr(self, run: ActorRun) -> None:
+        assert run.proc.stderr is not None
+        for line in run.proc.stderr:
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                run.stderr_tail.append(text)
+
+    def wait_all(self, timeout: float) -> None:
+        """Wait for every actor to finish; past `timeout`, stop the stragglers (recorded as crashed)."""
+        deadline = time.monotonic() + timeout
+        for run in self.runs:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                run.proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                procs.stop(run.proc)
+                run.stderr_tail.append(f"stopped after the {timeout:.0f}s time limit")
+            self._finish(run)
+
+    def _finish(self, run: ActorRun) -> None:
+        for thread in run.threads:
+            thread.join(5)
+        if run.exited is None:
+            code = run.proc.returncode
+            detail = run.stderr_tail[-1] if run.stderr_tail else f"exited with status {code}"
+            if code is not None and code < 0:
+                detail = f"killed by signal {-code}"
+            run.exited = trace.ActorExited(t=time.time(), pid=run.pid, role=run.spec.role, returncode=code,
+                                           crashed=True, detail=detail)
+            self.writer.emit(run.exited)
+
+    def stop_all(self) -> None:
+        for run in self.runs:
+            procs.stop(run.proc, timeout=3)
+        for run in self.runs:
+            if run.exited is None:
+                self._finish(run)
+
+    def crashed(self) -> list[ActorRun]:
+        return [run for run in self.runs if run.exited is not None and run.exited.crashed]

@@ -1,0 +1,149 @@
+"""`redisprobe isolation`: can the processor see what the api wrote, and if not, why?"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from redisprobe import trace
+from redisprobe.actors.child import ActorSpec
+from redisprobe.actors.supervisor import Supervisor
+from redisprobe.session import Targets, make_header
+from redisprobe.target import Target
+from redisprobe.visibility import VisibilityReport, analyse
+
+DATA_KEYS = ("string", "hash", "list")
+
+
+@dataclass
+class IsolationOptions:
+    ttl: int = 60
+    timeout: float = 5.0
+    api_prefix: str = ""
+    processor_prefix: str = ""
+
+
+def namespace(prefix: str, run_id: str) -> str:
+    """Every key lives under `redisprobe:`; a user's client-side prefix goes right after it."""
+    return f"redisprobe:{prefix}isolation:{run_id}:"
+
+
+def actor_specs(targets: Targets, options: IsolationOptions, run_id: str) -> list[ActorSpec]:
+    """The isolation scenario: the api writes three kinds of marker, the processor must see each and ack."""
+    ttl = str(options.ttl)
+    api_steps = [
+        {"do": ["SET", "{ns}string", "marker:{run}", "EX", ttl]},
+        {"do": ["HSET", "{ns}hash", "writer", "api", "run", "{run}"]},
+        {"do": ["EXPIRE", "{ns}hash", ttl]},
+        {"do": ["RPUSH", "{ns}list", "m1", "m2", "m3"]},
+        {"do": ["EXPIRE", "{ns}list", ttl]},
+        {"wait": [{"name": "ack", "cmd": ["GET", "{ns}ack"]}], "timeout": options.timeout},
+    ]
+    processor_steps = [
+        {"wait": [{"name": "string", "cmd": ["GET", "{ns}string"]},
+                  {"name": "hash", "cmd": ["HGETALL", "{ns}hash"]},
+                  {"name": "list", "cmd": ["LRANGE", "{ns}list", "0", "-1"]}],
+         "timeout": options.timeout},
+        {"do": ["SET", "{ns}ack", "seen", "EX", ttl], "when": "checks-ok"},
+    ]
+    return [
+        ActorSpec(role="api", url=targets.by_role["api"].url, steps=api_steps, prefix=options.api_prefix,
+                  vars={"ns": namespace(options.api_prefix, run_id), "run": run_id}),
+        ActorSpec(role="processor", url=targets.by_role["processor"].url, steps=processor_steps,
+                  prefix=options.processor_prefix,
+                  vars={"ns": namespace(options.processor_prefix, run_id), "run": run_id}),
+    ]
+
+
+class ReplicationGapSampler:
+    """Samples primary vs replica offsets while the actors run, when the reader's server is a replica."""
+
+    def __init__(self, primary: Target, replica: Target) -> None:
+        self.primary = primary.connect(timeout=2)
+        self.replica = replica.connect(timeout=2)
+        self.largest: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReplicationGapSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.primary.close()
+        self.replica.close()
+
+    def _run(self) -> None:
+        while True:
+            with contextlib.suppress(redis.RedisError, OSError):
+                head = int(self.primary.info("replication").get("master_repl_offset", 0))
+                seen = int(self.replica.info("replication").get("slave_repl_offset", 0))
+                gap = max(0, head - seen)
+                self.largest = gap if self.largest is None else max(self.largest, gap)
+            if self._stop.wait(0.01):
+                return
+
+
+def _is_replica(target: Target) -> bool:
+    client = target.connect(timeout=3)
+    try:
+        return client.info("replication").get("role") == "slave"
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def cleanup(targets: Targets, specs: list[ActorSpec], run_id: str) -> None:
+    """Remove everything the run wrote (the TTL is only the safety net); writable servers only."""
+    for spec in specs:
+        target = targets.by_role[spec.role]
+        if _is_replica(target):
+            continue
+        client = target.connect(timeout=3)
+        try:
+            keys = [f"{spec.vars['ns']}{name}" for name in (*DATA_KEYS, "ack")]
+            client.delete(*keys)
+        except (redis.RedisError, OSError):
+            pass
+        finally:
+            client.close()
+
+
+def run_isolation(targets: Targets, options: IsolationOptions, out: Path | None) -> tuple[VisibilityReport,
+                                                                                          trace.TraceWriter]:
+    run_id = uuid.uuid4().hex[:10]
+    header = make_header("isolation", targets.labels(), {
+        "ttl": options.ttl, "timeout": options.timeout, "api_prefix": options.api_prefix,
+        "processor_prefix": options.processor_prefix, "run_id": run_id,
+        "topology": targets.sandbox.topology if targets.sandbox else "url"})
+    writer = trace.TraceWriter(out, header)
+    specs = actor_specs(targets, options, run_id)
+    supervisor = Supervisor(writer)
+    gap: int | None = None
+    try:
+        reader_is_replica = _is_replica(targets.by_role["processor"])
+        sampler = (ReplicationGapSampler(targets.by_role["api"], targets.by_role["processor"])
+                   if reader_is_replica else contextlib.nullcontext())
+        with sampler:
+            for spec in specs:
+                supervisor.start(spec)
+            supervisor.wait_all(timeout=options.timeout * 2 + 30)
+        if isinstance(sampler, ReplicationGapSampler):
+            gap = sampler.largest
+    finally:
+        supervisor.stop_all()
+        cleanup(targets, specs, run_id)
+        writer.note("removed the keys this run wrote", level="info")
+        writer.close()
+    report = analyse(writer.events, replication_gap=gap)
+    return report, writer
+
+

@@ -1,0 +1,75 @@
+"""Where a command runs: the user's servers (`--url`, per-role URLs, `REDIS_URL`) or a disposable sandbox."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from redisprobe import trace
+from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.target import Target, check_connection, parse_target, redact
+
+ROLES = ("api", "processor")
+
+
+@dataclass
+class Targets:
+    """The server each role talks to, and whether we own it (a sandbox) or it is the user's."""
+
+    by_role: dict[str, Target]
+    sandbox: Sandbox | None
+
+    @property
+    def owned(self) -> bool:
+        return self.sandbox is not None
+
+    def labels(self) -> dict[str, str]:
+        return {role: target.label for role, target in self.by_role.items()}
+
+
+@contextlib.contextmanager
+def open_targets(url: str | None, api_url: str | None = None, processor_url: str | None = None,
+                 topology: str = "single", roles: tuple[str, ...] = ROLES) -> Iterator[Targets]:
+    """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after."""
+    url = url or os.environ.get("REDIS_URL") or None
+    if url or api_url or processor_url:
+        chosen = {"api": api_url or url, "processor": processor_url or url}
+        missing = [role for role in roles if not chosen.get(role)]
+        if missing:
+            from redisprobe.errors import ProbeError
+
+            raise ProbeError(f"no URL for the {' and '.join(missing)} role: give --url or --{missing[0]}-url")
+        by_role = {role: parse_target(str(chosen[role])) for role in roles}
+        _check_all(by_role)
+        yield Targets(by_role=by_role, sandbox=None)
+        return
+    with sandbox(topology) as box:
+        yield Targets(by_role={role: box.target(role) for role in roles}, sandbox=box)
+
+
+def _check_all(by_role: dict[str, Target]) -> None:
+    seen: set[str] = set()
+    for target in by_role.values():
+        if target.url in seen:
+            continue
+        seen.add(target.url)
+        client = target.connect(timeout=3)
+        try:
+            check_connection(client, target)
+        finally:
+            client.close()
+
+
+def make_header(command: str, targets: dict[str, str], options: dict[str, object] | None = None) -> trace.Header:
+    """The trace header: the command line with any URL password hidden."""
+    return trace.Header(argv=[redact(arg) for arg in sys.argv], command=command, started=time.time(),
+                        targets=targets, options=dict(options or {}))
+
+
+def open_writer(out: Path | None, header: trace.Header) -> trace.TraceWriter:
+    return trace.TraceWriter(out, header)
