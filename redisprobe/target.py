@@ -109,10 +109,11 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
     """One line that says what went wrong with `target`, in the user's words, without secrets."""
     where = target.label
     text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if (isinstance(exc, rex.AuthorizationError) or text.startswith("NOAUTH") or "Authentication required" in text
+            or "already authenticated" in text):
+        return f"authentication required by {where}: put the password in the URL (redis://:PASSWORD@host)"
     if isinstance(exc, rex.AuthenticationError) or "WRONGPASS" in text or "invalid password" in text:
         return f"authentication failed for {where}: wrong user name or password"
-    if isinstance(exc, rex.AuthorizationError) or text.startswith("NOAUTH") or "Authentication required" in text:
-        return f"authentication required by {where}: put the password in the URL (redis://:PASSWORD@host)"
     if isinstance(exc, rex.NoPermissionError) or "NOPERM" in text:
         return f"missing ACL permission on {where}: {text}"
     if isinstance(exc, rex.TimeoutError):
@@ -124,8 +125,11 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
 
 
 def check_connection(client: redis.Redis, target: Target) -> None:
-    """PING the server, turning any failure into a `ConnectionProblem`."""
+    """PING the server and try the introspection every actor needs (INFO, CLIENT ID), so a refused
+    connection, a wrong password or a missing ACL permission is one clear error before anything starts."""
     try:
         client.ping()
+        client.info("server")
+        client.client_id()
     except (rex.RedisError, OSError) as exc:
         raise ConnectionProblem(describe_redis_error(exc, target)) from None

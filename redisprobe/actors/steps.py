@@ -100,7 +100,7 @@ class StepRunner:
         try:
             reply = self.client.execute_command(*args)
         except redis.ResponseError as exc:
-            error = str(exc)
+            error = error_text(exc)
         latency = time.monotonic() - started
         if record:
             self.emit(trace.Op(t=started_wall, mono=started, pid=self.pid, role=self.role,
@@ -164,6 +164,25 @@ class StepRunner:
                 config[key] = "not permitted" if _refused(exc) else f"error: {exc}"
         sections["config"] = config
         self.emit(trace.Inspect(t=time.time(), pid=self.pid, role=self.role, sections=sections))
+
+
+# redis-py strips the error code from these replies; we keep what the server said.
+_ERROR_CODES: tuple[tuple[type[redis.ResponseError], str], ...] = (
+    (redis.exceptions.ReadOnlyError, "READONLY"),
+    (redis.exceptions.NoPermissionError, "NOPERM"),
+    (redis.exceptions.ExecAbortError, "EXECABORT"),
+    (redis.exceptions.NoScriptError, "NOSCRIPT"),
+    (redis.exceptions.OutOfMemoryError, "OOM"),
+)
+
+
+def error_text(exc: redis.ResponseError) -> str:
+    """The error reply as the server sent it, code included."""
+    text = str(exc)
+    for kind, code in _ERROR_CODES:
+        if isinstance(exc, kind) and not text.startswith(code):
+            return f"{code} {text}"
+    return text
 
 
 def _refused(exc: redis.RedisError) -> bool:

@@ -1,0 +1,1 @@
+"""Background observers of a live server: keyspace events, CLIENT LIST, MONITOR; each writes trace events."""

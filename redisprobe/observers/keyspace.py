@@ -1,0 +1,381 @@
+"""Keyspace notifications: what the server actually did to each key.
+
+MONITOR shows commands but no replies; only these events say that an EXPIRE took effect, that a key expired or
+was evicted. They are pub/sub, so fire-and-forget: enabling them needs CONFIG (done only with consent, and
+undone on exit), and every moment we are not subscribed is written down as a gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from redisprobe import trace
+from redisprobe.errors import ConnectionProblem
+from redisprobe.target import Target, describe_redis_error
+
+PATTERN = "__keyevent@*__:*"
+CONNECTION_NAME = "redisprobe:observer:keyspace"
+# Keyevent channel (E) plus every class of key event we attribute: generic, string, list, set, hash, zset,
+# expired, evicted, stream. `A` is the server's alias for all classes (module events `d` included).
+NEEDED = "Eg$lshzxet"
+_ALIAS_A = "g$lshzxetd"
+LOST = "expiries, evictions and whether an EXPIRE took effect cannot be attributed (MONITOR alone)"
+_CHANNEL_PREFIX = b"__keyevent@"
+_DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
+
+
+def expand_flags(flags: str) -> set[str]:
+    """The event classes a notify-keyspace-events value turns on (`A` spelled out)."""
+    chars = set(flags)
+    if "A" in chars:
+        chars.discard("A")
+        chars |= set(_ALIAS_A)
+    return chars
+
+
+def missing_flags(flags: str) -> str:
+    """The flags we need that `flags` lacks ("" when it already covers us)."""
+    have = expand_flags(flags)
+    return "".join(flag for flag in NEEDED if flag not in have)
+
+
+def merge_flags(flags: str) -> str:
+    """The user's flags plus ours: never drop theirs (K, m, n...)."""
+    return flags + missing_flags(flags)
+
+
+def parse_channel(channel: bytes) -> tuple[int, str] | None:
+    """`__keyevent@3__:expired` -> (3, "expired"); None for anything else."""
+    if not channel.startswith(_CHANNEL_PREFIX):
+        return None
+    db_text, sep, event = channel[len(_CHANNEL_PREFIX):].partition(b"__:")
+    if not sep or not db_text.isdigit():
+        return None
+    return int(db_text), event.decode("utf-8", "backslashreplace")
+
+
+class KeyspaceObserver:
+    """Subscribes to keyevent notifications of every db and emits a `trace.Keyspace` per event.
+
+    `enable`: True may change notify-keyspace-events (merged with the user's flags, restored on stop); None
+    uses them only if already on and warns otherwise; False never changes CONFIG (it still reads it, to say
+    what is lost). After `start()` returns, every event the server publishes is captured.
+    `active` says whether we are subscribed; `lost` is one line on what attribution is missing, or None.
+    """
+
+    def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
+                 label: str = "", timeout: float = 5.0, ping_interval: float = 5.0,
+                 give_up_after: float | None = 300.0) -> None:
+        self.target = target
+        self.emit = emit
+        self.enable = enable
+        self.where = f"{label} ({target.label})" if label else target.label
+        self.timeout = timeout
+        self.ping_interval = ping_interval
+        self.give_up_after = give_up_after
+        self.active = False
+        self.lost: str | None = None
+        self.changed: tuple[str, str] | None = None  # (old, new) notify-keyspace-events while we run
+        self._restore_to: str | None = None
+        self._config_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._started = False
+        self._stopped = False
+        self._conn: Any = None
+        self._admin: redis.Redis | None = None
+        self._thread: threading.Thread | None = None
+        self._run_id = ""
+        self._warned: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> KeyspaceObserver:
+        """Subscribe, settle the config, then read in a background thread. Raises ConnectionProblem."""
+        with self._state_lock:
+            if self._started:
+                return self
+            self._started = True
+        try:
+            self._admin = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout)
+            try:
+                self._conn = self._subscribe()
+            except rex.ResponseError as exc:  # NOPERM on PSUBSCRIBE: no channel permission
+                self.lost = f"cannot subscribe to keyspace events on {self.where} ({_reason(exc)}): {LOST}"
+                self._note(self.lost, "warning")
+                return self
+            self._run_id = self._server_run_id()
+            self._settle_config()
+            self.active = True
+            self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
+            self._thread.start()
+        except _DROPPED as exc:
+            self.stop()
+            raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Restore the config first (the part that must survive Ctrl-C), then end the reader. Idempotent."""
+        with self._state_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._stopping.set()
+        with _interrupts_deferred():
+            self._restore_config()
+            if self._thread is not None:
+                self._thread.join(self.timeout + 1.0)
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.disconnect()
+            if self._admin is not None:
+                with contextlib.suppress(Exception):
+                    self._admin.close()
+            self.active = False
+
+    def __enter__(self) -> KeyspaceObserver:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- config ----------------------------------------------------------------------------------------------
+
+    def _settle_config(self) -> None:
+        """Make notify-keyspace-events cover us if allowed; otherwise say once what is lost."""
+        assert self._admin is not None
+        with self._config_lock:
+            if self._stopping.is_set():
+                return
+            try:
+                current = _config_value(self._admin.config_get("notify-keyspace-events"))
+            except rex.ResponseError as exc:
+                self._refused(f"cannot read notify-keyspace-events on {self.where} ({_reason(exc)}): keyspace "
+                              f"events are recorded only if the server already sends them; otherwise {LOST}")
+                return
+            lacking = missing_flags(current)
+            if not lacking:
+                self.lost = None
+                return
+            if not self.enable:
+                how = ("turn them on with --enable-events (restored on exit)" if self.enable is None
+                       else "they were not enabled because --no-enable-events was given")
+                self._refused(f"keyspace events are off on {self.where} (notify-keyspace-events={current!r}, "
+                              f"lacks {lacking!r}): {LOST}; {how}")
+                return
+            new = merge_flags(current)
+            try:
+                self._admin.config_set("notify-keyspace-events", new)
+            except rex.ResponseError as exc:
+                self._refused(f"cannot set notify-keyspace-events on {self.where} ({_reason(exc)}; it is "
+                              f"{current!r}, lacking {lacking!r}): {LOST}")
+                return
+            self._restore_to = current
+            self.changed = (current, new)
+            self.lost = None
+            self._note(f"set notify-keyspace-events on {self.where} from {current!r} to {new!r} for this run; "
+                       "it is restored on exit")
+
+    def _refused(self, text: str) -> None:
+        self.lost = text
+        if text not in self._warned:  # a reconnect that finds the same situation says nothing new
+            self._warned.add(text)
+            self._note(text, "warning")
+
+    def _restore_config(self) -> None:
+        with self._config_lock:
+            old, self._restore_to = self._restore_to, None
+            if old is None or self._admin is None:
+                return
+            try:
+                self._admin.config_set("notify-keyspace-events", old)
+            except (rex.RedisError, OSError) as exc:
+                self._note(f"could not restore notify-keyspace-events on {self.where} to {old!r} "
+                           f"({describe_redis_error(exc, self.target)}); run: CONFIG SET notify-keyspace-events "
+                           f"{old!r}", "warning")
+                return
+            self._note(f"restored notify-keyspace-events on {self.where} to {old!r}")
+
+    # -- the reader ------------------------------------------------------------------------------------------
+
+    def _subscribe(self) -> Any:
+        """A dedicated connection (no hidden retries: a drop must surface here) subscribed to every db."""
+        client = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, retry=Retry(NoBackoff(), 0))
+        conn = client.connection_pool.make_connection()
+        try:
+            conn.connect()
+            conn.send_command("PSUBSCRIBE", PATTERN)
+            reply = conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        if not (isinstance(reply, list) and reply and reply[0] == b"psubscribe"):
+            conn.disconnect()
+            raise rex.ConnectionError(f"unexpected reply to PSUBSCRIBE: {reply!r}")
+        return conn
+
+    def _run(self) -> None:
+        conn = self._conn
+        while conn is not None and not self._stopping.is_set():
+            try:
+                self._pump(conn)
+            except _DROPPED as exc:
+                if self._stopping.is_set():
+                    break
+                with contextlib.suppress(Exception):
+                    conn.disconnect()
+                conn = self._conn = self._recover(exc)
+            except rex.RedisError as exc:  # a protocol surprise: say so rather than die silently
+                self._note(f"keyspace observer on {self.where} stopped: {_reason(exc)}", "warning")
+                self.emit(trace.Gap(t=time.time(), source="keyspace", reason=f"observer stopped: {_reason(exc)}",
+                                    target=self.target.label))
+                self.active = False
+                break
+
+    def _pump(self, conn: Any) -> None:
+        """Read events until asked to stop; PING when idle so a silently dead link is noticed too."""
+        last = time.monotonic()
+        ping_sent: float | None = None
+        while not self._stopping.is_set():
+            if not conn.can_read(timeout=0.2):
+                now = time.monotonic()
+                if ping_sent is not None and now - ping_sent > self.timeout:
+                    raise rex.TimeoutError(f"no answer to PING in {self.timeout:.0f}s")
+                if ping_sent is None and now - last > self.ping_interval:
+                    conn.send_command("PING")
+                    ping_sent = now
+                continue
+            while True:
+                self._handle(conn.read_response())
+                if not conn.can_read(timeout=0):
+                    break
+            last = time.monotonic()
+            ping_sent = None
+
+    def _handle(self, message: Any) -> None:
+        if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
+            return  # pong, subscription confirmations
+        parsed = parse_channel(message[2])
+        if parsed is None:
+            return
+        db, event = parsed
+        key = message[3] if isinstance(message[3], bytes) else str(message[3]).encode()
+        self.emit(trace.Keyspace(t=time.time(), db=db, event=event, key=key, target=self.target.label))
+
+    def _recover(self, error: BaseException) -> Any:
+        """Reconnect with bounded backoff; write the hole as a Gap. None when stopped or given up."""
+        lost_at = time.time()
+        started = time.monotonic()
+        cause = _reason(error)
+        delay = 0.05
+        while not self._stopping.wait(delay):
+            delay = min(delay * 2, 1.0)
+            try:
+                conn = self._subscribe()
+            except _DROPPED:
+                if self.give_up_after is not None and time.monotonic() - started > self.give_up_after:
+                    reason = (f"lost the keyspace subscription ({cause}) and could not reconnect in "
+                              f"{self.give_up_after:.0f}s; no keyspace events after this point")
+                    self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, target=self.target.label))
+                    self._refused(f"keyspace events stopped on {self.where} (server unreachable): {LOST}")
+                    self.active = False
+                    return None
+                continue
+            except rex.ResponseError as exc:
+                reason = f"lost the keyspace subscription ({cause}); re-subscribing was refused: {_reason(exc)}"
+                self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, target=self.target.label))
+                self._refused(f"keyspace events stopped on {self.where} ({_reason(exc)}): {LOST}")
+                self.active = False
+                return None
+            try:
+                run_id = self._server_run_id()
+                if run_id and self._run_id and run_id != self._run_id:
+                    reason = (f"server restarted (run_id {self._run_id[:8]}… -> {run_id[:8]}…): keyspace events "
+                              "while it was down or restarting are lost")
+                else:
+                    reason = (f"keyspace subscription dropped ({cause}): a CLIENT KILL, a server timeout, or a slow "
+                              "subscriber cut off by client-output-buffer-limit pubsub; events meanwhile are lost")
+                self._run_id = run_id or self._run_id
+                self._settle_config()  # a restarted server has its startup config again: re-apply what we may
+            except _DROPPED:
+                conn.disconnect()
+                continue
+            self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, until=time.time(),
+                                target=self.target.label))
+            return conn
+        self.emit(trace.Gap(t=lost_at, source="keyspace", target=self.target.label,
+                            reason=f"keyspace subscription lost ({cause}); still disconnected when the run ended"))
+        return None
+
+    def _server_run_id(self) -> str:
+        assert self._admin is not None
+        try:
+            return str(self._admin.info("server").get("run_id", ""))
+        except rex.ResponseError:  # INFO refused by ACL: restarts go unnamed, not unnoticed (the gap stays)
+            return ""
+
+    def _note(self, text: str, level: str = "info") -> None:
+        self.emit(trace.Note(t=time.time(), level=level, text=text))
+
+
+def _config_value(reply: Any) -> str:
+    if isinstance(reply, dict):
+        value = next(iter(reply.values()), "")
+    elif isinstance(reply, list) and len(reply) >= 2:
+        value = reply[1]
+    else:
+        value = ""
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (and a SIGTERM turned into one) until the block is done, then deliver it.
+
+    Restoring the user's config must not be cut in half by a second Ctrl-C. Only the main thread may
+    install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def _hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            previous[signum] = handler
+            signal.signal(signum, _hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            handler = previous[held[0]]
+            if handler is signal.default_int_handler:
+                raise KeyboardInterrupt
+            handler(held[0], None)
