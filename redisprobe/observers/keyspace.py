@@ -108,7 +108,7 @@ class KeyspaceObserver:
                 return self
             self._started = True
         try:
-            self._admin = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout)
+            self._admin = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, protocol=2)
             try:
                 self._conn = self._subscribe()
             except rex.ResponseError as exc:  # NOPERM on PSUBSCRIBE: no channel permission
@@ -215,7 +215,8 @@ class KeyspaceObserver:
 
     def _subscribe(self) -> Any:
         """A dedicated connection (no hidden retries: a drop must surface here) subscribed to every db."""
-        client = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, retry=Retry(NoBackoff(), 0))
+        client = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, retry=Retry(NoBackoff(), 0),
+                                     protocol=2)  # RESP2: plain arrays, and no HELLO for older servers
         conn = client.connection_pool.make_connection()
         try:
             conn.connect()

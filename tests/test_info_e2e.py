@@ -1,0 +1,43 @@
+"""`redisprobe info`: each actor's own view of its server, side by side."""
+
+from __future__ import annotations
+
+from tests.clirun import run_cli
+
+
+def test_info_single_is_clean_and_complete():
+    result = run_cli("info", "--json")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["findings"] == []
+    assert {a["role"] for a in doc["actors"]} == {"api", "processor"}
+    for actor in doc["actors"]:
+        sections = actor["sections"]
+        assert {"server", "replication", "keyspace", "memory", "client", "config"} <= set(sections)
+        assert sections["server"]["run_id"] == actor["server"]["run_id"]
+        assert sections["client"]["id"] == str(actor["client_id"])
+        assert sections["config"]["maxmemory-policy"] == "noeviction"
+        assert sections["config"]["databases"] == "16"
+
+
+def test_info_split_highlights_run_id_and_finds_different_server():
+    result = run_cli("info", "--topology", "split")
+    assert result.code == 1, result.err
+    assert "different-server" in result.out
+    assert "server run_id (identity)" in result.out
+    assert "≠" in result.out
+
+
+def test_info_per_role_dbs(redis_url):
+    base = redis_url.rsplit("/", 1)[0]
+    result = run_cli("info", "--api-url", f"{base}/1", "--processor-url", f"{base}/2", "--json")
+    assert result.code == 1
+    assert [f["rule"] for f in result.json()["findings"]] == ["different-db"]
+
+
+def test_info_trace_re_renders(tmp_path):
+    out = tmp_path / "info.jsonl"
+    assert run_cli("info", "--out", str(out)).code == 0
+    again = run_cli("report", str(out), "--json")
+    assert again.code == 0
+    assert len(again.json()["actors"]) == 2

@@ -1,0 +1,79 @@
+"""The trace: strict round-trips, tolerance of a torn last line, clear errors for bad or newer files."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisprobe import trace
+from redisprobe.errors import TraceFormatError
+from tests.clirun import run_cli
+
+
+def _sample_events() -> list[trace.Event]:
+    fp = trace.ServerFingerprint(run_id="abc", host="127.0.0.1", port=6379, version="7.0.15", role="master")
+    return [
+        trace.ActorStarted(t=1.0, pid=10, role="api", target="redis://127.0.0.1:6379/0", client_id=3, server=fp),
+        trace.Op(t=1.1, mono=5.0, pid=10, role="api", client_id=3, db=0, args=[b"SET", b"k\xff\x00", b"a b"],
+                 reply="OK"),
+        trace.Monitor(t=1.2, db=0, peer="127.0.0.1:5000", args=[b"DEL", b"k\xff\x00"]),
+        trace.Keyspace(t=1.3, db=0, event="del", key=b"k\xff\x00"),
+        trace.Gap(t=1.4, source="monitor", reason="connection lost", until=1.9),
+        trace.ActorExited(t=2.0, pid=10, role="api", returncode=0),
+    ]
+
+
+def test_round_trip_is_exact(tmp_path):
+    path = tmp_path / "t.jsonl"
+    header = trace.Header(command="isolation", argv=["redisprobe", "isolation"], targets={"api": "redis://x"})
+    writer = trace.TraceWriter(path, header)
+    for event in _sample_events():
+        writer.emit(event)
+    writer.close()
+    loaded_header, events = trace.load_trace(path)
+    assert loaded_header == header
+    assert events == _sample_events()
+
+
+def test_readable_while_being_written_and_after_a_torn_write(tmp_path):
+    path = tmp_path / "t.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"))
+    for event in _sample_events()[:3]:
+        writer.emit(event)
+    # not closed: a crashed writer; and a half-written last line
+    with path.open("ab") as handle:
+        handle.write(trace.encode(_sample_events()[3])[:20])
+    _, events = trace.load_trace(path)
+    assert events == _sample_events()[:3]
+    writer.close()
+
+
+def test_bad_line_in_the_middle_names_file_and_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    lines = [trace.encode(trace.Header()), b'{"type":"op","t":"soon"}\n', trace.encode(_sample_events()[0])]
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(TraceFormatError, match=r"t\.jsonl:2: malformed"):
+        trace.load_trace(path)
+
+
+def test_newer_format_asks_for_an_upgrade(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(trace.encode(trace.Header(format=trace.TRACE_FORMAT + 1)))
+    with pytest.raises(TraceFormatError, match="please upgrade"):
+        trace.load_trace(path)
+
+
+def test_isolation_trace_re_renders_with_the_same_verdict(tmp_path):
+    out = tmp_path / "split.jsonl"
+    live = run_cli("isolation", "--topology", "split", "--timeout", "0.5", "--json", "--out", str(out))
+    assert live.code == 1
+    header, events = trace.load_trace(out)
+    assert header.command == "isolation"
+    assert "--out" in header.argv
+    kinds = {type(e).__name__ for e in events}
+    assert {"ActorStarted", "Op", "Check", "ActorExited"} <= kinds
+    offline = run_cli("report", str(out), "--json")
+    assert offline.code == 1
+    assert offline.json()["verdict"] == live.json()["verdict"] == "not-visible"
+    assert [f["rule"] for f in offline.json()["findings"]] == ["different-server"]
+    text = run_cli("report", str(out))
+    assert "different-server" in text.out and "Traceback" not in text.err
