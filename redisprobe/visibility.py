@@ -51,7 +51,9 @@ def analyse(events: list[trace.Event], *, writer_role: str = "api", reader_role:
                     "`redisprobe monitor` to see who touched the keys",
             evidence=[f"{c.role} pid {c.pid} waited {c.waited:.2f}s for {c.key} ({c.attempts} polls)" for c in missed],
             keys=[c.key for c in missed]))
-    return VisibilityReport(verdict="visible" if visible else "not-visible", actors=list(started.values()),
+    order = {writer_role: 0, reader_role: 1}
+    actors = sorted(started.values(), key=lambda a: (order.get(a.role, 2), a.role))
+    return VisibilityReport(verdict="visible" if visible else "not-visible", actors=actors,
                             checks=checks, findings=findings, crashed=crashed)
 
 

@@ -175,8 +175,9 @@ class KeyspaceObserver:
             if not self.enable:
                 how = ("turn them on with --enable-events (restored on exit)" if self.enable is None
                        else "they were not enabled because --no-enable-events was given")
+                # Declined on purpose (False): worth knowing, not worth a warning.
                 self._refused(f"keyspace events are off on {self.where} (notify-keyspace-events={current!r}, "
-                              f"lacks {lacking!r}): {LOST}; {how}")
+                              f"lacks {lacking!r}): {LOST}; {how}", "warning" if self.enable is None else "info")
                 return
             new = merge_flags(current)
             try:
@@ -191,11 +192,11 @@ class KeyspaceObserver:
             self._note(f"set notify-keyspace-events on {self.where} from {current!r} to {new!r} for this run; "
                        "it is restored on exit")
 
-    def _refused(self, text: str) -> None:
+    def _refused(self, text: str, level: str = "warning") -> None:
         self.lost = text
         if text not in self._warned:  # a reconnect that finds the same situation says nothing new
             self._warned.add(text)
-            self._note(text, "warning")
+            self._note(text, level)
 
     def _restore_config(self) -> None:
         with self._config_lock:
