@@ -347,6 +347,8 @@ def _config_value(reply: Any) -> str:
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, rex.NoPermissionError) and not text.startswith("NOPERM"):
+        text = f"NOPERM {text}"  # redis-py drops the error code; users search for it
     return text
 
 
