@@ -34,7 +34,8 @@ class Targets:
 
 @contextlib.contextmanager
 def open_targets(url: str | None, api_url: str | None = None, processor_url: str | None = None,
-                 topology: str = "single", roles: tuple[str, ...] = ROLES) -> Iterator[Targets]:
+                 topology: str = "single", roles: tuple[str, ...] = ROLES,
+                 server_args: list[str] | None = None) -> Iterator[Targets]:
     """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after."""
     url = url or os.environ.get("REDIS_URL") or None
     if url or api_url or processor_url:
@@ -48,7 +49,7 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
         _check_all(by_role)
         yield Targets(by_role=by_role, sandbox=None)
         return
-    with sandbox(topology) as box:
+    with sandbox(topology, extra=server_args) as box:
         yield Targets(by_role={role: box.target(role) for role in roles}, sandbox=box)
 
 

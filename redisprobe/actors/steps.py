@@ -87,6 +87,15 @@ class StepRunner:
                 self.run(step.get("steps", []))
         elif "inspect" in step:
             self.inspect()
+        elif "program" in step:
+            from redisprobe.actors.programs import PROGRAMS
+
+            program = PROGRAMS.get(str(step["program"]))
+            if program is None:
+                raise StepError(f"unknown program {step['program']!r}: one of {', '.join(PROGRAMS)}")
+            params = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in step.items() if k != "program"}
+            params = {k: render(v, self.vars).decode() if isinstance(v, str) else v for k, v in params.items()}
+            program(self, params)
         else:
             raise StepError(f"unknown step {sorted(step)}")
 

@@ -1,0 +1,134 @@
+"""Built-in actor programs for behaviour too rich for plain steps: the batching api and its processor.
+
+They mirror the incident redisprobe was born from: an api appends bursts of messages to batch keys and sets
+a TTL on the first message, refreshing it on every later one; a processor scans for batches and processes
+(reads, then deletes) those that have been quiet for a while. Parameters choose the refresh method and
+inject the defects of BUGS.md, so each root cause can be seen on a real server.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redisprobe.actors.steps import StepRunner
+
+REFRESH_METHODS = ("expire", "pexpire", "set-ex", "set-keepttl")
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def batch_api(runner: StepRunner, params: dict[str, Any]) -> None:
+    """Append `messages` messages to each of `batches` batch lists, `spacing` seconds apart.
+
+    Each batch is a list `{ns}batch:{n}` plus its last-message time in `{ns}batch:{n}:last`. The TTL is set
+    with the first message and refreshed with every later one, by `refresh` (EXPIRE, PEXPIRE, SET EX or
+    SET KEEPTTL). `bug` bends one of those steps the way BUGS.md describes.
+    """
+    ns = str(params["ns"])
+    ttl = float(params.get("ttl", 2))
+    messages = int(params.get("messages", 5))
+    spacing = float(params.get("spacing", 0.2))
+    batches = int(params.get("batches", 1))
+    refresh = str(params.get("refresh", "expire"))
+    bug = str(params.get("bug", ""))
+    ttl_s = max(1, round(ttl))
+    ttl_ms = int(ttl * 1000)
+    for index in range(messages):
+        for batch in range(batches):
+            key = f"{ns}batch:{batch}".encode()
+            last = key + b":last"
+            first = index == 0
+            runner.command([b"RPUSH", key, _b(f"message-{index}")])
+            if bug == "ttl-refresh-missed" and not first:
+                runner.command([b"EXPIRE", f"{ns}batch_{batch}".encode(), _b(ttl_s)])  # a near-miss name
+            elif bug == "recreated-without-ttl" and not first:
+                pass  # the TTL is set on the first message only
+            elif bug == "ttl-unit-mismatch":
+                runner.command([b"PEXPIRE", key, _b(ttl_s)])  # seconds given to a milliseconds command
+            elif bug == "expire-in-past" and index == messages // 2:
+                runner.command([b"EXPIREAT", key, _b(int(time.time()) - 3600)])  # a skewed client clock
+            elif refresh == "pexpire":
+                runner.command([b"PEXPIRE", key, _b(ttl_ms)])
+            else:
+                runner.command([b"EXPIRE", key, _b(ttl_s)])
+            now_ms = _b(int(time.time() * 1000))
+            if bug == "deleted-by-client" and first:
+                time.sleep(spacing / 2)  # the api records the batch's time a moment after the push
+            if bug == "ttl-cleared-by-set" and not first:
+                runner.command([b"SET", last, now_ms])  # no EX / KEEPTTL: the TTL is dropped
+            elif refresh == "set-keepttl" and not first:
+                runner.command([b"SET", last, now_ms, b"KEEPTTL"])
+            else:
+                runner.command([b"SET", last, now_ms, b"PX", _b(ttl_ms)])
+        time.sleep(spacing)
+
+
+def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
+    """Scan for batches every `poll` seconds; process (read, then delete) those quiet for `quiet` seconds.
+
+    `policy`: `quiet` (healthy) or `missing-is-ready` (a batch with no last-message time is treated as ready
+    at once: the incident). `match` overrides the SCAN pattern (a prefix mismatch), `db` selects another db.
+    Runs for `duration` seconds.
+    """
+    ns = str(params["ns"])
+    quiet = float(params.get("quiet", 0.5))
+    poll = float(params.get("poll", 0.05))
+    duration = float(params.get("duration", 3))
+    policy = str(params.get("policy", "quiet"))
+    pattern = _b(params.get("match") or f"{ns}batch:*")
+    if "db" in params:
+        runner.command([b"SELECT", _b(params["db"])])
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        cursor = b"0"
+        found: list[bytes] = []
+        while True:
+            reply, _ = runner.command([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"], record=False)
+            if not reply:
+                break
+            cursor, keys = reply[0], reply[1]
+            found += [k for k in keys if not k.endswith(b":last")]
+            if cursor in (b"0", 0):
+                break
+        for key in found:
+            last, _ = runner.command([b"GET", key + b":last"], record=False)
+            ready = (last is None and policy == "missing-is-ready") or (
+                last is not None and time.time() * 1000 - int(last) >= quiet * 1000)
+            if ready:
+                runner.command([b"LRANGE", key, b"0", b"-1"])
+                runner.command([b"DEL", key, key + b":last"])
+        time.sleep(poll)
+
+
+def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
+    """Another process that touches the batches after `delay` seconds: shortens TTLs, renames, or flushes."""
+    ns = str(params["ns"])
+    time.sleep(float(params.get("delay", 0.3)))
+    action = str(params.get("action", "shorten"))
+    if action == "flush":
+        runner.command([b"FLUSHDB"])
+        return
+    reply, _ = runner.command([b"SCAN", b"0", b"MATCH", f"{ns}batch:*".encode(), b"COUNT", b"1000"])
+    keys = [k for k in (reply[1] if reply else []) if not k.endswith(b":last")]
+    for key in keys:
+        if action == "shorten":
+            runner.command([b"PEXPIRE", key, _b(int(params.get("ttl_ms", 100)))])
+        elif action == "rename":
+            runner.command([b"RENAME", key, key.replace(b"batch:", b"archive:")])
+            runner.command([b"EXPIRE", key.replace(b"batch:", b"archive:"), b"5"])
+
+
+def filler(runner: StepRunner, params: dict[str, Any]) -> None:
+    """Fill memory with long-lived values so a small maxmemory with volatile-ttl evicts the short-TTL batches."""
+    ns = str(params["ns"])
+    time.sleep(float(params.get("delay", 0.3)))
+    blob = b"x" * int(params.get("size", 65536))
+    for index in range(int(params.get("count", 64))):
+        runner.command([b"SET", f"{ns}filler:{index}".encode(), blob, b"EX", b"30"], record=index == 0)
+
+
+PROGRAMS = {"batch-api": batch_api, "batch-processor": batch_processor, "janitor": janitor, "filler": filler}

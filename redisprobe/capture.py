@@ -1,0 +1,78 @@
+"""A capture: MONITOR, keyspace events and CLIENT LIST (with pids) on one server, all into one trace.
+
+The MONITOR reader is a process of its own that only spools bytes (so it keeps up with a loaded server);
+this side parses the spool in batches and writes the events to the trace. Observers notice their own
+disconnections and write gaps; `stop()` drains MONITOR up to a fence and restores any CONFIG we changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from redisprobe import trace
+from redisprobe.observers.clients import ClientPoller
+from redisprobe.observers.keyspace import KeyspaceObserver
+from redisprobe.observers.monitor import MonitorCapture
+from redisprobe.pidmap import PidMapper
+from redisprobe.target import Target
+
+
+class CaptureSession:
+    """Every observer of one target, started and stopped together (stop is safe in `finally`)."""
+
+    def __init__(self, target: Target, writer: trace.TraceWriter, *, watched: dict[int, str] | None = None,
+                 enable_events: bool | None = None, label: str = "", client_interval: float = 0.2) -> None:
+        self.target = target
+        self.writer = writer
+        self.label = label
+        self._spool = Path(tempfile.mkdtemp(prefix="redisprobe-spool-"))
+        self.monitor = MonitorCapture(target, self._spool, label=label)
+        self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
+        self.mapper = PidMapper(watched or {})
+        self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
+                                    label=label)
+        self._started: list[object] = []
+        self.monitor_lines = 0
+
+    def start(self) -> None:
+        try:
+            self.clients.start()
+            self._started.append(self.clients)
+            self.keyspace.start()
+            self._started.append(self.keyspace)
+            self.monitor.start()
+            self._started.append(self.monitor)
+        except BaseException:
+            self.stop()
+            raise
+
+    def pump(self) -> list[trace.Event]:
+        """Move what MONITOR captured since the last call into the trace; returns those events."""
+        events = list(self.monitor.poll())
+        self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in events)
+        self.writer.emit_many(events)
+        return events
+
+    def stop(self) -> list[trace.Event]:
+        """Drain MONITOR, then stop every observer (restoring CONFIG); returns the last events."""
+        tail: list[trace.Event] = []
+        if self.monitor in self._started:
+            with contextlib.suppress(Exception):
+                tail = list(self.monitor.drain())
+                self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in tail)
+                self.writer.emit_many(tail)
+        for observer in (self.keyspace, self.clients, self.monitor):
+            with contextlib.suppress(Exception):
+                observer.stop()  # type: ignore[attr-defined]
+        shutil.rmtree(self._spool, ignore_errors=True)
+        return tail
+
+    def __enter__(self) -> CaptureSession:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,61 @@
+"""TTL sampler: follows the PTTL of the keys matching a pattern while they live (the TTL curves of ttl-race)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from redisprobe import trace
+from redisprobe.target import Target
+
+
+class TtlSampler:
+    """Every `interval` seconds: SCAN the pattern, PTTL each key (in one pipeline), emit a `TtlSample` each."""
+
+    def __init__(self, target: Target, emit: Callable[[trace.Event], None], pattern: str, *,
+                 interval: float = 0.05) -> None:
+        self.target = target
+        self.emit = emit
+        self.pattern = pattern
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redisprobe-ttl", daemon=True)
+        self._client: redis.Redis | None = None
+
+    def start(self) -> TtlSampler:
+        self._client = self.target.connect(name="redisprobe:observer:ttl", timeout=3)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        if self._client is not None:
+            self._client.close()
+
+    def _run(self) -> None:
+        assert self._client is not None
+        while not self._stop.is_set():
+            with contextlib.suppress(redis.RedisError, OSError):
+                keys = [k for k in self._client.scan_iter(match=self.pattern, count=1000) if not k.endswith(b":last")]
+                if keys:
+                    pipe = self._client.pipeline(transaction=False)
+                    for key in keys:
+                        pipe.pttl(key)
+                    now = time.time()
+                    for key, pttl in zip(keys, pipe.execute(), strict=True):
+                        if pttl != -2:
+                            self.emit(trace.TtlSample(t=now, db=self.target.db, key=key, pttl=int(pttl),
+                                                      target=self.target.label))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TtlSampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

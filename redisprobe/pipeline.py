@@ -1,0 +1,118 @@
+"""Run a plan: actors on a target with every observer attached, then hand the trace to the doctor.
+
+`isolation`, `ttl-race` and scenario files are all plans; this is their one code path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redisprobe import trace
+from redisprobe.actors.child import ActorSpec
+from redisprobe.actors.supervisor import Supervisor
+from redisprobe.findings import Finding
+from redisprobe.session import Targets, make_header
+
+
+@dataclass
+class Plan:
+    """What to run: actors (each with a role, steps and variables), how long at most, what to watch."""
+
+    command: str
+    actors: list[ActorSpec]
+    max_seconds: float = 60.0
+    observe: bool = True  # MONITOR + keyspace + CLIENT LIST on the api's server
+    ttl_pattern: str | None = None  # keys whose PTTL to sample
+    options: dict[str, Any] = field(default_factory=dict)
+    cleanup_patterns: list[str] = field(default_factory=list)  # redisprobe:... keys to remove afterwards
+
+
+@dataclass
+class Execution:
+    events: list[trace.Event]
+    findings: list[Finding]
+    lives: list[Any]  # KeyLife
+    crashed: list[trace.ActorExited]
+    gaps: list[trace.Gap]
+    notes: list[trace.Note]
+    trace_path: str | None
+
+
+def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bool | None = True,
+            on_event: Callable[[trace.Event], None] | None = None) -> Execution:
+    """Run the plan's actors with observers attached; always stop everything and clean up, then diagnose."""
+    header = make_header(plan.command, targets.labels(), plan.options)
+    writer = trace.TraceWriter(out, header)
+    if on_event is not None:
+        writer.subscribe(on_event)
+    supervisor = Supervisor(writer)
+    observed = targets.by_role.get("api") or next(iter(targets.by_role.values()))
+    watched: dict[int, str] = {}
+    capture = sampler = None
+    try:
+        if plan.observe:
+            from redisprobe.capture import CaptureSession
+
+            capture = CaptureSession(observed, writer, watched=watched, enable_events=enable_events)
+            capture.start()
+        if plan.ttl_pattern:
+            from redisprobe.observers.ttl import TtlSampler
+
+            sampler = TtlSampler(observed, writer.emit, plan.ttl_pattern).start()
+        for spec in plan.actors:
+            run = supervisor.start(spec)
+            watched[run.pid] = spec.role
+            if capture is not None:
+                capture.mapper.watched[run.pid] = spec.role
+        deadline = time.monotonic() + plan.max_seconds
+        while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
+            if capture is not None:
+                capture.pump()
+            time.sleep(0.05)
+        supervisor.wait_all(timeout=max(0.0, deadline - time.monotonic()) + 1)
+        if sampler is not None:
+            time.sleep(0.1)
+    finally:
+        supervisor.stop_all()
+        if sampler is not None:
+            sampler.stop()
+        if capture is not None:
+            capture.stop()
+        _cleanup(targets, plan.cleanup_patterns)
+        writer.close()
+    return diagnose_events(writer.events, watched, str(out) if out else None)
+
+
+def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
+    from redisprobe.analysis.doctor import diagnose
+    from redisprobe.analysis.lifecycle import fold
+
+    lives = fold(events, watched=watched)
+    findings = diagnose(events, watched=watched)
+    return Execution(
+        events=events, findings=findings, lives=lives,
+        crashed=[e for e in events if isinstance(e, trace.ActorExited) and e.crashed],
+        gaps=[e for e in events if isinstance(e, trace.Gap)],
+        notes=[e for e in events if isinstance(e, trace.Note)], trace_path=trace_path)
+
+
+def _cleanup(targets: Targets, patterns: list[str]) -> None:
+    """Remove what the run wrote on a user's server; a sandbox is discarded whole anyway."""
+    if targets.owned or not patterns:
+        return
+    import redis
+
+    for target in {t.url: t for t in targets.by_role.values()}.values():
+        client = target.connect(timeout=3)
+        with contextlib.suppress(redis.RedisError, OSError):
+            for pattern in patterns:
+                assert pattern.startswith("redisprobe:")
+                keys = list(client.scan_iter(match=pattern, count=1000))
+                if keys:
+                    client.delete(*keys)
+        client.close()
