@@ -161,6 +161,144 @@ def info(
     _exit_for(len(report.findings))
 
 
+EventsOpt = Annotated[bool | None, typer.Option(
+    "--enable-events/--no-enable-events",
+    help="May redisprobe turn on notify-keyspace-events (restored afterwards)? Default: yes on the sandbox; on "
+         "--url, only if you say so.", show_default=False)]
+SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the timeline and summary as an SVG image.")]
+
+
+@app.command()
+@handled
+def monitor(
+    url: UrlOpt = None,
+    pids: Annotated[list[str] | None, typer.Option("--pids", help="Processes to watch: PID or LABEL=PID, "
+                                                   "comma-separated, repeatable.")] = None,
+    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds "
+                                                   "(default: until Ctrl-C).")] = None,
+    enable_events: EventsOpt = None,
+    redact_values: Annotated[bool, typer.Option("--redact-values", help="Keep key names, sizes and hashes of "
+                                                "values, never values.")] = False,
+    json: JsonOpt = False,
+    out: OutOpt = None,
+    svg: SvgOpt = None,
+) -> None:
+    """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
+    from redisprobe.commands.monitor import MonitorOptions, capture
+    from redisprobe.pidmap import parse_pid_spec
+    from redisprobe.render.summary import print_summary
+    from redisprobe.render.timeline import LiveTimeline
+    from redisprobe.session import open_targets
+    from redisprobe.summary import summarise
+    from redisprobe.trace import read_trace
+
+    spec = parse_pid_spec(pids or [])
+    err = stderr_console()
+    for warning in spec.warnings:
+        err.print(f"redisprobe: warning: {warning}", markup=False)
+    console = stdout_console(record=svg is not None)
+    with open_targets(url, roles=("api",)) as targets:
+        target = targets.by_role["api"]
+        events = enable_events if enable_events is not None else (True if targets.owned else None)
+        live = None
+        if not json:
+            live = LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
+            console.print(f"watching {target.label}" + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"))
+            live.header()
+        options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
+                                 redact_values=redact_values)
+        outcome = capture(target, spec, options, out, live)
+    for line in outcome.lost:
+        err.print(f"redisprobe: warning: {line}", markup=False)
+    _header, stream = read_trace(outcome.trace_path)
+    summary = summarise(stream, watched=spec.labels, key_patterns=keys or ())
+    trace_path = None if outcome.temporary else str(outcome.trace_path)
+    if outcome.temporary:
+        outcome.trace_path.unlink(missing_ok=True)
+    if json:
+        print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted})
+    else:
+        print_summary(console, summary, trace_path=trace_path)
+    if svg is not None:
+        console.save_svg(str(svg), title="redisprobe monitor")
+    if outcome.interrupted:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    _exit_for(len(summary.findings))
+
+
+@app.command("ttl-race")
+@handled
+def ttl_race(
+    url: UrlOpt = None,
+    ttl: Annotated[float, typer.Option(min=0.1, help="TTL (s) set on each batch and refreshed per message.")] = 1.0,
+    messages: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 8,
+    spacing: Annotated[float, typer.Option(min=0.01, help="Seconds between messages.")] = 0.25,
+    batches: Annotated[int, typer.Option(min=1, help="Batches written in parallel.")] = 2,
+    refresh: Annotated[str, typer.Option(help="TTL refresh: expire, pexpire, set-ex, set-keepttl.")] = "expire",
+    processors: Annotated[int, typer.Option(min=1, help="Processor instances.")] = 1,
+    policy: Annotated[str, typer.Option(help="Processor policy: quiet, missing-is-ready.")] = "quiet",
+    quiet: Annotated[float, typer.Option(min=0.0, help="A batch is ready when quiet this long (s).")] = 0.5,
+    duration: Annotated[float | None, typer.Option(min=0.5, help="Run this long (s); default: until every "
+                                                   "batch is done.")] = None,
+    bug: Annotated[str | None, typer.Option("--bug", help="Inject one root cause (see `redisprobe catalog`).")] = None,
+    allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Allow --bug on your --url server "
+                                               "(under redisprobe: only).")] = False,
+    enable_events: EventsOpt = None,
+    json: JsonOpt = False,
+    out: OutOpt = None,
+    svg: SvgOpt = None,
+) -> None:
+    """Reproduce the batching race: batches vanishing before their TTL, measured and explained."""
+    from redisprobe.commands.ttlrace import RaceOptions, build_plan, check_allowed, server_args
+    from redisprobe.pipeline import execute
+    from redisprobe.render.race import print_race, race_json
+    from redisprobe.session import open_targets
+
+    options = RaceOptions(ttl=ttl, messages=messages, spacing=spacing, batches=batches, refresh=refresh,
+                          processors=processors, policy=policy, quiet=quiet, duration=duration, bug=bug)
+    options.validate()
+    with open_targets(url, server_args=server_args(options)) as targets:
+        check_allowed(options, targets.owned, allow_writes)
+        plan = build_plan(targets, options)
+        events = enable_events if enable_events is not None else (True if targets.owned else None)
+        result = execute(plan, targets, out, enable_events=events)
+    console = stdout_console(record=svg is not None)
+    if json:
+        print_json(race_json(result, options))
+    else:
+        print_race(console, result, options)
+    if svg is not None:
+        console.save_svg(str(svg), title="redisprobe ttl-race")
+    if result.crashed:
+        stderr_console().print(f"redisprobe: an actor crashed: {result.crashed[0].detail}", markup=False)
+        raise typer.Exit(ExitCode.USAGE)
+    _exit_for(len(result.findings))
+
+
+@app.command()
+@handled
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    url: UrlOpt = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
+    from redisprobe.commands.run import run_scenarios
+
+    raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url))
+
+
+@app.command()
+@handled
+def catalog(json: JsonOpt = False) -> None:
+    """The root causes redisprobe knows, one line each, with the scenario that reproduces each."""
+    from redisprobe.commands.catalog import print_catalog
+
+    print_catalog(json=json)
+
+
 @app.command()
 @handled
 def sandbox(topology: TopologyOpt = "single") -> None:

@@ -233,6 +233,7 @@ class TraceWriter:
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
         self._listeners: list[Any] = []
+        self.transform: Any = None  # e.g. value redaction, applied before anything is kept or written
         if path is not None:
             try:
                 self._file = path.open("wb")
@@ -246,6 +247,8 @@ class TraceWriter:
         self._listeners.append(listener)
 
     def emit(self, event: Event) -> None:
+        if self.transform is not None:
+            event = self.transform(event)
         with self._lock:
             if self._keep:
                 self.events.append(event)
@@ -259,6 +262,8 @@ class TraceWriter:
         """Emit a batch with one flush: the MONITOR path sends thousands at once."""
         if not events:
             return
+        if self.transform is not None:
+            events = [self.transform(e) for e in events]
         with self._lock:
             if self._keep:
                 self.events.extend(events)

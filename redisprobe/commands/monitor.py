@@ -1,0 +1,80 @@
+"""`redisprobe monitor`: watch a live server (any client, any language), attribute every command to a process,
+and tell each watched key's life with the doctor's findings at the end (or on Ctrl-C)."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from redisprobe import trace
+from redisprobe.capture import CaptureSession
+from redisprobe.pidmap import PidSpec
+from redisprobe.session import make_header
+from redisprobe.target import Target
+
+
+@dataclass
+class MonitorOptions:
+    duration: float | None = None
+    key_patterns: tuple[str, ...] = ()
+    enable_events: bool | None = None
+    redact_values: bool = False
+
+
+@dataclass
+class CaptureOutcome:
+    trace_path: Path
+    temporary: bool
+    interrupted: bool
+    lost: list[str]  # one line per kind of attribution lost (events off, CONFIG refused...)
+
+
+def capture(target: Target, spec: PidSpec, options: MonitorOptions, out: Path | None,
+            live: object | None = None) -> CaptureOutcome:
+    """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way."""
+    temporary = out is None
+    path = out or Path(tempfile.mkstemp(prefix="redisprobe-monitor-", suffix=".jsonl")[1])
+    header = make_header("monitor", {"server": target.label}, {
+        "pids": {str(pid): label for pid, label in spec.labels.items()},
+        "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values})
+    writer = trace.TraceWriter(path, header, keep=False)
+    pending: deque[trace.Event] = deque()
+    if live is not None:
+        writer.subscribe(pending.append)
+    for warning in spec.warnings:
+        writer.note(warning, level="warning")
+    if options.redact_values:
+        from redisprobe.redact import redacting
+
+        writer.transform = redacting
+    session = CaptureSession(target, writer, watched=dict(spec.labels), enable_events=options.enable_events)
+    interrupted = False
+    deadline = time.monotonic() + options.duration if options.duration else None
+    try:
+        session.start()
+        while deadline is None or time.monotonic() < deadline:
+            session.pump()
+            if live is not None:
+                _flush_live(live, pending)
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            session.stop()
+        if live is not None:
+            _flush_live(live, pending)
+        lost = [line for line in (session.keyspace.lost,) if line]
+        writer.close()
+    return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost)
+
+
+def _flush_live(live: object, pending: deque[trace.Event]) -> None:
+    batch = []
+    while pending:
+        batch.append(pending.popleft())
+    live.feed(batch)  # type: ignore[attr-defined]

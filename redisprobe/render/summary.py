@@ -1,0 +1,89 @@
+"""The end-of-run summary: each key's life (who created it, TTL, who or what removed it), findings, gaps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from redisprobe.render.findings import findings_block
+from redisprobe.summary import Summary
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+_REMOVED_STYLE = {"expired": "magenta", "evicted": "bold magenta", "flush": "bold red"}
+
+
+def sparkline(values: list[int], width: int = 24) -> str:
+    """A TTL curve: each character is a PTTL sample (downsampled to `width`), relative to the largest."""
+    if not values:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    top = max(max(values), 1)
+    return "".join(_SPARKS[min(len(_SPARKS) - 1, max(0, int(v / top * (len(_SPARKS) - 1))))] if v >= 0 else "∞"
+                   for v in values)
+
+
+def who(by: dict[str, Any] | None) -> str:
+    if not by:
+        return "server"
+    label = by.get("label") or "unlisted"
+    pid = by.get("pid")
+    client = by.get("client_id")
+    return f"{label}" + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def keys_table(summary: Summary, *, limit: int = 50) -> Table:
+    table = Table(title="Each key's life", title_justify="left")
+    for name in ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve"):
+        table.add_column(name, overflow="fold")
+    for life in summary.keys[:limit]:
+        removed = life.get("removed") or {}
+        how = removed.get("how", "") if removed else "alive"
+        style = _REMOVED_STYLE.get(how, "bold red" if how not in ("alive", "") else "")
+        table.add_row(str(life.get("key")), str(life.get("db", "")), who(life.get("created_by")) if life.get(
+            "created_by") else "-", _seconds(life.get("ttl_set")), _seconds(life.get("lifetime")),
+            Text(how, style=style), who(removed.get("by")) if removed else "",
+            sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
+    if len(summary.keys) > limit:
+        table.caption = f"{len(summary.keys) - limit} more keys in --json / the trace"
+    return table
+
+
+def summary_view(summary: Summary, *, trace_path: str | None = None) -> RenderableType:
+    parts: list[RenderableType] = []
+    if summary.clients:
+        clients = Table(title="Clients seen", title_justify="left")
+        for name in ("client id", "addr", "db", "name", "pid", "process / label"):
+            clients.add_column(name)
+        for c in summary.clients:
+            clients.add_row(str(c["client_id"]), c["addr"], str(c["db"]), c["name"], str(c["pid"] or "?"),
+                            c["label"] if c["label"] != "unlisted" else Text(f"unlisted {c['process']}",
+                                                                             style="yellow"))
+        parts.append(clients)
+    if summary.keys:
+        parts.append(keys_table(summary))
+    parts.append(findings_block(summary.findings))
+    for gap in summary.gaps:
+        until = time.strftime("%H:%M:%S", time.localtime(gap.until)) if gap.until else "the end"
+        parts.append(Text(f"GAP: {gap.source} lost events from {time.strftime('%H:%M:%S', time.localtime(gap.t))} "
+                          f"to {until}: {gap.reason}", style="bold red"))
+    for note in summary.notes:
+        if note.level == "warning":
+            parts.append(Text(f"! {note.text}", style="yellow"))
+    stats = summary.stats
+    parts.append(Text(f"{stats.get('commands', 0)} commands, {stats.get('keyspace_events', 0)} keyspace events, "
+                      f"{len(summary.gaps)} gaps" + (f"; trace: {trace_path}" if trace_path else ""), style="dim"))
+    return Group(*parts)
+
+
+def print_summary(console: Console, summary: Summary, *, trace_path: str | None = None) -> None:
+    console.print(summary_view(summary, trace_path=trace_path))

@@ -1,0 +1,91 @@
+"""What a capture amounts to: clients, each watched key's life, findings, gaps and counts.
+
+Computed in one streaming pass over a trace (live capture, ttl-race, a saved file or a redis-cli log), so memory
+grows with the number of keys and clients, not of lines.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redisprobe import trace
+from redisprobe.findings import Finding
+
+
+@dataclass
+class Summary:
+    clients: list[dict[str, Any]]
+    keys: list[dict[str, Any]]
+    findings: list[Finding]
+    gaps: list[trace.Gap]
+    notes: list[trace.Note]
+    stats: dict[str, int]
+    ttl_curves: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clients": self.clients,
+            "keys": self.keys,
+            "findings": self.findings,
+            "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until} for g in self.gaps],
+            "notes": [{"level": n.level, "text": n.text} for n in self.notes],
+            "stats": self.stats,
+        }
+
+
+class _Tap:
+    """Counts and collects the small things while the big stream flows on to the lifecycle fold."""
+
+    def __init__(self) -> None:
+        self.clients: dict[int, trace.ClientSeen] = {}
+        self.gaps: list[trace.Gap] = []
+        self.notes: list[trace.Note] = []
+        self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0}
+        self.ttl: dict[bytes, list[int]] = {}
+
+    def through(self, events: Iterable[trace.Event]) -> Iterator[trace.Event]:
+        stats = self.stats
+        for event in events:
+            stats["events"] += 1
+            kind = type(event)
+            if kind is trace.Monitor:
+                stats["commands"] += 1
+            elif kind is trace.Keyspace:
+                stats["keyspace_events"] += 1
+            elif kind is trace.Op:
+                stats["ops"] += 1
+            elif kind is trace.ClientSeen:
+                self.clients[event.client_id] = event  # type: ignore[union-attr]
+            elif kind is trace.Gap:
+                self.gaps.append(event)  # type: ignore[arg-type]
+            elif kind is trace.Note:
+                self.notes.append(event)  # type: ignore[arg-type]
+            elif kind is trace.TtlSample:
+                self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
+            yield event
+
+
+def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
+              key_patterns: Iterable[str] = ()) -> Summary:
+    from redisprobe.analysis.doctor import diagnose_lives
+    from redisprobe.analysis.lifecycle import fold
+
+    tap = _Tap()
+    lives = fold(tap.through(events), watched=watched or {})
+    findings = diagnose_lives(lives)
+    patterns = list(key_patterns)
+    keys = [life.to_json() for life in lives.keys()
+            if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
+    if patterns:
+        findings = [f for f in findings if not f.keys
+                    or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
+    clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
+                "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
+                                                   else ""),
+                "process": c.process} for c in tap.clients.values() if not c.name.startswith("redisprobe:observer")]
+    curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
+    return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
+                   stats=tap.stats, ttl_curves=curves)
