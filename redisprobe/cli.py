@@ -321,12 +321,13 @@ def sandbox(topology: TopologyOpt = "single") -> None:
 @handled
 def report(
     file: Annotated[Path, typer.Argument(help="A trace written with --out (or a redis-cli monitor log).")],
+    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Re-render a saved trace, offline."""
+    """Re-render a saved trace, or analyse a `redis-cli monitor` log, offline."""
     from redisprobe.commands.report import run_report
 
-    _exit_for(run_report(file, json=json))
+    _exit_for(run_report(file, json=json, key_patterns=tuple(keys or ())))
 
 
 def main(argv: list[str] | None = None) -> int:

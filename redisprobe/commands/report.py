@@ -1,16 +1,39 @@
-"""`redisprobe report FILE`: the same analysis, offline, from a saved trace."""
+"""`redisprobe report FILE`: the same analysis, offline, from a saved trace or a plain redis-cli monitor log."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from redisprobe.errors import TraceFormatError
 from redisprobe.render.console import print_json, stdout_console
-from redisprobe.trace import load_trace
+from redisprobe.trace import load_trace, read_trace
+
+_CAPTURES = {"monitor", "ttl-race", "scenario", "run"}
 
 
-def run_report(path: Path, *, json: bool) -> int:
+def _first_line(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.readline()
+    except OSError as exc:
+        raise TraceFormatError(f"cannot read trace {str(path)!r}: {exc.strerror}") from None
+
+
+def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) -> int:
     """Re-render a trace by the command that made it; returns the number of findings."""
-    header, events = load_trace(path)
+    from redisprobe.monitorlog import looks_like_monitor_log
+
+    first = _first_line(path)
+    if looks_like_monitor_log(first):
+        from redisprobe.monitorlog import read_monitor_log
+
+        return _summary(read_monitor_log(path), {}, path, json=json, key_patterns=key_patterns)
+    header, stream = read_trace(path)
+    if header.command in _CAPTURES:
+        pids = header.options.get("pids") or {}
+        watched = {int(pid): str(label) for pid, label in pids.items()} if isinstance(pids, dict) else {}
+        return _summary(stream, watched, path, json=json, key_patterns=key_patterns)
+    _, events = load_trace(path)
     if header.command == "info":
         from redisprobe.commands.info import info_report
         from redisprobe.render.info import info_json, print_info
@@ -30,3 +53,16 @@ def run_report(path: Path, *, json: bool) -> int:
     else:
         print_isolation(stdout_console(), report, None)
     return len(report.findings) + (report.verdict != "visible")
+
+
+def _summary(events, watched: dict[int, str], path: Path, *, json: bool,  # type: ignore[no-untyped-def]
+             key_patterns: tuple[str, ...]) -> int:
+    from redisprobe.render.summary import print_summary
+    from redisprobe.summary import summarise
+
+    summary = summarise(events, watched=watched, key_patterns=key_patterns)
+    if json:
+        print_json({**summary.to_json(), "trace": str(path)})
+    else:
+        print_summary(stdout_console(), summary, trace_path=str(path))
+    return len(summary.findings)
