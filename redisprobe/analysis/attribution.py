@@ -1,0 +1,295 @@
+"""Who sent a command: a MONITOR peer at a moment, turned into an `Actor` (pid, label, client id, address).
+
+MONITOR names a client only by `ip:port`, `lua` or `unix:<socket>`. CLIENT LIST samples (`ClientSeen`) and our
+actors' own start records (`ActorStarted`) give each address a client id, and psutil a pid. Ports are reused
+quickly, so an address maps to a *sequence* of client ids over time; the one in effect at `t` is the last one
+that had connected by then (`age` in CLIENT LIST says when).
+
+The fold stores compact `Who` tokens and resolves them at the end, when every sample is known: a command sent
+before the first CLIENT LIST poll still gets its pid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redisprobe import trace
+from redisprobe.findings import Actor
+
+# (server, peer, server time, hint): `peer` is the MONITOR peer (`ip:port`, `unix:...`) or `id:<client id>` for
+# an actor's own op; `hint` is a hash of the command's args for unix-socket peers (matched to actors' ops), else 0.
+Who = tuple[str, str, float, int]
+
+UNIX_ALIVE_SLACK = 5.0
+"""Seconds after its last CLIENT LIST sample a unix-socket client still counts as connected (poll interval)."""
+
+OP_MATCH_WINDOW = 2.0
+"""Seconds between an actor's recorded op and the MONITOR line it matches (unix-socket attribution)."""
+
+_NAME_PREFIX = "redisprobe:"
+
+
+@dataclass
+class ClientInfo:
+    """Everything learned about one connection (client ids are unique for a server's lifetime)."""
+
+    client_id: int
+    addr: str = ""
+    pid: int | None = None
+    name: str = ""
+    lib: str = ""
+    label: str = ""
+    process: str = ""
+    role: str = ""
+    db: int = 0
+    flags: set[str] = field(default_factory=set)
+    connected_at: float | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    multi: bool = False  # CLIENT LIST showed flags=x (inside MULTI) at the last sample
+    samples: int = 0
+
+
+class Attributor:
+    """Joins MONITOR peers to connections and processes; fed in trace order, queried at the end."""
+
+    def __init__(self, watched: dict[int, str] | None = None) -> None:
+        self.watched = dict(watched or {})
+        self.clients: dict[tuple[str, int], ClientInfo] = {}
+        self.actor_pids: dict[int, trace.ActorStarted] = {}
+        self.actor_server: dict[int, str] = {}  # pid -> server key of its target
+        self._by_addr: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        self._unix: dict[str, list[int]] = {}  # server -> client ids on a unix socket
+        self._unix_ops: dict[tuple[str, int], list[tuple[float, int]]] = {}  # (server, args hash) -> (t, cid)
+        self._pids_by_client: dict[tuple[str, int], set[int]] = {}
+        self._cache: dict[tuple[str, str, int], Actor] = {}
+
+    # -- feeding -------------------------------------------------------------------------------------------
+
+    def _client(self, server: str, client_id: int, t: float) -> ClientInfo:
+        info = self.clients.get((server, client_id))
+        if info is None:
+            info = ClientInfo(client_id=client_id, first_seen=t)
+            self.clients[(server, client_id)] = info
+        return info
+
+    def _place(self, server: str, addr: str, client_id: int, since: float) -> None:
+        """Record that `addr` belongs to `client_id` from `since` on (one entry per new client on an addr)."""
+        if not addr:
+            return
+        history = self._by_addr.setdefault((server, addr), [])
+        for index, (_, known) in enumerate(history):
+            if known == client_id:
+                if since < history[index][0]:
+                    history[index] = (since, client_id)
+                    history.sort()
+                return
+        history.append((since, client_id))
+        history.sort()
+        if _is_unix(addr):
+            self._unix.setdefault(server, []).append(client_id)
+
+    def _add_pid(self, server: str, client_id: int, pid: int | None) -> None:
+        if pid:
+            self._pids_by_client.setdefault((server, client_id), set()).add(pid)
+
+    def client_seen(self, event: trace.ClientSeen, server: str) -> None:
+        info = self._client(server, event.client_id, event.t)
+        info.addr = event.addr or info.addr
+        info.db = event.db
+        info.name = event.name or info.name
+        info.lib = event.lib or info.lib
+        info.label = event.label or info.label
+        info.process = event.process or info.process
+        if event.pid:
+            info.pid = event.pid
+            self._add_pid(server, event.client_id, event.pid)
+        info.flags.update(event.flags)
+        info.multi = "x" in event.flags
+        info.last_seen = max(info.last_seen, event.t)
+        info.samples += 1
+        connected = event.t - event.age - 1.0  # age is whole seconds, rounded down
+        if info.connected_at is None or connected < info.connected_at:
+            info.connected_at = connected
+        self._cache.clear()
+        self._place(server, event.addr, event.client_id, connected)
+
+    def actor_started(self, event: trace.ActorStarted, server: str) -> None:
+        self.actor_pids[event.pid] = event
+        self.actor_server[event.pid] = server
+        if not event.client_id:
+            return
+        info = self._client(server, event.client_id, event.t)
+        info.pid = event.pid
+        info.role = event.role
+        info.name = event.client_name or info.name
+        info.addr = event.addr or info.addr
+        info.db = event.db
+        if info.connected_at is None or event.t - 1.0 < info.connected_at:
+            info.connected_at = event.t - 1.0  # it connected just before saying so
+        info.last_seen = max(info.last_seen, event.t)
+        self._add_pid(server, event.client_id, event.pid)
+        self._cache.clear()
+        self._place(server, event.addr, event.client_id, info.connected_at)
+
+    def op_seen(self, event: trace.Op, server: str, unix_hint: int = 0) -> None:
+        """An actor's own op: ties its client id to its pid (and, on a unix socket, its args to the client)."""
+        key = (server, event.client_id)
+        info = self.clients.get(key)
+        if info is None or info.pid != event.pid:
+            info = self._client(server, event.client_id, event.t)
+            if info.pid is not None and info.pid != event.pid:
+                self._cache.clear()
+            info.pid = info.pid or event.pid
+            info.role = info.role or event.role
+            self._add_pid(server, event.client_id, event.pid)
+        pids = self._pids_by_client.get(key)
+        if pids is None or event.pid not in pids:
+            self._add_pid(server, event.client_id, event.pid)
+        info.last_seen = event.t if event.t > info.last_seen else info.last_seen
+        if unix_hint and _is_unix(info.addr):
+            bucket = self._unix_ops.setdefault((server, unix_hint), [])
+            if len(bucket) < 64:
+                bucket.append((event.t, event.client_id))
+
+    # -- querying ------------------------------------------------------------------------------------------
+
+    def client_at(self, server: str, peer: str, t: float) -> int | None:
+        """The client id behind `peer` at time `t` (the last one connected by then), or None."""
+        history = self._by_addr.get((server, peer))
+        if not history:
+            return None
+        chosen = history[0][1]
+        for since, client_id in history:
+            if since <= t:
+                chosen = client_id
+            else:
+                break
+        return chosen
+
+    def resolve(self, who: Who | None) -> Actor | None:
+        """The Actor behind a Who token; None for the server itself (no token)."""
+        if who is None:
+            return None
+        server, peer, t, hint = who
+        if peer.startswith("id:"):
+            return self.actor_for_client(server, int(peer[3:]), peer)
+        if peer.startswith("pid:"):
+            pid = int(peer[4:])
+            started = self.actor_pids.get(pid)
+            label = self.watched.get(pid) or (started.role if started else "")
+            return Actor(pid=pid, label=label, client_id=started.client_id if started else None,
+                         addr=started.addr if started else "")
+        if peer.startswith("unix:"):
+            return self._resolve_unix(server, peer, t, hint)
+        if peer == "lua":
+            return Actor(label="lua script (its caller was not seen)", addr="lua")
+        client_id = self.client_at(server, peer, t)
+        if client_id is None:
+            return Actor(addr=peer, label="")
+        return self.actor_for_client(server, client_id, peer)
+
+    def actor_for_client(self, server: str, client_id: int, addr: str = "") -> Actor:
+        key = (server, addr, client_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        info = self.clients.get((server, client_id))
+        if info is None:
+            actor = Actor(client_id=client_id, addr=addr if not addr.startswith("id:") else "")
+        else:
+            actor = Actor(pid=info.pid, label=self.label_of(info), client_id=client_id,
+                          addr=info.addr or (addr if not addr.startswith("id:") else ""))
+        self._cache[key] = actor
+        return actor
+
+    def label_of(self, info: ClientInfo) -> str:
+        """watched label > actor role > observer label > redisprobe client name > process name > name/lib."""
+        if info.pid is not None and info.pid in self.watched:
+            return self.watched[info.pid]
+        if info.pid is not None and info.pid in self.actor_pids:
+            return self.actor_pids[info.pid].role
+        if info.role:
+            return info.role
+        if info.label:
+            return info.label
+        if info.name.startswith(_NAME_PREFIX):
+            parts = info.name.split(":")
+            if len(parts) >= 2 and parts[1]:
+                return parts[1]
+        if info.process:
+            return info.process
+        return info.name or info.lib
+
+    def _resolve_unix(self, server: str, peer: str, t: float, hint: int) -> Actor:
+        if hint:
+            bucket = self._unix_ops.get((server, hint), ())
+            best = min(bucket, key=lambda item: abs(item[0] - t), default=None)
+            if best is not None and abs(best[0] - t) <= OP_MATCH_WINDOW:
+                return self.actor_for_client(server, best[1], peer)
+        candidates = []
+        for client_id in self._unix.get(server, ()):
+            info = self.clients[(server, client_id)]
+            start = info.connected_at if info.connected_at is not None else info.first_seen
+            if start <= t <= info.last_seen + UNIX_ALIVE_SLACK:
+                candidates.append(info)
+        if len(candidates) == 1:
+            return self.actor_for_client(server, candidates[0].client_id, peer)
+        if not candidates:
+            return Actor(addr=peer, label="unix-socket client (not in any CLIENT LIST sample)")
+        names = ", ".join(sorted({self.label_of(c) or f"client {c.client_id}" for c in candidates}))
+        return Actor(addr=peer, label=f"ambiguous: {len(candidates)} unix-socket clients ({names})")
+
+    # -- questions the rules ask ---------------------------------------------------------------------------
+
+    def is_listed(self, actor: Actor | None) -> bool:
+        """A process the user named (--pids) or one of our actors; with neither, any local pid counts."""
+        if actor is None or actor.pid is None:
+            return False
+        if self.watched or self.actor_pids:
+            return actor.pid in self.watched or actor.pid in self.actor_pids
+        return True
+
+    @property
+    def has_expectations(self) -> bool:
+        """Whether the trace says which processes are expected (watched pids or our own actors)."""
+        return bool(self.watched or self.actor_pids)
+
+    def process_of(self, pid: int | None) -> str:
+        """The process name (or actor role) of a pid, to spot several instances of one program."""
+        if pid is None:
+            return ""
+        for info in self.clients.values():
+            if info.pid == pid and info.process:
+                return info.process
+        started = self.actor_pids.get(pid)
+        return started.role if started else ""
+
+    def shared_clients(self) -> list[tuple[str, int, set[int]]]:
+        """Connections used by more than one pid (a forked child writing on its parent's socket)."""
+        return [(server, client_id, pids) for (server, client_id), pids in self._pids_by_client.items()
+                if len(pids) > 1]
+
+    def client_info(self, server: str, client_id: int | None) -> ClientInfo | None:
+        if client_id is None:
+            return None
+        return self.clients.get((server, client_id))
+
+
+def _is_unix(addr: str) -> bool:
+    return addr.startswith("/") or addr.startswith("unix:")
+
+
+def describe(actor: Actor | None) -> str:
+    """`pid 4242 (api) client 7` / `unlisted client 127.0.0.1:5000 (name=x)` / `the server`."""
+    if actor is None:
+        return "the server"
+    parts = []
+    if actor.pid is not None:
+        parts.append(f"pid {actor.pid}" + (f" ({actor.label})" if actor.label else ""))
+    else:
+        where = actor.addr or "?"
+        parts.append(f"client {where}" + (f" ({actor.label})" if actor.label else "") + " with no known pid")
+    if actor.client_id is not None:
+        parts.append(f"client id {actor.client_id}")
+    return " ".join(parts)

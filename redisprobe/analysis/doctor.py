@@ -1,0 +1,59 @@
+"""The doctor: fold a trace once, run every rule, return findings (pure: no I/O, no rendering).
+
+`analyze` gives both the folded lifecycle (for the timeline) and the findings from one pass over the events,
+which matters when they are millions of MONITOR lines read from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from redisprobe import trace
+from redisprobe.analysis.lifecycle import Lifecycle
+from redisprobe.analysis.rules import REGISTRY
+from redisprobe.analysis.rules.base import Context, RuleInput
+from redisprobe.findings import Finding
+
+RULES: dict[str, str] = {rule_id: description for rule_id, (description, _rule) in REGISTRY.items()}
+"""Rule id (a BUGS.md id) -> one-line description, for `redisprobe catalog`."""
+
+_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class Analysis:
+    lifecycle: Lifecycle
+    findings: list[Finding]
+
+
+def analyze(events: Iterable[trace.Event], context: Context | None = None, *,
+            rules: Iterable[str] | None = None) -> Analysis:
+    """One streaming pass over `events` (time order), then every rule (or only `rules`) over the result."""
+    context = context or Context()
+    lifecycle = Lifecycle(watched=context.watched, intended_ttls=context.intended_ttls)
+    lifecycle.run(events)
+    return Analysis(lifecycle=lifecycle, findings=run_rules(lifecycle, context, rules))
+
+
+def run_rules(lifecycle: Lifecycle, context: Context | None = None,
+              rules: Iterable[str] | None = None) -> list[Finding]:
+    """The findings of a finished lifecycle, errors first."""
+    chosen = list(REGISTRY) if rules is None else list(rules)
+    unknown = [rule for rule in chosen if rule not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown rule(s): {', '.join(unknown)}")
+    rule_input = RuleInput(lifecycle=lifecycle, context=context or Context())
+    findings: list[Finding] = []
+    for rule_id in chosen:
+        findings.extend(REGISTRY[rule_id][1](rule_input))
+    findings.sort(key=lambda f: _ORDER.get(f.severity, 3))
+    return findings
+
+
+def diagnose(events: Iterable[trace.Event], context: Context | None = None) -> list[Finding]:
+    """Findings for a trace: one per root cause and culprit (keys grouped by family), errors first."""
+    return analyze(events, context).findings
+
+
+__all__ = ["RULES", "Analysis", "Context", "analyze", "diagnose", "run_rules"]

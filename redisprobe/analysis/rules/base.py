@@ -1,0 +1,165 @@
+"""What every doctor rule gets (the folded trace, who is who) and the helpers that keep findings short.
+
+A rule is a plain function `(RuleInput) -> list[Finding]`. Findings are grouped per culprit and key family
+(`batch:*`), so ten thousand deleted batches make one finding listing a few keys and a count, not ten thousand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redisprobe.analysis.attribution import Attributor, Who, describe
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, clock, command_text, evidence_line
+from redisprobe.findings import Actor, Finding
+
+KEYS_LISTED = 10
+"""Keys named in one finding; the rest are counted."""
+
+EVIDENCE_PER_FINDING = 12
+"""Evidence lines kept per finding (the first examples; each names time, pid, client id and command)."""
+
+
+@dataclass
+class Context:
+    """What the user told us: which pids are whose (`--pids api=123`), and the TTLs keys are meant to have."""
+
+    watched: dict[int, str] = field(default_factory=dict)
+    intended_ttls: dict[str, float] = field(default_factory=dict)  # key or glob pattern -> seconds
+
+
+@dataclass
+class RuleInput:
+    lifecycle: Lifecycle
+    context: Context
+    cache: dict[str, object] = field(default_factory=dict)  # shared lookups built once (the near-miss index)
+
+    @property
+    def attributor(self) -> Attributor:
+        return self.lifecycle.attributor
+
+    def actor(self, who: Who | None) -> Actor | None:
+        return self.lifecycle.attributor.resolve(who)
+
+    def line(self, t: float | None, who: Who | None, args: list[bytes] | None, effect: str = "",
+             db: int | None = None) -> str:
+        return evidence_line(t, self.actor(who), args, effect, db)
+
+
+Rule = Callable[[RuleInput], list[Finding]]
+
+
+def identity(actor: Actor | None) -> tuple[object, ...]:
+    """Same process -> same identity; without a pid, the connection (client id, else address) stands for it."""
+    if actor is None:
+        return ("server",)
+    if actor.pid is not None:
+        return ("pid", actor.pid)
+    if actor.client_id is not None:
+        return ("client", actor.client_id)
+    return ("addr", actor.addr)
+
+
+def same_process(a: Actor | None, b: Actor | None) -> bool:
+    return identity(a) == identity(b)
+
+
+def family(key: bytes | str) -> str:
+    """`batch:1234:items` -> `batch:*:items`: keys that differ only by ids are one family."""
+    text = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+    if ":" in text:
+        parts = text.split(":")
+        return ":".join("*" if any(c.isdigit() for c in part) and len(parts) > 1 else part for part in parts)
+    out = []
+    digits = False
+    for char in text:
+        if char.isdigit():
+            if not digits:
+                out.append("*")
+            digits = True
+        else:
+            out.append(char)
+            digits = False
+    return "".join(out)
+
+
+@dataclass
+class Group:
+    """One finding in the making: a culprit, a key family, evidence and keys."""
+
+    rule: str
+    severity: str
+    culprit: Actor | None
+    summary: Callable[[Group], str]
+    keys: list[str] = field(default_factory=list)
+    key_count: int = 0
+    evidence: list[str] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def add_key(self, key: str) -> bool:
+        """Count a key once; True when it is new to this group."""
+        if key in self.keys:
+            return False
+        self.key_count += 1
+        if len(self.keys) < KEYS_LISTED:
+            self.keys.append(key)
+        return True
+
+    def add_evidence(self, *lines: str) -> None:
+        for line in lines:
+            if line and line not in self.evidence and len(self.evidence) < EVIDENCE_PER_FINDING:
+                self.evidence.append(line)
+
+    def finding(self) -> Finding:
+        keys = list(self.keys)
+        if self.key_count > len(keys):
+            keys.append(f"... and {self.key_count - len(keys)} more")
+        return Finding(rule=self.rule, severity=self.severity, summary=self.summary(self), evidence=self.evidence,
+                       keys=keys, culprit=self.culprit)
+
+
+class Groups:
+    """Findings of one rule, grouped by (culprit, family, anything else that must not be merged)."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        self._groups: dict[tuple[object, ...], Group] = {}
+
+    def get(self, key: tuple[object, ...], severity: str, culprit: Actor | None,
+            summary: Callable[[Group], str]) -> Group:
+        group = self._groups.get(key)
+        if group is None:
+            group = Group(self.rule, severity, culprit, summary)
+            self._groups[key] = group
+        elif _rank(severity) < _rank(group.severity):
+            group.severity = severity
+        return group
+
+    def findings(self) -> list[Finding]:
+        return [group.finding() for group in self._groups.values()]
+
+
+def _rank(severity: str) -> int:
+    return {"error": 0, "warning": 1, "info": 2}.get(severity, 3)
+
+
+def who_text(actor: Actor | None) -> str:
+    return describe(actor)
+
+
+def keys_phrase(group: Group) -> str:
+    """`key batch:1` / `3 keys like batch:*`."""
+    if group.key_count == 1:
+        return f"key {group.keys[0]}"
+    fam = group.extra.get("family")
+    return f"{group.key_count} keys" + (f" like {fam}" if fam else "")
+
+
+def life_key(life: KeyLife) -> str:
+    return life.key_text
+
+
+__all__ = [
+    "EVIDENCE_PER_FINDING", "KEYS_LISTED", "Context", "Group", "Groups", "Rule", "RuleInput", "clock",
+    "command_text", "evidence_line", "family", "identity", "keys_phrase", "life_key", "same_process", "who_text",
+]

@@ -1,0 +1,201 @@
+"""Near-miss key names: the reader asks for `job:1`, the writer wrote `bull:job:1` (or `job_1`, `app:app:job:1`).
+
+The index is built once, after the fold, from the keys that existed during the trace; lookups cost a few dict
+hits per missed key, never a scan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from redisprobe.analysis.lifecycle import clock
+from redisprobe.analysis.rules.base import Groups, RuleInput, family, identity, who_text
+from redisprobe.findings import Finding
+
+MIN_NAME = 3
+"""Name parts shorter than this never count as a near-miss (`1` would match every id)."""
+
+MAX_INDEX_KEYS = 1_000_000
+"""Written keys indexed for near-miss lookups (the first ones; more would only cost memory)."""
+
+MAX_PATTERN_KEYS = 200_000
+"""Written keys a SCAN/KEYS pattern is tried against."""
+
+MAX_PREFIXES_TRIED = 20
+"""Top-level prefixes of written keys tried in front of a pattern that matched nothing."""
+
+_SEPARATORS = bytes.maketrans(b"_./", b":::")
+
+
+def _norm(key: bytes) -> bytes:
+    return key.translate(_SEPARATORS)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class NameIndex:
+    """Written keys per server, by normalised name and by what is left after dropping leading/trailing parts."""
+
+    def __init__(self) -> None:
+        self.exact: set[tuple[str, bytes]] = set()
+        self.norm: dict[tuple[str, bytes], bytes] = {}
+        self.tails: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}  # tail -> (key, dropped prefix)
+        self.heads: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}  # head -> (key, dropped suffix)
+        self.per_server: dict[str, list[bytes]] = {}
+        self.db_of: dict[tuple[str, bytes], int] = {}
+
+    def add(self, server: str, key: bytes, db: int = 0) -> None:
+        if (server, key) in self.exact:
+            return
+        self.exact.add((server, key))
+        self.db_of[(server, key)] = db
+        keys = self.per_server.setdefault(server, [])
+        if len(keys) < MAX_PATTERN_KEYS:
+            keys.append(key)
+        norm = _norm(key)
+        self.norm.setdefault((server, norm), key)
+        parts = norm.split(b":")
+        for index in range(1, len(parts)):
+            tail = b":".join(parts[index:])
+            head = b":".join(parts[:index])
+            if len(tail) >= MIN_NAME:
+                self.tails.setdefault((server, tail), (key, head + b":"))
+            if len(head) >= MIN_NAME:
+                self.heads.setdefault((server, head), (key, b":" + tail))
+
+    def find(self, server: str, key: bytes) -> tuple[str, str] | None:
+        """(written key, how the names differ) for a missed key, or None when no written key is that close."""
+        if (server, key) in self.exact:
+            return None
+        norm = _norm(key)
+        written = self.norm.get((server, norm))
+        if written is not None:
+            return _text(written), "separators differ"
+        hit = self.tails.get((server, norm))
+        if hit is not None:
+            return _text(hit[0]), f"the writer's name has the prefix '{_text(hit[1])}'"
+        parts = norm.split(b":")
+        for index in range(1, len(parts)):
+            tail = b":".join(parts[index:])
+            written = self.norm.get((server, tail))
+            if written is not None and len(tail) >= MIN_NAME:
+                extra = b":".join(parts[:index]) + b":"
+                doubled = b":".join(parts[:index]) == b":".join(parts[index:index + index])
+                what = "a doubled prefix" if doubled else "an extra prefix"
+                return _text(written), f"the reader's name has {what} '{_text(extra)}'"
+        hit = self.heads.get((server, norm))
+        if hit is not None:
+            return _text(hit[0]), f"the writer's name has the suffix '{_text(hit[1])}'"
+        for index in range(len(parts) - 1, 0, -1):
+            head = b":".join(parts[:index])
+            written = self.norm.get((server, head))
+            if written is not None and len(head) >= MIN_NAME:
+                return _text(written), f"the reader's name has the suffix ':{_text(b':'.join(parts[index:]))}'"
+        return None
+
+
+def name_index(inp: RuleInput) -> NameIndex:
+    """Built once per diagnosis and shared by the rules that look for near-misses."""
+    cached = inp.cache.get("names")
+    if cached is None:
+        cached = NameIndex()
+        count = 0
+        for slot in inp.lifecycle.slot_items():
+            if slot.count:
+                cached.add(slot.server, slot.key, slot.db)
+                count += 1
+                if count >= MAX_INDEX_KEYS:
+                    break
+        inp.cache["names"] = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def near_miss(inp: RuleInput, server: str, key: bytes) -> tuple[str, str] | None:
+    return name_index(inp).find(server, key)
+
+
+def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
+    """Reads (or SCAN/KEYS patterns) that miss written keys by a prefix, a suffix or a separator."""
+    groups = Groups("key-prefix-mismatch")
+    index = name_index(inp)
+    for slot in inp.lifecycle.slot_items():
+        if slot.count or not slot.miss_log:
+            continue
+        found = index.find(slot.server, slot.key)
+        if found is None:
+            continue
+        written, how = found
+        t, who, args, _certain = slot.miss_log[0]
+        reader = inp.actor(who)
+        group = groups.get((identity(reader), how, family(slot.key)), "error", reader, _summary)
+        group.extra.update(actor=reader, how=how, example=(_text(slot.key), written))
+        if not group.add_key(_text(slot.key)):
+            continue
+        creator = _creation(inp, index, slot.server, written.encode())
+        if creator is not None:
+            group.add_evidence(creator)
+        group.add_evidence(inp.line(t, who, args, f"missed ({slot.misses}x): no such key; {written} exists, {how}",
+                                    slot.db))
+    for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
+        _pattern(inp, groups, index, server, db, pattern, count, t, who, args)
+    return groups.findings()
+
+
+def _creation(inp: RuleInput, index: NameIndex, server: str, key: bytes) -> str | None:
+    slot = inp.lifecycle.slots.get((server, index.db_of.get((server, key), 0), key))
+    for life in slot.all_lives() if slot is not None else ():
+        if life.created_by is not None:
+            return inp.line(life.created_at, life.created_by, life.created_args, "written", slot.db)  # type: ignore[union-attr]
+    return None
+
+
+def _summary(group: object) -> str:
+    extra = group.extra  # type: ignore[attr-defined]
+    missed, written = extra["example"]
+    more = "" if group.key_count == 1 else f" (and {group.key_count - 1} more like it)"  # type: ignore[attr-defined]
+    return (f"{who_text(extra['actor'])} looked for {missed}{more} but {written} was written: "
+            f"{extra['how']}")
+
+
+def _glob(pattern: bytes) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(_text(pattern)), re.DOTALL)
+
+
+def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, server: str, db: int, pattern: bytes, count: int,
+             t: float, who: object, args: list[bytes]) -> None:
+    keys = [_text(k) for k in index.per_server.get(server, ())]
+    if not keys or any(_glob(pattern).match(k) for k in keys):
+        return
+    variants: list[tuple[bytes, str]] = [(_norm(pattern), "separators differ")]
+    parts = _norm(pattern).split(b":")
+    if len(parts) > 2:
+        variants.append((b":".join(parts[1:]), f"the pattern has an extra prefix '{_text(parts[0])}:'"))
+    prefixes = []
+    for key in keys:
+        head = key.split(":", 1)[0]
+        if ":" in key and head not in prefixes:
+            prefixes.append(head)
+            if len(prefixes) >= MAX_PREFIXES_TRIED:
+                break
+    variants += [(p.encode() + b":" + pattern, f"the keys have the prefix '{p}:' the pattern lacks") for p in prefixes]
+    normalized = [_norm(k.encode()).decode("utf-8", "backslashreplace") for k in keys]
+    for variant, how in variants:
+        regex = _glob(variant)
+        hits = [k for k, n in zip(keys, normalized, strict=True) if regex.match(n) or regex.match(k)]
+        if hits:
+            actor = inp.actor(who)  # type: ignore[arg-type]
+            group = groups.get((identity(actor), "pattern", _text(pattern)), "error", actor, _pattern_summary)
+            group.extra.update(actor=actor, pattern=_text(pattern), how=how, hits=len(hits), example=hits[0])
+            group.add_key(_text(pattern))
+            group.add_evidence(inp.line(t, who, args, f"matched none of the written keys ({count} scans)", db),  # type: ignore[arg-type]
+                               f"{clock(t)} {_text(variant)} would match {len(hits)} key(s), e.g. {hits[0]}: {how}")
+            return
+
+
+def _pattern_summary(group: object) -> str:
+    extra = group.extra  # type: ignore[attr-defined]
+    return (f"{who_text(extra['actor'])} scanned for {extra['pattern']}, which matched none of the written keys; "
+            f"{extra['how']} ({extra['hits']} key(s) like {extra['example']})")

@@ -1,0 +1,315 @@
+"""Rules for keys that vanished because something removed them: a client, another consumer, the server."""
+
+from __future__ import annotations
+
+from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle import KeyLife, clock, secs
+from redisprobe.analysis.rules.base import (
+    Group,
+    Groups,
+    RuleInput,
+    family,
+    identity,
+    keys_phrase,
+    same_process,
+    who_text,
+)
+from redisprobe.findings import Actor, Finding
+
+EARLY_FRACTION = 0.5
+"""deleted-by-client: removed before this fraction of the TTL (counted from the last TTL set) had run."""
+
+STILL_WRITING_FACTOR = 2.0
+"""deleted-by-client: another process was "still writing" when its last append came less than this many of its
+own average gaps between appends before the removal (a batch that went quiet for longer is a finished batch)."""
+
+STILL_WRITING_MAX = 5.0
+"""deleted-by-client: ...and at most this many seconds (and a quarter of the TTL) before it."""
+
+CAME_BACK_WINDOW = 5.0
+"""deleted-by-client / renamed-away: the writer came back to the key (append, EXPIRE) within this many seconds
+(and within the TTL) after it was removed: it did not know the key was gone."""
+
+_CLIENT_REMOVALS = ("del", "unlink", "getdel", "pop")
+_APPENDS = (C.WRITE, C.WRITE_EXISTING, C.TTL)
+
+
+def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, list[object]]]:
+    return [(inp.actor((life.server, peer, entry[2], entry[3])), entry) for peer, entry in (life.writers or {}).items()]
+
+
+def deleted_by_client(inp: RuleInput) -> list[Finding]:
+    """A client removed a key long before its TTL while another process was still writing it."""
+    groups = Groups("deleted-by-client")
+    for slot in inp.lifecycle.slot_items():
+        if not slot.count:
+            continue
+        lives = slot.all_lives()
+        for index, life in enumerate(lives):
+            if life.removed_how not in _CLIENT_REMOVALS or life.removed_by is None or life.removed_at is None:
+                continue
+            if life.removed_detail == "expire time in the past":
+                continue  # expire-in-past owns it
+            last = life.ttl_last
+            ttl = last.seconds if last is not None else life.owner_ttl
+            start = last.t if last is not None else life.created_at
+            if not ttl or start is None or life.removed_at - start >= EARLY_FRACTION * ttl:
+                continue
+            remover = inp.actor(life.removed_by)
+            others = [(actor, entry) for actor, entry in _writers(inp, life) if not same_process(actor, remover)]
+            if not others:
+                continue
+            active = [(actor, entry) for actor, entry in others
+                      if life.removed_at - entry[2] <= _still_writing_window(entry, ttl)]  # type: ignore[operator]
+            back_window = min(CAME_BACK_WINDOW, ttl)
+            came_back = []
+            for t, who, args, what, kind in life.after or ():
+                actor = inp.actor(who)
+                if who is None or kind not in _APPENDS or t - life.removed_at > back_window:
+                    continue
+                if any(same_process(actor, other) for other, _ in others):
+                    came_back.append((t, who, args, what, actor))
+            if life.removed_how == "pop":
+                # Emptying a queue is normal; it is this bug only when the writer's follow-up then failed.
+                following = lives[index + 1] if index + 1 < len(lives) else None
+                came_back = [c for c in came_back if c[3] == "ttl-missed"
+                             or (c[3] == "recreated" and following is not None and following.ttl_first is None)]
+                active = []
+            if not active and not came_back:
+                continue
+            writer = (active[0][0] if active else came_back[0][4])
+            group = groups.get((identity(remover), family(life.key)), "error", remover, _deleted_summary)
+            age = life.removed_at - (life.created_at if life.created_at is not None else start)
+            left = ttl - (life.removed_at - start)
+            group.extra.update(family=family(life.key), remover=remover, writer=writer, ttl=ttl, age=age, left=left)
+            if not group.add_key(life.key_text):
+                continue
+            if last is not None:
+                group.add_evidence(inp.line(last.t, last.who, last.args, f"TTL {secs(ttl)}", life.db))
+            for actor, entry in active[:1]:
+                group.add_evidence(_last_write(inp, life, actor, entry))
+            group.add_evidence(inp.line(life.removed_at, life.removed_by, life.removed_args,
+                                        f"removed {age:.3f}s after creation, {left:.3f}s before its TTL ran out",
+                                        life.db))
+            for t, who, args, what, _actor in came_back[:2]:
+                effect = {"recreated": "recreated the key it did not know was gone",
+                          "ttl-missed": "EXPIRE hit nothing: the key was gone"}.get(what, what)
+                group.add_evidence(inp.line(t, who, args, effect, life.db))
+    return groups.findings()
+
+
+def _still_writing_window(entry: list[object], ttl: float) -> float:
+    """How recent the writer's last append must be to call it "still writing" (0 without a rhythm to judge)."""
+    count, first_t, last_t, _hint, appends = entry
+    if appends < 2 or count < 2:  # type: ignore[operator]
+        return 0.0
+    cadence = (last_t - first_t) / (count - 1)  # type: ignore[operator]
+    return min(STILL_WRITING_FACTOR * cadence, STILL_WRITING_MAX, 0.25 * ttl)
+
+
+def _last_write(inp: RuleInput, life: KeyLife, actor: Actor | None, entry: list[object]) -> str:
+    """The writer's last command on the key before the removal, from the life's kept history."""
+    peer = next((p for p, value in (life.writers or {}).items() if value is entry), "")
+    gap = f"{life.removed_at - entry[2]:.3f}s before the removal"  # type: ignore[operator]
+    for t, who, args, effect in reversed(life.history()):
+        if who is not None and who[1] == peer and args and effect in ("written", "created", "overwritten"):
+            return inp.line(t, who, args, f"still writing: {gap} ({entry[0]} writes)", life.db)
+    return f"{clock(entry[2])} {who_text(actor)} db {life.db}: last wrote {life.key_text} {gap}"  # type: ignore[arg-type]
+
+
+def _deleted_summary(group: Group) -> str:
+    remover = group.extra["remover"]
+    writer = group.extra.get("writer")
+    ttl, age = group.extra.get("ttl"), group.extra.get("age")
+    timing = (f" {age:.3f}s after it was created (TTL {secs(ttl)})" if group.key_count == 1  # type: ignore[arg-type]
+              else " long before their TTL")
+    return (f"{who_text(remover)} removed {keys_phrase(group)}{timing} while {who_text(writer)} "  # type: ignore[arg-type]
+            f"was still writing {'it' if group.key_count == 1 else 'them'}")
+
+
+def consumed_by_other(inp: RuleInput) -> list[Finding]:
+    """Keys taken by a process nobody expected: an unlisted client, or a second instance of a listed one."""
+    attributor = inp.attributor
+    families: dict[str, dict[tuple[object, ...], list[object]]] = {}
+    for slot in inp.lifecycle.slot_items():
+        if not slot.takers:
+            continue
+        fam = family(slot.key)
+        consumers = families.setdefault(fam, {})
+        for peer, (count, first_t, hint, args) in slot.takers.items():
+            who = (slot.server, peer, first_t, hint)
+            actor = inp.actor(who)
+            entry = consumers.get(identity(actor))
+            if entry is None:
+                consumers[identity(actor)] = [actor, count, [(first_t, who, args, slot)]]
+            else:
+                entry[1] += count  # type: ignore[operator]
+                if len(entry[2]) < 3:  # type: ignore[arg-type]
+                    entry[2].append((first_t, who, args, slot))  # type: ignore[union-attr]
+    groups = Groups("consumed-by-other")
+    expectations = attributor.has_expectations
+    for fam, consumers in families.items():
+        listed = [c for c in consumers.values() if attributor.is_listed(c[0])]  # type: ignore[arg-type]
+        for actor, count, examples in consumers.values():
+            if attributor.is_listed(actor):  # type: ignore[arg-type]
+                continue
+            if expectations:
+                if not listed and not _family_written_by_listed(inp, fam):
+                    continue
+            elif actor.pid is not None or not any(c[0].pid is not None for c in consumers.values()):  # type: ignore[union-attr]
+                continue  # nobody said who is expected: only a client from no local process stands out
+            twin = _same_program(inp, actor, listed)  # type: ignore[arg-type]
+            group = groups.get((identity(actor), fam), "error", actor, _consumed_summary)  # type: ignore[arg-type]
+            group.extra.update(family=fam, actor=actor, twin=twin, count=count)
+            for t, who, args, slot in examples:  # type: ignore[union-attr]
+                group.add_key(slot.key.decode("utf-8", "backslashreplace"))
+                group.add_evidence(inp.line(t, who, args, "took it", slot.db))
+            for other in listed[:2]:
+                t, who, args, slot = other[2][0]  # type: ignore[index]
+                group.add_evidence(inp.line(t, who, args, f"expected consumer ({other[1]} takes of {fam})", slot.db))
+    return groups.findings()
+
+
+def _family_written_by_listed(inp: RuleInput, fam: str) -> bool:
+    for slot in inp.lifecycle.slot_items():
+        if slot.count and family(slot.key) == fam:
+            for life in slot.all_lives():
+                if life.created_by is not None and inp.attributor.is_listed(inp.actor(life.created_by)):
+                    return True
+    return False
+
+
+def _same_program(inp: RuleInput, actor: Actor, listed: list[list[object]]) -> Actor | None:
+    """A listed consumer this unlisted pid looks like (same label or process name): a second instance."""
+    if actor.pid is None:
+        return None
+    mine = {actor.label, inp.attributor.process_of(actor.pid)} - {""}
+    for other in listed:
+        other_actor = other[0]
+        theirs = {other_actor.label, inp.attributor.process_of(other_actor.pid)} - {""}  # type: ignore[union-attr]
+        if mine & theirs:
+            return other_actor  # type: ignore[return-value]
+    return None
+
+
+def _consumed_summary(group: Group) -> str:
+    actor: Actor = group.extra["actor"]  # type: ignore[assignment]
+    twin = group.extra.get("twin")
+    fam = group.extra["family"]
+    if twin is not None:
+        return (f"a second instance of {twin.label or 'a listed process'} ({who_text(actor)}, not one of the "  # type: ignore[attr-defined]
+                f"expected processes) took {keys_phrase(group)} of {fam}")
+    return f"{who_text(actor)}, not one of the expected processes, took {keys_phrase(group)} of {fam}"
+
+
+def evicted(inp: RuleInput) -> list[Finding]:
+    """The server evicted keys (maxmemory): it looks like early expiry, but no client did it."""
+    groups = Groups("evicted")
+    for slot in inp.lifecycle.slot_items():
+        for life in slot.all_lives() if slot.count else ():
+            if life.removed_how != "evicted":
+                continue
+            fam = family(life.key)
+            group = groups.get((fam,), "error", None, _evicted_summary)
+            group.extra["family"] = fam
+            if group.add_key(life.key_text):
+                ttl = f" (TTL {secs(life.ttl_set)} left unused)" if life.ttl_set else ""
+                group.add_evidence(inp.line(life.removed_at, None, None, f"evicted {life.key_text}{ttl}", life.db))
+    findings = groups.findings()
+    for state in inp.lifecycle.servers.values():
+        rises = [(a, b) for a, b in state.changes or ()
+                 if b.stats.get("evicted_keys", 0) > a.stats.get("evicted_keys", 0)]
+        if not rises:
+            continue
+        lines = [f"{clock(b.t)} server {state.server}: evicted_keys {a.stats.get('evicted_keys', 0)} -> "
+                 f"{b.stats.get('evicted_keys', 0)}" + _memory(b.stats) for a, b in rises[:4]]
+        if findings:
+            findings = [_with_evidence(f, lines) for f in findings]
+        else:
+            total = sum(b.stats.get("evicted_keys", 0) - a.stats.get("evicted_keys", 0) for a, b in rises)
+            findings.append(Finding(rule="evicted", severity="error",
+                                    summary=f"the server {state.server} evicted {total} key(s) (maxmemory); "
+                                            "no keyspace event named them", evidence=lines))
+    return findings
+
+
+def _memory(stats: dict[str, int]) -> str:
+    used, limit = stats.get("used_memory"), stats.get("maxmemory")
+    return f", used_memory {used} of maxmemory {limit}" if used and limit else ""
+
+
+def _with_evidence(finding: Finding, lines: list[str]) -> Finding:
+    import msgspec
+
+    return msgspec.structs.replace(finding, evidence=[*finding.evidence, *lines])
+
+
+def _evicted_summary(group: Group) -> str:
+    return f"the server evicted {keys_phrase(group)} to stay under maxmemory: no client deleted them"
+
+
+def flushed(inp: RuleInput) -> list[Finding]:
+    """FLUSHDB/FLUSHALL removed keys other processes were using (no per-key event: only MONITOR shows it)."""
+    findings = []
+    for record in inp.lifecycle.flushes:
+        flusher = inp.actor(record.who)
+        victims = []
+        owners: list[Actor | None] = []
+        for life in record.removed:
+            creator = inp.actor(life.created_by) if life.created_by is not None else None
+            others = [inp.actor((life.server, peer, entry[2], entry[3]))
+                      for peer, entry in (life.writers or {}).items()]
+            foreign = [a for a in [creator, *others] if a is not None and not same_process(a, flusher)]
+            if foreign or life.preexisting:
+                victims.append(life)
+                owners.extend(foreign[:1])
+        if not victims:
+            continue
+        scope = "every db" if record.db is None else f"db {record.db}"
+        owner_text = ", ".join(sorted({who_text(a) for a in owners[:3]})) or "other clients"
+        evidence = [inp.line(record.t, record.who, record.args, f"{record.removed_count} live key(s) gone, "
+                                                                f"no per-key event")]
+        for life in victims[:5]:
+            evidence.append(inp.line(life.created_at, life.created_by, life.created_args,
+                                     f"{life.key_text} was created here", life.db))
+        keys = [life.key_text for life in victims[:10]]
+        if len(victims) > 10:
+            keys.append(f"... and {len(victims) - 10} more")
+        findings.append(Finding(
+            rule="flushed", severity="error",
+            summary=f"{who_text(flusher)} flushed {scope} on {record.server or 'the server'}, removing "
+                    f"{len(victims)} key(s) written by {owner_text}",
+            evidence=evidence, keys=keys, culprit=flusher))
+    return findings
+
+
+def renamed_away(inp: RuleInput) -> list[Finding]:
+    """RENAME/MOVE took a key (with its TTL) from under a process that still looked for the old name."""
+    groups = Groups("renamed-away")
+    for slot in inp.lifecycle.slot_items():
+        if not slot.count:
+            continue
+        for life in slot.all_lives():
+            if life.removed_how not in ("rename", "move") or life.removed_by is None or life.removed_at is None:
+                continue
+            mover = inp.actor(life.removed_by)
+            later = [(t, who, args, what) for t, who, args, what, _kind in life.after or ()]
+            later += [(t, who, args, "missed") for t, who, args, _certain in slot.miss_log or ()
+                      if t > life.removed_at and not any(t == x[0] for x in later)]
+            lookers = [(t, who, args, what) for t, who, args, what in later
+                       if who is not None and not same_process(inp.actor(who), mover)]
+            if not lookers:
+                continue
+            group = groups.get((identity(mover), family(life.key)), "warning", mover, _renamed_summary)
+            group.extra.update(family=family(life.key), mover=mover, looker=inp.actor(lookers[0][1]))
+            if group.add_key(life.key_text):
+                group.add_evidence(inp.line(life.removed_at, life.removed_by, life.removed_args,
+                                            life.removed_detail or life.removed_how, life.db))
+                t, who, args, what = lookers[0]
+                group.add_evidence(inp.line(t, who, args, f"{what}: the key had been moved away", life.db))
+    return groups.findings()
+
+
+def _renamed_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['mover'])} renamed or moved {keys_phrase(group)} away while "  # type: ignore[arg-type]
+            f"{who_text(group.extra['looker'])} still used the old name")  # type: ignore[arg-type]

@@ -1,0 +1,288 @@
+"""Rules for "A wrote it, B can't see it": another db, another server, an unexecuted MULTI, a shared socket."""
+
+from __future__ import annotations
+
+import itertools
+
+from redisprobe import trace
+from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, command_text
+from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
+from redisprobe.findings import Actor, Finding
+
+
+def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[_Slot]]:
+    """For every key somebody missed: the places (server, db) where that key name did exist."""
+    cached = inp.cache.get("elsewhere")
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    missed = {slot.key for slot in inp.lifecycle.slot_items() if slot.miss_log}
+    places: dict[bytes, list[_Slot]] = {}
+    if missed:
+        for slot in inp.lifecycle.slot_items():
+            if slot.count and slot.key in missed:
+                places.setdefault(slot.key, []).append(slot)
+    inp.cache["elsewhere"] = places
+    return places
+
+
+def _writer_life(slot: _Slot, t: float) -> KeyLife | None:
+    """The life of the key that was around at `t` (else the nearest one) and that someone created."""
+    lives = [life for life in slot.all_lives() if life.created_by is not None]
+    if not lives:
+        return None
+    for life in lives:
+        start = life.created_at or 0.0
+        if start <= t and (life.removed_at is None or life.removed_at >= t):
+            return life
+    return min(lives, key=lambda life: abs((life.created_at or 0.0) - t))
+
+
+def different_db(inp: RuleInput) -> list[Finding]:
+    """The key exists in db X; another client looked for it in db Y on the same server."""
+    return _elsewhere(inp, same_server=True)
+
+
+def different_server(inp: RuleInput) -> list[Finding]:
+    """The key exists on one server and another client looked for it on another (or actors' run_ids differ)."""
+    findings = _elsewhere(inp, same_server=False)
+    if not findings:
+        findings = _actor_servers(inp)
+    return findings
+
+
+def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
+    rule = "different-db" if same_server else "different-server"
+    groups = Groups(rule)
+    places = _missed_elsewhere(inp)
+    lifecycle = inp.lifecycle
+    for slot in lifecycle.slot_items():
+        if slot.count or not slot.miss_log:
+            continue
+        for other in places.get(slot.key, ()):
+            if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
+                continue
+            t, who, args, _certain = slot.miss_log[0]
+            life = _writer_life(other, t)
+            if life is None:
+                continue
+            reader = inp.actor(who)
+            writer = inp.actor(life.created_by)
+            where = (slot.db, other.db) if same_server else (slot.server, other.server)
+            group = groups.get((identity(reader), where, family(slot.key)), "error", reader,
+                               _db_summary if same_server else _server_summary)
+            group.extra.update(family=family(slot.key), reader=reader, writer=writer, mine=where[0], theirs=where[1])
+            if not group.add_key(life.key_text):
+                continue
+            suffix = "" if same_server else f" on {other.server or 'its server'}"
+            group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args, f"written{suffix}",
+                                        other.db))
+            suffix = "" if same_server else f" on {slot.server or 'its server'}"
+            group.add_evidence(inp.line(t, who, args, f"missed{suffix} ({slot.misses}x): no such key here", slot.db))
+            if same_server:
+                group.add_evidence(*_db_reasons(inp, slot.server, who, slot.db))
+            else:
+                group.add_evidence(*_run_ids(inp, (other.server, slot.server)))
+            break
+    return groups.findings()
+
+
+def _db_reasons(inp: RuleInput, server: str, who: object, db: int) -> list[str]:
+    """A stray SELECT by the reader, or CLIENT LIST showing its connection on another db."""
+    lines = []
+    peer = who[1]  # type: ignore[index]
+    select = inp.lifecycle.selects.get((server, peer))
+    if select is not None:
+        count, t, hint, chosen = select
+        lines.append(inp.line(t, (server, peer, t, hint), [b"SELECT", str(chosen).encode()],
+                              f"this connection switched to db {chosen} ({count} SELECT)"))
+    actor = inp.actor(who)  # type: ignore[arg-type]
+    info = inp.attributor.client_info(server, actor.client_id if actor else None)
+    if info is not None and info.samples:
+        lines.append(f"{clock(info.last_seen)} CLIENT LIST: client id {info.client_id} ({info.addr}) "
+                     f"is on db {info.db}")
+    return lines
+
+
+def _run_ids(inp: RuleInput, servers: tuple[str, ...]) -> list[str]:
+    lines = []
+    for server in servers:
+        state = inp.lifecycle.servers.get(server)
+        if state is not None and state.run_ids:
+            t, run_id, source = state.run_ids[-1]
+            lines.append(f"{clock(t)} {server or 'server'}: run_id {run_id[:12]} ({source})")
+    return lines
+
+
+def _db_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['reader'])} looked for {keys_phrase(group)} in db {group.extra['mine']}, but "  # type: ignore[arg-type]
+            f"{who_text(group.extra['writer'])} wrote it in db {group.extra['theirs']}")  # type: ignore[arg-type]
+
+
+def _server_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['reader'])} looked for {keys_phrase(group)} on {group.extra['mine']}, but "  # type: ignore[arg-type]
+            f"{who_text(group.extra['writer'])} wrote it on another server, {group.extra['theirs']}")  # type: ignore[arg-type]
+
+
+def _actor_servers(inp: RuleInput) -> list[Finding]:
+    """Our actors were meant to share a server; their fingerprints say they did not (same port, other run_id)."""
+    actors = [a for a in inp.lifecycle.actors if a.server.run_id]
+    by_run: dict[str, list[trace.ActorStarted]] = {}
+    for actor in actors:
+        by_run.setdefault(actor.server.run_id, []).append(actor)
+    if len(by_run) < 2:
+        return []
+    groups = list(by_run.values())
+    first = groups[0][0]
+    findings = []
+    for others in groups[1:]:
+        other = others[0]
+        a, b = first.server, other.server
+        if a.master_replid and a.master_replid == b.master_replid:
+            continue  # a primary and its replica: replica-read's business
+        alike = [name for name, x, y in (("port", a.port, b.port), ("version", a.version, b.version)) if x == y]
+        if not alike:
+            continue
+        culprit = Actor(pid=other.pid, label=other.role, client_id=other.client_id or None, addr=other.addr)
+        findings.append(Finding(
+            rule="different-server", severity="error",
+            summary=f"{first.role} (pid {first.pid}) and {other.role} (pid {other.pid}) talk to two different "
+                    f"servers that look alike ({', '.join(alike)} agree): their run_ids differ",
+            evidence=[f"{clock(x.t)} pid {x.pid} ({x.role}) client id {x.client_id}: {x.target} -> "
+                      f"{x.server.host}:{x.server.port} run_id {x.server.run_id[:12]} v{x.server.version}"
+                      for x in (first, other)],
+            culprit=culprit))
+    return findings
+
+
+def transaction_not_executed(inp: RuleInput) -> list[Finding]:
+    """A MULTI never followed by EXEC or DISCARD: everything queued after it was silently dropped."""
+    lifecycle = inp.lifecycle
+    findings = []
+    seen: set[tuple[object, ...]] = set()
+    for t, who, why in lifecycle.abandoned_multi:
+        actor = inp.actor(who)
+        evidence = [inp.line(t, who, [b"MULTI"], why)]
+        queued = lifecycle.queued_ops(who)
+        if queued:
+            evidence += [f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: {command_text(op.args)} "
+                         f"-> {op.reply} (never executed)" for op in queued[:5]]
+        info = inp.attributor.client_info(who[0], actor.client_id if actor else None)
+        if info is not None and info.multi:
+            evidence.append(f"{clock(info.last_seen)} CLIENT LIST: client id {info.client_id} flags=x "
+                            "(still inside MULTI)")
+        seen.add((who[0], actor.client_id if actor else None))
+        findings.append(Finding(
+            rule="transaction-not-executed", severity="error",
+            summary=f"{who_text(actor)} opened a MULTI that was never executed: its queued commands were dropped",
+            evidence=evidence, culprit=actor))
+    for (server, client_id), info in inp.attributor.clients.items():
+        if info.multi and (server, client_id) not in seen:
+            actor = inp.attributor.actor_for_client(server, client_id, info.addr)
+            findings.append(Finding(
+                rule="transaction-not-executed", severity="error",
+                summary=f"{who_text(actor)} was left inside MULTI (a pooled connection?): nothing it queues runs",
+                evidence=[f"{clock(info.last_seen)} CLIENT LIST: client id {client_id} ({info.addr}) flags=x"],
+                culprit=actor))
+    return findings
+
+
+def shared_connection(inp: RuleInput) -> list[Finding]:
+    """One connection (client id) used by two processes: a forked child writing on its parent's socket."""
+    findings = []
+    for server, client_id, pids in inp.attributor.shared_clients():
+        info = inp.attributor.clients.get((server, client_id))
+        owner = info.pid if info is not None else None
+        others = sorted(pid for pid in pids if pid != owner) or sorted(pids)[1:]
+        labels = {pid: inp.attributor.label_of(_pid_info(inp, server, client_id, pid)) for pid in pids}
+        culprit = Actor(pid=others[0], label=labels.get(others[0], ""), client_id=client_id,
+                        addr=info.addr if info else "")
+        evidence = [f"client id {client_id} ({info.addr if info else '?'}) carried commands from "
+                    + ", ".join(f"pid {pid}" + (f" ({labels[pid]})" if labels[pid] else "") for pid in sorted(pids))]
+        for op in inp.lifecycle.op_errors:
+            if op.client_id == client_id and op.pid in pids:
+                evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {client_id}: "
+                                f"{command_text(op.args)} -> error {op.error}")
+                if len(evidence) > 6:
+                    break
+        findings.append(Finding(
+            rule="shared-connection", severity="error",
+            summary=f"{len(pids)} processes share one connection (client id {client_id}): replies can cross",
+            evidence=evidence, culprit=culprit))
+    return findings
+
+
+def _pid_info(inp: RuleInput, server: str, client_id: int, pid: int) -> object:
+    from redisprobe.analysis.attribution import ClientInfo
+
+    info = inp.attributor.clients.get((server, client_id))
+    return ClientInfo(client_id=client_id, pid=pid, role=info.role if info and info.pid == pid else "")
+
+
+def server_restarted(inp: RuleInput) -> list[Finding]:
+    """The server's run_id changed or its uptime went back mid-trace: every key it held is gone."""
+    findings = []
+    for state in inp.lifecycle.servers.values():
+        restarts = [(a, b) for a, b in state.changes or ()
+                    if (a.server.run_id and b.server.run_id and a.server.run_id != b.server.run_id)
+                    or b.server.uptime < a.server.uptime]
+        evidence = [f"{clock(a.t)} {state.server or 'server'}: run_id {a.server.run_id[:12]} uptime "
+                    f"{a.server.uptime}s -> {clock(b.t)} run_id {b.server.run_id[:12]} uptime {b.server.uptime}s"
+                    for a, b in restarts[:4]]
+        evidence += _actor_restarts(inp, state.server)
+        if not evidence:
+            continue
+        lost = _lost_at_restart(inp, state.server, restarts[0][1].t if restarts else None)
+        findings.append(Finding(
+            rule="server-restarted", severity="error",
+            summary=f"the server {state.server or ''} restarted during the trace".replace("  ", " ")
+                    + (f": {len(lost)} key(s) written before it were looked for after" if lost else
+                       ": keys it held without persistence are gone"),
+            evidence=evidence + [f"{k} was missed after the restart" for k in lost[:5]], keys=lost[:10]))
+    return findings
+
+
+def _actor_restarts(inp: RuleInput, server: str) -> list[str]:
+    """Two actors on one address saw different run_ids, the later one with less uptime: a restart."""
+    actors = [a for a in inp.lifecycle.actors if inp.lifecycle.attributor.actor_server.get(a.pid) == server
+              and a.server.run_id]
+    lines = []
+    for before, after in itertools.pairwise(actors):
+        same_place = (before.server.host, before.server.port) == (after.server.host, after.server.port)
+        if same_place and before.server.run_id != after.server.run_id \
+                and after.server.uptime < before.server.uptime + (after.t - before.t):
+            lines.append(f"{clock(before.t)} pid {before.pid} ({before.role}) saw run_id {before.server.run_id[:12]} "
+                         f"uptime {before.server.uptime}s; {clock(after.t)} pid {after.pid} ({after.role}) saw run_id "
+                         f"{after.server.run_id[:12]} uptime {after.server.uptime}s")
+    return lines
+
+
+def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[str]:
+    if at is None:
+        return []
+    lost = []
+    for slot in inp.lifecycle.slot_items():
+        if slot.server != server or not slot.miss_log or not slot.count:
+            continue
+        if any(t > at for t, *_ in slot.miss_log) and any((life.created_at or 0) < at for life in slot.all_lives()):
+            lost.append(slot.key.decode("utf-8", "backslashreplace"))
+    return lost
+
+
+def stale_client_cache(inp: RuleInput) -> list[Finding]:
+    """A client with CLIENT TRACKING read a key from its local cache after another client changed it."""
+    groups = Groups("stale-client-cache")
+    for server, peer, key, db, op, write_t, write_who, write_args in inp.lifecycle.stale_reads:
+        reader = inp.actor((server, peer, op.t, 0))
+        group = groups.get((identity(reader), family(key)), "warning", reader, _stale_summary)
+        group.extra.update(actor=reader, family=family(key))
+        if group.add_key(key.decode("utf-8", "backslashreplace")):
+            group.add_evidence(inp.line(write_t, write_who, write_args, "changed it", db),
+                               f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
+                               f"{command_text(op.args)} -> {op.reply!r} served from its client-side cache "
+                               "(no GET reached the server)")
+    return groups.findings()
+
+
+def _stale_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['actor'])} uses client-side caching (CLIENT TRACKING) and read "  # type: ignore[arg-type]
+            f"{keys_phrase(group)} from its cache after another client had changed it")
