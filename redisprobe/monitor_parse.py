@@ -5,18 +5,25 @@ by sdscatrepr: `\\\\`, `\\"`, `\\n`, `\\r`, `\\t`, `\\a`, `\\b`, and `\\xHH` for
 0x20-0x7e. That escaping is unambiguous, so it can be inverted exactly (redis-py's `Monitor` does not: it joins
 args with spaces and keeps the escapes).
 
-`parse_monitor_chunk` is the hot path of the MONITOR observer: one regex match per line, and arguments
+`parse_monitor_chunk` is the hot path of the MONITOR observer: one `findall` per block of lines, and arguments
 without any backslash (the common case) are split in C without a per-argument regex.
 """
 
 from __future__ import annotations
 
 import codecs
+import gc
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
-__all__ = ["MonitorLine", "MonitorParseError", "parse_monitor_chunk", "parse_monitor_line"]
+__all__ = [
+    "MonitorLine", "MonitorParseError", "parse_complete_lines", "parse_monitor_chunk", "parse_monitor_line",
+]
+
+T = TypeVar("T")
 
 
 class MonitorParseError(ValueError):
@@ -36,14 +43,19 @@ class MonitorLine(msgspec.Struct, frozen=True, array_like=True):
 
 
 # `+` (absent when a client library already stripped the RESP type), time, db, peer, then the quoted args.
-# The peer is everything up to the first `] "`: an IPv6 peer is itself bracketed (`[::1]:5000`).
-_LINE = re.compile(rb'\+?(\d+\.\d+) \[(\d+) (.+?)\] "(.*)"', re.DOTALL)
+# The peer is everything up to the first `] "`: an IPv6 peer is itself bracketed (`[::1]:5000`). A raw newline
+# never occurs inside a line (sdscatrepr escapes it), so `.` deliberately does not match one.
+_LINE_BODY = rb'\+?(\d+\.\d+) \[(\d+) (.+?)\] "(.*)"'
+_LINE = re.compile(_LINE_BODY)
+_CHUNK = re.compile(rb"^" + _LINE_BODY + rb"\r\n", re.MULTILINE)
 
 # One quoted argument followed by its separator, with only the escapes sdscatrepr produces (unrolled loop).
 _ESCAPE = rb'\\(?:[\\"nrtab]|x[0-9a-fA-F]{2})'
 _ARG = re.compile(rb'"([^"\\]*(?:' + _ESCAPE + rb'[^"\\]*)*)"(?: |\Z)')
 
 _unescape = codecs.escape_decode  # exact for the escapes `_ARG` admits: \\ \" \n \r \t \a \b \xHH
+
+Factory = Callable[[float, int, str, list[bytes]], T]
 
 
 def parse_monitor_line(line: bytes | str) -> MonitorLine:
@@ -62,7 +74,7 @@ def parse_monitor_line(line: bytes | str) -> MonitorLine:
         raw = raw[:-2]
     elif raw.endswith(b"\n"):
         raw = raw[:-1]
-    parsed = _parse(raw, {})
+    parsed = _parse_one(raw, MonitorLine, {})
     if parsed is None:
         raise MonitorParseError(_explain(raw))
     return parsed
@@ -76,60 +88,99 @@ def parse_monitor_chunk(
     A malformed line raises `MonitorParseError`, unless `errors` is given: then `(line, message)` is appended
     to it and parsing goes on (an observer must never crash on one odd line).
     """
-    lines = data.split(b"\r\n")
-    rest = lines.pop()
-    out: list[MonitorLine] = []
+    cut = data.rfind(b"\r\n") + 2
+    if cut < 2:
+        return [], data
+    return parse_complete_lines(data[:cut], MonitorLine, errors), data[cut:]
+
+
+def parse_complete_lines(data: bytes, make: Factory[T], errors: list[tuple[bytes, str]] | None = None) -> list[T]:
+    """Parse `data`, which must end with CRLF, calling `make(ts, db, peer, args)` for each line.
+
+    The fast path: one `findall` over the whole block; the block is accepted only if every newline in it
+    ends a match (matches are anchored at line starts), so a single odd line sends the block to the careful
+    per-line path and nothing is ever silently skipped. The cyclic GC is paused meanwhile: the objects made
+    here are acyclic, and generation-0 collections triggered by hundreds of thousands of fresh lists cost
+    about a third of the time.
+    """
+    if not data:
+        return []
+    found = _CHUNK.findall(data)
+    if len(found) != data.count(b"\n"):
+        return _parse_slowly(data, make, errors)
+    out: list[T] = []
     append = out.append
     peers: dict[bytes, str] = {}
-    match = _LINE.fullmatch
-    make = MonitorLine
-    for raw in lines:
-        m = match(raw)
-        if m is not None:
-            ts, db, peer, body = m.groups()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for ts, db, peer, body in found:
+            name = peers.get(peer)
+            if name is None:
+                name = peers[peer] = peer.decode("utf-8", "surrogateescape")
             if b"\\" not in body:
                 args = body.split(b'" "')
                 # With no backslash there is no escaped quote: every quote must be part of a separator.
                 if body.count(b'"') == 2 * len(args) - 2:
-                    name = peers.get(peer)
-                    if name is None:
-                        name = peers[peer] = peer.decode("utf-8", "surrogateescape")
                     append(make(float(ts), int(db), name, args))
                     continue
-        parsed = _parse(raw, peers)
+            escaped = _parse_args(body)
+            if escaped is not None:
+                append(make(float(ts), int(db), name, escaped))
+                continue
+            line = b"+%s [%s %s] \"%s\"" % (ts, db, peer, body)
+            if errors is None:
+                raise MonitorParseError(_explain(line))
+            errors.append((line, _explain(line)))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return out
+
+
+def _parse_slowly(data: bytes, make: Factory[T], errors: list[tuple[bytes, str]] | None) -> list[T]:
+    """Line by line, for a block the fast path refused (it holds at least one malformed line)."""
+    lines = data.split(b"\r\n")
+    lines.pop()  # the empty string after the final CRLF
+    out: list[T] = []
+    peers: dict[bytes, str] = {}
+    for raw in lines:
+        parsed = _parse_one(raw, make, peers)
         if parsed is not None:
-            append(parsed)
+            out.append(parsed)
         elif errors is None:
             raise MonitorParseError(_explain(raw))
         else:
             errors.append((raw, _explain(raw)))
-    return out, rest
+    return out
 
 
-def _parse(raw: bytes, peers: dict[bytes, str]) -> MonitorLine | None:
+def _parse_one(raw: bytes, make: Factory[T], peers: dict[bytes, str]) -> T | None:
     """The general (escape-aware) path for one line without its CRLF; None when malformed."""
     m = _LINE.fullmatch(raw)
     if m is None:
         return None
     ts, db, peer, body = m.groups()
-    region = b'"' + body + b'"'
-    args: list[bytes] = []
-    pos = 0
-    end = len(region)
-    arg_match = _ARG.match
-    while pos < end:
-        am = arg_match(region, pos)
-        if am is None:
-            return None
-        text = am.group(1)
-        args.append(_unescape(text)[0] if b"\\" in text else text)
-        pos = am.end()
-    if region.endswith(b" "):  # `"a" ` would leave a dangling separator
+    args = _parse_args(body)
+    if args is None:
         return None
     name = peers.get(peer)
     if name is None:
         name = peers[peer] = peer.decode("utf-8", "surrogateescape")
-    return MonitorLine(float(ts), int(db), name, args)
+    return make(float(ts), int(db), name, args)
+
+
+def _parse_args(body: bytes) -> list[bytes] | None:
+    """The arguments between the first and the last quote, unescaped; None when the quoting is broken.
+
+    `findall` skips what it cannot match, so the block is accepted only when the matches cover it exactly:
+    every argument is its text, two quotes and one separating space (none after the last).
+    """
+    region = b'"' + body + b'"'
+    texts = _ARG.findall(region)
+    if sum(map(len, texts)) + 3 * len(texts) - 1 != len(region):
+        return None
+    return [_unescape(text)[0] if b"\\" in text else text for text in texts]
 
 
 def _explain(raw: bytes) -> str:
@@ -138,8 +189,7 @@ def _explain(raw: bytes) -> str:
     more = "..." if len(raw) > 120 else ""
     if not raw:
         return "empty MONITOR line"
-    m = _LINE.fullmatch(raw)
-    if m is None:
+    if _LINE.fullmatch(raw) is None:
         if raw.startswith((b"-", b"+OK")) or raw[:1] in (b"$", b"*", b":"):
             return f"not a MONITOR line (a RESP reply): {shown!r}{more}"
         return f"not a MONITOR line (expected '+<time> [<db> <peer>] \"arg\" ...'): {shown!r}{more}"
