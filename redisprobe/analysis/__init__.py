@@ -6,10 +6,10 @@ Nothing here does I/O or renders: feed `trace.Event`s in time order, get data ba
 from __future__ import annotations
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.doctor import RULES, Analysis, Context, analyze, diagnose, run_rules
-from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Timeline, TimelineRow
+from redisprobe.analysis.doctor import RULES, Analysis, Context, analyze, diagnose, diagnose_lives, run_rules
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Timeline, TimelineRow, fold
 
 __all__ = [
     "RULES", "Analysis", "Attributor", "Context", "KeyLife", "Lifecycle", "Timeline", "TimelineRow", "Who",
-    "analyze", "describe", "diagnose", "run_rules",
+    "analyze", "describe", "diagnose", "diagnose_lives", "fold", "run_rules",
 ]

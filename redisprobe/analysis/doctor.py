@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redisprobe import trace
-from redisprobe.analysis.lifecycle import Lifecycle
+from redisprobe.analysis.lifecycle import Lifecycle, fold
 from redisprobe.analysis.rules import REGISTRY
 from redisprobe.analysis.rules.base import Context, RuleInput
 from redisprobe.findings import Finding
@@ -31,8 +31,7 @@ def analyze(events: Iterable[trace.Event], context: Context | None = None, *,
             rules: Iterable[str] | None = None) -> Analysis:
     """One streaming pass over `events` (time order), then every rule (or only `rules`) over the result."""
     context = context or Context()
-    lifecycle = Lifecycle(watched=context.watched, intended_ttls=context.intended_ttls)
-    lifecycle.run(events)
+    lifecycle = fold(events, watched=context.watched, intended_ttls=context.intended_ttls)
     return Analysis(lifecycle=lifecycle, findings=run_rules(lifecycle, context, rules))
 
 
@@ -51,9 +50,29 @@ def run_rules(lifecycle: Lifecycle, context: Context | None = None,
     return findings
 
 
-def diagnose(events: Iterable[trace.Event], context: Context | None = None) -> list[Finding]:
-    """Findings for a trace: one per root cause and culprit (keys grouped by family), errors first."""
-    return analyze(events, context).findings
+def diagnose(events: Iterable[trace.Event], context: Context | None = None, *,
+             watched: dict[int, str] | None = None, intended_ttls: dict[str, float] | None = None) -> list[Finding]:
+    """Findings for a trace: one per root cause and culprit (keys grouped by family), errors first.
+
+    `watched`/`intended_ttls` are shorthands for the same fields of `context`.
+    """
+    return analyze(events, _context(context, watched, intended_ttls)).findings
 
 
-__all__ = ["RULES", "Analysis", "Context", "analyze", "diagnose", "run_rules"]
+def diagnose_lives(lives: Lifecycle, context: Context | None = None, *, watched: dict[int, str] | None = None,
+                   intended_ttls: dict[str, float] | None = None) -> list[Finding]:
+    """Findings for an already folded trace (`lifecycle.fold`), so the events are read once."""
+    return run_rules(lives, _context(context, watched, intended_ttls))
+
+
+def _context(context: Context | None, watched: dict[int, str] | None,
+             intended_ttls: dict[str, float] | None) -> Context:
+    context = context or Context()
+    if watched:
+        context = Context(watched={**context.watched, **watched}, intended_ttls=context.intended_ttls)
+    if intended_ttls:
+        context = Context(watched=context.watched, intended_ttls={**context.intended_ttls, **intended_ttls})
+    return context
+
+
+__all__ = ["RULES", "Analysis", "Context", "analyze", "diagnose", "diagnose_lives", "run_rules"]

@@ -1571,6 +1571,16 @@ class Lifecycle:
 
     # -- reading the result --------------------------------------------------------------------------------------------
 
+    def __iter__(self) -> Iterator[KeyLife]:
+        return self.lives()
+
+    def __len__(self) -> int:
+        return sum(len(slot.all_lives()) for slot in self.slots.values() if slot.count)
+
+    def keys(self) -> list[KeyLife]:
+        """Every kept life (callers list keys through their lives: `life.key_text`, `life.to_json()`)."""
+        return list(self.lives())
+
     def lives(self) -> Iterator[KeyLife]:
         """Every kept life of every key (old unremarkable lives of busy keys were counted, not kept)."""
         for slot in self.slots.values():
@@ -1584,6 +1594,12 @@ class Lifecycle:
         raw = key.encode() if isinstance(key, str) else key
         return [life for slot in self.slots.values() if slot.key == raw and (db is None or slot.db == db)
                 for life in slot.all_lives()]
+
+
+def fold(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
+         intended_ttls: dict[str, float] | None = None) -> Lifecycle:
+    """Fold a whole trace; the result iterates over every kept KeyLife and answers the doctor."""
+    return Lifecycle(watched=watched, intended_ttls=intended_ttls).run(events)
 
 
 SHORTER_FRACTION = 0.5
