@@ -197,7 +197,7 @@ def test_enable_false_never_sets(private_server: Sandbox, admin: redis.Redis) ->
 
 
 def test_config_refused_by_acl_still_listens(private_server: Sandbox, admin: redis.Redis) -> None:
-    admin.execute_command("ACL", "SETUSER", "probe", "on", ">pw", "~*", "&*", "+@all", "-config")
+    admin.execute_command("ACL", "SETUSER", "probe", "on", ">pw", "~*", "&*", "+@all", "-config", "-client")
     admin.config_set("notify-keyspace-events", "KEA")
     host, port = admin.connection_pool.connection_kwargs["host"], admin.connection_pool.connection_kwargs["port"]
     target = parse_target(f"redis://probe:pw@{host}:{port}/0")

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
+from redisprobe.observers.clients import connect_observer
 from redisprobe.target import Target, describe_redis_error
 
 PATTERN = "__keyevent@*__:*"
@@ -97,6 +98,7 @@ class KeyspaceObserver:
         self._admin: redis.Redis | None = None
         self._thread: threading.Thread | None = None
         self._run_id = ""
+        self._named = True  # False when ACLs refuse CLIENT SETNAME
         self._warned: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ class KeyspaceObserver:
                 return self
             self._started = True
         try:
-            self._admin = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, protocol=2)
+            self._admin, self._named = connect_observer(self.target, CONNECTION_NAME, timeout=self.timeout)
             try:
                 self._conn = self._subscribe()
             except rex.ResponseError as exc:  # NOPERM on PSUBSCRIBE: no channel permission
@@ -216,8 +218,8 @@ class KeyspaceObserver:
 
     def _subscribe(self) -> Any:
         """A dedicated connection (no hidden retries: a drop must surface here) subscribed to every db."""
-        client = self.target.connect(name=CONNECTION_NAME, timeout=self.timeout, retry=Retry(NoBackoff(), 0),
-                                     protocol=2)  # RESP2: plain arrays, and no HELLO for older servers
+        client = self.target.connect(name=CONNECTION_NAME if self._named else None, timeout=self.timeout,
+                                     retry=Retry(NoBackoff(), 0), protocol=2)  # RESP2: plain arrays
         conn = client.connection_pool.make_connection()
         try:
             conn.connect()
