@@ -1,0 +1,50 @@
+"""Scenario results as JUnit XML, the report format CI systems (GitHub, GitLab, Jenkins) display."""
+
+from __future__ import annotations
+
+import socket
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from redisprobe.scenario.model import ScenarioResult
+
+
+def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET.ElementTree:
+    failures = sum(r.status == "failed" for r in results)
+    errors = sum(r.status == "error" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    total = sum(r.seconds for r in results)
+    root = ET.Element("testsuites", name=suite, tests=str(len(results)), failures=str(failures),
+                      errors=str(errors), skipped=str(skipped), time=f"{total:.3f}")
+    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(results)), failures=str(failures),
+                         errors=str(errors), skipped=str(skipped), time=f"{total:.3f}",
+                         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), hostname=socket.gethostname())
+    for result in results:
+        case = ET.SubElement(node, "testcase", name=result.name, classname=f"{suite}.scenarios",
+                             file=result.path, time=f"{result.seconds:.3f}")
+        if result.catalog_id:
+            props = ET.SubElement(case, "properties")
+            ET.SubElement(props, "property", name="catalog_id", value=result.catalog_id)
+        if result.status == "failed":
+            first = result.failures[0] if result.failures else "failed"
+            failure = ET.SubElement(case, "failure", message=first, type="ExpectationFailed")
+            failure.text = "\n".join(result.failures)
+        elif result.status == "error":
+            first = result.failures[0] if result.failures else "error"
+            error = ET.SubElement(case, "error", message=first, type="ScenarioError")
+            error.text = "\n".join(result.failures)
+        elif result.status == "skipped":
+            ET.SubElement(case, "skipped", message=result.skipped or "skipped")
+        lines = [f"{f.rule} ({f.severity}): {f.summary}" for f in result.findings]
+        lines += [f"note: {note}" for note in result.notes]
+        if lines:
+            ET.SubElement(case, "system-out").text = "\n".join(lines)
+    tree = ET.ElementTree(root)
+    ET.indent(tree)
+    return tree
+
+
+def write_junit(results: list[ScenarioResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_xml(results).write(path, encoding="utf-8", xml_declaration=True)

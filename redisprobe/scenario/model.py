@@ -1,0 +1,148 @@
+"""What a scenario file says, once validated: actors with steps, the sandbox it needs, and what must come out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redisprobe.errors import ProbeError
+
+
+class ScenarioError(ProbeError):
+    """A scenario file that cannot be used; the message is one line: `file:line: field: what is wrong`."""
+
+    def __init__(self, path: Path | str, line: int | None, where: str, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.where = where
+        self.reason = message
+        location = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{location}: {where}: {message}" if where else f"{location}: {message}")
+
+
+@dataclass
+class ActorDecl:
+    """One `[[actors]]` entry: `count` instances of the same process."""
+
+    role: str
+    steps: list[dict[str, Any]]
+    db: int | None = None
+    prefix: str = ""
+    count: int = 1
+    server: str = "api"  # whose server it talks to: the api's or the processor's (they differ in split/replica)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LifetimeExpect:
+    key: str  # glob; `{ns}` is the run's namespace
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass
+class RemovedExpect:
+    key: str
+    how: str
+
+
+@dataclass
+class Expect:
+    visible: bool | None = None
+    findings: list[str] = field(default_factory=list)
+    no_findings: list[str] = field(default_factory=list)
+    clean: bool = False
+    lifetime: list[LifetimeExpect] = field(default_factory=list)
+    removed: list[RemovedExpect] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    actors: list[ActorDecl]
+    expect: Expect
+    description: str = ""
+    catalog_id: str = ""
+    topology: str = "single"
+    server_args: list[str] = field(default_factory=list)
+    observe: bool = True
+    max_seconds: float = 20.0
+    ttl_pattern: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    pending: str | None = None
+
+    def sandbox_only(self) -> str | None:
+        """Why this scenario must not run on a user's server (`--url`), or None when it may."""
+        if self.topology != "single":
+            return f"needs the sandbox's {self.topology} topology"
+        if self.server_args:
+            return "changes the server's configuration (server_args)"
+        for actor in self.actors:
+            reason = _server_wide(actor.steps)
+            if reason:
+                return reason
+        return None
+
+
+SERVER_WIDE = {"FLUSHDB", "FLUSHALL", "CONFIG", "DEBUG", "SHUTDOWN", "SWAPDB", "FAILOVER", "REPLICAOF",
+               "SLAVEOF", "SCRIPT", "FUNCTION", "ACL", "CLIENT KILL", "MONITOR"}
+
+
+def _server_wide(steps: list[dict[str, Any]]) -> str | None:
+    for step in steps:
+        if "do" in step and step["do"]:
+            name = str(step["do"][0]).upper()
+            full = f"{name} {str(step['do'][1]).upper()}" if len(step["do"]) > 1 else name
+            if name in SERVER_WIDE or full in SERVER_WIDE:
+                return f"runs {full if full in SERVER_WIDE else name}, which affects the whole server"
+        if step.get("program") == "janitor" and step.get("action") == "flush":
+            return "runs FLUSHDB (janitor action = \"flush\")"
+        if step.get("program") == "filler":
+            return "fills the server's memory (filler)"
+        if "repeat" in step:
+            reason = _server_wide(step.get("steps", []))
+            if reason:
+                return reason
+    return None
+
+
+@dataclass
+class ScenarioResult:
+    """The outcome of one scenario: `status` is passed / failed / skipped / error."""
+
+    name: str
+    path: str
+    passed: bool
+    failures: list[str]
+    findings: list[Any]  # redisprobe.findings.Finding
+    seconds: float
+    catalog_id: str = ""
+    status: str = ""
+    skipped: str | None = None  # the reason, when skipped (pending, or sandbox-only with --url)
+    lives: list[dict[str, Any]] = field(default_factory=list)
+    visible: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "skipped" if self.skipped else ("passed" if self.passed else "failed")
+
+    @property
+    def rules(self) -> list[str]:
+        seen: list[str] = []
+        for finding in self.findings:
+            if finding.rule not in seen:
+                seen.append(finding.rule)
+        return seen
+
+    def to_json(self) -> dict[str, Any]:
+        from redisprobe.findings import to_builtins
+
+        return {
+            "name": self.name, "path": self.path, "catalog_id": self.catalog_id, "status": self.status,
+            "passed": self.passed, "skipped": self.skipped, "failures": list(self.failures),
+            "seconds": round(self.seconds, 3), "visible": self.visible, "rules": self.rules,
+            "findings": to_builtins(self.findings), "notes": list(self.notes),
+        }
