@@ -1,0 +1,614 @@
+"""A MONITOR capture that keeps up with a loaded server.
+
+A slow MONITOR reader does not slow the server down: the server buffers our output instead, without limit by
+default, and we fall seconds behind (redis-py's `Monitor` parses ~60k lines/s). So the reading is done by a
+child process of its own (`python -m redisprobe.observers.monitor`) that does nothing but append the raw bytes
+it receives to a spool file, with big receive buffers and no parsing; capture speed is then bounded by the
+socket, like `redis-cli monitor`. The parent parses the spool incrementally (memory stays flat however many
+commands go by) into `trace.Monitor` events.
+
+Spool format: complete MONITOR lines (`+<time> [<db> <peer>] "arg" ...\\r\\n`) exactly as the server sent them,
+interleaved with the reader's own status lines `!{json}\\r\\n` (never confused with MONITOR lines, which always
+start with `+`). The reader writes only whole lines, so a connection lost mid-line leaves no fragment behind.
+When the connection is lost (CLIENT KILL, restart, output buffer limit, network) the reader says so, reconnects
+with backoff and goes on; the parent turns that into a `trace.Gap` covering the time in between.
+
+Credentials reach the child on stdin as JSON, never in argv (argv is world-readable in /proc).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from redisprobe import procs, trace
+from redisprobe.errors import ConnectionProblem, ProbeError
+from redisprobe.monitor_parse import parse_complete_lines
+
+if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s, 12 MB)
+    import redis
+
+    from redisprobe.target import Target
+
+CONNECTION_NAME = "redisprobe:observer:monitor"
+FENCE_NAME = "redisprobe:observer:monitor-fence"
+FENCE_PREFIX = b"redisprobe:fence:"
+_FENCE_NAME = FENCE_NAME.encode()
+SOURCE = "monitor"
+
+_RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
+_SOCKET_RCVBUF = 4 << 20  # asked of the kernel (capped by net.core.rmem_max)
+_READ_BLOCK = 1 << 20  # the parent parses the spool this much at a time
+_RETRY_MAX = 1.0  # reconnect backoff cap, seconds
+_RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
+
+
+@dataclass
+class MonitorStats:
+    """What the capture has done so far (for the run summary and the benchmark)."""
+
+    lines: int = 0  # MONITOR lines turned into events (fences excluded)
+    bytes: int = 0  # spool bytes parsed
+    parse_errors: int = 0  # lines that could not be parsed (each reported in a zero-length Gap)
+    reconnects: int = 0  # times the reader lost MONITOR and got it back
+    reader_restarts: int = 0  # times the reader process died and was started again
+    gaps: int = 0  # Gap events emitted
+
+
+@dataclass(frozen=True)
+class _Fence:
+    """Where a fence ECHO was seen in the stream (internal: never returned)."""
+
+    token: bytes
+
+
+class MonitorCapture:
+    """MONITOR on one target, read by a child process into a spool, parsed here on demand.
+
+    `poll()` and `drain()` return `trace.Monitor` events (t = server time, target = the target's label) and
+    `trace.Gap` events for every stretch during which MONITOR was not connected or a line could not be parsed.
+    Use as a context manager, or call `start()` and then `stop()` in a `finally`.
+    """
+
+    def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False) -> None:
+        self.target = target
+        self.spool_dir = Path(spool_dir)
+        self.where = f"{label} ({target.label})" if label else target.label
+        self.keep_spool = keep_spool
+        self.stats = MonitorStats()
+        self.spool: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._label = target.label
+        self._stderr: Path | None = None
+        self._file: Any = None
+        self._tail = b""
+        self._pending: deque[trace.Monitor | trace.Gap | _Fence] = deque()
+        self._fence: redis.Redis | None = None
+        self._started = False
+        self._stopped = False
+        self._monitoring = False  # the last status the reader wrote says MONITOR is on
+        self._epoch = 0  # how many times MONITOR was acknowledged (fences sent before a reconnect are resent)
+        self._lost: dict[str, Any] | None = None  # the reader's last "lost" status, until it reconnects
+        self._fatal: dict[str, Any] | None = None
+        self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
+        self._spawned_at = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10) -> None:
+        """Check the connection, spawn the reader, and return once the server has acknowledged MONITOR.
+
+        Raises `ConnectionProblem` (a `ProbeError`, one line, no secrets) on a refused connection, a wrong
+        password or a user without permission for MONITOR.
+        """
+        if self._started:
+            return
+        self._started = True
+        try:
+            self._fence = self._fence_client(timeout)  # also proves the address and the credentials
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.spool = self.spool_dir / f"{stem}.spool"
+            self._stderr = self.spool_dir / f"{stem}.stderr"
+            self.spool.touch()
+            self._file = self.spool.open("rb")
+            self._spawn(retry_forever=False)
+            deadline = time.monotonic() + timeout
+            while not self._monitoring:
+                self._read_available()
+                if self._monitoring:
+                    break
+                if self._fatal is not None:
+                    raise ConnectionProblem(self._fatal_message(self._fatal))
+                assert self.proc is not None
+                if self.proc.poll() is not None and not self._read_available():
+                    raise ProbeError(f"the MONITOR reader for {self.where} exited at start "
+                                     f"(code {self.proc.returncode}): {self._stderr_tail()}")
+                if time.monotonic() > deadline:
+                    raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged within {timeout:g}s")
+                time.sleep(0.005)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the reader (always reaped), close connections, remove the spool unless kept. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc is not None:
+            procs.stop(self.proc)
+        if self._fence is not None:
+            with contextlib.suppress(Exception):
+                self._fence.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        if not self.keep_spool:
+            for path in (self.spool, self._stderr):
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+
+    def __enter__(self) -> MonitorCapture:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether, as far as the spool read so far tells, MONITOR is currently on."""
+        return self._monitoring
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def poll(self, max_lines: int | None = None) -> list[trace.Monitor | trace.Gap]:
+        """What the spool gained since the last call, parsed (non-blocking; at most `max_lines` events)."""
+        if not self._started or self._stopped:
+            return []
+        self._watch_reader()
+        out: list[trace.Monitor | trace.Gap] = []
+        while True:
+            self._take(out, max_lines)
+            if max_lines is not None and len(out) >= max_lines:
+                return out
+            if not self._read_available(once=True):
+                self._take(out, max_lines)
+                return out
+
+    def drain(self, timeout: float = 10) -> list[trace.Monitor | trace.Gap]:
+        """Everything the server executed before this call, parsed: the rest of the spool up to a fence.
+
+        The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
+        the server runs commands one at a time and MONITOR shows them in order, seeing it in the spool proves
+        that every earlier command is there too. The fence itself is never returned. If the fence does not
+        show up in time, a Gap says so instead of a silent hole.
+        """
+        if not self._started or self._stopped:
+            return []
+        deadline = time.monotonic() + timeout
+        token = FENCE_PREFIX + uuid.uuid4().hex.encode()
+        sent_epoch = -1
+        out: list[trace.Monitor | trace.Gap] = []
+        while True:
+            self._watch_reader()
+            # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
+            if self._monitoring and sent_epoch != self._epoch and self._send_fence(token):
+                sent_epoch = self._epoch
+            while self._pending:
+                item = self._pending.popleft()
+                if isinstance(item, _Fence):
+                    if item.token == token:
+                        return out  # whatever follows the fence stays pending for the next poll()
+                    continue
+                out.append(item)
+            if self._read_available(once=True):
+                continue
+            if time.monotonic() > deadline:
+                self.stats.gaps += 1
+                why = "MONITOR is disconnected" if not self._monitoring else "the fence command did not show up"
+                out.append(trace.Gap(t=self._last_t or time.time(), source=SOURCE, target=self._label,
+                                     reason=f"could not confirm that MONITOR on {self.where} captured everything "
+                                            f"within {timeout:g}s ({why}): later commands may be missing"))
+                return out
+            time.sleep(0.002)
+
+    def _take(self, out: list[trace.Monitor | trace.Gap], max_lines: int | None) -> None:
+        """Move parsed events from the pending queue to `out` (fence markers are dropped)."""
+        pending = self._pending
+        while pending and (max_lines is None or len(out) < max_lines):
+            item = pending.popleft()
+            if not isinstance(item, _Fence):
+                out.append(item)
+
+    def _read_available(self, once: bool = False) -> bool:
+        """Parse complete lines newly in the spool into the pending queue; False when there was nothing new."""
+        if self._file is None:
+            return False
+        got = False
+        while True:
+            block = self._file.read(_READ_BLOCK)
+            if not block:
+                return got
+            got = True
+            data = self._tail + block
+            cut = data.rfind(b"\r\n") + 2
+            if cut < 2:
+                self._tail = data
+                continue
+            self._tail = data[cut:]
+            self.stats.bytes += cut
+            self._process(data[:cut])
+            if once:
+                return True
+
+    def _process(self, data: bytes) -> None:
+        """Split a block of complete lines at the reader's status lines and parse the MONITOR lines between."""
+        start, size = 0, len(data)
+        while start < size:
+            if data[start] == 0x21:  # "!": a status line
+                end = data.index(b"\r\n", start) + 2
+                self._status(data[start:end])
+                start = end
+                continue
+            mark = data.find(b"\r\n!", start)
+            if mark < 0:
+                self._lines(data[start:] if start else data)
+                return
+            self._lines(data[start:mark + 2])
+            start = mark + 2
+
+    def _lines(self, data: bytes) -> None:
+        label = self._label
+
+        def make(ts: float, db: int, peer: str, args: list[bytes]) -> trace.Monitor:
+            return trace.Monitor(t=ts, db=db, peer=peer, args=args, target=label)
+
+        errors: list[tuple[bytes, str]] = []
+        events = parse_complete_lines(data, make, errors)
+        if FENCE_PREFIX in data or _FENCE_NAME in data:
+            events = [_fence_or(event) for event in events]
+        if errors:
+            # A line we cannot read is a command we lost: say so where it happened, never crash.
+            self.stats.parse_errors += len(errors)
+            self.stats.gaps += 1
+            at = next((e.t for e in events if isinstance(e, trace.Monitor)), self._last_t or time.time())
+            self._pending.append(trace.Gap(
+                t=at, until=at, source=SOURCE, target=label,
+                reason=f"{len(errors)} MONITOR line(s) from {self.where} could not be parsed; "
+                       f"first: {errors[0][1]}"))
+        if events:
+            last = events[-1]
+            if isinstance(last, trace.Monitor | trace.Gap):
+                self._last_t = max(self._last_t, last.t)
+            self.stats.lines += sum(1 for e in events if not isinstance(e, _Fence))
+            self._pending.extend(events)
+
+    def _status(self, line: bytes) -> None:
+        """A status line from the reader: MONITOR acknowledged, lost, or refused for good."""
+        try:
+            status = json.loads(line[1:])
+        except ValueError:
+            self.stats.parse_errors += 1
+            return
+        event = status.get("ev")
+        if event == "monitoring":
+            self._monitoring = True
+            self._epoch += 1
+            lost, self._lost = self._lost, None
+            if lost is not None:
+                self.stats.reconnects += 1
+                self._gap(lost, until=float(status["t"]))
+            self._last_t = max(self._last_t, float(status["t"]))
+        elif event == "lost":
+            self._monitoring = False
+            if self._lost is None:
+                self._lost = status
+        elif event == "retrying":
+            if self._lost is not None:
+                self._lost["last_error"] = str(status.get("text", ""))
+        elif event == "fatal":
+            self._monitoring = False
+            self._fatal = status
+            if self._started and self._epoch and self._lost is None:
+                self._lost = {"t": self._last_t, "reason": self._fatal_message(status)}
+
+    def _gap(self, lost: dict[str, Any], until: float | None) -> None:
+        self.stats.gaps += 1
+        reason = str(lost.get("reason", "MONITOR connection lost"))
+        dropped = int(lost.get("dropped", 0) or 0)
+        if dropped:
+            reason += f" (a partial line of {dropped} bytes was dropped)"
+        if lost.get("last_error"):
+            reason += f"; reconnecting failed for a while: {lost['last_error']}"
+        self._pending.append(trace.Gap(t=float(lost.get("t") or self._last_t or time.time()), until=until,
+                                       source=SOURCE, target=self._label,
+                                       reason=f"MONITOR on {self.where}: {reason}"))
+
+    # -- the reader process ----------------------------------------------------------------------------------
+
+    def _spawn(self, *, retry_forever: bool) -> None:
+        assert self.spool is not None and self._stderr is not None
+        config = {
+            "target": dataclasses.asdict(self.target),
+            "spool": str(self.spool),
+            "name": CONNECTION_NAME,
+            "retry_forever": retry_forever,
+        }
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])  # so `-m` finds this package even when not installed
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        with self._stderr.open("ab") as errors:
+            self.proc = procs.spawn([sys.executable, "-m", "redisprobe.observers.monitor"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=errors, env=env, close_fds=True)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(config).encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once: reported by whoever waits for it
+        self._spawned_at = time.monotonic()
+
+    def _watch_reader(self) -> None:
+        """Restart a reader that died (after reading all it wrote); the time without one becomes a Gap."""
+        if self.proc is None or self._stopped or self.proc.poll() is None:
+            return
+        while self._read_available():
+            pass
+        if time.monotonic() - self._spawned_at < _RESPAWN_EVERY:
+            return
+        if self._lost is None:
+            self._lost = {"t": self._last_t or time.time(),
+                          "reason": f"the MONITOR reader process exited (code {self.proc.returncode}): "
+                                    f"{self._stderr_tail()}"}
+        self._monitoring = False
+        self.stats.reader_restarts += 1
+        self._fatal = None
+        self._spawn(retry_forever=True)
+
+    def _stderr_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            if self._stderr is not None:
+                lines = [x for x in self._stderr.read_text(errors="replace").splitlines() if x.strip()]
+                if lines:
+                    return lines[-1].strip()
+        return "no error output"
+
+    def _fatal_message(self, status: dict[str, Any]) -> str:
+        """The reader's refusal in the words `describe_redis_error` uses for every other connection."""
+        import redis.exceptions as rex
+
+        from redisprobe.target import describe_redis_error
+
+        text = str(status.get("text", "unknown error"))
+        kind = status.get("kind")
+        exc: BaseException
+        if kind == "resp":
+            exc = rex.ResponseError(text)
+        elif kind == "timeout":
+            exc = rex.TimeoutError(text)
+        else:
+            exc = rex.ConnectionError(text)
+        message = describe_redis_error(exc, self.target)
+        if kind == "resp" and "NOPERM" in text:
+            message += " (redisprobe needs MONITOR: e.g. ACL SETUSER <user> +monitor)"
+        return message
+
+    # -- the fence connection --------------------------------------------------------------------------------
+
+    def _fence_client(self, timeout: float) -> redis.Redis:
+        import redis.exceptions as rex
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        from redisprobe.target import describe_redis_error
+
+        # RESP2: a reconnect then shows only CLIENT SETNAME (filtered out) in MONITOR, not HELLO too.
+        # No retries inside redis-py (its backoff would stall start() and drain() for seconds): drain() resends.
+        client = self.target.connect(name=FENCE_NAME, timeout=min(timeout, 5.0), protocol=2,
+                                     retry=Retry(NoBackoff(), 0))
+        try:
+            client.ping()
+        except (rex.RedisError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
+        return client
+
+    def _send_fence(self, token: bytes) -> bool:
+        if self._fence is None:
+            return False
+        try:
+            self._fence.execute_command("ECHO", token)
+        except Exception:  # retried on the next round; a Gap on timeout
+            return False
+        return True
+
+
+def _fence_or(event: trace.Monitor) -> trace.Monitor | _Fence:
+    """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's."""
+    args = event.args
+    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() == b"ECHO":
+        return _Fence(args[1])
+    if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
+        return _Fence(b"")
+    return event
+
+
+# -- the reader child --------------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """The server answered our handshake with an error (wrong password, NOPERM...)."""
+
+
+def _write_status(fd: int, **status: Any) -> None:
+    _write_all(fd, b"!" + json.dumps(status).encode() + b"\r\n")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
+    """Open the connection, authenticate, name it, and send MONITOR; returns the socket and bytes after +OK."""
+    if target.get("unix_path"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        try:
+            sock.connect(target["unix_path"])
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        host = target.get("host") or "localhost"
+        sock = socket.create_connection((host, target.get("port") or 6379), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, option):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+        if target.get("tls"):
+            import ssl
+
+            context = ssl.create_default_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RCVBUF)
+    try:
+        buffered = b""
+        if target.get("password") is not None:
+            words = ["AUTH"] + ([target["username"]] if target.get("username") else []) + [target["password"]]
+            reply, buffered = _command(sock, words, buffered)
+            if not reply.startswith(b"+"):
+                raise _Refused(reply[1:].decode("utf-8", "replace"))
+        reply, buffered = _command(sock, ["CLIENT", "SETNAME", name], buffered)  # refusal is harmless
+        reply, buffered = _command(sock, ["MONITOR"], buffered)
+        if not reply.startswith(b"+"):
+            raise _Refused(reply[1:].decode("utf-8", "replace"))
+        sock.settimeout(None)  # an idle server sends nothing for hours; keepalive notices a dead peer
+        return sock, buffered
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _command(sock: socket.socket, words: list[str], buffered: bytes) -> tuple[bytes, bytes]:
+    """Send one command as RESP and read a one-line reply (all our handshake gets back)."""
+    encoded = [word.encode() for word in words]
+    sock.sendall(b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in encoded))
+    while b"\r\n" not in buffered:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("connection closed by the server during the handshake")
+        buffered += more
+    line, _, rest = buffered.partition(b"\r\n")
+    return line, rest
+
+
+def _pump(sock: socket.socket, fd: int, leftover: bytes) -> tuple[str, float, int]:
+    """Append whole lines to the spool until the connection ends; returns (why, last receive time, dropped)."""
+    buf = bytearray(max(_RECV_BUFFER, len(leftover) * 2))
+    buf[:len(leftover)] = leftover
+    filled = len(leftover)
+    last_rx = time.time()
+    view = memoryview(buf)
+    try:
+        scanned = 0  # buf[:scanned] holds no newline: search only the bytes just received
+        while True:
+            cut = buf.rfind(b"\n", scanned, filled) + 1
+            if cut:
+                _write_all(fd, view[:cut])
+                rest = filled - cut
+                if rest:
+                    buf[:rest] = bytes(view[cut:filled])
+                filled = rest
+            scanned = filled
+            if filled == len(buf):  # one line longer than the buffer (a big value): grow
+                view.release()
+                buf.extend(bytes(len(buf)))
+                view = memoryview(buf)
+            try:
+                received = sock.recv_into(view[filled:])
+            except OSError as exc:
+                return f"MONITOR connection lost: {exc.strerror or exc}", last_rx, filled
+            if not received:
+                return ("MONITOR connection closed by the server (CLIENT KILL, restart, timeout or "
+                        "client-output-buffer-limit)"), last_rx, filled
+            last_rx = time.time()
+            filled += received
+    finally:
+        view.release()
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(kind, text) of a handshake failure, for the parent to phrase."""
+    if isinstance(exc, _Refused):
+        return "resp", str(exc)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timeout", "timed out"
+    if isinstance(exc, OSError):
+        return "os", (exc.strerror or str(exc))
+    return "os", str(exc) or type(exc).__name__
+
+
+def reader_main() -> int:
+    """The child: connect, MONITOR, spool; on loss write a status line, reconnect with backoff, repeat."""
+    config = json.loads(sys.stdin.buffer.read())
+    sys.stdin.close()
+    target, name = config["target"], config["name"]
+    fd = os.open(config["spool"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    retry_forever = bool(config.get("retry_forever"))
+    first = True
+    delay = 0.05
+    last_error = ""
+    while True:
+        try:
+            sock, leftover = _connect(target, name)
+        except Exception as exc:  # every failure is reported or retried
+            kind, text = _describe(exc)
+            if first and not retry_forever:
+                _write_status(fd, ev="fatal", t=time.time(), kind=kind, text=text)
+                return 2
+            if text != last_error:
+                last_error = text
+                _write_status(fd, ev="retrying", t=time.time(), kind=kind, text=text)
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+            continue
+        _write_status(fd, ev="monitoring", t=time.time(), reconnect=not first)
+        first, delay, last_error = False, 0.05, ""
+        try:
+            reason, last_rx, dropped = _pump(sock, fd, leftover)
+        finally:
+            sock.close()
+        _write_status(fd, ev="lost", t=last_rx, at=time.time(), reason=reason, dropped=dropped)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(reader_main())
+    except KeyboardInterrupt:
+        sys.exit(130)
