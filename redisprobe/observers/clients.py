@@ -267,6 +267,12 @@ class ClientPoller:
             self.emit(trace.Gap(t=self._gap_start, source="clients", reason=reason, until=now,
                                 target=self.target.label))
             self._gap_start = None
+        elif restarted:
+            # A quick restart can fall between two polls (the pool reconnects silently): still a hole, since
+            # clients of the old server that came after our last poll were never seen.
+            self.emit(trace.Gap(t=self._last_ok, source="clients", until=now, target=self.target.label,
+                                reason="the server restarted between two polls (new run_id): clients that "
+                                       "connected to it just before are unseen"))
         if self._can_list:
             mono = time.monotonic()
             try:
