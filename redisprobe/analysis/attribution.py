@@ -154,6 +154,14 @@ class Attributor:
 
     # -- querying ------------------------------------------------------------------------------------------
 
+    def server_of(self, pid: int, client_id: int) -> str:
+        """The server of a process that never announced itself (no ActorStarted): from CLIENT LIST samples."""
+        for (server, known), info in self.clients.items():
+            if known == client_id and info.pid == pid:
+                self.actor_server[pid] = server
+                return server
+        return ""
+
     def client_at(self, server: str, peer: str, t: float) -> int | None:
         """The client id behind `peer` at time `t` (the last one connected by then), or None."""
         history = self._by_addr.get((server, peer))

@@ -53,6 +53,7 @@ class Command(NamedTuple):
     last: int = 1  # last key position; negative counts from the end (-1 = the last argument)
     step: int = 1
     keys_fn: KeysFn | None = None  # for numkeys-style commands
+    single: bool = False  # exactly args[1] is the key (the fast path)
 
     def keys(self, args: list[bytes]) -> list[bytes]:
         """The key arguments of `args` (args[0] is the command name)."""
@@ -168,7 +169,7 @@ def _build() -> dict[bytes, Command]:
             command = Command(name, kind, 1, 1, 1, fn)  # type: ignore[arg-type]
         else:
             kind, first, last, step = spec  # type: ignore[misc]
-            command = Command(name, kind, first, last, step)  # type: ignore[arg-type]
+            command = Command(name, kind, first, last, step, None, first == 1 and last == 1)  # type: ignore[arg-type]
         raw = name.encode()
         table[raw] = command
         table[raw.lower()] = command
@@ -214,9 +215,11 @@ class TtlChange(NamedTuple):
     absolute: bool = False
 
 
+_make = TtlChange._make
 KEEP = TtlChange("keep")
 CLEAR = TtlChange("clear")
 _UNITS = {b"EX": ("s", False), b"PX": ("ms", False), b"EXAT": ("s", True), b"PXAT": ("ms", True)}
+_EXACT_UNITS = {**_UNITS, **{k.lower(): v for k, v in _UNITS.items()}}
 _EXPIRE_FORMS = {
     b"EXPIRE": ("s", False), b"PEXPIRE": ("ms", False), b"EXPIREAT": ("s", True), b"PEXPIREAT": ("ms", True),
 }
@@ -234,8 +237,7 @@ def _timed(value: bytes, unit: str, absolute: bool, now: float, cond: str = "") 
     else:
         seconds = raw * scale
         at = now + seconds
-    action = "past" if seconds <= 0 else "set"
-    return TtlChange(action, at, seconds, unit, raw, cond, absolute)
+    return _make(("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute))
 
 
 def ttl_change(args: list[bytes], now: float) -> TtlChange | None:
@@ -272,6 +274,32 @@ def ttl_change(args: list[bytes], now: float) -> TtlChange | None:
     if name in (b"GETSET", b"MSET", b"MSETNX", b"SETNX"):
         return CLEAR
     return KEEP
+
+
+def set_options(args: list[bytes], now: float) -> tuple[str, TtlChange | None]:
+    """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL] in one pass: (condition, TTL change)."""
+    count = len(args)
+    if count == 5:  # SET k v EX n: the common spelling, no upper-casing
+        unit = _EXACT_UNITS.get(args[3])
+        if unit is not None:
+            return "", _timed(args[4], unit[0], unit[1], now)
+    cond = ""
+    change: TtlChange | None = CLEAR
+    index = 3
+    while index < count:
+        option = args[index].upper()
+        if option == b"NX" or option == b"XX":
+            cond = "NX" if option == b"NX" else "XX"
+        elif option in _UNITS:
+            if index + 1 >= count:
+                return cond, None
+            unit, absolute = _UNITS[option]
+            change = _timed(args[index + 1], unit, absolute, now)
+            index += 1
+        elif option == b"KEEPTTL":
+            change = KEEP
+        index += 1
+    return cond, change
 
 
 def set_condition(args: list[bytes]) -> str:

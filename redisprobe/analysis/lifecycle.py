@@ -13,6 +13,7 @@ command is kept as a `Who` token and turned into an `Actor` at the end, once eve
 from __future__ import annotations
 
 import fnmatch
+import gc
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -285,44 +286,29 @@ class KeyLife:
 
 
 class _Slot:
-    """Everything about one (server, db, key): the live life, kept past lives, misses, takers, pending causes."""
+    """Everything about one (server, db, key): the live life, kept past lives, misses, takers, pending causes.
 
-    __slots__ = (
-        "absent_ttl",
-        "absent_ttl_count",
-        "count",
-        "db",
-        "dropped",
-        "kept",
-        "key",
-        "last_closed",
-        "live",
-        "lives",
-        "miss_log",
-        "misses",
-        "pending",
-        "server",
-        "takers",
-        "ttl_recent",
-    )
+    Class-level defaults, like KeyLife: most keys only ever use `live`, so a new key costs three assignments.
+    """
+
+    live: KeyLife | None = None
+    lives: deque[KeyLife] | None = None
+    kept: list[KeyLife] | None = None
+    dropped = 0
+    count = 0
+    last_closed: KeyLife | None = None
+    misses = 0
+    miss_log: list[tuple[float, Who, list[bytes], bool]] | None = None
+    absent_ttl: list[TtlSet] | None = None
+    absent_ttl_count = 0
+    pending: list[tuple[float, Who, int, list[bytes]]] | None = None  # (deadline, who, kind, args)
+    takers: dict[str, list[Any]] | None = None  # peer -> [count, first_t, hint, args]
+    ttl_recent: deque[TtlSet] | None = None
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server
         self.db = db
         self.key = key
-        self.live: KeyLife | None = None
-        self.lives: deque[KeyLife] | None = None
-        self.kept: list[KeyLife] | None = None
-        self.dropped = 0
-        self.count = 0
-        self.last_closed: KeyLife | None = None
-        self.misses = 0
-        self.miss_log: list[tuple[float, Who, list[bytes], bool]] | None = None
-        self.absent_ttl: list[TtlSet] | None = None
-        self.absent_ttl_count = 0
-        self.pending: list[tuple[float, Who, int, list[bytes]]] | None = None  # (deadline, who, kind, args)
-        self.takers: dict[str, list[Any]] | None = None  # peer -> [count, first_t, hint, args]
-        self.ttl_recent: deque[TtlSet] | None = None
 
     def all_lives(self) -> list[KeyLife]:
         lives = list(self.kept or ()) + list(self.lives or ())
@@ -390,6 +376,7 @@ class Lifecycle:
     def __init__(self, *, watched: dict[int, str] | None = None, intended_ttls: dict[str, float] | None = None,
                  timeline_limit: int = TIMELINE_LIMIT) -> None:
         self.attributor = Attributor(watched)
+        self._life_class = type("KeyLife", (KeyLife,), {"resolver": self.attributor, "__module__": __name__})
         self.intended_ttls = dict(intended_ttls or {})
         self.slots: dict[tuple[str, int, bytes], _Slot] = {}
         self.servers: dict[str, ServerState] = {}
@@ -412,8 +399,12 @@ class Lifecycle:
         self._rows_dropped = 0
         self._timeline_limit = timeline_limit
         self._targets: dict[str, str] = {}
+        self._monitored: dict[str, tuple[str, ServerState]] = {}
         self._live: dict[tuple[str, int], dict[bytes, _Slot]] = {}
         self._confirm_q: deque[tuple[float, Any]] = deque()  # (deadline, TtlSet or stale-read candidate)
+        self._undecided: list[TtlSet] = []
+        self._keyspace_seen = False
+        self._op_replies: dict[tuple[str, int, bytes], list[tuple[float, int, list[bytes], int]]] = {}
         self.tracking: set[tuple[str, int]] = set()  # connections with CLIENT TRACKING on
         self.stale_reads: list[tuple[str, str, bytes, int, trace.Op, float, Who, list[bytes] | None]] = []
         self._queued_ops: dict[tuple[str, int], list[trace.Op]] = {}
@@ -442,42 +433,68 @@ class Lifecycle:
         start: float | None = None
         for event in stream:
             buffered.append(event)
-            if isinstance(event, trace.Monitor):
-                self._state(self._server_of(event.target)).monitored = True
-            t = getattr(event, "t", None)
-            if t is not None and start is None:
-                start = t
-            if len(buffered) >= PREFETCH_EVENTS or (t is not None and start is not None
-                                                    and t - start > PREFETCH_SECONDS):
+            kind = type(event)
+            if kind is trace.Monitor:
+                self._state(self._server_of(event.target)).monitored = True  # type: ignore[union-attr]
+            elif kind is trace.Keyspace:
+                self._state(self._server_of(event.target)).keyspace = True  # type: ignore[union-attr]
+                self._keyspace_seen = True
+            if start is None:
+                start = event.t
+            if len(buffered) >= PREFETCH_EVENTS or event.t - start > PREFETCH_SECONDS:
                 break
-        feed = self.feed
-        for event in buffered:
-            feed(event)
-        del buffered
-        for event in stream:
-            feed(event)
-        self.finish()
+        collecting = gc.isenabled()
+        gc.disable()  # millions of small objects and few cycles: the collector would rescan them over and over
+        try:
+            self._feed_all(buffered)
+            del buffered
+            self._feed_all(stream)
+            self.finish()
+        finally:
+            if collecting:
+                gc.enable()
         return self
+
+    def _feed_all(self, events: Iterable[trace.Event]) -> None:
+        """`feed` for a whole stream, with the per-event work inlined (this loop sees every MONITOR line)."""
+        monitor_type = trace.Monitor
+        on_monitor = self._on_monitor
+        dispatch = self._dispatch
+        queue = self._confirm_q
+        count = 0
+        t = None
+        for event in events:
+            count += 1
+            t = event.t
+            if queue and queue[0][0] < t:
+                self._settle(t)
+            if type(event) is monitor_type:
+                on_monitor(event)  # type: ignore[arg-type]
+            else:
+                if self.first_t is None:
+                    self.first_t = t
+                handler = dispatch.get(type(event))
+                if handler is not None:
+                    handler(event)
+        if count:
+            self.events += count
+            if self.first_t is None:
+                self.first_t = t
+            self.last_t = t
 
     def feed(self, event: trace.Event) -> None:
         """Fold one event (events must come in time order)."""
-        handler = self._dispatch.get(type(event))
-        self.events += 1
-        if handler is None:
-            return
-        t = event.t  # type: ignore[union-attr]
-        if self._confirm_q and self._confirm_q[0][0] < t:
-            self._settle(t)
-        if self.first_t is None:
-            self.first_t = t
-        self.last_t = t
-        handler(event)
+        self._feed_all((event,))
 
     def finish(self) -> None:
         """Close what the end of the trace decides: keys past their TTL expired, pending checks settle."""
         if self._finished:
             return
         self._finished = True
+        self._settle(_INF)
+        for record in self._undecided:
+            self._confirm_q.append((0.0, record))
+        self._undecided = []
         self._settle(_INF)
         end = self.last_t if self.last_t is not None else 0.0
         for slot in list(self.slots.values()):
@@ -521,29 +538,52 @@ class Lifecycle:
         args = event.args
         if not args:
             return
-        spec = C.COMMANDS.get(args[0])
-        if spec is None:
-            spec = C.lookup(args[0])
+        spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
+        known = self._monitored.get(event.target)
+        if known is None:
+            known = self._monitor_target(event.target)
         kind = spec.kind
-        server = self._targets.get(event.target)
-        if server is None:
-            server = self._server_of(event.target)
-        state = self.servers.get(server)
-        if state is None or not state.monitored or state.ops_commands:
-            state = self._state(server)
-            state.monitored = True
-            state.ops_commands = False
+        if kind == 0:  # C.OTHER
+            return
+        server, state = known
         peer = event.peer
         if peer == "lua":
             peer, hint = state.script_peer, state.script_hint
+        elif peer[0] == "u":
+            hint = hash(tuple(args))  # unix socket: matched against actors' ops at the end
         else:
-            hint = hash(tuple(args)) if peer[:5] == "unix:" else 0
-        if kind == C.OTHER:
-            return
+            hint = 0
+        if kind == 1 and spec.single and len(args) > 1:  # C.READ of one key: the commonest line, inlined
+            t = event.t
+            slot = self.slots.get((server, event.db, args[1]))
+            life = slot.live if slot is not None else None
+            if life is not None and (life.expires_at is None or t < life.expires_at):
+                life.reads += 1
+                readers = life.readers
+                if readers is None:
+                    life.readers = {peer: [1, t, hint]}
+                else:
+                    entry = readers.get(peer)
+                    if entry is None:
+                        readers[peer] = [1, t, hint]
+                    else:
+                        entry[0] += 1
+                        entry[1] = t
+                return
         self._handlers[kind](server, event.db, peer, hint, event.t, args, spec)
 
+    def _monitor_target(self, target: str) -> tuple[str, ServerState]:
+        server = self._server_of(target)
+        state = self._state(server)
+        state.monitored = True
+        state.ops_commands = False
+        self._monitored[target] = (server, state)
+        return server, state
+
     def _on_op(self, event: trace.Op) -> None:
-        server = self.attributor.actor_server.get(event.pid, "")
+        server = self.attributor.actor_server.get(event.pid)
+        if server is None:
+            server = self.attributor.server_of(event.pid, event.client_id)
         state = self._state(server)
         args = event.args
         spec = C.lookup(args[0]) if args else C.lookup(b"")
@@ -626,16 +666,31 @@ class Lifecycle:
         if name == b"PERSIST" or name == b"GETEX":
             return
         slot = self.slots.get((server, op.db, op.args[1]))
-        if slot is None or not slot.ttl_recent:
-            return
-        for record in reversed(slot.ttl_recent):
+        for record in reversed(slot.ttl_recent) if slot is not None and slot.ttl_recent else ():
             if abs(record.t - op.t) > KS_MATCH_WINDOW:
                 continue
             client = self.attributor.client_at(server, record.who[1], record.t)
             if client == op.client_id and record.args == op.args:
-                self._ttl_verdict(slot, record, bool(op.reply), "the command replied 0")
+                self._ttl_verdict(slot, record, bool(op.reply), "the command replied 0")  # type: ignore[arg-type]
                 record.confirmed = True
                 return
+        waiting = self._op_replies.setdefault((server, op.db, op.args[1]), [])
+        if len(waiting) < LOG_CAP:
+            waiting.append((op.t, op.client_id, op.args, op.reply))  # its MONITOR line has not come yet
+
+    def _reply_for(self, slot: _Slot, record: TtlSet) -> int | None:
+        """An actor's reply to this very command, recorded before its MONITOR line arrived."""
+        waiting = self._op_replies.get((slot.server, slot.db, slot.key))
+        if not waiting:
+            return None
+        for index, (t, client_id, args, reply) in enumerate(waiting):
+            if abs(record.t - t) <= KS_MATCH_WINDOW and args == record.args \
+                    and self.attributor.client_at(slot.server, record.who[1], record.t) == client_id:
+                del waiting[index]
+                if not waiting:
+                    del self._op_replies[(slot.server, slot.db, slot.key)]
+                return reply
+        return None
 
     def _stale_candidate(self, server: str, op: trace.Op) -> None:
         """A tracking client's read: if no GET reaches MONITOR for it, its local cache answered."""
@@ -739,6 +794,7 @@ class Lifecycle:
         server = self._server_of(event.target)
         state = self._state(server)
         state.keyspace = True
+        self._keyspace_seen = True
         name = event.event
         if name in _GENERIC:
             state.ks_generic = True
@@ -845,8 +901,7 @@ class Lifecycle:
 
     def _create(self, slot: _Slot, t: float, who: Who | None, args: list[bytes] | None, kind: int, *,
                 preexisting: bool = False) -> KeyLife:
-        life = KeyLife(slot.server, slot.db, slot.key)
-        life.resolver = self.attributor
+        life = self._life_class(slot.server, slot.db, slot.key)
         if preexisting:
             life.preexisting = True
         else:
@@ -987,12 +1042,13 @@ class Lifecycle:
 
     def _read(self, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
               spec: C.Command) -> None:
-        keys = (args[1],) if spec.first == 1 and spec.last == 1 and spec.keys_fn is None and len(args) > 1 \
-            else spec.keys(args)
+        keys = (args[1],) if spec.single and len(args) > 1 else spec.keys(args)
         slots = self.slots
         for key in keys:
             slot = slots.get((server, db, key))
-            life = self._alive(slot, t)
+            life = slot.live if slot is not None else None
+            if life is not None and life.expires_at is not None and t >= life.expires_at:
+                life = self._alive(slot, t)
             if life is None:
                 self._miss(server, db, peer, hint, t, args, key, slot)
                 continue
@@ -1026,8 +1082,7 @@ class Lifecycle:
             if life.length is not None:
                 pushed = C.push_count(args)
                 life.length = None if pushed is None else life.length + pushed
-            if life.writes < HISTORY_HEAD or life.tail is not None:
-                life.note(t, (server, peer, t, hint), args, "written")
+            life.note(t, (server, peer, t, hint), args, "written")
         life.writes += 1
         life.appends += 1
         life.last_write_at = t
@@ -1045,46 +1100,68 @@ class Lifecycle:
 
     def _set(self, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
              spec: C.Command) -> None:
+        """SET and friends: overwrite (or create), then the TTL per options; NX/XX may make it a no-op."""
         if len(args) < 3:
             return
-        plain = len(args) == 3 and spec.name == "SET"
-        cond = "" if plain else C.set_condition(args)
-        change = C.CLEAR if plain else C.ttl_change(args, t)
+        name = spec.name
+        if name == "SET":
+            cond, change = C.set_options(args, t) if len(args) > 3 else ("", C.CLEAR)
+        elif name == "MSET" or name == "MSETNX":
+            self._mset(server, db, peer, hint, t, args, "NX" if name == "MSETNX" else "")
+            return
+        else:
+            cond = "NX" if name == "SETNX" else ""
+            change = C.ttl_change(args, t)  # type: ignore[assignment]
         if change is None:
             return
-        if spec.name.startswith("MSET"):
-            keys = args[1::2]
-            if cond == "NX" and any(self._alive(self.slots.get((server, db, k)), t) for k in keys):
-                return
-        else:
-            keys = [args[1]]
+        self._set_one(server, db, peer, hint, t, args, args[1], cond, change)
+
+    def _mset(self, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes], cond: str) -> None:
+        keys = args[1::2]
+        if cond == "NX" and any(self._alive(self.slots.get((server, db, k)), t) for k in keys):
+            return
         for key in keys:
-            slot = self.slots.get((server, db, key))
+            self._set_one(server, db, peer, hint, t, args, key, "", C.CLEAR)
+
+    def _set_one(self, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes], key: bytes,
+                 cond: str, change: C.TtlChange) -> None:
+        slot = self.slots.get((server, db, key))
+        life = slot.live if slot is not None else None
+        if life is not None and life.expires_at is not None and t >= life.expires_at:
             life = self._alive(slot, t)
-            who = (server, peer, t, hint)
+        if cond:
             if cond == "NX" and life is not None:
                 life.reads += 1
-                continue
+                return
             if cond == "XX" and life is None:
                 self._miss(server, db, peer, hint, t, args, key, slot)
-                continue
-            if life is None:
-                if slot is None:
-                    slot = self._slot(server, db, key)
-                life = self._create(slot, t, who, args, C.SET)
-            else:
-                life.length = None
-                if life.writes < HISTORY_HEAD or life.tail is not None:
-                    life.note(t, who, args, "overwritten")
-            life.writes += 1
-            life.last_write_at = t
+                return
+        who = (server, peer, t, hint)
+        if life is None:
+            if slot is None:
+                slot = self.slots[(server, db, key)] = _Slot(server, db, key)
+            life = self._create(slot, t, who, args, C.SET)
+        else:
+            life.length = None
+            life.note(t, who, args, "overwritten")
+        life.writes += 1
+        life.last_write_at = t
+        writers = life.writers
+        entry = writers.get(peer) if writers is not None else None
+        if entry is None:
             self._writer(life, peer, hint, t, False)
-            if change.action == "clear":
+        else:
+            entry[0] += 1
+            entry[2] = t
+            entry[3] = hint
+        action = change.action
+        if action == "clear":
+            if life.expires_at is not None:
                 self._clear_ttl(slot, life, t, who, args)  # type: ignore[arg-type]
-            elif change.action == "set":
-                self._apply_ttl(slot, life, TtlSet(t, who, args, change), server, peer)  # type: ignore[arg-type]
-            elif change.action == "past":
-                self._close(slot, life, t, "del", who, args, detail="expire time in the past")  # type: ignore[arg-type]
+        elif action == "set":
+            self._apply_ttl(slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)  # type: ignore[arg-type]
+        elif action == "past":
+            self._close(slot, life, t, "del", who, args, detail="expire time in the past")  # type: ignore[arg-type]
 
     def _clear_ttl(self, slot: _Slot, life: KeyLife, t: float, who: Who, args: list[bytes]) -> None:
         if life.expires_at is None:
@@ -1209,10 +1286,18 @@ class Lifecycle:
         if len(args) < 2:
             return
         key = args[1]
-        name = args[0].upper()
-        change = C.ttl_change(args, t)
-        if change is None:
-            return
+        name = args[0]
+        if (name == b"EXPIRE" or name == b"expire") and len(args) == 3:
+            try:
+                value = int(args[2])
+            except ValueError:
+                return
+            change = C.TtlChange("set" if value > 0 else "past", t + value, float(value), "s", value)
+        else:
+            name = name.upper()
+            change = C.ttl_change(args, t)  # type: ignore[assignment]
+            if change is None:
+                return
         slot = self.slots.get((server, db, key))
         life = self._alive(slot, t)
         who = (server, peer, t, hint)
@@ -1268,13 +1353,16 @@ class Lifecycle:
         elif change.unit not in units:
             units.add(change.unit)
 
-    def _apply_ttl(self, slot: _Slot, life: KeyLife, record: TtlSet, server: str, peer: str) -> None:
+    def _apply_ttl(self, slot: _Slot, life: KeyLife, record: TtlSet, server: str, peer: str, *,
+                   quiet: bool = False) -> None:
         """An EXPIRE-like command on a live key: NX/XX/GT/LT decide, then the TTL moves."""
         current = life.expires_at
         new = record.expires_at
         cond = record.cond
         reason = ""
-        if cond == "NX" and current is not None:
+        if not cond:
+            pass
+        elif cond == "NX" and current is not None:
             reason = "NX: the key already had a TTL"
         elif cond == "XX" and current is None:
             reason = "XX: the key had no TTL"
@@ -1284,8 +1372,16 @@ class Lifecycle:
             reason = "LT: not shorter than the current TTL"
         record.life = life
         record.prev_expires_at = current
-        self._recent_ttl(slot, record)
-        unit_issue = _unit_issue(record)
+        recent = slot.ttl_recent
+        if recent is None:
+            recent = slot.ttl_recent = deque(maxlen=LOG_CAP)
+        recent.append(record)
+        if self._op_replies and not reason and self._reply_for(slot, record) == 0:
+            reason = "the command replied 0"
+            record.confirmed = True
+        raw = record.raw
+        unit_issue = _unit_issue(record) if raw is not None and (raw > EX_MS_SUSPECT or (
+            raw < PX_SECONDS_SUSPECT and record.unit == "ms")) else ""
         if unit_issue:
             if life.unit_suspects is None:
                 life.unit_suspects = []
@@ -1300,10 +1396,13 @@ class Lifecycle:
                       "ttl-missed")
             return
         record.effective = True
-        self._set_ttl(slot, life, record)
-        self._confirm_q.append((record.t + KS_MATCH_WINDOW, record))
+        self._set_ttl(slot, life, record, quiet)
+        if self._keyspace_seen:
+            state = self.servers.get(slot.server)
+            if state is not None and state.keyspace:
+                self._confirm_q.append((record.t + KS_MATCH_WINDOW, record))
 
-    def _set_ttl(self, slot: _Slot, life: KeyLife, record: TtlSet) -> None:
+    def _set_ttl(self, slot: _Slot, life: KeyLife, record: TtlSet, quiet: bool = False) -> None:
         life.expires_at = record.expires_at
         life.ttl_sets += 1
         if life.ttl_first is None:
@@ -1320,8 +1419,8 @@ class Lifecycle:
                 life.shortened = []
             if len(life.shortened) < LOG_CAP:
                 life.shortened.append((record, life.owner_ttl))
-        if life.ttl_sets <= HISTORY_HEAD or life.tail is not None:
-            life.note(record.t, record.who, record.args, f"TTL set to {_secs(record.seconds)}")
+        if not quiet:
+            life.note(record.t, record.who, record.args, "TTL set")
         if life.ttl_sets <= 2:
             self._row(record.t, record.who, slot.db, record.args, slot.key, f"TTL {_secs(record.seconds)}", "ttl")
 
@@ -1382,7 +1481,11 @@ class Lifecycle:
             if record.confirmed or not record.effective:
                 continue
             state = self.servers.get(record.who[0])
-            if state is None or not state.ks_generic or _in_gap(state, record.t):
+            if state is None or _in_gap(state, record.t):
+                continue
+            if not state.ks_generic:
+                if now != _INF and state.keyspace and len(self._undecided) < MAX_MISS_ONLY_KEYS:
+                    self._undecided.append(record)  # decided at the end: do generic events ever come?
                 continue
             life = record.life
             if life is not None and life.removed_how is not None and life.removed_at is not None \
