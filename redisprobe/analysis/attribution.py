@@ -63,6 +63,7 @@ class Attributor:
         self._unix_ops: dict[tuple[str, int], list[tuple[float, int]]] = {}  # (server, args hash) -> (t, cid)
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
+        self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -134,6 +135,8 @@ class Attributor:
 
     def op_seen(self, event: trace.Op, server: str, unix_hint: int = 0) -> None:
         """An actor's own op: ties its client id to its pid (and, on a unix socket, its args to the client)."""
+        if event.role and event.pid not in self.pid_roles:
+            self.pid_roles[event.pid] = event.role
         key = (server, event.client_id)
         info = self.clients.get(key)
         if info is None or info.pid != event.pid:
@@ -156,10 +159,13 @@ class Attributor:
 
     def server_of(self, pid: int, client_id: int) -> str:
         """The server of a process that never announced itself (no ActorStarted): from CLIENT LIST samples."""
-        for (server, known), info in self.clients.items():
-            if known == client_id and info.pid == pid:
+        same_id = [(server, info) for (server, known), info in self.clients.items() if known == client_id]
+        for server, info in same_id:
+            if info.pid == pid:
                 self.actor_server[pid] = server
                 return server
+        if len(same_id) == 1:  # a fork on its parent's connection: same client id, another pid
+            return same_id[0][0]
         return ""
 
     def client_at(self, server: str, peer: str, t: float) -> int | None:

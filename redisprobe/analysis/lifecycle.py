@@ -859,6 +859,9 @@ class Lifecycle:
         cause = self._cause(slot, t, "del")
         if life is None:
             life = self._create(slot, t, None, None, 0, preexisting=True)
+            if cause is not None and slot.miss_log and slot.miss_log[-1][1] == cause[1]:
+                slot.miss_log.pop()  # the key was there after all: the trace began after it was made
+                slot.misses -= 1
         if cause is None:
             self._close(slot, life, t, "del", None, None, detail="no command seen for it (a gap in MONITOR?)",
                         confirmed=True)
@@ -1155,6 +1158,10 @@ class Lifecycle:
             entry[2] = t
             entry[3] = hint
         action = change.action
+        if action == "set":
+            units = self.units.get((server, peer))
+            if units is None or change.unit not in units:
+                self._note_units(server, peer, who, change)
         if action == "clear":
             if life.expires_at is not None:
                 self._clear_ttl(slot, life, t, who, args)  # type: ignore[arg-type]
@@ -1207,8 +1214,7 @@ class Lifecycle:
             if slot is None:
                 slot = self._slot(server, db, key)
             if life is None:
-                if how == "getdel":
-                    self._miss(server, db, peer, hint, t, args, key, slot)
+                self._miss(server, db, peer, hint, t, args, key, slot)  # nothing to delete (or unseen before)
                 self._pend(slot, who, C.REMOVE, args, t + KS_MATCH_WINDOW)
                 continue
             self._taker(slot, peer, hint, t, args)
@@ -1823,8 +1829,10 @@ def evidence_line(t: float | None, actor: Actor | None, args: list[bytes] | None
     text = f"{clock(t)} {describe(actor)}{where}"
     if command:
         text += f": {command}"
-    if effect:
-        text += f" -> {effect}"
+        if effect:
+            text += f" -> {effect}"
+    elif effect:
+        text += f": {effect}"
     return text
 
 

@@ -84,17 +84,19 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             group.extra.update(family=family(life.key), remover=remover, writer=writer, ttl=ttl, age=age, left=left)
             if not group.add_key(life.key_text):
                 continue
+            lines: list[tuple[float, str]] = []
             if last is not None:
-                group.add_evidence(inp.line(last.t, last.who, last.args, f"TTL {secs(ttl)}", life.db))
+                lines.append((last.t, inp.line(last.t, last.who, last.args, f"TTL {secs(ttl)}", life.db)))
             for actor, entry in active[:1]:
-                group.add_evidence(_last_write(inp, life, actor, entry))
-            group.add_evidence(inp.line(life.removed_at, life.removed_by, life.removed_args,
-                                        f"removed {age:.3f}s after creation, {left:.3f}s before its TTL ran out",
-                                        life.db))
+                lines.append((entry[2], _last_write(inp, life, actor, entry)))  # type: ignore[arg-type]
+            lines.append((life.removed_at, inp.line(life.removed_at, life.removed_by, life.removed_args,
+                                                    f"removed {age:.3f}s after creation, {left:.3f}s before its "
+                                                    "TTL ran out", life.db)))
             for t, who, args, what, _actor in came_back[:2]:
                 effect = {"recreated": "recreated the key it did not know was gone",
                           "ttl-missed": "EXPIRE hit nothing: the key was gone"}.get(what, what)
-                group.add_evidence(inp.line(t, who, args, effect, life.db))
+                lines.append((t, inp.line(t, who, args, effect, life.db)))
+            group.add_evidence(*(line for _t, line in sorted(lines, key=lambda item: item[0])))
     return groups.findings()
 
 
@@ -196,10 +198,11 @@ def _consumed_summary(group: Group) -> str:
     actor: Actor = group.extra["actor"]  # type: ignore[assignment]
     twin = group.extra.get("twin")
     fam = group.extra["family"]
+    what = keys_phrase(group) + ("" if group.key_count == 1 and fam == group.keys[0] else f" of {fam}")
     if twin is not None:
         return (f"a second instance of {twin.label or 'a listed process'} ({who_text(actor)}, not one of the "  # type: ignore[attr-defined]
-                f"expected processes) took {keys_phrase(group)} of {fam}")
-    return f"{who_text(actor)}, not one of the expected processes, took {keys_phrase(group)} of {fam}"
+                f"expected processes) took {what}")
+    return f"{who_text(actor)}, not one of the expected processes, took {what}"
 
 
 def evicted(inp: RuleInput) -> list[Finding]:

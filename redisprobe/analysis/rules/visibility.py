@@ -215,7 +215,8 @@ def _pid_info(inp: RuleInput, server: str, client_id: int, pid: int) -> object:
     from redisprobe.analysis.attribution import ClientInfo
 
     info = inp.attributor.clients.get((server, client_id))
-    return ClientInfo(client_id=client_id, pid=pid, role=info.role if info and info.pid == pid else "")
+    role = info.role if info is not None and info.pid == pid else inp.attributor.pid_roles.get(pid, "")
+    return ClientInfo(client_id=client_id, pid=pid, role=role)
 
 
 def server_restarted(inp: RuleInput) -> list[Finding]:

@@ -1,0 +1,720 @@
+"""Every doctor rule on a hand-made incident (rule id, culprit pid, evidence) and on its healthy twin (silence)."""
+
+from __future__ import annotations
+
+from redisprobe.analysis import RULES, Context, analyze, diagnose
+from redisprobe.findings import Finding, to_builtins
+from tests.tracebuild import T0, TraceBuilder
+
+WATCHED = {100: "api", 200: "processor"}
+
+
+def run(tb: TraceBuilder, watched: dict[int, str] | None = None, **intended: float) -> list[Finding]:
+    return diagnose(tb.events, Context(watched=watched or {}, intended_ttls=intended))
+
+
+def one(tb: TraceBuilder, rule: str, watched: dict[int, str] | None = None) -> Finding:
+    findings = run(tb, watched)
+    mine = [f for f in findings if f.rule == rule]
+    assert len(mine) == 1, [to_builtins(f) for f in findings]
+    return mine[0]
+
+
+def healthy(tb: TraceBuilder, watched: dict[int, str] | None = None) -> None:
+    findings = run(tb, watched)
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def mentions(finding: Finding, *parts: str) -> bool:
+    """Some evidence line names all of `parts` (time, pid, client id, exact command...)."""
+    return any(all(part in line for part in parts) for line in finding.evidence)
+
+
+def test_every_bugs_md_rule_is_registered() -> None:
+    expected = {"deleted-by-client", "consumed-by-other", "ttl-refresh-missed", "ttl-cleared-by-set",
+                "recreated-without-ttl", "ttl-shortened", "ttl-unit-mismatch", "expire-in-past", "evicted", "flushed",
+                "renamed-away", "different-db", "different-server", "key-prefix-mismatch", "server-restarted",
+                "transaction-not-executed", "shared-connection", "stale-client-cache"}
+    assert expected <= set(RULES) and all(RULES[rule] for rule in expected)
+
+
+def test_empty_trace_is_healthy() -> None:
+    assert diagnose([]) == []
+
+
+# -- deleted-by-client ------------------------------------------------------------------------------------------
+
+def _batch(tb: TraceBuilder, api, start: float, items: int, key: str = "batch:1") -> None:
+    for i in range(items):
+        tb.at(start + i * 0.1)
+        api("RPUSH", key, f"item{i}")
+        tb.ks("rpush", key)
+        api("EXPIRE", key, 60)
+        tb.ks("expire", key)
+
+
+def test_deleted_by_client_while_the_api_still_appends() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8)
+    _batch(tb, api, 0.0, 4)
+    tb.at(0.35)
+    processor("LRANGE", "batch:1", 0, -1)
+    processor("DEL", "batch:1")
+    tb.ks("del", "batch:1")
+    _batch(tb, api, 0.4, 2)  # the api goes on: its appends recreate the batch
+    finding = one(tb, "deleted-by-client", WATCHED)
+    assert finding.severity == "error" and finding.culprit is not None
+    assert finding.culprit.pid == 200 and finding.culprit.client_id == 8
+    assert finding.keys == ["batch:1"]
+    assert mentions(finding, "pid 200 (processor)", "client id 8", "DEL batch:1")
+    assert mentions(finding, "pid 100 (api)", "client id 7", "RPUSH batch:1 item3", "still writing")
+    assert mentions(finding, "pid 100 (api)", "RPUSH batch:1 item0", "recreated")
+    assert "pid 200" in finding.summary and "pid 100" in finding.summary
+
+
+def test_deleted_by_client_then_the_writers_expire_misses() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8)
+    api("SET", "report:9", "partial", "EX", 30)
+    tb.at(0.2)
+    processor("GETDEL", "report:9")
+    tb.ks("del", "report:9")
+    tb.at(0.3)
+    api("EXPIRE", "report:9", 30)  # no such key any more
+    finding = one(tb, "deleted-by-client")
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "GETDEL report:9") and mentions(finding, "EXPIRE report:9 30", "hit nothing")
+
+
+def test_healthy_processor_deletes_a_batch_that_went_quiet() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8)
+    _batch(tb, api, 0.0, 4)
+    tb.at(1.5)
+    processor("LRANGE", "batch:1", 0, -1)
+    processor("DEL", "batch:1")
+    tb.ks("del", "batch:1")
+    _batch(tb, api, 1.6, 3, key="batch:2")  # the next batch: another key
+    healthy(tb, WATCHED)
+
+
+def test_healthy_queue_emptied_by_pops() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    for i in range(5):
+        tb.at(i * 0.05)
+        api("RPUSH", "jobs", f"j{i}")
+        api("EXPIRE", "jobs", 60)
+        worker("LPOP", "jobs")
+        tb.ks("lpop", "jobs").ks("del", "jobs")
+    healthy(tb, WATCHED)
+
+
+# -- consumed-by-other ------------------------------------------------------------------------------------------
+
+def test_consumed_by_an_unlisted_process() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    stranger = tb.client(pid=300, client_id=9, process="python3", name="old-worker")
+    for i in range(3):
+        api("SET", f"job:{i}", "payload", "EX", 60)
+    worker("GETDEL", "job:0")
+    stranger("GETDEL", "job:1")
+    stranger("GETDEL", "job:2")
+    finding = one(tb, "consumed-by-other", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 300
+    assert set(finding.keys) == {"job:1", "job:2"}
+    assert mentions(finding, "pid 300", "client id 9", "GETDEL job:1", "took it")
+    assert mentions(finding, "pid 200 (processor)", "expected consumer")
+
+
+def test_consumed_by_a_second_instance() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    first = tb.client("processor", pid=200, client_id=8, process="worker")
+    second = tb.client(pid=201, client_id=10, process="worker")
+    api("RPUSH", "queue:a", "x", "y", "z")
+    first("LPOP", "queue:a")
+    second("LPOP", "queue:a")
+    finding = one(tb, "consumed-by-other", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 201
+    assert "second instance" in finding.summary
+
+
+def test_consumed_by_a_client_from_no_local_process() -> None:
+    tb = TraceBuilder()
+    tb.client(pid=100, client_id=7, process="api")("SADD", "tasks", "a", "b")
+    tb.client(pid=200, client_id=8, process="worker")("SPOP", "tasks")
+    tb.client(client_id=11, addr="10.0.0.5:41000", name="", lib="ioredis")("SPOP", "tasks")
+    finding = one(tb, "consumed-by-other")
+    assert finding.culprit is not None and finding.culprit.pid is None and finding.culprit.addr == "10.0.0.5:41000"
+
+
+def test_healthy_only_the_expected_consumer_takes() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    for i in range(3):
+        api("SET", f"job:{i}", "p", "EX", 60)
+    tb.at(2.0)
+    for i in range(3):
+        worker("GETDEL", f"job:{i}")
+        tb.ks("del", f"job:{i}")
+    healthy(tb, WATCHED)
+
+
+# -- ttl-refresh-missed -----------------------------------------------------------------------------------------
+
+def test_refresh_hits_a_near_miss_name_and_the_key_expires_on_its_first_ttl() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    keeper = tb.client("keeper", pid=150, client_id=12)
+    api("SET", "session:42", "data", "EX", 1)
+    tb.ks("set", "session:42").ks("expire", "session:42")
+    tb.at(0.5)
+    keeper("EXPIRE", "session_42", 1)  # wrong separator: no such key, no event
+    tb.at(1.1).ks("expired", "session:42")
+    finding = one(tb, "ttl-refresh-missed")
+    assert finding.culprit is not None and finding.culprit.pid == 150
+    assert mentions(finding, "pid 150 (keeper)", "client id 12", "EXPIRE session_42 1", "no such key")
+    assert mentions(finding, "session:42 exists")
+
+
+def test_refresh_with_xx_on_a_key_without_ttl_leaves_it_forever() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "cache:1", "v")
+    api("EXPIRE", "cache:1", 60, "XX")
+    finding = one(tb, "ttl-refresh-missed")
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "EXPIRE cache:1 60 XX", "XX: the key had no TTL") and "never expire" in finding.summary
+
+
+def test_refresh_that_came_too_late() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "lease:1", "me", "PX", 800)
+    tb.at(0.85).ks("expired", "lease:1")
+    tb.at(0.9)
+    api("PEXPIRE", "lease:1", 800)
+    finding = one(tb, "ttl-refresh-missed")
+    assert mentions(finding, "too late")
+
+
+def test_refresh_refuted_by_missing_keyspace_event() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "k:1", "v")
+    tb.ks("set", "k:1")
+    api("EXPIRE", "k:1", 30)  # the server never said `expire`
+    tb.at(1.0).ks("del", "unrelated")
+    finding = one(tb, "ttl-refresh-missed")
+    assert mentions(finding, "EXPIRE k:1 30", "no keyspace")
+
+
+def test_expire_before_the_key_existed() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("EXPIRE", "counter:1", 60)
+    api("INCR", "counter:1")
+    tb.at(2.0)
+    api("GET", "counter:1")
+    findings = run(tb)
+    assert {f.rule for f in findings} == {"ttl-refresh-missed"}
+    assert mentions(findings[0], "before the key was created")
+
+
+def test_healthy_refreshes_and_the_nx_idiom() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    for i in range(3):
+        tb.at(i * 0.3)
+        api("INCR", "rate:1")
+        api("EXPIRE", "rate:1", 1, "NX")  # TTL from the first hit only: by design
+        api("SET", "session:1", "v", "EX", 1)
+    tb.at(1.05).ks("expired", "rate:1")
+    tb.at(1.65).ks("expired", "session:1")
+    healthy(tb)
+
+
+# -- ttl-cleared-by-set -----------------------------------------------------------------------------------------
+
+def test_set_without_keepttl_drops_the_ttl() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    other = tb.client("admin", pid=300, client_id=9)
+    api("SET", "token:1", "a", "EX", 3600)
+    tb.at(1.0)
+    other("SET", "token:1", "b")
+    tb.at(3.0).ttl_sample("token:1", -1)
+    finding = one(tb, "ttl-cleared-by-set")
+    assert finding.severity == "error" and finding.culprit is not None and finding.culprit.pid == 300
+    assert mentions(finding, "pid 300 (admin)", "SET token:1 b", "TTL dropped")
+    assert mentions(finding, "TTL sample", "-1")
+
+
+def test_healthy_keepttl_or_set_then_expire() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "a", "1", "EX", 100)
+    api("SET", "a", "2", "KEEPTTL")
+    api("SET", "b", "1", "EX", 100)
+    api("SET", "b", "2")
+    api("EXPIRE", "b", 100)
+    tb.at(3.0)
+    api("GET", "a")
+    healthy(tb)
+
+
+# -- recreated-without-ttl --------------------------------------------------------------------------------------
+
+def test_rate_limiter_recreated_without_ttl() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("INCR", "rl:ip:1")
+    api("EXPIRE", "rl:ip:1", 1)
+    tb.at(1.02).ks("expired", "rl:ip:1")
+    tb.at(1.5)
+    api("INCR", "rl:ip:1")  # count != 1 in the app's racy logic: no EXPIRE this time
+    tb.at(4.0)
+    api("INCR", "rl:ip:1")
+    finding = one(tb, "recreated-without-ttl")
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "pid 100 (api)", "INCR rl:ip:1", "recreated, no TTL")
+    assert mentions(finding, "expired")
+
+
+def test_healthy_recreated_with_its_ttl() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    for start in (0.0, 1.5):
+        tb.at(start)
+        api("INCR", "rl:ip:1")
+        api("EXPIRE", "rl:ip:1", 1)
+        tb.at(start + 1.02).ks("expired", "rl:ip:1")
+    healthy(tb)
+
+
+# -- ttl-shortened ----------------------------------------------------------------------------------------------
+
+def test_another_process_shortens_the_ttl() -> None:
+    tb = TraceBuilder()
+    owner = tb.client("api", pid=100, client_id=7)
+    other = tb.client("cleaner", pid=300, client_id=9)
+    owner("SET", "cart:5", "items", "EX", 3600)
+    tb.at(1.0)
+    other("EXPIRE", "cart:5", 2)
+    tb.at(3.05).ks("expired", "cart:5")
+    finding = one(tb, "ttl-shortened")
+    assert finding.severity == "error" and finding.culprit is not None and finding.culprit.pid == 300
+    assert mentions(finding, "pid 300 (cleaner)", "client id 9", "EXPIRE cart:5 2", "TTL cut to 2s")
+
+
+def test_healthy_owner_refreshes_itself() -> None:
+    tb = TraceBuilder()
+    owner = tb.client("api", pid=100, client_id=7)
+    owner("SET", "cart:5", "items", "EX", 3600)
+    owner("EXPIRE", "cart:5", 3600)
+    owner("EXPIRE", "cart:5", 10)  # the owner may change its mind
+    healthy(tb)
+
+
+# -- ttl-unit-mismatch ------------------------------------------------------------------------------------------
+
+def test_milliseconds_meant_as_seconds() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "user:1", "x", "EX", 60)
+    api("SET", "lock:1", "x")
+    api("PEXPIRE", "lock:1", 30)  # 30 ms: meant 30 s
+    tb.at(0.031).ks("expired", "lock:1")
+    finding = one(tb, "ttl-unit-mismatch")
+    assert finding.severity == "error" and finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "PEXPIRE lock:1 30", "30 ms is under a second")
+
+
+def test_seconds_meant_as_milliseconds() -> None:
+    tb = TraceBuilder()
+    tb.client("api", pid=100, client_id=7)("SET", "k", "v", "EX", 3_600_000)
+    finding = one(tb, "ttl-unit-mismatch")
+    assert finding.severity == "warning" and mentions(finding, "SET k v EX 3600000", "days")
+
+
+def test_healthy_client_that_always_speaks_milliseconds() -> None:
+    tb = TraceBuilder()
+    locker = tb.client("locker", pid=100, client_id=7)
+    locker("SET", "lock:a", "me", "NX", "PX", 500)
+    locker("PEXPIRE", "lock:a", 500)
+    healthy(tb)
+
+
+# -- expire-in-past ---------------------------------------------------------------------------------------------
+
+def test_expireat_in_the_past_deletes_at_once() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "promo:1", "on")
+    api("EXPIREAT", "promo:1", int(T0) - 3600)  # client clock an hour behind
+    tb.ks("del", "promo:1")
+    finding = one(tb, "expire-in-past")
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "EXPIREAT promo:1", "before the server's clock")
+
+
+def test_negative_ttl_deletes_at_once() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "x", "1")
+    api("EXPIRE", "x", -1)
+    finding = one(tb, "expire-in-past")
+    assert mentions(finding, "EXPIRE x -1", "<= 0")
+
+
+def test_healthy_expireat_in_the_future() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "promo:1", "on")
+    api("EXPIREAT", "promo:1", int(T0) + 3600)
+    healthy(tb)
+
+
+# -- evicted ----------------------------------------------------------------------------------------------------
+
+def test_evicted_keys_have_no_culprit() -> None:
+    tb = TraceBuilder()
+    tb.server(evicted_keys=0, used_memory=1000, maxmemory=1000)
+    api = tb.client("api", pid=100, client_id=7)
+    for i in range(3):
+        api("SET", f"cache:{i}", "x" * 10, "EX", 600)
+    tb.at(1.0).ks("evicted", "cache:0").ks("evicted", "cache:1")
+    tb.server(evicted_keys=2, used_memory=990, maxmemory=1000)
+    finding = one(tb, "evicted")
+    assert finding.culprit is None and set(finding.keys) == {"cache:0", "cache:1"}
+    assert mentions(finding, "the server", "evicted cache:0") and mentions(finding, "evicted_keys 0 -> 2")
+
+
+def test_evicted_known_only_from_server_stats() -> None:
+    tb = TraceBuilder()
+    tb.server(evicted_keys=5)
+    tb.at(1.0).server(evicted_keys=9)
+    finding = one(tb, "evicted")
+    assert finding.culprit is None and "4 key(s)" in finding.summary
+
+
+# -- flushed ----------------------------------------------------------------------------------------------------
+
+def test_flushdb_by_another_process() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "a", "1")
+    api("RPUSH", "b", "1")
+    tests = tb.client("pytest", pid=400, client_id=20)
+    tests("FLUSHDB")
+    finding = one(tb, "flushed")
+    assert finding.culprit is not None and finding.culprit.pid == 400
+    assert set(finding.keys) == {"a", "b"}
+    assert mentions(finding, "pid 400 (pytest)", "client id 20", "FLUSHDB", "no per-key event")
+
+
+def test_healthy_a_process_flushing_only_its_own_keys() -> None:
+    tb = TraceBuilder()
+    tests = tb.client("pytest", pid=400, client_id=20)
+    tests("SET", "fixture:1", "x")
+    tests("FLUSHDB")
+    tb.client("api", pid=100, client_id=7)("FLUSHALL")  # nothing of anyone's was live
+    healthy(tb)
+
+
+# -- renamed-away -----------------------------------------------------------------------------------------------
+
+def test_renamed_away_from_under_its_reader() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    mover = tb.client("janitor", pid=300, client_id=9)
+    api("SET", "job:1", "payload", "EX", 60)
+    tb.at(0.1)
+    mover("RENAME", "job:1", "job:1:done")
+    tb.ks("rename_from", "job:1").ks("rename_to", "job:1:done")
+    tb.at(0.2)
+    api("GET", "job:1")
+    finding = one(tb, "renamed-away")
+    assert finding.culprit is not None and finding.culprit.pid == 300
+    assert mentions(finding, "RENAME job:1 job:1:done", "renamed to job:1:done")
+    assert mentions(finding, "pid 100 (api)", "GET job:1", "moved away")
+
+
+def test_healthy_rename_by_the_owner_nobody_looks_back() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "job:1", "payload")
+    api("RENAME", "job:1", "job:1:done")
+    api("GET", "job:1:done")
+    healthy(tb)
+
+
+# -- different-db -----------------------------------------------------------------------------------------------
+
+def test_reader_on_another_db() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8, db=1)
+    api("SET", "order:7", "x")
+    processor("SELECT", 1)
+    processor("GET", "order:7", db=1)
+    finding = one(tb, "different-db", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "pid 100 (api)", "db 0", "SET order:7 x")
+    assert mentions(finding, "pid 200 (processor)", "db 1", "GET order:7", "missed")
+    assert mentions(finding, "SELECT 1")
+    assert "db 1" in finding.summary and "db 0" in finding.summary
+
+
+def test_healthy_same_db() -> None:
+    tb = TraceBuilder()
+    tb.client("api", pid=100, client_id=7)("SET", "order:7", "x")
+    tb.client("processor", pid=200, client_id=8)("GET", "order:7")
+    healthy(tb, WATCHED)
+
+
+# -- different-server -------------------------------------------------------------------------------------------
+
+def test_reader_on_another_server() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7, target="redis://127.0.0.1:6379/0")
+    processor = tb.client("processor", pid=200, client_id=7, target="redis://127.0.0.2:6379/0")
+    api("SET", "order:7", "x")
+    processor("GET", "order:7")
+    finding = one(tb, "different-server", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "GET order:7", "127.0.0.2:6379")
+
+
+def test_actors_fingerprints_disagree() -> None:
+    tb = TraceBuilder()
+    tb.actor("api", pid=100, client_id=7, run_id="a" * 40, host="127.0.0.1")
+    tb.actor("processor", pid=200, client_id=3, run_id="b" * 40, host="127.0.0.2",
+             target="redis://127.0.0.2:6379/0")
+    finding = one(tb, "different-server")
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "run_id aaaaaaaaaaaa") and mentions(finding, "run_id bbbbbbbbbbbb")
+
+
+def test_healthy_one_server() -> None:
+    tb = TraceBuilder()
+    api = tb.actor("api", pid=100, client_id=7)
+    processor = tb.actor("processor", pid=200, client_id=8)
+    api("SET", "order:7", "x")
+    processor("GET", "order:7")
+    healthy(tb)
+
+
+# -- key-prefix-mismatch ----------------------------------------------------------------------------------------
+
+def test_reader_without_the_writers_prefix() -> None:
+    tb = TraceBuilder()
+    tb.client("api", pid=100, client_id=7)("SET", "bull:job:17", "x")
+    tb.client("processor", pid=200, client_id=8)("GET", "job:17")
+    finding = one(tb, "key-prefix-mismatch", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert "prefix 'bull:'" in finding.summary
+    assert mentions(finding, "pid 200 (processor)", "GET job:17", "bull:job:17 exists")
+    assert mentions(finding, "pid 100 (api)", "SET bull:job:17 x")
+
+
+def test_doubled_prefix_and_separator() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "app:user:1", "x")
+    api("SET", "sess:9", "x")
+    reader = tb.client("processor", pid=200, client_id=8)
+    reader("GET", "app:app:user:1")
+    reader("DEL", "sess_9")
+    findings = [f for f in run(tb, WATCHED) if f.rule == "key-prefix-mismatch"]
+    summaries = " | ".join(f.summary for f in findings)
+    assert "a doubled prefix 'app:'" in summaries and "separators differ" in summaries
+    assert all(f.culprit is not None and f.culprit.pid == 200 for f in findings)
+
+
+def test_scan_pattern_without_the_prefix() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    for i in range(3):
+        api("SET", f"myapp:job:{i}", "x")
+    tb.client("processor", pid=200, client_id=8)("SCAN", 0, "MATCH", "job:*", "COUNT", 100)
+    finding = one(tb, "key-prefix-mismatch", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "SCAN 0 MATCH job:*", "matched none")
+    assert mentions(finding, "myapp:job:*", "3 key(s)")
+
+
+def test_healthy_same_names() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "bull:job:17", "x")
+    reader = tb.client("processor", pid=200, client_id=8)
+    reader("GET", "bull:job:17")
+    reader("SCAN", 0, "MATCH", "bull:job:*")
+    reader("GET", "unrelated:thing")  # a plain cache miss is no near-miss
+    healthy(tb, WATCHED)
+
+
+# -- server-restarted -------------------------------------------------------------------------------------------
+
+def test_server_restarted_mid_trace() -> None:
+    tb = TraceBuilder()
+    tb.server("a" * 40, uptime=500)
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "k", "v")
+    tb.at(5.0).server("b" * 40, uptime=2)
+    api("GET", "k")  # the fold still thinks k exists: only the restart explains the miss
+    finding = one(tb, "server-restarted")
+    assert finding.culprit is None
+    assert mentions(finding, "run_id aaaaaaaaaaaa uptime 500s", "run_id bbbbbbbbbbbb uptime 2s")
+
+
+def test_healthy_server_keeps_running() -> None:
+    tb = TraceBuilder()
+    tb.server("a" * 40, uptime=500)
+    tb.at(5.0).server("a" * 40, uptime=505)
+    healthy(tb)
+
+
+# -- transaction-not-executed -----------------------------------------------------------------------------------
+
+def test_multi_without_exec() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("MULTI")
+    tb.at(2.0).client("api", pid=100, client_id=7, flags="x")
+    finding = one(tb, "transaction-not-executed")
+    assert finding.culprit is not None and finding.culprit.pid == 100 and finding.culprit.client_id == 7
+    assert mentions(finding, "pid 100 (api)", "client id 7", "MULTI", "no EXEC")
+    assert mentions(finding, "flags=x")
+
+
+def test_multi_abandoned_in_an_actors_own_ops() -> None:
+    tb = TraceBuilder()
+    api = tb.actor("api", pid=100, client_id=7)
+    api.op("MULTI", reply="OK")
+    api.op("SET", "k", "v", reply="QUEUED")
+    tb.at(1.0).server()
+    finding = one(tb, "transaction-not-executed")
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "SET k v", "QUEUED", "never executed")
+
+
+def test_healthy_multi_exec_and_discard() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("MULTI")
+    api("SET", "k", "v")
+    api("EXEC")
+    api("MULTI")
+    api("DISCARD")
+    tb.at(2.0)
+    api("GET", "k")
+    healthy(tb)
+
+
+# -- shared-connection ------------------------------------------------------------------------------------------
+
+def test_forked_child_uses_the_parents_connection() -> None:
+    tb = TraceBuilder()
+    parent = tb.actor("api", pid=100, client_id=7)
+    parent.op("GET", "a", reply="1")
+    tb.add(__import__("redisprobe").trace.Op(t=tb.now, mono=0.0, pid=101, role="api", client_id=7, db=0,
+                                             args=[b"GET", b"b"], reply=None, error="Protocol error: crossed reply"))
+    finding = one(tb, "shared-connection")
+    assert finding.culprit is not None and finding.culprit.pid == 101 and finding.culprit.client_id == 7
+    assert mentions(finding, "pid 100", "pid 101") and mentions(finding, "Protocol error")
+
+
+def test_healthy_each_process_its_own_connection() -> None:
+    tb = TraceBuilder()
+    tb.actor("api", pid=100, client_id=7).op("GET", "a", reply="1")
+    tb.actor("processor", pid=200, client_id=8).op("GET", "a", reply="1")
+    healthy(tb)
+
+
+# -- stale-client-cache -----------------------------------------------------------------------------------------
+
+def test_tracking_client_reads_its_stale_cache() -> None:
+    tb = TraceBuilder()
+    writer = tb.actor("api", pid=100, client_id=7)
+    reader = tb.actor("processor", pid=200, client_id=8)
+    reader.op("CLIENT", "TRACKING", "ON", reply="OK")
+    writer("SET", "price:1", "10")
+    reader.op("GET", "price:1", reply="10")
+    reader("GET", "price:1")  # the first read reaches the server
+    tb.at(1.0)
+    writer("SET", "price:1", "12")
+    tb.at(1.5)
+    reader.op("GET", "price:1", reply="10")  # served locally: no MONITOR line
+    tb.at(3.0)
+    finding = one(tb, "stale-client-cache")
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "SET price:1 12", "changed it") and mentions(finding, "GET price:1", "client-side cache")
+
+
+def test_healthy_tracking_client_that_was_invalidated() -> None:
+    tb = TraceBuilder()
+    writer = tb.actor("api", pid=100, client_id=7)
+    reader = tb.actor("processor", pid=200, client_id=8)
+    reader.op("CLIENT", "TRACKING", "ON", reply="OK")
+    writer("SET", "price:1", "10")
+    tb.at(1.0)
+    writer("SET", "price:1", "12")
+    tb.at(1.5)
+    reader.op("GET", "price:1", reply="12")
+    reader("GET", "price:1")
+    tb.at(3.0)
+    healthy(tb)
+
+
+# -- whole-trace properties -------------------------------------------------------------------------------------
+
+def test_a_healthy_day_yields_no_finding_at_all() -> None:
+    """Keys created, refreshed, expired on time, consumed after their purpose: silence."""
+    tb = TraceBuilder()
+    tb.server("a" * 40, uptime=100)
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8)
+    for n in range(3):
+        start = n * 2.0
+        key = f"batch:{n}"
+        _batch(tb, api, start, 3, key=key)
+        tb.at(start + 1.4)
+        processor("LRANGE", key, 0, -1)
+        processor("DEL", key)
+        tb.ks("del", key)
+        api("SET", f"session:{n}", "v", "EX", 1)
+        tb.ks("set", f"session:{n}").ks("expire", f"session:{n}")
+        tb.at(start + 1.5)
+        processor("GET", f"session:{n}")
+    tb.at(9.0).ks("expired", "session:2")
+    tb.server("a" * 40, uptime=109)
+    analysis = analyze(tb.events, Context(watched=WATCHED))
+    assert analysis.findings == [], [to_builtins(f) for f in analysis.findings]
+    expired = [life for life in analysis.lifecycle if life.removed_how == "expired"]
+    assert expired and all(life.expired_on_time for life in expired)
+
+
+def test_findings_group_many_keys_into_one() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8)
+    for n in range(30):
+        key = f"batch:{n}"
+        api("RPUSH", key, "a")
+        api("EXPIRE", key, 60)
+        api("RPUSH", key, "b")
+        processor("DEL", key)
+        api("RPUSH", key, "c")
+    finding = one(tb, "deleted-by-client", WATCHED)
+    assert finding.keys[-1] == "... and 20 more" and len(finding.evidence) <= 12
+    assert "30 keys like batch:*" in finding.summary
