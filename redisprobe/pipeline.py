@@ -89,11 +89,13 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
-    from redisprobe.analysis.doctor import diagnose
+    from redisprobe.analysis.doctor import diagnose_lives
     from redisprobe.analysis.lifecycle import fold
 
-    lives = fold(events, watched=watched)
-    findings = diagnose(events, watched=watched)
+    events = sorted(events, key=lambda e: e.t)  # observers write from their own threads: nearly sorted only
+    folded = fold(events, watched=watched)
+    lives = list(folded.lives())
+    findings = diagnose_lives(folded, watched=watched)
     return Execution(
         events=events, findings=findings, lives=lives,
         crashed=[e for e in events if isinstance(e, trace.ActorExited) and e.crashed],

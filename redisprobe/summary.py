@@ -74,10 +74,10 @@ def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None =
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
-    lives = fold(tap.through(events), watched=watched or {})
-    findings = diagnose_lives(lives)
+    lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
+    findings = diagnose_lives(lives, watched=watched or {})
     patterns = list(key_patterns)
-    keys = [life.to_json() for life in lives.keys()
+    keys = [life.to_json() for life in lives.lives()
             if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
     if patterns:
         findings = [f for f in findings if not f.keys

@@ -336,6 +336,27 @@ def _read_header(path: Path, first: bytes) -> Header:
         raise TraceFormatError(f"{path}:1: malformed trace header: {exc}") from None
 
 
+REORDER_WINDOW = 5.0
+"""Seconds by which events may reach the trace out of time order: observers write from their own threads
+(keyspace events at once, MONITOR lines after the spool is parsed), so the file is only nearly sorted."""
+
+
+def time_ordered(events: Iterator[Event] | list[Event], window: float = REORDER_WINDOW) -> Iterator[Event]:
+    """Events in time order, streaming: a heap holds `window` seconds of events (memory stays small)."""
+    import heapq
+
+    heap: list[tuple[float, int, Event]] = []
+    newest = float("-inf")
+    for index, event in enumerate(events):
+        t = event.t
+        heapq.heappush(heap, (t, index, event))
+        newest = max(newest, t)
+        while heap and heap[0][0] < newest - window:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
 def load_trace(path: Path) -> tuple[Header, list[Event]]:
     """The whole trace in memory (small traces: isolation, info)."""
     header, stream = read_trace(path)

@@ -62,8 +62,10 @@ def batch_api(runner: StepRunner, params: dict[str, Any]) -> None:
                 runner.command([b"SET", last, now_ms])  # no EX / KEEPTTL: the TTL is dropped
             elif refresh == "set-keepttl" and not first:
                 runner.command([b"SET", last, now_ms, b"KEEPTTL"])
-            else:
+            elif refresh == "pexpire":
                 runner.command([b"SET", last, now_ms, b"PX", _b(ttl_ms)])
+            else:
+                runner.command([b"SET", last, now_ms, b"EX", _b(ttl_s)])
         time.sleep(spacing)
 
 
@@ -116,7 +118,7 @@ def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
     keys = [k for k in (reply[1] if reply else []) if not k.endswith(b":last")]
     for key in keys:
         if action == "shorten":
-            runner.command([b"PEXPIRE", key, _b(int(params.get("ttl_ms", 100)))])
+            runner.command([b"EXPIRE", key, _b(int(params.get("ttl", 1)))])
         elif action == "rename":
             runner.command([b"RENAME", key, key.replace(b"batch:", b"archive:")])
             runner.command([b"EXPIRE", key.replace(b"batch:", b"archive:"), b"5"])

@@ -82,6 +82,8 @@ def check_allowed(options: RaceOptions, targets_owned: bool, allow_writes: bool)
 
 def build_plan(targets: Targets, options: RaceOptions) -> Plan:
     options.validate()
+    if options.bug == "ttl-shortened":
+        options.ttl = max(options.ttl, 3.0)  # room for another writer's 1 s TTL to be "much shorter"
     run_id = uuid.uuid4().hex[:8]
     ns = f"redisprobe:ttl-race:{run_id}:"
     bug = options.bug or ""
@@ -105,7 +107,7 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
     if bug in {"ttl-shortened", "renamed-away", "flushed"}:
         action = {"ttl-shortened": "shorten", "renamed-away": "rename", "flushed": "flush"}[bug]
         actors.append(ActorSpec(role="janitor", url=api_url, vars=variables, steps=[
-            {"program": "janitor", "ns": "{ns}", "action": action, "delay": options.spacing * 2, "ttl_ms": 100}]))
+            {"program": "janitor", "ns": "{ns}", "action": action, "delay": options.spacing * 2, "ttl": 1}]))
     if bug == "evicted":
         actors.append(ActorSpec(role="filler", url=api_url, vars=variables, steps=[
             {"program": "filler", "ns": "{ns}", "delay": options.spacing * 2, "size": 65536, "count": 96}]))
