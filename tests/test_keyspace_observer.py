@@ -279,3 +279,18 @@ def test_unreachable_server_is_a_connection_problem() -> None:
         target = box.target("api")
     with pytest.raises(ConnectionProblem, match="cannot connect"):
         KeyspaceObserver(target, Sink(), enable=True, timeout=1).start()
+
+
+def test_slow_subscriber_cut_off_by_buffer_limit_is_a_gap(private_server: Sandbox, admin: redis.Redis) -> None:
+    # One MSET publishes thousands of events in a single server tick: far past a 64kb pubsub hard limit.
+    admin.config_set("client-output-buffer-limit", "pubsub 64kb 0 0")
+    sink = Sink()
+    with KeyspaceObserver(private_server.target("api"), sink, enable=True):
+        burst = {f"burst:{index}:{'x' * 100}": 1 for index in range(3000)}
+        admin.mset(burst)
+        gap = sink.wait(lambda e: isinstance(e, trace.Gap) and e.until is not None)
+        assert isinstance(gap, trace.Gap) and "client-output-buffer-limit pubsub" in gap.reason
+        received = [e for e in sink.of(trace.Keyspace) if e.key.startswith(b"burst:")]
+        assert len(received) < len(burst)  # the rest was lost, and the gap says so
+        admin.set("after-cut", 1)
+        sink.keyspace("set", b"after-cut")
