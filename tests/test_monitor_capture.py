@@ -27,6 +27,7 @@ from redisprobe.sandbox import Sandbox, free_port, sandbox
 from redisprobe.target import Target, parse_target
 
 Event = trace.Monitor | trace.Gap
+BOTH_MODES = pytest.mark.parametrize("background", [True, False], ids=["background-parser", "caller-parses"])
 
 
 @pytest.fixture
@@ -85,13 +86,14 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
 # ------------------------------------------------------------------------------------------- exact capture
 
 
+@BOTH_MODES
 def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r: redis.Redis, spool: Path,
-                                                             prefix: bytes) -> None:
+                                                             prefix: bytes, background: bool) -> None:
     target = parse_target(redis_url)
     tricky = prefix + b'k "with" \\ spaces\n\x00\xff'
     value = b'\\x41 "\r\t\a\b\x7f' + bytes(range(256))
     cli_key = prefix.decode() + 'cli key "quoted" \\ é'
-    with MonitorCapture(target, spool, label="api") as capture:
+    with MonitorCapture(target, spool, label="api", background=background) as capture:
         r.set(tricky, value)
         r.execute_command("EXISTS", tricky, prefix + b"", prefix + b"x")
         subprocess.run(["redis-cli", "-u", redis_url, "SET", cli_key, "line1\nline2"], check=True,
@@ -112,9 +114,11 @@ def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r:
     assert capture.stats.lines >= 4 and capture.stats.bytes > 0 and capture.stats.parse_errors == 0
 
 
-def test_drain_returns_everything_sent_before_it(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
+@BOTH_MODES
+def test_drain_returns_everything_sent_before_it(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
+                                                 background: bool) -> None:
     target = parse_target(redis_url)
-    with MonitorCapture(target, spool) as capture:
+    with MonitorCapture(target, spool, background=background) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(5000):
             pipe.set(prefix + str(i).encode(), i)
@@ -139,9 +143,10 @@ def test_poll_is_incremental(redis_url: str, r: redis.Redis, spool: Path, prefix
             assert not ours(capture.poll(), prefix)  # handed out once only
 
 
-def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
+@BOTH_MODES
+def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes, background: bool) -> None:
     target = parse_target(redis_url)
-    with MonitorCapture(target, spool) as capture:
+    with MonitorCapture(target, spool, background=background) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(100):
             pipe.get(prefix + str(i).encode())
@@ -155,6 +160,27 @@ def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: byt
             if not batch:
                 time.sleep(0.01)
         assert [e.args[1] for e in ours(got, prefix)] == [prefix + str(i).encode() for i in range(100)]
+
+
+def test_background_parser_holds_back_when_nobody_polls(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays flat: unread events wait in the spool, not in the parent."""
+    import redisprobe.observers.monitor as module
+
+    monkeypatch.setattr(module, "_PENDING_MAX", 100)
+    monkeypatch.setattr(module, "_BACKGROUND_BLOCK", 4096)
+    with MonitorCapture(parse_target(redis_url), spool) as capture:
+        pipe = r.pipeline(transaction=False)
+        for i in range(3000):
+            pipe.get(prefix + str(i).encode())
+        pipe.execute()
+        deadline = time.monotonic() + 10
+        while len(capture._pending) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert 100 <= len(capture._pending) < 200
+        events = capture.drain(timeout=30)
+    assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
 
 def test_a_line_longer_than_the_reader_buffer(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
@@ -188,9 +214,11 @@ def test_unix_socket_target() -> None:
 # ----------------------------------------------------------------------------------------------------- gaps
 
 
-def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_server: Sandbox, spool: Path) -> None:
+@BOTH_MODES
+def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_server: Sandbox, spool: Path,
+                                                                   background: bool) -> None:
     client = redis.Redis.from_url(private_server.urls[0])
-    with MonitorCapture(private_server.target("api"), spool) as capture:
+    with MonitorCapture(private_server.target("api"), spool, background=background) as capture:
         client.set("before", "1")
         first = capture.drain()
         assert [e.args for e in first if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
@@ -223,8 +251,9 @@ def test_server_restart_gives_a_gap_and_capture_goes_on(private_server: Sandbox,
             [[b"SET", b"after-restart", b"1"]]
 
 
-def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path) -> None:
-    with MonitorCapture(private_server.target("api"), spool) as capture:
+@BOTH_MODES
+def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path, background: bool) -> None:
+    with MonitorCapture(private_server.target("api"), spool, background=background) as capture:
         assert capture.proc is not None
         old = capture.proc.pid
         os.kill(old, signal.SIGKILL)
@@ -238,9 +267,10 @@ def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, 
             [[b"SET", b"after-restart", b"1"]]
 
 
+@BOTH_MODES
 def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redis, spool: Path,
-                                                   prefix: bytes) -> None:
-    with MonitorCapture(parse_target(redis_url), spool) as capture:
+                                                   prefix: bytes, background: bool) -> None:
+    with MonitorCapture(parse_target(redis_url), spool, background=background) as capture:
         r.set(prefix + b"a", 1)
         capture.drain()
         assert capture.spool is not None

@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -51,6 +52,9 @@ SOURCE = "monitor"
 _RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
 _SOCKET_RCVBUF = 4 << 20  # asked of the kernel (capped by net.core.rmem_max)
 _READ_BLOCK = 1 << 20  # the parent parses the spool this much at a time
+_BACKGROUND_BLOCK = 256 << 10  # smaller bites for the background parser: the GIL is released between them
+_PENDING_MAX = 65536  # the background parser pauses when this many events wait for poll(): memory stays flat
+_IDLE_WAIT = 0.005  # how often an idle background parser looks at the spool
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
 
@@ -75,14 +79,21 @@ class _Fence:
 
 
 class MonitorCapture:
-    """MONITOR on one target, read by a child process into a spool, parsed here on demand.
+    """MONITOR on one target, read by a child process into a spool, parsed here.
 
     `poll()` and `drain()` return `trace.Monitor` events (t = server time, target = the target's label) and
     `trace.Gap` events for every stretch during which MONITOR was not connected or a line could not be parsed.
     Use as a context manager, or call `start()` and then `stop()` in a `finally`.
+
+    With `background=True` (the default) a thread parses the spool ahead of `poll()` at the lowest CPU priority
+    (Linux: nice 19 for that thread only). Parsing costs a few microseconds per line; on a small machine, parsing
+    at normal priority while the server is busy takes CPU from the server itself (measured: -20 to -35% of its
+    throughput on 2 cores), while at nice 19 it only uses CPU the server leaves idle and catches up afterwards.
+    With `background=False`, `poll()` and `drain()` parse in the caller's thread.
     """
 
-    def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False) -> None:
+    def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False,
+                 background: bool = True) -> None:
         self.target = target
         self.spool_dir = Path(spool_dir)
         self.where = f"{label} ({target.label})" if label else target.label
@@ -104,6 +115,10 @@ class MonitorCapture:
         self._fatal: dict[str, Any] | None = None
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._halt = threading.Event()
+        self._progress = threading.Condition()  # notified whenever the background parser got further
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -139,6 +154,10 @@ class MonitorCapture:
                 if time.monotonic() > deadline:
                     raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged within {timeout:g}s")
                 time.sleep(0.005)
+            if self.background:
+                self._thread = threading.Thread(target=self._background, name="redisprobe-monitor-parser",
+                                                daemon=True)
+                self._thread.start()
         except BaseException:
             self.stop()
             raise
@@ -148,6 +167,9 @@ class MonitorCapture:
         if self._stopped:
             return
         self._stopped = True
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(10)  # before the reader stops: the thread may be respawning it
         if self.proc is not None:
             procs.stop(self.proc)
         if self._fence is not None:
@@ -181,8 +203,11 @@ class MonitorCapture:
         """What the spool gained since the last call, parsed (non-blocking; at most `max_lines` events)."""
         if not self._started or self._stopped:
             return []
-        self._watch_reader()
         out: list[trace.Monitor | trace.Gap] = []
+        if self._thread is not None:
+            self._take(out, max_lines)
+            return out
+        self._watch_reader()
         while True:
             self._take(out, max_lines)
             if max_lines is not None and len(out) >= max_lines:
@@ -206,7 +231,8 @@ class MonitorCapture:
         sent_epoch = -1
         out: list[trace.Monitor | trace.Gap] = []
         while True:
-            self._watch_reader()
+            if self._thread is None:
+                self._watch_reader()
             # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
             if self._monitoring and sent_epoch != self._epoch and self._send_fence(token):
                 sent_epoch = self._epoch
@@ -217,7 +243,7 @@ class MonitorCapture:
                         return out  # whatever follows the fence stays pending for the next poll()
                     continue
                 out.append(item)
-            if self._read_available(once=True):
+            if self._thread is None and self._read_available(once=True):
                 continue
             if time.monotonic() > deadline:
                 self.stats.gaps += 1
@@ -226,7 +252,34 @@ class MonitorCapture:
                                      reason=f"could not confirm that MONITOR on {self.where} captured everything "
                                             f"within {timeout:g}s ({why}): later commands may be missing"))
                 return out
-            time.sleep(0.002)
+            if self._thread is None:
+                time.sleep(0.002)
+            else:
+                with self._progress:
+                    self._progress.wait(0.01)
+
+    def _background(self) -> None:
+        """The background parser: spool -> pending events, at the lowest CPU priority, never dying silently."""
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
+        while not self._halt.is_set():
+            try:
+                self._watch_reader()
+                if len(self._pending) >= _PENDING_MAX:
+                    self._halt.wait(_IDLE_WAIT)
+                    continue
+                if self._read_available(once=True, block=_BACKGROUND_BLOCK):
+                    with self._progress:
+                        self._progress.notify_all()
+                else:
+                    self._halt.wait(_IDLE_WAIT)
+            except Exception as exc:  # a bug must not end the capture unnoticed
+                self.stats.gaps += 1
+                self._pending.append(trace.Gap(t=self._last_t or time.time(), until=None, source=SOURCE,
+                                               target=self._label,
+                                               reason=f"MONITOR parser on {self.where} failed: {exc!r}"))
+                self._halt.wait(1.0)
 
     def _take(self, out: list[trace.Monitor | trace.Gap], max_lines: int | None) -> None:
         """Move parsed events from the pending queue to `out` (fence markers are dropped)."""
@@ -236,17 +289,20 @@ class MonitorCapture:
             if not isinstance(item, _Fence):
                 out.append(item)
 
-    def _read_available(self, once: bool = False) -> bool:
-        """Parse complete lines newly in the spool into the pending queue; False when there was nothing new."""
+    def _read_available(self, once: bool = False, block: int = _READ_BLOCK) -> bool:
+        """Parse complete lines newly in the spool into the pending queue; False when there was nothing new.
+
+        Only one thread reads the spool: the background parser once started, else the caller of poll/drain.
+        """
         if self._file is None:
             return False
         got = False
         while True:
-            block = self._file.read(_READ_BLOCK)
-            if not block:
+            chunk = self._file.read(block)
+            if not chunk:
                 return got
             got = True
-            data = self._tail + block
+            data = self._tail + chunk
             cut = data.rfind(b"\r\n") + 2
             if cut < 2:
                 self._tail = data
