@@ -66,9 +66,10 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
             sampler = TtlSampler(observed, writer.emit, plan.ttl_pattern).start()
         for spec in plan.actors:
             run = supervisor.start(spec)
-            watched[run.pid] = spec.role
-            if capture is not None:
-                capture.mapper.watched[run.pid] = spec.role
+            if spec.listed:
+                watched[run.pid] = spec.role
+                if capture is not None:
+                    capture.mapper.watched[run.pid] = spec.role
         deadline = time.monotonic() + plan.max_seconds
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
             if capture is not None:

@@ -27,6 +27,7 @@ class ActorSpec(msgspec.Struct, kw_only=True):
     steps: list[dict[str, Any]] = []
     vars: dict[str, Any] = {}
     prefix: str = ""
+    listed: bool = True  # False: a process the user did not expect (a stale worker, a second instance)
 
 
 def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.ServerFingerprint:

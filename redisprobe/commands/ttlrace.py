@@ -101,9 +101,13 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
         processor["match"] = "{ns}batch_*"
     variables = {"ns": ns, "run": run_id}
     actors = [ActorSpec(role="api", url=api_url, steps=[api], vars=variables)]
-    processors = 2 if bug == "consumed-by-other" else options.processors
     actors += [ActorSpec(role="processor", url=processor_url, steps=[processor], vars=variables)
-               for _ in range(processors)]
+               for _ in range(options.processors)]
+    if bug == "consumed-by-other":
+        # A second instance nobody listed: a stale worker from the last deploy, with an older, shorter quiet
+        # threshold (still longer than the message spacing), so it reaches every batch first.
+        stale = {**processor, "quiet": max(options.quiet * 0.6, options.spacing * 1.2)}
+        actors.append(ActorSpec(role="processor", url=processor_url, steps=[stale], vars=variables, listed=False))
     if bug in {"ttl-shortened", "renamed-away", "flushed"}:
         action = {"ttl-shortened": "shorten", "renamed-away": "rename", "flushed": "flush"}[bug]
         actors.append(ActorSpec(role="janitor", url=api_url, vars=variables, steps=[
