@@ -329,13 +329,24 @@ def test_healthy_owner_refreshes_itself() -> None:
 def test_milliseconds_meant_as_seconds() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)
-    api("SET", "user:1", "x", "EX", 60)
+    api("SET", "user:1", "x", "EX", 30)
     api("SET", "lock:1", "x")
-    api("PEXPIRE", "lock:1", 30)  # 30 ms: meant 30 s
+    api("PEXPIRE", "lock:1", 30)  # 30 ms: meant 30 s, like everywhere else
     tb.at(0.031).ks("expired", "lock:1")
     finding = one(tb, "ttl-unit-mismatch")
     assert finding.severity == "error" and finding.culprit is not None and finding.culprit.pid == 100
-    assert mentions(finding, "PEXPIRE lock:1 30", "30 ms is under a second")
+    assert mentions(finding, "PEXPIRE lock:1 30", "30 ms is under a second", "sets 30s TTLs elsewhere")
+
+
+def test_milliseconds_on_a_key_that_had_seconds() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    other = tb.client("worker", pid=200, client_id=8)
+    api("SET", "job:1", "x", "EX", 600)
+    other("PEXPIRE", "job:1", 600)
+    finding = one(tb, "ttl-unit-mismatch")
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "PEXPIRE job:1 600", "had a TTL in seconds")
 
 
 def test_seconds_meant_as_milliseconds() -> None:
@@ -348,7 +359,8 @@ def test_seconds_meant_as_milliseconds() -> None:
 def test_healthy_client_that_always_speaks_milliseconds() -> None:
     tb = TraceBuilder()
     locker = tb.client("locker", pid=100, client_id=7)
-    locker("SET", "lock:a", "me", "NX", "PX", 500)
+    locker("SET", "session:a", "x", "EX", 3600)  # seconds for sessions...
+    locker("SET", "lock:a", "me", "NX", "PX", 500)  # ...and half a second for a lock: both on purpose
     locker("PEXPIRE", "lock:a", 500)
     healthy(tb)
 

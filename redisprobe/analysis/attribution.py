@@ -257,11 +257,15 @@ class Attributor:
     # -- questions the rules ask ---------------------------------------------------------------------------
 
     def is_listed(self, actor: Actor | None) -> bool:
-        """A process the user named (--pids) or one of our actors; with neither, any local pid counts."""
+        """A process the user named (--pids); else one of our actors; with neither, any local pid counts.
+
+        When pids are listed, an actor outside the list is unexpected too (a stale worker nobody listed)."""
         if actor is None or actor.pid is None:
             return False
-        if self.watched or self.actor_pids:
-            return actor.pid in self.watched or actor.pid in self.actor_pids
+        if self.watched:
+            return actor.pid in self.watched
+        if self.actor_pids:
+            return actor.pid in self.actor_pids
         return True
 
     @property

@@ -55,6 +55,9 @@ LOG_CAP = 4
 MAX_MISS_ONLY_KEYS = 200_000
 """Keys that were only ever read while missing are tracked up to this many (cache misses can be endless)."""
 
+MAX_SECOND_VALUES = 32
+"""Distinct TTL values (in seconds) remembered per connection, to spot the same number sent as milliseconds."""
+
 MAX_PATTERNS = 1_000
 MAX_RECORDS = 1_000
 """Caps on SCAN/KEYS patterns, flushes, abandoned MULTIs and server samples remembered."""
@@ -385,7 +388,7 @@ class Lifecycle:
         self.abandoned_multi: list[tuple[float, Who, str]] = []  # (t, who, why)
         self.selects: dict[tuple[str, str], list[Any]] = {}  # (server, peer) -> [count, t, hint, db]
         self.patterns: dict[tuple[str, int, bytes], list[Any]] = {}  # -> [count, t, who]
-        self.units: dict[tuple[str, str], set[str]] = {}  # (server, peer) -> TTL units it used ("s", "ms")
+        self.units: dict[tuple[str, str], set[str | int]] = {}  # (server, peer) -> "ms" and the seconds it wrote
         self.unit_users: dict[tuple[str, str], Who] = {}
         self.checks: list[trace.Check] = []
         self.op_errors: list[trace.Op] = []
@@ -1160,7 +1163,7 @@ class Lifecycle:
         action = change.action
         if action == "set":
             units = self.units.get((server, peer))
-            if units is None or change.unit not in units:
+            if units is None or (change.raw not in units if change.unit == "s" else change.unit not in units):
                 self._note_units(server, peer, who, change)
         if action == "clear":
             if life.expires_at is not None:
@@ -1352,10 +1355,15 @@ class Lifecycle:
         self._apply_ttl(slot, life, TtlSet(t, who, args, change), server, peer)  # type: ignore[arg-type]
 
     def _note_units(self, server: str, peer: str, who: Who, change: C.TtlChange) -> None:
+        """Which TTL numbers a connection writes in seconds: `PEXPIRE k 30` from one that says `EX 30` elsewhere
+        is a unit slip."""
         units = self.units.get((server, peer))
         if units is None:
-            self.units[(server, peer)] = {change.unit}
+            units = self.units[(server, peer)] = set()
             self.unit_users[(server, peer)] = who
+        if change.unit == "s" and change.raw is not None and not change.absolute:
+            if len(units) < MAX_SECOND_VALUES:
+                units.add(change.raw)  # type: ignore[arg-type]
         elif change.unit not in units:
             units.add(change.unit)
 

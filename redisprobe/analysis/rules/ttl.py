@@ -189,23 +189,26 @@ def _shortened_summary(group: Group) -> str:
 
 
 def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
-    """Seconds written as milliseconds (PEXPIRE 60) or milliseconds as seconds (EXPIRE 60000...)."""
+    """Seconds written as milliseconds (PEXPIRE 30 from code that says EX 30 elsewhere) or the reverse."""
     lifecycle = inp.lifecycle
-    units: dict[tuple[object, ...], set[str]] = {}
+    seconds_used: dict[tuple[object, ...], set[object]] = {}
     for place, used in lifecycle.units.items():
         actor = inp.actor(lifecycle.unit_users[place])
-        units.setdefault(identity(actor), set()).update(used)
+        seconds_used.setdefault(identity(actor), set()).update(used)
     groups = Groups("ttl-unit-mismatch")
     for life in lifecycle.lives():
         for record, issue in life.unit_suspects or ():
             actor = inp.actor(record.who)
             if record.unit == "ms":
-                owner_uses_seconds = (life.ttl_first is not None and life.ttl_first is not record
-                                      and life.ttl_first.unit == "s")
-                if "s" not in units.get(identity(actor), set()) and not owner_uses_seconds:
-                    continue  # a client that always speaks milliseconds means them
+                first = life.ttl_first
+                same_key_in_seconds = first is not None and first is not record and first.unit == "s"
+                same_number_in_seconds = record.raw in seconds_used.get(identity(actor), set())
+                if not same_key_in_seconds and not same_number_in_seconds:
+                    continue  # sub-second TTLs on purpose (locks, short leases) look just like this
                 severity = "error"
-                hint = f"did you mean {record.raw} seconds?"
+                why = (f"this key had a TTL in seconds ({secs(first.seconds)})" if same_key_in_seconds  # type: ignore[union-attr]
+                       else f"the same process sets {record.raw}s TTLs elsewhere")
+                hint = f"did you mean {record.raw} seconds? {why}"
             else:
                 severity = "warning"
                 hint = f"did you mean {record.raw} milliseconds ({(record.raw or 0) / 1000:g}s)?"
@@ -222,7 +225,7 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
 
 def _unit_summary(group: Group) -> str:
     return (f"{who_text(group.extra['actor'])} set a TTL in the wrong unit on {keys_phrase(group)}: "  # type: ignore[arg-type]
-            f"{group.extra['issue']} ({group.extra['hint']})")
+            f"{group.extra['issue']}; {group.extra['hint']}")
 
 
 def expire_in_past(inp: RuleInput) -> list[Finding]:
