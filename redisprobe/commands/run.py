@@ -118,18 +118,25 @@ def results_json(results: list[ScenarioResult], seconds: float, code: int) -> di
 
 
 def results_table(results: list[ScenarioResult]) -> Table:
-    table = Table(title="Scenarios", title_justify="left", show_lines=False)
-    table.add_column("scenario")
-    table.add_column("catalog id")
-    table.add_column("result")
+    table = Table(title="Scenarios", title_justify="left")
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("catalog id", no_wrap=True)
+    table.add_column("result", no_wrap=True)
     table.add_column("findings")
-    table.add_column("time", justify="right")
-    table.add_column("why", overflow="fold")
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
     for result in results:
-        why = "\n".join(result.failures) if result.failures else (result.skipped or "")
+        why = "\n".join(result.failures) if result.failures else _brief(result.skipped or "")
         table.add_row(result.name, result.catalog_id or "-", Text(result.status, style=_STYLE[result.status]),
-                      ", ".join(result.rules) or "-", f"{result.seconds:.1f}s", why)
+                      "\n".join(result.rules) or "-", f"{result.seconds:.1f}s", why)
     return table
+
+
+def _brief(reason: str) -> str:
+    """A skip reason's first clause (the JSON and JUnit reports carry it whole)."""
+    head, _, rest = reason.partition(": ")
+    first = rest.split(":")[0].split(";")[0].strip() if rest else head
+    return f"{head}: {first}" if rest else first
 
 
 def summary_line(results: list[ScenarioResult], seconds: float) -> Text:

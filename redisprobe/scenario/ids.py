@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 CATALOG: dict[str, str] = {
     # visibility: A writes, B doesn't see it
     "different-server": "the two processes talk to different servers that look alike",
@@ -41,10 +43,8 @@ def known_rules() -> set[str]:
         from redisprobe.analysis.doctor import RULES  # type: ignore[attr-defined]
     except Exception:  # the doctor is optional here: an import problem must not break loading
         return known
-    try:
+    with contextlib.suppress(Exception):
         known |= {rule_id(entry, key) for key, entry in _items(RULES)}
-    except Exception:
-        pass
     return known
 
 

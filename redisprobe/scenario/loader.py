@@ -32,7 +32,7 @@ SAMPLE_NS = "redisprobe:scenario:x:0:"  # what `{ns}` stands for when checking k
 
 TOP_FIELDS = ("name", "description", "catalog_id", "topology", "server_args", "observe", "max_seconds",
               "ttl_pattern", "vars", "actors", "expect", "pending")
-ACTOR_FIELDS = ("role", "db", "prefix", "count", "server", "vars", "steps")
+ACTOR_FIELDS = ("role", "db", "prefix", "count", "server", "listed", "vars", "steps")
 EXPECT_FIELDS = ("visible", "findings", "no_findings", "clean", "lifetime", "removed")
 
 # Each built-in program's parameters: name -> (type, allowed values or None). See redisprobe/actors/programs.py.
@@ -49,10 +49,37 @@ PROGRAM_PARAMS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {
         "policy": (STR, ("quiet", "missing-is-ready")), "match": (STR, None), "db": (INT, None),
     },
     "janitor": {"ns": (STR, None), "delay": (NUM, None), "action": (STR, ("shorten", "rename", "flush")),
-                "ttl_ms": (INT, None)},
+                "ttl": (INT, None)},
     "filler": {"ns": (STR, None), "delay": (NUM, None), "size": (INT, None), "count": (INT, None)},
 }
 NAMESPACED_PARAMS = ("ns", "match")
+
+
+def program_params(program: str) -> dict[str, tuple[str, tuple[str, ...] | None]] | None:
+    """The parameters a built-in program reads (from its source, so this never drifts from it), typed from
+    PROGRAM_PARAMS where known; None for an unknown program."""
+    from redisprobe.actors.programs import PROGRAMS
+
+    func = PROGRAMS.get(program)
+    if func is None:
+        return None
+    known = PROGRAM_PARAMS.get(program, {})
+    try:
+        import inspect
+
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return dict(known)
+    names = re.findall(r"params(?:\.get\(|\[)\s*[\"'](\w+)[\"']", source)
+    if not names:
+        return dict(known)
+    params: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+    for name in dict.fromkeys(["ns", *names]):
+        want, allowed = known.get(name, ("any", None))
+        if allowed is not None:  # values the program compares the parameter with count too
+            allowed = tuple(dict.fromkeys([*allowed, *re.findall(rf"\b{name}\s*==\s*\"([\w-]+)\"", source)]))
+        params[name] = (want, allowed)
+    return params
 
 # Commands with no key arguments (used only when the doctor's command table is not importable).
 _NO_KEYS = {"MULTI", "EXEC", "DISCARD", "PING", "ECHO", "SELECT", "CLIENT", "CONFIG", "INFO", "FLUSHDB", "FLUSHALL",
@@ -120,7 +147,8 @@ class _Validator:
 
     # -- reporting ----------------------------------------------------------------------------------------------
 
-    def fail(self, at: tuple[str | int, ...], message: str, where: tuple[str | int, ...] | None = None) -> ScenarioError:
+    def fail(self, at: tuple[str | int, ...], message: str,
+             where: tuple[str | int, ...] | None = None) -> ScenarioError:
         """`at` finds the line; `where` (default `at`) is the field named in the message."""
         line = self.locator.line(at) if at else None
         return ScenarioError(self.path, line or (1 if not at else None), _fmt(at if where is None else where), message)
@@ -187,6 +215,11 @@ class _Validator:
         if not actors_raw:
             raise self.fail(("actors",), "no actors: a scenario needs at least one")
         actors = [self.actor(raw, ("actors", index), variables) for index, raw in enumerate(actors_raw)]
+        listed: dict[str, bool] = {}
+        for index, actor in enumerate(actors):
+            if listed.setdefault(actor.role, actor.listed) != actor.listed:
+                raise self.fail(("actors", index, "listed"), f"actors with role {actor.role!r} disagree on "
+                                                             "`listed`: give the unlisted one its own role")
         if "expect" not in data:
             raise self.fail((), "no [expect] table: say what the run must show", where=("expect",))
         expect = self.expect(self.typed(data["expect"], "table", ("expect",)))
@@ -226,6 +259,7 @@ class _Validator:
         if server not in SERVERS:
             raise self.fail((*at, "server"), f"unknown server {server!r}: the api's or the processor's "
                                               f"({', '.join(SERVERS)})")
+        listed = self.typed(raw.get("listed", True), "boolean", (*at, "listed"))
         actor_vars = self.variables(raw.get("vars", {}), (*at, "vars"))
         if "steps" not in raw:
             raise self.fail(at, "missing field 'steps'")
@@ -237,7 +271,7 @@ class _Validator:
             names.setdefault(name, None)
         self.steps(steps, (*at, "steps"), names, in_repeat=False)
         return ActorDecl(role=role, steps=steps, db=db, prefix=prefix, count=count, server=server,
-                         vars=actor_vars)
+                         vars=actor_vars, listed=listed)
 
     # -- steps ----------------------------------------------------------------------------------------------
 
@@ -303,8 +337,13 @@ class _Validator:
                 self.command_keys(cmd, (*item_at, "cmd"), names)
                 if "name" in item:
                     self.typed(item["name"], "string", (*item_at, "name"))
-                if "until" in item and not isinstance(item["until"], str | int):
-                    raise self.fail((*item_at, "until"), "\"present\", \"absent\" or the value to wait for")
+                if "until" in item:
+                    until = item["until"]
+                    if not isinstance(until, str | int) or isinstance(until, bool):
+                        raise self.fail((*item_at, "until"), "\"present\", \"absent\" or the value to wait for")
+                    if isinstance(until, str) and "{" in until:
+                        raise self.fail((*item_at, "until"), "the value is compared as written: {placeholders} "
+                                                             "are not filled in here")
             for field in ("timeout", "interval"):
                 if field in step and self.typed(step[field], "number", (*at, field)) <= 0:
                     raise self.fail((*at, field), f"{field} must be above 0")
@@ -322,14 +361,21 @@ class _Validator:
             self.typed(step["inspect"], "boolean", (*at, "inspect"))
         else:
             program = self.typed(step["program"], "string", (*at, "program"))
-            params = PROGRAM_PARAMS.get(program)
+            params = program_params(program)
             if params is None:
-                raise self.fail((*at, "program"), f"unknown program {program!r}: one of {', '.join(PROGRAM_PARAMS)}")
+                from redisprobe.actors.programs import PROGRAMS
+
+                raise self.fail((*at, "program"), f"unknown program {program!r}: one of {', '.join(PROGRAMS)}")
             self.fields(step, ("program", "when", *params), at, f"the {program} program")
             for key, (want, allowed) in params.items():
                 if key not in step:
                     continue
-                value = self.typed(step[key], want, (*at, key))
+                value = step[key]
+                if want == "any":
+                    if not isinstance(value, str | int | float) or isinstance(value, bool):
+                        raise self.fail((*at, key), f"a parameter is a string or a number, got {_kind(value)}")
+                else:
+                    self.typed(value, want, (*at, key))
                 if allowed is not None and value not in allowed:
                     raise self.fail((*at, key), f"unknown {key} {value!r}: one of "
                                                 f"{', '.join(repr(a) for a in allowed)}")
@@ -337,7 +383,7 @@ class _Validator:
                     self.placeholders(value, (*at, key), names, in_repeat)
                 if key in NAMESPACED_PARAMS:
                     self.namespaced(value, (*at, key), names, "it")
-                if want in (NUM, INT) and value < 0:
+                if isinstance(value, int | float) and value < 0:
                     raise self.fail((*at, key), f"{key} must not be negative")
 
     def placeholders(self, text: str, at: tuple[str | int, ...], names: dict[str, Any], in_repeat: bool) -> None:
@@ -398,7 +444,7 @@ class _Validator:
         for index, item in enumerate(self.typed(raw.get("lifetime", []), "array", (*at, "lifetime"))):
             item_at = (*at, "lifetime", index)
             self.typed(item, "table", item_at)
-            self.fields(item, ("key", "min", "max"), item_at, "[[expect.lifetime]]")
+            self.fields(item, ("key", "min", "max", "life"), item_at, "[[expect.lifetime]]")
             key = self.expect_key(item, item_at)
             low = item.get("min")
             high = item.get("max")
@@ -410,7 +456,10 @@ class _Validator:
                 self.typed(high, "number", (*item_at, "max"))
             if low is not None and high is not None and low > high:
                 raise self.fail((*item_at, "max"), f"max {high} is below min {low}")
-            lifetime.append(LifetimeExpect(key=key, min=low, max=high))
+            life = item.get("life")
+            if life is not None and (self.typed(life, "integer", (*item_at, "life")) == 0):
+                raise self.fail((*item_at, "life"), "lives count from 1 (the first) or from -1 (the last)")
+            lifetime.append(LifetimeExpect(key=key, min=low, max=high, life=life))
         removed = []
         for index, item in enumerate(self.typed(raw.get("removed", []), "array", (*at, "removed"))):
             item_at = (*at, "removed", index)

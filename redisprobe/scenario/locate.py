@@ -7,6 +7,7 @@ arrays, strings and comments) and records the offset of every key and array elem
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 Path_ = tuple[str | int, ...]
@@ -19,10 +20,8 @@ class Locator:
         self.text = text
         self.where: dict[Path_, int] = {}
         self._aot: dict[Path_, int] = {}
-        try:
+        with contextlib.suppress(IndexError, ValueError):  # a locating problem must not hide the real error
             self._scan()
-        except (IndexError, ValueError):  # never let a locating problem hide the real error
-            pass
 
     def line(self, path: Path_) -> int | None:
         """The line (1-based) of the deepest known prefix of `path`; None when nothing of it is known."""

@@ -32,6 +32,7 @@ class ActorDecl:
     count: int = 1
     server: str = "api"  # whose server it talks to: the api's or the processor's (they differ in split/replica)
     vars: dict[str, Any] = field(default_factory=dict)
+    listed: bool = True  # False: the doctor is not told about this process (a stale worker nobody knows of)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class LifetimeExpect:
     key: str  # glob; `{ns}` is the run's namespace
     min: float | None = None
     max: float | None = None
+    life: int | None = None  # which life of each matching key (1 = first, -1 = last); None: every life
 
 
 @dataclass
@@ -92,7 +94,7 @@ SERVER_WIDE = {"FLUSHDB", "FLUSHALL", "CONFIG", "DEBUG", "SHUTDOWN", "SWAPDB", "
 
 def _server_wide(steps: list[dict[str, Any]]) -> str | None:
     for step in steps:
-        if "do" in step and step["do"]:
+        if step.get("do"):
             name = str(step["do"][0]).upper()
             full = f"{name} {str(step['do'][1]).upper()}" if len(step["do"]) > 1 else name
             if name in SERVER_WIDE or full in SERVER_WIDE:
