@@ -111,9 +111,27 @@ def parse_complete_lines(data: bytes, make: Factory[T], errors: list[tuple[bytes
     out: list[T] = []
     append = out.append
     peers: dict[bytes, str] = {}
+    dbs: dict[bytes, int] = {}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        if b"\\" not in data:
+            # No escape anywhere in the block (the usual case): split every line, then check all the quotes at
+            # once. Each line holds at least two quotes per argument; equality means no line holds a stray one.
+            arg_count = 0
+            for ts, db, peer, body in found:
+                name = peers.get(peer)
+                if name is None:
+                    name = peers[peer] = peer.decode("utf-8", "surrogateescape")
+                number = dbs.get(db)
+                if number is None:
+                    number = dbs[db] = int(db)
+                args = body.split(b'" "')
+                arg_count += len(args)
+                append(make(float(ts), number, name, args))
+            if data.count(b'"') == 2 * arg_count:
+                return out
+            out.clear()  # a stray quote somewhere: redo the block line by line
         for ts, db, peer, body in found:
             name = peers.get(peer)
             if name is None:

@@ -183,6 +183,20 @@ def test_background_parser_holds_back_when_nobody_polls(redis_url: str, r: redis
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
 
+@BOTH_MODES
+def test_drain_batches_are_bounded_and_complete(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
+                                                background: bool) -> None:
+    with MonitorCapture(parse_target(redis_url), spool, background=background) as capture:
+        pipe = r.pipeline(transaction=False)
+        for i in range(3000):
+            pipe.get(prefix + str(i).encode())
+        pipe.execute()
+        batches = list(capture.drain_batches(timeout=30, batch=500))
+    assert batches and all(0 < len(batch) <= 500 for batch in batches)
+    events = [e for batch in batches for e in batch]
+    assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
+
+
 def test_a_line_longer_than_the_reader_buffer(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
     value = bytes(range(256)) * 8192  # 2 MiB, about 6 MiB once escaped: more than the 4 MiB receive buffer
     with MonitorCapture(parse_target(redis_url), spool) as capture:

@@ -146,6 +146,17 @@ def test_chunk_errors_are_collected_or_raised() -> None:
     assert [e[0] for e in errors] == [b"garbage", b'+1.0 [0 a:1] "\\q"']
 
 
+def test_chunk_without_backslashes_still_checks_every_quote() -> None:
+    good = b'+1.0 [0 a:1] "SET" "k" "v"\r\n'
+    errors: list[tuple[bytes, str]] = []
+    lines, _ = parse_monitor_chunk(good * 3 + b'+2.0 [0 a:1] "SET" "k"v"\r\n' + good, errors=errors)
+    assert [line.args for line in lines] == [[b"SET", b"k", b"v"]] * 4
+    assert [e[0] for e in errors] == [b'+2.0 [0 a:1] "SET" "k"v"']
+    # A quote outside the arguments (a unix socket path may hold one) is not a stray quote.
+    lines, _ = parse_monitor_chunk(good + b'+3.0 [0 unix:/tmp/a"b.sock] "GET" "k"\r\n')
+    assert lines[1].peer == 'unix:/tmp/a"b.sock' and lines[1].args == [b"GET", b"k"]
+
+
 def test_chunk_never_skips_a_line_glued_by_a_bare_newline() -> None:
     # The fast path must not accept a block in which one line hides behind a bare LF.
     data = b'+1.0 [0 a:1] "A"\n+2.0 [0 a:1] "B"\r\n'

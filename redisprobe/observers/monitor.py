@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +54,7 @@ _RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
 _SOCKET_RCVBUF = 4 << 20  # asked of the kernel (capped by net.core.rmem_max)
 _READ_BLOCK = 1 << 20  # the parent parses the spool this much at a time
 _BACKGROUND_BLOCK = 256 << 10  # smaller bites for the background parser: the GIL is released between them
-_PENDING_MAX = 65536  # the background parser pauses when this many events wait for poll(): memory stays flat
+_PENDING_MAX = 32768  # the background parser pauses when this many events wait for poll(): memory stays flat
 _IDLE_WAIT = 0.005  # how often an idle background parser looks at the spool
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
@@ -119,6 +120,7 @@ class MonitorCapture:
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
         self._progress = threading.Condition()  # notified whenever the background parser got further
+        self._read_lock = threading.Lock()  # held while one thread reads and parses a block of the spool
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -176,8 +178,14 @@ class MonitorCapture:
             with contextlib.suppress(Exception):
                 self._fence.close()
         if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
+            locked = self._read_lock.acquire(timeout=10)
+            try:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
+            finally:
+                if locked:
+                    self._read_lock.release()
         if not self.keep_spool:
             for path in (self.spool, self._stderr):
                 if path is not None:
@@ -222,15 +230,26 @@ class MonitorCapture:
         The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
         the server runs commands one at a time and MONITOR shows them in order, seeing it in the spool proves
         that every earlier command is there too. The fence itself is never returned. If the fence does not
-        show up in time, a Gap says so instead of a silent hole.
+        show up in time, a Gap says so instead of a silent hole. `timeout` bounds the wait for progress: a long
+        backlog that is being parsed does not time out.
+
+        The list holds the whole unpolled backlog; `drain_batches` hands it out in bounded pieces instead.
         """
+        return [event for batch in self.drain_batches(timeout) for event in batch]
+
+    def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[trace.Monitor | trace.Gap]]:
+        """`drain()` in lists of at most `batch` events, so that memory stays flat however long the backlog."""
         if not self._started or self._stopped:
-            return []
+            return
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
         out: list[trace.Monitor | trace.Gap] = []
         while True:
+            if len(out) >= batch:
+                yield out
+                out = []
+                deadline = time.monotonic() + timeout
             if self._thread is None:
                 self._watch_reader()
             # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
@@ -240,10 +259,17 @@ class MonitorCapture:
                 item = self._pending.popleft()
                 if isinstance(item, _Fence):
                     if item.token == token:
-                        return out  # whatever follows the fence stays pending for the next poll()
+                        if out:
+                            yield out  # whatever follows the fence stays pending for the next poll()
+                        return
                     continue
                 out.append(item)
-            if self._thread is None and self._read_available(once=True):
+                if len(out) >= batch:
+                    break
+            if len(out) >= batch:
+                continue
+            # The caller parses too (at its own priority, not nice 19): a drain is the moment to catch up.
+            if self._read_available(once=True, wait=self._thread is None):
                 continue
             if time.monotonic() > deadline:
                 self.stats.gaps += 1
@@ -251,7 +277,8 @@ class MonitorCapture:
                 out.append(trace.Gap(t=self._last_t or time.time(), source=SOURCE, target=self._label,
                                      reason=f"could not confirm that MONITOR on {self.where} captured everything "
                                             f"within {timeout:g}s ({why}): later commands may be missing"))
-                return out
+                yield out
+                return
             if self._thread is None:
                 time.sleep(0.002)
             else:
@@ -289,28 +316,35 @@ class MonitorCapture:
             if not isinstance(item, _Fence):
                 out.append(item)
 
-    def _read_available(self, once: bool = False, block: int = _READ_BLOCK) -> bool:
+    def _read_available(self, once: bool = False, block: int = _READ_BLOCK, wait: bool = True) -> bool:
         """Parse complete lines newly in the spool into the pending queue; False when there was nothing new.
 
-        Only one thread reads the spool: the background parser once started, else the caller of poll/drain.
+        One block at a time under `_read_lock`, so events enter the queue in spool order whichever thread
+        parses (the background parser, or drain() helping it at the caller's priority). `wait=False` gives up
+        at once when the other thread is in the middle of a block.
         """
-        if self._file is None:
-            return False
         got = False
         while True:
-            chunk = self._file.read(block)
-            if not chunk:
+            if not self._read_lock.acquire(blocking=wait):
                 return got
+            try:
+                if self._file is None:
+                    return got
+                chunk = self._file.read(block)
+                if not chunk:
+                    return got
+                data = self._tail + chunk
+                cut = data.rfind(b"\r\n") + 2
+                if cut < 2:
+                    self._tail = data
+                else:
+                    self._tail = data[cut:]
+                    self.stats.bytes += cut
+                    self._process(data[:cut])
+            finally:
+                self._read_lock.release()
             got = True
-            data = self._tail + chunk
-            cut = data.rfind(b"\r\n") + 2
-            if cut < 2:
-                self._tail = data
-                continue
-            self._tail = data[cut:]
-            self.stats.bytes += cut
-            self._process(data[:cut])
-            if once:
+            if once and cut >= 2:
                 return True
 
     def _process(self, data: bytes) -> None:
