@@ -486,6 +486,21 @@ def test_reader_on_another_db() -> None:
     assert "db 1" in finding.summary and "db 0" in finding.summary
 
 
+def test_scan_in_another_db() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    processor = tb.client("processor", pid=200, client_id=8, db=1)
+    processor("SELECT", 1, db=1)
+    for i in range(3):
+        api("RPUSH", f"batch:{i}", "x")
+        processor("SCAN", 0, "MATCH", "batch:*", "COUNT", 1000, db=1)
+    finding = one(tb, "different-db", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert mentions(finding, "SCAN 0 MATCH batch:*", "matched nothing in db 1")
+    assert mentions(finding, "pid 100 (api)", "RPUSH batch:0", "written in db 0")
+    assert "db 1" in finding.summary and "db 0" in finding.summary
+
+
 def test_healthy_same_db() -> None:
     tb = TraceBuilder()
     tb.client("api", pid=100, client_id=7)("SET", "order:7", "x")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 import gc
+import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -64,6 +66,12 @@ MAX_RECORDS = 1_000
 
 TIMELINE_LIMIT = 10_000
 """Notable rows kept for the renderer; the rest are counted (a truncation notice, never a silent cut)."""
+
+REORDER_WINDOW = 5.0
+"""Seconds a non-MONITOR event may wait for MONITOR time to catch up (a lagging MONITOR reader's batches)."""
+
+REORDER_WINDOW_UNMONITORED = 1.0
+"""The same wait when no server is monitored: events only need sorting among themselves."""
 
 PREFETCH_SECONDS = 2.0
 PREFETCH_EVENTS = 50_000
@@ -338,6 +346,7 @@ class ServerState:
     last_sample: trace.ServerSeen | None = None
     gaps: list[trace.Gap] | None = None
     dbs: set[int] | None = None
+    ks_last_t: float = -_INF  # the latest keyspace event seen from this server
 
 
 @dataclass(frozen=True)
@@ -404,7 +413,11 @@ class Lifecycle:
         self._targets: dict[str, str] = {}
         self._monitored: dict[str, tuple[str, ServerState]] = {}
         self._live: dict[tuple[str, int], dict[bytes, _Slot]] = {}
-        self._confirm_q: deque[tuple[float, Any]] = deque()  # (deadline, TtlSet or stale-read candidate)
+        self._confirm_q: deque[tuple[float, TtlSet]] = deque()  # EXPIREs waiting for their keyspace event
+        self._stale_q: deque[tuple[float, tuple[Any, ...]]] = deque()  # tracking clients' reads, to check
+        self._held: list[tuple[float, int, trace.Event]] = []  # non-MONITOR events waiting for MONITOR time
+        self._seq = 0
+        self._monitor_seen = False
         self._undecided: list[TtlSet] = []
         self._keyspace_seen = False
         self._op_replies: dict[tuple[str, int, bytes], list[tuple[float, int, list[bytes], int]]] = {}
@@ -439,6 +452,7 @@ class Lifecycle:
             kind = type(event)
             if kind is trace.Monitor:
                 self._state(self._server_of(event.target)).monitored = True  # type: ignore[union-attr]
+                self._monitor_seen = True
             elif kind is trace.Keyspace:
                 self._state(self._server_of(event.target)).keyspace = True  # type: ignore[union-attr]
                 self._keyspace_seen = True
@@ -449,9 +463,8 @@ class Lifecycle:
         collecting = gc.isenabled()
         gc.disable()  # millions of small objects and few cycles: the collector would rescan them over and over
         try:
-            self._feed_all(buffered)
+            self._feed_all(itertools.chain(buffered, stream))
             del buffered
-            self._feed_all(stream)
             self.finish()
         finally:
             if collecting:
@@ -459,34 +472,61 @@ class Lifecycle:
         return self
 
     def _feed_all(self, events: Iterable[trace.Event]) -> None:
-        """`feed` for a whole stream, with the per-event work inlined (this loop sees every MONITOR line)."""
+        """`feed` for a whole stream, with the per-event work inlined (this loop sees every MONITOR line).
+
+        Observers write from their own threads, so a saved trace is only nearly sorted: MONITOR lines often
+        come in batches after the keyspace events they caused. MONITOR lines (one ordered stream per server)
+        go straight through; every other event waits in a small heap until MONITOR time has passed it (or
+        it is REORDER_WINDOW old), so each keyspace event meets the command that caused it first.
+        """
         monitor_type = trace.Monitor
         on_monitor = self._on_monitor
-        dispatch = self._dispatch
-        queue = self._confirm_q
+        held = self._held
+        push = heapq.heappush
+        stale = self._stale_q
         count = 0
-        t = None
+        seq = self._seq
+        newest = self.last_t if self.last_t is not None else -_INF
+        oldest = self.first_t if self.first_t is not None else _INF
+        window = REORDER_WINDOW if self._monitor_seen else REORDER_WINDOW_UNMONITORED
         for event in events:
             count += 1
             t = event.t
-            if queue and queue[0][0] < t:
-                self._settle(t)
+            if t > newest:
+                newest = t
+            elif t < oldest:
+                oldest = t
             if type(event) is monitor_type:
+                if held and held[0][0] <= t:
+                    self._release(t)
+                if stale and stale[0][0] < t:
+                    self._settle_stale(t)
                 on_monitor(event)  # type: ignore[arg-type]
             else:
-                if self.first_t is None:
-                    self.first_t = t
-                handler = dispatch.get(type(event))
-                if handler is not None:
-                    handler(event)
+                seq += 1
+                push(held, (t, seq, event))
+                if held[0][0] < newest - window:
+                    self._release(newest - window)
+                    window = REORDER_WINDOW if self._monitor_seen else REORDER_WINDOW_UNMONITORED
+        self._seq = seq
         if count:
             self.events += count
-            if self.first_t is None:
-                self.first_t = t
-            self.last_t = t
+            self.first_t = oldest if oldest != _INF else None
+            self.last_t = newest if newest != -_INF else None
+
+    def _release(self, upto: float) -> None:
+        """Fold the held (non-MONITOR) events up to time `upto`, oldest first."""
+        held = self._held
+        pop = heapq.heappop
+        dispatch = self._dispatch
+        while held and held[0][0] <= upto:
+            event = pop(held)[2]
+            handler = dispatch.get(type(event))
+            if handler is not None:
+                handler(event)
 
     def feed(self, event: trace.Event) -> None:
-        """Fold one event (events must come in time order)."""
+        """Fold one event (nearly time-ordered, like a trace file; `finish()` once at the end)."""
         self._feed_all((event,))
 
     def finish(self) -> None:
@@ -494,6 +534,8 @@ class Lifecycle:
         if self._finished:
             return
         self._finished = True
+        self._release(_INF)
+        self._settle_stale(_INF)
         self._settle(_INF)
         for record in self._undecided:
             self._confirm_q.append((0.0, record))
@@ -581,6 +623,7 @@ class Lifecycle:
         state.monitored = True
         state.ops_commands = False
         self._monitored[target] = (server, state)
+        self._monitor_seen = True
         return server, state
 
     def _on_op(self, event: trace.Op) -> None:
@@ -703,7 +746,7 @@ class Lifecycle:
         if life is None or info is None or not info.addr:
             return
         mine = (life.readers or {}).get(info.addr)
-        self._confirm_q.append((op.t + KS_MATCH_WINDOW, (server, info.addr, life, op,
+        self._stale_q.append((op.t + KS_MATCH_WINDOW, (server, info.addr, life, op,
                                                           mine[0] if mine else 0, mine[1] if mine else None)))
 
     def _check_stale(self, candidate: tuple[Any, ...]) -> None:
@@ -798,12 +841,14 @@ class Lifecycle:
         state = self._state(server)
         state.keyspace = True
         self._keyspace_seen = True
+        t = event.t
+        if t > state.ks_last_t:
+            state.ks_last_t = t
         name = event.event
         if name in _GENERIC:
             state.ks_generic = True
         key = (server, event.db, event.key)
         slot = self.slots.get(key)
-        t = event.t
         if name == "expired" or name == "evicted":
             self._ks_server_removal(server, event.db, event.key, slot, t, name)
         elif name == "del":
@@ -820,6 +865,8 @@ class Lifecycle:
             args = cause[3] if cause is not None else [f"({name})".encode(), event.key]
             self._create(slot, t, who, args, C.WRITE)
         # other type events (set, lpush, hset...) confirm what MONITOR already showed
+        if self._confirm_q and self._confirm_q[0][0] < t:
+            self._settle(t)
 
     def _cause(self, slot: _Slot, t: float, event: str) -> tuple[float, Who, int, list[bytes]] | None:
         """The nearest preceding unexplained command on this key that can produce `event`."""
@@ -1484,17 +1531,26 @@ class Lifecycle:
         self._missed_ttl(life, record)
         life.note(record.t, record.who, record.args, f"TTL not changed ({reason})")
 
+    def _settle_stale(self, now: float) -> None:
+        queue = self._stale_q
+        while queue and queue[0][0] < now:
+            self._check_stale(queue.popleft()[1])
+
     def _settle(self, now: float) -> None:
-        """EXPIREs the fold called effective but that no keyspace `expire` event confirmed did not happen."""
+        """EXPIREs the fold called effective but that no keyspace `expire` event confirmed did not happen.
+
+        Judged on the keyspace stream's own clock (`ks_last_t`): only once that server's notifications have
+        gone past the deadline is a missing `expire` a fact, however late the subscriber's events arrive.
+        """
         queue = self._confirm_q
         while queue and queue[0][0] < now:
-            _, record = queue.popleft()
-            if not isinstance(record, TtlSet):
-                self._check_stale(record)
-                continue
+            deadline, record = queue[0]
+            state = self.servers.get(record.who[0])
+            if now != _INF and state is not None and state.ks_last_t < deadline:
+                break  # that server's keyspace stream has not reached the deadline yet
+            queue.popleft()
             if record.confirmed or not record.effective:
                 continue
-            state = self.servers.get(record.who[0])
             if state is None or _in_gap(state, record.t):
                 continue
             if not state.ks_generic:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
+import re
 
 from redisprobe import trace
 from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, command_text
@@ -38,16 +40,70 @@ def _writer_life(slot: _Slot, t: float) -> KeyLife | None:
 
 
 def different_db(inp: RuleInput) -> list[Finding]:
-    """The key exists in db X; another client looked for it in db Y on the same server."""
-    return _elsewhere(inp, same_server=True)
+    """The key exists in db X; another client looked for it (GET, SCAN MATCH...) in db Y on the same server."""
+    return _elsewhere(inp, same_server=True) + _patterns_elsewhere(inp, same_server=True)
 
 
 def different_server(inp: RuleInput) -> list[Finding]:
     """The key exists on one server and another client looked for it on another (or actors' run_ids differ)."""
-    findings = _elsewhere(inp, same_server=False)
+    findings = _elsewhere(inp, same_server=False) + _patterns_elsewhere(inp, same_server=False)
     if not findings:
         findings = _actor_servers(inp)
     return findings
+
+
+MAX_KEYS_PER_DB = 100_000
+"""Written keys per (server, db) that SCAN/KEYS patterns are tried against."""
+
+
+def _keys_by_place(inp: RuleInput) -> dict[tuple[str, int], list[_Slot]]:
+    cached = inp.cache.get("places")
+    if cached is None:
+        places: dict[tuple[str, int], list[_Slot]] = {}
+        for slot in inp.lifecycle.slot_items():
+            if slot.count:
+                here = places.setdefault((slot.server, slot.db), [])
+                if len(here) < MAX_KEYS_PER_DB:
+                    here.append(slot)
+        inp.cache["places"] = cached = places
+    return cached  # type: ignore[return-value]
+
+
+def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
+    """A SCAN/KEYS pattern that matches nothing where it ran but matches keys in another db (or server)."""
+    rule = "different-db" if same_server else "different-server"
+    groups = Groups(rule)
+    places = _keys_by_place(inp)
+    for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
+        regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "backslashreplace")), re.DOTALL)
+        if any(regex.match(slot.key.decode("utf-8", "backslashreplace")) for slot in places.get((server, db), ())):
+            continue
+        for (other_server, other_db), slots in places.items():
+            if (other_server == server) != same_server or (other_server, other_db) == (server, db):
+                continue
+            hits = [slot for slot in slots if regex.match(slot.key.decode("utf-8", "backslashreplace"))]
+            if not hits:
+                continue
+            life = _writer_life(hits[0], t)
+            reader = inp.actor(who)
+            writer = inp.actor(life.created_by) if life is not None else None
+            where = (db, other_db) if same_server else (server, other_server)
+            group = groups.get((identity(reader), where, pattern), "error", reader,
+                               _db_summary if same_server else _server_summary)
+            group.extra.update(reader=reader, writer=writer, mine=where[0], theirs=where[1], pattern=True)
+            group.add_key(pattern.decode("utf-8", "backslashreplace"))
+            here = f"db {db}" if same_server else server
+            group.add_evidence(inp.line(t, who, args, f"matched nothing in {here} ({count} scans)", db))
+            if life is not None:
+                there = f"db {other_db}" if same_server else other_server
+                group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args,
+                                            f"written in {there} ({len(hits)} key(s) match)", other_db))
+            if same_server:
+                group.add_evidence(*_db_reasons(inp, server, who, db))
+            else:
+                group.add_evidence(*_run_ids(inp, (other_server, server)))
+            break
+    return groups.findings()
 
 
 def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
@@ -113,13 +169,19 @@ def _run_ids(inp: RuleInput, servers: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _looked_for(group: Group) -> str:
+    if group.extra.get("pattern"):
+        return f"keys matching {group.keys[0]}"
+    return keys_phrase(group)
+
+
 def _db_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['reader'])} looked for {keys_phrase(group)} in db {group.extra['mine']}, but "  # type: ignore[arg-type]
+    return (f"{who_text(group.extra['reader'])} looked for {_looked_for(group)} in db {group.extra['mine']}, but "  # type: ignore[arg-type]
             f"{who_text(group.extra['writer'])} wrote it in db {group.extra['theirs']}")  # type: ignore[arg-type]
 
 
 def _server_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['reader'])} looked for {keys_phrase(group)} on {group.extra['mine']}, but "  # type: ignore[arg-type]
+    return (f"{who_text(group.extra['reader'])} looked for {_looked_for(group)} on {group.extra['mine']}, but "  # type: ignore[arg-type]
             f"{who_text(group.extra['writer'])} wrote it on another server, {group.extra['theirs']}")  # type: ignore[arg-type]
 
 
