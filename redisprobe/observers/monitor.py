@@ -119,8 +119,8 @@ class MonitorCapture:
         self.background = background
         self._thread: threading.Thread | None = None
         self._halt = threading.Event()
-        self._progress = threading.Condition()  # notified whenever the background parser got further
         self._read_lock = threading.Lock()  # held while one thread reads and parses a block of the spool
+        self._draining = threading.Event()  # drain() parses at the caller's priority: the nice-19 thread waits
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -238,9 +238,19 @@ class MonitorCapture:
         return [event for batch in self.drain_batches(timeout) for event in batch]
 
     def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[trace.Monitor | trace.Gap]]:
-        """`drain()` in lists of at most `batch` events, so that memory stays flat however long the backlog."""
+        """`drain()` in lists of at most `batch` events, so that memory stays flat however long the backlog.
+
+        Iterate it to the end (the background parser stands aside until then).
+        """
         if not self._started or self._stopped:
             return
+        self._draining.set()
+        try:
+            yield from self._drain(timeout, batch)
+        finally:
+            self._draining.clear()
+
+    def _drain(self, timeout: float, batch: int) -> Iterator[list[trace.Monitor | trace.Gap]]:
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
@@ -268,8 +278,9 @@ class MonitorCapture:
                     break
             if len(out) >= batch:
                 continue
-            # The caller parses too (at its own priority, not nice 19): a drain is the moment to catch up.
-            if self._read_available(once=True, wait=self._thread is None):
+            # The caller parses (at its own priority, not nice 19): a drain is the moment to catch up. (A nice-19
+            # thread holding the lock while the kernel prefers other work would slow us down: it stands aside.)
+            if self._read_available(once=True):
                 continue
             if time.monotonic() > deadline:
                 self.stats.gaps += 1
@@ -279,11 +290,7 @@ class MonitorCapture:
                                             f"within {timeout:g}s ({why}): later commands may be missing"))
                 yield out
                 return
-            if self._thread is None:
-                time.sleep(0.002)
-            else:
-                with self._progress:
-                    self._progress.wait(0.01)
+            time.sleep(0.002)
 
     def _background(self) -> None:
         """The background parser: spool -> pending events, at the lowest CPU priority, never dying silently."""
@@ -293,13 +300,10 @@ class MonitorCapture:
         while not self._halt.is_set():
             try:
                 self._watch_reader()
-                if len(self._pending) >= _PENDING_MAX:
+                if len(self._pending) >= _PENDING_MAX or self._draining.is_set():
                     self._halt.wait(_IDLE_WAIT)
                     continue
-                if self._read_available(once=True, block=_BACKGROUND_BLOCK):
-                    with self._progress:
-                        self._progress.notify_all()
-                else:
+                if not self._read_available(once=True, block=_BACKGROUND_BLOCK):
                     self._halt.wait(_IDLE_WAIT)
             except Exception as exc:  # a bug must not end the capture unnoticed
                 self.stats.gaps += 1
