@@ -86,11 +86,11 @@ class ScenarioItem(pytest.Item):
         if scenario.catalog_id:
             self.user_properties.append(("catalog_id", scenario.catalog_id))
         if scenario.pending:
-            pytest.skip(f"pending: {scenario.pending}")
+            _skip(f"pending: {scenario.pending}")
         result = run_scenario(scenario, url=target_url(self.config))
         self.user_properties.append(("findings", ", ".join(result.rules) or "none"))
         if result.status == "skipped":
-            pytest.skip(result.skipped or "skipped")
+            _skip(result.skipped or "skipped")
         if result.status != "passed":
             raise ScenarioFailed(result)
 
@@ -113,8 +113,16 @@ class ScenarioItem(pytest.Item):
             return str(error)
         return super().repr_failure(excinfo)
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"redisprobe scenario {self.name}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"redisprobe scenario {self.name}"
+
+
+def _skip(reason: str) -> None:
+    """Skip, reported at the scenario file rather than at this plugin's line."""
+    try:
+        raise pytest.skip.Exception(reason, _use_item_location=True)  # type: ignore[call-arg]
+    except TypeError:  # a pytest without the (private) item-location flag
+        pytest.skip(reason)
 
 
 @dataclass
