@@ -225,6 +225,40 @@ def test_unix_socket_target() -> None:
     assert events[0].peer.startswith("127.0.0.1:") and events[1].peer == f"unix:{path}"
 
 
+def make_tls_files(where: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost (openssl, EC keys: fast)."""
+    ca_key, ca, key, csr, cert = (where / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = where / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(ca_key),
+        "-out", str(ca), "-days", "1", "-subj", "/CN=redisprobe test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+        "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "1", "-extfile", str(ext))
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    tls_port = free_port()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # trusted by redis-py here and by the reader child alike
+    extra = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+             "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+    with sandbox("single", extra=extra) as box, \
+            MonitorCapture(parse_target(f"rediss://127.0.0.1:{tls_port}/0"), tmp_path / "spool") as capture:
+        client = redis.Redis(host=box.servers[0].host, port=box.servers[0].port)
+        client.set("seen over tls", b"\x00")
+        client.close()
+        events = [e for e in capture.drain() if isinstance(e, trace.Monitor) and e.args[0] == b"SET"]
+    assert [e.args for e in events] == [[b"SET", b"seen over tls", b"\x00"]]
+
+
 # ----------------------------------------------------------------------------------------------------- gaps
 
 
@@ -366,6 +400,7 @@ def test_reader_is_gone_after_stop_and_stop_is_idempotent(redis_url: str, spool:
     assert psutil.Process(pid).is_running()
     cmdline = " ".join(psutil.Process(pid).cmdline())
     assert "redisprobe.observers.monitor" in cmdline and "127.0.0.1" not in cmdline  # nothing secret in argv
+    assert spool_file.stat().st_mode & 0o077 == 0  # the spool holds values: ours only
     capture.stop()
     capture.stop()
     assert gone(pid) and pid not in descendants_now()

@@ -139,7 +139,8 @@ class MonitorCapture:
             stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.spool = self.spool_dir / f"{stem}.spool"
             self._stderr = self.spool_dir / f"{stem}.stderr"
-            self.spool.touch()
+            for path in (self.spool, self._stderr):  # commands carry values: readable by us only
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._file = self.spool.open("rb")
             self._spawn(retry_forever=False)
             deadline = time.monotonic() + timeout
