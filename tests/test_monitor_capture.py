@@ -315,6 +315,19 @@ def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, 
             [[b"SET", b"after-restart", b"1"]]
 
 
+def test_ctrl_c_does_not_stop_the_reader_before_the_drain(redis_url: str, r: redis.Redis, spool: Path,
+                                                         prefix: bytes) -> None:
+    """Ctrl-C reaches the whole process group; the reader must leave stopping to its parent."""
+    with MonitorCapture(parse_target(redis_url), spool) as capture:
+        assert capture.proc is not None
+        os.kill(capture.proc.pid, signal.SIGINT)
+        r.set(prefix + b"after ctrl-c", 1)
+        events = capture.drain()
+        assert capture.proc.poll() is None and capture.stats.reader_restarts == 0
+    assert [e.args[1] for e in ours(events, prefix)] == [prefix + b"after ctrl-c"]
+    assert not gaps(events)
+
+
 @BOTH_MODES
 def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redis, spool: Path,
                                                    prefix: bytes, background: bool) -> None:

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -671,6 +672,9 @@ def _describe(exc: BaseException) -> tuple[str, str]:
 
 def reader_main() -> int:
     """The child: connect, MONITOR, spool; on loss write a status line, reconnect with backoff, repeat."""
+    # Ctrl-C in the terminal reaches the whole process group: the parent decides when we stop (it drains
+    # first), so ignore it. SIGTERM (procs.stop, or the parent's death) ends us at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
     target, name = config["target"], config["name"]
@@ -703,7 +707,4 @@ def reader_main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(reader_main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(reader_main())
