@@ -289,6 +289,17 @@ def test_rate_limiter_recreated_without_ttl() -> None:
     assert mentions(finding, "expired")
 
 
+def test_healthy_recreated_then_cleaned_up_by_its_consumer() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "batch:0:last", "t0", "EX", 1)
+    tb.at(1.01).ks("expired", "batch:0:last")
+    api("SET", "batch:0:last", "t1", "KEEPTTL")  # recreated without a TTL...
+    tb.at(2.5)
+    tb.client("processor", pid=200, client_id=8)("DEL", "batch:0:last")  # ...but removed when done
+    healthy(tb)
+
+
 def test_healthy_recreated_with_its_ttl() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)

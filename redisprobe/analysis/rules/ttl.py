@@ -134,6 +134,8 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
             continue
         if life.ttl_first is not None or life.ttl_unknown:
             continue
+        if life.removed_how is not None and life.removed_by is not None:
+            continue  # a client cleaned it up: the "never expires" harm did not happen
         until = life.removed_at if life.removed_at is not None else end
         if until - life.created_at < RECREATE_GRACE:
             continue
@@ -146,7 +148,7 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
         group.add_evidence(f"{clock(life.prev_at)} the server: {life.key_text} {life.prev_how}{ttl}")
         group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args, "recreated, no TTL",
                                     life.db))
-        tail = "until it was removed" if life.removed_at is not None else "until the end of the trace"
+        tail = f"until it was {life.removed_how}" if life.removed_at is not None else "until the end of the trace"
         group.add_evidence(f"{clock(until)} no EXPIRE followed for {until - life.created_at:.1f}s ({tail})")
     return groups.findings()
 
