@@ -254,3 +254,13 @@ def test_every_shipped_scenario_loads(path: Path) -> None:
     assert scenario.name == path.stem, "a scenario's name is its file name"
     assert scenario.description, "every shipped scenario says what it shows"
     assert looks_like_scenario(path.read_text())
+
+
+def test_the_documented_example_loads() -> None:
+    import re
+
+    doc = (SCENARIOS.parent / "docs" / "scenarios.md").read_text()
+    block = re.search(r"```toml\n(# scenarios/batch-deleted-early.toml.*?)```", doc, re.S)
+    assert block is not None
+    scenario = loads(block.group(1), "batch-deleted-early.toml")
+    assert scenario.catalog_id == "deleted-by-client" and scenario.expect.lifetime[0].life == 1
