@@ -175,10 +175,10 @@ def test_background_parser_holds_back_when_nobody_polls(redis_url: str, r: redis
             pipe.get(prefix + str(i).encode())
         pipe.execute()
         deadline = time.monotonic() + 10
-        while len(capture._pending) < 100 and time.monotonic() < deadline:
+        while capture._pending_count < 100 and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)
-        assert 100 <= len(capture._pending) < 200
+        assert 100 <= capture._pending_count < 200
         events = capture.drain(timeout=30)
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 

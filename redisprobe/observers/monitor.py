@@ -107,7 +107,10 @@ class MonitorCapture:
         self._stderr: Path | None = None
         self._file: Any = None
         self._tail = b""
-        self._pending: deque[trace.Monitor | trace.Gap | _Fence] = deque()
+        # Parsed, not yet handed out: batches of Monitor events (one per parsed block), Gaps, fence markers.
+        self._pending: deque[list[trace.Monitor] | trace.Gap | _Fence] = deque()
+        self._pending_count = 0  # Monitor events in `_pending` (bounds the background parser)
+        self._count_lock = threading.Lock()
         self._fence: redis.Redis | None = None
         self._started = False
         self._stopped = False
@@ -267,17 +270,10 @@ class MonitorCapture:
             # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
             if self._monitoring and sent_epoch != self._epoch and self._send_fence(token):
                 sent_epoch = self._epoch
-            while self._pending:
-                item = self._pending.popleft()
-                if isinstance(item, _Fence):
-                    if item.token == token:
-                        if out:
-                            yield out  # whatever follows the fence stays pending for the next poll()
-                        return
-                    continue
-                out.append(item)
-                if len(out) >= batch:
-                    break
+            if self._take(out, batch, token):
+                if out:
+                    yield out  # whatever follows the fence stays pending for the next poll()
+                return
             if len(out) >= batch:
                 continue
             # The caller parses (at its own priority, not nice 19): a drain is the moment to catch up. (A nice-19
@@ -302,7 +298,7 @@ class MonitorCapture:
         while not self._halt.is_set():
             try:
                 self._watch_reader()
-                if len(self._pending) >= _PENDING_MAX or self._draining.is_set():
+                if self._pending_count >= _PENDING_MAX or self._draining.is_set():
                     self._halt.wait(_IDLE_WAIT)
                     continue
                 if not self._read_available(once=True, block=_BACKGROUND_BLOCK):
@@ -314,13 +310,29 @@ class MonitorCapture:
                                                reason=f"MONITOR parser on {self.where} failed: {exc!r}"))
                 self._halt.wait(1.0)
 
-    def _take(self, out: list[trace.Monitor | trace.Gap], max_lines: int | None) -> None:
-        """Move parsed events from the pending queue to `out` (fence markers are dropped)."""
+    def _take(self, out: list[trace.Monitor | trace.Gap], max_lines: int | None, fence: bytes | None = None) -> bool:
+        """Move parsed events from the pending queue to `out`, whole batches at a time; True at the `fence`.
+
+        Only the consumer pops (left) and the producer only appends (right), so putting the rest of a split
+        batch back on the left keeps the order.
+        """
         pending = self._pending
         while pending and (max_lines is None or len(out) < max_lines):
             item = pending.popleft()
-            if not isinstance(item, _Fence):
+            if type(item) is list:
+                room = len(item) if max_lines is None else max_lines - len(out)
+                if len(item) > room:
+                    pending.appendleft(item[room:])
+                    item = item[:room]
+                out.extend(item)
+                with self._count_lock:
+                    self._pending_count -= len(item)
+            elif isinstance(item, _Fence):
+                if fence is not None and item.token == fence:
+                    return True
+            else:
                 out.append(item)
+        return False
 
     def _read_available(self, once: bool = False, block: int = _READ_BLOCK, wait: bool = True) -> bool:
         """Parse complete lines newly in the spool into the pending queue; False when there was nothing new.
@@ -377,23 +389,43 @@ class MonitorCapture:
 
         errors: list[tuple[bytes, str]] = []
         events = parse_complete_lines(data, make, errors)
-        if FENCE_PREFIX in data or _FENCE_NAME in data:
-            events = [_fence_or(event) for event in events]
         if errors:
             # A line we cannot read is a command we lost: say so where it happened, never crash.
             self.stats.parse_errors += len(errors)
             self.stats.gaps += 1
-            at = next((e.t for e in events if isinstance(e, trace.Monitor)), self._last_t or time.time())
+            at = events[0].t if events else self._last_t or time.time()
             self._pending.append(trace.Gap(
                 t=at, until=at, source=SOURCE, target=label,
                 reason=f"{len(errors)} MONITOR line(s) from {self.where} could not be parsed; "
                        f"first: {errors[0][1]}"))
-        if events:
-            last = events[-1]
-            if isinstance(last, trace.Monitor | trace.Gap):
-                self._last_t = max(self._last_t, last.t)
-            self.stats.lines += sum(1 for e in events if not isinstance(e, _Fence))
-            self._pending.extend(events)
+        if not events:
+            return
+        self._last_t = max(self._last_t, events[-1].t)
+        if FENCE_PREFIX in data or _FENCE_NAME in data:
+            self._queue_with_fences(events)
+        else:
+            self._queue(events)
+
+    def _queue(self, events: list[trace.Monitor]) -> None:
+        self.stats.lines += len(events)
+        with self._count_lock:
+            self._pending_count += len(events)
+        self._pending.append(events)
+
+    def _queue_with_fences(self, events: list[trace.Monitor]) -> None:
+        """Our fence lines become markers between batches (rare: only blocks that contain one come here)."""
+        run: list[trace.Monitor] = []
+        for event in events:
+            fence = _fence_of(event)
+            if fence is None:
+                run.append(event)
+                continue
+            if run:
+                self._queue(run)
+                run = []
+            self._pending.append(_Fence(fence))
+        if run:
+            self._queue(run)
 
     def _status(self, line: bytes) -> None:
         """A status line from the reader: MONITOR acknowledged, lost, or refused for good."""
@@ -536,14 +568,15 @@ class MonitorCapture:
         return True
 
 
-def _fence_or(event: trace.Monitor) -> trace.Monitor | _Fence:
-    """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's."""
+def _fence_of(event: trace.Monitor) -> bytes | None:
+    """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's:
+    the fence token (b"" for the renaming), or None for a user's command."""
     args = event.args
     if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() == b"ECHO":
-        return _Fence(args[1])
+        return args[1]
     if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
-        return _Fence(b"")
-    return event
+        return b""
+    return None
 
 
 # -- the reader child --------------------------------------------------------------------------------------------
