@@ -201,14 +201,17 @@ def monitor(
     with open_targets(url, roles=("api",)) as targets:
         target = targets.by_role["api"]
         events = enable_events if enable_events is not None else (True if targets.owned else None)
-        live = None
-        if not json:
-            live = LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
-            console.print(f"watching {target.label}" + (f" for {duration:g}s" if duration else " (Ctrl-C to stop)"))
-            live.header()
+        live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
+
+        def ready() -> None:
+            err.print(f"redisprobe: capturing {target.label}" + (f" for {duration:g}s" if duration else
+                                                                 " (Ctrl-C to stop)"), markup=False)
+            if live is not None:
+                live.header()
+
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
-        outcome = capture(target, spec, options, out, live)
+        outcome = capture(target, spec, options, out, live, on_ready=ready)
     for line in outcome.lost:
         err.print(f"redisprobe: warning: {line}", markup=False)
     _header, stream = read_trace(outcome.trace_path)

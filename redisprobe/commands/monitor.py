@@ -7,6 +7,7 @@ import contextlib
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class CaptureOutcome:
 
 
 def capture(target: Target, spec: PidSpec, options: MonitorOptions, out: Path | None,
-            live: object | None = None) -> CaptureOutcome:
+            live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
     """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way."""
     temporary = out is None
     path = out or Path(tempfile.mkstemp(prefix="redisprobe-monitor-", suffix=".jsonl")[1])
@@ -56,6 +57,8 @@ def capture(target: Target, spec: PidSpec, options: MonitorOptions, out: Path | 
     deadline = time.monotonic() + options.duration if options.duration else None
     try:
         session.start()
+        if on_ready is not None:
+            on_ready()
         while deadline is None or time.monotonic() < deadline:
             session.pump()
             if live is not None:
