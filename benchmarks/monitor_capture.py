@@ -57,15 +57,37 @@ class Run:
     parent_rss: list[int] = field(default_factory=list)
     spool_bytes: int = 0
     parse_lps: float | None = None
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used during the run: server, monitor, parent
+
+
+SERVER_PID = 0
+
+
+def cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
 
 
 class Sampler(threading.Thread):
-    """Every 50 ms: the monitor client's omem, the reader's and our RSS."""
+    """Every 50 ms: the monitor client's omem, the reader's and our RSS; CPU seconds over the whole run."""
 
     def __init__(self, client: redis.Redis, run: Run, reader_pid: int | None) -> None:
         super().__init__(daemon=True)
         self.client, self.run_, self.reader_pid = client, run, reader_pid
         self.done = threading.Event()
+        self.processes = {"server": psutil.Process(SERVER_PID), "monitor": psutil.Process(reader_pid)
+                          if reader_pid else None, "parent": psutil.Process()}
+        self.cpu_start = {name: cpu_seconds(p) for name, p in self.processes.items()}
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        self.run_.cpu = {name: cpu_seconds(p) - self.cpu_start[name] for name, p in self.processes.items()}
 
     def run(self) -> None:
         me = psutil.Process()
@@ -109,8 +131,7 @@ def run_none(host: str, port: int, client: redis.Redis, requests: int) -> Run:
     sampler = Sampler(client, run, None)
     sampler.start()
     run.rps = benchmark(host, port, requests)
-    sampler.done.set()
-    sampler.join()
+    sampler.finish()
     return run
 
 
@@ -128,8 +149,7 @@ def run_redis_cli(host: str, port: int, client: redis.Redis, requests: int) -> R
         while any("O" in c["flags"] and int(c["omem"]) > 0 for c in client.client_list()):
             time.sleep(0.005)
         run.drain_s = time.monotonic() - ended
-        sampler.done.set()
-        sampler.join()
+        sampler.finish()
     finally:
         procs.stop(cli)
     wait_monitor_detached(client)
@@ -179,8 +199,7 @@ def run_capture(host: str, port: int, client: redis.Redis, requests: int, spool_
             for batch in capture.drain_batches(timeout=60):
                 count(batch)
         run.drain_s = time.monotonic() - ended
-        sampler.done.set()
-        sampler.join()
+        sampler.finish()
         run.captured, run.gaps, run.sent = counted["set"], counted["gaps"], requests
         assert capture.spool is not None
         run.spool_bytes = capture.spool.stat().st_size
@@ -232,6 +251,9 @@ def main() -> int:
     try:
         with sandbox("single") as box:
             server = box.servers[0]
+            global SERVER_PID
+            assert server.proc is not None
+            SERVER_PID = server.proc.pid
             client = redis.Redis(host=server.host, port=server.port)
             runs.append(run_none(server.host, server.port, client, args.requests))
             for _ in range(args.rounds):
@@ -254,7 +276,7 @@ def main() -> int:
     print(f"# {datetime.date.today()} {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()},"
           f" {redis_version()}; redis-benchmark -P 16 -t set -n {args.requests} -q")
     header = (f"{'mode':28} {'SET/s':>10} {'captured/sent':>16} {'gaps':>4} {'drain s':>8} {'omem peak':>10} "
-              f"{'monitor RSS MiB':>15} {'parent RSS MiB':>15} {'parse lines/s':>14}")
+              f"{'monitor RSS MiB':>15} {'parent RSS MiB':>15} {'parse lines/s':>14} {'CPU s srv/mon/parent':>21}")
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -262,7 +284,8 @@ def main() -> int:
         print(f"{run.mode:28} {run.rps:10,.0f} {captured:>16} {run.gaps if run.gaps is not None else '-':>4} "
               f"{run.drain_s if run.drain_s is not None else float('nan'):8.3f} {run.omem_peak:10,} "
               f"{mib(run.reader_rss):>15} {mib(run.parent_rss if run.mode.startswith('(b') else []):>15} "
-              f"{(f'{run.parse_lps:,.0f}' if run.parse_lps else '-'):>14}")
+              f"{(f'{run.parse_lps:,.0f}' if run.parse_lps else '-'):>14} "
+              f"{'/'.join(f'{run.cpu.get(k, 0):.2f}' for k in ('server', 'monitor', 'parent')):>21}")
     cli = [r.rps for r in runs if r.mode.startswith("(a)")]
     ours = [r.rps for r in runs if r.mode == "(b) MonitorCapture"]
     if cli and ours:
