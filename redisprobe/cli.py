@@ -171,7 +171,8 @@ SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the timeline an
 @app.command()
 @handled
 def monitor(
-    url: UrlOpt = None,
+    url: Annotated[list[str] | None, typer.Option("--url", help="Server to watch (repeatable: watch several "
+                                                  "servers at once); default $REDIS_URL, else a sandbox.")] = None,
     pids: Annotated[list[str] | None, typer.Option("--pids", help="Processes to watch: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
     keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
@@ -191,6 +192,7 @@ def monitor(
     from redisprobe.render.timeline import LiveTimeline
     from redisprobe.session import open_targets
     from redisprobe.summary import summarise
+    from redisprobe.target import check_target, parse_target
     from redisprobe.trace import read_trace
 
     spec = parse_pid_spec(pids or [])
@@ -198,20 +200,24 @@ def monitor(
     for warning in spec.warnings:
         err.print(f"redisprobe: warning: {warning}", markup=False)
     console = stdout_console(record=svg is not None)
-    with open_targets(url, roles=("api",)) as targets:
-        target = targets.by_role["api"]
+    urls = list(url or [])
+    with open_targets(urls[0] if urls else None, roles=("api",)) as targets:
+        watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
+        for extra in watched_targets[1:]:
+            check_target(extra)
+        where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
 
         def ready() -> None:
-            err.print(f"redisprobe: capturing {target.label}" + (f" for {duration:g}s" if duration else
+            err.print(f"redisprobe: capturing {where}" + (f" for {duration:g}s" if duration else
                                                                  " (Ctrl-C to stop)"), markup=False)
             if live is not None:
                 live.header()
 
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
-        outcome = capture(target, spec, options, out, live, on_ready=ready)
+        outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
     for line in outcome.lost:
         err.print(f"redisprobe: warning: {line}", markup=False)
     _header, stream = read_trace(outcome.trace_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from redisprobe import trace
 from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import Target, check_connection, parse_target, redact
+from redisprobe.target import Target, check_target, parse_target, redact
 
 ROLES = ("api", "processor")
 
@@ -59,11 +59,7 @@ def _check_all(by_role: dict[str, Target]) -> None:
         if target.url in seen:
             continue
         seen.add(target.url)
-        client = target.connect(timeout=3)
-        try:
-            check_connection(client, target)
-        finally:
-            client.close()
+        check_target(target)
 
 
 def make_header(command: str, targets: dict[str, str], options: dict[str, object] | None = None) -> trace.Header:

@@ -133,3 +133,12 @@ def check_connection(client: redis.Redis, target: Target) -> None:
         client.client_id()
     except (rex.RedisError, OSError) as exc:
         raise ConnectionProblem(describe_redis_error(exc, target)) from None
+
+
+def check_target(target: Target) -> None:
+    """Connect once and check, closing the connection afterwards."""
+    client = target.connect(timeout=3)
+    try:
+        check_connection(client, target)
+    finally:
+        client.close()

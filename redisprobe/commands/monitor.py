@@ -34,12 +34,13 @@ class CaptureOutcome:
     lost: list[str]  # one line per kind of attribution lost (events off, CONFIG refused...)
 
 
-def capture(target: Target, spec: PidSpec, options: MonitorOptions, out: Path | None,
+def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
             live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
     """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way."""
     temporary = out is None
     path = out or Path(tempfile.mkstemp(prefix="redisprobe-monitor-", suffix=".jsonl")[1])
-    header = make_header("monitor", {"server": target.label}, {
+    labels = {f"server{index}" if index else "server": t.label for index, t in enumerate(targets)}
+    header = make_header("monitor", labels, {
         "pids": {str(pid): label for pid, label in spec.labels.items()},
         "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values})
     writer = trace.TraceWriter(path, header, keep=False)
@@ -52,26 +53,30 @@ def capture(target: Target, spec: PidSpec, options: MonitorOptions, out: Path | 
         from redisprobe.redact import redacting
 
         writer.transform = redacting
-    session = CaptureSession(target, writer, watched=dict(spec.labels), enable_events=options.enable_events)
+    sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events)
+                for t in targets]
     interrupted = False
     deadline = time.monotonic() + options.duration if options.duration else None
     try:
-        session.start()
+        for session in sessions:
+            session.start()
         if on_ready is not None:
             on_ready()
         while deadline is None or time.monotonic() < deadline:
-            session.pump()
+            for session in sessions:
+                session.pump()
             if live is not None:
                 _flush_live(live, pending)
             time.sleep(0.05)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        with contextlib.suppress(KeyboardInterrupt):
-            session.stop()
+        for session in sessions:  # each stop drains MONITOR and restores CONFIG, even on a second Ctrl-C
+            with contextlib.suppress(KeyboardInterrupt):
+                session.stop()
         if live is not None:
             _flush_live(live, pending)
-        lost = [line for line in (session.keyspace.lost,) if line]
+        lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost)
 

@@ -1,0 +1,61 @@
+"""Independent client processes for end-to-end tests: a python (redis-py) client and a plain redis-cli,
+both long-lived (so their connection, and so their pid, can be seen) and fed commands one at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_PY_CLIENT = r"""
+import json, sys, redis
+client = redis.Redis.from_url(sys.argv[1])
+client.ping()
+print("ready", flush=True)
+for line in sys.stdin:
+    args = json.loads(line)
+    try:
+        reply = client.execute_command(*args)
+    except redis.RedisError as exc:
+        reply = f"error: {exc}"
+    print(json.dumps(reply if not isinstance(reply, bytes) else reply.decode("latin-1"), default=str), flush=True)
+"""
+
+
+class Client:
+    """`Client(url)` runs redis-py in its own process; `Client(url, cli=True)` runs `redis-cli`."""
+
+    def __init__(self, url: str, *, cli: bool = False) -> None:
+        self.cli = cli
+        argv = ["redis-cli", "-u", url] if cli else [sys.executable, "-c", _PY_CLIENT, url]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if cli:
+            self.send("PING")
+        else:
+            assert self.proc.stdout.readline().strip() == "ready"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, *args: object) -> str:
+        """Run one command and wait for its (first) reply line: when this returns, the server has run it."""
+        if self.cli:
+            self.proc.stdin.write(" ".join(_quote(str(a)) for a in args) + "\n")
+        else:
+            self.proc.stdin.write(json.dumps([str(a) for a in args]) + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _quote(arg: str) -> str:
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"' if (" " in arg or not arg) else arg

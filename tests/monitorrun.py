@@ -1,0 +1,46 @@
+"""Run `redisprobe monitor` as a user would, in the background, and stop it with Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.clirun import cli_env
+
+
+class MonitorRun:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env or cli_env())
+        self.err_lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"monitor exited early: {self.proc.wait()} {''.join(self.err_lines)}")
+            self.err_lines.append(line)
+            if "capturing" in line:
+                return
+        raise AssertionError("monitor did not become ready")
+
+    def stop(self, *, settle: float = 0.4) -> tuple[int, str, str]:
+        """Ctrl-C after letting keyspace events arrive; returns exit code, stdout, stderr."""
+        time.sleep(settle)
+        os.kill(self.proc.pid, signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, "".join(self.err_lines) + err
+
+    def stop_json(self, **kwargs: float) -> dict:
+        code, out, err = self.stop(**kwargs)
+        assert code == 130, (code, err)
+        assert "Traceback" not in err, err
+        return json.loads(out)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,95 @@
+"""`redisprobe ttl-race`: every injected root cause is named with the culprit; the healthy run is clean."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisprobe.commands.ttlrace import BUGS
+from tests.clirun import run_cli
+
+# Which actor the evidence must point at (None: the server did it, expiry or eviction).
+CULPRIT_ROLE = {
+    "deleted-by-client": "processor", "consumed-by-other": "processor", "ttl-refresh-missed": "api",
+    "ttl-cleared-by-set": "api", "recreated-without-ttl": "api", "ttl-shortened": "janitor",
+    "ttl-unit-mismatch": "api", "expire-in-past": "api", "evicted": None, "flushed": "janitor",
+    "renamed-away": "janitor", "different-db": "processor", "key-prefix-mismatch": "processor",
+}
+
+
+def _pids_by_role(doc: dict) -> dict[str, set[int]]:
+    roles: dict[str, set[int]] = {}
+    for life in doc["batches"]:
+        for line in life.get("events", []):
+            for role in CULPRIT_ROLE.values():
+                if role and f"({role})" in line:
+                    pid = int(line.split("pid ", 1)[1].split(" ", 1)[0])
+                    roles.setdefault(role, set()).add(pid)
+    return roles
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_each_bug_is_named_with_its_culprit(bug, tmp_path):
+    out = tmp_path / f"{bug}.jsonl"
+    result = run_cli("ttl-race", "--bug", bug, "--json", "--out", str(out))
+    assert result.code == 1, (bug, result.err)
+    doc = result.json()
+    rules = [f["rule"] for f in doc["findings"]]
+    assert bug in rules, (bug, rules)
+    finding = next(f for f in doc["findings"] if f["rule"] == bug)
+    assert finding["evidence"], finding
+    role = CULPRIT_ROLE[bug]
+    if role is None:
+        assert finding["culprit"] is None or finding["culprit"].get("pid") is None
+    else:
+        assert finding["culprit"] and finding["culprit"]["label"] == role, finding
+        assert any(f"pid {finding['culprit']['pid']}" in line for line in finding["evidence"]), finding
+    assert out.exists()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_healthy_run_is_clean(attempt):
+    result = run_cli("ttl-race", "--json")
+    assert result.code == 0, result.err + result.out
+    doc = result.json()
+    assert doc["findings"] == []
+    assert len(doc["batches"]) == 2
+    for batch in doc["batches"]:
+        assert batch["removed"]["how"] == "del"
+        assert batch["removed"]["by"]["label"] == "processor"
+        assert batch["ttl_curve"], "the TTL sampler followed the batch"
+        assert batch["lifetime"] >= 0.8 * doc["intended_lifetime"]
+
+
+@pytest.mark.parametrize("refresh", ["pexpire", "set-ex", "set-keepttl"])
+def test_refresh_methods_are_healthy(refresh):
+    result = run_cli("ttl-race", "--refresh", refresh, "--batches", "1", "--json")
+    assert result.code == 0, result.err + result.out
+    assert result.json()["findings"] == []
+
+
+def test_bug_on_user_server_needs_allow_writes(redis_url, r):
+    refused = run_cli("ttl-race", "--url", redis_url, "--bug", "deleted-by-client")
+    assert refused.code == 2 and "--allow-writes" in refused.err
+    sandbox_only = run_cli("ttl-race", "--url", redis_url, "--bug", "flushed", "--allow-writes")
+    assert sandbox_only.code == 2 and "sandbox only" in sandbox_only.err
+    r.set("user:keep", "1")
+    allowed = run_cli("ttl-race", "--url", redis_url, "--bug", "renamed-away", "--allow-writes", "--json",
+                      "--batches", "1", "--enable-events")
+    assert allowed.code == 1, allowed.err
+    assert "renamed-away" in [f["rule"] for f in allowed.json()["findings"]]
+    assert not list(r.scan_iter("redisprobe:*"))
+    assert r.get("user:keep") == b"1"
+    assert r.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+    r.delete("user:keep")
+
+
+def test_unknown_bug_is_a_usage_error():
+    result = run_cli("ttl-race", "--bug", "gremlins")
+    assert result.code == 2 and "unknown --bug" in result.err
+
+
+def test_svg_export(tmp_path):
+    svg = tmp_path / "race.svg"
+    result = run_cli("ttl-race", "--batches", "1", "--svg", str(svg))
+    assert result.code == 0, result.err
+    assert svg.read_text().lstrip().startswith("<svg") and "batch" in svg.read_text()
