@@ -280,7 +280,8 @@ def test_events_off_without_consent_on_a_user_server(url, stack):
     run = MonitorRun("--url", url, "--pids", f"api={api.pid}", "--json")
     stack.callback(run.kill)
     api.send("SET", "a", "1", "EX", "60")
-    code, out, err = run.stop()
+    code, _out, err = run.stop()
+    assert code == 130
     assert "--enable-events" in err  # one line on what is lost and how to turn it on
     assert redis.Redis.from_url(url).config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
 
