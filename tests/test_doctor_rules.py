@@ -289,14 +289,28 @@ def test_rate_limiter_recreated_without_ttl() -> None:
     assert mentions(finding, "expired")
 
 
-def test_healthy_recreated_then_cleaned_up_by_its_consumer() -> None:
+def test_recreated_by_an_append_even_if_a_consumer_deletes_it_later() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("RPUSH", "batch:0", "m0")
+    api("EXPIRE", "batch:0", 1)
+    tb.at(1.01).ks("expired", "batch:0")
+    api("RPUSH", "batch:0", "m4")
+    tb.at(2.5)
+    tb.client("processor", pid=200, client_id=8)("DEL", "batch:0")
+    finding = one(tb, "recreated-without-ttl")
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert mentions(finding, "until it was del")
+
+
+def test_healthy_marker_rewritten_by_set_keepttl() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)
     api("SET", "batch:0:last", "t0", "EX", 1)
     tb.at(1.01).ks("expired", "batch:0:last")
-    api("SET", "batch:0:last", "t1", "KEEPTTL")  # recreated without a TTL...
+    api("SET", "batch:0:last", "t1", "KEEPTTL")  # a fresh value: SET chose its own TTL options
     tb.at(2.5)
-    tb.client("processor", pid=200, client_id=8)("DEL", "batch:0:last")  # ...but removed when done
+    tb.client("processor", pid=200, client_id=8)("DEL", "batch:0:last")
     healthy(tb)
 
 

@@ -24,6 +24,8 @@ CLEAR_GRACE = 1.0
 """ttl-cleared-by-set: a TTL set again within this many seconds after the SET that dropped it is the usual
 SET-then-EXPIRE pair, not a finding."""
 
+_APPENDING = (C.WRITE, C.WRITE_EXISTING)
+
 RECREATE_GRACE = 1.0
 """recreated-without-ttl: a key recreated after expiring that got no TTL within this many seconds (and none
 later) is flagged; a shorter life or trace cannot tell."""
@@ -134,8 +136,8 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
             continue
         if life.ttl_first is not None or life.ttl_unknown:
             continue
-        if life.removed_how is not None and life.removed_by is not None:
-            continue  # a client cleaned it up: the "never expires" harm did not happen
+        if life.created_args is None or C.lookup(life.created_args[0]).kind not in _APPENDING:
+            continue  # a SET writes a fresh value with the TTL options it chose; INCR/RPUSH/HSET assume the old key
         until = life.removed_at if life.removed_at is not None else end
         if until - life.created_at < RECREATE_GRACE:
             continue
