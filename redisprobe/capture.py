@@ -7,7 +7,6 @@ disconnections and write gaps; `stop()` drains MONITOR up to a fence and restore
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,19 +55,30 @@ class CaptureSession:
         self.writer.emit_many(events)
         return events
 
-    def stop(self) -> list[trace.Event]:
-        """Drain MONITOR, then stop every observer (restoring CONFIG); returns the last events."""
-        tail: list[trace.Event] = []
+    def stop(self) -> None:
+        """Drain MONITOR into the trace, then stop every observer (restoring CONFIG).
+
+        Every observer is stopped even if a second Ctrl-C arrives meanwhile; that interrupt is re-raised after."""
+        interrupted: BaseException | None = None
         if self.monitor in self._started:
-            with contextlib.suppress(Exception):
-                tail = list(self.monitor.drain())
-                self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in tail)
-                self.writer.emit_many(tail)
+            try:
+                for batch in self.monitor.drain_batches():  # a backlog never sits in memory whole
+                    self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in batch)
+                    self.writer.emit_many(batch)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+            except Exception:  # a failed drain is already recorded as a gap by the capture
+                pass
         for observer in (self.keyspace, self.clients, self.monitor):
-            with contextlib.suppress(Exception):
+            try:
                 observer.stop()  # type: ignore[attr-defined]
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+            except Exception:
+                pass
         shutil.rmtree(self._spool, ignore_errors=True)
-        return tail
+        if interrupted is not None:
+            raise interrupted
 
     def __enter__(self) -> CaptureSession:
         self.start()

@@ -246,7 +246,7 @@ def ttl_race(
     batches: Annotated[int, typer.Option(min=1, help="Batches written in parallel.")] = 2,
     refresh: Annotated[str, typer.Option(help="TTL refresh: expire, pexpire, set-ex, set-keepttl.")] = "expire",
     processors: Annotated[int, typer.Option(min=1, help="Processor instances.")] = 1,
-    policy: Annotated[str, typer.Option(help="Processor policy: quiet, missing-is-ready.")] = "quiet",
+    policy: Annotated[str, typer.Option(help="Processor policy: quiet, read-only, missing-is-ready.")] = "quiet",
     quiet: Annotated[float, typer.Option(min=0.0, help="A batch is ready when quiet this long (s).")] = 0.5,
     duration: Annotated[float | None, typer.Option(min=0.5, help="Run this long (s); default: until every "
                                                    "batch is done.")] = None,

@@ -110,7 +110,7 @@ class ActorExited(msgspec.Struct, frozen=True, kw_only=True, tag="actor-exited")
     detail: str = ""
 
 
-class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor"):
+class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor", gc=False):
     """One MONITOR line: server time, db, peer and the exact argument bytes."""
 
     t: float

@@ -72,8 +72,8 @@ def batch_api(runner: StepRunner, params: dict[str, Any]) -> None:
 def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
     """Scan for batches every `poll` seconds; process (read, then delete) those quiet for `quiet` seconds.
 
-    `policy`: `quiet` (healthy) or `missing-is-ready` (a batch with no last-message time is treated as ready
-    at once: the incident). `match` overrides the SCAN pattern (a prefix mismatch), `db` selects another db.
+    `policy`: `quiet` (healthy), `read-only` (processes each ready batch once and leaves its removal to the
+    TTL) or `missing-is-ready` (a batch with no last-message time is treated as ready at once: the incident). `match` overrides the SCAN pattern (a prefix mismatch), `db` selects another db.
     Runs for `duration` seconds.
     """
     ns = str(params["ns"])
@@ -85,6 +85,7 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
     if "db" in params:
         runner.command([b"SELECT", _b(params["db"])])
     deadline = time.monotonic() + duration
+    done: set[bytes] = set()
     while time.monotonic() < deadline:
         cursor = b"0"
         found: list[bytes] = []
@@ -100,7 +101,11 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
             last, _ = runner.command([b"GET", key + b":last"], record=False)
             ready = (last is None and policy == "missing-is-ready") or (
                 last is not None and time.time() * 1000 - int(last) >= quiet * 1000)
-            if ready:
+            if ready and policy == "read-only":
+                if key not in done:
+                    runner.command([b"LRANGE", key, b"0", b"-1"])
+                    done.add(key)
+            elif ready:
                 runner.command([b"LRANGE", key, b"0", b"-1"])
                 runner.command([b"DEL", key, key + b":last"])
         time.sleep(poll)

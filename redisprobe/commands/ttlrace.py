@@ -22,7 +22,8 @@ BUGS: dict[str, str] = {
     "consumed-by-other": "a second processor instance takes batches too",
     "ttl-refresh-missed": "the api refreshes the TTL of a near-miss key name, so the batch expires on its first TTL",
     "ttl-cleared-by-set": "the api updates the last-message time with a plain SET, dropping its TTL",
-    "recreated-without-ttl": "the api sets the TTL on the first message only; an expired batch is recreated without",
+    "recreated-without-ttl": "the api sets the TTL on the first message only; an expired batch is recreated without "
+                             "one, and the processor leaves cleanup to the TTL",
     "ttl-shortened": "a janitor process sets a much shorter TTL on the batches",
     "ttl-unit-mismatch": "the api passes seconds to PEXPIRE (milliseconds)",
     "expire-in-past": "the api's EXPIREAT uses a skewed clock, an hour in the past",
@@ -35,7 +36,7 @@ BUGS: dict[str, str] = {
 # Bugs that would change the server itself (CONFIG, FLUSHDB): sandbox only, never a user's server.
 SANDBOX_ONLY = {"evicted", "flushed"}
 REFRESH = ("expire", "pexpire", "set-ex", "set-keepttl")
-POLICIES = ("quiet", "missing-is-ready")
+POLICIES = ("quiet", "read-only", "missing-is-ready")
 
 
 @dataclass
@@ -71,6 +72,10 @@ def server_args(options: RaceOptions) -> list[str]:
     return []
 
 
+# A recreated key without a TTL only does harm where the TTL is the cleanup: the processor reads, never deletes.
+_POLICY_FOR_BUG = {"deleted-by-client": "missing-is-ready", "recreated-without-ttl": "read-only"}
+
+
 def check_allowed(options: RaceOptions, targets_owned: bool, allow_writes: bool) -> None:
     if targets_owned or options.bug is None:
         return
@@ -94,7 +99,7 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
                            "bug": bug}
     processor: dict[str, Any] = {"program": "batch-processor", "ns": "{ns}", "quiet": options.quiet,
                                  "poll": min(0.05, options.spacing / 4), "duration": options.run_seconds,
-                                 "policy": "missing-is-ready" if bug == "deleted-by-client" else options.policy}
+                                 "policy": _POLICY_FOR_BUG.get(bug, options.policy)}
     if bug == "different-db":
         processor["db"] = 1
     if bug == "key-prefix-mismatch":
