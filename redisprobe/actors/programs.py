@@ -73,8 +73,8 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
     """Scan for batches every `poll` seconds; process (read, then delete) those quiet for `quiet` seconds.
 
     `policy`: `quiet` (healthy), `read-only` (processes each ready batch once and leaves its removal to the
-    TTL) or `missing-is-ready` (a batch with no last-message time is treated as ready at once: the incident). `match` overrides the SCAN pattern (a prefix mismatch), `db` selects another db.
-    Runs for `duration` seconds.
+    TTL) or `missing-is-ready` (a batch with no last-message time is treated as ready at once: the incident).
+    `match` overrides the SCAN pattern (a prefix mismatch), `db` selects another db. Runs for `duration` seconds.
     """
     ns = str(params["ns"])
     quiet = float(params.get("quiet", 0.5))
