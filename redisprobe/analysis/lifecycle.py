@@ -322,7 +322,9 @@ class _Slot:
         self.key = key
 
     def all_lives(self) -> list[KeyLife]:
-        lives = list(self.kept or ()) + list(self.lives or ())
+        if self.lives is None:
+            return [self.live] if self.live is not None else []
+        lives = list(self.kept or ()) + list(self.lives)
         if self.live is not None:
             lives.append(self.live)
         return lives

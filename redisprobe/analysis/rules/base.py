@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, clock, command_text, evidence_line
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, _Slot, clock, command_text, evidence_line
 from redisprobe.findings import Actor, Finding
 
 KEYS_LISTED = 10
@@ -33,6 +33,31 @@ class RuleInput:
     lifecycle: Lifecycle
     context: Context
     cache: dict[str, object] = field(default_factory=dict)  # shared lookups built once (the near-miss index)
+
+    @property
+    def lived(self) -> list[tuple[_Slot, list[KeyLife]]]:
+        """Every key that existed during the trace with its kept lives (built once, shared by the rules)."""
+        cached = self.cache.get("lived")
+        if cached is None:
+            cached = self.cache["lived"] = [(slot, slot.all_lives()) for slot in self.lifecycle.slot_items()
+                                            if slot.count]
+        return cached  # type: ignore[return-value]
+
+    @property
+    def lives(self) -> list[KeyLife]:
+        cached = self.cache.get("lives")
+        if cached is None:
+            cached = self.cache["lives"] = [life for _slot, lives in self.lived for life in lives]
+        return cached  # type: ignore[return-value]
+
+    @property
+    def missed(self) -> list[_Slot]:
+        """Keys somebody read (or expired, deleted) while they did not exist."""
+        cached = self.cache.get("missed")
+        if cached is None:
+            cached = self.cache["missed"] = [slot for slot in self.lifecycle.slot_items()
+                                             if slot.miss_log or slot.absent_ttl]
+        return cached  # type: ignore[return-value]
 
     @property
     def attributor(self) -> Attributor:

@@ -37,64 +37,82 @@ def _text(raw: bytes) -> str:
 
 
 class NameIndex:
-    """Written keys per server, by normalised name and by what is left after dropping leading/trailing parts."""
+    """Near-misses between the names somebody missed and the names that were written, per server.
+
+    Built from the missed side: each missed name's variants (normalised separators, leading or trailing parts
+    dropped) go into small dicts; then every written key is checked once with a few dict lookups. Only written
+    keys whose first or last part also appears in a missed name are split further, so a million written keys
+    cost about a microsecond each.
+    """
 
     def __init__(self) -> None:
-        self.exact: set[tuple[str, bytes]] = set()
-        self.norm: dict[tuple[str, bytes], bytes] = {}
-        self.tails: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}  # tail -> (key, dropped prefix)
-        self.heads: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}  # head -> (key, dropped suffix)
+        self.matches: dict[tuple[str, bytes], tuple[str, str]] = {}
         self.per_server: dict[str, list[bytes]] = {}
         self.db_of: dict[tuple[str, bytes], int] = {}
+        self._norm: dict[tuple[str, bytes], list[bytes]] = {}  # missed, normalised -> missed names
+        self._tails: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # tail of a missed name
+        self._heads: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # head of a missed name
+        self._firsts: set[bytes] = set()
+        self._lasts: set[bytes] = set()
+
+    def want(self, server: str, key: bytes) -> None:
+        """A missed name to find near-misses for (call before `add`)."""
+        norm = _norm(key)
+        self._norm.setdefault((server, norm), []).append(key)
+        parts = norm.split(b":")
+        self._firsts.add(parts[0])
+        self._lasts.add(parts[-1])
+        for index in range(1, len(parts)):
+            tail, head = b":".join(parts[index:]), b":".join(parts[:index])
+            if len(tail) >= MIN_NAME:
+                self._tails.setdefault((server, tail), []).append((key, head))
+            if len(head) >= MIN_NAME:
+                self._heads.setdefault((server, head), []).append((key, tail))
 
     def add(self, server: str, key: bytes, db: int = 0) -> None:
-        if (server, key) in self.exact:
-            return
-        self.exact.add((server, key))
+        """A written key: record every missed name it nearly matches."""
         self.db_of[(server, key)] = db
         keys = self.per_server.setdefault(server, [])
         if len(keys) < MAX_PATTERN_KEYS:
             keys.append(key)
         norm = _norm(key)
-        self.norm.setdefault((server, norm), key)
-        parts = norm.split(b":")
-        for index in range(1, len(parts)):
-            tail = b":".join(parts[index:])
-            head = b":".join(parts[:index])
-            if len(tail) >= MIN_NAME:
-                self.tails.setdefault((server, tail), (key, head + b":"))
-            if len(head) >= MIN_NAME:
-                self.heads.setdefault((server, head), (key, b":" + tail))
+        if (server, norm) in self._norm:
+            for missed in self._norm[(server, norm)]:
+                if missed != key:
+                    self._match(server, missed, _text(key), "separators differ")
+        if (server, norm) in self._tails:
+            for missed, head in self._tails[(server, norm)]:
+                doubled = norm.startswith(head + b":")
+                what = "a doubled prefix" if doubled else "an extra prefix"
+                self._match(server, missed, _text(key), f"the reader's name has {what} '{_text(head)}:'")
+        if (server, norm) in self._heads:
+            for missed, tail in self._heads[(server, norm)]:
+                self._match(server, missed, _text(key), f"the reader's name has the suffix ':{_text(tail)}'")
+        first, _, rest = norm.partition(b":")
+        if not rest:
+            return
+        if norm.rpartition(b":")[2] in self._lasts:
+            parts = norm.split(b":")
+            for index in range(1, len(parts)):
+                for missed in self._norm.get((server, b":".join(parts[index:])), ()):
+                    prefix = _text(b":".join(parts[:index]))
+                    self._match(server, missed, _text(key), f"the writer's name has the prefix '{prefix}:'")
+        if first in self._firsts:
+            parts = norm.split(b":")
+            for index in range(len(parts) - 1, 0, -1):
+                for missed in self._norm.get((server, b":".join(parts[:index])), ()):
+                    suffix = _text(b":".join(parts[index:]))
+                    self._match(server, missed, _text(key), f"the writer's name has the suffix ':{suffix}'")
+
+    def _match(self, server: str, missed: bytes, written: str, how: str) -> None:
+        if (server, missed) not in self.matches:
+            self.matches[(server, missed)] = (written, how)
 
     def find(self, server: str, key: bytes) -> tuple[str, str] | None:
         """(written key, how the names differ) for a missed key, or None when no written key is that close."""
-        if (server, key) in self.exact:
-            return None
-        norm = _norm(key)
-        written = self.norm.get((server, norm))
-        if written is not None:
-            return _text(written), "separators differ"
-        hit = self.tails.get((server, norm))
-        if hit is not None:
-            return _text(hit[0]), f"the writer's name has the prefix '{_text(hit[1])}'"
-        parts = norm.split(b":")
-        for index in range(1, len(parts)):
-            tail = b":".join(parts[index:])
-            written = self.norm.get((server, tail))
-            if written is not None and len(tail) >= MIN_NAME:
-                extra = b":".join(parts[:index]) + b":"
-                doubled = b":".join(parts[:index]) == b":".join(parts[index:index + index])
-                what = "a doubled prefix" if doubled else "an extra prefix"
-                return _text(written), f"the reader's name has {what} '{_text(extra)}'"
-        hit = self.heads.get((server, norm))
-        if hit is not None:
-            return _text(hit[0]), f"the writer's name has the suffix '{_text(hit[1])}'"
-        for index in range(len(parts) - 1, 0, -1):
-            head = b":".join(parts[:index])
-            written = self.norm.get((server, head))
-            if written is not None and len(head) >= MIN_NAME:
-                return _text(written), f"the reader's name has the suffix ':{_text(b':'.join(parts[index:]))}'"
-        return None
+        if (server, key) in self.db_of:
+            return None  # it was written itself
+        return self.matches.get((server, key))
 
 
 def name_index(inp: RuleInput) -> NameIndex:
@@ -102,13 +120,13 @@ def name_index(inp: RuleInput) -> NameIndex:
     cached = inp.cache.get("names")
     if cached is None:
         cached = NameIndex()
-        count = 0
-        for slot in inp.lifecycle.slot_items():
-            if slot.count:
-                cached.add(slot.server, slot.key, slot.db)
-                count += 1
-                if count >= MAX_INDEX_KEYS:
-                    break
+        for slot in inp.missed:
+            if not slot.count:
+                cached.want(slot.server, slot.key)
+        for count, (slot, _lives) in enumerate(inp.lived):
+            if count >= MAX_INDEX_KEYS:
+                break
+            cached.add(slot.server, slot.key, slot.db)
         inp.cache["names"] = cached
     return cached  # type: ignore[no-any-return]
 
@@ -121,7 +139,7 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
     """Reads (or SCAN/KEYS patterns) that miss written keys by a prefix, a suffix or a separator."""
     groups = Groups("key-prefix-mismatch")
     index = name_index(inp)
-    for slot in inp.lifecycle.slot_items():
+    for slot in inp.missed:
         if slot.count or not slot.miss_log:
             continue
         found = index.find(slot.server, slot.key)

@@ -41,10 +41,7 @@ def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, list[obj
 def deleted_by_client(inp: RuleInput) -> list[Finding]:
     """A client removed a key long before its TTL while another process was still writing it."""
     groups = Groups("deleted-by-client")
-    for slot in inp.lifecycle.slot_items():
-        if not slot.count:
-            continue
-        lives = slot.all_lives()
+    for _slot, lives in inp.lived:
         for index, life in enumerate(lives):
             if life.removed_how not in _CLIENT_REMOVALS or life.removed_by is None or life.removed_at is None:
                 continue
@@ -173,12 +170,15 @@ def consumed_by_other(inp: RuleInput) -> list[Finding]:
 
 
 def _family_written_by_listed(inp: RuleInput, fam: str) -> bool:
-    for slot in inp.lifecycle.slot_items():
-        if slot.count and family(slot.key) == fam:
-            for life in slot.all_lives():
-                if life.created_by is not None and inp.attributor.is_listed(inp.actor(life.created_by)):
-                    return True
-    return False
+    """Whether a listed process created keys of this family (one pass over keys, shared by all families)."""
+    written = inp.cache.get("listed-families")
+    if written is None:
+        written = inp.cache["listed-families"] = set()
+        for slot, lives in inp.lived:
+            if any(life.created_by is not None and inp.attributor.is_listed(inp.actor(life.created_by))
+                   for life in lives):
+                written.add(family(slot.key))  # type: ignore[attr-defined]
+    return fam in written  # type: ignore[operator]
 
 
 def _same_program(inp: RuleInput, actor: Actor, listed: list[list[object]]) -> Actor | None:
@@ -208,16 +208,15 @@ def _consumed_summary(group: Group) -> str:
 def evicted(inp: RuleInput) -> list[Finding]:
     """The server evicted keys (maxmemory): it looks like early expiry, but no client did it."""
     groups = Groups("evicted")
-    for slot in inp.lifecycle.slot_items():
-        for life in slot.all_lives() if slot.count else ():
-            if life.removed_how != "evicted":
-                continue
-            fam = family(life.key)
-            group = groups.get((fam,), "error", None, _evicted_summary)
-            group.extra["family"] = fam
-            if group.add_key(life.key_text):
-                ttl = f" (TTL {secs(life.ttl_set)} left unused)" if life.ttl_set else ""
-                group.add_evidence(inp.line(life.removed_at, None, None, f"evicted {life.key_text}{ttl}", life.db))
+    for life in inp.lives:
+        if life.removed_how != "evicted":
+            continue
+        fam = family(life.key)
+        group = groups.get((fam,), "error", None, _evicted_summary)
+        group.extra["family"] = fam
+        if group.add_key(life.key_text):
+            ttl = f" (TTL {secs(life.ttl_set)} left unused)" if life.ttl_set else ""
+            group.add_evidence(inp.line(life.removed_at, None, None, f"evicted {life.key_text}{ttl}", life.db))
     findings = groups.findings()
     for state in inp.lifecycle.servers.values():
         rises = [(a, b) for a, b in state.changes or ()
@@ -289,10 +288,8 @@ def flushed(inp: RuleInput) -> list[Finding]:
 def renamed_away(inp: RuleInput) -> list[Finding]:
     """RENAME/MOVE took a key (with its TTL) from under a process that still looked for the old name."""
     groups = Groups("renamed-away")
-    for slot in inp.lifecycle.slot_items():
-        if not slot.count:
-            continue
-        for life in slot.all_lives():
+    for slot, lives in inp.lived:
+        for life in lives:
             if life.removed_how not in ("rename", "move") or life.removed_by is None or life.removed_at is None:
                 continue
             mover = inp.actor(life.removed_by)

@@ -39,8 +39,7 @@ def _life_before(lives: list[KeyLife], t: float) -> KeyLife | None:
 def ttl_refresh_missed(inp: RuleInput) -> list[Finding]:
     """An EXPIRE meant to keep a key alive did nothing: wrong name, too early, too late, or its condition."""
     groups = Groups("ttl-refresh-missed")
-    for slot in inp.lifecycle.slot_items():
-        lives = slot.all_lives() if slot.count else []
+    for slot, lives in inp.lived:
         for life in lives:
             for record in life.ttl_missed or ():
                 if record.reason.startswith("NX"):
@@ -52,6 +51,8 @@ def ttl_refresh_missed(inp: RuleInput) -> list[Finding]:
                 else:
                     continue
                 _add(inp, groups, slot.key, slot.db, record, f"did nothing ({record.reason})", outcome)
+    for slot in inp.missed:
+        lives = slot.all_lives() if slot.count else []
         for record in slot.absent_ttl or ():
             if record.effective:
                 continue
@@ -91,7 +92,7 @@ def ttl_cleared_by_set(inp: RuleInput) -> list[Finding]:
     """A plain SET (or GETSET, MSET) dropped the key's TTL: it now lives forever or until something else."""
     groups = Groups("ttl-cleared-by-set")
     end = inp.lifecycle.last_t
-    for life in inp.lifecycle.lives():
+    for life in inp.lives:
         if life.ttl_cleared is None:
             continue
         t, who, args, dropped = life.ttl_cleared
@@ -131,7 +132,7 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
     """The key expired and a write (INCR, HSET, LPUSH...) recreated it with no TTL: it never expires again."""
     groups = Groups("recreated-without-ttl")
     end = inp.lifecycle.last_t or 0.0
-    for life in inp.lifecycle.lives():
+    for life in inp.lives:
         if life.prev_how not in ("expired", "evicted") or life.created_by is None or life.created_at is None:
             continue
         if life.ttl_first is not None or life.ttl_unknown:
@@ -163,7 +164,7 @@ def _recreated_summary(group: Group) -> str:
 def ttl_shortened(inp: RuleInput) -> list[Finding]:
     """Another process set a much shorter TTL than the key's owner did."""
     groups = Groups("ttl-shortened")
-    for life in inp.lifecycle.lives():
+    for life in inp.lives:
         for record, owner_seconds in life.shortened or ():
             owner = inp.actor(life.created_by)
             actor = inp.actor(record.who)
@@ -200,7 +201,7 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
         actor = inp.actor(lifecycle.unit_users[place])
         seconds_used.setdefault(identity(actor), set()).update(used)
     groups = Groups("ttl-unit-mismatch")
-    for life in lifecycle.lives():
+    for life in inp.lives:
         for record, issue in life.unit_suspects or ():
             actor = inp.actor(record.who)
             if record.unit == "ms":
@@ -235,7 +236,7 @@ def _unit_summary(group: Group) -> str:
 def expire_in_past(inp: RuleInput) -> list[Finding]:
     """A TTL <= 0 or an EXPIREAT in the past (clock skew) deleted the key at once, with a `del` event."""
     groups = Groups("expire-in-past")
-    for life in inp.lifecycle.lives():
+    for life in inp.lives:
         if life.removed_detail != "expire time in the past" or life.removed_args is None:
             continue
         at = life.removed_at or 0.0

@@ -17,11 +17,11 @@ def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[_Slot]]:
     cached = inp.cache.get("elsewhere")
     if cached is not None:
         return cached  # type: ignore[return-value]
-    missed = {slot.key for slot in inp.lifecycle.slot_items() if slot.miss_log}
+    missed = {slot.key for slot in inp.missed if slot.miss_log}
     places: dict[bytes, list[_Slot]] = {}
     if missed:
-        for slot in inp.lifecycle.slot_items():
-            if slot.count and slot.key in missed:
+        for slot, _lives in inp.lived:
+            if slot.key in missed:
                 places.setdefault(slot.key, []).append(slot)
     inp.cache["elsewhere"] = places
     return places
@@ -60,11 +60,10 @@ def _keys_by_place(inp: RuleInput) -> dict[tuple[str, int], list[_Slot]]:
     cached = inp.cache.get("places")
     if cached is None:
         places: dict[tuple[str, int], list[_Slot]] = {}
-        for slot in inp.lifecycle.slot_items():
-            if slot.count:
-                here = places.setdefault((slot.server, slot.db), [])
-                if len(here) < MAX_KEYS_PER_DB:
-                    here.append(slot)
+        for slot, _lives in inp.lived:
+            here = places.setdefault((slot.server, slot.db), [])
+            if len(here) < MAX_KEYS_PER_DB:
+                here.append(slot)
         inp.cache["places"] = cached = places
     return cached  # type: ignore[return-value]
 
@@ -73,6 +72,8 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     """A SCAN/KEYS pattern that matches nothing where it ran but matches keys in another db (or server)."""
     rule = "different-db" if same_server else "different-server"
     groups = Groups(rule)
+    if not inp.lifecycle.patterns:
+        return []
     places = _keys_by_place(inp)
     for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "backslashreplace")), re.DOTALL)
@@ -110,8 +111,7 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     rule = "different-db" if same_server else "different-server"
     groups = Groups(rule)
     places = _missed_elsewhere(inp)
-    lifecycle = inp.lifecycle
-    for slot in lifecycle.slot_items():
+    for slot in inp.missed:
         if slot.count or not slot.miss_log:
             continue
         for other in places.get(slot.key, ()):
@@ -323,7 +323,7 @@ def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[str]
     if at is None:
         return []
     lost = []
-    for slot in inp.lifecycle.slot_items():
+    for slot in inp.missed:
         if slot.server != server or not slot.miss_log or not slot.count:
             continue
         if any(t > at for t, *_ in slot.miss_log) and any((life.created_at or 0) < at for life in slot.all_lives()):
