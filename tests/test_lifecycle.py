@@ -184,7 +184,7 @@ def test_unlisted_client_keeps_addr_name_and_lib() -> None:
     tb.client(client_id=9, port=6000, name="billing", lib="redis-py")("DEL", "x")
     tb.ks("del", "x")
     by = only(fold(tb.events), "x")[0].to_json()["removed"]["by"]
-    assert by == {"pid": None, "label": "billing", "client_id": 9, "addr": "127.0.0.1:6000"}
+    assert by == {"pid": None, "label": "name=billing lib=redis-py", "client_id": 9, "addr": "127.0.0.1:6000"}
 
 
 def test_flushall_removes_every_db_with_no_per_key_event() -> None:

@@ -233,7 +233,9 @@ class Attributor:
                 return parts[1]
         if info.process:
             return info.process
-        return info.name or info.lib
+        # a client from no local process: its name and library are all there is to go by
+        return " ".join(part for part in (f"name={info.name}" if info.name else "",
+                                          f"lib={info.lib}" if info.lib else "") if part)
 
     def _resolve_unix(self, server: str, peer: str, t: float, hint: int) -> Actor:
         if hint:

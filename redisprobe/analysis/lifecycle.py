@@ -57,6 +57,9 @@ LOG_CAP = 4
 MAX_MISS_ONLY_KEYS = 200_000
 """Keys that were only ever read while missing are tracked up to this many (cache misses can be endless)."""
 
+MAX_PENDING_CONFIRMS = 100_000
+"""EXPIREs waiting for their keyspace event at once (more means the keyspace stream stalled)."""
+
 MAX_SECOND_VALUES = 32
 """Distinct TTL values (in seconds) remembered per connection, to spot the same number sent as milliseconds."""
 
@@ -549,7 +552,7 @@ class Lifecycle:
             if life is not None and life.expires_at is not None and life.expires_at <= end:
                 self._close(slot, life, life.expires_at, "expired", None, None)
         for t, who, _args in list(self.open_multi.values()):
-            if end - t >= TX_GRACE:
+            if end - t >= TX_GRACE and len(self.abandoned_multi) < MAX_RECORDS:
                 self.abandoned_multi.append((t, who, "no EXEC or DISCARD by the end of the trace"))
         self.open_multi.clear()
 
@@ -1463,7 +1466,10 @@ class Lifecycle:
         if self._keyspace_seen:
             state = self.servers.get(slot.server)
             if state is not None and state.keyspace:
-                self._confirm_q.append((record.t + KS_MATCH_WINDOW, record))
+                queue = self._confirm_q
+                if len(queue) >= MAX_PENDING_CONFIRMS:
+                    queue.popleft()  # keyspace stream stalled without a gap marker: that one stays unjudged
+                queue.append((record.t + KS_MATCH_WINDOW, record))
 
     def _set_ttl(self, slot: _Slot, life: KeyLife, record: TtlSet, quiet: bool = False) -> None:
         life.expires_at = record.expires_at
@@ -1712,7 +1718,7 @@ class Lifecycle:
     def _multi(self, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
                spec: C.Command) -> None:
         previous = self.open_multi.get((server, peer))
-        if previous is not None:
+        if previous is not None and len(self.abandoned_multi) < MAX_RECORDS:
             self.abandoned_multi.append((previous[0], previous[1], "a new MULTI came on the same connection "
                                          "without EXEC or DISCARD (the connection was closed or reused)"))
         self.open_multi[(server, peer)] = (t, (server, peer, t, hint), args)
