@@ -70,6 +70,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
                 watched[run.pid] = spec.role
                 if capture is not None:
                     capture.mapper.watched[run.pid] = spec.role
+        supervisor.release()
         deadline = time.monotonic() + plan.max_seconds
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
             if capture is not None:

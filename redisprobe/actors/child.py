@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgspec
@@ -57,7 +58,7 @@ class _Emitter:
         self._out.flush()
 
 
-def run(spec: ActorSpec, emit: _Emitter) -> int:
+def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | None = None) -> int:
     target = parse_target(spec.url)
     pid = os.getpid()
     name = f"redisprobe:{spec.role}:{pid}"
@@ -75,6 +76,8 @@ def run(spec: ActorSpec, emit: _Emitter) -> int:
         db=int(info.get("db", target.db)), addr=str(info.get("addr", "")), laddr=str(info.get("laddr", "")),
         prefix=spec.prefix, server=fingerprint,
     ))
+    if wait_for_go is not None:
+        wait_for_go()  # every actor connects first, then all start together: no head start on a slow machine
     runner = StepRunner(client, emit=emit, pid=pid, role=spec.role, client_id=client_id, db=target.db,
                         variables=dict(spec.vars))
     runner.run(spec.steps)
@@ -84,10 +87,10 @@ def run(spec: ActorSpec, emit: _Emitter) -> int:
 
 def main() -> int:
     emit = _Emitter(sys.stdout.buffer)
-    raw = sys.stdin.buffer.read()
+    raw = sys.stdin.buffer.readline()
     spec = msgspec.json.decode(raw, type=ActorSpec)
     try:
-        return run(spec, emit)
+        return run(spec, emit, sys.stdin.buffer.readline)
     except KeyboardInterrupt:
         emit(trace.ActorExited(t=time.time(), pid=os.getpid(), role=spec.role, returncode=130,
                                crashed=True, detail="interrupted"))

@@ -111,9 +111,22 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
         time.sleep(poll)
 
 
+def _batches_present(runner: StepRunner, ns: str, timeout: float = 15.0) -> None:
+    """Wait (unrecorded polls) until the api has created a batch: acting on nothing proves nothing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply, _ = runner.command([b"SCAN", b"0", b"MATCH", f"{ns}batch:*".encode(), b"COUNT", b"1000"],
+                                  record=False)
+        if reply and reply[1]:
+            return
+        time.sleep(0.01)
+
+
 def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
-    """Another process that touches the batches after `delay` seconds: shortens TTLs, renames, or flushes."""
+    """Another process that touches the batches `delay` seconds after they appear: shortens TTLs, renames, or
+    flushes."""
     ns = str(params["ns"])
+    _batches_present(runner, ns)
     time.sleep(float(params.get("delay", 0.3)))
     action = str(params.get("action", "shorten"))
     if action == "flush":
@@ -132,6 +145,7 @@ def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
 def filler(runner: StepRunner, params: dict[str, Any]) -> None:
     """Fill memory with long-lived values so a small maxmemory with volatile-ttl evicts the short-TTL batches."""
     ns = str(params["ns"])
+    _batches_present(runner, ns)
     time.sleep(float(params.get("delay", 0.3)))
     blob = b"x" * int(params.get("size", 65536))
     for index in range(int(params.get("count", 64))):

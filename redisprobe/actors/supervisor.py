@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -43,8 +44,8 @@ class Supervisor:
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         run = ActorRun(spec=spec, proc=proc)
         assert proc.stdin is not None
-        proc.stdin.write(msgspec.json.encode(spec))
-        proc.stdin.close()
+        proc.stdin.write(msgspec.json.encode(spec) + b"\n")
+        proc.stdin.flush()
         run.threads = [
             threading.Thread(target=self._pump_events, args=(run,), daemon=True),
             threading.Thread(target=self._pump_stderr, args=(run,), daemon=True),
@@ -75,8 +76,23 @@ class Supervisor:
             if text:
                 run.stderr_tail.append(text)
 
+    def release(self, timeout: float = 60.0) -> None:
+        """Start line: once every actor has connected (or died), tell them all to go at once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                run.started is None and run.exited is None and run.proc.poll() is None for run in self.runs):
+            time.sleep(0.01)
+        for run in self.runs:
+            if run.proc.stdin is not None and not run.proc.stdin.closed:
+                try:
+                    run.proc.stdin.write(b"go\n")
+                    run.proc.stdin.close()
+                except OSError:  # it died already: its exit is recorded by the pump
+                    pass
+
     def wait_all(self, timeout: float) -> None:
         """Wait for every actor to finish; past `timeout`, stop the stragglers (recorded as crashed)."""
+        self.release()
         deadline = time.monotonic() + timeout
         for run in self.runs:
             remaining = max(0.0, deadline - time.monotonic())
@@ -100,6 +116,10 @@ class Supervisor:
             self.writer.emit(run.exited)
 
     def stop_all(self) -> None:
+        for run in self.runs:
+            if run.proc.stdin is not None and not run.proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    run.proc.stdin.close()
         for run in self.runs:
             procs.stop(run.proc, timeout=3)
         for run in self.runs:
