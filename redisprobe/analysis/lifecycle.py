@@ -1839,6 +1839,7 @@ _REMOVAL_FLAG = {"expired": "expired", "evicted": "evicted", "flush": "flushed",
 
 ARG_MAX = 48
 ARGS_SHOWN = 8
+"""Evidence shows at most ARGS_SHOWN arguments of a command, each cut to ARG_MAX characters (scripts, blobs)."""
 
 
 def _text(raw: bytes) -> str:
