@@ -43,16 +43,19 @@ def _seconds(value: float | None) -> str:
 
 def keys_table(summary: Summary, *, limit: int = 50) -> Table:
     table = Table(title="Each key's life", title_justify="left")
-    for name in ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve"):
+    curves = bool(summary.ttl_curves)
+    for name in ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]:
         table.add_column(name, overflow="fold")
     for life in summary.keys[:limit]:
         removed = life.get("removed") or {}
         how = removed.get("how", "") if removed else "alive"
         style = _REMOVED_STYLE.get(how, "bold red" if how not in ("alive", "") else "")
-        table.add_row(str(life.get("key")), str(life.get("db", "")), who(life.get("created_by")) if life.get(
-            "created_by") else "-", _seconds(life.get("ttl_set")), _seconds(life.get("lifetime")),
-            Text(how, style=style), who(removed.get("by")) if removed else "",
-            sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
+        cells = [str(life.get("key")), str(life.get("db", "")),
+                 who(life.get("created_by")) if life.get("created_by") else "-", _seconds(life.get("ttl_set")),
+                 _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
+        if curves:
+            cells.append(sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
+        table.add_row(*cells)
     if len(summary.keys) > limit:
         table.caption = f"{len(summary.keys) - limit} more keys in --json / the trace"
     return table
