@@ -291,12 +291,14 @@ def run(
     paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
     url: UrlOpt = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
+    enable_events: EventsOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
     from redisprobe.commands.run import run_scenarios
 
-    raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url))
+    events = enable_events if enable_events is not None else (True if url is None else None)
+    raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url, enable_events=events))
 
 
 @app.command()

@@ -183,11 +183,14 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None) -> Iter
             role_urls = {"api": servers[0].url, "processor": servers[1].url}
         else:
             primary_port = free_port()
-            servers.append(ServerProcess(binary, "127.0.0.1", primary_port, workdir / "primary", extra=extra))
+            # No 5 s wait for more replicas before the first (diskless) sync: there is only one.
+            servers.append(ServerProcess(binary, "127.0.0.1", primary_port, workdir / "primary",
+                                         extra=["--repl-diskless-sync-delay", "0", *extra]))
             servers[0].start()
             replica_port = free_port()
             servers.append(ServerProcess(binary, "127.0.0.1", replica_port, workdir / "replica",
-                                         replica_of=("127.0.0.1", primary_port), extra=extra))
+                                         replica_of=("127.0.0.1", primary_port),
+                                         extra=extra))
             servers[1].start()
             servers[1].wait_replica_linked()
             role_urls = {"api": servers[0].url, "processor": servers[1].url}
