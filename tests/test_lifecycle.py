@@ -8,7 +8,15 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, Lifecycle, fold, normalize_target
+from redisprobe.analysis.lifecycle import (
+    HISTORY_HEAD,
+    HISTORY_TAIL,
+    LIVES_KEPT,
+    REMARKABLE_KEPT,
+    Lifecycle,
+    fold,
+    normalize_target,
+)
 from tests.tracebuild import T0, TraceBuilder
 
 
@@ -431,7 +439,7 @@ def test_memory_is_bounded_per_key() -> None:
         api("RPUSH", "log", i)
     lives = fold(tb.events)
     slot = lives.slots[("127.0.0.1:6379", 0, b"lock")]
-    assert slot.count == 300 and len(slot.all_lives()) <= LIVES_KEPT + 16
+    assert slot.count == 300 and len(slot.all_lives()) <= LIVES_KEPT + REMARKABLE_KEPT
     [log] = only(lives, "log")
     assert len(log.history()) <= HISTORY_HEAD + HISTORY_TAIL and log.n_events == 200
     assert "more" in " ".join(log.history_lines())

@@ -41,14 +41,18 @@ ON_TIME_TOLERANCE = 0.25
 TX_GRACE = 0.5
 """A MULTI this close to the end of the trace may still get its EXEC: not called abandoned."""
 
-LIVES_KEPT = 8
+LIVES_KEPT = 2
 """Closed lives kept per key (the most recent); older ones are kept only if remarkable, else counted."""
 
-REMARKABLE_KEPT = 16
+REMARKABLE_KEPT = 2
 """Older remarkable lives kept per key (removed early by a client, TTL missed or cleared...)."""
 
-HISTORY_HEAD = 6
-HISTORY_TAIL = 6
+COMPACT_HEAD = 2
+COMPACT_TAIL = 2
+"""History lines an unremarkable life keeps once it is over (its start and its end)."""
+
+HISTORY_HEAD = 3
+HISTORY_TAIL = 4
 """History lines kept per life: the first HISTORY_HEAD and the last HISTORY_TAIL."""
 
 LOG_CAP = 4
@@ -109,11 +113,7 @@ class TtlSet:
         self.t = t
         self.who = who
         self.args = args
-        self.seconds = change.seconds
-        self.unit = change.unit
-        self.raw = change.raw
-        self.cond = change.cond
-        self.expires_at = change.expires_at
+        _action, self.expires_at, self.seconds, self.unit, self.raw, self.cond, _absolute = change
         self.effective: bool | None = None
         self.reason = ""
         self.prev_expires_at: float | None = None
@@ -166,7 +166,7 @@ class KeyLife:
     removed_confirmed = False
     after: list[tuple[float, Who | None, list[bytes] | None, str, int]] | None = None
     head: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None
-    tail: deque[tuple[float, Who | None, list[bytes] | None, str]] | None = None
+    tail: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None  # rolling, HISTORY_TAIL long
     n_events = 0
     resolver: Attributor | None = None
 
@@ -187,9 +187,30 @@ class KeyLife:
         elif len(head) < HISTORY_HEAD:
             head.append(entry)
         else:
-            if self.tail is None:
-                self.tail = deque(maxlen=HISTORY_TAIL)
-            self.tail.append(entry)
+            tail = self.tail
+            if tail is None:
+                self.tail = [entry]
+            else:
+                tail.append(entry)
+                if len(tail) > HISTORY_TAIL:
+                    del tail[0]  # a few items: cheaper than a deque, and far smaller
+
+    def release(self) -> None:
+        """Break the life <-> TTL record cycles of a life being dropped, so refcounting frees it at once
+        (the fold runs with the cyclic collector off)."""
+        for record in (self.ttl_first, self.ttl_last, *(self.ttl_missed or ()),
+                       *(r for r, _ in self.unit_suspects or ()), *(r for r, _ in self.shortened or ())):
+            if record is not None:
+                record.life = None
+
+    def compact(self) -> None:
+        """Forget what no rule needs once an unremarkable life is over (per-client tallies, most history)."""
+        self.readers = None
+        self.writers = None
+        if self.head is not None and len(self.head) > COMPACT_HEAD:
+            self.head = self.head[:COMPACT_HEAD]
+        if self.tail is not None:
+            self.tail = self.tail[-COMPACT_TAIL:]
 
     def history(self) -> list[tuple[float, Who | None, list[bytes] | None, str]]:
         """The kept history lines, in order (a gap between head and tail is marked by `n_events`)."""
@@ -306,7 +327,7 @@ class _Slot:
     """
 
     live: KeyLife | None = None
-    lives: deque[KeyLife] | None = None
+    lives: list[KeyLife] | None = None  # the LIVES_KEPT most recent closed lives
     kept: list[KeyLife] | None = None
     dropped = 0
     count = 0
@@ -317,7 +338,7 @@ class _Slot:
     absent_ttl_count = 0
     pending: list[tuple[float, Who, int, list[bytes]]] | None = None  # (deadline, who, kind, args)
     takers: dict[str, list[Any]] | None = None  # peer -> [count, first_t, hint, args]
-    ttl_recent: deque[TtlSet] | None = None
+    ttl_recent: list[TtlSet] | None = None  # the last LOG_CAP TTL commands, for pairing events and replies
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server
@@ -1005,21 +1026,27 @@ class Lifecycle:
             index.pop(slot.key, None)
         lives = slot.lives
         if lives is None:
-            lives = slot.lives = deque(maxlen=LIVES_KEPT)
+            lives = slot.lives = []
         elif len(lives) == LIVES_KEPT:
-            oldest = lives[0]
+            oldest = lives.pop(0)
             if oldest.remarkable and (slot.kept is None or len(slot.kept) < REMARKABLE_KEPT):
                 if slot.kept is None:
                     slot.kept = []
+                oldest.readers = None  # no rule reads per-reader tallies of a past life
+                if oldest.head is not None and len(oldest.head) > COMPACT_HEAD:
+                    oldest.head = oldest.head[:COMPACT_HEAD]
                 slot.kept.append(oldest)
             else:
                 slot.dropped += 1
+                oldest.release()
         lives.append(life)
         effect = _REMOVAL_EFFECT.get(how, how)
         if detail and how in ("rename", "move", "del"):
             effect = f"{effect} ({detail})"
         life.note(at, who, args, effect)
         self._row(at, who, slot.db, args, slot.key, effect, _REMOVAL_FLAG.get(how, "removed"))
+        if not life.remarkable:
+            life.compact()
 
     def _touch_after(self, life: KeyLife, t: float, who: Who | None, args: list[bytes] | None, what: str,
                      kind: int) -> None:
@@ -1440,8 +1467,11 @@ class Lifecycle:
         record.prev_expires_at = current
         recent = slot.ttl_recent
         if recent is None:
-            recent = slot.ttl_recent = deque(maxlen=LOG_CAP)
-        recent.append(record)
+            slot.ttl_recent = [record]
+        else:
+            recent.append(record)
+            if len(recent) > LOG_CAP:
+                del recent[0]
         if self._op_replies and not reason and self._reply_for(slot, record) == 0:
             reason = "the command replied 0"
             record.confirmed = True
@@ -1491,7 +1521,10 @@ class Lifecycle:
         if not quiet:
             life.note(record.t, record.who, record.args, "TTL set")
         if life.ttl_sets <= 2:
-            self._row(record.t, record.who, slot.db, record.args, slot.key, f"TTL {_secs(record.seconds)}", "ttl")
+            if len(self._rows) < self._timeline_limit:
+                self._row(record.t, record.who, slot.db, record.args, slot.key, f"TTL {_secs(record.seconds)}", "ttl")
+            else:
+                self._rows_dropped += 1
 
     def _missed_ttl(self, life: KeyLife, record: TtlSet) -> None:
         life.ttl_missed_count += 1
@@ -1502,8 +1535,11 @@ class Lifecycle:
 
     def _recent_ttl(self, slot: _Slot, record: TtlSet) -> None:
         if slot.ttl_recent is None:
-            slot.ttl_recent = deque(maxlen=LOG_CAP)
-        slot.ttl_recent.append(record)
+            slot.ttl_recent = [record]
+        else:
+            slot.ttl_recent.append(record)
+            if len(slot.ttl_recent) > LOG_CAP:
+                del slot.ttl_recent[0]
 
     def _ttl_verdict(self, slot: _Slot, record: TtlSet, effective: bool, reason: str) -> None:
         """Correct the fold's guess about one TTL command (a keyspace event or a reply said otherwise)."""
