@@ -20,13 +20,17 @@ def _start(marker: str, *args: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-def _wait_for_actors(proc: subprocess.Popen[str], count: int, timeout: float = 60) -> list[psutil.Process]:
+def _wait_for_actors(proc: subprocess.Popen[str], count: int, timeout: float = 60,
+                     trace_path: object = None) -> list[psutil.Process]:
+    """The actor processes, once they exist (and, given the trace, once each has connected)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         actors = [p for p in psutil.Process(proc.pid).children(recursive=True)
                   if "redisprobe.actors.child" in " ".join(p.cmdline())]
-        if len(actors) >= count:
-            time.sleep(0.5)  # let them connect and start waiting
+        connected = trace_path is None or (
+            os.path.exists(str(trace_path)) and open(str(trace_path)).read().count('"actor-started"') >= count)
+        if len(actors) >= count and connected:
+            time.sleep(0.5)  # let them start waiting
             return actors
         time.sleep(0.05)
     raise AssertionError("actors did not start")
@@ -61,7 +65,7 @@ def test_ctrl_c_mid_run_stops_actors_and_sandbox(tmp_path):
     out = tmp_path / "trace.jsonl"
     proc = _start(marker, "isolation", "--topology", "split", "--timeout", "60", "--out", str(out))
     try:
-        _wait_for_actors(proc, 2)
+        _wait_for_actors(proc, 2, trace_path=out)
         family = _family(proc)
         assert sum("redis-server" in p.name() for p in family) == 2
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
