@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import redis
@@ -27,8 +28,8 @@ def _wait_for_actors(proc: subprocess.Popen[str], count: int, timeout: float = 6
     while time.monotonic() < deadline:
         actors = [p for p in psutil.Process(proc.pid).children(recursive=True)
                   if "redisprobe.actors.child" in " ".join(p.cmdline())]
-        connected = trace_path is None or (
-            os.path.exists(str(trace_path)) and open(str(trace_path)).read().count('"actor-started"') >= count)
+        path = Path(str(trace_path)) if trace_path is not None else None
+        connected = path is None or (path.exists() and path.read_text().count('"actor-started"') >= count)
         if len(actors) >= count and connected:
             time.sleep(0.5)  # let them start waiting
             return actors
