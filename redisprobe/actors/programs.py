@@ -87,17 +87,7 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
     deadline = time.monotonic() + duration
     done: set[bytes] = set()
     while time.monotonic() < deadline:
-        cursor = b"0"
-        found: list[bytes] = []
-        while True:
-            reply, _ = runner.command([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"], record=False)
-            if not reply:
-                break
-            cursor, keys = reply[0], reply[1]
-            found += [k for k in keys if not k.endswith(b":last")]
-            if cursor in (b"0", 0):
-                break
-        for key in found:
+        for key in _scan_all(runner, pattern):
             last, _ = runner.command([b"GET", key + b":last"], record=False)
             ready = (last is None and policy == "missing-is-ready") or (
                 last is not None and time.time() * 1000 - int(last) >= quiet * 1000)
@@ -111,14 +101,23 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
         time.sleep(poll)
 
 
+def _scan_all(runner: StepRunner, pattern: bytes, *, record: bool = False) -> list[bytes]:
+    """Every key matching `pattern`: SCAN pages until the cursor comes back to 0 (a busy server needs many)."""
+    cursor, found = b"0", []
+    while True:
+        reply, _ = runner.command([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"], record=record)
+        if not reply:
+            return found
+        cursor = reply[0]
+        found += [k for k in reply[1] if not k.endswith(b":last")]
+        if cursor in (b"0", 0):
+            return found
+
+
 def _batches_present(runner: StepRunner, ns: str, timeout: float = 15.0) -> None:
     """Wait (unrecorded polls) until the api has created a batch: acting on nothing proves nothing."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        reply, _ = runner.command([b"SCAN", b"0", b"MATCH", f"{ns}batch:*".encode(), b"COUNT", b"1000"],
-                                  record=False)
-        if reply and reply[1]:
-            return
+    while time.monotonic() < deadline and not _scan_all(runner, f"{ns}batch:*".encode()):
         time.sleep(0.01)
 
 
@@ -132,9 +131,7 @@ def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
     if action == "flush":
         runner.command([b"FLUSHDB"])
         return
-    reply, _ = runner.command([b"SCAN", b"0", b"MATCH", f"{ns}batch:*".encode(), b"COUNT", b"1000"])
-    keys = [k for k in (reply[1] if reply else []) if not k.endswith(b":last")]
-    for key in keys:
+    for key in _scan_all(runner, f"{ns}batch:*".encode(), record=True):
         if action == "shorten":
             runner.command([b"EXPIRE", key, _b(int(params.get("ttl", 1)))])
         elif action == "rename":
