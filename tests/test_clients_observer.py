@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -17,36 +16,12 @@ from redisprobe.observers.clients import CONNECTION_NAME, STAT_KEYS, ClientPolle
 from redisprobe.pidmap import PidMapper
 from redisprobe.sandbox import Sandbox, sandbox
 from redisprobe.target import parse_target
+from tests.sink import Sink
 
 # One connection (SELECT sticks) driven line by line from stdin: "SELECT 3", "CLIENT SETNAME x", ...
 CHILD = ("import sys, redis; r = redis.Redis.from_url(sys.argv[1], single_connection_client=True); "
          "r.client_setname('poll-child'); print(r.client_id(), flush=True)\n"
          "for line in sys.stdin: print(r.execute_command(*line.split()), flush=True)")
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[trace.Event] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: trace.Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def of(self, kind: type) -> list:
-        with self._lock:
-            return [e for e in self.events if isinstance(e, kind)]
-
-    def wait(self, predicate: Callable[[trace.Event], bool], timeout: float = 15.0) -> trace.Event:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-            if time.monotonic() > deadline:
-                raise AssertionError(f"event never came; got {self.events!r}")
-            time.sleep(0.02)
 
 
 class Child:
