@@ -46,7 +46,7 @@ class Execution:
 def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bool | None = True,
             on_event: Callable[[trace.Event], None] | None = None) -> Execution:
     """Run the plan's actors with observers attached; always stop everything and clean up, then diagnose."""
-    header = make_header(plan.command, targets.labels(), plan.options)
+    header = make_header(plan.command, targets.by_role, plan.options)
     writer = trace.TraceWriter(out, header)
     if on_event is not None:
         writer.subscribe(on_event)

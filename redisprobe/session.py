@@ -62,10 +62,29 @@ def _check_all(by_role: dict[str, Target]) -> None:
         check_target(target)
 
 
-def make_header(command: str, targets: dict[str, str], options: dict[str, object] | None = None) -> trace.Header:
-    """The trace header: the command line with any URL password hidden."""
+def make_header(command: str, targets: dict[str, Target], options: dict[str, object] | None = None) -> trace.Header:
+    """The trace header: the command line with any URL password hidden, and each target's fingerprint."""
     return trace.Header(argv=[redact(arg) for arg in sys.argv], command=command, started=time.time(),
-                        targets=targets, options=dict(options or {}))
+                        targets={label: target.label for label, target in targets.items()},
+                        servers=fingerprints(targets), options=dict(options or {}))
+
+
+def fingerprints(targets: dict[str, Target]) -> dict[str, trace.ServerFingerprint]:
+    """Who answers at each target now (run_id, version, port, role); a target that does not answer is left out."""
+    import redis
+
+    from redisprobe.actors.child import server_fingerprint
+
+    found: dict[str, trace.ServerFingerprint] = {}
+    for label, target in targets.items():
+        client = target.connect(timeout=3)
+        try:
+            found[label] = server_fingerprint(client, target.host or target.address, target.port or 0)
+        except (redis.RedisError, OSError):
+            pass
+        finally:
+            client.close()
+    return found
 
 
 def open_writer(out: Path | None, header: trace.Header) -> trace.TraceWriter:

@@ -46,6 +46,7 @@ class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):
     command: str = ""
     started: float = 0.0
     targets: dict[str, str] = {}  # label -> redacted URL
+    servers: dict[str, ServerFingerprint] = {}  # label -> who answered there when the run started
     options: dict[str, Any] = {}
 
 

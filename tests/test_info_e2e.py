@@ -41,3 +41,45 @@ def test_info_trace_re_renders(tmp_path):
     again = run_cli("report", str(out), "--json")
     assert again.code == 0
     assert len(again.json()["actors"]) == 2
+
+
+def test_info_replica_shows_roles_and_names_replica_read():
+    result = run_cli("info", "--topology", "replica", "--json")
+    assert result.code == 1, result.err
+    doc = result.json()
+    roles = {a["role"]: a["sections"]["replication"]["role"] for a in doc["actors"]}
+    assert roles == {"api": "master", "processor": "slave"}
+    assert [f["rule"] for f in doc["findings"]] == ["replica-read"]
+
+
+def test_info_pids_for_live_processes_on_lookalike_servers():
+    import subprocess
+
+    from redisprobe.sandbox import sandbox
+
+    with sandbox("split") as box:
+        api = subprocess.Popen(["redis-cli", "-u", box.role_urls["api"], "BLPOP", "never", "30"],
+                               stdout=subprocess.DEVNULL)
+        worker = subprocess.Popen(["redis-cli", "-u", box.role_urls["processor"], "BLPOP", "never", "30"],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            import time
+
+            time.sleep(0.5)
+            result = run_cli("info", "--pids", f"api={api.pid},worker={worker.pid}", "--json")
+        finally:
+            api.kill()
+            worker.kill()
+            api.wait()
+            worker.wait()
+    assert result.code == 1, result.err
+    doc = result.json()
+    assert [f["rule"] for f in doc["findings"]] == ["different-server"]
+    pids = {p["pid"]: p for p in doc["pids"]}
+    assert pids[api.pid]["label"] == "api" and pids[worker.pid]["label"] == "worker"
+    assert pids[api.pid]["connections"][0]["server"]["run_id"] != pids[worker.pid]["connections"][0]["server"]["run_id"]
+
+
+def test_info_unknown_pid_is_an_error():
+    result = run_cli("info", "--pids", "999999998")
+    assert result.code == 2 and "999999998" in result.err and "Traceback" not in result.err

@@ -22,7 +22,7 @@ class InfoReport:
 
 
 def run_info(targets: Targets, out: Path | None) -> InfoReport:
-    writer = trace.TraceWriter(out, make_header("info", targets.labels()))
+    writer = trace.TraceWriter(out, make_header("info", targets.by_role))
     supervisor = Supervisor(writer)
     try:
         for role, target in targets.by_role.items():

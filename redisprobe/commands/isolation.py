@@ -120,7 +120,7 @@ def cleanup(targets: Targets, specs: list[ActorSpec], run_id: str) -> None:
 def run_isolation(targets: Targets, options: IsolationOptions, out: Path | None) -> tuple[VisibilityReport,
                                                                                           trace.TraceWriter]:
     run_id = uuid.uuid4().hex[:10]
-    header = make_header("isolation", targets.labels(), {
+    header = make_header("isolation", targets.by_role, {
         "ttl": options.ttl, "timeout": options.timeout, "api_prefix": options.api_prefix,
         "processor_prefix": options.processor_prefix, "run_id": run_id,
         "topology": targets.sandbox.topology if targets.sandbox else "url"})

@@ -39,7 +39,7 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
     """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way."""
     temporary = out is None
     path = out or Path(tempfile.mkstemp(prefix="redisprobe-monitor-", suffix=".jsonl")[1])
-    labels = {f"server{index}" if index else "server": t.label for index, t in enumerate(targets)}
+    labels = {f"server{index}" if index else "server": t for index, t in enumerate(targets)}
     header = make_header("monitor", labels, {
         "pids": {str(pid): label for pid, label in spec.labels.items()},
         "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values})
