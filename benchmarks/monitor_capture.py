@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -156,6 +157,39 @@ def run_redis_cli(host: str, port: int, client: redis.Redis, requests: int) -> R
     return run
 
 
+def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path) -> Run:
+    """(c) the whole `redisprobe monitor` command (capture + trace file + keyspace/client observers), Ctrl-C'd
+    once the load ends; `drain s` is from the end of the load until the trace on disk holds every SET."""
+    run = Run("(c) redisprobe monitor")
+    out = spool_dir / "command-trace.jsonl"
+    command = procs.spawn([sys.executable, "-m", "redisprobe", "monitor", "--url", f"redis://{host}:{port}/0",
+                           "--json", "--out", str(out), "--no-enable-events"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_monitor_attached(client)
+        time.sleep(0.5)
+        sampler = Sampler(client, run, command.pid)
+        sampler.start()
+        run.rps = benchmark(host, port, requests)
+        ended = time.monotonic()
+        set_marker = b'"args":["U0VU"'  # base64 of SET as the trace stores it
+        while True:
+            with out.open("rb") as handle:
+                seen = sum(line.count(set_marker) for line in handle)
+            if seen >= requests or time.monotonic() - ended > 60:
+                break
+            time.sleep(0.05)
+        run.drain_s = time.monotonic() - ended
+        run.sent, run.captured = requests, seen
+        sampler.finish()
+        command.send_signal(signal.SIGINT)
+        command.wait(120)
+    finally:
+        procs.stop(command)
+    wait_monitor_detached(client)
+    return run
+
+
 def run_capture(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *, live: bool,
                 background: bool) -> Run:
     mode = "(b) MonitorCapture" if background else "(b-fg) caller parses" if live else "(b0) parse after load"
@@ -260,6 +294,7 @@ def main() -> int:
                 runs.append(run_redis_cli(server.host, server.port, client, args.requests))
                 runs.append(run_capture(server.host, server.port, client, args.requests, spool_dir, live=True,
                                         background=True))
+                runs.append(run_command(server.host, server.port, client, args.requests, spool_dir))
             runs.append(run_capture(server.host, server.port, client, args.requests, spool_dir, live=True,
                                     background=False))
             runs.append(run_capture(server.host, server.port, client, args.requests, spool_dir, live=False,
@@ -291,6 +326,10 @@ def main() -> int:
     if cli and ours:
         print(f"\nratio (b)/(a), medians: {statistics.median(ours) / statistics.median(cli):.3f}; "
               f"per round: {', '.join(f'{b / a:.3f}' for a, b in zip(cli, ours, strict=False))}")
+    whole = [r.rps for r in runs if r.mode.startswith("(c)")]
+    if cli and whole:
+        print(f"ratio (c)/(a), medians: {statistics.median(whole) / statistics.median(cli):.3f}; "
+              f"per round: {', '.join(f'{c / a:.3f}' for a, c in zip(cli, whole, strict=False))}")
     lost = [r for r in runs if r.captured is not None and r.captured != r.sent]
     print("nothing lost" if not lost else f"LOST COMMANDS in {[r.mode for r in lost]}")
     return 0 if not lost else 1
