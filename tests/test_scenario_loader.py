@@ -95,7 +95,7 @@ def test_unknown_step(tmp_path: Path) -> None:
     error = error_of(tmp_path, text)
     line = line_of(text, "dooo")
     assert str(error) == (f"{tmp_path / 'x.toml'}:{line}: actors[1].steps[0]: unknown step 'dooo': one of do, sleep, "
-                          "wait, repeat, inspect, program")
+                          "wait, repeat, inspect, program, fork")
 
 
 def test_bad_type_top_level(tmp_path: Path) -> None:
@@ -264,3 +264,10 @@ def test_the_documented_example_loads() -> None:
     assert block is not None
     scenario = loads(block.group(1), "batch-deleted-early.toml")
     assert scenario.catalog_id == "deleted-by-client" and scenario.expect.lifetime[0].life == 1
+
+
+def test_fork_step_needs_steps(tmp_path: Path) -> None:
+    text = GOOD.replace('{ wait = [{ name = "job"', '{ fork = true },\n  { wait = [{ name = "job"')
+    error = error_of(tmp_path, text)
+    assert "missing field 'steps' (what the forked child runs)" in str(error)
+    assert f"x.toml:{line_of(text, 'fork = true')}:" in str(error)

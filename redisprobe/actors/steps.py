@@ -3,7 +3,8 @@
 Steps are plain dicts (they come from JSON or a TOML scenario), e.g.
 `{"do": ["SET", "{ns}k", "v", "EX", "{ttl}"]}`, `{"sleep": 0.1}`,
 `{"wait": [{"name": "k", "cmd": ["GET", "{ns}k"], "until": "present"}], "timeout": 5}`,
-`{"repeat": 3, "steps": [...]}` (with `{i}` counting from 0), `{"inspect": true}`.
+`{"repeat": 3, "steps": [...]}` (with `{i}` counting from 0), `{"inspect": true}`,
+`{"fork": true, "steps": [...]}` (a forked child runs the steps on this very connection: shared-connection).
 A step with `"when": "checks-ok"` runs only if every wait so far succeeded.
 """
 
@@ -65,6 +66,7 @@ class StepRunner:
         self.db = db
         self.vars = variables
         self.checks_ok = True
+        self._execute = client.execute_command
 
     def run(self, steps: list[dict[str, Any]]) -> None:
         for step in steps:
@@ -87,6 +89,8 @@ class StepRunner:
                 self.run(step.get("steps", []))
         elif "inspect" in step:
             self.inspect()
+        elif "fork" in step:
+            self.fork(step.get("steps", []))
         elif "program" in step:
             from redisprobe.actors.programs import PROGRAMS
 
@@ -99,6 +103,36 @@ class StepRunner:
         else:
             raise StepError(f"unknown step {sorted(step)}")
 
+    def fork(self, steps: list[dict[str, Any]]) -> None:
+        """The shared-connection defect: a forked child runs `steps` on this process's very socket.
+
+        redis-py gives a forked child fresh connections, so the child writes on the parent's `Connection`
+        object directly; the parent waits for the child, then goes on on the same connection (same client id).
+        """
+        import os
+
+        connection = self.client.connection_pool.get_connection()
+        try:
+            child = os.fork()
+            if child == 0:  # the child: same socket, new pid
+                code = 0
+                try:
+                    self.pid = os.getpid()
+
+                    def on_shared_socket(*args: Any) -> Any:
+                        connection.send_command(*args)
+                        return connection.read_response()
+
+                    self._execute = on_shared_socket
+                    self.run(steps)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.waitpid(child, 0)
+        finally:
+            self.client.connection_pool.release(connection)
+
     def command(self, args: list[bytes], *, record: bool = True) -> tuple[Any, str | None]:
         """Send one command; the reply or the error is recorded either way."""
         if args and args[0].upper() == b"SELECT" and len(args) > 1:
@@ -107,7 +141,7 @@ class StepRunner:
         reply: Any = None
         error: str | None = None
         try:
-            reply = self.client.execute_command(*args)
+            reply = self._execute(*args)
         except redis.ResponseError as exc:
             error = error_text(exc)
         latency = time.monotonic() - started

@@ -21,7 +21,7 @@ from redisprobe.scenario.model import (
 
 TOPOLOGIES = ("single", "split", "replica")
 SERVERS = ("api", "processor")
-STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program")
+STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork")
 REMOVED_HOW = ("expired", "evicted", "del", "unlink", "getdel", "pop", "rename", "move", "flush")
 RESERVED_VARS = ("ns", "run", "i", "prefix", "instance", "role")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -359,6 +359,13 @@ class _Validator:
         elif kind == "inspect":
             self.fields(step, ("inspect", "when"), at, "an inspect step")
             self.typed(step["inspect"], "boolean", (*at, "inspect"))
+        elif kind == "fork":
+            self.fields(step, ("fork", "steps", "when"), at, "a fork step")
+            self.typed(step["fork"], "boolean", (*at, "fork"))
+            if "steps" not in step:
+                raise self.fail(at, "missing field 'steps' (what the forked child runs)")
+            inner = self.typed(step["steps"], "array", (*at, "steps"))
+            self.steps(inner, (*at, "steps"), names, in_repeat=in_repeat)
         else:
             program = self.typed(step["program"], "string", (*at, "program"))
             params = program_params(program)
