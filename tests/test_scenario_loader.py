@@ -95,7 +95,7 @@ def test_unknown_step(tmp_path: Path) -> None:
     error = error_of(tmp_path, text)
     line = line_of(text, "dooo")
     assert str(error) == (f"{tmp_path / 'x.toml'}:{line}: actors[1].steps[0]: unknown step 'dooo': one of do, sleep, "
-                          "wait, repeat, inspect, program, fork")
+                          "wait, repeat, inspect, program, fork, cache")
 
 
 def test_bad_type_top_level(tmp_path: Path) -> None:

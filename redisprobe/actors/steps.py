@@ -4,7 +4,9 @@ Steps are plain dicts (they come from JSON or a TOML scenario), e.g.
 `{"do": ["SET", "{ns}k", "v", "EX", "{ttl}"]}`, `{"sleep": 0.1}`,
 `{"wait": [{"name": "k", "cmd": ["GET", "{ns}k"], "until": "present"}], "timeout": 5}`,
 `{"repeat": 3, "steps": [...]}` (with `{i}` counting from 0), `{"inspect": true}`,
-`{"fork": true, "steps": [...]}` (a forked child runs the steps on this very connection: shared-connection).
+`{"fork": true, "steps": [...]}` (a forked child runs the steps on this very connection: shared-connection),
+`{"cache": true}` (CLIENT TRACKING on, and later GETs answered from a local cache that misses invalidations:
+stale-client-cache).
 A step with `"when": "checks-ok"` runs only if every wait so far succeeded.
 """
 
@@ -67,6 +69,7 @@ class StepRunner:
         self.vars = variables
         self.checks_ok = True
         self._execute = client.execute_command
+        self.cache: dict[bytes, Any] | None = None  # a client-side cache, once a `cache` step turned it on
 
     def run(self, steps: list[dict[str, Any]]) -> None:
         for step in steps:
@@ -91,6 +94,9 @@ class StepRunner:
             self.inspect()
         elif "fork" in step:
             self.fork(step.get("steps", []))
+        elif "cache" in step:
+            self.command([b"CLIENT", b"TRACKING", b"ON"])
+            self.cache = {}
         elif "program" in step:
             from redisprobe.actors.programs import PROGRAMS
 
@@ -102,6 +108,21 @@ class StepRunner:
             program(self, params)
         else:
             raise StepError(f"unknown step {sorted(step)}")
+
+    def _from_cache(self, args: list[bytes]) -> tuple[Any] | None:
+        """A GET answered locally, never sent: the stale-client-cache defect (a cache that missed invalidation)."""
+        if self.cache is None or len(args) != 2 or args[0].upper() != b"GET" or args[1] not in self.cache:
+            return None
+        return (self.cache[args[1]],)
+
+    def _remember(self, args: list[bytes], reply: Any, error: str | None) -> None:
+        if self.cache is None or not args:
+            return
+        if args[0].upper() == b"GET" and len(args) == 2 and error is None and reply is not None:
+            self.cache[args[1]] = reply
+        else:
+            for key in args[1:]:  # our own writes drop our own entries; other clients' writes do not
+                self.cache.pop(key, None)
 
     def fork(self, steps: list[dict[str, Any]]) -> None:
         """The shared-connection defect: a forked child runs `steps` on this process's very socket.
@@ -140,10 +161,12 @@ class StepRunner:
         started_wall, started = time.time(), time.monotonic()
         reply: Any = None
         error: str | None = None
+        cached = self._from_cache(args)
         try:
-            reply = self._execute(*args)
+            reply = cached[0] if cached else self._execute(*args)
         except redis.ResponseError as exc:
             error = error_text(exc)
+        self._remember(args, reply, error)
         latency = time.monotonic() - started
         if record:
             self.emit(trace.Op(t=started_wall, mono=started, pid=self.pid, role=self.role,

@@ -21,7 +21,7 @@ from redisprobe.scenario.model import (
 
 TOPOLOGIES = ("single", "split", "replica")
 SERVERS = ("api", "processor")
-STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork")
+STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork", "cache")
 REMOVED_HOW = ("expired", "evicted", "del", "unlink", "getdel", "pop", "rename", "move", "flush")
 RESERVED_VARS = ("ns", "run", "i", "prefix", "instance", "role")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -359,6 +359,9 @@ class _Validator:
         elif kind == "inspect":
             self.fields(step, ("inspect", "when"), at, "an inspect step")
             self.typed(step["inspect"], "boolean", (*at, "inspect"))
+        elif kind == "cache":
+            self.fields(step, ("cache", "when"), at, "a cache step")
+            self.typed(step["cache"], "boolean", (*at, "cache"))
         elif kind == "fork":
             self.fields(step, ("fork", "steps", "when"), at, "a fork step")
             self.typed(step["fork"], "boolean", (*at, "fork"))
