@@ -115,7 +115,7 @@ def isolation(
 
     options = IsolationOptions(ttl=ttl, timeout=timeout, api_prefix=api_prefix, processor_prefix=processor_prefix)
     with open_targets(url, api_url, processor_url, topology) as targets:
-        report, _writer = run_isolation(targets, options, out)
+        report, _execution = run_isolation(targets, options, out)
     trace_path = str(out) if out else None
     if json:
         print_json(isolation_json(report, trace_path))

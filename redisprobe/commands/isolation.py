@@ -10,10 +10,9 @@ from pathlib import Path
 
 import redis
 
-from redisprobe import trace
 from redisprobe.actors.child import ActorSpec
-from redisprobe.actors.supervisor import Supervisor
-from redisprobe.session import Targets, make_header
+from redisprobe.pipeline import Execution, Plan, execute
+from redisprobe.session import Targets
 from redisprobe.target import Target
 from redisprobe.visibility import VisibilityReport, analyse
 
@@ -101,49 +100,24 @@ def _is_replica(target: Target) -> bool:
         client.close()
 
 
-def cleanup(targets: Targets, specs: list[ActorSpec], run_id: str) -> None:
-    """Remove everything the run wrote (the TTL is only the safety net); writable servers only."""
-    for spec in specs:
-        target = targets.by_role[spec.role]
-        if _is_replica(target):
-            continue
-        client = target.connect(timeout=3)
-        try:
-            keys = [f"{spec.vars['ns']}{name}" for name in (*DATA_KEYS, "ack")]
-            client.delete(*keys)
-        except (redis.RedisError, OSError):
-            pass
-        finally:
-            client.close()
-
-
 def run_isolation(targets: Targets, options: IsolationOptions, out: Path | None) -> tuple[VisibilityReport,
-                                                                                          trace.TraceWriter]:
+                                                                                          Execution]:
+    """The isolation scenario, run like any plan (no observers: the actors' own logs tell it all)."""
     run_id = uuid.uuid4().hex[:10]
-    header = make_header("isolation", targets.by_role, {
-        "ttl": options.ttl, "timeout": options.timeout, "api_prefix": options.api_prefix,
-        "processor_prefix": options.processor_prefix, "run_id": run_id,
-        "topology": targets.sandbox.topology if targets.sandbox else "url"})
-    writer = trace.TraceWriter(out, header)
     specs = actor_specs(targets, options, run_id)
-    supervisor = Supervisor(writer)
-    gap: int | None = None
-    try:
-        reader_is_replica = _is_replica(targets.by_role["processor"])
-        sampler = (ReplicationGapSampler(targets.by_role["api"], targets.by_role["processor"])
-                   if reader_is_replica else contextlib.nullcontext())
-        with sampler:
-            for spec in specs:
-                supervisor.start(spec)
-            supervisor.wait_all(timeout=options.timeout * 2 + 30)
-        if isinstance(sampler, ReplicationGapSampler):
-            gap = sampler.largest
-    finally:
-        supervisor.stop_all()
-        cleanup(targets, specs, run_id)
-        writer.note("removed the keys this run wrote", level="info")
-        writer.close()
-    report = analyse(writer.events, replication_gap=gap)
-    return report, writer
-
-
+    plan = Plan(command="isolation", actors=specs, max_seconds=options.timeout * 2 + 30, observe=False,
+                cleanup_patterns=sorted({namespace(p, run_id) + "*" for p in (options.api_prefix,
+                                                                           options.processor_prefix)}),
+                options={"ttl": options.ttl, "timeout": options.timeout, "api_prefix": options.api_prefix,
+                         "processor_prefix": options.processor_prefix, "run_id": run_id,
+                         "topology": targets.sandbox.topology if targets.sandbox else "url"})
+    sampler: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if _is_replica(targets.by_role["processor"]):
+        sampler = ReplicationGapSampler(targets.by_role["api"], targets.by_role["processor"])
+    with sampler:
+        execution = execute(plan, targets, out)
+    gap = sampler.largest if isinstance(sampler, ReplicationGapSampler) else None
+    report = analyse(execution.events, replication_gap=gap)
+    named = {f.rule for f in report.findings}
+    report.findings += [f for f in execution.findings if f.rule not in named]
+    return report, execution
