@@ -48,24 +48,39 @@ class _Tap:
 
     def through(self, events: Iterable[trace.Event]) -> Iterator[trace.Event]:
         stats = self.stats
-        for event in events:
-            stats["events"] += 1
-            kind = type(event)
-            if kind is trace.Monitor:
-                stats["commands"] += 1
-            elif kind is trace.Keyspace:
-                stats["keyspace_events"] += 1
-            elif kind is trace.Op:
-                stats["ops"] += 1
-            elif kind is trace.ClientSeen:
-                self.clients[event.client_id] = event  # type: ignore[union-attr]
-            elif kind is trace.Gap:
-                self.gaps.append(event)  # type: ignore[arg-type]
-            elif kind is trace.Note:
-                self.notes.append(event)  # type: ignore[arg-type]
-            elif kind is trace.TtlSample:
-                self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
-            yield event
+        monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
+        commands = keyspace_events = ops = others = 0
+        try:
+            for event in events:
+                kind = type(event)
+                if kind is monitor:
+                    commands += 1
+                    yield event
+                    continue
+                others += 1
+                if kind is keyspace:
+                    keyspace_events += 1
+                elif kind is op:
+                    ops += 1
+                elif kind is trace.ClientSeen:
+                    self.clients[event.client_id] = event  # type: ignore[union-attr]
+                elif kind is trace.Gap:
+                    self.gaps.append(event)  # type: ignore[arg-type]
+                elif kind is trace.Note:
+                    self.notes.append(event)  # type: ignore[arg-type]
+                elif kind is trace.TtlSample:
+                    self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
+                yield event
+        finally:  # counted in locals (this loop sees every line), published when the stream ends
+            stats["events"] += commands + others
+            stats["commands"] += commands
+            stats["keyspace_events"] += keyspace_events
+            stats["ops"] += ops
+
+
+KEY_EVENTS_ALL = 1_000
+"""`keys[].events` (each life's history lines, the costly part of the JSON) for every key when there are at most
+this many lives; beyond, only for the keys the findings name (the others keep every other field)."""
 
 
 def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
@@ -77,11 +92,16 @@ def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None =
     lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
     findings = diagnose_lives(lives, watched=watched or {})
     patterns = list(key_patterns)
-    keys = [life.to_json() for life in lives.lives()
-            if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
+    chosen = [life for life in lives.lives()
+              if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
     if patterns:
         findings = [f for f in findings if not f.keys
                     or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
+    if len(chosen) <= KEY_EVENTS_ALL:
+        keys = [life.to_json() for life in chosen]
+    else:
+        named = {key for f in findings for key in f.keys}
+        keys = [life.to_json(history=life.key_text in named) for life in chosen]
     clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
                 "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
                                                    else ""),

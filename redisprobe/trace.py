@@ -343,19 +343,48 @@ REORDER_WINDOW = 5.0
 
 
 def time_ordered(events: Iterator[Event] | list[Event], window: float = REORDER_WINDOW) -> Iterator[Event]:
-    """Events in time order, streaming: a heap holds `window` seconds of events (memory stays small)."""
-    import heapq
+    """Events in time order, streaming: a buffer holds `window` seconds of events (memory stays small).
 
-    heap: list[tuple[float, int, Event]] = []
+    Exactly a heap of (t, arrival) released once `window` older than the newest event, but while events
+    arrive in order (the usual case) the buffer is a plain FIFO; the heap is only built for out-of-order runs.
+    """
+    import heapq
+    from collections import deque
+
+    heappush, heappop = heapq.heappush, heapq.heappop
+    fifo: deque[Event] = deque()  # sorted by (t, arrival): events came in order
+    append, popleft = fifo.append, fifo.popleft
+    heap: list[tuple[float, int, Event]] | None = None  # out-of-order mode
+    index = 0
+    last = float("-inf")  # t of the newest event in `fifo`
     newest = float("-inf")
-    for index, event in enumerate(events):
+    for event in events:
         t = event.t
-        heapq.heappush(heap, (t, index, event))
         newest = max(newest, t)
-        while heap and heap[0][0] < newest - window:
-            yield heapq.heappop(heap)[2]
-    while heap:
-        yield heapq.heappop(heap)[2]
+        if heap is None:
+            if not fifo or t >= last:
+                append(event)
+                last = t
+                limit = newest - window
+                while fifo and fifo[0].t < limit:
+                    yield popleft()
+                continue
+            heap = [(e.t, n, e) for n, e in enumerate(fifo)]  # sorted, so already a heap
+            index = len(heap)
+            fifo.clear()
+        heappush(heap, (t, index, event))
+        index += 1
+        limit = newest - window
+        while heap and heap[0][0] < limit:
+            yield heappop(heap)[2]
+        if not heap:
+            heap = None
+    if heap is not None:
+        while heap:
+            yield heappop(heap)[2]
+    else:
+        while fifo:
+            yield popleft()
 
 
 def load_trace(path: Path) -> tuple[Header, list[Event]]:

@@ -16,6 +16,8 @@ import fnmatch
 import gc
 import heapq
 import itertools
+import re
+import time as _time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -281,8 +283,9 @@ class KeyLife:
             return "evicted by the server (maxmemory)"
         return f"removed by {how}" + (f" ({self.removed_detail})" if self.removed_detail else "")
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON data; actors resolved (pid, label, client id)."""
+    def to_json(self, history: bool = True) -> dict[str, Any]:
+        """Plain JSON data; actors resolved (pid, label, client id); `events` (the history lines, the costly
+        part) only with `history`."""
         removed = None
         if self.removed_how is not None:
             removed = {"how": self.removed_how, "at": self.removed_at,
@@ -290,7 +293,7 @@ class KeyLife:
                        "command": _command_text(self.removed_args) if self.removed_args else None,
                        "detail": self.removed_detail or None, "confirmed": self.removed_confirmed}
         ttl_first = self.ttl_first
-        return {
+        data = {
             "key": self.key_text,
             "db": self.db,
             "server": self.server,
@@ -308,8 +311,10 @@ class KeyLife:
             "lifetime": self.lifetime,
             "expired_on_time": self.expired_on_time,
             "verdict": self.verdict,
-            "events": self.history_lines(),
         }
+        if history:
+            data["events"] = self.history_lines()
+        return data
 
     def history_lines(self) -> list[str]:
         lines = []
@@ -1882,11 +1887,14 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+_NEEDS_QUOTES = re.compile('[ "\n\r\t]').search
+
+
 def _arg(raw: bytes) -> str:
     text = raw.decode("utf-8", "backslashreplace")
     if len(text) > ARG_MAX:
         text = text[:ARG_MAX - 3] + "..."
-    if not text or any(c in text for c in ' "\n\r\t'):
+    if not text or _NEEDS_QUOTES(text):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") \
             .replace("\t", "\\t") + '"'
     return text
@@ -1922,10 +1930,14 @@ def clock(t: float | None) -> str:
     """Wall-clock time with milliseconds (local time, as a user's logs show it)."""
     if t is None:
         return "--:--:--.---"
-    import time as _time
+    second = int(t) if t >= 0 else None
+    if second is None or second != _clock_last[0]:
+        _clock_last[0] = second
+        _clock_last[1] = _time.strftime("%H:%M:%S", _time.localtime(t))
+    return _clock_last[1] + f".{int((t % 1) * 1000):03d}"
 
-    whole = _time.localtime(t)
-    return _time.strftime("%H:%M:%S", whole) + f".{int((t % 1) * 1000):03d}"
+
+_clock_last: list[Any] = [None, ""]  # the last whole second formatted (history lines come in time order)
 
 
 def evidence_line(t: float | None, actor: Actor | None, args: list[bytes] | None, effect: str = "",
