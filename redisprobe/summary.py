@@ -7,6 +7,7 @@ grows with the number of keys and clients, not of lines.
 from __future__ import annotations
 
 import fnmatch
+import gc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,17 @@ this many lives; beyond, only for the keys the findings name (the others keep ev
 
 def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
               key_patterns: Iterable[str] = ()) -> Summary:
+    collecting = gc.isenabled()
+    gc.disable()  # the fold, the rules and the key JSON make millions of small objects and hardly any cycles
+    try:
+        return _summarise(events, watched=watched, key_patterns=key_patterns)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
+               key_patterns: Iterable[str]) -> Summary:
     from redisprobe.analysis.doctor import diagnose_lives
     from redisprobe.analysis.lifecycle import fold
 

@@ -360,7 +360,8 @@ def time_ordered(events: Iterator[Event] | list[Event], window: float = REORDER_
     newest = float("-inf")
     for event in events:
         t = event.t
-        newest = max(newest, t)
+        if t > newest:  # max(newest, t), without the call
+            newest = t
         if heap is None:
             if not fifo or t >= last:
                 append(event)

@@ -215,7 +215,7 @@ class TtlChange(NamedTuple):
     absolute: bool = False
 
 
-_make = TtlChange._make
+_tuple_new = tuple.__new__  # TtlChange._make without its checks: every SET ... EX and EXPIRE line builds one
 KEEP = TtlChange("keep")
 CLEAR = TtlChange("clear")
 _UNITS = {b"EX": ("s", False), b"PX": ("ms", False), b"EXAT": ("s", True), b"PXAT": ("ms", True)}
@@ -237,7 +237,7 @@ def _timed(value: bytes, unit: str, absolute: bool, now: float, cond: str = "") 
     else:
         seconds = raw * scale
         at = now + seconds
-    return _make(("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute))
+    return _tuple_new(TtlChange, ("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute))
 
 
 def ttl_change(args: list[bytes], now: float) -> TtlChange | None:

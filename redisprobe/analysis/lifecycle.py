@@ -88,6 +88,7 @@ PREFETCH_EVENTS = 50_000
 
 _INF = float("inf")
 _GENERIC = C.GENERIC_EVENTS
+_COMMANDS_GET = C.COMMANDS.get
 
 
 # -- small records --------------------------------------------------------------------------------------------
@@ -614,7 +615,7 @@ class Lifecycle:
         args = event.args
         if not args:
             return
-        spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
+        spec = _COMMANDS_GET(args[0]) or C.lookup(args[0])
         known = self._monitored.get(event.target)
         if known is None:
             known = self._monitor_target(event.target)
