@@ -130,6 +130,11 @@ class Group:
             self.keys.append(key)
         return True
 
+    @property
+    def evidence_full(self) -> bool:
+        """No more evidence lines will be kept (rules may skip formatting them)."""
+        return len(self.evidence) >= EVIDENCE_PER_FINDING
+
     def add_evidence(self, *lines: str) -> None:
         for line in lines:
             if line and line not in self.evidence and len(self.evidence) < EVIDENCE_PER_FINDING:

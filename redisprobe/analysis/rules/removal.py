@@ -61,9 +61,9 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             back_window = min(CAME_BACK_WINDOW, ttl)
             came_back = []
             for t, who, args, what, kind in life.after or ():
-                actor = inp.actor(who)
                 if who is None or kind not in _APPENDS or t - life.removed_at > back_window:
                     continue
+                actor = inp.actor(who)
                 if any(same_process(actor, other) for other, _ in others):
                     came_back.append((t, who, args, what, actor))
             if life.removed_how == "pop":
@@ -79,8 +79,8 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             age = life.removed_at - (life.created_at if life.created_at is not None else start)
             left = ttl - (life.removed_at - start)
             group.extra.update(family=family(life.key), remover=remover, writer=writer, ttl=ttl, age=age, left=left)
-            if not group.add_key(life.key_text):
-                continue
+            if not group.add_key(life.key_text) or group.evidence_full:
+                continue  # (a full group would drop these lines: not formatted at all)
             lines: list[tuple[float, str]] = []
             if last is not None:
                 lines.append((last.t, inp.line(last.t, last.who, last.args, f"TTL {secs(ttl)}", life.db)))
