@@ -85,7 +85,7 @@ def test_ctrl_c_mid_run_stops_actors_and_sandbox(tmp_path):
 
 def test_sigterm_to_redisprobe_alone_still_cleans_up():
     marker = new_marker()
-    proc = _start(marker, "isolation", "--timeout", "60")
+    proc = _start(marker, "isolation", "--topology", "split", "--timeout", "60")
     try:
         _wait_for_actors(proc, 2)
         family = _family(proc)
