@@ -6,7 +6,7 @@ from pathlib import Path
 
 from redisprobe.errors import TraceFormatError
 from redisprobe.render.console import print_json, stdout_console
-from redisprobe.trace import load_trace, read_trace
+from redisprobe.trace import read_trace
 
 _CAPTURES = {"monitor", "ttl-race", "scenario", "run"}
 
@@ -33,7 +33,7 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
         pids = header.options.get("pids") or {}
         watched = {int(pid): str(label) for pid, label in pids.items()} if isinstance(pids, dict) else {}
         return _summary(stream, watched, path, json=json, key_patterns=key_patterns)
-    _, events = load_trace(path)
+    events = list(stream)  # small traces (isolation, info): already open, read once
     if header.command == "info":
         from redisprobe.commands.info import info_report
         from redisprobe.render.info import info_json, print_info
