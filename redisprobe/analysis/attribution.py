@@ -59,7 +59,7 @@ class Attributor:
         self.actor_pids: dict[int, trace.ActorStarted] = {}
         self.actor_server: dict[int, str] = {}  # pid -> server key of its target
         self._by_addr: dict[tuple[str, str], list[tuple[float, int]]] = {}
-        self._unix: dict[str, list[int]] = {}  # server -> client ids on a unix socket
+        self._unix_peers: dict[str, list[int]] = {}  # server -> client ids on a unix socket
         self._unix_ops: dict[tuple[str, int], list[tuple[float, int]]] = {}  # (server, args hash) -> (t, cid)
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
@@ -88,7 +88,7 @@ class Attributor:
         history.append((since, client_id))
         history.sort()
         if _is_unix(addr):
-            self._unix.setdefault(server, []).append(client_id)
+            self._unix_peers.setdefault(server, []).append(client_id)
 
     def _add_pid(self, server: str, client_id: int, pid: int | None) -> None:
         if pid:
@@ -244,7 +244,7 @@ class Attributor:
             if best is not None and abs(best[0] - t) <= OP_MATCH_WINDOW:
                 return self.actor_for_client(server, best[1], peer)
         candidates = []
-        for client_id in self._unix.get(server, ()):
+        for client_id in self._unix_peers.get(server, ()):
             info = self.clients[(server, client_id)]
             start = info.connected_at if info.connected_at is not None else info.first_seen
             if start <= t <= info.last_seen + UNIX_ALIVE_SLACK:

@@ -280,9 +280,9 @@ def set_options(args: list[bytes], now: float) -> tuple[str, TtlChange | None]:
     """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL] in one pass: (condition, TTL change)."""
     count = len(args)
     if count == 5:  # SET k v EX n: the common spelling, no upper-casing
-        unit = _EXACT_UNITS.get(args[3])
-        if unit is not None:
-            return "", _timed(args[4], unit[0], unit[1], now)
+        exact = _EXACT_UNITS.get(args[3])
+        if exact is not None:
+            return "", _timed(args[4], exact[0], exact[1], now)
     cond = ""
     change: TtlChange | None = CLEAR
     index = 3

@@ -420,7 +420,6 @@ class Lifecycle:
     def __init__(self, *, watched: dict[int, str] | None = None, intended_ttls: dict[str, float] | None = None,
                  timeline_limit: int = TIMELINE_LIMIT) -> None:
         self.attributor = Attributor(watched)
-        self._life_class = type("KeyLife", (KeyLife,), {"resolver": self.attributor, "__module__": __name__})
         self.intended_ttls = dict(intended_ttls or {})
         self.slots: dict[tuple[str, int, bytes], _Slot] = {}
         self.servers: dict[str, ServerState] = {}
@@ -555,7 +554,7 @@ class Lifecycle:
             event = pop(held)[2]
             handler = dispatch.get(type(event))
             if handler is not None:
-                handler(event)
+                handler(event)  # type: ignore[operator]
 
     def feed(self, event: trace.Event) -> None:
         """Fold one event (nearly time-ordered, like a trace file; `finish()` once at the end)."""
@@ -986,7 +985,8 @@ class Lifecycle:
 
     def _create(self, slot: _Slot, t: float, who: Who | None, args: list[bytes] | None, kind: int, *,
                 preexisting: bool = False) -> KeyLife:
-        life = self._life_class(slot.server, slot.db, slot.key)
+        life = KeyLife(slot.server, slot.db, slot.key)
+        life.resolver = self.attributor
         if preexisting:
             life.preexisting = True
         else:
