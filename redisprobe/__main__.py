@@ -1,5 +1,5 @@
 """`python -m redisprobe` runs the CLI."""
 
-from redisprobe.cli import main
+from redisprobe.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -6,9 +6,11 @@ connection error, 130 interrupted) and keeps tracebacks away from users unless `
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -350,5 +352,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console_main() -> None:
+    """The `redisprobe` program: main(), then exit without tearing down the heap object by object.
+
+    After a big `report` the heap holds millions of objects; freeing them one by one at interpreter exit takes
+    seconds and serves nobody. Every command has released what it holds (children, servers, CONFIG, files)
+    before main() returns; output is flushed here. With a non-daemon thread still running, exit normally.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if threading.active_count() == 1:
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console_main()

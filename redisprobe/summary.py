@@ -85,23 +85,25 @@ this many lives; beyond, only for the keys the findings name (the others keep ev
 
 
 def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
-              key_patterns: Iterable[str] = ()) -> Summary:
+              key_patterns: Iterable[str] = (), ordered: bool = False) -> Summary:
+    """`ordered`: the events are already in time order (one server's MONITOR log), no re-order buffer needed."""
     collecting = gc.isenabled()
     gc.disable()  # the fold, the rules and the key JSON make millions of small objects and hardly any cycles
     try:
-        return _summarise(events, watched=watched, key_patterns=key_patterns)
+        return _summarise(events, watched=watched, key_patterns=key_patterns, ordered=ordered)
     finally:
         if collecting:
             gc.enable()
 
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
-               key_patterns: Iterable[str]) -> Summary:
+               key_patterns: Iterable[str], ordered: bool) -> Summary:
     from redisprobe.analysis.doctor import diagnose_lives
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
-    lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
+    stream = iter(events) if ordered else trace.time_ordered(iter(events))
+    lives = fold(tap.through(stream), watched=watched or {})
     findings = diagnose_lives(lives, watched=watched or {})
     patterns = list(key_patterns)
     chosen = [life for life in lives.lives()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from redisprobe.errors import TraceFormatError
@@ -24,10 +25,13 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
     from redisprobe.monitorlog import looks_like_monitor_log
 
     first = _first_line(path)
+    # A short-lived process that builds millions of acyclic objects: the cyclic collector would only rescan
+    # them (seconds for a big log), so it stays off until the process exits.
+    gc.disable()
     if looks_like_monitor_log(first):
         from redisprobe.monitorlog import read_monitor_log
 
-        return _summary(read_monitor_log(path), {}, path, json=json, key_patterns=key_patterns)
+        return _summary(read_monitor_log(path), {}, path, json=json, key_patterns=key_patterns, ordered=True)
     header, stream = read_trace(path)
     if header.command in _CAPTURES:
         pids = header.options.get("pids") or {}
@@ -56,11 +60,11 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
 
 
 def _summary(events, watched: dict[int, str], path: Path, *, json: bool,  # type: ignore[no-untyped-def]
-             key_patterns: tuple[str, ...]) -> int:
+             key_patterns: tuple[str, ...], ordered: bool = False) -> int:
     from redisprobe.render.summary import print_summary
     from redisprobe.summary import summarise
 
-    summary = summarise(events, watched=watched, key_patterns=key_patterns)
+    summary = summarise(events, watched=watched, key_patterns=key_patterns, ordered=ordered)
     if json:
         print_json({**summary.to_json(), "trace": str(path)})
     else:
