@@ -27,10 +27,11 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
 
 def to_builtins(obj: object) -> object:
     """Structs to plain JSON data (bytes become text)."""
-    return msgspec.to_builtins(obj, enc_hook=_enc)
+    return msgspec.to_builtins(obj, enc_hook=json_fallback)
 
 
-def _enc(value: object) -> object:
+def json_fallback(value: object) -> object:
+    """msgspec's enc_hook: what it cannot encode itself."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     raise NotImplementedError(type(value))

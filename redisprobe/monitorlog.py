@@ -33,8 +33,12 @@ class _End(msgspec.Struct, tag="end"):
     first: str
 
 
+MonitorRow = tuple[float, int, str, list[bytes]]
+"""One MONITOR line: server time, db, peer, the exact argument bytes."""
+
+
 class _Block(msgspec.Struct, tag="block"):
-    events: list[trace.Monitor]
+    rows: list[MonitorRow]
 
 
 _Frame = _Block | _End
@@ -45,29 +49,95 @@ def looks_like_monitor_log(first_line: bytes) -> bool:
     return first_line.strip() == b"OK" or (head.replace(b".", b"", 1).isdigit() and b" [" in first_line)
 
 
-def read_monitor_log(path: Path, *, target: str = "", parallel: bool | None = None) -> Iterator[trace.Event]:
-    """Stream Monitor events from a redis-cli monitor log (LF or CRLF lines), block by block.
+class MonitorLog:
+    """A redis-cli monitor log (LF or CRLF lines), read block by block as (t, db, peer, args) rows.
 
-    Odd lines (a truncated last line, a stray message) are skipped and reported as one Note at the end,
-    never silently. `parallel` (default: for logs of PARALLEL_FROM_BYTES or more) parses in a helper process.
+    Odd lines (a truncated last line, a stray message) are skipped, counted and reported by `note()` once the
+    rows are read, never silently. `parallel` (default: for logs of PARALLEL_FROM_BYTES or more) parses in a
+    helper process.
     """
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise TraceFormatError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    with handle:
-        if parallel is None:
-            try:
-                parallel = path.stat().st_size >= PARALLEL_FROM_BYTES
-            except OSError:
-                parallel = False
-        if parallel:
-            skipped, first = yield from _read_in_helper(path, target)
-        else:
-            skipped, first = yield from _read_here(handle, target)
-    if skipped:
-        yield trace.Note(t=0.0, level="warning",
-                         text=f"{skipped} lines of {path} are not MONITOR lines and were skipped (first: {first})")
+
+    def __init__(self, path: Path, *, parallel: bool | None = None) -> None:
+        self.path = path
+        try:
+            size = path.stat().st_size
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise TraceFormatError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        self.parallel = size >= PARALLEL_FROM_BYTES if parallel is None else parallel
+        self.skipped = 0
+        self.first_skipped = ""
+
+    def batches(self) -> Iterator[list[MonitorRow]]:
+        if self.parallel:
+            yield from self._in_helper()
+            return
+        errors: list[tuple[bytes, str]] = []
+        try:
+            with self.path.open("rb") as handle:
+                yield from _parse_blocks(handle, errors)
+        except OSError as exc:
+            raise TraceFormatError(f"cannot read {str(self.path)!r}: {exc.strerror}") from None
+        self.skipped, self.first_skipped = len(errors), errors[0][1] if errors else ""
+
+    def note(self) -> trace.Note | None:
+        if not self.skipped:
+            return None
+        return trace.Note(t=0.0, level="warning", text=f"{self.skipped} lines of {self.path} are not MONITOR lines "
+                                                       f"and were skipped (first: {self.first_skipped})")
+
+    def _in_helper(self) -> Iterator[list[MonitorRow]]:
+        """Parse in `python -m redisprobe.monitorlog PATH`, fold here; the helper dies with us."""
+        import subprocess
+
+        from redisprobe.procs import spawn, stop
+
+        helper = spawn([sys.executable, "-m", "redisprobe.monitorlog", str(self.path)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        decode = msgspec.msgpack.Decoder(_Frame).decode
+        stream = helper.stdout
+        assert stream is not None
+        end: _End | None = None
+        try:
+            while True:
+                head = stream.read(_FRAME.size)
+                if len(head) < _FRAME.size:
+                    break
+                size = _FRAME.unpack(head)[0]
+                body = stream.read(size)
+                if len(body) < size:
+                    break  # cut off mid-frame: the helper died
+                frame = decode(body)
+                if type(frame) is _Block:
+                    yield frame.rows
+                else:
+                    end = frame  # type: ignore[assignment]
+                    break
+        finally:
+            if end is None:
+                stop(helper)
+            else:
+                helper.wait()
+            stderr = helper.stderr.read().decode("utf-8", "replace") if helper.stderr else ""
+            stream.close()
+            if helper.stderr:
+                helper.stderr.close()
+        if end is None:
+            last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {helper.returncode}"
+            raise TraceFormatError(f"cannot read {str(self.path)!r}: the parser stopped ({last})")
+        self.skipped, self.first_skipped = end.skipped, end.first
+
+
+def read_monitor_log(path: Path, *, target: str = "", parallel: bool | None = None) -> Iterator[trace.Event]:
+    """The log as trace events: Monitor events, then a Note if lines were skipped."""
+    log = MonitorLog(path, parallel=parallel)
+    for rows in log.batches():
+        for t, db, peer, args in rows:
+            yield trace.Monitor(t=t, db=db, peer=peer, args=args, target=target)
+    note = log.note()
+    if note is not None:
+        yield note
 
 
 def _blocks(handle: IO[bytes]) -> Iterator[bytes]:
@@ -94,78 +164,30 @@ def _blocks(handle: IO[bytes]) -> Iterator[bytes]:
             return
 
 
-def _parse_blocks(handle: IO[bytes], target: str,
-                  errors: list[tuple[bytes, str]]) -> Iterator[list[trace.Monitor]]:
-    def make(ts: float, db: int, peer: str, args: list[bytes]) -> trace.Monitor:
-        return trace.Monitor(t=ts, db=db, peer=peer, args=args, target=target)
+def _row(ts: float, db: int, peer: str, args: list[bytes]) -> MonitorRow:
+    return (ts, db, peer, args)
 
+
+def _parse_blocks(handle: IO[bytes], errors: list[tuple[bytes, str]]) -> Iterator[list[MonitorRow]]:
     for lines in _blocks(handle):
-        yield parse_complete_lines(lines, make, errors)
+        rows = parse_complete_lines(lines, _row, errors)
+        if rows:
+            yield rows
 
 
-def _read_here(handle: IO[bytes], target: str) -> Iterator[trace.Event]:
-    errors: list[tuple[bytes, str]] = []
-    for events in _parse_blocks(handle, target, errors):
-        yield from events
-    return len(errors), errors[0][1] if errors else ""
-
-
-def _read_in_helper(path: Path, target: str) -> Iterator[trace.Event]:
-    """Parse in `python -m redisprobe.monitorlog PATH TARGET`, fold here; the helper dies with us."""
-    import subprocess
-
-    from redisprobe.procs import spawn, stop
-
-    helper = spawn([sys.executable, "-m", "redisprobe.monitorlog", str(path), target],
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    decode = msgspec.msgpack.Decoder(_Frame).decode
-    stream = helper.stdout
-    assert stream is not None
-    end: _End | None = None
-    try:
-        while True:
-            head = stream.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                break
-            size = _FRAME.unpack(head)[0]
-            body = stream.read(size)
-            if len(body) < size:
-                break  # cut off mid-frame: the helper died
-            frame = decode(body)
-            if type(frame) is _Block:
-                yield from frame.events
-            else:
-                end = frame  # type: ignore[assignment]
-                break
-    finally:
-        if end is None:
-            stop(helper)
-        else:
-            helper.wait()
-        stderr = helper.stderr.read().decode("utf-8", "replace") if helper.stderr else ""
-        stream.close()
-        if helper.stderr:
-            helper.stderr.close()
-    if end is None:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {helper.returncode}"
-        raise TraceFormatError(f"cannot read {str(path)!r}: the parser stopped ({last})")
-    return end.skipped, end.first
-
-
-def _helper(path: str, target: str) -> int:
+def _helper(path: str) -> int:
     """The helper's side: parse block by block, one msgpack frame per block, then the `_End` frame."""
     import gc
 
-    gc.disable()  # parsed events are acyclic and short-lived here
+    gc.disable()  # parsed rows are acyclic and short-lived here
     out = sys.stdout.buffer
     encode = msgspec.msgpack.Encoder().encode
     errors: list[tuple[bytes, str]] = []
     try:
         with open(path, "rb") as handle:
-            for events in _parse_blocks(handle, target, errors):
-                if events:
-                    payload = encode(_Block(events))
-                    out.write(_FRAME.pack(len(payload)) + payload)
+            for rows in _parse_blocks(handle, errors):
+                payload = encode(_Block(rows))
+                out.write(_FRAME.pack(len(payload)) + payload)
             payload = encode(_End(len(errors), errors[0][1] if errors else ""))
             out.write(_FRAME.pack(len(payload)) + payload)
             out.flush()
@@ -178,4 +200,4 @@ def _helper(path: str, target: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_helper(sys.argv[1], sys.argv[2]))
+    raise SystemExit(_helper(sys.argv[1]))

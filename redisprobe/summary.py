@@ -10,10 +10,14 @@ import fnmatch
 import gc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redisprobe import trace
 from redisprobe.findings import Finding
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import Lifecycle
+    from redisprobe.monitorlog import MonitorLog
 
 
 @dataclass
@@ -98,12 +102,37 @@ def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None =
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
                key_patterns: Iterable[str], ordered: bool) -> Summary:
-    from redisprobe.analysis.doctor import diagnose_lives
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
     stream = iter(events) if ordered else trace.time_ordered(iter(events))
     lives = fold(tap.through(stream), watched=watched or {})
+    return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+
+
+def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:
+    """`summarise` for a redis-cli monitor log: its rows go straight into the fold, no event per line."""
+    from redisprobe.analysis.lifecycle import Lifecycle
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        tap = _Tap()
+        lives = Lifecycle(watched={}).run_rows(log.batches())
+        tap.stats["commands"] = tap.stats["events"] = lives.events
+        note = log.note()
+        if note is not None:
+            tap.notes.append(note)
+        return _conclude(lives, tap, watched={}, key_patterns=key_patterns)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
+              key_patterns: Iterable[str]) -> Summary:
+    from redisprobe.analysis.doctor import diagnose_lives
+
     findings = diagnose_lives(lives, watched=watched or {})
     patterns = list(key_patterns)
     chosen = [life for life in lives.lives()

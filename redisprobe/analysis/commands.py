@@ -8,31 +8,31 @@ Each command gets a `kind`, a small int the fold dispatches on, and a key-positi
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final
 
 # -- effect kinds (the fold has one handler per kind) -----------------------------------------------------------
-OTHER = 0  # no key effect we track (PING, CLIENT SETNAME, INFO...)
-READ = 1  # reads its keys; a read of a missing key is a miss
-WRITE = 2  # modifies in place, creates when missing, keeps the TTL (INCR, RPUSH, HSET...)
-WRITE_EXISTING = 3  # modifies only an existing key (LPUSHX, LSET, LINSERT)
-SET = 4  # SET / SETNX / SETEX / PSETEX / GETSET / MSET / MSETNX: overwrite, TTL per options
-OVERWRITE = 5  # a destination replaced wholesale, TTL dropped (SUNIONSTORE, BITOP, SORT ... STORE, RESTORE)
-REMOVE = 6  # DEL / UNLINK / GETDEL
-POP = 7  # takes elements, removes the key when it empties (LPOP, SPOP, ZPOPMIN, BLPOP, LMPOP...)
-TRIM = 8  # drops elements, removes the key when it empties (LREM, LTRIM, SREM, ZREM, HDEL...)
-MOVE_ELEMENT = 9  # pops from a source into a destination (RPOPLPUSH, LMOVE, BLMOVE, SMOVE)
-TTL = 10  # EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT / PERSIST / GETEX
-RENAME = 11  # RENAME / RENAMENX
-MOVE = 12  # MOVE key db
-COPY = 13  # COPY src dst [DB n] [REPLACE]
-FLUSH = 14  # FLUSHDB / FLUSHALL
-SWAPDB = 15
-SELECT = 16
-SCAN = 17  # SCAN ... MATCH / KEYS pattern
-SCRIPT = 18  # EVAL / EVALSHA / FCALL (+ _RO): the `lua` lines that follow are its effects
-MULTI = 19
-EXEC = 20
-DISCARD = 21
+OTHER: Final = 0  # no key effect we track (PING, CLIENT SETNAME, INFO...)
+READ: Final = 1  # reads its keys; a read of a missing key is a miss
+WRITE: Final = 2  # modifies in place, creates when missing, keeps the TTL (INCR, RPUSH, HSET...)
+WRITE_EXISTING: Final = 3  # modifies only an existing key (LPUSHX, LSET, LINSERT)
+SET: Final = 4  # SET / SETNX / SETEX / PSETEX / GETSET / MSET / MSETNX: overwrite, TTL per options
+OVERWRITE: Final = 5  # a destination replaced wholesale, TTL dropped (SUNIONSTORE, BITOP, SORT ... STORE, RESTORE)
+REMOVE: Final = 6  # DEL / UNLINK / GETDEL
+POP: Final = 7  # takes elements, removes the key when it empties (LPOP, SPOP, ZPOPMIN, BLPOP, LMPOP...)
+TRIM: Final = 8  # drops elements, removes the key when it empties (LREM, LTRIM, SREM, ZREM, HDEL...)
+MOVE_ELEMENT: Final = 9  # pops from a source into a destination (RPOPLPUSH, LMOVE, BLMOVE, SMOVE)
+TTL: Final = 10  # EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT / PERSIST / GETEX
+RENAME: Final = 11  # RENAME / RENAMENX
+MOVE: Final = 12  # MOVE key db
+COPY: Final = 13  # COPY src dst [DB n] [REPLACE]
+FLUSH: Final = 14  # FLUSHDB / FLUSHALL
+SWAPDB: Final = 15
+SELECT: Final = 16
+SCAN: Final = 17  # SCAN ... MATCH / KEYS pattern
+SCRIPT: Final = 18  # EVAL / EVALSHA / FCALL (+ _RO): the `lua` lines that follow are its effects
+MULTI: Final = 19
+EXEC: Final = 20
+DISCARD: Final = 21
 
 KIND_NAMES = {
     OTHER: "other", READ: "read", WRITE: "write", WRITE_EXISTING: "write", SET: "set", OVERWRITE: "overwrite",
@@ -44,16 +44,21 @@ KIND_NAMES = {
 KeysFn = Callable[[list[bytes]], list[bytes]]
 
 
-class Command(NamedTuple):
-    """How to read one command: its effect kind and where its keys are."""
+class Command:
+    """How to read one command: its effect kind and where its keys are (read on every MONITOR line: a slotted
+    class, which compiled code reads directly)."""
 
-    name: str  # upper-case, for display
-    kind: int
-    first: int = 1  # first key position (0 = no keys)
-    last: int = 1  # last key position; negative counts from the end (-1 = the last argument)
-    step: int = 1
-    keys_fn: KeysFn | None = None  # for numkeys-style commands
-    single: bool = False  # exactly args[1] is the key (the fast path)
+    __slots__ = ("first", "keys_fn", "kind", "last", "name", "single", "step")
+
+    def __init__(self, name: str, kind: int, first: int = 1, last: int = 1, step: int = 1,
+                 keys_fn: KeysFn | None = None, single: bool = False) -> None:
+        self.name = name  # upper-case, for display
+        self.kind = kind
+        self.first = first  # first key position (0 = no keys)
+        self.last = last  # last key position; negative counts from the end (-1 = the last argument)
+        self.step = step
+        self.keys_fn = keys_fn  # for numkeys-style commands
+        self.single = single  # exactly args[1] is the key (the fast path)
 
     def keys(self, args: list[bytes]) -> list[bytes]:
         """The key arguments of `args` (args[0] is the command name)."""
@@ -166,10 +171,10 @@ def _build() -> dict[bytes, Command]:
     for name, spec in _SPECS.items():
         if len(spec) == 2:
             kind, fn = spec  # type: ignore[misc]
-            command = Command(name, kind, 1, 1, 1, fn)  # type: ignore[arg-type]
+            command = Command(name, kind, 1, 1, 1, fn)
         else:
             kind, first, last, step = spec  # type: ignore[misc]
-            command = Command(name, kind, first, last, step, None, first == 1 and last == 1)  # type: ignore[arg-type]
+            command = Command(name, kind, first, last, step, None, first == 1 and last == 1)
         raw = name.encode()
         table[raw] = command
         table[raw.lower()] = command
@@ -198,24 +203,33 @@ def keys_of(args: list[bytes]) -> list[bytes]:
 
 # -- TTL arithmetic ---------------------------------------------------------------------------------------------
 
-class TtlChange(NamedTuple):
+class TtlChange:
     """What a command does to a key's TTL.
 
     `action`: "set" (expires at `expires_at`), "clear" (persists), "keep" (no change), "past" (the key is
     deleted at once: TTL <= 0 or an absolute time already gone). `seconds` is the TTL as a duration at the
     command's time; `unit` "s" or "ms" as the client wrote it; `raw` the number it wrote; `cond` NX/XX/GT/LT/"".
+    A plain slotted class, not a NamedTuple: every SET ... EX and EXPIRE line builds one, and compiled, a
+    native class is far cheaper to build and read.
     """
 
-    action: str
-    expires_at: float | None = None
-    seconds: float | None = None
-    unit: str = "s"
-    raw: int | None = None
-    cond: str = ""
-    absolute: bool = False
+    __slots__ = ("absolute", "action", "cond", "expires_at", "raw", "seconds", "unit")
+
+    def __init__(self, action: str, expires_at: float | None = None, seconds: float | None = None, unit: str = "s",
+                 raw: int | None = None, cond: str = "", absolute: bool = False) -> None:
+        self.action = action
+        self.expires_at = expires_at
+        self.seconds = seconds
+        self.unit = unit
+        self.raw = raw
+        self.cond = cond
+        self.absolute = absolute
+
+    def __repr__(self) -> str:
+        return (f"TtlChange({self.action!r}, expires_at={self.expires_at!r}, seconds={self.seconds!r}, "
+                f"unit={self.unit!r}, raw={self.raw!r}, cond={self.cond!r}, absolute={self.absolute!r})")
 
 
-_tuple_new = tuple.__new__  # TtlChange._make without its checks: every SET ... EX and EXPIRE line builds one
 KEEP = TtlChange("keep")
 CLEAR = TtlChange("clear")
 _UNITS = {b"EX": ("s", False), b"PX": ("ms", False), b"EXAT": ("s", True), b"PXAT": ("ms", True)}
@@ -237,7 +251,7 @@ def _timed(value: bytes, unit: str, absolute: bool, now: float, cond: str = "") 
     else:
         seconds = raw * scale
         at = now + seconds
-    return _tuple_new(TtlChange, ("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute))
+    return TtlChange("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute)
 
 
 def ttl_change(args: list[bytes], now: float) -> TtlChange | None:

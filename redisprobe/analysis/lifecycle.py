@@ -21,74 +21,74 @@ import time as _time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Attributor, Who
 from redisprobe.findings import Actor
 
-KS_MATCH_WINDOW = 0.5
+KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
 
-POST_TOUCH_WINDOW = 5.0
+POST_TOUCH_WINDOW: Final = 5.0
 """Seconds after a removal during which touches of the same key are remembered on the removed life."""
 
-CREATE_AFTER_MISS_WINDOW = 1.0
+CREATE_AFTER_MISS_WINDOW: Final = 1.0
 """An EXPIRE that missed this many seconds or less before the key was created "arrived before the key"."""
 
-ON_TIME_TOLERANCE = 0.25
+ON_TIME_TOLERANCE: Final = 0.25
 """Seconds of slack when judging that a key expired at the TTL set on it (the server's sweep is lazy)."""
 
-TX_GRACE = 0.5
+TX_GRACE: Final = 0.5
 """A MULTI this close to the end of the trace may still get its EXEC: not called abandoned."""
 
-LIVES_KEPT = 2
+LIVES_KEPT: Final = 2
 """Closed lives kept per key (the most recent); older ones are kept only if remarkable, else counted."""
 
-REMARKABLE_KEPT = 2
+REMARKABLE_KEPT: Final = 2
 """Older remarkable lives kept per key (removed early by a client, TTL missed or cleared...)."""
 
-COMPACT_HEAD = 2
-COMPACT_TAIL = 2
+COMPACT_HEAD: Final = 2
+COMPACT_TAIL: Final = 2
 """History lines an unremarkable life keeps once it is over (its start and its end)."""
 
-HISTORY_HEAD = 3
-HISTORY_TAIL = 4
+HISTORY_HEAD: Final = 3
+HISTORY_TAIL: Final = 4
 """History lines kept per life: the first HISTORY_HEAD and the last HISTORY_TAIL."""
 
-LOG_CAP = 4
+LOG_CAP: Final = 4
 """Entries kept per key for misses, missed EXPIREs and touches after removal."""
 
-MAX_MISS_ONLY_KEYS = 200_000
+MAX_MISS_ONLY_KEYS: Final = 200_000
 """Keys that were only ever read while missing are tracked up to this many (cache misses can be endless)."""
 
-MAX_PENDING_CONFIRMS = 100_000
+MAX_PENDING_CONFIRMS: Final = 100_000
 """EXPIREs waiting for their keyspace event at once (more means the keyspace stream stalled)."""
 
-MAX_SECOND_VALUES = 32
+MAX_SECOND_VALUES: Final = 32
 """Distinct TTL values (in seconds) remembered per connection, to spot the same number sent as milliseconds."""
 
-MAX_PATTERNS = 1_000
-MAX_RECORDS = 1_000
+MAX_PATTERNS: Final = 1_000
+MAX_RECORDS: Final = 1_000
 """Caps on SCAN/KEYS patterns, flushes, abandoned MULTIs and server samples remembered."""
 
-TIMELINE_LIMIT = 10_000
+TIMELINE_LIMIT: Final = 10_000
 """Notable rows kept for the renderer; the rest are counted (a truncation notice, never a silent cut)."""
 
-REORDER_WINDOW = 5.0
+REORDER_WINDOW: Final = 5.0
 """Seconds a non-MONITOR event may wait for MONITOR time to catch up (a lagging MONITOR reader's batches)."""
 
-REORDER_WINDOW_UNMONITORED = 1.0
+REORDER_WINDOW_UNMONITORED: Final = 1.0
 """The same wait when no server is monitored: events only need sorting among themselves."""
 
-PREFETCH_SECONDS = 2.0
-PREFETCH_EVENTS = 50_000
+PREFETCH_SECONDS: Final = 2.0
+PREFETCH_EVENTS: Final = 50_000
 """How far `run` looks ahead to learn which servers were monitored (their actors' ops are then only replies)."""
 
 _INF = float("inf")
+MonitorRow = tuple[float, int, str, list[bytes]]
 _GENERIC = C.GENERIC_EVENTS
-_COMMANDS_GET = C.COMMANDS.get
 
 
 # -- small records --------------------------------------------------------------------------------------------
@@ -116,7 +116,11 @@ class TtlSet:
         self.t = t
         self.who = who
         self.args = args
-        _action, self.expires_at, self.seconds, self.unit, self.raw, self.cond, _absolute = change
+        self.expires_at = change.expires_at
+        self.seconds = change.seconds
+        self.unit = change.unit
+        self.raw = change.raw
+        self.cond = change.cond
         self.effective: bool | None = None
         self.reason = ""
         self.prev_expires_at: float | None = None
@@ -170,6 +174,7 @@ class KeyLife:
     after: list[tuple[float, Who | None, list[bytes] | None, str, int]] | None = None
     head: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None
     tail: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None  # rolling, HISTORY_TAIL long
+    tail_at = 0  # where the oldest tail entry is, once the tail is full
     n_events = 0
     resolver: Attributor | None = None
 
@@ -193,10 +198,12 @@ class KeyLife:
             tail = self.tail
             if tail is None:
                 self.tail = [entry]
-            else:
+            elif len(tail) < HISTORY_TAIL:
                 tail.append(entry)
-                if len(tail) > HISTORY_TAIL:
-                    del tail[0]  # a few items: cheaper than a deque, and far smaller
+            else:  # a ring: the oldest entry is at tail_at
+                at = self.tail_at
+                tail[at] = entry
+                self.tail_at = (at + 1) % HISTORY_TAIL
 
     def release(self) -> None:
         """Break the life <-> TTL record cycles of a life being dropped, so refcounting frees it at once
@@ -213,11 +220,19 @@ class KeyLife:
         if self.head is not None and len(self.head) > COMPACT_HEAD:
             self.head = self.head[:COMPACT_HEAD]
         if self.tail is not None:
-            self.tail = self.tail[-COMPACT_TAIL:]
+            self.tail = self.tail_in_order()[-COMPACT_TAIL:]
+            self.tail_at = 0
+
+    def tail_in_order(self) -> list[tuple[float, Who | None, list[bytes] | None, str]]:
+        tail = self.tail
+        if tail is None:
+            return []
+        at = self.tail_at
+        return tail[at:] + tail[:at] if at else list(tail)
 
     def history(self) -> list[tuple[float, Who | None, list[bytes] | None, str]]:
         """The kept history lines, in order (a gap between head and tail is marked by `n_events`)."""
-        return list(self.head or ()) + list(self.tail or ())
+        return list(self.head or ()) + self.tail_in_order()
 
     # -- facts -------------------------------------------------------------------------------------------------
 
@@ -511,7 +526,6 @@ class Lifecycle:
         it is REORDER_WINDOW old), so each keyspace event meets the command that caused it first.
         """
         monitor_type = trace.Monitor
-        on_monitor = self._on_monitor
         held = self._held
         push = heapq.heappush
         stale = self._stale_q
@@ -525,14 +539,14 @@ class Lifecycle:
             t = event.t
             if t > newest:
                 newest = t
-            elif t < oldest:
+            if t < oldest:
                 oldest = t
             if type(event) is monitor_type:
                 if held and held[0][0] <= t:
                     self._release(t)
                 if stale and stale[0][0] < t:
                     self._settle_stale(t)
-                on_monitor(event)  # type: ignore[arg-type]
+                self._on_monitor(event)  # type: ignore[arg-type]
             else:
                 seq += 1
                 push(held, (t, seq, event))
@@ -611,18 +625,50 @@ class Lifecycle:
     # -- event handlers -----------------------------------------------------------------------------------------
 
     def _on_monitor(self, event: trace.Monitor) -> None:
-        args = event.args
-        if not args:
-            return
-        spec = _COMMANDS_GET(args[0]) or C.lookup(args[0])
         known = self._monitored.get(event.target)
         if known is None:
             known = self._monitor_target(event.target)
+        self._on_line(known, event.t, event.db, event.peer, event.args)
+
+    def run_rows(self, batches: Iterable[list[MonitorRow]], target: str = "") -> Lifecycle:
+        """Fold one server's MONITOR lines given as (t, db, peer, args) rows, in the order the server ran them.
+
+        A monitor log needs nothing else (no re-ordering, no other events), so `report` feeds it here: no event
+        object per line.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            known = self._monitor_target(target)
+            count = 0
+            newest = self.last_t if self.last_t is not None else -_INF
+            oldest = self.first_t if self.first_t is not None else _INF
+            for rows in batches:
+                count += len(rows)
+                for t, db, peer, args in rows:
+                    if t > newest:
+                        newest = t
+                    if t < oldest:
+                        oldest = t
+                    self._on_line(known, t, db, peer, args)
+            if count:
+                self.events += count
+                self.first_t = oldest
+                self.last_t = newest
+            self.finish()
+        finally:
+            if collecting:
+                gc.enable()
+        return self
+
+    def _on_line(self, known: tuple[str, ServerState], t: float, db: int, peer: str, args: list[bytes]) -> None:
+        if not args:
+            return
+        spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
         kind = spec.kind
         if kind == 0:  # C.OTHER
             return
         server, state = known
-        peer = event.peer
         if peer == "lua":
             peer, hint = state.script_peer, state.script_hint
         elif peer[0] == "u":
@@ -630,8 +676,7 @@ class Lifecycle:
         else:
             hint = 0
         if kind == 1 and spec.single and len(args) > 1:  # C.READ of one key: the commonest line, inlined
-            t = event.t
-            slot = self.slots.get((server, event.db, args[1]))
+            slot = self.slots.get((server, db, args[1]))
             life = slot.live if slot is not None else None
             if life is not None and (life.expires_at is None or t < life.expires_at):
                 life.reads += 1
@@ -646,7 +691,19 @@ class Lifecycle:
                         entry[0] += 1
                         entry[1] = t
                 return
-        self._handlers[kind](server, event.db, peer, hint, event.t, args, spec)
+        # the common kinds as direct calls (compiled, a call through the handler table costs far more)
+        if kind == C.SET:
+            self._set(server, db, peer, hint, t, args, spec)
+        elif kind == C.TTL:
+            self._ttl(server, db, peer, hint, t, args, spec)
+        elif kind == C.READ:
+            self._read(server, db, peer, hint, t, args, spec)
+        elif kind == C.REMOVE:
+            self._remove(server, db, peer, hint, t, args, spec)
+        elif kind == C.WRITE:
+            self._write(server, db, peer, hint, t, args, spec)
+        else:
+            self._handlers[kind](server, db, peer, hint, t, args, spec)
 
     def _monitor_target(self, target: str) -> tuple[str, ServerState]:
         server = self._server_of(target)
@@ -1825,13 +1882,13 @@ def fold(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None
     return Lifecycle(watched=watched, intended_ttls=intended_ttls).run(events)
 
 
-SHORTER_FRACTION = 0.5
+SHORTER_FRACTION: Final = 0.5
 """Another client's TTL below this fraction of the owner's counts as shortening it (ttl-shortened)."""
 
-PX_SECONDS_SUSPECT = 1000
+PX_SECONDS_SUSPECT: Final = 1000
 """PEXPIRE/PX/PSETEX below this many ms look like seconds written as milliseconds (ttl-unit-mismatch)."""
 
-EX_MS_SUSPECT = 1_000_000
+EX_MS_SUSPECT: Final = 1_000_000
 """EXPIRE/EX/SETEX above this many seconds (11.6 days) look like milliseconds written as seconds."""
 
 
@@ -1879,8 +1936,8 @@ _REMOVAL_FLAG = {"expired": "expired", "evicted": "evicted", "flush": "flushed",
 
 # -- text helpers shared with the doctor ---------------------------------------------------------------------
 
-ARG_MAX = 48
-ARGS_SHOWN = 8
+ARG_MAX: Final = 48
+ARGS_SHOWN: Final = 8
 """Evidence shows at most ARGS_SHOWN arguments of a command, each cut to ARG_MAX characters (scripts, blobs)."""
 
 

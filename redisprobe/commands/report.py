@@ -7,6 +7,7 @@ from pathlib import Path
 
 from redisprobe.errors import TraceFormatError
 from redisprobe.render.console import print_json, stdout_console
+from redisprobe.summary import Summary
 from redisprobe.trace import read_trace
 
 _CAPTURES = {"monitor", "ttl-race", "scenario", "run"}
@@ -29,9 +30,11 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
     # them (seconds for a big log), so it stays off until the process exits.
     gc.disable()
     if looks_like_monitor_log(first):
-        from redisprobe.monitorlog import read_monitor_log
+        from redisprobe.monitorlog import MonitorLog
+        from redisprobe.summary import summarise_monitor_log
 
-        return _summary(read_monitor_log(path), {}, path, json=json, key_patterns=key_patterns, ordered=True)
+        summary = summarise_monitor_log(MonitorLog(path), key_patterns=key_patterns)
+        return _show(summary, path, json=json)
     header, stream = read_trace(path)
     if header.command in _CAPTURES:
         pids = header.options.get("pids") or {}
@@ -60,11 +63,15 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
 
 
 def _summary(events, watched: dict[int, str], path: Path, *, json: bool,  # type: ignore[no-untyped-def]
-             key_patterns: tuple[str, ...], ordered: bool = False) -> int:
-    from redisprobe.render.summary import print_summary
+             key_patterns: tuple[str, ...]) -> int:
     from redisprobe.summary import summarise
 
-    summary = summarise(events, watched=watched, key_patterns=key_patterns, ordered=ordered)
+    return _show(summarise(events, watched=watched, key_patterns=key_patterns), path, json=json)
+
+
+def _show(summary: Summary, path: Path, *, json: bool) -> int:
+    from redisprobe.render.summary import print_summary
+
     if json:
         print_json({**summary.to_json(), "trace": str(path)})
     else:

@@ -19,7 +19,8 @@ def print_json(data: object) -> None:
     """JSON for machines: one document on stdout, nothing else."""
     import msgspec
 
-    from redisprobe.findings import to_builtins
+    from redisprobe.findings import json_fallback
 
-    sys.stdout.write(msgspec.json.format(msgspec.json.encode(to_builtins(data)), indent=2).decode() + "\n")
+    # encoded straight from the objects (Structs included): a big report's keys are not copied first
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(data, enc_hook=json_fallback), indent=2).decode() + "\n")
     sys.stdout.flush()
