@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from redisprobe import procs
 from redisprobe.errors import ProbeError, ServerNotFound
 from redisprobe.target import Target, parse_target
@@ -101,6 +99,8 @@ class ServerProcess:
         argv += self.extra
         self.proc = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
+        import redis  # here, not at the top: the CLI imports this module for every command
+
         deadline = time.monotonic() + timeout
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=1, socket_connect_timeout=1)
         try:
@@ -121,6 +121,8 @@ class ServerProcess:
             client.close()
 
     def wait_replica_linked(self, timeout: float = 20.0) -> None:
+        import redis
+
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=2)
         deadline = time.monotonic() + timeout
         try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import redis
-import redis.exceptions as rex
-
 from redisprobe.errors import ConnectionProblem, ProbeError
+
+if TYPE_CHECKING:  # redis-py is imported where it is used: commands that never connect start faster
+    import redis
 
 _SCHEMES = {"redis", "rediss", "unix", "valkey", "valkeys"}
 _SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z]+://)(?P<userinfo>[^@/\s]*)@")
@@ -52,6 +52,8 @@ class Target:
 
     def connect(self, *, name: str | None = None, timeout: float = 5.0, **kwargs: Any) -> redis.Redis:
         """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check)."""
+        import redis
+
         options: dict[str, Any] = {
             "db": self.db,
             "username": self.username,
@@ -107,6 +109,8 @@ def _parse_db(text: str, shown: str) -> int:
 
 def describe_redis_error(exc: BaseException, target: Target) -> str:
     """One line that says what went wrong with `target`, in the user's words, without secrets."""
+    import redis.exceptions as rex
+
     where = target.label
     text = redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if (isinstance(exc, rex.AuthorizationError) or text.startswith("NOAUTH") or "Authentication required" in text
@@ -127,6 +131,8 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
 def check_connection(client: redis.Redis, target: Target) -> None:
     """PING the server and try the introspection every actor needs (INFO, CLIENT ID), so a refused
     connection, a wrong password or a missing ACL permission is one clear error before anything starts."""
+    import redis.exceptions as rex
+
     try:
         client.ping()
         client.info("server")

@@ -770,3 +770,14 @@ def test_findings_group_many_keys_into_one() -> None:
     finding = one(tb, "deleted-by-client", WATCHED)
     assert finding.keys[-1] == "... and 20 more" and len(finding.evidence) <= 12
     assert "30 keys like batch:*" in finding.summary
+
+
+def test_a_finding_counts_each_key_once_even_past_the_listed_ones() -> None:
+    from redisprobe.analysis.rules.base import KEYS_LISTED, Group
+
+    group = Group("deleted-by-client", "error", None, lambda g: "")
+    for n in range(KEYS_LISTED + 5):
+        assert group.add_key(f"batch:{n}")
+    assert not group.add_key("batch:3") and not group.add_key(f"batch:{KEYS_LISTED + 2}")
+    assert group.key_count == KEYS_LISTED + 5 and len(group.keys) == KEYS_LISTED
+    assert group.finding().keys[-1] == "... and 5 more"

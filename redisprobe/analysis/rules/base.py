@@ -120,11 +120,13 @@ class Group:
     key_count: int = 0
     evidence: list[str] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set, repr=False)  # every key counted, listed or not
 
     def add_key(self, key: str) -> bool:
-        """Count a key once; True when it is new to this group."""
-        if key in self.keys:
+        """Count a key once (however many of its lives the rule flags); True when it is new to this group."""
+        if key in self.seen:
             return False
+        self.seen.add(key)
         self.key_count += 1
         if len(self.keys) < KEYS_LISTED:
             self.keys.append(key)

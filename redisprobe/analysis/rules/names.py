@@ -118,17 +118,18 @@ class NameIndex:
 def name_index(inp: RuleInput) -> NameIndex:
     """Built once per diagnosis and shared by the rules that look for near-misses."""
     cached = inp.cache.get("names")
-    if cached is None:
-        cached = NameIndex()
-        for slot in inp.missed:
-            if not slot.count:
-                cached.want(slot.server, slot.key)
-        for count, (slot, _lives) in enumerate(inp.lived):
-            if count >= MAX_INDEX_KEYS:
-                break
-            cached.add(slot.server, slot.key, slot.db)
-        inp.cache["names"] = cached
-    return cached  # type: ignore[no-any-return]
+    if isinstance(cached, NameIndex):
+        return cached
+    index = NameIndex()
+    for slot in inp.missed:
+        if not slot.count:
+            index.want(slot.server, slot.key)
+    for count, (slot, _lives) in enumerate(inp.lived):
+        if count >= MAX_INDEX_KEYS:
+            break
+        index.add(slot.server, slot.key, slot.db)
+    inp.cache["names"] = index
+    return index
 
 
 def near_miss(inp: RuleInput, server: str, key: bytes) -> tuple[str, str] | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import KeyLife, clock, secs
+from redisprobe.analysis.attribution import Who
+from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, secs
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -126,10 +127,21 @@ def _deleted_summary(group: Group) -> str:
             f"was still writing {'it' if group.key_count == 1 else 'them'}")
 
 
+class _Consumer:
+    """One process taking keys of one family: how many, and the first few takes as evidence."""
+
+    __slots__ = ("actor", "count", "examples")
+
+    def __init__(self, actor: Actor | None) -> None:
+        self.actor = actor
+        self.count = 0
+        self.examples: list[tuple[float, Who, list[bytes], _Slot]] = []
+
+
 def consumed_by_other(inp: RuleInput) -> list[Finding]:
     """Keys taken by a process nobody expected: an unlisted client, or a second instance of a listed one."""
     attributor = inp.attributor
-    families: dict[str, dict[tuple[object, ...], list[object]]] = {}
+    families: dict[str, dict[tuple[object, ...], _Consumer]] = {}
     for slot in inp.lifecycle.slot_items():
         if not slot.takers:
             continue
@@ -138,59 +150,64 @@ def consumed_by_other(inp: RuleInput) -> list[Finding]:
         for peer, (count, first_t, hint, args) in slot.takers.items():
             who = (slot.server, peer, first_t, hint)
             actor = inp.actor(who)
-            entry = consumers.get(identity(actor))
-            if entry is None:
-                consumers[identity(actor)] = [actor, count, [(first_t, who, args, slot)]]
-            else:
-                entry[1] += count  # type: ignore[operator]
-                if len(entry[2]) < 3:  # type: ignore[arg-type]
-                    entry[2].append((first_t, who, args, slot))  # type: ignore[union-attr]
+            consumer = consumers.get(identity(actor))
+            if consumer is None:
+                consumer = consumers[identity(actor)] = _Consumer(actor)
+            consumer.count += count
+            if len(consumer.examples) < 3:
+                consumer.examples.append((first_t, who, args, slot))
     groups = Groups("consumed-by-other")
     expectations = attributor.has_expectations
     for fam, consumers in families.items():
-        listed = [c for c in consumers.values() if attributor.is_listed(c[0])]  # type: ignore[arg-type]
-        for actor, count, examples in consumers.values():
-            if attributor.is_listed(actor):  # type: ignore[arg-type]
+        listed = [c for c in consumers.values() if attributor.is_listed(c.actor)]
+        for consumer in consumers.values():
+            actor = consumer.actor
+            if attributor.is_listed(actor):
                 continue
             if expectations:
                 if not listed and not _family_written_by_listed(inp, fam):
                     continue
-            elif actor.pid is not None or not any(c[0].pid is not None for c in consumers.values()):  # type: ignore[union-attr]
+            elif actor is None or actor.pid is not None \
+                    or not any(c.actor is not None and c.actor.pid is not None for c in consumers.values()):
                 continue  # nobody said who is expected: only a client from no local process stands out
-            twin = _same_program(inp, actor, listed)  # type: ignore[arg-type]
-            group = groups.get((identity(actor), fam), "error", actor, _consumed_summary)  # type: ignore[arg-type]
-            group.extra.update(family=fam, actor=actor, twin=twin, count=count)
-            for t, who, args, slot in examples:  # type: ignore[union-attr]
+            twin = _same_program(inp, actor, listed) if actor is not None else None
+            group = groups.get((identity(actor), fam), "error", actor, _consumed_summary)
+            group.extra.update(family=fam, actor=actor, twin=twin, count=consumer.count)
+            for t, who, args, slot in consumer.examples:
                 group.add_key(slot.key.decode("utf-8", "backslashreplace"))
                 group.add_evidence(inp.line(t, who, args, "took it", slot.db))
             for other in listed[:2]:
-                t, who, args, slot = other[2][0]  # type: ignore[index]
-                group.add_evidence(inp.line(t, who, args, f"expected consumer ({other[1]} takes of {fam})", slot.db))
+                t, who, args, slot = other.examples[0]
+                group.add_evidence(inp.line(t, who, args, f"expected consumer ({other.count} takes of {fam})",
+                                            slot.db))
     return groups.findings()
 
 
 def _family_written_by_listed(inp: RuleInput, fam: str) -> bool:
     """Whether a listed process created keys of this family (one pass over keys, shared by all families)."""
-    written = inp.cache.get("listed-families")
-    if written is None:
-        written = inp.cache["listed-families"] = set()
+    cached = inp.cache.get("listed-families")
+    if cached is None:
+        written: set[str] = set()
         for slot, lives in inp.lived:
             if any(life.created_by is not None and inp.attributor.is_listed(inp.actor(life.created_by))
                    for life in lives):
-                written.add(family(slot.key))  # type: ignore[attr-defined]
-    return fam in written  # type: ignore[operator]
+                written.add(family(slot.key))
+        inp.cache["listed-families"] = cached = written
+    return fam in cached  # type: ignore[operator]
 
 
-def _same_program(inp: RuleInput, actor: Actor, listed: list[list[object]]) -> Actor | None:
+def _same_program(inp: RuleInput, actor: Actor, listed: list[_Consumer]) -> Actor | None:
     """A listed consumer this unlisted pid looks like (same label or process name): a second instance."""
     if actor.pid is None:
         return None
     mine = {actor.label, inp.attributor.process_of(actor.pid)} - {""}
     for other in listed:
-        other_actor = other[0]
-        theirs = {other_actor.label, inp.attributor.process_of(other_actor.pid)} - {""}  # type: ignore[union-attr]
+        other_actor = other.actor
+        if other_actor is None or other_actor.pid is None:
+            continue
+        theirs = {other_actor.label, inp.attributor.process_of(other_actor.pid)} - {""}
         if mine & theirs:
-            return other_actor  # type: ignore[return-value]
+            return other_actor
     return None
 
 

@@ -7,6 +7,7 @@ import itertools
 import re
 
 from redisprobe import trace
+from redisprobe.analysis.attribution import ClientInfo
 from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, command_text
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
 from redisprobe.findings import Actor, Finding
@@ -273,8 +274,7 @@ def shared_connection(inp: RuleInput) -> list[Finding]:
     return findings
 
 
-def _pid_info(inp: RuleInput, server: str, client_id: int, pid: int) -> object:
-    from redisprobe.analysis.attribution import ClientInfo
+def _pid_info(inp: RuleInput, server: str, client_id: int, pid: int) -> ClientInfo:
 
     info = inp.attributor.clients.get((server, client_id))
     role = info.role if info is not None and info.pid == pid else inp.attributor.pid_roles.get(pid, "")
