@@ -13,6 +13,12 @@ HOT_MODULES = [
     "redisprobe/analysis/commands.py",
     "redisprobe/analysis/attribution.py",
     "redisprobe/analysis/lifecycle.py",
+    "redisprobe/analysis/doctor.py",
+    "redisprobe/analysis/rules/base.py",
+    "redisprobe/analysis/rules/names.py",
+    "redisprobe/analysis/rules/removal.py",
+    "redisprobe/analysis/rules/ttl.py",
+    "redisprobe/analysis/rules/visibility.py",
 ]
 
 

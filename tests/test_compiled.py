@@ -18,7 +18,9 @@ import pytest
 from clirun import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
-HOT = ["redisprobe.analysis.lifecycle", "redisprobe.analysis.commands", "redisprobe.analysis.attribution"]
+HOT = ["redisprobe.analysis.lifecycle", "redisprobe.analysis.commands", "redisprobe.analysis.attribution",
+       "redisprobe.analysis.doctor", "redisprobe.analysis.rules.base", "redisprobe.analysis.rules.names",
+       "redisprobe.analysis.rules.removal", "redisprobe.analysis.rules.ttl", "redisprobe.analysis.rules.visibility"]
 
 
 def _compiled() -> list[Path]:
