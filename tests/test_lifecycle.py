@@ -466,3 +466,29 @@ def test_fold_is_fast() -> None:
     fold(events)
     elapsed = time.process_time() - started
     assert 200_000 / elapsed > FOLD_MIN_RATE, f"{200_000 / elapsed:.0f} lines/s"
+
+
+def test_big_values_are_cut_in_what_the_fold_keeps_but_read_the_same() -> None:
+    from redisprobe.analysis.lifecycle import ARG_KEPT, command_text
+
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7, port=5001)
+    big = "é" * 600_000  # 1.2 MB of two-byte characters
+    api("SET", "blob", big, "EX", "60")
+    api("SET", "blob", big, "KEEPTTL")
+    api("RPUSH", "queue", big, big)
+    api("DEL", "blob")
+    long_key = "k" * 500
+    api("SET", long_key, big)
+    lives = fold(tb.events)
+    kept: list[list[bytes]] = []
+    for life in lives.lives():
+        kept += [args for _t, _who, args, _effect in life.history() if args]
+        kept += [a for a in (life.created_args, life.removed_args) if a]
+        kept += [r.args for r in (life.ttl_first, life.ttl_last) if r is not None]
+    assert kept and all(len(arg) <= ARG_KEPT for args in kept for arg in args if arg != long_key.encode())
+    (blob,) = lives.lives_of("blob")
+    assert blob.removed_how == "del" and blob.ttl_set == 60 and blob.writes == 2
+    assert command_text(blob.created_args) == command_text([b"SET", b"blob", big.encode(), b"EX", b"60"])
+    assert len(lives.lives_of(long_key)) == 1  # keys are never cut
+    assert len(lives.lives_of("queue")[0].created_args or []) == 4

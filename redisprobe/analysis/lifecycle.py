@@ -675,6 +675,10 @@ class Lifecycle:
             hint = hash(tuple(args))  # unix socket: matched against actors' ops at the end
         else:
             hint = 0
+        for arg in args:
+            if len(arg) > ARG_KEPT:  # a big value: what the fold keeps is cut, so memory follows keys, not values
+                args = _trimmed(args, spec)
+                break
         if kind == 1 and spec.single and len(args) > 1:  # C.READ of one key: the commonest line, inlined
             slot = self.slots.get((server, db, args[1]))
             life = slot.live if slot is not None else None
@@ -1939,6 +1943,21 @@ _REMOVAL_FLAG = {"expired": "expired", "evicted": "evicted", "flush": "flushed",
 ARG_MAX: Final = 48
 ARGS_SHOWN: Final = 8
 """Evidence shows at most ARGS_SHOWN arguments of a command, each cut to ARG_MAX characters (scripts, blobs)."""
+
+ARG_KEPT: Final = 4 * ARG_MAX + 4
+"""Bytes kept of a longer value argument: enough for ARG_MAX characters however they are encoded, so evidence
+reads exactly as from the whole value (keys and command names are never cut)."""
+
+
+def _trimmed(args: list[bytes], spec: C.Command) -> list[bytes]:
+    """`args` with every long non-key argument cut to ARG_KEPT bytes (commands without plain key positions, such
+    as EVAL with numkeys or SCAN with a pattern, stay whole)."""
+    if spec.keys_fn is not None or not spec.first:
+        return args
+    last = spec.last if spec.last >= 0 else len(args) + spec.last
+    keys = range(spec.first, last + 1, spec.step)
+    return [arg if index == 0 or len(arg) <= ARG_KEPT or index in keys else arg[:ARG_KEPT]
+            for index, arg in enumerate(args)]
 
 
 def _text(raw: bytes) -> str:
