@@ -7,6 +7,7 @@ cannot start a line before it is parsed): the helper sends each parsed block as 
 from __future__ import annotations
 
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import msgspec
 from redisprobe import trace
 from redisprobe.errors import TraceFormatError
 from redisprobe.monitor_parse import parse_complete_lines
+from redisprobe.procs import spawn, stop
 
 _BLOCK = 1 << 20
 
@@ -68,6 +70,25 @@ class MonitorLog:
         self.parallel = size >= PARALLEL_FROM_BYTES if parallel is None else parallel
         self.skipped = 0
         self.first_skipped = ""
+        self._helper: subprocess.Popen[bytes] | None = None
+        if self.parallel:  # started now: it parses the first block while this process loads the analysis
+            self._helper = spawn([sys.executable, "-m", "redisprobe.monitorlog", str(path)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        """Stop the helper if the rows were not read to the end (also done when they are)."""
+        if self._helper is not None:
+            helper, self._helper = self._helper, None
+            stop(helper)
+            for stream in (helper.stdout, helper.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def __enter__(self) -> MonitorLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def batches(self) -> Iterator[list[MonitorRow]]:
         if self.parallel:
@@ -89,12 +110,9 @@ class MonitorLog:
 
     def _in_helper(self) -> Iterator[list[MonitorRow]]:
         """Parse in `python -m redisprobe.monitorlog PATH`, fold here; the helper dies with us."""
-        import subprocess
-
-        from redisprobe.procs import spawn, stop
-
-        helper = spawn([sys.executable, "-m", "redisprobe.monitorlog", str(self.path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        helper = self._helper
+        if helper is None:
+            raise TraceFormatError(f"{self.path}: the rows of this log were already read")
         decode = msgspec.msgpack.Decoder(_Frame).decode
         stream = helper.stdout
         assert stream is not None
@@ -115,6 +133,7 @@ class MonitorLog:
                     end = frame  # type: ignore[assignment]
                     break
         finally:
+            self._helper = None
             if end is None:
                 stop(helper)
             else:
@@ -131,10 +150,10 @@ class MonitorLog:
 
 def read_monitor_log(path: Path, *, target: str = "", parallel: bool | None = None) -> Iterator[trace.Event]:
     """The log as trace events: Monitor events, then a Note if lines were skipped."""
-    log = MonitorLog(path, parallel=parallel)
-    for rows in log.batches():
-        for t, db, peer, args in rows:
-            yield trace.Monitor(t=t, db=db, peer=peer, args=args, target=target)
+    with MonitorLog(path, parallel=parallel) as log:
+        for rows in log.batches():
+            for t, db, peer, args in rows:
+                yield trace.Monitor(t=t, db=db, peer=peer, args=args, target=target)
     note = log.note()
     if note is not None:
         yield note

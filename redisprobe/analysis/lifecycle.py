@@ -20,7 +20,7 @@ import re
 import time as _time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from redisprobe import trace
@@ -394,6 +394,7 @@ class ServerState:
     gaps: list[trace.Gap] | None = None
     dbs: set[int] | None = None
     ks_last_t: float = -_INF  # the latest keyspace event seen from this server
+    live: dict[int, dict[bytes, _Slot]] = field(default_factory=dict)  # db -> key -> slot with a live life
 
 
 @dataclass(frozen=True)
@@ -680,7 +681,8 @@ class Lifecycle:
                 args = _trimmed(args, spec)
                 break
         if kind == 1 and spec.single and len(args) > 1:  # C.READ of one key: the commonest line, inlined
-            slot = self.slots.get((server, db, args[1]))
+            index = state.live.get(db)  # live keys only: a key with no live life takes the general path
+            slot = index.get(args[1]) if index is not None else None
             life = slot.live if slot is not None else None
             if life is not None and (life.expires_at is None or t < life.expires_at):
                 life.reads += 1
@@ -1072,6 +1074,7 @@ class Lifecycle:
         index = self._live.get((slot.server, slot.db))
         if index is None:
             index = self._live[(slot.server, slot.db)] = {}
+            self._state(slot.server).live[slot.db] = index  # the same dict, for the MONITOR fast path
         index[slot.key] = slot
         if not preexisting:
             life.note(t, who, args, "created")

@@ -33,7 +33,8 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
         from redisprobe.monitorlog import MonitorLog
         from redisprobe.summary import summarise_monitor_log
 
-        summary = summarise_monitor_log(MonitorLog(path), key_patterns=key_patterns)
+        with MonitorLog(path) as log:
+            summary = summarise_monitor_log(log, key_patterns=key_patterns)
         return _show(summary, path, json=json)
     header, stream = read_trace(path)
     if header.command in _CAPTURES:
