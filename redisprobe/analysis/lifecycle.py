@@ -86,7 +86,8 @@ PREFETCH_SECONDS: Final = 2.0
 PREFETCH_EVENTS: Final = 50_000
 """How far `run` looks ahead to learn which servers were monitored (their actors' ops are then only replies)."""
 
-_INF = float("inf")
+_INF: Final = float("inf")
+_COMMANDS: Final = C.COMMANDS  # a static here: no module attribute lookup per line
 MonitorRow = tuple[float, int, str, list[bytes]]
 _GENERIC = C.GENERIC_EVENTS
 
@@ -473,6 +474,7 @@ class Lifecycle:
         self._queued_ops: dict[tuple[str, int], list[trace.Op]] = {}
         self._op_multi: set[tuple[str, int]] = set()
         self._finished = False
+        self._pairing = True  # TTL commands are remembered per key for keyspace events and replies to pair with
         self._dispatch = {
             trace.Monitor: self._on_monitor, trace.Keyspace: self._on_keyspace, trace.Op: self._on_op,
             trace.ClientSeen: self._on_client, trace.ActorStarted: self._on_actor, trace.ServerSeen: self._on_server,
@@ -639,6 +641,7 @@ class Lifecycle:
         """
         collecting = gc.isenabled()
         gc.disable()
+        self._pairing = False  # MONITOR lines only: no keyspace event or reply will ever need a TTL command
         try:
             known = self._monitor_target(target)
             count = 0
@@ -665,7 +668,7 @@ class Lifecycle:
     def _on_line(self, known: tuple[str, ServerState], t: float, db: int, peer: str, args: list[bytes]) -> None:
         if not args:
             return
-        spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
+        spec = _COMMANDS.get(args[0]) or C.lookup(args[0])
         kind = spec.kind
         if kind == 0:  # C.OTHER
             return
@@ -1535,13 +1538,14 @@ class Lifecycle:
             reason = "LT: not shorter than the current TTL"
         record.life = life
         record.prev_expires_at = current
-        recent = slot.ttl_recent
-        if recent is None:
-            slot.ttl_recent = [record]
-        else:
-            recent.append(record)
-            if len(recent) > LOG_CAP:
-                del recent[0]
+        if self._pairing:
+            recent = slot.ttl_recent
+            if recent is None:
+                slot.ttl_recent = [record]
+            else:
+                recent.append(record)
+                if len(recent) > LOG_CAP:
+                    del recent[0]
         if self._op_replies and not reason and self._reply_for(slot, record) == 0:
             reason = "the command replied 0"
             record.confirmed = True
@@ -1604,6 +1608,8 @@ class Lifecycle:
             life.ttl_missed.append(record)
 
     def _recent_ttl(self, slot: _Slot, record: TtlSet) -> None:
+        if not self._pairing:
+            return
         if slot.ttl_recent is None:
             slot.ttl_recent = [record]
         else:
