@@ -300,22 +300,48 @@ def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
 
     def events() -> Iterator[Event]:
         with handle:
-            lineno = 1
-            pending: bytes | None = None
-            for line in handle:
-                lineno += 1
-                if pending is not None:
-                    raise TraceFormatError(f"{path}:{lineno - 1}: malformed trace line")
-                if not line.strip():
-                    continue
-                try:
-                    yield _event_decoder.decode(line)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    if line.endswith(b"\n"):
-                        raise TraceFormatError(f"{path}:{lineno}: malformed trace line: {exc}") from None
-                    pending = line  # a torn final write: tolerated only at the very end
+            lineno = 1  # lines before this block
+            rest = b""
+            while True:
+                block = handle.read(_READ_BLOCK)
+                data = rest + block
+                if not block:
+                    if data.strip():  # a last line without its newline: a torn final write, or a whole event
+                        yield from _decode_lines(path, data, lineno, last=True)
+                    return
+                cut = data.rfind(b"\n") + 1
+                whole, rest = data[:cut], data[cut:]
+                if whole:
+                    yield from _decode_lines(path, whole, lineno, last=False)
+                    lineno += whole.count(b"\n")
 
     return header, events()
+
+
+_READ_BLOCK = 1 << 20
+
+
+def _decode_lines(path: Path, data: bytes, lineno: int, *, last: bool) -> list[Event]:
+    """The events of whole lines (one msgspec call for the block); line by line only to name a bad line.
+
+    `last`: `data` is the end of the file without a final newline; if it does not decode it is a torn write,
+    tolerated (a killed writer), and skipped.
+    """
+    try:
+        return _event_decoder.decode_lines(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    events: list[Event] = []
+    for offset, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(_event_decoder.decode(line))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            if last:
+                return events  # the torn final write
+            raise TraceFormatError(f"{path}:{lineno + offset}: malformed trace line: {exc}") from None
+    return events
 
 
 def _read_header(path: Path, first: bytes) -> Header:

@@ -55,6 +55,23 @@ def test_bad_line_in_the_middle_names_file_and_line(tmp_path):
         trace.load_trace(path)
 
 
+def test_a_big_trace_is_read_whole_and_a_bad_line_far_in_is_named(tmp_path):
+    """Traces are decoded a block of lines at a time: every event comes back, line numbers stay exact."""
+    path = tmp_path / "t.jsonl"
+    events = [trace.Monitor(t=float(n), db=0, peer="127.0.0.1:5000", args=[b"SET", b"k%d" % n, b"v" * 40])
+              for n in range(30_000)]  # about 3 MiB: several blocks
+    lines = [trace.encode(trace.Header())] + [trace.encode(event) for event in events]
+    path.write_bytes(b"".join(lines) + b"\n")  # a blank line at the end is fine
+    assert trace.load_trace(path)[1] == events
+    lines[25_000] = b'{"type":"monitor","t":"late"}\n'
+    path.write_bytes(b"".join(lines) + trace.encode(events[0])[:30])  # and a torn last write
+    with pytest.raises(TraceFormatError, match=r"t\.jsonl:25001: malformed"):
+        trace.load_trace(path)
+    lines[25_000] = trace.encode(events[24_999])
+    path.write_bytes(b"".join(lines) + trace.encode(events[0])[:30])
+    assert trace.load_trace(path)[1] == events
+
+
 def test_newer_format_asks_for_an_upgrade(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_bytes(trace.encode(trace.Header(format=trace.TRACE_FORMAT + 1)))
