@@ -73,3 +73,43 @@ def test_a_helper_that_dies_is_an_error_not_a_short_log(tmp_path: Path) -> None:
 def test_an_unreadable_log_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TraceFormatError, match="cannot read"):
         list(read_monitor_log(tmp_path / "missing.log", parallel=True))
+
+
+def test_report_on_a_big_log_uses_the_helper_and_matches_the_inline_analysis(tmp_path: Path) -> None:
+    """The CLI path: a log over PARALLEL_FROM_BYTES is parsed by the helper; same JSON as parsing in-process."""
+    import json
+    import subprocess
+    import sys
+
+    from clirun import cli_env
+
+    from redisprobe.monitorlog import PARALLEL_FROM_BYTES, MonitorLog
+    from redisprobe.summary import summarise_monitor_log
+
+    log = tmp_path / "monitor.log"
+    rng = random.Random(5)
+    t = 1_700_000_000.0
+    with log.open("w") as out:
+        out.write("OK\n")
+        while out.tell() < PARALLEL_FROM_BYTES + (1 << 20):
+            t += 0.001
+            key = f"job:{rng.randrange(300)}"
+            cmd = rng.choice([f'"SET" "{key}" "payload" "EX" "5"', f'"GET" "{key}"', f'"DEL" "{key}"',
+                              f'"EXPIRE" "{key}" "5"', f'"RPUSH" "{key}:q" "x"', f'"LPOP" "{key}:q"'])
+            out.write(f"{t:.6f} [0 127.0.0.1:{40000 + rng.randrange(3)}] {cmd}\n")
+        out.write("not a monitor line\n")
+    proc = subprocess.run([sys.executable, "-m", "redisprobe", "report", str(log), "--json"], capture_output=True,
+                          text=True, env=cli_env(), timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr
+    cli = json.loads(proc.stdout)
+    with MonitorLog(log, parallel=False) as inline:
+        here = json.loads(json.dumps(summarise_monitor_log(inline).to_json(), default=str))
+    assert cli["stats"] == here["stats"] and cli["stats"]["commands"] > 100_000
+    assert cli["keys"] == here["keys"]
+    assert [f["summary"] for f in cli["findings"]] == [f.summary for f in summarise_monitor_log(
+        MonitorLog(log, parallel=False)).findings]
+    assert any("1 lines" in note["text"] for note in cli["notes"])
+    import psutil
+
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(log) in " ".join(p.info["cmdline"] or [])]
+    assert left == [], "the helper parser outlived the command"
