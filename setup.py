@@ -6,6 +6,7 @@ same behaviour, only slower (tests/test_compiled.py checks both give the same an
 """
 
 import os
+import sys
 
 from setuptools import setup
 
@@ -30,7 +31,11 @@ def compiled_extensions() -> list:
     except ImportError:
         return []
     # only the compiled modules are type-checked as strictly as mypyc needs; their imports are read, not judged
-    extensions = mypycify(["--follow-imports=silent", *HOT_MODULES], opt_level="3")
+    try:
+        extensions = mypycify(["--follow-imports=silent", *HOT_MODULES], opt_level="3")
+    except (Exception, SystemExit) as exc:  # e.g. a newer mypy that rejects something: install as plain Python
+        print(f"redisprobe: not compiling the analysis ({exc!r}); it runs as plain Python", file=sys.stderr)
+        return []
     for extension in extensions:
         extension.optional = True  # a failed compile leaves the pure-Python module in place, never a failed install
     return extensions
