@@ -89,24 +89,22 @@ this many lives; beyond, only for the keys the findings name (the others keep ev
 
 
 def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
-              key_patterns: Iterable[str] = (), ordered: bool = False) -> Summary:
-    """`ordered`: the events are already in time order (one server's MONITOR log), no re-order buffer needed."""
+              key_patterns: Iterable[str] = ()) -> Summary:
     collecting = gc.isenabled()
     gc.disable()  # the fold, the rules and the key JSON make millions of small objects and hardly any cycles
     try:
-        return _summarise(events, watched=watched, key_patterns=key_patterns, ordered=ordered)
+        return _summarise(events, watched=watched, key_patterns=key_patterns)
     finally:
         if collecting:
             gc.enable()
 
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
-               key_patterns: Iterable[str], ordered: bool) -> Summary:
+               key_patterns: Iterable[str]) -> Summary:
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
-    stream = iter(events) if ordered else trace.time_ordered(iter(events))
-    lives = fold(tap.through(stream), watched=watched or {})
+    lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
     return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
 
 
