@@ -12,12 +12,13 @@ without any backslash (the common case) are split in C without a per-argument re
 from __future__ import annotations
 
 import codecs
-import gc
 import re
 from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
+
+from redisprobe.gcpause import gc_paused
 
 __all__ = [
     "MonitorLine", "MonitorParseError", "parse_complete_lines", "parse_monitor_chunk", "parse_monitor_line",
@@ -112,9 +113,7 @@ def parse_complete_lines(data: bytes, make: Factory[T], errors: list[tuple[bytes
     append = out.append
     peers: dict[bytes, str] = {}
     dbs: dict[bytes, int] = {}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         if b"\\" not in data:
             # No escape anywhere in the block (the usual case): split every line, then check all the quotes at
             # once. Each line holds at least two quotes per argument; equality means no line holds a stray one.
@@ -150,9 +149,6 @@ def parse_complete_lines(data: bytes, make: Factory[T], errors: list[tuple[bytes
             if errors is None:
                 raise MonitorParseError(_explain(line))
             errors.append((line, _explain(line)))
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return out
 
 

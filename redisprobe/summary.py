@@ -7,13 +7,13 @@ grows with the number of keys and clients, not of lines.
 from __future__ import annotations
 
 import fnmatch
-import gc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redisprobe import trace
 from redisprobe.findings import Finding
+from redisprobe.gcpause import gc_paused
 
 if TYPE_CHECKING:
     from redisprobe.analysis.lifecycle import Lifecycle
@@ -90,13 +90,8 @@ this many lives; beyond, only for the keys the findings name (the others keep ev
 
 def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None = None,
               key_patterns: Iterable[str] = ()) -> Summary:
-    collecting = gc.isenabled()
-    gc.disable()  # the fold, the rules and the key JSON make millions of small objects and hardly any cycles
-    try:
+    with gc_paused():  # the fold, the rules and the key JSON
         return _summarise(events, watched=watched, key_patterns=key_patterns)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
@@ -112,9 +107,7 @@ def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) 
     """`summarise` for a redis-cli monitor log: its rows go straight into the fold, no event per line."""
     from redisprobe.analysis.lifecycle import Lifecycle
 
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         tap = _Tap()
         lives = Lifecycle(watched={}).run_rows(log.batches())
         tap.stats["commands"] = tap.stats["events"] = lives.events
@@ -122,9 +115,6 @@ def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) 
         if note is not None:
             tap.notes.append(note)
         return _conclude(lives, tap, watched={}, key_patterns=key_patterns)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,

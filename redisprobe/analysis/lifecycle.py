@@ -13,7 +13,6 @@ command is kept as a `Who` token and turned into an `Actor` at the end, once eve
 from __future__ import annotations
 
 import fnmatch
-import gc
 import heapq
 import itertools
 import re
@@ -27,6 +26,7 @@ from redisprobe import trace
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Attributor, Who
 from redisprobe.findings import Actor
+from redisprobe.gcpause import gc_paused
 
 KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
@@ -509,15 +509,10 @@ class Lifecycle:
                 start = event.t
             if len(buffered) >= PREFETCH_EVENTS or event.t - start > PREFETCH_SECONDS:
                 break
-        collecting = gc.isenabled()
-        gc.disable()  # millions of small objects and few cycles: the collector would rescan them over and over
-        try:
+        with gc_paused():
             self._feed_all(itertools.chain(buffered, stream))
             del buffered
             self.finish()
-        finally:
-            if collecting:
-                gc.enable()
         return self
 
     def _feed_all(self, events: Iterable[trace.Event]) -> None:
@@ -639,10 +634,8 @@ class Lifecycle:
         A monitor log needs nothing else (no re-ordering, no other events), so `report` feeds it here: no event
         object per line.
         """
-        collecting = gc.isenabled()
-        gc.disable()
         self._pairing = False  # MONITOR lines only: no keyspace event or reply will ever need a TTL command
-        try:
+        with gc_paused():
             known = self._monitor_target(target)
             count = 0
             newest = self.last_t if self.last_t is not None else -_INF
@@ -660,9 +653,6 @@ class Lifecycle:
                 self.first_t = oldest
                 self.last_t = newest
             self.finish()
-        finally:
-            if collecting:
-                gc.enable()
         return self
 
     def _on_line(self, known: tuple[str, ServerState], t: float, db: int, peer: str, args: list[bytes]) -> None:
