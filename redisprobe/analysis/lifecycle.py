@@ -1528,14 +1528,7 @@ class Lifecycle:
             reason = "LT: not shorter than the current TTL"
         record.life = life
         record.prev_expires_at = current
-        if self._pairing:
-            recent = slot.ttl_recent
-            if recent is None:
-                slot.ttl_recent = [record]
-            else:
-                recent.append(record)
-                if len(recent) > LOG_CAP:
-                    del recent[0]
+        self._recent_ttl(slot, record)
         if self._op_replies and not reason and self._reply_for(slot, record) == 0:
             reason = "the command replied 0"
             record.confirmed = True
