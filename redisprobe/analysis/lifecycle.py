@@ -460,7 +460,6 @@ class Lifecycle:
         self._timeline_limit = timeline_limit
         self._targets: dict[str, str] = {}
         self._monitored: dict[str, tuple[str, ServerState]] = {}
-        self._live: dict[tuple[str, int], dict[bytes, _Slot]] = {}
         self._confirm_q: deque[tuple[float, TtlSet]] = deque()  # EXPIREs waiting for their keyspace event
         self._stale_q: deque[tuple[float, tuple[Any, ...]]] = deque()  # tracking clients' reads, to check
         self._held: list[tuple[float, int, trace.Event]] = []  # non-MONITOR events waiting for MONITOR time
@@ -1064,10 +1063,10 @@ class Lifecycle:
             life.owner_ttl = _intended(self.intended_ttls, slot.key)
         slot.live = life
         slot.count += 1
-        index = self._live.get((slot.server, slot.db))
+        live = self._state(slot.server).live
+        index = live.get(slot.db)
         if index is None:
-            index = self._live[(slot.server, slot.db)] = {}
-            self._state(slot.server).live[slot.db] = index  # the same dict, for the MONITOR fast path
+            index = live[slot.db] = {}
         index[slot.key] = slot
         if not preexisting:
             life.note(t, who, args, "created")
@@ -1084,7 +1083,7 @@ class Lifecycle:
         life.removed_confirmed = confirmed
         slot.live = None
         slot.last_closed = life
-        index = self._live.get((slot.server, slot.db))
+        index = self._state(slot.server).live.get(slot.db)
         if index is not None:
             index.pop(slot.key, None)
         lives = slot.lives
@@ -1743,8 +1742,8 @@ class Lifecycle:
         everything = C.flush_all_dbs(args)
         removed: list[KeyLife] = []
         count = 0
-        for (live_server, live_db), index in list(self._live.items()):
-            if live_server != server or (not everything and live_db != db):
+        for live_db, index in list(self._state(server).live.items()):
+            if not everything and live_db != db:
                 continue
             for slot in list(index.values()):
                 life = self._alive(slot, t)
@@ -1767,7 +1766,7 @@ class Lifecycle:
         who = (server, peer, t, hint)
         moving: list[tuple[int, KeyLife]] = []
         for source, target in ((first, second), (second, first)):
-            for slot in list(self._live.get((server, source), {}).values()):
+            for slot in list(self._state(server).live.get(source, {}).values()):
                 life = self._alive(slot, t)
                 if life is not None:
                     self._close(slot, life, t, "move", who, args, detail=f"SWAPDB to db {target}")
