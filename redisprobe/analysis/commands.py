@@ -64,10 +64,16 @@ class Command:
         """The key arguments of `args` (args[0] is the command name)."""
         if self.keys_fn is not None:
             return self.keys_fn(args)
-        if self.first == 0 or len(args) <= self.first:
-            return []
-        last = self.last if self.last >= 0 else len(args) + self.last
-        return args[self.first:last + 1:self.step]
+        positions = self.key_positions(len(args))
+        return args[positions.start:positions.stop:positions.step]
+
+    def key_positions(self, count: int) -> range:
+        """Where the keys are in a command of `count` arguments, for commands with fixed key positions (those with
+        a `keys_fn`, such as EVAL's numkeys, have none here)."""
+        if self.keys_fn is not None or self.first == 0 or count <= self.first:
+            return range(0)
+        last = self.last if self.last >= 0 else count + self.last
+        return range(self.first, min(last + 1, count), self.step)
 
 
 # -- numkeys-style key finders ----------------------------------------------------------------------------------

@@ -1945,8 +1945,7 @@ def _trimmed(args: list[bytes], spec: C.Command) -> list[bytes]:
     as EVAL with numkeys or SCAN with a pattern, stay whole)."""
     if spec.keys_fn is not None or not spec.first:
         return args
-    last = spec.last if spec.last >= 0 else len(args) + spec.last
-    keys = range(spec.first, last + 1, spec.step)
+    keys = spec.key_positions(len(args))
     return [arg if index == 0 or len(arg) <= ARG_KEPT or index in keys else arg[:ARG_KEPT]
             for index, arg in enumerate(args)]
 
