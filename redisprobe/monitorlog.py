@@ -160,27 +160,18 @@ def read_monitor_log(path: Path, *, target: str = "", parallel: bool | None = No
 
 
 def _blocks(handle: IO[bytes]) -> Iterator[bytes]:
-    """Whole lines, CRLF-terminated as MONITOR sends them, about _BLOCK bytes at a time."""
-    rest = b""
+    """Whole lines, CRLF-terminated as MONITOR sends them, about _BLOCK bytes at a time (a last line without its
+    newline is still a line; redis-cli's leading `OK` is not)."""
     started = False
-    while True:
-        block = handle.read(_BLOCK)
-        data = rest + block
-        if not block:
-            if data.strip():
-                data += b"\n"
-            else:
-                return
-        cut = data.rfind(b"\n") + 1
-        complete, rest = data[:cut], data[cut:]
-        lines = complete.replace(b"\r\n", b"\n")
+    for block in trace.line_blocks(handle, _BLOCK):
+        if not block.endswith(b"\n"):
+            block += b"\n"
+        lines = block.replace(b"\r\n", b"\n")
         if not started:
             started = True
             if lines.startswith(b"OK\n"):
                 lines = lines[3:]
         yield lines.replace(b"\n", b"\r\n")
-        if not block:
-            return
 
 
 def _row(ts: float, db: int, peer: str, args: list[bytes]) -> MonitorRow:

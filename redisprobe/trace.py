@@ -301,24 +301,29 @@ def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
     def events() -> Iterator[Event]:
         with handle:
             lineno = 1  # lines before this block
-            rest = b""
-            while True:
-                block = handle.read(_READ_BLOCK)
-                data = rest + block
-                if not block:
-                    if data.strip():  # a last line without its newline: a torn final write, or a whole event
-                        yield from _decode_lines(path, data, lineno, last=True)
-                    return
-                cut = data.rfind(b"\n") + 1
-                whole, rest = data[:cut], data[cut:]
-                if whole:
-                    yield from _decode_lines(path, whole, lineno, last=False)
-                    lineno += whole.count(b"\n")
+            for block in line_blocks(handle):
+                # a last line without its newline: a torn final write, or a whole event
+                yield from _decode_lines(path, block, lineno, last=not block.endswith(b"\n"))
+                lineno += block.count(b"\n")
 
     return header, events()
 
 
-_READ_BLOCK = 1 << 20
+def line_blocks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """A file as blocks of whole lines (each ends with a newline), about `size` bytes at a time; then what follows
+    the last newline, if it is more than whitespace (a line cut short, or the last one written without it)."""
+    rest = b""
+    while True:
+        block = handle.read(size)
+        if not block:
+            if rest.strip():
+                yield rest
+            return
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        rest = data[cut:]
 
 
 def _decode_lines(path: Path, data: bytes, lineno: int, *, last: bool) -> list[Event]:
