@@ -133,15 +133,12 @@ class MonitorLog:
                     end = frame  # type: ignore[assignment]
                     break
         finally:
-            self._helper = None
             if end is None:
                 stop(helper)
             else:
                 helper.wait()
             stderr = helper.stderr.read().decode("utf-8", "replace") if helper.stderr else ""
-            stream.close()
-            if helper.stderr:
-                helper.stderr.close()
+            self.close()
         if end is None:
             last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {helper.returncode}"
             raise TraceFormatError(f"cannot read {str(self.path)!r}: the parser stopped ({last})")
