@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from redisprobe.sandbox import TOPOLOGIES
 from redisprobe.scenario.ids import known_rules
 from redisprobe.scenario.locate import Locator
 from redisprobe.scenario.model import (
@@ -19,7 +20,6 @@ from redisprobe.scenario.model import (
     ScenarioError,
 )
 
-TOPOLOGIES = ("single", "split", "replica")
 SERVERS = ("api", "processor")
 STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork", "cache")
 REMOVED_HOW = ("expired", "evicted", "del", "unlink", "getdel", "pop", "rename", "move", "flush")
