@@ -172,10 +172,8 @@ def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_
         sampler.start()
         run.rps = benchmark(host, port, requests)
         ended = time.monotonic()
-        set_marker = b'"args":["U0VU"'  # base64 of SET as the trace stores it
         while True:
-            with out.open("rb") as handle:
-                seen = sum(line.count(set_marker) for line in handle)
+            seen = count_sets(out)
             if seen >= requests or time.monotonic() - ended > 60:
                 break
             time.sleep(0.05)
@@ -188,6 +186,13 @@ def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_
         procs.stop(command)
     wait_monitor_detached(client)
     return run
+
+
+def count_sets(path: Path) -> int:
+    """SET commands in a trace: parsed events (base64 args) or MONITOR lines stored as the server sent them."""
+    parsed, raw = b'"args":["U0VU"', b'] \\"SET\\" '
+    with path.open("rb") as handle:
+        return sum(line.count(parsed) + line.count(raw) for line in handle)
 
 
 def run_capture(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *, live: bool,

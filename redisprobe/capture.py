@@ -1,8 +1,10 @@
 """A capture: MONITOR, keyspace events and CLIENT LIST (with pids) on one server, all into one trace.
 
 The MONITOR reader is a process of its own that only spools bytes (so it keeps up with a loaded server);
-this side parses the spool in batches and writes the events to the trace. Observers notice their own
-disconnections and write gaps; `stop()` drains MONITOR up to a fence and restores any CONFIG we changed.
+this side copies the spooled lines into the trace unparsed (`trace.MonitorLines`): parsing waits until the
+trace is read, so a capture takes no CPU from a busy server beyond what `redis-cli monitor` would.
+Observers notice their own disconnections and write gaps; `stop()` drains MONITOR up to a fence and restores
+any CONFIG we changed.
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ class CaptureSession:
         self.writer = writer
         self.label = label
         self._spool = Path(tempfile.mkdtemp(prefix="redisprobe-spool-"))
-        self.monitor = MonitorCapture(target, self._spool, label=label)
+        self.monitor = MonitorCapture(target, self._spool, label=label, raw=True, background=False)
         self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
         self.mapper = PidMapper(watched or {})
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
         self._started: list[object] = []
-        self.monitor_lines = 0
 
     def start(self) -> None:
         try:
@@ -48,12 +49,9 @@ class CaptureSession:
             self.stop()
             raise
 
-    def pump(self) -> list[trace.Event]:
-        """Move what MONITOR captured since the last call into the trace; returns those events."""
-        events = list(self.monitor.poll())
-        self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in events)
-        self.writer.emit_many(events)
-        return events
+    def pump(self) -> None:
+        """Move what MONITOR captured since the last call into the trace."""
+        self.writer.emit_many(self.monitor.poll())
 
     def stop(self) -> None:
         """Drain MONITOR into the trace, then stop every observer (restoring CONFIG).
@@ -63,7 +61,6 @@ class CaptureSession:
         if self.monitor in self._started:
             try:
                 for batch in self.monitor.drain_batches():  # a backlog never sits in memory whole
-                    self.monitor_lines += sum(isinstance(e, trace.Monitor) for e in batch)
                     self.writer.emit_many(batch)
             except KeyboardInterrupt as exc:
                 interrupted = exc

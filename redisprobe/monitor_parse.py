@@ -21,7 +21,8 @@ import msgspec
 from redisprobe.gcpause import gc_paused
 
 __all__ = [
-    "MonitorLine", "MonitorParseError", "parse_complete_lines", "parse_monitor_chunk", "parse_monitor_line",
+    "MonitorLine", "MonitorParseError", "last_line_start", "line_time", "parse_complete_lines", "parse_monitor_chunk",
+    "parse_monitor_line",
 ]
 
 T = TypeVar("T")
@@ -54,6 +55,8 @@ _CHUNK = re.compile(rb"^" + _LINE_BODY + rb"\r\n", re.MULTILINE)
 _ESCAPE = rb'\\(?:[\\"nrtab]|x[0-9a-fA-F]{2})'
 _ARG = re.compile(rb'"([^"\\]*(?:' + _ESCAPE + rb'[^"\\]*)*)"(?: |\Z)')
 
+_TIME = re.compile(rb"\+?(\d+\.\d+) \[")
+
 _unescape = codecs.escape_decode  # exact for the escapes `_ARG` admits: \\ \" \n \r \t \a \b \xHH
 
 Factory = Callable[[float, int, str, list[bytes]], T]
@@ -79,6 +82,17 @@ def parse_monitor_line(line: bytes | str) -> MonitorLine:
     if parsed is None:
         raise MonitorParseError(_explain(raw))
     return parsed
+
+
+def line_time(data: bytes, start: int = 0) -> float | None:
+    """The server time of the line starting at `start`, read without parsing the rest (None: not a MONITOR line)."""
+    found = _TIME.match(data, start)
+    return float(found.group(1)) if found else None
+
+
+def last_line_start(data: bytes) -> int:
+    """Where the last of `data`'s CRLF-terminated lines starts."""
+    return data.rfind(b"\n", 0, len(data) - 1) + 1
 
 
 def parse_monitor_chunk(

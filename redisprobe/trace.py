@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -121,6 +121,21 @@ class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor", gc=False
     target: str = ""
 
 
+class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines"):
+    """A block of MONITOR lines exactly as the server printed them, stored unparsed.
+
+    A live capture copies what MONITOR sends into the trace instead of parsing it: parsing costs microseconds a
+    line, and on a loaded server that CPU is taken from the server itself. Readers of the trace never see this
+    record: `read_trace` (and a `TraceWriter` that keeps events or has listeners) turns it into one `Monitor`
+    per line, and a line that does not parse into a `Gap` where it was.
+    """
+
+    t: float  # server time of the first line
+    until: float  # of the last line
+    lines: str  # complete CRLF-terminated lines, Latin-1 decoded: each character is one byte the server sent
+    target: str = ""
+
+
 class Keyspace(msgspec.Struct, frozen=True, kw_only=True, tag="keyspace"):
     """A keyspace notification, stamped on receipt (the server gives no time and no client)."""
 
@@ -189,15 +204,19 @@ Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
     | TtlSample | Gap | Note | ServerSeen
 )
+Recorded = Event | MonitorLines
+"""What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""
 _Line = Header | ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen \
-    | TtlSample | Gap | Note | ServerSeen
+    | TtlSample | Gap | Note | ServerSeen | MonitorLines
 
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
+_stored_decoder = msgspec.json.Decoder(Recorded)
+_BLOCK_TAG = b'"monitor-lines"'
 _line_decoder = msgspec.json.Decoder(_Line)
 
 
-def encode(event: Header | Event) -> bytes:
+def encode(event: Header | Recorded) -> bytes:
     """One JSON line (with its newline)."""
     return _encoder.encode(event) + b"\n"
 
@@ -205,6 +224,78 @@ def encode(event: Header | Event) -> bytes:
 def decode_event(line: bytes | str) -> Event:
     """The inverse of `encode` for events (children stream these to their parent)."""
     return _event_decoder.decode(line)
+
+
+def monitor_lines(data: bytes, target: str = "", default_t: float | None = None) -> MonitorLines:
+    """Complete CRLF-terminated MONITOR lines as one trace record, times read off the first and last line only.
+
+    `default_t` stands for a time no line gives (every line malformed); by default, now.
+    """
+    from redisprobe.monitor_parse import last_line_start, line_time
+
+    first, last = line_time(data), line_time(data, last_line_start(data))
+    t = first if first is not None else last if last is not None else \
+        time.time() if default_t is None else default_t
+    until = t if last is None else max(t, last)
+    return MonitorLines(t=t, until=until, lines=data.decode("latin-1"), target=target)
+
+
+def expand_monitor_lines(block: MonitorLines) -> list[Monitor | Gap]:
+    """One `Monitor` per line of the block; lines that do not parse become one `Gap` each run, where they were."""
+    from redisprobe.monitor_parse import parse_complete_lines
+
+    target = block.target
+
+    def make(ts: float, db: int, peer: str, args: list[bytes]) -> Monitor:
+        return Monitor(t=ts, db=db, peer=peer, args=args, target=target)
+
+    data = block.lines.encode("latin-1")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    errors: list[tuple[bytes, str]] = []
+    events: list[Monitor | Gap] = list(parse_complete_lines(data, make, errors))
+    if errors:
+        events = _expand_line_by_line(data, make, block)
+    return events
+
+
+def _expand_line_by_line(data: bytes, make: Any, block: MonitorLines) -> list[Monitor | Gap]:
+    """The rare block with a bad line: parse line by line so that each run of bad lines is a Gap in its place."""
+    from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
+
+    out: list[Monitor | Gap] = []
+    bad: list[str] = []
+    last_t = block.t
+
+    def close_run() -> None:
+        out.append(Gap(t=last_t, until=last_t, source="monitor", target=block.target,
+                       reason=f"{len(bad)} MONITOR line(s) from {block.target or 'the server'} could not be "
+                              f"parsed; first: {bad[0]}"))
+        bad.clear()
+
+    for raw in data.split(b"\r\n")[:-1]:
+        try:
+            line = parse_monitor_line(raw)
+        except MonitorParseError as exc:
+            bad.append(str(exc))
+            continue
+        if bad:
+            close_run()
+        last_t = line.ts
+        out.append(make(line.ts, line.db, line.peer, line.args))
+    if bad:
+        close_run()
+    return out
+
+
+def _expanded(records: Sequence[Recorded]) -> list[Event]:
+    out: list[Event] = []
+    for record in records:
+        if type(record) is MonitorLines:
+            out.extend(expand_monitor_lines(record))
+        else:
+            out.append(record)  # type: ignore[arg-type]
+    return out
 
 
 def jsonable_reply(value: Any) -> Reply:
@@ -247,29 +338,31 @@ class TraceWriter:
         """Call `listener(event)` for every event emitted from now on (under the writer's lock)."""
         self._listeners.append(listener)
 
-    def emit(self, event: Event) -> None:
-        if self.transform is not None:
-            event = self.transform(event)
-        with self._lock:
-            if self._keep:
-                self.events.append(event)
-            if self._file is not None:
-                self._file.write(encode(event))
-                self._file.flush()
-            for listener in self._listeners:
-                listener(event)
+    def emit(self, event: Recorded) -> None:
+        self.emit_many([event])
 
-    def emit_many(self, events: list[Event]) -> None:
-        """Emit a batch with one flush: the MONITOR path sends thousands at once."""
-        if not events:
+    def emit_many(self, records: Sequence[Recorded]) -> None:
+        """Emit a batch with one flush: the MONITOR path sends thousands at once.
+
+        `MonitorLines` blocks go to the file as they are; whoever needs events (the kept list, listeners, a
+        transform) gets them parsed, so a capture with none of these never parses a line.
+        """
+        if not records:
             return
+        stored: Sequence[Recorded] = records
+        events: Sequence[Event] = records  # type: ignore[assignment]
+        if any(type(r) is MonitorLines for r in records) and \
+                (self._keep or self._listeners or self.transform is not None):
+            events = _expanded(records)
+            if self.transform is not None:
+                stored = events
         if self.transform is not None:
-            events = [self.transform(e) for e in events]
+            stored = events = [self.transform(e) for e in events]
         with self._lock:
             if self._keep:
                 self.events.extend(events)
             if self._file is not None:
-                self._file.write(b"".join(encode(e) for e in events))
+                self._file.write(b"".join(map(encode, stored)))
                 self._file.flush()
             for listener in self._listeners:
                 for event in events:
@@ -332,21 +425,23 @@ def _decode_lines(path: Path, data: bytes, lineno: int, *, last: bool) -> list[E
     `last`: `data` is the end of the file without a final newline; if it does not decode it is a torn write,
     tolerated (a killed writer), and skipped.
     """
+    records: list[Recorded]
     try:
-        return _event_decoder.decode_lines(data)
+        records = _stored_decoder.decode_lines(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    events: list[Event] = []
-    for offset, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(_event_decoder.decode(line))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            if last:
-                return events  # the torn final write
-            raise TraceFormatError(f"{path}:{lineno + offset}: malformed trace line: {exc}") from None
-    return events
+        records = []
+        for offset, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(_stored_decoder.decode(line))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                if last:
+                    break  # the torn final write
+                raise TraceFormatError(f"{path}:{lineno + offset}: malformed trace line: {exc}") from None
+    if _BLOCK_TAG in data:
+        return _expanded(records)
+    return records  # type: ignore[return-value]
 
 
 def _read_header(path: Path, first: bytes) -> Header:

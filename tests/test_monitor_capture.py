@@ -26,8 +26,25 @@ from redisprobe.observers.monitor import FENCE_PREFIX, MonitorCapture
 from redisprobe.sandbox import Sandbox, free_port, sandbox
 from redisprobe.target import Target, parse_target
 
-Event = trace.Monitor | trace.Gap
-BOTH_MODES = pytest.mark.parametrize("background", [True, False], ids=["background-parser", "caller-parses"])
+Event = trace.Monitor | trace.Gap | trace.MonitorLines
+MODES = pytest.mark.parametrize("mode", ["background-parser", "caller-parses", "raw"])
+
+
+def make_capture(target: Target, spool: Path, mode: str, **options: object) -> MonitorCapture:
+    """The three ways to read: parsed by a background thread, parsed by the caller, or not parsed at all."""
+    return MonitorCapture(target, spool, background=mode == "background-parser", raw=mode == "raw",
+                          **options)  # type: ignore[arg-type]
+
+
+def flat(events: list[Event]) -> list[trace.Monitor | trace.Gap]:
+    """Raw blocks as the trace reader turns them into events."""
+    out: list[trace.Monitor | trace.Gap] = []
+    for event in events:
+        if isinstance(event, trace.MonitorLines):
+            out.extend(trace.expand_monitor_lines(event))
+        else:
+            out.append(event)
+    return out
 
 
 @pytest.fixture
@@ -42,11 +59,11 @@ def prefix() -> bytes:
 
 
 def ours(events: list[Event], prefix: bytes) -> list[trace.Monitor]:
-    return [e for e in events if isinstance(e, trace.Monitor) and any(a.startswith(prefix) for a in e.args[1:])]
+    return [e for e in flat(events) if isinstance(e, trace.Monitor) and any(a.startswith(prefix) for a in e.args[1:])]
 
 
 def gaps(events: list[Event]) -> list[trace.Gap]:
-    return [e for e in events if isinstance(e, trace.Gap)]
+    return [e for e in flat(events) if isinstance(e, trace.Gap)]
 
 
 def collect_until(capture: MonitorCapture, done: Callable[[list[Event]], bool], timeout: float = 15.0) -> list[Event]:
@@ -86,14 +103,14 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
 # ------------------------------------------------------------------------------------------- exact capture
 
 
-@BOTH_MODES
+@MODES
 def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r: redis.Redis, spool: Path,
-                                                             prefix: bytes, background: bool) -> None:
+                                                             prefix: bytes, mode: str) -> None:
     target = parse_target(redis_url)
     tricky = prefix + b'k "with" \\ spaces\n\x00\xff'
     value = b'\\x41 "\r\t\a\b\x7f' + bytes(range(256))
     cli_key = prefix.decode() + 'cli key "quoted" \\ é'
-    with MonitorCapture(target, spool, label="api", background=background) as capture:
+    with make_capture(target, spool, mode, label="api") as capture:
         r.set(tricky, value)
         r.execute_command("EXISTS", tricky, prefix + b"", prefix + b"x")
         subprocess.run(["redis-cli", "-u", redis_url, "SET", cli_key, "line1\nline2"], check=True,
@@ -110,15 +127,16 @@ def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r:
     monitors = ours(events, prefix)
     assert all(e.target == target.label and e.db == 0 for e in monitors)
     assert all(abs(e.t - time.time()) < 60 for e in monitors)
-    assert not any(FENCE_PREFIX in a for e in events if isinstance(e, trace.Monitor) for a in e.args)
+    assert not any(FENCE_PREFIX in a for e in flat(events) if isinstance(e, trace.Monitor) for a in e.args)
+    assert all(isinstance(e, trace.MonitorLines if mode == "raw" else trace.Monitor) for e in events)
     assert capture.stats.lines >= 4 and capture.stats.bytes > 0 and capture.stats.parse_errors == 0
 
 
-@BOTH_MODES
+@MODES
 def test_drain_returns_everything_sent_before_it(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
-                                                 background: bool) -> None:
+                                                 mode: str) -> None:
     target = parse_target(redis_url)
-    with MonitorCapture(target, spool, background=background) as capture:
+    with make_capture(target, spool, mode) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(5000):
             pipe.set(prefix + str(i).encode(), i)
@@ -143,10 +161,10 @@ def test_poll_is_incremental(redis_url: str, r: redis.Redis, spool: Path, prefix
             assert not ours(capture.poll(), prefix)  # handed out once only
 
 
-@BOTH_MODES
-def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes, background: bool) -> None:
+@MODES
+def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes, mode: str) -> None:
     target = parse_target(redis_url)
-    with MonitorCapture(target, spool, background=background) as capture:
+    with make_capture(target, spool, mode) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(100):
             pipe.get(prefix + str(i).encode())
@@ -155,7 +173,7 @@ def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: byt
         deadline = time.monotonic() + 15
         while len(ours(got, prefix)) < 100 and time.monotonic() < deadline:
             batch = capture.poll(max_lines=7)
-            assert len(batch) <= 7
+            assert len(flat(batch)) <= 7
             got.extend(batch)
             if not batch:
                 time.sleep(0.01)
@@ -183,16 +201,16 @@ def test_background_parser_holds_back_when_nobody_polls(redis_url: str, r: redis
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
 
-@BOTH_MODES
+@MODES
 def test_drain_batches_are_bounded_and_complete(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
-                                                background: bool) -> None:
-    with MonitorCapture(parse_target(redis_url), spool, background=background) as capture:
+                                                mode: str) -> None:
+    with make_capture(parse_target(redis_url), spool, mode) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(3000):
             pipe.get(prefix + str(i).encode())
         pipe.execute()
         batches = list(capture.drain_batches(timeout=30, batch=500))
-    assert batches and all(0 < len(batch) <= 500 for batch in batches)
+    assert batches and all(0 < len(flat(batch)) <= 500 for batch in batches)
     events = [e for batch in batches for e in batch]
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
@@ -218,7 +236,7 @@ def test_unix_socket_target() -> None:
             unix = redis.Redis(unix_socket_path=path)
             unix.set("over-unix", b"\x01")
             unix.close()
-            events = [e for e in capture.drain() if isinstance(e, trace.Monitor) and e.args[0] == b"SET"]
+            events = [e for e in flat(capture.drain()) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"]
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
     assert [e.args for e in events] == [[b"SET", b"over-tcp", b"1"], [b"SET", b"over-unix", b"\x01"]]
@@ -255,21 +273,21 @@ def test_tls_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         client = redis.Redis(host=box.servers[0].host, port=box.servers[0].port)
         client.set("seen over tls", b"\x00")
         client.close()
-        events = [e for e in capture.drain() if isinstance(e, trace.Monitor) and e.args[0] == b"SET"]
+        events = [e for e in flat(capture.drain()) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"]
     assert [e.args for e in events] == [[b"SET", b"seen over tls", b"\x00"]]
 
 
 # ----------------------------------------------------------------------------------------------------- gaps
 
 
-@BOTH_MODES
+@MODES
 def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_server: Sandbox, spool: Path,
-                                                                   background: bool) -> None:
+                                                                   mode: str) -> None:
     client = redis.Redis.from_url(private_server.urls[0])
-    with MonitorCapture(private_server.target("api"), spool, background=background) as capture:
+    with make_capture(private_server.target("api"), spool, mode) as capture:
         client.set("before", "1")
         first = capture.drain()
-        assert [e.args for e in first if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
+        assert [e.args for e in flat(first) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
             [[b"SET", b"before", b"1"]]
         killed_at = time.time()
         assert kill_monitors(client) == 1
@@ -280,7 +298,7 @@ def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_serve
         assert capture.connected and capture.stats.reconnects == 1
         client.set("after", "2")
         after = capture.drain()
-        assert [e.args for e in after if isinstance(e, trace.Monitor)] == [[b"SET", b"after", b"2"]]
+        assert [e.args for e in flat(after) if isinstance(e, trace.Monitor)] == [[b"SET", b"after", b"2"]]
     client.close()
 
 
@@ -295,13 +313,13 @@ def test_server_restart_gives_a_gap_and_capture_goes_on(private_server: Sandbox,
         client.set("after-restart", "1")
         client.close()
         after = capture.drain()
-        assert [e.args for e in after if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
+        assert [e.args for e in flat(after) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
             [[b"SET", b"after-restart", b"1"]]
 
 
-@BOTH_MODES
-def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path, background: bool) -> None:
-    with MonitorCapture(private_server.target("api"), spool, background=background) as capture:
+@MODES
+def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path, mode: str) -> None:
+    with make_capture(private_server.target("api"), spool, mode) as capture:
         assert capture.proc is not None
         old = capture.proc.pid
         os.kill(old, signal.SIGKILL)
@@ -311,7 +329,7 @@ def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, 
         client = redis.Redis.from_url(private_server.urls[0])
         client.set("after-restart", "1")
         client.close()
-        assert [e.args for e in capture.drain() if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
+        assert [e.args for e in flat(capture.drain()) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
             [[b"SET", b"after-restart", b"1"]]
 
 
@@ -328,10 +346,10 @@ def test_ctrl_c_does_not_stop_the_reader_before_the_drain(redis_url: str, r: red
     assert not gaps(events)
 
 
-@BOTH_MODES
+@MODES
 def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redis, spool: Path,
-                                                   prefix: bytes, background: bool) -> None:
-    with MonitorCapture(parse_target(redis_url), spool, background=background) as capture:
+                                                   prefix: bytes, mode: str) -> None:
+    with make_capture(parse_target(redis_url), spool, mode) as capture:
         r.set(prefix + b"a", 1)
         capture.drain()
         assert capture.spool is not None
@@ -341,7 +359,7 @@ def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redi
         events = capture.drain()
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + b"b"]
     assert len(gaps(events)) == 1 and "could not be parsed" in gaps(events)[0].reason
-    assert capture.stats.parse_errors == 1
+    assert capture.stats.parse_errors == (0 if mode == "raw" else 1)  # raw: found when the lines are read
 
 
 def test_drain_while_the_server_is_down_says_so(private_server: Sandbox, spool: Path) -> None:

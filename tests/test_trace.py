@@ -6,6 +6,7 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.errors import TraceFormatError
+from redisprobe.monitor_parse import parse_monitor_line
 from tests.clirun import run_cli
 
 
@@ -94,3 +95,61 @@ def test_isolation_trace_re_renders_with_the_same_verdict(tmp_path):
     assert [f["rule"] for f in offline.json()["findings"]] == ["different-server"]
     text = run_cli("report", str(out))
     assert "different-server" in text.out and "Traceback" not in text.err
+
+
+# -------------------------------------------------------------------- MONITOR lines stored as the server sent them
+
+RAW_LINES = [
+    b'+1700000000.000001 [0 127.0.0.1:5000] "SET" "k\\xff\\x00" "a \\"b\\" \\\\ \\r\\n\\t\\a\\b"',
+    b'+1700000000.000002 [3 lua] "DEL" "k"',
+    b'+1700000000.000003 [0 unix:/tmp/r\xc3\xa9dis.sock] "GET" ""',  # a socket path is printed as is
+    b'+1700000000.000004 [0 [::1]:6000] "EXPIRE" "k\\\\" "10"',
+]
+
+
+def test_monitor_lines_are_stored_raw_and_read_back_as_monitor_events(tmp_path):
+    """The capture copies MONITOR lines into the trace unparsed; every reader gets exact Monitor events."""
+    data = b"".join(line + b"\r\n" for line in RAW_LINES)
+    block = trace.monitor_lines(data, target="api")
+    assert (block.t, block.until) == (1700000000.000001, 1700000000.000004)
+    path = tmp_path / "t.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"), keep=False)
+    writer.emit_many([block, trace.Keyspace(t=1700000000.5, db=0, event="del", key=b"k")])
+    writer.close()
+    assert path.read_bytes().count(b'"monitor-lines"') == 1 and b'"type":"monitor"' not in path.read_bytes()
+    _, events = trace.load_trace(path)
+    expected = [parse_monitor_line(line) for line in RAW_LINES]
+    assert [(e.t, e.db, e.peer, e.args, e.target) for e in events[:4]] == \
+        [(m.ts, m.db, m.peer, m.args, "api") for m in expected]
+    assert events[2].peer == "unix:/tmp/rédis.sock"
+    assert events[0].args == [b"SET", b"k\xff\x00", b'a "b" \\ \r\n\t\a\b']
+    assert isinstance(events[4], trace.Keyspace)
+
+
+def test_a_malformed_stored_line_becomes_a_gap_where_it_was(tmp_path):
+    data = b"".join(line + b"\r\n" for line in [RAW_LINES[0], b"not a MONITOR line", RAW_LINES[1]])
+    path = tmp_path / "t.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"))
+    writer.emit_many([trace.monitor_lines(data, target="api")])
+    writer.close()
+    for events in (trace.load_trace(path)[1], writer.events):
+        assert [type(e).__name__ for e in events] == ["Monitor", "Gap", "Monitor"]
+        assert events[1].source == "monitor" and "could not be parsed" in events[1].reason
+        assert "not a MONITOR line" in events[1].reason and events[1].target == "api"
+
+
+def test_writer_hands_listeners_and_transforms_monitor_events_not_blocks(tmp_path):
+    """An in-memory run (isolation, ttl-race) and the live timeline see Monitor events; redaction applies."""
+    from redisprobe.redact import redacting
+
+    seen: list[trace.Event] = []
+    path = tmp_path / "t.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"))
+    writer.subscribe(seen.append)
+    writer.transform = redacting
+    writer.emit_many([trace.monitor_lines(RAW_LINES[0] + b"\r\n", target="api")])
+    writer.close()
+    assert seen == writer.events == trace.load_trace(path)[1]
+    (event,) = seen
+    assert isinstance(event, trace.Monitor) and event.args[:2] == [b"SET", b"k\xff\x00"]
+    assert event.args[2].startswith(b"<redacted ") and b"a \\" not in path.read_bytes()

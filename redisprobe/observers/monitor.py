@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from redisprobe import procs, trace
 from redisprobe.errors import ConnectionProblem, ProbeError
-from redisprobe.monitor_parse import parse_complete_lines
+from redisprobe.monitor_parse import (
+    MonitorParseError,
+    last_line_start,
+    line_time,
+    parse_complete_lines,
+    parse_monitor_line,
+)
 
 if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s, 12 MB)
     import redis
@@ -80,6 +86,24 @@ class _Fence:
     token: bytes
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """Complete MONITOR lines not handed out yet, unparsed (raw mode)."""
+
+    data: bytes
+    lines: int
+
+    def split(self, count: int) -> tuple[_Raw, _Raw]:
+        """The first `count` lines, and the rest."""
+        cut = -1
+        for _ in range(count):
+            cut = self.data.index(b"\n", cut + 1)
+        return _Raw(self.data[:cut + 1], count), _Raw(self.data[cut + 1:], self.lines - count)
+
+
+Handed = trace.Monitor | trace.Gap | trace.MonitorLines
+
+
 class MonitorCapture:
     """MONITOR on one target, read by a child process into a spool, parsed here.
 
@@ -92,10 +116,16 @@ class MonitorCapture:
     at normal priority while the server is busy takes CPU from the server itself (measured: -20 to -35% of its
     throughput on 2 cores), while at nice 19 it only uses CPU the server leaves idle and catches up afterwards.
     With `background=False`, `poll()` and `drain()` parse in the caller's thread.
+
+    With `raw=True` nothing is parsed: `poll()` and `drain()` hand out `trace.MonitorLines` blocks, the lines
+    exactly as the server sent them (our fences taken out), for a trace writer to store as they are. This is
+    what a capture into a trace uses: copying costs a few nanoseconds a line where parsing costs microseconds,
+    CPU that on a loaded server is taken from the server itself; the lines are parsed when the trace is read.
+    Counts (`max_lines`, `batch`) are in lines either way.
     """
 
     def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False,
-                 background: bool = True) -> None:
+                 background: bool = True, raw: bool = False) -> None:
         self.target = target
         self.spool_dir = Path(spool_dir)
         self.where = f"{label} ({target.label})" if label else target.label
@@ -107,9 +137,10 @@ class MonitorCapture:
         self._stderr: Path | None = None
         self._file: Any = None
         self._tail = b""
-        # Parsed, not yet handed out: batches of Monitor events (one per parsed block), Gaps, fence markers.
-        self._pending: deque[list[trace.Monitor] | trace.Gap | _Fence] = deque()
-        self._pending_count = 0  # Monitor events in `_pending` (bounds the background parser)
+        self.raw = raw
+        # Read, not yet handed out: batches of Monitor events (one per parsed block) or raw lines, Gaps, fences.
+        self._pending: deque[list[trace.Monitor] | _Raw | trace.Gap | _Fence] = deque()
+        self._pending_count = 0  # MONITOR lines in `_pending` (bounds the background parser)
         self._count_lock = threading.Lock()
         self._fence: redis.Redis | None = None
         self._started = False
@@ -212,24 +243,25 @@ class MonitorCapture:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def poll(self, max_lines: int | None = None) -> list[trace.Monitor | trace.Gap]:
-        """What the spool gained since the last call, parsed (non-blocking; at most `max_lines` events)."""
+    def poll(self, max_lines: int | None = None) -> list[Handed]:
+        """What the spool gained since the last call (non-blocking; at most `max_lines` lines and gaps)."""
         if not self._started or self._stopped:
             return []
-        out: list[trace.Monitor | trace.Gap] = []
+        out: list[Handed] = []
         if self._thread is not None:
             self._take(out, max_lines)
             return out
         self._watch_reader()
+        taken = 0
         while True:
-            self._take(out, max_lines)
-            if max_lines is not None and len(out) >= max_lines:
+            taken += self._take(out, None if max_lines is None else max_lines - taken)[1]
+            if max_lines is not None and taken >= max_lines:
                 return out
             if not self._read_available(once=True):
-                self._take(out, max_lines)
+                self._take(out, None if max_lines is None else max_lines - taken)
                 return out
 
-    def drain(self, timeout: float = 10) -> list[trace.Monitor | trace.Gap]:
+    def drain(self, timeout: float = 10) -> list[Handed]:
         """Everything the server executed before this call, parsed: the rest of the spool up to a fence.
 
         The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
@@ -242,7 +274,7 @@ class MonitorCapture:
         """
         return [event for batch in self.drain_batches(timeout) for event in batch]
 
-    def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[trace.Monitor | trace.Gap]]:
+    def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[Handed]]:
         """`drain()` in lists of at most `batch` events, so that memory stays flat however long the backlog.
 
         Iterate it to the end (the background parser stands aside until then).
@@ -255,26 +287,29 @@ class MonitorCapture:
         finally:
             self._draining.clear()
 
-    def _drain(self, timeout: float, batch: int) -> Iterator[list[trace.Monitor | trace.Gap]]:
+    def _drain(self, timeout: float, batch: int) -> Iterator[list[Handed]]:
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
-        out: list[trace.Monitor | trace.Gap] = []
+        out: list[Handed] = []
+        size = 0  # lines and gaps in `out`
         while True:
-            if len(out) >= batch:
+            if size >= batch:
                 yield out
-                out = []
+                out, size = [], 0
                 deadline = time.monotonic() + timeout
             if self._thread is None:
                 self._watch_reader()
             # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
             if self._monitoring and sent_epoch != self._epoch and self._send_fence(token):
                 sent_epoch = self._epoch
-            if self._take(out, batch, token):
+            fenced, taken = self._take(out, batch - size, token)
+            size += taken
+            if fenced:
                 if out:
                     yield out  # whatever follows the fence stays pending for the next poll()
                 return
-            if len(out) >= batch:
+            if size >= batch:
                 continue
             # The caller parses (at its own priority, not nice 19): a drain is the moment to catch up. (A nice-19
             # thread holding the lock while the kernel prefers other work would slow us down: it stands aside.)
@@ -310,29 +345,42 @@ class MonitorCapture:
                                                reason=f"MONITOR parser on {self.where} failed: {exc!r}"))
                 self._halt.wait(1.0)
 
-    def _take(self, out: list[trace.Monitor | trace.Gap], max_lines: int | None, fence: bytes | None = None) -> bool:
-        """Move parsed events from the pending queue to `out`, whole batches at a time; True at the `fence`.
+    def _take(self, out: list[Handed], room: int | None, fence: bytes | None = None) -> tuple[bool, int]:
+        """Move pending lines and gaps to `out`, at most `room` of them (None: all); returns (whether the `fence`
+        was reached, how many were moved).
 
         Only the consumer pops (left) and the producer only appends (right), so putting the rest of a split
         batch back on the left keeps the order.
         """
         pending = self._pending
-        while pending and (max_lines is None or len(out) < max_lines):
+        moved = 0
+        while pending and (room is None or moved < room):
             item = pending.popleft()
             if type(item) is list:
-                room = len(item) if max_lines is None else max_lines - len(out)
-                if len(item) > room:
-                    pending.appendleft(item[room:])
-                    item = item[:room]
+                size = len(item)
+                if room is not None and size > room - moved:
+                    pending.appendleft(item[room - moved:])
+                    item = item[:room - moved]
+                    size = len(item)
                 out.extend(item)
-                with self._count_lock:
-                    self._pending_count -= len(item)
+            elif type(item) is _Raw:
+                if room is not None and item.lines > room - moved:
+                    item, rest = item.split(room - moved)
+                    pending.appendleft(rest)
+                size = item.lines
+                out.append(trace.monitor_lines(item.data, self._label, default_t=self._last_t or None))
             elif isinstance(item, _Fence):
                 if fence is not None and item.token == fence:
-                    return True
+                    return True, moved
+                continue
             else:
                 out.append(item)
-        return False
+                moved += 1
+                continue
+            moved += size
+            with self._count_lock:
+                self._pending_count -= size
+        return False, moved
 
     def _read_available(self, once: bool = False, block: int = _READ_BLOCK, wait: bool = True) -> bool:
         """Parse complete lines newly in the spool into the pending queue; False when there was nothing new.
@@ -382,6 +430,9 @@ class MonitorCapture:
             start = mark + 2
 
     def _lines(self, data: bytes) -> None:
+        if self.raw:
+            self._raw_lines(data)
+            return
         label = self._label
 
         def make(ts: float, db: int, peer: str, args: list[bytes]) -> trace.Monitor:
@@ -406,6 +457,37 @@ class MonitorCapture:
         else:
             self._queue(events)
 
+    def _raw_lines(self, data: bytes) -> None:
+        """Raw mode: queue the lines as they are; only a block holding a fence is looked at line by line."""
+        last = line_time(data, last_line_start(data))
+        if last is not None:
+            self._last_t = max(self._last_t, last)
+        if FENCE_PREFIX not in data and _FENCE_NAME not in data:
+            self._queue_raw(data)
+            return
+        run: list[bytes] = []
+        for line in data.split(b"\r\n")[:-1]:
+            fence = None
+            if FENCE_PREFIX in line or _FENCE_NAME in line:
+                with contextlib.suppress(MonitorParseError):
+                    fence = _fence_of(parse_monitor_line(line).args)
+            if fence is None:
+                run.append(line)
+                continue
+            if run:
+                self._queue_raw(b"\r\n".join(run) + b"\r\n")
+                run = []
+            self._pending.append(_Fence(fence))
+        if run:
+            self._queue_raw(b"\r\n".join(run) + b"\r\n")
+
+    def _queue_raw(self, data: bytes) -> None:
+        lines = data.count(b"\n")
+        self.stats.lines += lines
+        with self._count_lock:
+            self._pending_count += lines
+        self._pending.append(_Raw(data, lines))
+
     def _queue(self, events: list[trace.Monitor]) -> None:
         self.stats.lines += len(events)
         with self._count_lock:
@@ -416,7 +498,7 @@ class MonitorCapture:
         """Our fence lines become markers between batches (rare: only blocks that contain one come here)."""
         run: list[trace.Monitor] = []
         for event in events:
-            fence = _fence_of(event)
+            fence = _fence_of(event.args)
             if fence is None:
                 run.append(event)
                 continue
@@ -568,10 +650,9 @@ class MonitorCapture:
         return True
 
 
-def _fence_of(event: trace.Monitor) -> bytes | None:
+def _fence_of(args: list[bytes]) -> bytes | None:
     """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's:
     the fence token (b"" for the renaming), or None for a user's command."""
-    args = event.args
     if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() == b"ECHO":
         return args[1]
     if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
