@@ -325,6 +325,7 @@ class TraceWriter:
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
         self._listeners: list[Any] = []
+        self._raw_listeners: list[Any] = []
         self.transform: Any = None  # e.g. value redaction, applied before anything is kept or written
         if path is not None:
             try:
@@ -334,9 +335,13 @@ class TraceWriter:
             self._file.write(encode(header))
             self._file.flush()
 
-    def subscribe(self, listener: Any) -> None:
-        """Call `listener(event)` for every event emitted from now on (under the writer's lock)."""
-        self._listeners.append(listener)
+    def subscribe(self, listener: Any, *, raw: bool = False) -> None:
+        """Call `listener(event)` for every event emitted from now on (under the writer's lock).
+
+        `raw=True`: MONITOR lines come as the `MonitorLines` blocks they were emitted as, for a listener that
+        parses only what it needs (the live timeline of a busy server).
+        """
+        (self._raw_listeners if raw else self._listeners).append(listener)
 
     def emit(self, event: Recorded) -> None:
         self.emit_many([event])
@@ -354,9 +359,7 @@ class TraceWriter:
         if any(type(r) is MonitorLines for r in records) and \
                 (self._keep or self._listeners or self.transform is not None):
             events = _expanded(records)
-            if self.transform is not None:
-                stored = events
-        if self.transform is not None:
+        if self.transform is not None:  # what is stored is what is shown: redacted events, never raw lines
             stored = events = [self.transform(e) for e in events]
         with self._lock:
             if self._keep:
@@ -367,6 +370,9 @@ class TraceWriter:
             for listener in self._listeners:
                 for event in events:
                     listener(event)
+            for listener in self._raw_listeners:
+                for record in stored:
+                    listener(record)
 
     def note(self, text: str, level: str = "info") -> None:
         self.emit(Note(t=time.time(), level=level, text=text))

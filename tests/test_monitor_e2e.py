@@ -265,6 +265,39 @@ def test_ctrl_c_restores_config_prints_summary_and_keeps_a_readable_trace(url, s
     assert {k["key"] for k in again.json()["keys"]} >= {"k"}
 
 
+@pytest.mark.parametrize("keys", [None, "busy:vic*"], ids=["removals-first", "keys-pattern"])
+def test_live_timeline_of_a_busy_server_shows_what_matters_and_the_trace_keeps_all(url, stack, tmp_path, keys):
+    """40,000 commands in one burst: the live view prints a bounded number of rows, still shows the DEL (and,
+    with --keys, every command on the matching key), says how many lines it passed over; nothing is lost."""
+    out = tmp_path / "busy.jsonl"
+    run = MonitorRun("--url", url, "--out", str(out), *(["--keys", keys] if keys else []))
+    stack.callback(run.kill)
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=False)
+    pipe.set("busy:victim", "v")
+    for i in range(30_000):
+        pipe.set(f"busy:{i}", i)
+    pipe.delete("busy:victim")
+    for i in range(10_000):
+        pipe.get(f"busy:{i}")
+    pipe.execute()
+    client.close()
+    code, stdout, err = run.stop(settle=1.0)
+    assert code == 130 and "Traceback" not in err
+    rows = [line for line in stdout.splitlines() if " busy:" in line]
+    assert len(rows) < 5_000, len(rows)
+    assert any("DEL" in row and "busy:victim" in row and "REMOVES" in row for row in rows), rows[-20:]
+    assert "MONITOR lines in" in stdout and "not shown" in stdout
+    if keys:
+        assert all("busy:victim" in row for row in rows)
+        assert [next(c for c in ("SET", "DEL", "?") if c == "?" or f" {c} " in row) for row in rows][:2] == \
+            ["SET", "DEL"]
+    from redisprobe.trace import Monitor, load_trace
+
+    _, events = load_trace(out)
+    assert sum(isinstance(e, Monitor) and e.args[1:2] and e.args[1].startswith(b"busy:") for e in events) == 40_002
+
+
 def test_killed_keyspace_subscriber_is_reported_as_a_gap(url, stack):
     api = _client(stack, url)
     run = _monitor(stack, url, {"api": api.pid})

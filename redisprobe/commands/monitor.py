@@ -44,9 +44,9 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
         "pids": {str(pid): label for pid, label in spec.labels.items()},
         "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values})
     writer = trace.TraceWriter(path, header, keep=False)
-    pending: deque[trace.Event] = deque()
+    pending: deque[trace.Recorded] = deque()
     if live is not None:
-        writer.subscribe(pending.append)
+        writer.subscribe(pending.append, raw=True)  # the timeline parses only the lines it shows
     for warning in spec.warnings:
         writer.note(warning, level="warning")
     if options.redact_values:
@@ -76,12 +76,13 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
                 session.stop()
         if live is not None:
             _flush_live(live, pending)
+            live.finish()  # type: ignore[attr-defined]
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost)
 
 
-def _flush_live(live: object, pending: deque[trace.Event]) -> None:
+def _flush_live(live: object, pending: deque[trace.Recorded]) -> None:
     batch = []
     while pending:
         batch.append(pending.popleft())

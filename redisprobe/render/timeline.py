@@ -1,21 +1,50 @@
-"""The live timeline: one line per command or event as it happens, removals and expiries standing out."""
+"""The live timeline: one line per command or event as it happens, removals and expiries standing out.
+
+A busy server runs far more commands than anyone can read, and parsing each one would take CPU from the server
+(and fall behind it). So the timeline prints at most `ROWS_PER_SECOND` rows a second; past that it looks only
+at the MONITOR lines that remove a key or change a TTL, or that mention a `--keys` pattern's literal text (found
+by plain text search in the lines as the server sent them), and says how many lines it passed over. The trace
+and the summary at the end have every command either way.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Final
 
 from rich.console import Console
 from rich.text import Text
 
 from redisprobe import trace
 from redisprobe.analysis import commands as cmds
+from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
+
+ROWS_PER_SECOND: Final = 500
 
 _REMOVING = {cmds.REMOVE, cmds.POP, cmds.TRIM, cmds.MOVE_ELEMENT, cmds.RENAME, cmds.MOVE, cmds.FLUSH}
 _STYLE_BY_KIND = {cmds.TTL: "yellow", cmds.SET: "green", cmds.WRITE: "green", cmds.WRITE_EXISTING: "green",
                   cmds.OVERWRITE: "green", cmds.READ: "dim", cmds.SCAN: "dim"}
 _SERVER_EVENTS = {"expired": "expired (server)", "evicted": "evicted (server)"}
+_GLOB = re.compile(r"\*|\?|\[[^]]*\]?|\\.")
+
+
+def _busy_commands() -> re.Pattern[str]:
+    """The start of a removing or TTL-changing command in MONITOR's text: `] "DEL"`, any case."""
+    names = sorted({c.name for c in cmds.COMMANDS.values() if c.kind in _REMOVING or c.kind == cmds.TTL},
+                   key=len, reverse=True)
+    return re.compile(r'\] "(?i:' + "|".join(map(re.escape, names)) + r')"')
+
+
+def _literal(pattern: bytes) -> str | None:
+    """The longest plain text every key matching the glob contains, as MONITOR prints it (None: no such text,
+    or one MONITOR would escape)."""
+    longest = max(_GLOB.split(pattern.decode("latin-1")), key=len)
+    if not longest or any(not " " <= ch <= "~" or ch in '"\\' for ch in longest):
+        return None
+    return longest
 
 
 def _text(value: bytes, limit: int = 60) -> str:
@@ -34,26 +63,95 @@ class LiveTimeline:
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
         self.rows = 0
+        self.passed_over = 0  # MONITOR lines not looked at, in all
         self._last_script_peer = ""
+        self._window = time.monotonic()
+        self._shown = 0  # rows printed in the current second
+        self._skipped = 0  # MONITOR lines not looked at in the current second
+        self._busy = _busy_commands()
+        literals = [_literal(p) for p in self.patterns]
+        self._everything = any(text is None for text in literals)  # a pattern with no literal: any line may match
+        self._needles = [text for text in literals if text]
 
     def header(self) -> None:
         self.console.print(Text(f"{'time':<12} {'who':<24} {'client':>6} {'db':>3}  {'command':<10} {'key':<40} effect",
                                 style="bold"))
 
-    def feed(self, events: Iterable[trace.Event]) -> None:
+    def feed(self, events: Iterable[trace.Recorded]) -> None:
         for event in events:
-            if isinstance(event, trace.ClientSeen):
+            self._tick()
+            if isinstance(event, trace.MonitorLines):
+                self._lines(event)
+            elif isinstance(event, trace.ClientSeen):
                 self.clients[event.addr] = event
             elif isinstance(event, trace.Monitor):
-                self._monitor(event)
+                if self._shown < ROWS_PER_SECOND:
+                    self._monitor(event)
+                else:
+                    self._skipped += 1
             elif isinstance(event, trace.Keyspace) and event.event in _SERVER_EVENTS:
-                if self._wanted([event.key]):
+                if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
                               _SERVER_EVENTS[event.event], "bold magenta")
             elif isinstance(event, trace.Gap):
                 self.console.print(Text(f"{_clock(event.t)} GAP in {event.source}: {event.reason}", style="bold red"))
             elif isinstance(event, trace.Note) and event.level == "warning":
                 self.console.print(Text(f"! {event.text}", style="yellow"))
+
+    def finish(self) -> None:
+        """Say how many lines were passed over since the last such note."""
+        self._tick(force=True)
+
+    def _tick(self, force: bool = False) -> None:
+        """Once a second: the note about lines passed over, and a fresh row budget."""
+        now = time.monotonic()
+        if not force and now - self._window < 1.0:
+            return
+        if self._skipped:
+            self.passed_over += self._skipped
+            self.console.print(Text(
+                f"{_clock(time.time())} … {self._skipped:,} MONITOR lines in {now - self._window:.1f}s not shown "
+                f"(busy server: removals and TTL changes first); the trace and the summary have them all",
+                style="dim"))
+        self._window, self._shown, self._skipped = now, 0, 0
+
+    def _lines(self, block: trace.MonitorLines) -> None:
+        """A block of MONITOR lines: all of them while the row budget lasts, else only the lines that matter."""
+        text = block.lines
+        count = text.count("\n")
+        if self._shown + count <= ROWS_PER_SECOND:
+            for event in trace.expand_monitor_lines(block):
+                self.feed([event])
+            return
+        looked = 0
+        for start in self._interesting(text):
+            if self._shown >= ROWS_PER_SECOND:
+                break
+            looked += 1
+            try:
+                line = parse_monitor_line(text[start:text.find("\r\n", start)])
+            except MonitorParseError:
+                continue  # the trace reader reports it as a gap
+            self._monitor(trace.Monitor(t=line.ts, db=line.db, peer=line.peer, args=line.args, target=block.target))
+        self._skipped += count - looked
+
+    def _interesting(self, text: str) -> Iterator[int]:
+        """Where the lines start that remove a key, change a TTL or may name a `--keys` key (found by text search)."""
+        if self._everything:
+            start = 0
+            while start < len(text):
+                yield start
+                start = text.find("\n", start) + 1 or len(text)
+            return
+        starts = {text.rfind("\n", 0, m.start()) + 1 for m in self._busy.finditer(text)}
+        for needle in self._needles:
+            at = text.find(needle)
+            while at >= 0:
+                start = text.rfind("\n", 0, at) + 1
+                starts.add(start)
+                end = text.find("\n", at)
+                at = text.find(needle, end) if end >= 0 else -1
+        yield from sorted(starts)
 
     def _who(self, peer: str) -> tuple[str, str]:
         seen = self.clients.get(peer)
@@ -95,6 +193,7 @@ class LiveTimeline:
     def _row(self, t: float, who: str, client_id: str, db: int, command: str, key: bytes, effect: str,
              style: str) -> None:
         self.rows += 1
+        self._shown += 1
         line = f"{_clock(t):<12} {who[:24]:<24} {client_id:>6} {db:>3}  {command:<10} {_text(key, 40):<40} {effect}"
         self.console.print(Text(line, style=style))
 
