@@ -12,6 +12,7 @@ Meanwhile CLIENT LIST is polled every 50 ms for the monitor client's `omem` (wha
 and psutil samples RSS and CPU of the monitor processes. With `--library`, each round also runs the capture
 library alone: (b-raw) `MonitorCapture(raw=True)` as the command uses it, and (b-parse) `MonitorCapture()`
 parsing every line in a background thread at nice 19, the way captures worked before lines were stored raw.
+With `--live`, each round also runs (b-live): the command without `--json`, its live timeline printing.
 """
 
 from __future__ import annotations
@@ -166,13 +167,16 @@ def count_sets(path: Path) -> int:
         return sum(line.count(parsed) + line.count(raw) for line in handle)
 
 
-def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path) -> Run:
+def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *,
+                live: bool = False) -> Run:
     """(b) the whole `redisprobe monitor` command, Ctrl-C'd once the load ends; `drain s` is from the end of the
-    load until the trace on disk holds every SET; `end s` from Ctrl-C until the command has printed its summary."""
-    run = Run(COMMAND)
+    load until the trace on disk holds every SET; `end s` from Ctrl-C until the command has printed its summary.
+    `live`: without --json, so the live timeline prints (to /dev/null)."""
+    run = Run("(b-live) monitor, timeline" if live else COMMAND)
     out = spool_dir / "command-trace.jsonl"
     command = procs.spawn([sys.executable, "-m", "redisprobe", "monitor", "--url", f"redis://{host}:{port}/0",
-                           "--json", "--out", str(out), "--no-enable-events"], stdin=subprocess.DEVNULL,
+                           *([] if live else ["--json"]), "--out", str(out), "--no-enable-events"],
+                          stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_monitor_attached(client)
@@ -267,6 +271,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300_000)
     parser.add_argument("--rounds", type=int, default=10, help="(a)/(b) pairs, in ABBA order")
     parser.add_argument("--library", action="store_true", help="also the capture library alone, each round")
+    parser.add_argument("--live", action="store_true", help="also the command with its live timeline, each round")
     parser.add_argument("--flat-check", type=int, default=1_000_000, metavar="N",
                         help="one more (b) run with N requests, to see that memory does not grow with N (0: skip)")
     args = parser.parse_args()
@@ -292,6 +297,8 @@ def main() -> int:
                     cli = run_redis_cli(host, port, client, args.requests)
                     runs += [ours, cli]
                 pairs.append((cli, ours))
+                if args.live:
+                    runs.append(run_command(host, port, client, args.requests, spool_dir, live=True))
                 if args.library:
                     runs.append(run_library(host, port, client, args.requests, spool_dir, raw=True))
                     runs.append(run_library(host, port, client, args.requests, spool_dir, raw=False))
