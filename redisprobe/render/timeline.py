@@ -85,6 +85,7 @@ class LiveTimeline:
         self._shown = 0  # rows printed in the current second
         self._skipped = 0  # MONITOR lines not looked at in the current second
         self._busy = _busy_commands()
+        self._pending = Text()  # rows not printed yet
         literals = [_literal(p) for p in self.patterns]
         self._everything = any(text is None for text in literals)  # a pattern with no literal: any line may match
         self._needles = [text for text in literals if text]
@@ -94,6 +95,12 @@ class LiveTimeline:
                                 style="bold"))
 
     def feed(self, events: Iterable[trace.Recorded]) -> None:
+        try:
+            self._feed(events)
+        finally:
+            self._flush()
+
+    def _feed(self, events: Iterable[trace.Recorded]) -> None:
         for event in events:
             self._tick()
             if isinstance(event, trace.MonitorLines):
@@ -110,13 +117,14 @@ class LiveTimeline:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
                               _SERVER_EVENTS[event.event], "bold magenta")
             elif isinstance(event, trace.Gap):
-                self.console.print(Text(f"{_clock(event.t)} GAP in {event.source}: {event.reason}", style="bold red"))
+                self._print(f"{_clock(event.t)} GAP in {event.source}: {event.reason}", "bold red")
             elif isinstance(event, trace.Note) and event.level == "warning":
-                self.console.print(Text(f"! {event.text}", style="yellow"))
+                self._print(f"! {event.text}", "yellow")
 
     def finish(self) -> None:
         """Say how many lines were passed over since the last such note."""
         self._tick(force=True)
+        self._flush()
 
     def _tick(self, force: bool = False) -> None:
         """Once a second: the note about lines passed over, and a fresh row budget."""
@@ -125,10 +133,9 @@ class LiveTimeline:
             return
         if self._skipped:
             self.passed_over += self._skipped
-            self.console.print(Text(
-                f"{_clock(time.time())} … {self._skipped:,} MONITOR lines in {now - self._window:.1f}s not shown "
-                f"(busy server: removals and TTL changes first); the trace and the summary have them all",
-                style="dim"))
+            self._print(f"{_clock(time.time())} … {self._skipped:,} MONITOR lines in {now - self._window:.1f}s not "
+                        f"shown (busy server: removals and TTL changes first); the trace and the summary have them all",
+                        "dim")
         self._window, self._shown, self._skipped = now, 0, 0
 
     def _lines(self, block: trace.MonitorLines) -> None:
@@ -136,8 +143,7 @@ class LiveTimeline:
         text = block.lines
         count = text.count("\n")
         if self._shown + count <= ROWS_PER_SECOND:
-            for event in trace.expand_monitor_lines(block):
-                self.feed([event])
+            self._feed(trace.expand_monitor_lines(block))
             return
         looked = 0
         for start in self._interesting(text):
@@ -211,7 +217,16 @@ class LiveTimeline:
         self.rows += 1
         self._shown += 1
         line = f"{_clock(t):<12} {who[:24]:<24} {client_id:>6} {db:>3}  {command:<10} {_text(key, 40):<40} {effect}"
-        self.console.print(Text(line, style=style))
+        self._print(line, style)
+
+    def _print(self, line: str, style: str) -> None:
+        self._pending.append(line + "\n", style=style)
+
+    def _flush(self) -> None:
+        """Print the rows of one `feed` at once: rich costs ~250 µs a `print` call, ~30 µs a row this way."""
+        if self._pending:
+            self.console.print(self._pending, end="", soft_wrap=True)
+            self._pending = Text()
 
 
 def _clock(t: float) -> str:
