@@ -68,6 +68,26 @@ def test_deleted_by_client_names_the_deleting_redis_cli(url, stack):
     assert clients[processor.pid]["label"] == "processor" and clients[api.pid]["label"] == "api"
 
 
+def test_a_one_shot_redis_cli_is_named_a_short_lived_connection_when_its_pid_was_missed(url, stack):
+    """`redis-cli DEL` connects, deletes and leaves within milliseconds, between two CLIENT LIST samples: the
+    culprit is its address, and the finding says why there is no pid (unless a sample happened to catch it)."""
+    import subprocess
+
+    api = _client(stack, url)
+    run = _monitor(stack, url, {"api": api.pid})
+    api.send("RPUSH", "batch:1", "m1")
+    api.send("EXPIRE", "batch:1", "60")
+    one_shot = subprocess.Popen(["redis-cli", "-u", url, "DEL", "batch:1"], stdout=subprocess.DEVNULL)
+    assert one_shot.wait(30) == 0
+    api.send("RPUSH", "batch:1", "m2")
+    doc = run.stop_json()
+    finding = _finding(doc, "deleted-by-client")
+    by = next(k for k in doc["keys"] if k["key"] == "batch:1" and k["removed"])["removed"]["by"]
+    if by["pid"] != one_shot.pid:
+        assert by["pid"] is None and "short-lived connection" in by["label"], by
+        assert any("short-lived connection" in line for line in finding["evidence"]), finding["evidence"]
+
+
 def test_healthy_consumption_is_no_finding(url, stack):
     api, processor = _client(stack, url), _client(stack, url, cli=True)
     run = _monitor(stack, url, {"api": api.pid, "processor": processor.pid})

@@ -12,6 +12,7 @@ before the first CLIENT LIST poll still gets its pid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from redisprobe import trace
 from redisprobe.findings import Actor
@@ -50,6 +51,9 @@ class ClientInfo:
     samples: int = 0
 
 
+SHORT_LIVED: Final = "short-lived connection: in no CLIENT LIST sample"
+
+
 class Attributor:
     """Joins MONITOR peers to connections and processes; fed in trace order, queried at the end."""
 
@@ -64,6 +68,7 @@ class Attributor:
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
         self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
+        self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -95,6 +100,7 @@ class Attributor:
             self._pids_by_client.setdefault((server, client_id), set()).add(pid)
 
     def client_seen(self, event: trace.ClientSeen, server: str) -> None:
+        self._sampled.add(server)
         info = self._client(server, event.client_id, event.t)
         info.addr = event.addr or info.addr
         info.db = event.db
@@ -200,7 +206,8 @@ class Attributor:
             return Actor(label="lua script (its caller was not seen)", addr="lua")
         client_id = self.client_at(server, peer, t)
         if client_id is None:
-            return Actor(addr=peer, label="")
+            # CLIENT LIST was sampled, yet never showed this peer: it connected and left between two samples
+            return Actor(addr=peer, label=SHORT_LIVED if server in self._sampled else "")
         return self.actor_for_client(server, client_id, peer)
 
     def actor_for_client(self, server: str, client_id: int, addr: str = "") -> Actor:
