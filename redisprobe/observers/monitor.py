@@ -356,14 +356,14 @@ class MonitorCapture:
         moved = 0
         while pending and (room is None or moved < room):
             item = pending.popleft()
-            if type(item) is list:
+            if isinstance(item, list):
                 size = len(item)
                 if room is not None and size > room - moved:
                     pending.appendleft(item[room - moved:])
                     item = item[:room - moved]
                     size = len(item)
                 out.extend(item)
-            elif type(item) is _Raw:
+            elif isinstance(item, _Raw):
                 if room is not None and item.lines > room - moved:
                     item, rest = item.split(room - moved)
                     pending.appendleft(rest)
