@@ -9,9 +9,8 @@ One sandbox server; `redis-benchmark -P 16 -t set -n N -q` against it with
 attached (its MONITOR reader child, the trace file, the CLIENT LIST poller and pid mapper, keyspace observer),
 in ABBA order round after round (a b, b a, a b, ...) so that drift of a shared machine falls on both alike.
 Meanwhile CLIENT LIST is polled every 50 ms for the monitor client's `omem` (what the server has queued for it),
-and psutil samples RSS and CPU of the monitor processes. With `--library`, each round also runs the capture
-library alone: (b-raw) `MonitorCapture(raw=True)` as the command uses it, and (b-parse) `MonitorCapture()`
-parsing every line in a background thread at nice 19, the way captures worked before lines were stored raw.
+and psutil samples RSS and CPU of the monitor processes. With `--library`, each round also runs (b-lib), the
+capture library alone (`MonitorCapture`, polled every 50 ms, lines counted and dropped).
 With `--live`, each round also runs (b-live): the command without `--json`, its live timeline printing.
 """
 
@@ -206,27 +205,25 @@ def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_
     return run
 
 
-def run_library(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *, raw: bool) -> Run:
+def run_library(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path) -> Run:
     """The capture library alone, polled every 50 ms as the command does, then drained to a fence."""
-    run = Run("(b-raw) MonitorCapture raw" if raw else "(b-parse) MonitorCapture")
+    run = Run("(b-lib) MonitorCapture")
     counted = {"set": 0, "gaps": 0}
     lock = threading.Lock()
 
-    def count(events: list[trace.Monitor | trace.Gap | trace.MonitorLines]) -> None:
+    def count(events: list[trace.MonitorLines | trace.Gap]) -> None:
         # Count and drop, like a trace writer would: memory must not grow with the commands.
         sets = holes = 0
         for event in events:
             if isinstance(event, trace.MonitorLines):
                 sets += event.lines.count('] "SET" ')
-            elif isinstance(event, trace.Monitor):
-                sets += event.args[0] == b"SET"
             else:
                 holes += 1
         with lock:
             counted["set"] += sets
             counted["gaps"] += holes
 
-    capture = MonitorCapture(parse_target(f"redis://{host}:{port}/0"), spool_dir, raw=raw, background=not raw)
+    capture = MonitorCapture(parse_target(f"redis://{host}:{port}/0"), spool_dir)
     capture.start()
     pumping = threading.Event()
     pump_lock = threading.Lock()
@@ -300,8 +297,7 @@ def main() -> int:
                 if args.live:
                     runs.append(run_command(host, port, client, args.requests, spool_dir, live=True))
                 if args.library:
-                    runs.append(run_library(host, port, client, args.requests, spool_dir, raw=True))
-                    runs.append(run_library(host, port, client, args.requests, spool_dir, raw=False))
+                    runs.append(run_library(host, port, client, args.requests, spool_dir))
                 print(f"round {index + 1}: (b)/(a) {ours.rps / cli.rps:.3f}", file=sys.stderr, flush=True)
             if args.flat_check:
                 flat = run_command(host, port, client, args.flat_check, spool_dir)

@@ -30,7 +30,7 @@ class CaptureSession:
         self.writer = writer
         self.label = label
         self._spool = Path(tempfile.mkdtemp(prefix="redisprobe-spool-"))
-        self.monitor = MonitorCapture(target, self._spool, label=label, raw=True, background=False)
+        self.monitor = MonitorCapture(target, self._spool, label=label)
         self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
         self.mapper = PidMapper(watched or {})
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,

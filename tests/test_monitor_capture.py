@@ -27,17 +27,8 @@ from redisprobe.sandbox import Sandbox, free_port, sandbox
 from redisprobe.target import Target, parse_target
 
 Event = trace.Monitor | trace.Gap | trace.MonitorLines
-MODES = pytest.mark.parametrize("mode", ["background-parser", "caller-parses", "raw"])
-
-
-def make_capture(target: Target, spool: Path, mode: str, **options: object) -> MonitorCapture:
-    """The three ways to read: parsed by a background thread, parsed by the caller, or not parsed at all."""
-    return MonitorCapture(target, spool, background=mode == "background-parser", raw=mode == "raw",
-                          **options)  # type: ignore[arg-type]
-
-
 def flat(events: list[Event]) -> list[trace.Monitor | trace.Gap]:
-    """Raw blocks as the trace reader turns them into events."""
+    """The capture's blocks of lines as the trace reader turns them into events."""
     out: list[trace.Monitor | trace.Gap] = []
     for event in events:
         if isinstance(event, trace.MonitorLines):
@@ -103,14 +94,13 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
 # ------------------------------------------------------------------------------------------- exact capture
 
 
-@MODES
 def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r: redis.Redis, spool: Path,
-                                                             prefix: bytes, mode: str) -> None:
+                                                             prefix: bytes) -> None:
     target = parse_target(redis_url)
     tricky = prefix + b'k "with" \\ spaces\n\x00\xff'
     value = b'\\x41 "\r\t\a\b\x7f' + bytes(range(256))
     cli_key = prefix.decode() + 'cli key "quoted" \\ é'
-    with make_capture(target, spool, mode, label="api") as capture:
+    with MonitorCapture(target, spool, label="api") as capture:
         r.set(tricky, value)
         r.execute_command("EXISTS", tricky, prefix + b"", prefix + b"x")
         subprocess.run(["redis-cli", "-u", redis_url, "SET", cli_key, "line1\nline2"], check=True,
@@ -128,15 +118,13 @@ def test_redis_py_and_redis_cli_commands_are_captured_exactly(redis_url: str, r:
     assert all(e.target == target.label and e.db == 0 for e in monitors)
     assert all(abs(e.t - time.time()) < 60 for e in monitors)
     assert not any(FENCE_PREFIX in a for e in flat(events) if isinstance(e, trace.Monitor) for a in e.args)
-    assert all(isinstance(e, trace.MonitorLines if mode == "raw" else trace.Monitor) for e in events)
-    assert capture.stats.lines >= 4 and capture.stats.bytes > 0 and capture.stats.parse_errors == 0
+    assert all(isinstance(e, trace.MonitorLines) for e in events)
+    assert capture.stats.lines >= 4 and capture.stats.bytes > 0
 
 
-@MODES
-def test_drain_returns_everything_sent_before_it(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
-                                                 mode: str) -> None:
+def test_drain_returns_everything_sent_before_it(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
     target = parse_target(redis_url)
-    with make_capture(target, spool, mode) as capture:
+    with MonitorCapture(target, spool) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(5000):
             pipe.set(prefix + str(i).encode(), i)
@@ -161,10 +149,9 @@ def test_poll_is_incremental(redis_url: str, r: redis.Redis, spool: Path, prefix
             assert not ours(capture.poll(), prefix)  # handed out once only
 
 
-@MODES
-def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes, mode: str) -> None:
+def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
     target = parse_target(redis_url)
-    with make_capture(target, spool, mode) as capture:
+    with MonitorCapture(target, spool) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(100):
             pipe.get(prefix + str(i).encode())
@@ -180,31 +167,31 @@ def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: byt
         assert [e.args[1] for e in ours(got, prefix)] == [prefix + str(i).encode() for i in range(100)]
 
 
-def test_background_parser_holds_back_when_nobody_polls(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory stays flat: unread events wait in the spool, not in the parent."""
+def test_what_nobody_polled_waits_in_the_spool_not_in_memory(redis_url: str, r: redis.Redis, spool: Path,
+                                                              prefix: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays flat: a poll reads the spool at most one block beyond what it hands out."""
     import redisprobe.observers.monitor as module
 
-    monkeypatch.setattr(module, "_PENDING_MAX", 100)
-    monkeypatch.setattr(module, "_BACKGROUND_BLOCK", 4096)
+    monkeypatch.setattr(module, "_READ_BLOCK", 4096)
     with MonitorCapture(parse_target(redis_url), spool) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(3000):
             pipe.get(prefix + str(i).encode())
         pipe.execute()
-        deadline = time.monotonic() + 10
-        while capture._pending_count < 100 and time.monotonic() < deadline:
+        assert capture.spool is not None
+        deadline = time.monotonic() + 15
+        while capture.spool.stat().st_size < 3000 * 40 and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)
-        assert 100 <= capture._pending_count < 200
-        events = capture.drain(timeout=30)
-    assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(3000)]
+        got = capture.poll(max_lines=100)
+        assert 0 < len(flat(got)) <= 100
+        waiting = sum(len(item.data) for item in capture._pending if isinstance(item, module._Raw))
+        assert waiting <= 4096 < capture.spool.stat().st_size // 10
+        got += capture.drain(timeout=30)
+    assert [e.args[1] for e in ours(got, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
 
-@MODES
-def test_drain_batches_are_bounded_and_complete(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes,
-                                                mode: str) -> None:
-    with make_capture(parse_target(redis_url), spool, mode) as capture:
+def test_drain_batches_are_bounded_and_complete(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
+    with MonitorCapture(parse_target(redis_url), spool) as capture:
         pipe = r.pipeline(transaction=False)
         for i in range(3000):
             pipe.get(prefix + str(i).encode())
@@ -280,11 +267,9 @@ def test_tls_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # ----------------------------------------------------------------------------------------------------- gaps
 
 
-@MODES
-def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_server: Sandbox, spool: Path,
-                                                                   mode: str) -> None:
+def test_killed_monitor_connection_gives_a_gap_and_capture_goes_on(private_server: Sandbox, spool: Path) -> None:
     client = redis.Redis.from_url(private_server.urls[0])
-    with make_capture(private_server.target("api"), spool, mode) as capture:
+    with MonitorCapture(private_server.target("api"), spool) as capture:
         client.set("before", "1")
         first = capture.drain()
         assert [e.args for e in flat(first) if isinstance(e, trace.Monitor) and e.args[0] == b"SET"] == \
@@ -317,9 +302,8 @@ def test_server_restart_gives_a_gap_and_capture_goes_on(private_server: Sandbox,
             [[b"SET", b"after-restart", b"1"]]
 
 
-@MODES
-def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path, mode: str) -> None:
-    with make_capture(private_server.target("api"), spool, mode) as capture:
+def test_killed_reader_process_is_restarted_with_a_gap(private_server: Sandbox, spool: Path) -> None:
+    with MonitorCapture(private_server.target("api"), spool) as capture:
         assert capture.proc is not None
         old = capture.proc.pid
         os.kill(old, signal.SIGKILL)
@@ -346,10 +330,9 @@ def test_ctrl_c_does_not_stop_the_reader_before_the_drain(redis_url: str, r: red
     assert not gaps(events)
 
 
-@MODES
 def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redis, spool: Path,
-                                                   prefix: bytes, mode: str) -> None:
-    with make_capture(parse_target(redis_url), spool, mode) as capture:
+                                                   prefix: bytes) -> None:
+    with MonitorCapture(parse_target(redis_url), spool) as capture:
         r.set(prefix + b"a", 1)
         capture.drain()
         assert capture.spool is not None
@@ -359,7 +342,6 @@ def test_malformed_spool_line_is_a_gap_not_a_crash(redis_url: str, r: redis.Redi
         events = capture.drain()
     assert [e.args[1] for e in ours(events, prefix)] == [prefix + b"b"]
     assert len(gaps(events)) == 1 and "could not be parsed" in gaps(events)[0].reason
-    assert capture.stats.parse_errors == (0 if mode == "raw" else 1)  # raw: found when the lines are read
 
 
 def test_drain_while_the_server_is_down_says_so(private_server: Sandbox, spool: Path) -> None:

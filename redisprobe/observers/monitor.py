@@ -4,8 +4,10 @@ A slow MONITOR reader does not slow the server down: the server buffers our outp
 default, and we fall seconds behind (redis-py's `Monitor` parses ~60k lines/s). So the reading is done by a
 child process of its own (`python -m redisprobe.observers.monitor`) that does nothing but append the raw bytes
 it receives to a spool file, with big receive buffers and no parsing; capture speed is then bounded by the
-socket, like `redis-cli monitor`. The parent parses the spool incrementally (memory stays flat however many
-commands go by) into `trace.Monitor` events.
+socket, like `redis-cli monitor`. The parent hands the spooled lines on unparsed, as `trace.MonitorLines`
+blocks, a bounded number at a time (the rest waits on disk: memory stays flat however many commands go by):
+parsing costs microseconds a line, CPU that on a loaded server is taken from the server itself, so it waits
+until the trace is read.
 
 Spool format: complete MONITOR lines (`+<time> [<db> <peer>] "arg" ...\\r\\n`) exactly as the server sent them,
 interleaved with the reader's own status lines `!{json}\\r\\n` (never confused with MONITOR lines, which always
@@ -26,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import deque
@@ -42,7 +43,6 @@ from redisprobe.monitor_parse import (
     MonitorParseError,
     last_line_start,
     line_time,
-    parse_complete_lines,
     parse_monitor_line,
 )
 
@@ -59,10 +59,7 @@ SOURCE = "monitor"
 
 _RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
 _SOCKET_RCVBUF = 4 << 20  # asked of the kernel (capped by net.core.rmem_max)
-_READ_BLOCK = 1 << 20  # the parent parses the spool this much at a time
-_BACKGROUND_BLOCK = 256 << 10  # smaller bites for the background parser: the GIL is released between them
-_PENDING_MAX = 32768  # the background parser pauses when this many events wait for poll(): memory stays flat
-_IDLE_WAIT = 0.005  # how often an idle background parser looks at the spool
+_READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
 
@@ -71,9 +68,8 @@ _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
 class MonitorStats:
     """What the capture has done so far (for the run summary and the benchmark)."""
 
-    lines: int = 0  # MONITOR lines turned into events (fences excluded)
-    bytes: int = 0  # spool bytes parsed
-    parse_errors: int = 0  # lines that could not be parsed (each reported in a zero-length Gap)
+    lines: int = 0  # MONITOR lines read from the spool (fences excluded)
+    bytes: int = 0  # spool bytes read
     reconnects: int = 0  # times the reader lost MONITOR and got it back
     reader_restarts: int = 0  # times the reader process died and was started again
     gaps: int = 0  # Gap events emitted
@@ -88,7 +84,7 @@ class _Fence:
 
 @dataclass(frozen=True)
 class _Raw:
-    """Complete MONITOR lines not handed out yet, unparsed (raw mode)."""
+    """Complete MONITOR lines not handed out yet."""
 
     data: bytes
     lines: int
@@ -101,31 +97,19 @@ class _Raw:
         return _Raw(self.data[:cut + 1], count), _Raw(self.data[cut + 1:], self.lines - count)
 
 
-Handed = trace.Monitor | trace.Gap | trace.MonitorLines
+Handed = trace.MonitorLines | trace.Gap
 
 
 class MonitorCapture:
-    """MONITOR on one target, read by a child process into a spool, parsed here.
+    """MONITOR on one target, read by a child process into a spool, handed on here unparsed.
 
-    `poll()` and `drain()` return `trace.Monitor` events (t = server time, target = the target's label) and
-    `trace.Gap` events for every stretch during which MONITOR was not connected or a line could not be parsed.
-    Use as a context manager, or call `start()` and then `stop()` in a `finally`.
-
-    With `background=True` (the default) a thread parses the spool ahead of `poll()` at the lowest CPU priority
-    (Linux: nice 19 for that thread only). Parsing costs a few microseconds per line; on a small machine, parsing
-    at normal priority while the server is busy takes CPU from the server itself (measured: -20 to -35% of its
-    throughput on 2 cores), while at nice 19 it only uses CPU the server leaves idle and catches up afterwards.
-    With `background=False`, `poll()` and `drain()` parse in the caller's thread.
-
-    With `raw=True` nothing is parsed: `poll()` and `drain()` hand out `trace.MonitorLines` blocks, the lines
-    exactly as the server sent them (our fences taken out), for a trace writer to store as they are. This is
-    what a capture into a trace uses: copying costs a few nanoseconds a line where parsing costs microseconds,
-    CPU that on a loaded server is taken from the server itself; the lines are parsed when the trace is read.
-    Counts (`max_lines`, `batch`) are in lines either way.
+    `poll()` and `drain()` return `trace.MonitorLines` blocks (the lines exactly as the server sent them, our
+    fences taken out; `trace.expand_monitor_lines` parses one into `trace.Monitor` events) and `trace.Gap` events
+    for every stretch during which MONITOR was not connected. Counts (`max_lines`, `batch`) are in lines. One
+    thread at a time may call them. Use as a context manager, or call `start()` and then `stop()` in a `finally`.
     """
 
-    def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False,
-                 background: bool = True, raw: bool = False) -> None:
+    def __init__(self, target: Target, spool_dir: Path, *, label: str = "", keep_spool: bool = False) -> None:
         self.target = target
         self.spool_dir = Path(spool_dir)
         self.where = f"{label} ({target.label})" if label else target.label
@@ -137,11 +121,7 @@ class MonitorCapture:
         self._stderr: Path | None = None
         self._file: Any = None
         self._tail = b""
-        self.raw = raw
-        # Read, not yet handed out: batches of Monitor events (one per parsed block) or raw lines, Gaps, fences.
-        self._pending: deque[list[trace.Monitor] | _Raw | trace.Gap | _Fence] = deque()
-        self._pending_count = 0  # MONITOR lines in `_pending` (bounds the background parser)
-        self._count_lock = threading.Lock()
+        self._pending: deque[_Raw | trace.Gap | _Fence] = deque()  # read, not yet handed out
         self._fence: redis.Redis | None = None
         self._started = False
         self._stopped = False
@@ -151,11 +131,6 @@ class MonitorCapture:
         self._fatal: dict[str, Any] | None = None
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
-        self.background = background
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
-        self._read_lock = threading.Lock()  # held while one thread reads and parses a block of the spool
-        self._draining = threading.Event()  # drain() parses at the caller's priority: the nice-19 thread waits
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -192,10 +167,6 @@ class MonitorCapture:
                 if time.monotonic() > deadline:
                     raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged within {timeout:g}s")
                 time.sleep(0.005)
-            if self.background:
-                self._thread = threading.Thread(target=self._background, name="redisprobe-monitor-parser",
-                                                daemon=True)
-                self._thread.start()
         except BaseException:
             self.stop()
             raise
@@ -205,23 +176,15 @@ class MonitorCapture:
         if self._stopped:
             return
         self._stopped = True
-        self._halt.set()
-        if self._thread is not None:
-            self._thread.join(10)  # before the reader stops: the thread may be respawning it
         if self.proc is not None:
             procs.stop(self.proc)
         if self._fence is not None:
             with contextlib.suppress(Exception):
                 self._fence.close()
         if self._file is not None:
-            locked = self._read_lock.acquire(timeout=10)
-            try:
-                with contextlib.suppress(OSError):
-                    self._file.close()
-                self._file = None
-            finally:
-                if locked:
-                    self._read_lock.release()
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
         if not self.keep_spool:
             for path in (self.spool, self._stderr):
                 if path is not None:
@@ -248,9 +211,6 @@ class MonitorCapture:
         if not self._started or self._stopped:
             return []
         out: list[Handed] = []
-        if self._thread is not None:
-            self._take(out, max_lines)
-            return out
         self._watch_reader()
         taken = 0
         while True:
@@ -262,32 +222,22 @@ class MonitorCapture:
                 return out
 
     def drain(self, timeout: float = 10) -> list[Handed]:
-        """Everything the server executed before this call, parsed: the rest of the spool up to a fence.
+        """Everything the server executed before this call: the rest of the spool up to a fence.
 
         The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
         the server runs commands one at a time and MONITOR shows them in order, seeing it in the spool proves
         that every earlier command is there too. The fence itself is never returned. If the fence does not
         show up in time, a Gap says so instead of a silent hole. `timeout` bounds the wait for progress: a long
-        backlog that is being parsed does not time out.
+        backlog that is being read does not time out.
 
         The list holds the whole unpolled backlog; `drain_batches` hands it out in bounded pieces instead.
         """
         return [event for batch in self.drain_batches(timeout) for event in batch]
 
     def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[Handed]]:
-        """`drain()` in lists of at most `batch` events, so that memory stays flat however long the backlog.
-
-        Iterate it to the end (the background parser stands aside until then).
-        """
+        """`drain()` in lists of at most `batch` lines and gaps, so that memory stays flat however long the backlog."""
         if not self._started or self._stopped:
             return
-        self._draining.set()
-        try:
-            yield from self._drain(timeout, batch)
-        finally:
-            self._draining.clear()
-
-    def _drain(self, timeout: float, batch: int) -> Iterator[list[Handed]]:
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
@@ -298,8 +248,7 @@ class MonitorCapture:
                 yield out
                 out, size = [], 0
                 deadline = time.monotonic() + timeout
-            if self._thread is None:
-                self._watch_reader()
+            self._watch_reader()
             # (Re)send after every MONITOR acknowledgement: a fence sent while disconnected is never seen.
             if self._monitoring and sent_epoch != self._epoch and self._send_fence(token):
                 sent_epoch = self._epoch
@@ -311,8 +260,6 @@ class MonitorCapture:
                 return
             if size >= batch:
                 continue
-            # The caller parses (at its own priority, not nice 19): a drain is the moment to catch up. (A nice-19
-            # thread holding the lock while the kernel prefers other work would slow us down: it stands aside.)
             if self._read_available(once=True):
                 continue
             if time.monotonic() > deadline:
@@ -325,96 +272,53 @@ class MonitorCapture:
                 return
             time.sleep(0.002)
 
-    def _background(self) -> None:
-        """The background parser: spool -> pending events, at the lowest CPU priority, never dying silently."""
-        if sys.platform.startswith("linux"):
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread only, on Linux
-        while not self._halt.is_set():
-            try:
-                self._watch_reader()
-                if self._pending_count >= _PENDING_MAX or self._draining.is_set():
-                    self._halt.wait(_IDLE_WAIT)
-                    continue
-                if not self._read_available(once=True, block=_BACKGROUND_BLOCK):
-                    self._halt.wait(_IDLE_WAIT)
-            except Exception as exc:  # a bug must not end the capture unnoticed
-                self.stats.gaps += 1
-                self._pending.append(trace.Gap(t=self._last_t or time.time(), until=None, source=SOURCE,
-                                               target=self._label,
-                                               reason=f"MONITOR parser on {self.where} failed: {exc!r}"))
-                self._halt.wait(1.0)
-
     def _take(self, out: list[Handed], room: int | None, fence: bytes | None = None) -> tuple[bool, int]:
         """Move pending lines and gaps to `out`, at most `room` of them (None: all); returns (whether the `fence`
         was reached, how many were moved).
 
-        Only the consumer pops (left) and the producer only appends (right), so putting the rest of a split
-        batch back on the left keeps the order.
+        The rest of a split block goes back on the left, so the order is kept.
         """
         pending = self._pending
         moved = 0
         while pending and (room is None or moved < room):
             item = pending.popleft()
-            if isinstance(item, list):
-                size = len(item)
-                if room is not None and size > room - moved:
-                    pending.appendleft(item[room - moved:])
-                    item = item[:room - moved]
-                    size = len(item)
-                out.extend(item)
-            elif isinstance(item, _Raw):
+            if isinstance(item, _Raw):
                 if room is not None and item.lines > room - moved:
                     item, rest = item.split(room - moved)
                     pending.appendleft(rest)
-                size = item.lines
+                moved += item.lines
                 out.append(trace.monitor_lines(item.data, self._label, default_t=self._last_t or None))
             elif isinstance(item, _Fence):
                 if fence is not None and item.token == fence:
                     return True, moved
-                continue
             else:
                 out.append(item)
                 moved += 1
-                continue
-            moved += size
-            with self._count_lock:
-                self._pending_count -= size
         return False, moved
 
-    def _read_available(self, once: bool = False, block: int = _READ_BLOCK, wait: bool = True) -> bool:
-        """Parse complete lines newly in the spool into the pending queue; False when there was nothing new.
-
-        One block at a time under `_read_lock`, so events enter the queue in spool order whichever thread
-        parses (the background parser, or drain() helping it at the caller's priority). `wait=False` gives up
-        at once when the other thread is in the middle of a block.
-        """
+    def _read_available(self, once: bool = False) -> bool:
+        """Queue the complete lines newly in the spool (`once`: one block of them); False when nothing was new."""
         got = False
         while True:
-            if not self._read_lock.acquire(blocking=wait):
+            if self._file is None:
                 return got
-            try:
-                if self._file is None:
-                    return got
-                chunk = self._file.read(block)
-                if not chunk:
-                    return got
-                data = self._tail + chunk
-                cut = data.rfind(b"\r\n") + 2
-                if cut < 2:
-                    self._tail = data
-                else:
-                    self._tail = data[cut:]
-                    self.stats.bytes += cut
-                    self._process(data[:cut])
-            finally:
-                self._read_lock.release()
+            chunk = self._file.read(_READ_BLOCK)
+            if not chunk:
+                return got
+            data = self._tail + chunk
+            cut = data.rfind(b"\r\n") + 2
+            if cut < 2:
+                self._tail = data
+            else:
+                self._tail = data[cut:]
+                self.stats.bytes += cut
+                self._process(data[:cut])
             got = True
             if once and cut >= 2:
                 return True
 
     def _process(self, data: bytes) -> None:
-        """Split a block of complete lines at the reader's status lines and parse the MONITOR lines between."""
+        """Split a block of complete lines at the reader's status lines and queue the MONITOR lines between."""
         start, size = 0, len(data)
         while start < size:
             if data[start] == 0x21:  # "!": a status line
@@ -430,35 +334,7 @@ class MonitorCapture:
             start = mark + 2
 
     def _lines(self, data: bytes) -> None:
-        if self.raw:
-            self._raw_lines(data)
-            return
-        label = self._label
-
-        def make(ts: float, db: int, peer: str, args: list[bytes]) -> trace.Monitor:
-            return trace.Monitor(t=ts, db=db, peer=peer, args=args, target=label)
-
-        errors: list[tuple[bytes, str]] = []
-        events = parse_complete_lines(data, make, errors)
-        if errors:
-            # A line we cannot read is a command we lost: say so where it happened, never crash.
-            self.stats.parse_errors += len(errors)
-            self.stats.gaps += 1
-            at = events[0].t if events else self._last_t or time.time()
-            self._pending.append(trace.Gap(
-                t=at, until=at, source=SOURCE, target=label,
-                reason=f"{len(errors)} MONITOR line(s) from {self.where} could not be parsed; "
-                       f"first: {errors[0][1]}"))
-        if not events:
-            return
-        self._last_t = max(self._last_t, events[-1].t)
-        if FENCE_PREFIX in data or _FENCE_NAME in data:
-            self._queue_with_fences(events)
-        else:
-            self._queue(events)
-
-    def _raw_lines(self, data: bytes) -> None:
-        """Raw mode: queue the lines as they are; only a block holding a fence is looked at line by line."""
+        """Queue the lines as they are; only a block holding a fence is looked at line by line."""
         last = line_time(data, last_line_start(data))
         if last is not None:
             self._last_t = max(self._last_t, last)
@@ -484,37 +360,17 @@ class MonitorCapture:
     def _queue_raw(self, data: bytes) -> None:
         lines = data.count(b"\n")
         self.stats.lines += lines
-        with self._count_lock:
-            self._pending_count += lines
         self._pending.append(_Raw(data, lines))
-
-    def _queue(self, events: list[trace.Monitor]) -> None:
-        self.stats.lines += len(events)
-        with self._count_lock:
-            self._pending_count += len(events)
-        self._pending.append(events)
-
-    def _queue_with_fences(self, events: list[trace.Monitor]) -> None:
-        """Our fence lines become markers between batches (rare: only blocks that contain one come here)."""
-        run: list[trace.Monitor] = []
-        for event in events:
-            fence = _fence_of(event.args)
-            if fence is None:
-                run.append(event)
-                continue
-            if run:
-                self._queue(run)
-                run = []
-            self._pending.append(_Fence(fence))
-        if run:
-            self._queue(run)
 
     def _status(self, line: bytes) -> None:
         """A status line from the reader: MONITOR acknowledged, lost, or refused for good."""
         try:
             status = json.loads(line[1:])
-        except ValueError:
-            self.stats.parse_errors += 1
+        except ValueError:  # never written so: say it, rather than guess what the reader meant
+            self.stats.gaps += 1
+            self._pending.append(trace.Gap(t=self._last_t or time.time(), source=SOURCE, target=self._label,
+                                           reason=f"unreadable status from the MONITOR reader of {self.where}: "
+                                                  f"{line[:80]!r}"))
             return
         event = status.get("ev")
         if event == "monitoring":
