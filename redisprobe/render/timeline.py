@@ -79,7 +79,6 @@ class LiveTimeline:
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
         self.rows = 0
-        self.passed_over = 0  # MONITOR lines not looked at, in all
         self._last_script_peer = ""
         self._window = time.monotonic()
         self._shown = 0  # rows printed in the current second
@@ -132,7 +131,6 @@ class LiveTimeline:
         if not force and now - self._window < 1.0:
             return
         if self._skipped:
-            self.passed_over += self._skipped
             self._print(f"{_clock(time.time())} … {self._skipped:,} MONITOR lines in {now - self._window:.1f}s not "
                         f"shown (busy server: removals and TTL changes first); the trace and the summary have them all",
                         "dim")
