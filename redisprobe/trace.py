@@ -206,14 +206,11 @@ Event = (
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""
-_Line = Header | ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen \
-    | TtlSample | Gap | Note | ServerSeen | MonitorLines
 
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
 _stored_decoder = msgspec.json.Decoder(Recorded)
 _BLOCK_TAG = b'"monitor-lines"'
-_line_decoder = msgspec.json.Decoder(_Line)
 
 
 def encode(event: Header | Recorded) -> bytes:
