@@ -41,6 +41,9 @@ class Summary:
         }
 
 
+OBSERVER_PREFIX = "redisprobe:observer"
+
+
 class _Tap:
     """Counts and collects the small things while the big stream flows on to the lifecycle fold."""
 
@@ -48,18 +51,22 @@ class _Tap:
         self.clients: dict[int, trace.ClientSeen] = {}
         self.gaps: list[trace.Gap] = []
         self.notes: list[trace.Note] = []
-        self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0}
+        self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0, "own_commands": 0}
+        self._own: set[tuple[str, str]] = set()  # (target, addr) of redisprobe's observer connections
         self.ttl: dict[bytes, list[int]] = {}
 
     def through(self, events: Iterable[trace.Event]) -> Iterator[trace.Event]:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
-        commands = keyspace_events = ops = others = 0
+        own = self._own
+        commands = keyspace_events = ops = others = own_commands = 0
         try:
             for event in events:
                 kind = type(event)
                 if kind is monitor:
                     commands += 1
+                    if own and (event.target, event.peer) in own:  # type: ignore[union-attr]
+                        own_commands += 1
                     yield event
                     continue
                 others += 1
@@ -69,6 +76,8 @@ class _Tap:
                     ops += 1
                 elif kind is trace.ClientSeen:
                     self.clients[event.client_id] = event  # type: ignore[union-attr]
+                    if event.name.startswith(OBSERVER_PREFIX):  # type: ignore[union-attr]
+                        own.add((event.target, event.addr))  # type: ignore[union-attr]
                 elif kind is trace.Gap:
                     self.gaps.append(event)  # type: ignore[arg-type]
                 elif kind is trace.Note:
@@ -78,7 +87,8 @@ class _Tap:
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others
-            stats["commands"] += commands
+            stats["commands"] += commands - own_commands  # what clients sent, not redisprobe's own polling
+            stats["own_commands"] += own_commands
             stats["keyspace_events"] += keyspace_events
             stats["ops"] += ops
 
@@ -136,7 +146,7 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
     clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
                 "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
                                                    else ""),
-                "process": c.process} for c in tap.clients.values() if not c.name.startswith("redisprobe:observer")]
+                "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]
     curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
     return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
                    stats=tap.stats, ttl_curves=curves)

@@ -318,6 +318,17 @@ def test_live_timeline_of_a_busy_server_shows_what_matters_and_the_trace_keeps_a
     assert sum(isinstance(e, Monitor) and e.args[1:2] and e.args[1].startswith(b"busy:") for e in events) == 40_002
 
 
+def test_stats_count_the_users_commands_not_redisprobes_own(url, stack):
+    """The CLIENT LIST poller's INFO calls show in MONITOR too; `commands` counts only what clients sent."""
+    api = _client(stack, url)
+    run = _monitor(stack, url, {"api": api.pid})
+    for command in (("SET", "a", "1"), ("GET", "a"), ("DEL", "a")):
+        api.send(*command)
+    doc = run.stop_json(settle=1.0)
+    assert doc["stats"]["commands"] == 3, doc["stats"]
+    assert doc["stats"]["own_commands"] >= 1, doc["stats"]
+
+
 def test_killed_keyspace_subscriber_is_reported_as_a_gap(url, stack):
     api = _client(stack, url)
     run = _monitor(stack, url, {"api": api.pid})
