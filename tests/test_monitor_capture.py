@@ -190,6 +190,50 @@ def test_what_nobody_polled_waits_in_the_spool_not_in_memory(redis_url: str, r: 
     assert [e.args[1] for e in ours(got, prefix)] == [prefix + str(i).encode() for i in range(3000)]
 
 
+def test_spool_files_rotate_and_what_was_read_is_removed(redis_url: str, r: redis.Redis, spool: Path,
+                                                         prefix: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk stays bounded too: the reader moves to a new spool file every so often, read files are deleted."""
+    import redisprobe.observers.monitor as module
+
+    monkeypatch.setattr(module, "_ROTATE_BYTES", 16 << 10)
+    with MonitorCapture(parse_target(redis_url), spool) as capture:
+        first = capture.spool
+        assert first is not None
+        pipe = r.pipeline(transaction=False)
+        for i in range(5000):
+            pipe.set(prefix + str(i).encode(), i)
+        pipe.execute()
+        events = capture.drain(timeout=30)
+        assert capture.stats.rotations >= 5 and not first.exists()
+        assert [p.name for p in spool.glob("*.spool*")] == [capture.spool.name]  # type: ignore[union-attr]
+    assert [e.args[1] for e in ours(events, prefix)] == [prefix + str(i).encode() for i in range(5000)]
+    assert not gaps(events) and not list(spool.glob("*.spool*"))
+
+
+def test_a_restarted_reader_goes_on_in_the_current_spool_file(private_server: Sandbox, spool: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import redisprobe.observers.monitor as module
+
+    monkeypatch.setattr(module, "_ROTATE_BYTES", 16 << 10)
+    client = redis.Redis.from_url(private_server.urls[0])
+    with MonitorCapture(private_server.target("api"), spool) as capture:
+        client.mset({f"before:{i}": i for i in range(1000)})
+        for i in range(1000):
+            client.set(f"before:{i}", i)
+        before = capture.drain(timeout=30)
+        assert capture.stats.rotations >= 2 and capture.spool is not None and capture.spool.suffix != ".spool"
+        assert capture.proc is not None
+        os.kill(capture.proc.pid, signal.SIGKILL)
+        collect_until(capture, lambda evs: bool(gaps(evs)), timeout=20)
+        for i in range(1000):
+            client.set(f"after:{i}", i)
+        after = capture.drain(timeout=30)
+        assert [p.name for p in spool.glob("*.spool*")] == [capture.spool.name]
+    client.close()
+    assert len([e for e in ours(before, b"before:") if e.args[0] == b"SET"]) == 1000
+    assert [e.args[1] for e in ours(after, b"after:")] == [f"after:{i}".encode() for i in range(1000)]
+
+
 def test_drain_batches_are_bounded_and_complete(redis_url: str, r: redis.Redis, spool: Path, prefix: bytes) -> None:
     with MonitorCapture(parse_target(redis_url), spool) as capture:
         pipe = r.pipeline(transaction=False)

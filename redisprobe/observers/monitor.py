@@ -9,6 +9,10 @@ blocks, a bounded number at a time (the rest waits on disk: memory stays flat ho
 parsing costs microseconds a line, CPU that on a loaded server is taken from the server itself, so it waits
 until the trace is read.
 
+The spool is a series of files: every `_ROTATE_BYTES` the reader writes a `rotate` status line naming the next
+file, as the last line of the current one, and goes on there; the parent follows it and deletes the file it
+has read, so a long capture does not keep a second copy of the trace on disk.
+
 Spool format: complete MONITOR lines (`+<time> [<db> <peer>] "arg" ...\\r\\n`) exactly as the server sent them,
 interleaved with the reader's own status lines `!{json}\\r\\n` (never confused with MONITOR lines, which always
 start with `+`). The reader writes only whole lines, so a connection lost mid-line leaves no fragment behind.
@@ -60,6 +64,7 @@ SOURCE = "monitor"
 _RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
 _SOCKET_RCVBUF = 4 << 20  # asked of the kernel (capped by net.core.rmem_max)
 _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
+_ROTATE_BYTES = 64 << 20  # the reader starts a new spool file after this much; the parent deletes read ones
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
 
@@ -71,6 +76,7 @@ class MonitorStats:
     lines: int = 0  # MONITOR lines read from the spool (fences excluded)
     bytes: int = 0  # spool bytes read
     reconnects: int = 0  # times the reader lost MONITOR and got it back
+    rotations: int = 0  # spool files read to the end and deleted
     reader_restarts: int = 0  # times the reader process died and was started again
     gaps: int = 0  # Gap events emitted
 
@@ -131,6 +137,7 @@ class MonitorCapture:
         self._fatal: dict[str, Any] | None = None
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
+        self._stem = ""
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -147,6 +154,7 @@ class MonitorCapture:
             self._fence = self._fence_client(timeout)  # also proves the address and the credentials
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._stem = stem
             self.spool = self.spool_dir / f"{stem}.spool"
             self._stderr = self.spool_dir / f"{stem}.stderr"
             for path in (self.spool, self._stderr):  # commands carry values: readable by us only
@@ -185,11 +193,10 @@ class MonitorCapture:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
-        if not self.keep_spool:
-            for path in (self.spool, self._stderr):
-                if path is not None:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+        if not self.keep_spool and self._stem:
+            for path in self.spool_dir.glob(f"{self._stem}.*"):  # the stderr, the spool and any newer one
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def __enter__(self) -> MonitorCapture:
         self.start()
@@ -388,11 +395,27 @@ class MonitorCapture:
         elif event == "retrying":
             if self._lost is not None:
                 self._lost["last_error"] = str(status.get("text", ""))
+        elif event == "rotate":
+            self._rotate(Path(str(status["next"])))
         elif event == "fatal":
             self._monitoring = False
             self._fatal = status
             if self._started and self._epoch and self._lost is None:
                 self._lost = {"t": self._last_t, "reason": self._fatal_message(status)}
+
+    def _rotate(self, following: Path) -> None:
+        """The reader moved on to `following`: this file is read to its end (the status was its last line)."""
+        if following.parent != self.spool_dir or not following.name.startswith(self._stem):
+            raise ProbeError(f"the MONITOR reader named an unexpected spool file: {following}")
+        with contextlib.suppress(FileExistsError):  # a reader killed right after saying so: start it ourselves
+            os.close(os.open(following, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        previous, self.spool = self.spool, following
+        self._file.close()
+        self._file = following.open("rb")
+        self.stats.rotations += 1
+        if previous is not None and not self.keep_spool:
+            with contextlib.suppress(OSError):
+                previous.unlink()
 
     def _gap(self, lost: dict[str, Any], until: float | None) -> None:
         self.stats.gaps += 1
@@ -413,6 +436,7 @@ class MonitorCapture:
         config = {
             "target": dataclasses.asdict(self.target),
             "spool": str(self.spool),
+            "rotate_bytes": _ROTATE_BYTES,
             "name": CONNECTION_NAME,
             "retry_forever": retry_forever,
         }
@@ -523,8 +547,34 @@ class _Refused(Exception):
     """The server answered our handshake with an error (wrong password, NOPERM...)."""
 
 
-def _write_status(fd: int, **status: Any) -> None:
-    _write_all(fd, b"!" + json.dumps(status).encode() + b"\r\n")
+class _Spool:
+    """The file the reader appends to, moved on to a new one (`<path>.1`, `.2`...) every `rotate_bytes`."""
+
+    def __init__(self, path: str, rotate_bytes: int) -> None:
+        self.path = path
+        base, _, number = path.rpartition(".")
+        self.base, self.number = (base, int(number)) if number.isdigit() else (path, 0)
+        self.rotate_bytes = rotate_bytes
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.written = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Whole lines only, so that a rotation never splits one."""
+        _write_all(self.fd, data)
+        self.written += len(data)
+        if self.written >= self.rotate_bytes:
+            self.rotate()
+
+    def status(self, **status: Any) -> None:
+        _write_all(self.fd, b"!" + json.dumps(status).encode() + b"\r\n")
+
+    def rotate(self) -> None:
+        self.number += 1
+        following = f"{self.base}.{self.number}"
+        fd = os.open(following, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.status(ev="rotate", next=following)  # the last line of the old file: the parent moves on after it
+        os.close(self.fd)
+        self.fd, self.path, self.written = fd, following, 0
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -594,7 +644,7 @@ def _command(sock: socket.socket, words: list[str], buffered: bytes) -> tuple[by
     return line, rest
 
 
-def _pump(sock: socket.socket, fd: int, leftover: bytes) -> tuple[str, float, int]:
+def _pump(sock: socket.socket, spool: _Spool, leftover: bytes) -> tuple[str, float, int]:
     """Append whole lines to the spool until the connection ends; returns (why, last receive time, dropped)."""
     buf = bytearray(max(_RECV_BUFFER, len(leftover) * 2))
     buf[:len(leftover)] = leftover
@@ -606,7 +656,7 @@ def _pump(sock: socket.socket, fd: int, leftover: bytes) -> tuple[str, float, in
         while True:
             cut = buf.rfind(b"\n", scanned, filled) + 1
             if cut:
-                _write_all(fd, view[:cut])
+                spool.write(view[:cut])
                 rest = filled - cut
                 if rest:
                     buf[:rest] = bytes(view[cut:filled])
@@ -648,7 +698,7 @@ def reader_main() -> int:
     config = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
     target, name = config["target"], config["name"]
-    fd = os.open(config["spool"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    spool = _Spool(config["spool"], int(config.get("rotate_bytes") or _ROTATE_BYTES))
     retry_forever = bool(config.get("retry_forever"))
     first = True
     delay = 0.05
@@ -659,21 +709,21 @@ def reader_main() -> int:
         except Exception as exc:  # every failure is reported or retried
             kind, text = _describe(exc)
             if first and not retry_forever:
-                _write_status(fd, ev="fatal", t=time.time(), kind=kind, text=text)
+                spool.status(ev="fatal", t=time.time(), kind=kind, text=text)
                 return 2
             if text != last_error:
                 last_error = text
-                _write_status(fd, ev="retrying", t=time.time(), kind=kind, text=text)
+                spool.status(ev="retrying", t=time.time(), kind=kind, text=text)
             time.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
             continue
-        _write_status(fd, ev="monitoring", t=time.time(), reconnect=not first)
+        spool.status(ev="monitoring", t=time.time(), reconnect=not first)
         first, delay, last_error = False, 0.05, ""
         try:
-            reason, last_rx, dropped = _pump(sock, fd, leftover)
+            reason, last_rx, dropped = _pump(sock, spool, leftover)
         finally:
             sock.close()
-        _write_status(fd, ev="lost", t=last_rx, at=time.time(), reason=reason, dropped=dropped)
+        spool.status(ev="lost", t=last_rx, at=time.time(), reason=reason, dropped=dropped)
 
 
 if __name__ == "__main__":
