@@ -551,7 +551,6 @@ class _Spool:
     """The file the reader appends to, moved on to a new one (`<path>.1`, `.2`...) every `rotate_bytes`."""
 
     def __init__(self, path: str, rotate_bytes: int) -> None:
-        self.path = path
         base, _, number = path.rpartition(".")
         self.base, self.number = (base, int(number)) if number.isdigit() else (path, 0)
         self.rotate_bytes = rotate_bytes
@@ -574,7 +573,7 @@ class _Spool:
         fd = os.open(following, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.status(ev="rotate", next=following)  # the last line of the old file: the parent moves on after it
         os.close(self.fd)
-        self.fd, self.path, self.written = fd, following, 0
+        self.fd, self.written = fd, 0
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
