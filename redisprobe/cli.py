@@ -299,12 +299,16 @@ def run(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
     enable_events: EventsOpt = None,
     json: JsonOpt = False,
+    allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Let scenarios that set allow_scripts = true "
+                                               "run their scripts on your --url server (keys under redisprobe: "
+                                               "only).")] = False,
 ) -> None:
     """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
     from redisprobe.commands.run import run_scenarios
 
     events = enable_events if enable_events is not None else (True if url is None else None)
-    raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url, enable_events=events))
+    raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url, enable_events=events,
+                                   allow_writes=allow_writes))
 
 
 @app.command()

@@ -16,7 +16,8 @@ import msgspec
 import redis
 
 from redisprobe import trace
-from redisprobe.actors.steps import StepRunner
+from redisprobe.actors.steps import GateRefusal, StepRunner
+from redisprobe.gate import Gate
 from redisprobe.target import describe_redis_error, parse_target
 
 
@@ -29,6 +30,8 @@ class ActorSpec(msgspec.Struct, kw_only=True):
     vars: dict[str, Any] = {}
     prefix: str = ""
     listed: bool = True  # False: a process the user did not expect (a stale worker, a second instance)
+    guarded: bool = False  # a server redisprobe does not own: every command passes the gate (redisprobe.gate)
+    allow_scripts: bool = False  # the scenario opted in to scripts and the user passed --allow-writes
 
 
 def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.ServerFingerprint:
@@ -78,9 +81,15 @@ def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | Non
     ))
     if wait_for_go is not None:
         wait_for_go()  # every actor connects first, then all start together: no head start on a slow machine
+    gate = Gate(scripts=spec.allow_scripts) if spec.guarded else None
     runner = StepRunner(client, emit=emit, pid=pid, role=spec.role, client_id=client_id, db=target.db,
-                        variables=dict(spec.vars))
-    runner.run(spec.steps)
+                        variables=dict(spec.vars), gate=gate)
+    try:
+        runner.run(spec.steps)
+    except GateRefusal as exc:
+        emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=4, crashed=True,
+                               detail=f"refused to send to your server: {exc}"))
+        return 4
     emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=0))
     return 0
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import string
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from redisprobe import trace
+
+if TYPE_CHECKING:
+    from redisprobe.gate import Gate
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "notify-keyspace-events", "databases", "timeout")
 INFO_SECTIONS = ("server", "replication", "keyspace", "memory")
@@ -27,6 +30,13 @@ INFO_SECTIONS = ("server", "replication", "keyspace", "memory")
 
 class StepError(ValueError):
     """A step the runner does not understand."""
+
+
+class GateRefusal(Exception):
+    """A command the gate would not send to a server redisprobe does not own; the message says why."""
+
+
+_REFUSED = 4  # a forked child's exit status when the gate refused one of its commands
 
 
 class _Vars(dict[str, Any]):
@@ -59,8 +69,9 @@ class StepRunner:
     """Runs steps on one connection, emitting an `Op` per command (and a `Check` per wait)."""
 
     def __init__(self, client: redis.Redis, *, emit: Callable[[trace.Event], None], pid: int, role: str,
-                 client_id: int, db: int, variables: dict[str, Any]) -> None:
+                 client_id: int, db: int, variables: dict[str, Any], gate: Gate | None = None) -> None:
         self.client = client
+        self.gate = gate
         self.emit = emit
         self.pid = pid
         self.role = role
@@ -146,16 +157,29 @@ class StepRunner:
 
                     self._execute = on_shared_socket
                     self.run(steps)
+                except GateRefusal:
+                    code = _REFUSED
                 except BaseException:
                     code = 1
                 finally:
                     os._exit(code)
-            os.waitpid(child, 0)
+            _, status = os.waitpid(child, 0)
+            if os.waitstatus_to_exitcode(status) == _REFUSED:
+                raise GateRefusal("the forked child was refused a command (see the note before this)")
         finally:
             self.client.connection_pool.release(connection)
 
     def command(self, args: list[bytes], *, record: bool = True) -> tuple[Any, str | None]:
-        """Send one command; the reply or the error is recorded either way."""
+        """Send one command; the reply or the error is recorded either way.
+
+        On a server redisprobe does not own, the gate sees every command first: a refused one is never sent.
+        """
+        if self.gate is not None:
+            refusal = self.gate.refusal(args)
+            if refusal is not None:
+                self.emit(trace.Note(t=time.time(), level="warning",
+                                     text=f"{self.role} (pid {self.pid}) did not send it: {refusal}"))
+                raise GateRefusal(refusal)
         if args and args[0].upper() == b"SELECT" and len(args) > 1:
             self.db = int(args[1])
         started_wall, started = time.time(), time.monotonic()

@@ -26,7 +26,8 @@ def run_info(targets: Targets, out: Path | None) -> InfoReport:
     supervisor = Supervisor(writer)
     try:
         for role, target in targets.by_role.items():
-            supervisor.start(ActorSpec(role=role, url=target.url, steps=[{"inspect": True}]))
+            supervisor.start(ActorSpec(role=role, url=target.url, steps=[{"inspect": True}],
+                                       guarded=not targets.owned))
         supervisor.wait_all(timeout=60)
     finally:
         supervisor.stop_all()

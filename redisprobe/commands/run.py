@@ -61,7 +61,7 @@ def load_all(paths: list[Path]) -> tuple[list[Scenario], list[ScenarioError]]:
 
 def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = False, url: str | None = None,
                   enable_events: bool | None = None, console: Console | None = None,
-                  err: Console | None = None) -> int:
+                  err: Console | None = None, allow_writes: bool = False) -> int:
     """Load every file first (one bad file stops the run before anything starts), run each, report."""
     from redisprobe.render.console import print_json, stderr_console, stdout_console
     from redisprobe.scenario.junit import write_junit
@@ -87,7 +87,7 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
         task = progress.add_task("scenarios", total=len(scenarios))
         for scenario in scenarios:
             progress.update(task, description=f"running {scenario.name}")
-            results.append(run_scenario(scenario, url=url, enable_events=enable_events))
+            results.append(run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes))
             progress.advance(task)
     code = exit_code(results)
     if junit is not None:

@@ -31,7 +31,7 @@ NAMESPACE = "redisprobe:"
 SAMPLE_NS = "redisprobe:scenario:x:0:"  # what `{ns}` stands for when checking keys at load time
 
 TOP_FIELDS = ("name", "description", "catalog_id", "topology", "server_args", "observe", "max_seconds",
-              "ttl_pattern", "vars", "actors", "expect", "pending")
+              "ttl_pattern", "vars", "actors", "expect", "pending", "allow_scripts")
 ACTOR_FIELDS = ("role", "db", "prefix", "count", "server", "listed", "vars", "steps")
 EXPECT_FIELDS = ("visible", "findings", "no_findings", "clean", "lifetime", "removed")
 
@@ -196,6 +196,7 @@ class _Validator:
             raise self.fail(("topology",), f"unknown topology {topology!r}: one of {', '.join(TOPOLOGIES)}")
         server_args = self.strings(data.get("server_args", []), ("server_args",))
         observe = self.typed(data.get("observe", True), "boolean", ("observe",))
+        allow_scripts = self.typed(data.get("allow_scripts", False), "boolean", ("allow_scripts",))
         max_seconds = float(self.typed(data.get("max_seconds", 20.0), "number", ("max_seconds",)))
         if not 0 < max_seconds <= 3600:
             raise self.fail(("max_seconds",), f"must be between 0 and 3600 seconds, got {max_seconds:g}")
@@ -225,7 +226,8 @@ class _Validator:
         expect = self.expect(self.typed(data["expect"], "table", ("expect",)))
         return Scenario(name=name, path=self.path, actors=actors, expect=expect, description=description,
                         catalog_id=catalog_id, topology=topology, server_args=server_args, observe=observe,
-                        max_seconds=max_seconds, ttl_pattern=ttl_pattern, vars=variables, pending=pending)
+                        max_seconds=max_seconds, ttl_pattern=ttl_pattern, vars=variables, pending=pending,
+                        allow_scripts=allow_scripts)
 
     def variables(self, raw: Any, at: tuple[str | int, ...]) -> dict[str, Any]:
         self.typed(raw, "table", at)

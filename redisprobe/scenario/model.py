@@ -74,40 +74,13 @@ class Scenario:
     ttl_pattern: str | None = None
     vars: dict[str, Any] = field(default_factory=dict)
     pending: str | None = None
+    allow_scripts: bool = False  # scripts may run on a user's server (with --allow-writes too)
 
-    def sandbox_only(self) -> str | None:
+    def sandbox_only(self, *, allow_writes: bool = False) -> str | None:
         """Why this scenario must not run on a user's server (`--url`), or None when it may."""
-        if self.topology != "single":
-            return f"needs the sandbox's {self.topology} topology"
-        if self.server_args:
-            return "changes the server's configuration (server_args)"
-        for actor in self.actors:
-            reason = _server_wide(actor.steps)
-            if reason:
-                return reason
-        return None
+        from redisprobe.scenario.safety import url_refusal
 
-
-SERVER_WIDE = {"FLUSHDB", "FLUSHALL", "CONFIG", "DEBUG", "SHUTDOWN", "SWAPDB", "FAILOVER", "REPLICAOF",
-               "SLAVEOF", "SCRIPT", "FUNCTION", "ACL", "CLIENT KILL", "MONITOR"}
-
-
-def _server_wide(steps: list[dict[str, Any]]) -> str | None:
-    for step in steps:
-        if step.get("do"):
-            name = str(step["do"][0]).upper()
-            full = f"{name} {str(step['do'][1]).upper()}" if len(step["do"]) > 1 else name
-            if name in SERVER_WIDE or full in SERVER_WIDE:
-                return f"runs {full if full in SERVER_WIDE else name}, which affects the whole server"
-        if step.get("program") == "janitor" and step.get("action") == "flush":
-            return "runs FLUSHDB (janitor action = \"flush\")"
-        if step.get("program") == "filler":
-            return "fills the server's memory (filler)"
-        if "repeat" in step:
-            reason = _server_wide(step.get("steps", []))
-            if reason:
-                return reason
-    return None
+        return url_refusal(self, allow_writes=allow_writes)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import os
 import string
 import time
 import uuid
@@ -44,7 +45,8 @@ def with_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}", query=query))
 
 
-def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None) -> Plan:
+def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None, *,
+                 allow_writes: bool = False) -> Plan:
     """The actors (each `count` times) with their URLs and variables, the observers, the cleanup."""
     run_id = run_id or uuid.uuid4().hex[:8]
     ns = namespace(scenario, run_id)
@@ -62,7 +64,8 @@ def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None
             for key, value in decl.vars.items():
                 own[key] = _fill(value, {**own, **decl.vars, key: ""})
             steps = [_program_defaults(step) for step in decl.steps]
-            actors.append(ActorSpec(role=decl.role, url=url, steps=steps, vars=own, prefix=decl.prefix))
+            actors.append(ActorSpec(role=decl.role, url=url, steps=steps, vars=own, prefix=decl.prefix,
+                                    allow_scripts=scenario.allow_scripts and (targets.owned or allow_writes)))
     ttl_pattern = _fill(scenario.ttl_pattern, shared) if scenario.ttl_pattern else None
     return Plan(command="run", actors=actors, max_seconds=scenario.max_seconds, observe=scenario.observe,
                 ttl_pattern=ttl_pattern, cleanup_patterns=[f"{ns}*"],
@@ -79,7 +82,7 @@ def _program_defaults(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_scenario(scenario: Scenario, *, url: str | None = None, out: Path | None = None,
-                 enable_events: bool | None = None) -> ScenarioResult:
+                 enable_events: bool | None = None, allow_writes: bool = False) -> ScenarioResult:
     """Run one scenario end to end; a problem running it (not a failed expectation) becomes status `error`."""
     from redisprobe.pipeline import execute
     from redisprobe.session import open_targets
@@ -89,14 +92,15 @@ def run_scenario(scenario: Scenario, *, url: str | None = None, out: Path | None
     if scenario.pending:
         return ScenarioResult(**common, passed=False, failures=[], findings=[], seconds=0.0,
                               skipped=f"pending: {scenario.pending}")
+    url = url or os.environ.get("REDIS_URL") or None  # as open_targets resolves it: never skip this check
     if url:
-        reason = scenario.sandbox_only()
+        reason = scenario.sandbox_only(allow_writes=allow_writes)
         if reason:
             return ScenarioResult(**common, passed=False, failures=[], findings=[], seconds=0.0,
                                   skipped=f"sandbox only ({reason}); not run on --url")
     try:
         with open_targets(url, topology=scenario.topology, server_args=list(scenario.server_args)) as targets:
-            plan = compile_plan(scenario, targets)
+            plan = compile_plan(scenario, targets, allow_writes=allow_writes)
             events = True if targets.owned else enable_events
             execution = execute(plan, targets, out, enable_events=events)
     except ProbeError as exc:
