@@ -21,7 +21,7 @@ import typer
 from redisprobe import __version__
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.procs import sigterm_as_interrupt
-from redisprobe.render.console import print_json, stderr_console, stdout_console
+from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
 from redisprobe.sandbox import TOPOLOGIES
 from redisprobe.target import redact
 
@@ -236,7 +236,7 @@ def monitor(
     else:
         print_summary(console, summary, trace_path=trace_path)
     if svg is not None:
-        console.save_svg(str(svg), title="redisprobe monitor")
+        save_svg(console, str(svg), title="redisprobe monitor")
     if outcome.interrupted:
         raise typer.Exit(ExitCode.INTERRUPTED)
     _exit_for(len(summary.findings))
@@ -284,7 +284,7 @@ def ttl_race(
     else:
         print_race(console, result, options)
     if svg is not None:
-        console.save_svg(str(svg), title="redisprobe ttl-race")
+        save_svg(console, str(svg), title="redisprobe ttl-race")
     if result.crashed:
         stderr_console().print(f"redisprobe: an actor crashed: {result.crashed[0].detail}", markup=False)
         raise typer.Exit(ExitCode.USAGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from redisprobe.errors import ConnectionProblem, ProbeError
 
@@ -13,19 +13,72 @@ if TYPE_CHECKING:  # redis-py is imported where it is used: commands that never 
     import redis
 
 _SCHEMES = {"redis", "rediss", "unix", "valkey", "valkeys"}
-_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z]+://)(?P<userinfo>[^@/\s]*)@")
+# Where a URL starts, in any case (REDIS:// connects like redis://); what follows runs to white space or a quote.
+_URL_START = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://")
+_URL_END = re.compile(r"[\s'\"<>`]")
+_SECRET_OPTION = re.compile(r"(?i)([?&;](?:password|pass|pwd|passwd|secret|token|auth|requirepass)=)[^&#;]*")
+_known_secrets: set[str] = set()
+_SHORTEST_SECRET_REPLACED = 4  # shorter literal passwords are hidden only inside URLs (else "pw" hides words)
+
+
+def remember_secret(secret: str | None) -> None:
+    """A password this process has seen: hidden wherever it appears in output, not only inside URLs."""
+    if secret and len(secret) >= _SHORTEST_SECRET_REPLACED:
+        _known_secrets.add(secret)
+        encoded = quote(secret, safe="")
+        if encoded != secret:
+            _known_secrets.add(encoded)
 
 
 def redact(text: str) -> str:
-    """Replace the password of any URL in `text` by `***` (users may remain: they are not secrets)."""
+    """`text` with every URL password shown as `***` (user names stay: they are not secrets).
 
-    def _hide(match: re.Match[str]) -> str:
-        user, sep, _password = match.group("userinfo").partition(":")
-        # redis://secret@host is the shorthand for a password with no user name.
+    A URL's user information is found the way the connection finds it (urlsplit: up to the last `@` of the
+    network location, in any case of the scheme), and where a password holds a `/`, `?` or `#` that the
+    connection would misread, up to the last `@` of the URL: hiding too much is better than showing a secret.
+    Password options in the query are hidden too, and so is every password this process has parsed.
+    """
+    if "://" in text:
+        text = _redact_urls(text)
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _redact_urls(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _URL_START.finditer(text):
+        if match.start() < pos:
+            continue
+        end_match = _URL_END.search(text, match.end())
+        end = end_match.start() if end_match else len(text)
+        out.append(text[pos:match.end()])
+        out.append(_redact_url_rest(text[match.end():end]))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _redact_url_rest(rest: str) -> str:
+    """What follows `scheme://`, with its password hidden (query options first: their values may hold '@')."""
+    rest = _SECRET_OPTION.sub(_hide_option, rest)
+    netloc_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, netloc_end)
+    if at < 0:
+        at = rest.rfind("@")  # a password with '/', '?' or '#' in it: hide up to the URL's last '@'
+    if at >= 0:
+        user, sep, password = rest[:at].partition(":")
+        remember_secret(unquote(password) if sep else unquote(user))
         hidden = f"{user}:***" if sep else "***"
-        return f"{match.group('scheme')}{hidden}@"
+        rest = hidden + rest[at:]
+    return rest
 
-    return _SECRET_IN_URL.sub(_hide, text)
+
+def _hide_option(match: re.Match[str]) -> str:
+    remember_secret(unquote(match.group(0)[len(match.group(1)):]))
+    return f"{match.group(1)}***"
 
 
 @dataclass(frozen=True)
@@ -86,6 +139,10 @@ def parse_target(url: str) -> Target:
     password = unquote(parts.password) if parts.password else None
     if username and password is None:
         username, password = None, username  # redis://secret@host means a password alone
+    # ?password= and ?username= as redis-py's from_url reads them
+    username = username or (query.get("username") or [None])[0]
+    password = password or (query.get("password") or [None])[0]
+    remember_secret(password)
     db_text = query.get("db", [""])[0]
     if scheme == "unix":
         if not parts.path:

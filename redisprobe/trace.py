@@ -308,6 +308,18 @@ def jsonable_reply(value: Any) -> Reply:
     return str(value)
 
 
+def _encode_shown(record: Header | Recorded) -> bytes:
+    """`encode`, with URL passwords hidden in what people write (notes, errors, targets, the command line).
+
+    Commands are stored as the server saw them (MONITOR already hides AUTH and HELLO secrets)."""
+    line = encode(record)
+    if type(record) is MonitorLines or type(record) is Monitor or type(record) is Op:
+        return line
+    from redisprobe.target import redact
+
+    return redact(line.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
 class TraceWriter:
     """Appends events to a file as they happen (flushed per event) and keeps them for this run's analysis.
 
@@ -329,7 +341,7 @@ class TraceWriter:
                 self._file = path.open("wb")
             except OSError as exc:
                 raise TraceFormatError(f"cannot write trace {str(path)!r}: {exc.strerror}") from None
-            self._file.write(encode(header))
+            self._file.write(_encode_shown(header))
             self._file.flush()
 
     def subscribe(self, listener: Any, *, raw: bool = False) -> None:
@@ -362,7 +374,7 @@ class TraceWriter:
             if self._keep:
                 self.events.extend(events)
             if self._file is not None:
-                self._file.write(b"".join(map(encode, stored)))
+                self._file.write(b"".join(map(_encode_shown, stored)))
                 self._file.flush()
             for listener in self._listeners:
                 for event in events:

@@ -47,4 +47,12 @@ def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET
 
 def write_junit(results: list[ScenarioResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    junit_xml(results).write(path, encoding="utf-8", xml_declaration=True)
+    from redisprobe.errors import ProbeError
+    from redisprobe.target import redact
+
+    root = junit_xml(results).getroot()
+    text = redact(ET.tostring(root, encoding="unicode"))
+    try:
+        path.write_text('<?xml version="1.0" encoding="utf-8"?>\n' + text, encoding="utf-8")
+    except OSError as exc:
+        raise ProbeError(f"cannot write {str(path)!r}: {exc.strerror}") from None
