@@ -22,6 +22,7 @@ from redisprobe import __version__
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
+from redisprobe.render.escape import shown
 from redisprobe.sandbox import TOPOLOGIES
 from redisprobe.target import redact
 
@@ -62,7 +63,7 @@ def handled(func: F) -> F:
         except ProbeError as exc:
             if _DEBUG["traceback"]:
                 raise
-            err.print(f"redisprobe: error: {redact(str(exc))}", markup=False)
+            err.print(f"redisprobe: error: {shown(redact(str(exc)))}", markup=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("redisprobe: interrupted", markup=False)
@@ -70,7 +71,7 @@ def handled(func: F) -> F:
         except Exception as exc:
             if _DEBUG["traceback"]:
                 raise
-            err.print(f"redisprobe: internal error: {redact(f'{type(exc).__name__}: {exc}')} "
+            err.print(f"redisprobe: internal error: {shown(redact(f'{type(exc).__name__}: {exc}'))} "
                       "(run again with --traceback for details)", markup=False)
             raise typer.Exit(int(ExitCode.USAGE)) from None
 
@@ -125,7 +126,7 @@ def isolation(
     else:
         print_isolation(stdout_console(), report, trace_path)
     if report.crashed:
-        stderr_console().print(f"redisprobe: an actor crashed: {report.crashed[0].detail}", markup=False)
+        stderr_console().print(f"redisprobe: an actor crashed: {shown(report.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)
     _exit_for(len(report.findings) or report.verdict != "visible")
 
@@ -201,7 +202,7 @@ def monitor(
     spec = parse_pid_spec(pids or [])
     err = stderr_console()
     for warning in spec.warnings:
-        err.print(f"redisprobe: warning: {warning}", markup=False)
+        err.print(f"redisprobe: warning: {shown(warning)}", markup=False)
     console = stdout_console(record=svg is not None)
     urls = list(url or [])
     with open_targets(urls[0] if urls else None, roles=("api",)) as targets:
@@ -222,7 +223,7 @@ def monitor(
                                  redact_values=redact_values)
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
     for line in outcome.lost:
-        err.print(f"redisprobe: warning: {line}", markup=False)
+        err.print(f"redisprobe: warning: {shown(line)}", markup=False)
     _header, stream = read_trace(outcome.trace_path)
     # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its first
     # pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
@@ -286,7 +287,7 @@ def ttl_race(
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe ttl-race")
     if result.crashed:
-        stderr_console().print(f"redisprobe: an actor crashed: {result.crashed[0].detail}", markup=False)
+        stderr_console().print(f"redisprobe: an actor crashed: {shown(result.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)
     _exit_for(len(result.findings))
 

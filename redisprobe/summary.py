@@ -6,6 +6,7 @@ grows with the number of keys and clients, not of lines.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,19 @@ class Summary:
 
 
 OBSERVER_PREFIX = "redisprobe:observer"
+
+
+def exact_key(data: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A key's JSON with its exact bytes when its name is not UTF-8.
+
+    `key` is text: a byte that is not UTF-8 shows as `\\xHH` there, which four literal characters could spell too.
+    `key_base64` (only on such keys) holds the exact bytes, so byte 0xff and the text `\\xff` never look alike.
+    """
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        data["key_base64"] = base64.b64encode(key).decode("ascii")
+    return data
 
 
 class _Tap:
@@ -139,10 +153,10 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
         findings = [f for f in findings if not f.keys
                     or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
     if len(chosen) <= KEY_EVENTS_ALL:
-        keys = [life.to_json() for life in chosen]
+        keys = [exact_key(life.to_json(), life.key) for life in chosen]
     else:
         named = {key for f in findings for key in f.keys}
-        keys = [life.to_json(history=life.key_text in named) for life in chosen]
+        keys = [exact_key(life.to_json(history=life.key_text in named), life.key) for life in chosen]
     clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
                 "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
                                                    else ""),

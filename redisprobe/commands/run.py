@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from redisprobe.errors import ExitCode, ProbeError
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.scenario.loader import load
 from redisprobe.scenario.model import Scenario, ScenarioError, ScenarioResult
 from redisprobe.scenario.runner import run_scenario
@@ -72,7 +73,7 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
     scenarios, errors = load_all(files)
     if errors:
         for error in errors:
-            err.print(f"redisprobe: error: {error}", markup=False)
+            err.print(f"redisprobe: error: {shown(str(error))}", markup=False)
         if junit is not None:
             write_junit([_malformed(error) for error in errors], junit)
         if json:
@@ -126,9 +127,10 @@ def results_table(results: list[ScenarioResult]) -> Table:
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("why", overflow="fold", ratio=1)
     for result in results:
-        why = "\n".join(result.failures) if result.failures else _brief(result.skipped or "")
-        table.add_row(result.name, result.catalog_id or "-", Text(result.status, style=_STYLE[result.status]),
-                      "\n".join(result.rules) or "-", f"{result.seconds:.1f}s", why)
+        why = "\n".join(map(shown, result.failures)) if result.failures else shown(_brief(result.skipped or ""))
+        table.add_row(shown_key(result.name), shown_key(result.catalog_id or "-"),
+                      Text(result.status, style=_STYLE[result.status]), "\n".join(map(shown, result.rules)) or "-",
+                      f"{result.seconds:.1f}s", why)
     return table
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 from redisprobe import trace
 from redisprobe.commands.ttlrace import BUGS, RaceOptions
 from redisprobe.pipeline import Execution
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
 from redisprobe.render.summary import sparkline, who
 
@@ -44,8 +45,8 @@ def print_race(console: Console, result: Execution, options: RaceOptions) -> Non
         removed = life.get("removed") or {}
         lifetime = life.get("lifetime")
         early = lifetime is not None and lifetime < intended * 0.8
-        table.add_row(str(life["key"]).rsplit(":", 2)[-2] + ":" + str(life["key"]).rsplit(":", 1)[-1]
-                      if ":batch:" in str(life["key"]) else str(life["key"]),
+        table.add_row(shown_key(str(life["key"]).rsplit(":", 2)[-2] + ":" + str(life["key"]).rsplit(":", 1)[-1]
+                                if ":batch:" in str(life["key"]) else str(life["key"])),
                       f"~{intended:.2f}s", Text("-" if lifetime is None else f"{lifetime:.2f}s",
                                                 style="bold red" if early else "green"),
                       who(removed.get("by")) if removed else "alive", removed.get("how", "") if removed else "",
@@ -55,7 +56,7 @@ def print_race(console: Console, result: Execution, options: RaceOptions) -> Non
         parts.append(Text(f"injected: {options.bug}: {BUGS[options.bug]}", style="dim"))
     parts.append(findings_block(result.findings))
     for gap in result.gaps:
-        parts.append(Text(f"GAP in {gap.source}: {gap.reason}", style="bold red"))
+        parts.append(Text(f"GAP in {gap.source}: {shown(gap.reason)}", style="bold red"))
     if result.trace_path:
         parts.append(Text(f"trace written to {result.trace_path}", style="dim"))
     console.print(Group(*parts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
 from redisprobe.summary import Summary
 
@@ -34,7 +36,13 @@ def who(by: dict[str, Any] | None) -> str:
     label = by.get("label") or "unlisted"
     pid = by.get("pid")
     client = by.get("client_id")
-    return f"{label}" + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
+    return shown(f"{label}") + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
+
+
+def key_of(life: dict[str, Any]) -> bytes | str:
+    """A key's exact bytes when its name is not UTF-8 (`key_base64`), else its text."""
+    exact = life.get("key_base64")
+    return base64.b64decode(exact) if exact else str(life.get("key"))
 
 
 def _seconds(value: float | None) -> str:
@@ -50,7 +58,7 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Table:
         removed = life.get("removed") or {}
         how = removed.get("how", "") if removed else "alive"
         style = _REMOVED_STYLE.get(how, "bold red" if how not in ("alive", "") else "")
-        cells = [str(life.get("key")), str(life.get("db", "")),
+        cells = [shown_key(key_of(life)), str(life.get("db", "")),
                  who(life.get("created_by")) if life.get("created_by") else "-", _seconds(life.get("ttl_set")),
                  _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
         if curves:
@@ -68,9 +76,10 @@ def summary_view(summary: Summary, *, trace_path: str | None = None) -> Renderab
         for name in ("client id", "addr", "db", "name", "pid", "process / label"):
             clients.add_column(name)
         for c in summary.clients:
-            clients.add_row(str(c["client_id"]), c["addr"], str(c["db"]), c["name"], str(c["pid"] or "?"),
-                            c["label"] if c["label"] != "unlisted" else Text(f"unlisted {c['process']}",
-                                                                             style="yellow"))
+            clients.add_row(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]),
+                            str(c["pid"] or "?"),
+                            shown(c["label"]) if c["label"] != "unlisted" else Text(shown(f"unlisted {c['process']}"),
+                                                                                    style="yellow"))
         parts.append(clients)
     if summary.keys:
         parts.append(keys_table(summary))
@@ -78,10 +87,10 @@ def summary_view(summary: Summary, *, trace_path: str | None = None) -> Renderab
     for gap in summary.gaps:
         until = time.strftime("%H:%M:%S", time.localtime(gap.until)) if gap.until else "the end"
         parts.append(Text(f"GAP: {gap.source} lost events from {time.strftime('%H:%M:%S', time.localtime(gap.t))} "
-                          f"to {until}: {gap.reason}", style="bold red"))
+                          f"to {until}: {shown(gap.reason)}", style="bold red"))
     for note in summary.notes:
         if note.level == "warning":
-            parts.append(Text(f"! {note.text}", style="yellow"))
+            parts.append(Text(f"! {shown(note.text)}", style="yellow"))
     stats = summary.stats
     parts.append(Text(f"{stats.get('commands', 0)} commands, {stats.get('keyspace_events', 0)} keyspace events, "
                       f"{len(summary.gaps)} gaps" + (f"; trace: {trace_path}" if trace_path else ""), style="dim"))
