@@ -67,6 +67,9 @@ _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
 _ROTATE_BYTES = 64 << 20  # the reader starts a new spool file after this much; the parent deletes read ones
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
+_MARK_EVERY = 1.0  # seconds between marks: the server's command count, pinned to a place in the stream
+_MARK_PREFIX = FENCE_PREFIX + b"mark:"
+_MARKS_KEPT = 16
 
 
 @dataclass
@@ -138,6 +141,11 @@ class MonitorCapture:
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
         self._stem = ""
+        # Marks: every _MARK_EVERY s, INFO's total_commands_processed then an ECHO of a token. Where the token shows
+        # in the stream, the server had run about that many commands; a gap's lost count is measured from there.
+        self._marks: dict[bytes, int] = {}  # sent, not seen yet: token -> commands processed when sent
+        self._mark: tuple[int, int] | None = None  # the last mark seen: (commands processed, lines since)
+        self._next_mark = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -219,6 +227,7 @@ class MonitorCapture:
             return []
         out: list[Handed] = []
         self._watch_reader()
+        self._send_mark()
         taken = 0
         while True:
             taken += self._take(out, None if max_lines is None else max_lines - taken)[1]
@@ -360,6 +369,12 @@ class MonitorCapture:
             if run:
                 self._queue_raw(b"\r\n".join(run) + b"\r\n")
                 run = []
+            processed = self._marks.pop(fence, None)
+            if processed is not None:
+                self._mark = (processed, 0)
+                continue
+            if self._mark is not None:
+                self._mark = (self._mark[0], self._mark[1] + 1)
             self._pending.append(_Fence(fence))
         if run:
             self._queue_raw(b"\r\n".join(run) + b"\r\n")
@@ -367,6 +382,8 @@ class MonitorCapture:
     def _queue_raw(self, data: bytes) -> None:
         lines = data.count(b"\n")
         self.stats.lines += lines
+        if self._mark is not None:
+            self._mark = (self._mark[0], self._mark[1] + lines)
         self._pending.append(_Raw(data, lines))
 
     def _status(self, line: bytes) -> None:
@@ -386,12 +403,15 @@ class MonitorCapture:
             lost, self._lost = self._lost, None
             if lost is not None:
                 self.stats.reconnects += 1
-                self._gap(lost, until=float(status["t"]))
+                self._gap(lost, until=float(status["t"]), processed=status.get("processed"))
+            self._mark = None
             self._last_t = max(self._last_t, float(status["t"]))
         elif event == "lost":
             self._monitoring = False
             if self._lost is None:
-                self._lost = status
+                # From the server time of the last line received, not the reader's receive time: a reader that
+                # fell behind receives lines long after the server ran them, and the lost ones came after those.
+                self._lost = {**status, "t": self._last_t or status.get("t"), "mark": self._mark}
         elif event == "retrying":
             if self._lost is not None:
                 self._lost["last_error"] = str(status.get("text", ""))
@@ -401,7 +421,7 @@ class MonitorCapture:
             self._monitoring = False
             self._fatal = status
             if self._started and self._epoch and self._lost is None:
-                self._lost = {"t": self._last_t, "reason": self._fatal_message(status)}
+                self._lost = {"t": self._last_t, "reason": self._fatal_message(status), "mark": self._mark}
 
     def _rotate(self, following: Path) -> None:
         """The reader moved on to `following`: this file is read to its end (the status was its last line)."""
@@ -417,7 +437,7 @@ class MonitorCapture:
             with contextlib.suppress(OSError):
                 previous.unlink()
 
-    def _gap(self, lost: dict[str, Any], until: float | None) -> None:
+    def _gap(self, lost: dict[str, Any], until: float | None, processed: object = None) -> None:
         self.stats.gaps += 1
         reason = str(lost.get("reason", "MONITOR connection lost"))
         dropped = int(lost.get("dropped", 0) or 0)
@@ -425,8 +445,11 @@ class MonitorCapture:
             reason += f" (a partial line of {dropped} bytes was dropped)"
         if lost.get("last_error"):
             reason += f"; reconnecting failed for a while: {lost['last_error']}"
+        missed = lost_commands(lost.get("mark"), processed)
+        if missed is not None:
+            reason += f"; the server ran about {missed:,} commands meanwhile that MONITOR did not deliver (INFO stats)"
         self._pending.append(trace.Gap(t=float(lost.get("t") or self._last_t or time.time()), until=until,
-                                       source=SOURCE, target=self._label,
+                                       source=SOURCE, target=self._label, lost=missed,
                                        reason=f"MONITOR on {self.where}: {reason}"))
 
     # -- the reader process ----------------------------------------------------------------------------------
@@ -463,7 +486,7 @@ class MonitorCapture:
         if time.monotonic() - self._spawned_at < _RESPAWN_EVERY:
             return
         if self._lost is None:
-            self._lost = {"t": self._last_t or time.time(),
+            self._lost = {"t": self._last_t or time.time(), "mark": self._mark,
                           "reason": f"the MONITOR reader process exited (code {self.proc.returncode}): "
                                     f"{self._stderr_tail()}"}
         self._monitoring = False
@@ -520,6 +543,25 @@ class MonitorCapture:
             raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
         return client
 
+    def _send_mark(self) -> None:
+        """Every _MARK_EVERY s while MONITOR is on: the server's command count, then a token in the stream."""
+        now = time.monotonic()
+        if not self._monitoring or self._fence is None or now < self._next_mark:
+            return
+        self._next_mark = now + _MARK_EVERY
+        token = _MARK_PREFIX + uuid.uuid4().hex.encode()
+        try:
+            processed = int(self._fence.info("stats").get("total_commands_processed", -1))
+            if processed < 0:
+                return
+            self._marks[token] = processed
+            self._fence.execute_command("ECHO", token)
+        except Exception:  # a mark is a bonus: without one, a gap's count is unknown, its window still right
+            self._marks.pop(token, None)
+            return
+        while len(self._marks) > _MARKS_KEPT:  # tokens sent while MONITOR was away never show up
+            self._marks.pop(next(iter(self._marks)))
+
     def _send_fence(self, token: bytes) -> bool:
         if self._fence is None:
             return False
@@ -528,6 +570,17 @@ class MonitorCapture:
         except Exception:  # retried on the next round; a Gap on timeout
             return False
         return True
+
+
+def lost_commands(mark: object, processed: object) -> int | None:
+    """How many commands the server ran between the last mark seen before a loss and the reconnection that MONITOR
+    did not deliver: INFO's count at reconnection, less the count at the mark, the mark's own INFO and ECHO, and
+    the lines delivered after it. None without a mark, or when the count went down (a restart resets it)."""
+    if not isinstance(mark, tuple) or not isinstance(processed, int):
+        return None
+    at_mark, delivered = mark
+    missed = processed - at_mark - 2 - delivered
+    return missed if processed >= at_mark else None
 
 
 def _fence_of(args: list[bytes]) -> bytes | None:
@@ -583,8 +636,9 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
-    """Open the connection, authenticate, name it, and send MONITOR; returns the socket and bytes after +OK."""
+def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes, int | None]:
+    """Open the connection, authenticate, name it, read the server's command count, and send MONITOR; returns the
+    socket, the bytes after +OK, and INFO's total_commands_processed just before MONITOR (None if refused)."""
     if target.get("unix_path"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(10)
@@ -620,11 +674,16 @@ def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
             if not reply.startswith(b"+"):
                 raise _Refused(reply[1:].decode("utf-8", "replace"))
         reply, buffered = _command(sock, ["CLIENT", "SETNAME", name], buffered)  # refusal is harmless
+        reply, buffered = _command(sock, ["INFO", "stats"], buffered)
+        processed = None
+        if reply.startswith(b"$"):
+            body, buffered = _bulk(sock, int(reply[1:]), buffered)
+            processed = _info_int(body, b"total_commands_processed")
         reply, buffered = _command(sock, ["MONITOR"], buffered)
         if not reply.startswith(b"+"):
             raise _Refused(reply[1:].decode("utf-8", "replace"))
         sock.settimeout(None)  # an idle server sends nothing for hours; keepalive notices a dead peer
-        return sock, buffered
+        return sock, buffered, processed
     except BaseException:
         sock.close()
         raise
@@ -641,6 +700,24 @@ def _command(sock: socket.socket, words: list[str], buffered: bytes) -> tuple[by
         buffered += more
     line, _, rest = buffered.partition(b"\r\n")
     return line, rest
+
+
+def _bulk(sock: socket.socket, size: int, buffered: bytes) -> tuple[bytes, bytes]:
+    """The body of a bulk reply of `size` bytes (its header line already read), and the bytes after it."""
+    while len(buffered) < size + 2:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("connection closed by the server during the handshake")
+        buffered += more
+    return buffered[:size], buffered[size + 2:]
+
+
+def _info_int(body: bytes, field: bytes) -> int | None:
+    for line in body.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name == field and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _pump(sock: socket.socket, spool: _Spool, leftover: bytes) -> tuple[str, float, int]:
@@ -704,7 +781,7 @@ def reader_main() -> int:
     last_error = ""
     while True:
         try:
-            sock, leftover = _connect(target, name)
+            sock, leftover, processed = _connect(target, name)
         except Exception as exc:  # every failure is reported or retried
             kind, text = _describe(exc)
             if first and not retry_forever:
@@ -716,7 +793,7 @@ def reader_main() -> int:
             time.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
             continue
-        spool.status(ev="monitoring", t=time.time(), reconnect=not first)
+        spool.status(ev="monitoring", t=time.time(), reconnect=not first, processed=processed)
         first, delay, last_error = False, 0.05, ""
         try:
             reason, last_rx, dropped = _pump(sock, spool, leftover)

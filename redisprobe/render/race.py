@@ -69,7 +69,8 @@ def race_json(result: Execution, options: RaceOptions) -> dict[str, Any]:
         "intended_lifetime": intended_lifetime(options),
         "batches": [{**life, "ttl_curve": curves.get(str(life["key"]), [])} for life in _batches(result)],
         "findings": result.findings,
-        "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until} for g in result.gaps],
+        "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until, "lost": g.lost}
+                 for g in result.gaps],
         "crashed": [{"role": c.role, "pid": c.pid, "detail": c.detail} for c in result.crashed],
         "trace": result.trace_path,
     }
