@@ -177,8 +177,8 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True, tag="gap"):
     """An observer lost events between `t` and `until`: a hole is never silent.
 
     `t` is the server time of the last thing the observer received before the hole, `until` the first after it.
-    `lost` is how many commands the server ran meanwhile that the observer did not deliver, where the server
-    tells (INFO stats); None when it cannot be known (a restart resets the counts).
+    `lost` is how many commands the server ran in the window, where the server tells (INFO stats; for MONITOR,
+    less the lines it did deliver); None when it cannot be known (a restart resets the counts).
     """
 
     t: float

@@ -92,3 +92,43 @@ def test_monitor_cut_by_output_buffer_limit_reports_the_true_window_and_the_lost
     assert lost > 1_000, captured  # the limit really cut it
     assert gap["lost"] is not None and abs(gap["lost"] - lost) <= max(200, lost * 0.02), (gap, lost)
     assert f"{gap['lost']:,}" in gap["reason"] or str(gap["lost"]) in gap["reason"], gap["reason"]
+
+
+def _subscribed(client: redis.Redis) -> bool:
+    return any(c.get("name") == "redisprobe:observer:keyspace" and int(c.get("psub", 0)) > 0
+               for c in client.client_list())
+
+
+def test_keyspace_subscriber_cut_by_output_buffer_limit_reports_the_true_window(server, tmp_path):
+    url, client = server
+    client.config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
+    out = tmp_path / "trace.jsonl"
+    run = MonitorRun("--url", url, "--json", "--enable-events", "--keys", "none", "--out", str(out))
+    main = psutil.Process(run.proc.pid)
+    try:
+        time.sleep(1.5)  # at least one mark reaches the subscriber
+        main.suspend()  # redisprobe stops reading its subscription (the MONITOR reader, a child, goes on)
+        start, end = _load(client, "lost", 100_000)
+        _wait(lambda: not _subscribed(client), what="the server to drop the keyspace subscriber")
+        main.resume()
+        _wait(lambda: _subscribed(client), what="the subscriber to come back")
+        time.sleep(0.5)
+        doc = run.stop_json()
+    finally:
+        main.resume() if main.is_running() else None
+        run.kill()
+    from redisprobe.trace import Keyspace, Monitor, load_trace
+
+    _header, events = load_trace(out)
+    delivered = {e.key for e in events if isinstance(e, Keyspace) and e.key.startswith(b"lost:")}
+    ran_at = {e.args[1]: e.t for e in events if isinstance(e, Monitor) and len(e.args) > 1}
+    first_lost = min(ran_at[f"lost:{i}".encode()] for i in range(100_000) if f"lost:{i}".encode() not in delivered)
+    gaps = [g for g in doc["gaps"] if g["source"] == "keyspace"]
+    assert len(gaps) == 1, doc["gaps"]
+    gap = gaps[0]
+    assert len(delivered) < 100_000 - 1_000  # the limit really cut it
+    # The window covers every event that was lost: from before the first one the server published (it used to
+    # start when the drop was noticed, tens of milliseconds wide) to after the load.
+    assert start - 2.0 <= gap["from"] <= first_lost, (gap, first_lost)
+    assert gap["until"] >= end, (gap, end)
+    assert gap["lost"] is not None and gap["lost"] >= 100_000 - len(delivered), (gap, len(delivered))

@@ -33,6 +33,8 @@ NEEDED = "Eg$lshzxet"
 _ALIAS_A = "g$lshzxetd"
 LOST = "expiries, evictions and whether an EXPIRE took effect cannot be attributed (MONITOR alone)"
 _CHANNEL_PREFIX = b"__keyevent@"
+_MARK_PREFIX = b"redisprobe:mark:"
+_MARKS_KEPT = 64
 _DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 
@@ -76,14 +78,14 @@ class KeyspaceObserver:
     """
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
-                 label: str = "", timeout: float = 5.0, ping_interval: float = 5.0,
+                 label: str = "", timeout: float = 5.0, mark_interval: float = 0.5,
                  give_up_after: float | None = 300.0) -> None:
         self.target = target
         self.emit = emit
         self.enable = enable
         self.where = f"{label} ({target.label})" if label else target.label
         self.timeout = timeout
-        self.ping_interval = ping_interval
+        self.mark_interval = mark_interval
         self.give_up_after = give_up_after
         self.active = False
         self.lost: str | None = None
@@ -100,6 +102,10 @@ class KeyspaceObserver:
         self._run_id = ""
         self._named = True  # False when ACLs refuse CLIENT SETNAME
         self._warned: set[str] = set()
+        # Marks: a PING with our time in it, answered in order with the events. Once its answer is read, every
+        # event the server published before it has been read too: a lost event was published after the mark.
+        self._mark: tuple[float, int | None] = (0.0, None)  # (time, INFO's commands processed) of the last mark read
+        self._sent: dict[bytes, tuple[float, int | None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -119,6 +125,7 @@ class KeyspaceObserver:
                 return self
             self._run_id = self._server_run_id()
             self._settle_config()
+            self._mark = (time.time(), self._processed())
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
             self._thread.start()
@@ -252,28 +259,50 @@ class KeyspaceObserver:
                 break
 
     def _pump(self, conn: Any) -> None:
-        """Read events until asked to stop; PING when idle so a silently dead link is noticed too."""
+        """Read events until asked to stop; a mark every `mark_interval`, whose answer also proves the link alive
+        (a silently dead one is noticed after `timeout` without any answer)."""
         last = time.monotonic()
-        ping_sent: float | None = None
+        next_mark = 0.0
         while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_mark:
+                self._send_mark(conn)
+                next_mark = now + self.mark_interval
             if not conn.can_read(timeout=0.2):
-                now = time.monotonic()
-                if ping_sent is not None and now - ping_sent > self.timeout:
+                if time.monotonic() - last > self.timeout:
                     raise rex.TimeoutError(f"no answer to PING in {self.timeout:.0f}s")
-                if ping_sent is None and now - last > self.ping_interval:
-                    conn.send_command("PING")
-                    ping_sent = now
                 continue
             while True:
                 self._handle(conn.read_response())
                 if not conn.can_read(timeout=0):
                     break
             last = time.monotonic()
-            ping_sent = None
+
+    def _send_mark(self, conn: Any) -> None:
+        now = time.time()
+        token = _MARK_PREFIX + repr(now).encode()
+        self._sent[token] = (now, self._processed())
+        while len(self._sent) > _MARKS_KEPT:  # sent on a link that then died: never answered
+            self._sent.pop(next(iter(self._sent)))
+        conn.send_command("PING", token)
+
+    def _processed(self) -> int | None:
+        """INFO's total_commands_processed (None when INFO is refused or the server does not answer)."""
+        if self._admin is None:
+            return None
+        try:
+            return int(self._admin.info("stats").get("total_commands_processed"))
+        except (rex.RedisError, OSError, TypeError, ValueError):
+            return None
 
     def _handle(self, message: Any) -> None:
+        if isinstance(message, list) and len(message) == 2 and message[0] == b"pong":
+            mark = self._sent.pop(message[1], None) if isinstance(message[1], bytes) else None
+            if mark is not None:
+                self._mark = mark
+            return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
-            return  # pong, subscription confirmations
+            return  # subscription confirmations
         parsed = parse_channel(message[2])
         if parsed is None:
             return
@@ -282,8 +311,11 @@ class KeyspaceObserver:
         self.emit(trace.Keyspace(t=time.time(), db=db, event=event, key=key, target=self.target.label))
 
     def _recover(self, error: BaseException) -> Any:
-        """Reconnect with bounded backoff; write the hole as a Gap. None when stopped or given up."""
-        lost_at = time.time()
+        """Reconnect with bounded backoff; write the hole as a Gap. None when stopped or given up.
+
+        The hole starts at the last mark read (events published after it may be lost, however late the drop was
+        noticed: a slow subscriber is dropped long after the events it never read were published)."""
+        lost_at, processed_then = self._mark if self._mark[0] else (time.time(), None)
         started = time.monotonic()
         cause = _reason(error)
         delay = 0.05
@@ -319,8 +351,14 @@ class KeyspaceObserver:
             except _DROPPED:
                 conn.disconnect()
                 continue
+            processed_now = self._processed()
+            lost = None
+            if processed_then is not None and processed_now is not None and processed_now >= processed_then:
+                lost = processed_now - processed_then
+                reason += f"; the server ran about {lost:,} commands meanwhile (INFO stats)"
+            self._mark = (time.time(), processed_now)
             self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, until=time.time(),
-                                target=self.target.label))
+                                target=self.target.label, lost=lost))
             return conn
         self.emit(trace.Gap(t=lost_at, source="keyspace", target=self.target.label,
                             reason=f"keyspace subscription lost ({cause}); still disconnected when the run ended"))
