@@ -24,7 +24,7 @@ from redisprobe.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
 from redisprobe.render.escape import shown
 from redisprobe.sandbox import TOPOLOGIES
-from redisprobe.target import redact
+from redisprobe.target import redact, set_connect_timeout
 
 app = typer.Typer(
     name="redisprobe",
@@ -42,6 +42,10 @@ ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", help="Server 
 TopologyOpt = Annotated[str, typer.Option("--topology", help=f"Sandbox topology: {', '.join(TOPOLOGIES)}.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the report.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the trace (JSON lines) to this file.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--connect-timeout", min=0.1, metavar="SECONDS", show_default=False,
+    help="How long to wait for a server, to connect and for each reply; never retried (default 3, or "
+         "$REDISPROBE_CONNECT_TIMEOUT).")]
 
 
 _DEBUG = {"traceback": bool(os.environ.get("REDISPROBE_TRACEBACK"))}
@@ -109,10 +113,12 @@ def isolation(
     timeout: Annotated[float, typer.Option(min=0.1, help="How long each side waits to see the other (s).")] = 5.0,
     api_prefix: Annotated[str, typer.Option(help="Client-side key prefix the api adds (after `redisprobe:`).")] = "",
     processor_prefix: Annotated[str, typer.Option(help="Client-side key prefix the processor adds.")] = "",
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """Can the processor see what the api wrote? If not, say why (different server, db, prefix, replica)."""
+    set_connect_timeout(connect_timeout)
     from redisprobe.commands.isolation import IsolationOptions, run_isolation
     from redisprobe.render.isolation import isolation_json, print_isolation
     from redisprobe.session import open_targets
@@ -140,10 +146,12 @@ def info(
     topology: TopologyOpt = "single",
     pids: Annotated[list[str] | None, typer.Option("--pids", help="Live processes to inspect: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """What each actor (or each live process) sees of its server, side by side, differences highlighted."""
+    set_connect_timeout(connect_timeout)
     if pids:
         from redisprobe.commands.livepids import run_live_info
 
@@ -185,11 +193,13 @@ def monitor(
     enable_events: EventsOpt = None,
     redact_values: Annotated[bool, typer.Option("--redact-values", help="Keep key names, sizes and hashes of "
                                                 "values, never values.")] = False,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
     svg: SvgOpt = None,
 ) -> None:
     """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
+    set_connect_timeout(connect_timeout)
     from redisprobe.commands.monitor import MonitorOptions, capture
     from redisprobe.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
@@ -222,7 +232,7 @@ def monitor(
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
-    for line in outcome.lost:
+    for line in [*outcome.lost, *outcome.gave_up]:
         err.print(f"redisprobe: warning: {shown(line)}", markup=False)
     _header, stream = read_trace(outcome.trace_path)
     # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its first
@@ -261,11 +271,13 @@ def ttl_race(
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Allow --bug on your --url server "
                                                "(under redisprobe: only).")] = False,
     enable_events: EventsOpt = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
     svg: SvgOpt = None,
 ) -> None:
     """Reproduce the batching race: batches vanishing before their TTL, measured and explained."""
+    set_connect_timeout(connect_timeout)
     from redisprobe.commands.ttlrace import RaceOptions, build_plan, check_allowed, server_args
     from redisprobe.pipeline import execute
     from redisprobe.render.race import print_race, race_json
@@ -299,12 +311,14 @@ def run(
     url: UrlOpt = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
     enable_events: EventsOpt = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Let scenarios that set allow_scripts = true "
                                                "run their scripts on your --url server (keys under redisprobe: "
                                                "only).")] = False,
 ) -> None:
     """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
+    set_connect_timeout(connect_timeout)
     from redisprobe.commands.run import run_scenarios
 
     events = enable_events if enable_events is not None else (True if url is None else None)

@@ -113,7 +113,7 @@ def _cleanup(targets: Targets, patterns: list[str]) -> None:
     import redis
 
     for target in {t.url: t for t in targets.by_role.values()}.values():
-        client = target.connect(timeout=3)
+        client = target.connect()
         with contextlib.suppress(redis.RedisError, OSError):
             for pattern in patterns:
                 assert pattern.startswith("redisprobe:")

@@ -77,7 +77,7 @@ def fingerprints(targets: dict[str, Target]) -> dict[str, trace.ServerFingerprin
 
     found: dict[str, trace.ServerFingerprint] = {}
     for label, target in targets.items():
-        client = target.connect(timeout=3)
+        client = target.connect()
         try:
             found[label] = server_fingerprint(client, target.host or target.address, target.port or 0)
         except (redis.RedisError, OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,23 @@ _URL_START = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://")
 _URL_END = re.compile(r"[\s'\"<>`]")
 _SECRET_OPTION = re.compile(r"(?i)([?&;](?:password|pass|pwd|passwd|secret|token|auth|requirepass)=)[^&#;]*")
 _known_secrets: set[str] = set()
+TIMEOUT_ENV = "REDISPROBE_CONNECT_TIMEOUT"  # children (actors, the MONITOR reader) inherit it
+DEFAULT_TIMEOUT = 3.0
+
+
+def connect_timeout() -> float:
+    """How long redisprobe waits for a server, for a connection or for any one reply (`--connect-timeout`)."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+def set_connect_timeout(seconds: float | None) -> None:
+    """`--connect-timeout`, for this process and every child it starts."""
+    if seconds is not None:
+        os.environ[TIMEOUT_ENV] = repr(float(seconds))
 _SHORTEST_SECRET_REPLACED = 4  # shorter literal passwords are hidden only inside URLs (else "pw" hides words)
 
 
@@ -103,10 +121,19 @@ class Target:
     def address(self) -> str:
         return self.unix_path or f"{self.host}:{self.port}"
 
-    def connect(self, *, name: str | None = None, timeout: float = 5.0, **kwargs: Any) -> redis.Redis:
-        """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check)."""
-        import redis
+    def connect(self, *, name: str | None = None, timeout: float | None = None, **kwargs: Any) -> redis.Redis:
+        """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check).
 
+        Every wait (connecting, each reply) is bounded by `timeout`, by default `connect_timeout()`, and is not
+        retried unless `retry` says so: redis-py's default retries would multiply the timeout (a server that
+        accepts and never answers held each command for about 37 s) and hide a dropped connection.
+        """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        timeout = connect_timeout() if timeout is None else timeout
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         options: dict[str, Any] = {
             "db": self.db,
             "username": self.username,
@@ -178,7 +205,7 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
     if isinstance(exc, rex.NoPermissionError) or "NOPERM" in text:
         return f"missing ACL permission on {where}: {text}"
     if isinstance(exc, rex.TimeoutError):
-        return f"timed out talking to {where}"
+        return f"timed out talking to {where} (no answer within {connect_timeout():g}s; see --connect-timeout)"
     if isinstance(exc, rex.ConnectionError | OSError):
         reason = text.split(". ")[-1] if "Error" in text else text
         return f"cannot connect to {where}: {reason}"
@@ -200,7 +227,7 @@ def check_connection(client: redis.Redis, target: Target) -> None:
 
 def check_target(target: Target) -> None:
     """Connect once and check, closing the connection afterwards."""
-    client = target.connect(timeout=3)
+    client = target.connect()
     try:
         check_connection(client, target)
     finally:

@@ -6,12 +6,15 @@ README's reliability table lists these faults and outcomes.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import psutil
 import pytest
 import redis
 
+from tests.clirun import run_cli
+from tests.fakeservers import fake_server
 from tests.monitorrun import MonitorRun
 
 
@@ -132,3 +135,63 @@ def test_keyspace_subscriber_cut_by_output_buffer_limit_reports_the_true_window(
     assert start - 2.0 <= gap["from"] <= first_lost, (gap, first_lost)
     assert gap["until"] >= end, (gap, end)
     assert gap["lost"] is not None and gap["lost"] >= 100_000 - len(delivered), (gap, len(delivered))
+
+
+# -- hangs ---------------------------------------------------------------------------------------------------
+
+
+def _one_line_error(result, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.code == 2, (result.code, result.out, result.err)
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0] and "internal error" not in lines[0], result.err
+
+
+@pytest.mark.parametrize("command", ["info", "monitor"])
+def test_hung_server_times_out_once_after_the_connect_timeout(command):
+    with fake_server("hung") as port:
+        started = time.monotonic()
+        result = run_cli(command, "--url", f"redis://127.0.0.1:{port}/0", "--connect-timeout", "1")
+        elapsed = time.monotonic() - started
+    _one_line_error(result, "timed out")
+    assert elapsed < 10, elapsed  # it was about 37 s with a 3 s timeout: retries multiplied it
+
+
+def _stopped_server(box) -> psutil.Process:  # type: ignore[no-untyped-def]
+    return psutil.Process(box.servers[0].proc.pid)
+
+
+def test_server_that_hangs_mid_capture_does_not_stretch_the_duration(private_server):
+    url = private_server.urls[0]
+    server = _stopped_server(private_server)
+    run = MonitorRun("--url", url, "--duration", "4", "--enable-events", "--connect-timeout", "1")
+    started = time.monotonic()
+    try:
+        server.suspend()  # the server hangs: every connection stays open, nothing answers
+        _out, err = run.proc.communicate(timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        server.resume()
+        run.kill()
+    assert elapsed < 4 + 12, elapsed  # it was 4 + about 70 s
+    err = "".join(run.err_lines) + err
+    assert "Traceback" not in err and "gave up" in err, err
+
+
+def test_ctrl_c_with_a_hung_server_stops_within_seconds_saying_what_it_gave_up(private_server):
+    url = private_server.urls[0]
+    server = _stopped_server(private_server)
+    run = MonitorRun("--url", url, "--enable-events", "--connect-timeout", "3")
+    try:
+        server.suspend()
+        time.sleep(0.5)
+        started = time.monotonic()
+        run.proc.send_signal(signal.SIGINT)
+        _out, err = run.proc.communicate(timeout=120)
+        elapsed = time.monotonic() - started
+    finally:
+        server.resume()
+        run.kill()
+    err = "".join(run.err_lines) + err
+    assert run.proc.returncode == 130, err
+    assert elapsed < 5, elapsed  # it ignored Ctrl-C for about a minute
+    assert "gave up" in err and "notify-keyspace-events" in err, err

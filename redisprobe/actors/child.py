@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.actors.steps import GateRefusal, StepRunner
@@ -65,7 +67,9 @@ def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | Non
     target = parse_target(spec.url)
     pid = os.getpid()
     name = f"redisprobe:{spec.role}:{pid}"
-    client = target.connect(name=name)
+    # An application's pool reconnects once after a dropped connection (a restart, CLIENT KILL); a server that
+    # does not answer is not asked again: every wait is bounded by --connect-timeout.
+    client = target.connect(name=name, retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)))
     try:
         client_id = int(client.client_id())
         info = client.client_info()

@@ -3,7 +3,6 @@ and tell each watched key's life with the doctor's findings at the end (or on Ct
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from collections import deque
@@ -12,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redisprobe import trace
-from redisprobe.capture import CaptureSession
+from redisprobe.capture import CaptureSession, stop_sessions
 from redisprobe.pidmap import PidSpec
 from redisprobe.session import make_header
-from redisprobe.target import Target
+from redisprobe.target import Target, connect_timeout
+
+INTERRUPT_BUDGET = 1.0
+"""Seconds the end of a capture may take after Ctrl-C (draining MONITOR, restoring CONFIG) before it gives up."""
 
 
 @dataclass
@@ -32,6 +34,7 @@ class CaptureOutcome:
     temporary: bool
     interrupted: bool
     lost: list[str]  # one line per kind of attribution lost (events off, CONFIG refused...)
+    gave_up: list[str]  # what the end of the capture abandoned because the server did not answer in time
 
 
 def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
@@ -71,15 +74,19 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for session in sessions:  # each stop drains MONITOR and restores CONFIG, even on a second Ctrl-C
-            with contextlib.suppress(KeyboardInterrupt):
-                session.stop()
+        # Each stop drains MONITOR and restores CONFIG, within a budget: a hung server neither stretches the
+        # duration nor holds Ctrl-C (a second one gives up at once); what was given up on is said.
+        gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
+        interrupted = interrupted or again
+        for line in gave_up:
+            writer.note(f"gave up {line}", level="warning")
         if live is not None:
             _flush_live(live, pending)
             live.finish()  # type: ignore[attr-defined]
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
-    return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost)
+    return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
+                          gave_up=[f"gave up {line}" for line in gave_up])
 
 
 def _flush_live(live: object, pending: deque[trace.Recorded]) -> None:

@@ -23,7 +23,7 @@ from redis.retry import Retry
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.observers.clients import connect_observer
-from redisprobe.target import Target, describe_redis_error
+from redisprobe.target import Target, connect_timeout, describe_redis_error
 
 PATTERN = "__keyevent@*__:*"
 CONNECTION_NAME = "redisprobe:observer:keyspace"
@@ -33,7 +33,7 @@ NEEDED = "Eg$lshzxet"
 _ALIAS_A = "g$lshzxetd"
 LOST = "expiries, evictions and whether an EXPIRE took effect cannot be attributed (MONITOR alone)"
 _CHANNEL_PREFIX = b"__keyevent@"
-_MARK_PREFIX = b"redisprobe:mark:"
+_MARK_PREFIX = b"redisprobe:fence:keyspace:"  # a MONITOR capture leaves our marks out of the trace
 _MARKS_KEPT = 64
 _DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
 
@@ -78,13 +78,13 @@ class KeyspaceObserver:
     """
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
-                 label: str = "", timeout: float = 5.0, mark_interval: float = 0.5,
+                 label: str = "", timeout: float | None = None, mark_interval: float = 0.5,
                  give_up_after: float | None = 300.0) -> None:
         self.target = target
         self.emit = emit
         self.enable = enable
         self.where = f"{label} ({target.label})" if label else target.label
-        self.timeout = timeout
+        self.timeout = connect_timeout() if timeout is None else timeout
         self.mark_interval = mark_interval
         self.give_up_after = give_up_after
         self.active = False
@@ -94,6 +94,7 @@ class KeyspaceObserver:
         self._config_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._aborted = False
         self._started = False
         self._stopped = False
         self._conn: Any = None
@@ -207,19 +208,35 @@ class KeyspaceObserver:
             self._warned.add(text)
             self._note(text, level)
 
+    @property
+    def pending_restore(self) -> str | None:
+        """The user's notify-keyspace-events value while ours is still set on the server (None once restored)."""
+        return self._restore_to
+
     def _restore_config(self) -> None:
         with self._config_lock:
-            old, self._restore_to = self._restore_to, None
+            old = self._restore_to
             if old is None or self._admin is None:
                 return
             try:
                 self._admin.config_set("notify-keyspace-events", old)
             except (rex.RedisError, OSError) as exc:
+                if self._aborted:  # given up on: whoever gave up says so
+                    return
                 self._note(f"could not restore notify-keyspace-events on {self.where} to {old!r} "
                            f"({describe_redis_error(exc, self.target)}); run: CONFIG SET notify-keyspace-events "
                            f"{old!r}", "warning")
                 return
+            self._restore_to = None
             self._note(f"restored notify-keyspace-events on {self.where} to {old!r}")
+
+    def abort(self) -> None:
+        """Stop waiting for the server: close our connections under whoever is blocked on them (see `stop`)."""
+        self._aborted = True
+        self._stopping.set()
+        for closing in (lambda: self._conn.disconnect(), lambda: self._admin.connection_pool.disconnect()):
+            with contextlib.suppress(Exception):
+                closing()
 
     # -- the reader ------------------------------------------------------------------------------------------
 
@@ -291,7 +308,8 @@ class KeyspaceObserver:
         if self._admin is None:
             return None
         try:
-            return int(self._admin.info("stats").get("total_commands_processed"))
+            reply = self._admin.execute_command("INFO", "stats", _MARK_PREFIX + b"count")
+            return int(reply["total_commands_processed"])
         except (rex.RedisError, OSError, TypeError, ValueError):
             return None
 

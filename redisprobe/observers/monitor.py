@@ -49,6 +49,7 @@ from redisprobe.monitor_parse import (
     line_time,
     parse_monitor_line,
 )
+from redisprobe.target import connect_timeout
 
 if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s, 12 MB)
     import redis
@@ -67,6 +68,7 @@ _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
 _ROTATE_BYTES = 64 << 20  # the reader starts a new spool file after this much; the parent deletes read ones
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
+_READER_START = 10.0  # seconds allowed for the reader process to start (Python on a loaded 2-core machine)
 _MARK_EVERY = 1.0  # seconds between marks: the server's command count, pinned to a place in the stream
 _MARK_PREFIX = FENCE_PREFIX + b"mark:"
 _MARKS_KEPT = 16
@@ -141,16 +143,18 @@ class MonitorCapture:
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
         self._stem = ""
-        # Marks: every _MARK_EVERY s, INFO's total_commands_processed then an ECHO of a token. Where the token shows
-        # in the stream, the server had run about that many commands; a gap's lost count is measured from there.
+        # Marks: every _MARK_EVERY s, `INFO stats <token>` (an unknown section name is ignored): its reply is the
+        # server's command count, and where its line shows in the stream the server had run that many commands; a
+        # gap's lost count is measured from there. Servers before 7.0 refuse it: their gaps come without a count.
         self._marks: dict[bytes, int] = {}  # sent, not seen yet: token -> commands processed when sent
         self._mark: tuple[int, int] | None = None  # the last mark seen: (commands processed, lines since)
         self._next_mark = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10) -> None:
-        """Check the connection, spawn the reader, and return once the server has acknowledged MONITOR.
+    def start(self, timeout: float | None = None) -> None:
+        """Check the connection, spawn the reader, and return once the server has acknowledged MONITOR (each wait
+        for the server bounded by `timeout`, default `--connect-timeout`; the reader's own start on top).
 
         Raises `ConnectionProblem` (a `ProbeError`, one line, no secrets) on a refused connection, a wrong
         password or a user without permission for MONITOR.
@@ -159,6 +163,7 @@ class MonitorCapture:
             return
         self._started = True
         try:
+            timeout = connect_timeout() if timeout is None else timeout
             self._fence = self._fence_client(timeout)  # also proves the address and the credentials
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -169,7 +174,7 @@ class MonitorCapture:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._file = self.spool.open("rb")
             self._spawn(retry_forever=False)
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + timeout * 4 + _READER_START  # AUTH, SETNAME, INFO, MONITOR
             while not self._monitoring:
                 self._read_available()
                 if self._monitoring:
@@ -181,7 +186,7 @@ class MonitorCapture:
                     raise ProbeError(f"the MONITOR reader for {self.where} exited at start "
                                      f"(code {self.proc.returncode}): {self._stderr_tail()}")
                 if time.monotonic() > deadline:
-                    raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged within {timeout:g}s")
+                    raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged in time")
                 time.sleep(0.005)
         except BaseException:
             self.stop()
@@ -205,6 +210,13 @@ class MonitorCapture:
             for path in self.spool_dir.glob(f"{self._stem}.*"):  # the stderr, the spool and any newer one
                 with contextlib.suppress(OSError):
                     path.unlink()
+
+    def abort(self) -> None:
+        """Stop waiting for the server (a drain blocked on the fence connection), then `stop()`."""
+        if self._fence is not None:
+            with contextlib.suppress(Exception):
+                self._fence.connection_pool.disconnect()
+        self.stop()
 
     def __enter__(self) -> MonitorCapture:
         self.start()
@@ -237,7 +249,7 @@ class MonitorCapture:
                 self._take(out, None if max_lines is None else max_lines - taken)
                 return out
 
-    def drain(self, timeout: float = 10) -> list[Handed]:
+    def drain(self, timeout: float | None = None) -> list[Handed]:
         """Everything the server executed before this call: the rest of the spool up to a fence.
 
         The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
@@ -250,10 +262,11 @@ class MonitorCapture:
         """
         return [event for batch in self.drain_batches(timeout) for event in batch]
 
-    def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[Handed]]:
+    def drain_batches(self, timeout: float | None = None, batch: int = 16384) -> Iterator[list[Handed]]:
         """`drain()` in lists of at most `batch` lines and gaps, so that memory stays flat however long the backlog."""
         if not self._started or self._stopped:
             return
+        timeout = connect_timeout() if timeout is None else timeout
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
@@ -462,6 +475,7 @@ class MonitorCapture:
             "rotate_bytes": _ROTATE_BYTES,
             "name": CONNECTION_NAME,
             "retry_forever": retry_forever,
+            "timeout": connect_timeout(),
         }
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # so `-m` finds this package even when not installed
@@ -533,7 +547,7 @@ class MonitorCapture:
 
         # RESP2: a reconnect then shows only CLIENT SETNAME (filtered out) in MONITOR, not HELLO too.
         # No retries inside redis-py (its backoff would stall start() and drain() for seconds): drain() resends.
-        client = self.target.connect(name=FENCE_NAME, timeout=min(timeout, 5.0), protocol=2,
+        client = self.target.connect(name=FENCE_NAME, timeout=timeout, protocol=2,
                                      retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
@@ -551,13 +565,9 @@ class MonitorCapture:
         self._next_mark = now + _MARK_EVERY
         token = _MARK_PREFIX + uuid.uuid4().hex.encode()
         try:
-            processed = int(self._fence.info("stats").get("total_commands_processed", -1))
-            if processed < 0:
-                return
-            self._marks[token] = processed
-            self._fence.execute_command("ECHO", token)
+            reply = self._fence.execute_command("INFO", "stats", token)
+            self._marks[token] = int(reply["total_commands_processed"])
         except Exception:  # a mark is a bonus: without one, a gap's count is unknown, its window still right
-            self._marks.pop(token, None)
             return
         while len(self._marks) > _MARKS_KEPT:  # tokens sent while MONITOR was away never show up
             self._marks.pop(next(iter(self._marks)))
@@ -574,22 +584,24 @@ class MonitorCapture:
 
 def lost_commands(mark: object, processed: object) -> int | None:
     """How many commands the server ran between the last mark seen before a loss and the reconnection that MONITOR
-    did not deliver: INFO's count at reconnection, less the count at the mark, the mark's own INFO and ECHO, and
-    the lines delivered after it. None without a mark, or when the count went down (a restart resets it)."""
+    did not deliver: INFO's count at reconnection, less the count at the mark, the mark itself, and the lines
+    delivered after it. None without a mark, or when the count went down (a restart resets it)."""
     if not isinstance(mark, tuple) or not isinstance(processed, int):
         return None
     at_mark, delivered = mark
-    missed = processed - at_mark - 2 - delivered
+    missed = processed - at_mark - 1 - delivered
     return missed if processed >= at_mark else None
 
 
 def _fence_of(args: list[bytes]) -> bytes | None:
-    """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's:
-    the fence token (b"" for the renaming), or None for a user's command."""
-    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() == b"ECHO":
+    """Our fence ECHOs and marks, and the fence connection naming itself again after a reconnect, are not the
+    user's: the fence or mark token (b"" for the renaming), or None for a user's command."""
+    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() in (b"ECHO", b"PING"):
         return args[1]
     if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
         return b""
+    if len(args) == 3 and args[2].startswith(FENCE_PREFIX) and args[0].upper() == b"INFO":
+        return args[2]
     return None
 
 
@@ -636,12 +648,12 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes, int | None]:
+def _connect(target: dict[str, Any], name: str, timeout: float) -> tuple[socket.socket, bytes, int | None]:
     """Open the connection, authenticate, name it, read the server's command count, and send MONITOR; returns the
     socket, the bytes after +OK, and INFO's total_commands_processed just before MONITOR (None if refused)."""
     if target.get("unix_path"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         try:
             sock.connect(target["unix_path"])
         except BaseException:
@@ -649,7 +661,7 @@ def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes, i
             raise
     else:
         host = target.get("host") or "localhost"
-        sock = socket.create_connection((host, target.get("port") or 6379), timeout=10)
+        sock = socket.create_connection((host, target.get("port") or 6379), timeout=timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for option, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, option):
@@ -776,12 +788,13 @@ def reader_main() -> int:
     target, name = config["target"], config["name"]
     spool = _Spool(config["spool"], int(config.get("rotate_bytes") or _ROTATE_BYTES))
     retry_forever = bool(config.get("retry_forever"))
+    timeout = float(config.get("timeout") or 10)
     first = True
     delay = 0.05
     last_error = ""
     while True:
         try:
-            sock, leftover, processed = _connect(target, name)
+            sock, leftover, processed = _connect(target, name, timeout)
         except Exception as exc:  # every failure is reported or retried
             kind, text = _describe(exc)
             if first and not retry_forever:
