@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from redisprobe import trace
+from redisprobe.leftovers import temp_dir
 from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
@@ -33,7 +32,7 @@ class CaptureSession:
         self.target = target
         self.writer = writer
         self.label = label
-        self._spool = Path(tempfile.mkdtemp(prefix="redisprobe-spool-"))
+        self._spool = temp_dir("spool")
         self.monitor = MonitorCapture(target, self._spool, label=label)
         self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
         self.mapper = PidMapper(watched or {})
@@ -92,8 +91,8 @@ class CaptureSession:
             undone.append(f"confirming that MONITOR on {where} delivered its last commands (the trace may miss them)")
         pending = self.keyspace.pending_restore
         if pending is not None:
-            undone.append(f"restoring notify-keyspace-events on {where} to {pending!r} (run: CONFIG SET "
-                          f"notify-keyspace-events {pending!r})")
+            undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
+                          f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
         for observer in (self.keyspace, self.clients, self.monitor):
             with contextlib.suppress(Exception):
                 observer.abort()  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import sys
 import threading
@@ -61,6 +60,7 @@ def handled(func: F) -> F:
         err = stderr_console()
         try:
             with sigterm_as_interrupt():
+                _remove_leftovers()
                 return func(*args, **kwargs)
         except typer.Exit:
             raise
@@ -80,6 +80,17 @@ def handled(func: F) -> F:
             raise typer.Exit(int(ExitCode.USAGE)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _remove_leftovers() -> None:
+    """What runs killed with -9 left in the temp folder (traces, spools, sandbox folders) goes, and is said."""
+    from redisprobe.leftovers import sweep
+
+    removed = sweep()
+    if removed:
+        stderr_console().print(f"redisprobe: removed {len(removed)} temp file(s) left by redisprobe runs that no "
+                               f"longer exist: {', '.join(shown(name) for name in removed[:3])}"
+                               + (", ..." if len(removed) > 3 else ""), markup=False)
 
 
 def _version(value: bool) -> None:
@@ -200,14 +211,12 @@ def monitor(
 ) -> None:
     """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
     set_connect_timeout(connect_timeout)
-    from redisprobe.commands.monitor import MonitorOptions, capture
+    from redisprobe.commands.monitor import MonitorOptions, capture, summarise_capture
     from redisprobe.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
     from redisprobe.render.timeline import LiveTimeline
-    from redisprobe.session import open_targets
-    from redisprobe.summary import summarise
-    from redisprobe.target import check_target, parse_target
-    from redisprobe.trace import read_trace
+    from redisprobe.session import check_user_target, open_targets
+    from redisprobe.target import parse_target
 
     spec = parse_pid_spec(pids or [])
     err = stderr_console()
@@ -218,7 +227,7 @@ def monitor(
     with open_targets(urls[0] if urls else None, roles=("api",)) as targets:
         watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
         for extra in watched_targets[1:]:
-            check_target(extra)
+            check_user_target(extra)
         where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
@@ -234,21 +243,22 @@ def monitor(
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
     for line in [*outcome.lost, *outcome.gave_up]:
         err.print(f"redisprobe: warning: {shown(line)}", markup=False)
-    _header, stream = read_trace(outcome.trace_path)
-    # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its first
-    # pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
-    gc.disable()
-    summary = summarise(stream, watched=spec.labels, key_patterns=keys or ())
+    summary, cut = summarise_capture(outcome, spec, tuple(keys or ()),
+                                     lambda line: err.print(f"redisprobe: {line}", markup=False))
     trace_path = None if outcome.temporary else str(outcome.trace_path)
-    if outcome.temporary:
-        outcome.trace_path.unlink(missing_ok=True)
     if json:
-        print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted})
+        print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted or cut,
+                    "complete": not cut})
     else:
         print_summary(console, summary, trace_path=trace_path)
+    if cut:
+        err.print("redisprobe: interrupted while analysing: the clients, gaps and counts above are what was ready; "
+                  "key lives and findings were not computed" + ("" if trace_path else
+                                                                " (the capture was not kept: --out FILE keeps it)"),
+                  markup=False)
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe monitor")
-    if outcome.interrupted:
+    if outcome.interrupted or cut:
         raise typer.Exit(ExitCode.INTERRUPTED)
     _exit_for(len(summary.findings))
 

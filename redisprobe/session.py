@@ -59,7 +59,28 @@ def _check_all(by_role: dict[str, Target]) -> None:
         if target.url in seen:
             continue
         seen.add(target.url)
-        check_target(target)
+        check_user_target(target)
+
+
+def check_user_target(target: Target) -> None:
+    """Check that the user's server answers, and restore any CONFIG an earlier, killed run left changed on it
+    (saying so on stderr)."""
+    import redis
+
+    from redisprobe.configledger import undo_left_changes
+    from redisprobe.render.console import stderr_console
+    from redisprobe.render.escape import shown
+
+    check_target(target)
+    client = target.connect()
+    try:
+        said = undo_left_changes(target, client)
+    except (redis.RedisError, OSError):
+        said = []
+    finally:
+        client.close()
+    for line in said:
+        stderr_console().print(f"redisprobe: {shown(line)}", markup=False)
 
 
 def make_header(command: str, targets: dict[str, Target], options: dict[str, object] | None = None) -> trace.Header:

@@ -46,6 +46,15 @@ class Summary:
 OBSERVER_PREFIX = "redisprobe:observer"
 
 
+class SummaryInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the summary was computed: `partial` has what was ready (clients, gaps, notes, counts so far;
+    no key lives or findings)."""
+
+    def __init__(self, partial: Summary) -> None:
+        super().__init__()
+        self.partial = partial
+
+
 def exact_key(data: dict[str, Any], key: bytes) -> dict[str, Any]:
     """A key's JSON with its exact bytes when its name is not UTF-8.
 
@@ -124,8 +133,14 @@ def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
-    lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
-    return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+    stream = tap.through(trace.time_ordered(iter(events)))
+    try:
+        lives = fold(stream, watched=watched or {})
+        return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+    except KeyboardInterrupt:
+        stream.close()  # publishes the counts so far
+        raise SummaryInterrupted(Summary(clients=_clients(tap, watched), keys=[], findings=[], gaps=tap.gaps,
+                                         notes=tap.notes, stats=tap.stats)) from None
 
 
 def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:
@@ -158,10 +173,13 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
     else:
         named = {key for f in findings for key in f.keys}
         keys = [exact_key(life.to_json(history=life.key_text in named), life.key) for life in chosen]
-    clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
-                "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
-                                                   else ""),
-                "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]
+    clients = _clients(tap, watched)
     curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
     return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
                    stats=tap.stats, ttl_curves=curves)
+
+
+def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
+    return [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
+             "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {}) else ""),
+             "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]

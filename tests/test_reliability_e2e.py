@@ -6,6 +6,7 @@ README's reliability table lists these faults and outcomes.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -13,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from tests.clirun import run_cli
+from tests.clirun import cli_env, run_cli
 from tests.fakeservers import fake_server
 from tests.monitorrun import MonitorRun
 
@@ -195,3 +196,70 @@ def test_ctrl_c_with_a_hung_server_stops_within_seconds_saying_what_it_gave_up(p
     assert run.proc.returncode == 130, err
     assert elapsed < 5, elapsed  # it ignored Ctrl-C for about a minute
     assert "gave up" in err and "notify-keyspace-events" in err, err
+
+
+# -- leftovers -----------------------------------------------------------------------------------------------
+
+
+def _env(tmp_path, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A temp folder and a state folder of the test's own, so that what a run leaves is visible."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return cli_env(TMPDIR=str(tmp_path / "tmp"), REDISPROBE_STATE_DIR=str(tmp_path / "state"), **extra)
+
+
+def _left(tmp_path) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(p.name for p in (tmp_path / "tmp").iterdir())
+
+
+def test_failed_start_leaves_nothing_in_the_temp_folder(server, tmp_path):
+    url, client = server
+    client.acl_setuser("nomonitor", enabled=True, passwords=["+pw-123456"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-monitor"])
+    limited = url.replace("redis://", "redis://nomonitor:pw-123456@")
+    result = run_cli("monitor", "--url", limited, "--duration", "1", env=_env(tmp_path))
+    _one_line_error(result, "MONITOR")
+    assert _left(tmp_path) == []  # the temp trace stayed behind
+
+
+def test_ctrl_c_while_analysing_prints_what_is_ready_and_keeps_no_temp_trace(server, tmp_path):
+    url, client = server
+    run = MonitorRun("--url", url, "--duration", "2", "--no-enable-events", "--json", env=_env(tmp_path))
+    try:
+        _load(client, "big", 150_000)
+        line = ""
+        while "analysing" not in line:
+            line = run.proc.stderr.readline()
+            assert line, "no analysing line"
+        run.proc.send_signal(signal.SIGINT)
+        out, err = run.proc.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted while analysing" in err, err
+    partial = json.loads(out)  # what was ready: the counts, no key lives
+    assert partial["complete"] is False and partial["stats"]["commands"] > 0, partial["stats"]
+    assert _left(tmp_path) == []  # an 84 MB trace was left behind
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_run(server, tmp_path):
+    url, client = server
+    before = client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    env = _env(tmp_path)
+    run = MonitorRun("--url", url, "--enable-events", env=env)
+    family = psutil.Process(run.proc.pid).children(recursive=True)
+    run.proc.kill()  # kill -9: no way to clean up
+    run.proc.wait()
+    psutil.wait_procs(family, timeout=10)  # the reader child follows its parent (PR_SET_PDEATHSIG)
+    assert client.config_get("notify-keyspace-events")["notify-keyspace-events"] != before
+    assert any(name.startswith("redisprobe-monitor-") for name in _left(tmp_path)), _left(tmp_path)
+
+    result = run_cli("info", "--url", url, "--json", env=env)
+    assert result.code in (0, 1), result.err
+    assert _left(tmp_path) == []
+    assert "removed" in result.err and "no longer exist" in result.err, result.err
+    assert client.config_get("notify-keyspace-events")["notify-keyspace-events"] == before
+    assert "restored notify-keyspace-events" in result.err, result.err
+
+    again = run_cli("info", "--url", url, "--json", env=env)  # said once, done once
+    assert "restored" not in again.err and "removed" not in again.err, again.err

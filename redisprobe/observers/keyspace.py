@@ -20,7 +20,7 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redisprobe import trace
+from redisprobe import configledger, trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.observers.clients import connect_observer
 from redisprobe.target import Target, connect_timeout, describe_redis_error
@@ -95,6 +95,7 @@ class KeyspaceObserver:
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
         self._aborted = False
+        self._ledger_id: str | None = None  # our change as written down in the config ledger
         self._started = False
         self._stopped = False
         self._conn: Any = None
@@ -190,9 +191,14 @@ class KeyspaceObserver:
                               f"lacks {lacking!r}): {LOST}; {how}", "warning" if self.enable is None else "info")
                 return
             new = merge_flags(current)
+            # Written down first: if this run is killed before it restores the value, the next one does.
+            configledger.forget(self._ledger_id)
+            self._ledger_id = configledger.record(self.target, self._run_id, "notify-keyspace-events", current, new)
             try:
                 self._admin.config_set("notify-keyspace-events", new)
             except rex.ResponseError as exc:
+                configledger.forget(self._ledger_id)
+                self._ledger_id = None
                 self._refused(f"cannot set notify-keyspace-events on {self.where} ({_reason(exc)}; it is "
                               f"{current!r}, lacking {lacking!r}): {LOST}")
                 return
@@ -228,6 +234,8 @@ class KeyspaceObserver:
                            f"{old!r}", "warning")
                 return
             self._restore_to = None
+            configledger.forget(self._ledger_id)
+            self._ledger_id = None
             self._note(f"restored notify-keyspace-events on {self.where} to {old!r}")
 
     def abort(self) -> None:
