@@ -19,11 +19,12 @@ import typer
 
 from redisprobe import __version__
 from redisprobe.errors import ExitCode, ProbeError
+from redisprobe.outputs import check_output
 from redisprobe.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
 from redisprobe.render.escape import shown
 from redisprobe.sandbox import TOPOLOGIES
-from redisprobe.target import redact, set_connect_timeout
+from redisprobe.target import given_url, redact, set_connect_timeout
 
 app = typer.Typer(
     name="redisprobe",
@@ -65,21 +66,28 @@ def handled(func: F) -> F:
         except typer.Exit:
             raise
         except ProbeError as exc:
-            if _DEBUG["traceback"]:
-                raise
+            _traceback()
             err.print(f"redisprobe: error: {shown(redact(str(exc)))}", markup=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("redisprobe: interrupted", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
-            if _DEBUG["traceback"]:
-                raise
-            err.print(f"redisprobe: internal error: {shown(redact(f'{type(exc).__name__}: {exc}'))} "
-                      "(run again with --traceback for details)", markup=False)
+            _traceback()
+            err.print(f"redisprobe: internal error: {shown(redact(f'{type(exc).__name__}: {exc}'))}"
+                      + ("" if _DEBUG["traceback"] else " (run again with --traceback for details)"), markup=False)
             raise typer.Exit(int(ExitCode.USAGE)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _traceback() -> None:
+    """With --traceback, the Python traceback of the exception being handled, passwords hidden; the exit code
+    stays the one the error maps to."""
+    if _DEBUG["traceback"]:
+        import traceback
+
+        sys.stderr.write(redact(traceback.format_exc()))
 
 
 def _remove_leftovers() -> None:
@@ -130,6 +138,7 @@ def isolation(
 ) -> None:
     """Can the processor see what the api wrote? If not, say why (different server, db, prefix, replica)."""
     set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
     from redisprobe.commands.isolation import IsolationOptions, run_isolation
     from redisprobe.render.isolation import isolation_json, print_isolation
     from redisprobe.session import open_targets
@@ -163,10 +172,11 @@ def info(
 ) -> None:
     """What each actor (or each live process) sees of its server, side by side, differences highlighted."""
     set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
     if pids:
         from redisprobe.commands.livepids import run_live_info
 
-        findings = run_live_info(pids, url, json=json)
+        findings = run_live_info(pids, given_url(url), json=json)
         _exit_for(findings)
         return
     from redisprobe.commands.info import run_info
@@ -211,6 +221,8 @@ def monitor(
 ) -> None:
     """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
     set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
+    check_output(svg, "--svg")
     from redisprobe.commands.monitor import MonitorOptions, capture, summarise_capture
     from redisprobe.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
@@ -223,7 +235,7 @@ def monitor(
     for warning in spec.warnings:
         err.print(f"redisprobe: warning: {shown(warning)}", markup=False)
     console = stdout_console(record=svg is not None)
-    urls = list(url or [])
+    urls = [str(given_url(u)) for u in url or []]
     with open_targets(urls[0] if urls else None, roles=("api",)) as targets:
         watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
         for extra in watched_targets[1:]:
@@ -288,6 +300,8 @@ def ttl_race(
 ) -> None:
     """Reproduce the batching race: batches vanishing before their TTL, measured and explained."""
     set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
+    check_output(svg, "--svg")
     from redisprobe.commands.ttlrace import RaceOptions, build_plan, check_allowed, server_args
     from redisprobe.pipeline import execute
     from redisprobe.render.race import print_race, race_json
@@ -329,8 +343,10 @@ def run(
 ) -> None:
     """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
     set_connect_timeout(connect_timeout)
+    check_output(junit, "--junit", make_folders=True)
     from redisprobe.commands.run import run_scenarios
 
+    given_url(url)
     events = enable_events if enable_events is not None else (True if url is None else None)
     raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url, enable_events=events,
                                    allow_writes=allow_writes))

@@ -76,6 +76,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
             if capture is not None:
                 capture.pump()
+            writer.check()
             time.sleep(0.05)
         supervisor.wait_all(timeout=max(0.0, deadline - time.monotonic()) + 1)
         if sampler is not None:
@@ -88,6 +89,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
             capture.stop()
         _cleanup(targets, plan.cleanup_patterns)
         writer.close()
+    writer.check()
     return diagnose_events(writer.events, watched, str(out) if out else None)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from redisprobe import trace
 from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import Target, check_target, parse_target, redact
+from redisprobe.target import Target, check_target, given_url, parse_target, redact
 
 ROLES = ("api", "processor")
 
@@ -37,6 +37,8 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
                  topology: str = "single", roles: tuple[str, ...] = ROLES,
                  server_args: list[str] | None = None) -> Iterator[Targets]:
     """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after."""
+    url, api_url = given_url(url), given_url(api_url, "--api-url")
+    processor_url = given_url(processor_url, "--processor-url")
     url = url or os.environ.get("REDIS_URL") or None
     if url or api_url or processor_url:
         chosen = {"api": api_url or url, "processor": processor_url or url}

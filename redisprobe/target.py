@@ -150,6 +150,15 @@ class Target:
         return redis.Redis(host=self.host or "localhost", port=self.port or 6379, **options)
 
 
+def given_url(url: str | None, option: str = "--url") -> str | None:
+    """A URL option as given: None when it was left out, an error when it was given empty (an unset variable in
+    `--url "$REDIS_URL"` must not silently mean a sandbox)."""
+    if url is not None and not url.strip():
+        raise ProbeError(f"{option} is empty: give a URL such as redis://host:6379/0, or leave {option} out to use "
+                         "a disposable sandbox")
+    return url
+
+
 def parse_target(url: str) -> Target:
     """Parse a redis://, rediss:// or unix:// URL, or raise a one-line `ProbeError` that hides the password."""
     shown = redact(url)
@@ -179,6 +188,11 @@ def parse_target(url: str) -> Target:
                       username=username, password=password)
     if not parts.hostname:
         raise ProbeError(f"bad URL {shown!r}: no host")
+    try:
+        parts.hostname.encode("idna")  # what resolving it will do: a label over 63 characters fails there
+    except UnicodeError:
+        raise ProbeError(f"bad URL {shown!r}: {parts.hostname[:40]!r}... is not a valid host name (too long, or a "
+                         "label over 63 characters)") from None
     path = parts.path.lstrip("/")
     db = _parse_db(path or db_text or "0", shown)
     return Target(url=url, host=parts.hostname, port=port or 6379, db=db,
@@ -218,11 +232,16 @@ def check_connection(client: redis.Redis, target: Target) -> None:
     import redis.exceptions as rex
 
     try:
-        client.ping()
-        client.info("server")
-        client.client_id()
+        pong = client.ping()
+        info = client.info("server")
+        client_id = client.client_id()
     except (rex.RedisError, OSError) as exc:
         raise ConnectionProblem(describe_redis_error(exc, target)) from None
+    except (ValueError, TypeError, AttributeError):  # a reply redis-py could not even parse
+        pong, info, client_id = None, None, None
+    if pong is not True or not isinstance(info, dict) or "run_id" not in info or not isinstance(client_id, int):
+        raise ConnectionProblem(f"{target.label} does not answer like Redis (its replies to PING, INFO and CLIENT "
+                                "ID are not Redis replies): is it the right port?")
 
 
 def check_target(target: Target) -> None:

@@ -6,6 +6,7 @@ msgspec gives frozen typed structs, tagged unions and a JSON codec fast enough f
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -342,13 +343,14 @@ class TraceWriter:
         self._listeners: list[Any] = []
         self._raw_listeners: list[Any] = []
         self.transform: Any = None  # e.g. value redaction, applied before anything is kept or written
+        self.failed: TraceFormatError | None = None  # the write that failed (disk full...): see `check()`
         if path is not None:
             try:
                 self._file = path.open("wb")
             except OSError as exc:
-                raise TraceFormatError(f"cannot write trace {str(path)!r}: {exc.strerror}") from None
-            self._file.write(_encode_shown(header))
-            self._file.flush()
+                raise TraceFormatError(f"cannot write the trace {str(path)!r}: {exc.strerror}") from None
+            self._write(_encode_shown(header))
+            self.check()
 
     def subscribe(self, listener: Any, *, raw: bool = False) -> None:
         """Call `listener(event)` for every event emitted from now on (under the writer's lock).
@@ -380,14 +382,31 @@ class TraceWriter:
             if self._keep:
                 self.events.extend(events)
             if self._file is not None:
-                self._file.write(b"".join(map(_encode_shown, stored)))
-                self._file.flush()
+                self._write(b"".join(map(_encode_shown, stored)))
             for listener in self._listeners:
                 for event in events:
                     listener(event)
             for listener in self._raw_listeners:
                 for record in stored:
                     listener(record)
+
+    def _write(self, data: bytes) -> None:
+        """Write and flush; a failure (disk full, file too large) stops the writing and is kept for `check()`:
+        observers write from their own threads, where raising would only end the thread."""
+        assert self._file is not None
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            self.failed = TraceFormatError(f"cannot write the trace {str(self.path)!r}: {exc.strerror}")
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def check(self) -> None:
+        """Raise the one-line error of a write that failed, if one did (call from the main thread)."""
+        if self.failed is not None:
+            raise self.failed
 
     def note(self, text: str, level: str = "info") -> None:
         self.emit(Note(t=time.time(), level=level, text=text))

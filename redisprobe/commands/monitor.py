@@ -84,6 +84,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
                 session.pump()
             if live is not None:
                 _flush_live(live, pending)
+            writer.check()
             time.sleep(0.05)
     except KeyboardInterrupt:
         interrupted = True
@@ -99,6 +100,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             live.finish()  # type: ignore[attr-defined]
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
+    writer.check()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
                           gave_up=[f"gave up {line}" for line in gave_up])
 

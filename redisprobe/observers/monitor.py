@@ -68,6 +68,7 @@ _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
 _ROTATE_BYTES = 64 << 20  # the reader starts a new spool file after this much; the parent deletes read ones
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
+SPOOL_FAILED = 3  # the reader's exit code when it cannot write its spool
 _READER_START = 10.0  # seconds allowed for the reader process to start (Python on a loaded 2-core machine)
 _MARK_EVERY = 1.0  # seconds between marks: the server's command count, pinned to a place in the stream
 _MARK_PREFIX = FENCE_PREFIX + b"mark:"
@@ -497,6 +498,8 @@ class MonitorCapture:
             return
         while self._read_available():
             pass
+        if self.proc.returncode == SPOOL_FAILED:  # a new reader would fail the same way
+            raise ProbeError(f"{self._stderr_tail()} (in {self.spool_dir}; see $TMPDIR)")
         if time.monotonic() - self._spawned_at < _RESPAWN_EVERY:
             return
         if self._lost is None:
@@ -641,11 +644,18 @@ class _Spool:
         self.fd, self.written = fd, 0
 
 
+class _SpoolFailed(Exception):
+    """The spool cannot be written (disk full, file too large): nothing the reader can do about it."""
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as exc:
+        raise _SpoolFailed(exc.strerror or str(exc)) from None
 
 
 def _connect(target: dict[str, Any], name: str, timeout: float) -> tuple[socket.socket, bytes, int | None]:
@@ -785,6 +795,14 @@ def reader_main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
+    try:
+        return _read_forever(config)
+    except _SpoolFailed as exc:
+        sys.stderr.write(f"cannot write the MONITOR spool: {exc}\n")
+        return SPOOL_FAILED
+
+
+def _read_forever(config: dict[str, Any]) -> int:
     target, name = config["target"], config["name"]
     spool = _Spool(config["spool"], int(config.get("rotate_bytes") or _ROTATE_BYTES))
     retry_forever = bool(config.get("retry_forever"))
