@@ -117,6 +117,14 @@ def _root(
     _DEBUG["traceback"] = _DEBUG["traceback"] or traceback
 
 
+def _interrupted(interrupted: bool) -> None:
+    """After Ctrl-C, the report printed is what was seen until then: say so and exit 130."""
+    if interrupted:
+        stderr_console().print("redisprobe: interrupted: the report above is what was seen until then",
+                               markup=False)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
 def _exit_for(findings: int) -> None:
     raise typer.Exit(ExitCode.FINDING if findings else ExitCode.HEALTHY)
 
@@ -145,12 +153,13 @@ def isolation(
 
     options = IsolationOptions(ttl=ttl, timeout=timeout, api_prefix=api_prefix, processor_prefix=processor_prefix)
     with open_targets(url, api_url, processor_url, topology) as targets:
-        report, _execution = run_isolation(targets, options, out)
+        report, execution = run_isolation(targets, options, out)
     trace_path = str(out) if out else None
     if json:
         print_json(isolation_json(report, trace_path))
     else:
         print_isolation(stdout_console(), report, trace_path)
+    _interrupted(execution.interrupted)
     if report.crashed:
         stderr_console().print(f"redisprobe: an actor crashed: {shown(report.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)
@@ -322,6 +331,7 @@ def ttl_race(
         print_race(console, result, options)
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe ttl-race")
+    _interrupted(result.interrupted)
     if result.crashed:
         stderr_console().print(f"redisprobe: an actor crashed: {shown(result.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)

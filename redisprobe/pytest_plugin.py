@@ -91,6 +91,8 @@ class ScenarioItem(pytest.Item):
         self.user_properties.append(("findings", ", ".join(result.rules) or "none"))
         if result.status == "skipped":
             _skip(result.skipped or "skipped")
+        if result.status == "interrupted":  # Ctrl-C: pytest stops the session, as for any test
+            raise KeyboardInterrupt
         if result.status != "passed":
             raise ScenarioFailed(result)
 

@@ -110,6 +110,7 @@ class ActorExited(msgspec.Struct, frozen=True, kw_only=True, tag="actor-exited")
     returncode: int | None
     crashed: bool = False
     detail: str = ""
+    timed_out: bool = False  # still running at the plan's time limit, and stopped (not a crash)
 
 
 class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor", gc=False):

@@ -7,7 +7,10 @@ README's reliability table lists these faults and outcomes.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -263,3 +266,80 @@ def test_what_a_killed_run_left_is_removed_by_the_next_run(server, tmp_path):
 
     again = run_cli("info", "--url", url, "--json", env=env)  # said once, done once
     assert "restored" not in again.err and "removed" not in again.err, again.err
+
+
+# -- Ctrl-C everywhere ---------------------------------------------------------------------------------------
+
+
+def _ctrl_c_when(args: list[str], ready: str | None, tmp_path, *, after: float = 0.5):  # type: ignore[no-untyped-def]
+    """Run the CLI in a process group of its own, press Ctrl-C (SIGINT to the group, as a terminal does) once
+    `ready` shows in its trace (None: once an actor has run for 3 s), and return (exit code, stdout, stderr)."""
+    out = tmp_path / "ctrl-c.jsonl"
+    argv = [*args, "--out", str(out)] if ready is not None else args
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(tmp_path), start_new_session=True)
+
+    def actor_running() -> bool:
+        now = time.time()
+        return any(now - p.create_time() > 3 for p in _children(proc.pid, "redisprobe.actors.child"))
+
+    try:
+        if ready is None:
+            _wait(actor_running, timeout=60, what="an actor")
+        else:
+            _wait(lambda: out.exists() and ready in out.read_text(errors="replace"), timeout=60, what=ready)
+        time.sleep(after)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr
+
+
+def test_ctrl_c_in_isolation_prints_the_report_so_far(tmp_path):
+    code, out, err = _ctrl_c_when(["isolation", "--topology", "split", "--timeout", "60"], '"actor-started"',
+                                  tmp_path, after=1.0)
+    assert code == 130 and "Traceback" not in err, err
+    assert "Each actor's connection" in out and "run_id" in out, out  # the fingerprints were ready
+    assert "interrupted" in err
+
+
+def test_ctrl_c_in_ttl_race_prints_the_batches_so_far(tmp_path):
+    code, out, err = _ctrl_c_when(["ttl-race", "--duration", "60", "--messages", "100"], '"op"', tmp_path,
+                                  after=1.5)
+    assert code == 130 and "Traceback" not in err, err
+    assert "Batches" in out and "batch:0" in out, out
+    assert "interrupted" in err
+
+
+def _scenario(folder, name: str, seconds: float, max_seconds: float = 60):  # type: ignore[no-untyped-def]
+    path = folder / f"{name}.toml"
+    path.write_text(f'name = "{name}"\ncatalog_id = "healthy"\nmax_seconds = {max_seconds}\nobserve = false\n'
+                    f'[[actors]]\nrole = "api"\nsteps = [{{ do = ["SET", "{{ns}}k", "1", "EX", "60"] }}, '
+                    f'{{ sleep = {seconds} }}]\n[expect]\nclean = true\n')
+    return path
+
+
+def test_ctrl_c_in_run_prints_the_scenarios_so_far(tmp_path):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    _scenario(folder, "a-quick", 0.1)
+    _scenario(folder, "b-slow", 60)
+    code, out, err = _ctrl_c_when(["run", str(folder / "a-quick.toml"), str(folder / "b-slow.toml"), "--junit",
+                                   str(tmp_path / "r.xml")], None, tmp_path, after=0.2)
+    assert code == 130 and "Traceback" not in err, err
+    assert "a-quick" in out and "passed" in out and "b-slow" in out and "interrupted" in out, out
+    assert "b-slow" in (tmp_path / "r.xml").read_text()
+
+
+def test_a_scenario_over_max_seconds_is_a_timeout_not_a_crash(tmp_path):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    result = run_cli("run", str(_scenario(folder, "too-long", 30, max_seconds=2)), "--json", env=_env(tmp_path))
+    assert result.code == 1, (result.code, result.err)
+    scenario = result.json()["scenarios"][0]
+    assert scenario["status"] == "failed", scenario
+    assert any("max_seconds" in f and "timed out" in f for f in scenario["failures"]), scenario["failures"]
+    assert not any("crashed" in f for f in scenario["failures"]), scenario["failures"]

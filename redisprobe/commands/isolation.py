@@ -120,4 +120,8 @@ def run_isolation(targets: Targets, options: IsolationOptions, out: Path | None)
     report = analyse(execution.events, replication_gap=gap)
     named = {f.rule for f in report.findings}
     report.findings += [f for f in execution.findings if f.rule not in named]
+    if execution.interrupted:  # no verdict on waits that were cut short; causes already named stand
+        report.verdict = "interrupted"
+        report.crashed = []
+        report.findings = [f for f in report.findings if f.rule != "not-visible-unexplained"]
     return report, execution

@@ -20,7 +20,8 @@ from redisprobe.scenario.loader import load
 from redisprobe.scenario.model import Scenario, ScenarioError, ScenarioResult
 from redisprobe.scenario.runner import run_scenario
 
-_STYLE = {"passed": "bold green", "failed": "bold red", "skipped": "yellow", "error": "bold magenta"}
+_STYLE = {"passed": "bold green", "failed": "bold red", "skipped": "yellow", "error": "bold magenta",
+          "interrupted": "bold yellow"}
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -88,8 +89,16 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
         task = progress.add_task("scenarios", total=len(scenarios))
         for scenario in scenarios:
             progress.update(task, description=f"running {scenario.name}")
-            results.append(run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes))
+            try:
+                result = run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes)
+            except KeyboardInterrupt:  # before or after its actors ran (starting a sandbox, judging)
+                result = ScenarioResult(name=scenario.name, path=str(scenario.path), catalog_id=scenario.catalog_id,
+                                        passed=False, failures=["interrupted (Ctrl-C)"], findings=[], seconds=0.0,
+                                        status="interrupted")
+            results.append(result)
             progress.advance(task)
+            if result.status == "interrupted":  # the rest is not run; the report so far follows
+                break
     code = exit_code(results)
     if junit is not None:
         write_junit(results, junit)
@@ -104,6 +113,8 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
 
 
 def exit_code(results: list[ScenarioResult]) -> int:
+    if any(r.status == "interrupted" for r in results):
+        return int(ExitCode.INTERRUPTED)
     if any(r.status == "error" for r in results):
         return int(ExitCode.USAGE)
     if any(r.status == "failed" for r in results):
@@ -113,7 +124,7 @@ def exit_code(results: list[ScenarioResult]) -> int:
 
 def results_json(results: list[ScenarioResult], seconds: float, code: int) -> dict[str, object]:
     counts = {status: sum(r.status == status for r in results) for status in ("passed", "failed", "skipped",
-                                                                                 "error")}
+                                                                                 "error", "interrupted")}
     return {"scenarios": [r.to_json() for r in results], **counts, "seconds": round(seconds, 3),
             "exit_code": code}
 
@@ -143,7 +154,7 @@ def _brief(reason: str) -> str:
 
 def summary_line(results: list[ScenarioResult], seconds: float) -> Text:
     parts = []
-    for status in ("passed", "failed", "skipped", "error"):
+    for status in ("passed", "failed", "skipped", "error", "interrupted"):
         count = sum(r.status == status for r in results)
         if count:
             parts.append((f"{count} {status}", _STYLE[status]))

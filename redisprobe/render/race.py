@@ -73,4 +73,5 @@ def race_json(result: Execution, options: RaceOptions) -> dict[str, Any]:
                  for g in result.gaps],
         "crashed": [{"role": c.role, "pid": c.pid, "detail": c.detail} for c in result.crashed],
         "trace": result.trace_path,
+        "interrupted": result.interrupted,
     }

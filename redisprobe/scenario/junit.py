@@ -12,7 +12,7 @@ from redisprobe.scenario.model import ScenarioResult
 
 def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET.ElementTree:
     failures = sum(r.status == "failed" for r in results)
-    errors = sum(r.status == "error" for r in results)
+    errors = sum(r.status in ("error", "interrupted") for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     total = sum(r.seconds for r in results)
     root = ET.Element("testsuites", name=suite, tests=str(len(results)), failures=str(failures),
@@ -30,9 +30,10 @@ def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET
             first = result.failures[0] if result.failures else "failed"
             failure = ET.SubElement(case, "failure", message=first, type="ExpectationFailed")
             failure.text = "\n".join(result.failures)
-        elif result.status == "error":
-            first = result.failures[0] if result.failures else "error"
-            error = ET.SubElement(case, "error", message=first, type="ScenarioError")
+        elif result.status in ("error", "interrupted"):
+            first = result.failures[0] if result.failures else result.status
+            error = ET.SubElement(case, "error", message=first,
+                                  type="Interrupted" if result.status == "interrupted" else "ScenarioError")
             error.text = "\n".join(result.failures)
         elif result.status == "skipped":
             ET.SubElement(case, "skipped", message=result.skipped or "skipped")
