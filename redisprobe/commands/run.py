@@ -11,11 +11,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.render.escape import shown, shown_key
+from redisprobe.render.layout import Records
 from redisprobe.scenario.loader import load
 from redisprobe.scenario.model import Scenario, ScenarioError, ScenarioResult
 from redisprobe.scenario.runner import run_scenario
@@ -129,20 +129,17 @@ def results_json(results: list[ScenarioResult], seconds: float, code: int) -> di
             "exit_code": code}
 
 
-def results_table(results: list[ScenarioResult]) -> Table:
-    table = Table(title="Scenarios", title_justify="left")
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("catalog id", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("findings")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=1)
+def results_table(results: list[ScenarioResult]) -> Records:
+    """One row per scenario; a list of records where a table would not fit (80 columns, CI logs)."""
+    rows = []
     for result in results:
         why = "\n".join(map(shown, result.failures)) if result.failures else shown(_brief(result.skipped or ""))
-        table.add_row(shown_key(result.name), shown_key(result.catalog_id or "-"),
-                      Text(result.status, style=_STYLE[result.status]), "\n".join(map(shown, result.rules)) or "-",
-                      f"{result.seconds:.1f}s", why)
-    return table
+        rows.append((shown_key(result.name), shown_key(result.catalog_id or "-"),
+                     Text(result.status, style=_STYLE[result.status]), ", ".join(map(shown, result.rules)) or "-",
+                     f"{result.seconds:.1f}s", why))
+    return Records(("scenario", "catalog id", "result", "findings", "time", "why"), rows, title="Scenarios",
+                   column_options={"time": {"justify": "right", "no_wrap": True}, "why": {"ratio": 1},
+                                   "result": {"no_wrap": True}})
 
 
 def _brief(reason: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console, Group
-from rich.table import Table
 from rich.text import Text
 
 from redisprobe import trace
@@ -13,6 +12,7 @@ from redisprobe.commands.ttlrace import BUGS, RaceOptions
 from redisprobe.pipeline import Execution
 from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
+from redisprobe.render.layout import Records
 from redisprobe.render.summary import sparkline, who
 
 
@@ -34,24 +34,23 @@ def intended_lifetime(options: RaceOptions) -> float:
 
 
 def print_race(console: Console, result: Execution, options: RaceOptions) -> None:
-    table = Table(title=f"Batches (TTL {options.ttl:g}s refreshed by {options.refresh}, {options.messages} messages "
-                        f"{options.spacing:g}s apart" + (f"; injected bug: {options.bug}" if options.bug else "")
-                  + ")", title_justify="left")
-    for name in ("batch", "intended", "actual", "ended by", "how", "TTL curve"):
-        table.add_column(name)
+    title = (f"Batches (TTL {options.ttl:g}s refreshed by {options.refresh}, {options.messages} messages "
+             f"{options.spacing:g}s apart" + (f"; injected bug: {options.bug}" if options.bug else "") + ")")
+    rows = []
     curves = _curves(result)
     intended = intended_lifetime(options)
     for life in _batches(result):
         removed = life.get("removed") or {}
         lifetime = life.get("lifetime")
         early = lifetime is not None and lifetime < intended * 0.8
-        table.add_row(shown_key(str(life["key"]).rsplit(":", 2)[-2] + ":" + str(life["key"]).rsplit(":", 1)[-1]
+        rows.append((shown_key(str(life["key"]).rsplit(":", 2)[-2] + ":" + str(life["key"]).rsplit(":", 1)[-1]
                                 if ":batch:" in str(life["key"]) else str(life["key"])),
                       f"~{intended:.2f}s", Text("-" if lifetime is None else f"{lifetime:.2f}s",
                                                 style="bold red" if early else "green"),
                       who(removed.get("by")) if removed else "alive", removed.get("how", "") if removed else "",
-                      sparkline(curves.get(str(life["key"]), [])))
-    parts: list[Any] = [table]
+                      sparkline(curves.get(str(life["key"]), []))))
+    parts: list[Any] = [Records(("batch", "intended", "actual", "ended by", "how", "TTL curve"), rows, title=title,
+                                foldable=("TTL curve",))]
     if options.bug:
         parts.append(Text(f"injected: {options.bug}: {BUGS[options.bug]}", style="dim"))
     parts.append(findings_block(result.findings))

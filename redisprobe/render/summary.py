@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
+from redisprobe.render.layout import Records
 from redisprobe.summary import Summary
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -49,11 +49,10 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def keys_table(summary: Summary, *, limit: int = 50) -> Table:
-    table = Table(title="Each key's life", title_justify="left")
+def keys_table(summary: Summary, *, limit: int = 50) -> Records:
     curves = bool(summary.ttl_curves)
-    for name in ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]:
-        table.add_column(name, overflow="fold")
+    headers = ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]
+    rows = []
     for life in summary.keys[:limit]:
         removed = life.get("removed") or {}
         how = removed.get("how", "") if removed else "alive"
@@ -63,24 +62,20 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Table:
                  _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
         if curves:
             cells.append(sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
-        table.add_row(*cells)
-    if len(summary.keys) > limit:
-        table.caption = f"{len(summary.keys) - limit} more keys in --json / the trace"
-    return table
+        rows.append(cells)
+    caption = f"{len(summary.keys) - limit} more keys in --json / the trace" if len(summary.keys) > limit else None
+    return Records(headers, rows, title="Each key's life", caption=caption, foldable=("key", "TTL curve"))
 
 
 def summary_view(summary: Summary, *, trace_path: str | None = None) -> RenderableType:
     parts: list[RenderableType] = []
     if summary.clients:
-        clients = Table(title="Clients seen", title_justify="left")
-        for name in ("client id", "addr", "db", "name", "pid", "process / label"):
-            clients.add_column(name)
-        for c in summary.clients:
-            clients.add_row(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]),
-                            str(c["pid"] or "?"),
-                            shown(c["label"]) if c["label"] != "unlisted" else Text(shown(f"unlisted {c['process']}"),
-                                                                                    style="yellow"))
-        parts.append(clients)
+        rows = [(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]), str(c["pid"] or "?"),
+                 shown(c["label"]) if c["label"] != "unlisted" else Text(shown(f"unlisted {c['process']}"),
+                                                                         style="yellow"))
+                for c in summary.clients]
+        parts.append(Records(("client id", "addr", "db", "name", "pid", "process / label"), rows,
+                             title="Clients seen", foldable=("name",)))
     if summary.keys:
         parts.append(keys_table(summary))
     parts.append(findings_block(summary.findings))
