@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from redisprobe import __version__
+from redisprobe.commands.ttlrace import BUGS, POLICIES, REFRESH
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.outputs import check_output
 from redisprobe.procs import sigterm_as_interrupt
@@ -30,18 +31,29 @@ app = typer.Typer(
     name="redisprobe",
     help="Find out why one process can't see another's Redis keys, and who deleted or expired them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL for every role (default: $REDIS_URL, "
+UrlOpt = Annotated[str | None, typer.Option("--url", metavar="URL",
+                                            help="Server URL for every role (default: $REDIS_URL, "
                                             "else a disposable sandbox).", show_default=False)]
-ApiUrlOpt = Annotated[str | None, typer.Option("--api-url", help="Server URL the api role uses.")]
-ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", help="Server URL the processor role uses.")]
-TopologyOpt = Annotated[str, typer.Option("--topology", help=f"Sandbox topology: {', '.join(TOPOLOGIES)}.")]
+ApiUrlOpt = Annotated[str | None, typer.Option("--api-url", metavar="URL", help="Server URL the api role uses.")]
+ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", metavar="URL",
+                                                help="Server URL the processor role uses.")]
+
+
+def _complete(values: Any) -> Callable[[str], list[str]]:
+    """Shell completion for an option with a fixed set of values."""
+    return lambda incomplete: [value for value in values if value.startswith(incomplete)]
+
+
+TopologyOpt = Annotated[str, typer.Option("--topology", metavar="|".join(TOPOLOGIES), help="Sandbox topology.",
+                                          autocompletion=_complete(TOPOLOGIES))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the report.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the trace (JSON lines) to this file.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", metavar="FILE",
+                                             help="Write the trace (JSON lines) to this file.")]
 TimeoutOpt = Annotated[float | None, typer.Option(
     "--connect-timeout", min=0.1, metavar="SECONDS", show_default=False,
     help="How long to wait for a server, to connect and for each reply; never retried (default 3, or "
@@ -136,10 +148,13 @@ def isolation(
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
     topology: TopologyOpt = "single",
-    ttl: Annotated[int, typer.Option(min=1, help="TTL (s) of the marker keys.")] = 60,
-    timeout: Annotated[float, typer.Option(min=0.1, help="How long each side waits to see the other (s).")] = 5.0,
-    api_prefix: Annotated[str, typer.Option(help="Client-side key prefix the api adds (after `redisprobe:`).")] = "",
-    processor_prefix: Annotated[str, typer.Option(help="Client-side key prefix the processor adds.")] = "",
+    ttl: Annotated[int, typer.Option(min=1, metavar="SECONDS", help="TTL of the marker keys.")] = 60,
+    timeout: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
+                                           help="How long each side waits to see the other.")] = 5.0,
+    api_prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Client-side key prefix the api adds (after "
+                                            "`redisprobe:`).")] = "",
+    processor_prefix: Annotated[str, typer.Option(metavar="PREFIX",
+                                                  help="Client-side key prefix the processor adds.")] = "",
     connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
@@ -173,7 +188,8 @@ def info(
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
     topology: TopologyOpt = "single",
-    pids: Annotated[list[str] | None, typer.Option("--pids", help="Live processes to inspect: PID or LABEL=PID, "
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
+                                                   help="Live processes to inspect: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
     connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
@@ -207,18 +223,22 @@ EventsOpt = Annotated[bool | None, typer.Option(
     "--enable-events/--no-enable-events",
     help="May redisprobe turn on notify-keyspace-events (restored afterwards)? Default: yes on the sandbox; on "
          "--url, only if you say so.", show_default=False)]
-SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the timeline and summary as an SVG image.")]
+SvgOpt = Annotated[Path | None, typer.Option("--svg", metavar="FILE",
+                                             help="Save the timeline and summary as an SVG image.")]
 
 
 @app.command()
 @handled
 def monitor(
-    url: Annotated[list[str] | None, typer.Option("--url", help="Server to watch (repeatable: watch several "
+    url: Annotated[list[str] | None, typer.Option("--url", metavar="URL",
+                                                  help="Server to watch (repeatable: watch several "
                                                   "servers at once); default $REDIS_URL, else a sandbox.")] = None,
-    pids: Annotated[list[str] | None, typer.Option("--pids", help="Processes to watch: PID or LABEL=PID, "
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
+                                                   help="Processes to watch: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
-    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
-    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds "
+    keys: Annotated[list[str] | None, typer.Option("--keys", metavar="GLOB",
+                                                   help="Only keys matching this glob (repeatable).")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, metavar="SECONDS", help="Stop after this many seconds "
                                                    "(default: until Ctrl-C).")] = None,
     enable_events: EventsOpt = None,
     redact_values: Annotated[bool, typer.Option("--redact-values", help="Keep key names, sizes and hashes of "
@@ -262,8 +282,9 @@ def monitor(
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
-    for line in [*outcome.lost, *outcome.gave_up]:
-        err.print(f"redisprobe: warning: {shown(line)}", markup=False)
+    if live is None:  # with the live timeline, warnings were printed as they came
+        for line in [*outcome.lost, *outcome.gave_up]:
+            err.print(f"redisprobe: warning: {shown(line)}", markup=False)
     summary, cut = summarise_capture(outcome, spec, tuple(keys or ()),
                                      lambda line: err.print(f"redisprobe: {line}", markup=False))
     trace_path = None if outcome.temporary else str(outcome.trace_path)
@@ -271,7 +292,7 @@ def monitor(
         print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted or cut,
                     "complete": not cut})
     else:
-        print_summary(console, summary, trace_path=trace_path)
+        print_summary(console, summary, trace_path=trace_path, already_said=live.said if live else ())
     if cut:
         err.print("redisprobe: interrupted while analysing: the clients, gaps and counts above are what was ready; "
                   "key lives and findings were not computed" + ("" if trace_path else
@@ -288,17 +309,23 @@ def monitor(
 @handled
 def ttl_race(
     url: UrlOpt = None,
-    ttl: Annotated[float, typer.Option(min=0.1, help="TTL (s) set on each batch and refreshed per message.")] = 1.0,
-    messages: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 8,
-    spacing: Annotated[float, typer.Option(min=0.01, help="Seconds between messages.")] = 0.25,
-    batches: Annotated[int, typer.Option(min=1, help="Batches written in parallel.")] = 2,
-    refresh: Annotated[str, typer.Option(help="TTL refresh: expire, pexpire, set-ex, set-keepttl.")] = "expire",
-    processors: Annotated[int, typer.Option(min=1, help="Processor instances.")] = 1,
-    policy: Annotated[str, typer.Option(help="Processor policy: quiet, read-only, missing-is-ready.")] = "quiet",
-    quiet: Annotated[float, typer.Option(min=0.0, help="A batch is ready when quiet this long (s).")] = 0.5,
-    duration: Annotated[float | None, typer.Option(min=0.5, help="Run this long (s); default: until every "
+    ttl: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
+                                       help="TTL set on each batch and refreshed per message.")] = 1.0,
+    messages: Annotated[int, typer.Option(min=1, metavar="N", help="Messages per batch.")] = 8,
+    spacing: Annotated[float, typer.Option(min=0.01, metavar="SECONDS", help="Time between messages.")] = 0.25,
+    batches: Annotated[int, typer.Option(min=1, metavar="N", help="Batches written in parallel.")] = 2,
+    refresh: Annotated[str, typer.Option(metavar="|".join(REFRESH), help="How the TTL is refreshed.",
+                                         autocompletion=_complete(REFRESH))] = "expire",
+    processors: Annotated[int, typer.Option(min=1, metavar="N", help="Processor instances.")] = 1,
+    policy: Annotated[str, typer.Option(metavar="|".join(POLICIES), help="When the processor takes a batch.",
+                                        autocompletion=_complete(POLICIES))] = "quiet",
+    quiet: Annotated[float, typer.Option(min=0.0, metavar="SECONDS", help="A batch is ready when quiet this long.")
+                     ] = 0.5,
+    duration: Annotated[float | None, typer.Option(min=0.5, metavar="SECONDS",
+                                                   help="Run this long; default: until every "
                                                    "batch is done.")] = None,
-    bug: Annotated[str | None, typer.Option("--bug", help="Inject one root cause (see `redisprobe catalog`).")] = None,
+    bug: Annotated[str | None, typer.Option("--bug", metavar="ID", autocompletion=_complete(BUGS),
+                                            help=f"Inject one root cause: {', '.join(BUGS)}.")] = None,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Allow --bug on your --url server "
                                                "(under redisprobe: only).")] = False,
     enable_events: EventsOpt = None,
@@ -341,9 +368,10 @@ def ttl_race(
 @app.command()
 @handled
 def run(
-    paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Scenario files or folders.")],
     url: UrlOpt = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", metavar="FILE",
+                                               help="Write JUnit XML for CI systems.")] = None,
     enable_events: EventsOpt = None,
     connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
@@ -392,8 +420,10 @@ def sandbox(topology: TopologyOpt = "single") -> None:
 @app.command()
 @handled
 def report(
-    file: Annotated[Path, typer.Argument(help="A trace written with --out (or a redis-cli monitor log).")],
-    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
+    file: Annotated[Path, typer.Argument(metavar="FILE",
+                                         help="A trace written with --out (or a redis-cli monitor log).")],
+    keys: Annotated[list[str] | None, typer.Option("--keys", metavar="GLOB",
+                                                   help="Only keys matching this glob (repeatable).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Re-render a saved trace, or analyse a `redis-cli monitor` log, offline."""

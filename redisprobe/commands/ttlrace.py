@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redisprobe.actors.child import ActorSpec
 from redisprobe.errors import ProbeError
-from redisprobe.pipeline import Plan
-from redisprobe.session import Targets
+
+if TYPE_CHECKING:  # the CLI reads this module's choices for --help: it must not import redis-py for that
+    from redisprobe.pipeline import Plan
+    from redisprobe.session import Targets
 
 # Defects `--bug` can inject, with how each is produced.
 BUGS: dict[str, str] = {
@@ -86,6 +87,9 @@ def check_allowed(options: RaceOptions, targets_owned: bool, allow_writes: bool)
 
 
 def build_plan(targets: Targets, options: RaceOptions) -> Plan:
+    from redisprobe.actors.child import ActorSpec
+    from redisprobe.pipeline import Plan
+
     options.validate()
     if options.bug == "ttl-shortened":
         options.ttl = max(options.ttl, 3.0)  # room for another writer's 1 s TTL to be "much shorter"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Collection
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -67,7 +68,9 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Records:
     return Records(headers, rows, title="Each key's life", caption=caption, foldable=("key", "TTL curve"))
 
 
-def summary_view(summary: Summary, *, trace_path: str | None = None) -> RenderableType:
+def summary_view(summary: Summary, *, trace_path: str | None = None,
+                 already_said: Collection[str] = ()) -> RenderableType:
+    """The summary; warnings in `already_said` (printed by the live timeline) are not repeated."""
     parts: list[RenderableType] = []
     if summary.clients:
         rows = [(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]), str(c["pid"] or "?"),
@@ -84,7 +87,7 @@ def summary_view(summary: Summary, *, trace_path: str | None = None) -> Renderab
         parts.append(Text(f"GAP: {gap.source} lost events from {time.strftime('%H:%M:%S', time.localtime(gap.t))} "
                           f"to {until}: {shown(gap.reason)}", style="bold red"))
     for note in summary.notes:
-        if note.level == "warning":
+        if note.level == "warning" and note.text not in already_said:
             parts.append(Text(f"! {shown(note.text)}", style="yellow"))
     stats = summary.stats
     parts.append(Text(f"{stats.get('commands', 0)} commands, {stats.get('keyspace_events', 0)} keyspace events, "
@@ -92,5 +95,6 @@ def summary_view(summary: Summary, *, trace_path: str | None = None) -> Renderab
     return Group(*parts)
 
 
-def print_summary(console: Console, summary: Summary, *, trace_path: str | None = None) -> None:
-    console.print(summary_view(summary, trace_path=trace_path))
+def print_summary(console: Console, summary: Summary, *, trace_path: str | None = None,
+                  already_said: Collection[str] = ()) -> None:
+    console.print(summary_view(summary, trace_path=trace_path, already_said=already_said))

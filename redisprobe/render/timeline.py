@@ -79,6 +79,7 @@ class LiveTimeline:
         self.watched = watched or {}
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
+        self.said: set[str] = set()  # warnings printed, so that the summary does not repeat them
         self.rows = 0
         self._last_script_peer = ""
         self._window = time.monotonic()
@@ -118,7 +119,8 @@ class LiveTimeline:
                               _SERVER_EVENTS[event.event], "bold magenta")
             elif isinstance(event, trace.Gap):
                 self._print(f"{_clock(event.t)} GAP in {event.source}: {shown(event.reason)}", "bold red")
-            elif isinstance(event, trace.Note) and event.level == "warning":
+            elif isinstance(event, trace.Note) and event.level == "warning" and event.text not in self.said:
+                self.said.add(event.text)
                 self._print(f"! {shown(event.text)}", "yellow")
 
     def finish(self) -> None:
