@@ -282,9 +282,10 @@ def monitor(
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
-    if live is None:  # with the live timeline, warnings were printed as they came
-        for line in [*outcome.lost, *outcome.gave_up]:
-            err.print(f"redisprobe: warning: {shown(line)}", markup=False)
+    # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
+    # (or, with --json, here).
+    for line in [*([] if live else outcome.lost), *outcome.gave_up]:
+        err.print(f"redisprobe: warning: {shown(line)}", markup=False)
     summary, cut = summarise_capture(outcome, spec, tuple(keys or ()),
                                      lambda line: err.print(f"redisprobe: {line}", markup=False))
     trace_path = None if outcome.temporary else str(outcome.trace_path)
@@ -292,7 +293,8 @@ def monitor(
         print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted or cut,
                     "complete": not cut})
     else:
-        print_summary(console, summary, trace_path=trace_path, already_said=live.said if live else ())
+        print_summary(console, summary, trace_path=trace_path,
+                      already_said={*(live.said if live else ()), *outcome.gave_up})
     if cut:
         err.print("redisprobe: interrupted while analysing: the clients, gaps and counts above are what was ready; "
                   "key lives and findings were not computed" + ("" if trace_path else

@@ -343,3 +343,94 @@ def test_a_scenario_over_max_seconds_is_a_timeout_not_a_crash(tmp_path):
     assert scenario["status"] == "failed", scenario
     assert any("max_seconds" in f and "timed out" in f for f in scenario["failures"]), scenario["failures"]
     assert not any("crashed" in f for f in scenario["failures"]), scenario["failures"]
+
+
+# -- restarts, kills -----------------------------------------------------------------------------------------
+
+
+def _events_config(client: redis.Redis) -> str:
+    return client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+
+
+def _finish(run: MonitorRun, tmp_path) -> dict:  # type: ignore[no-untyped-def]
+    """Ctrl-C; the summary's JSON. Every process it started is gone, and nothing is left in its temp folder."""
+    family = psutil.Process(run.proc.pid).children(recursive=True)
+    doc = run.stop_json(settle=0.5)
+    _gone, alive = psutil.wait_procs(family, timeout=10)
+    assert alive == [], alive
+    assert _left(tmp_path) == []
+    return doc
+
+
+def _covers(gap: dict, start: float, end: float) -> bool:
+    return gap["from"] <= start + 0.05 and (gap["until"] or float("inf")) >= end - 0.05
+
+
+def test_server_restart_mid_capture(private_server, tmp_path):
+    url = private_server.urls[0]
+    client = redis.Redis.from_url(url)
+    before = _events_config(client)
+    run = MonitorRun("--url", url, "--json", "--enable-events", env=_env(tmp_path))
+    try:
+        time.sleep(1.5)
+        down = time.time()
+        private_server.servers[0].stop()
+        private_server.servers[0].start()
+        up = time.time()
+        client = redis.Redis.from_url(url)
+        _wait(lambda: _named(client, "redisprobe:observer:monitor"), what="MONITOR to reconnect")
+        doc = _finish(run, tmp_path)
+    finally:
+        run.kill()
+    for source in ("monitor", "keyspace"):
+        gaps = [g for g in doc["gaps"] if g["source"] == source]
+        assert any(_covers(g, down, up) for g in gaps), (source, down, up, doc["gaps"])
+    assert _events_config(client) == before  # our flags were set again after the restart, and restored
+    client.close()
+
+
+def test_client_kill_of_every_observer(server, tmp_path):
+    url, client = server
+    before = _events_config(client)
+    run = MonitorRun("--url", url, "--json", "--enable-events", env=_env(tmp_path))
+    try:
+        time.sleep(1.5)
+        killed = time.time()
+        for name in ("redisprobe:observer:monitor", "redisprobe:observer:keyspace"):
+            for entry in client.client_list():
+                if entry.get("name") == name:
+                    client.client_kill_filter(_id=entry["id"])
+        _wait(lambda: _named(client, "redisprobe:observer:monitor") and _subscribed(client), what="reconnection")
+        doc = _finish(run, tmp_path)
+    finally:
+        run.kill()
+    for source in ("monitor", "keyspace"):
+        gaps = [g for g in doc["gaps"] if g["source"] == source]
+        assert any(g["from"] <= killed + 0.05 and g["until"] and g["until"] >= killed for g in gaps), (source, gaps)
+    assert _events_config(client) == before
+
+
+def test_kill_9_of_the_monitor_reader(server, tmp_path):
+    url, client = server
+    run = MonitorRun("--url", url, "--json", "--no-enable-events", "--keys", "while-dead:*", env=_env(tmp_path))
+    try:
+        time.sleep(1.5)  # a mark
+        reader = _children(run.proc.pid, "redisprobe.observers.monitor")[0]
+        killed = time.time()
+        reader.kill()
+        reader.wait(10)
+        pipe = client.pipeline(transaction=False)
+        for index in range(200):
+            pipe.set(f"while-dead:{index}", "v")
+        pipe.execute()  # most likely before a new reader runs: lost, and counted
+        _wait(lambda: any(p.pid != reader.pid for p in _children(run.proc.pid, "redisprobe.observers.monitor"))
+              and _named(client, "redisprobe:observer:monitor"), what="a new reader")
+        doc = _finish(run, tmp_path)
+    finally:
+        run.kill()
+    gaps = [g for g in doc["gaps"] if g["source"] == "monitor"]
+    assert len(gaps) == 1 and "reader process exited" in gaps[0]["reason"], gaps
+    assert gaps[0]["from"] <= killed + 0.05 and gaps[0]["until"] >= killed, (gaps, killed)
+    missed = 200 - len(doc["keys"])  # the SETs sent while no reader ran
+    # counted from INFO: also the CLIENT LIST polls MONITOR never shows (admin commands), a few a second
+    assert gaps[0]["lost"] is not None and missed <= gaps[0]["lost"] <= missed + 30, (gaps, missed)

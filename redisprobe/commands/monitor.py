@@ -93,11 +93,11 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         # duration nor holds Ctrl-C (a second one gives up at once); what was given up on is said.
         gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
         interrupted = interrupted or again
-        for line in gave_up:
-            writer.note(f"gave up {line}", level="warning")
         if live is not None:
             _flush_live(live, pending)
             live.finish()  # type: ignore[attr-defined]
+        for line in gave_up:  # in the trace; said on stderr by the command, not in the timeline
+            writer.note(f"gave up {line}", level="warning")
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
     writer.check()
