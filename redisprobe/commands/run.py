@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
@@ -88,7 +89,7 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
     with progress:
         task = progress.add_task("scenarios", total=len(scenarios))
         for scenario in scenarios:
-            progress.update(task, description=f"running {scenario.name}")
+            progress.update(task, description=f"running {markup_escape(shown_key(scenario.name))}")
             try:
                 result = run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes)
             except KeyboardInterrupt:  # before or after its actors ran (starting a sandbox, judging)
