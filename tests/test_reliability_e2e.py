@@ -434,3 +434,26 @@ def test_kill_9_of_the_monitor_reader(server, tmp_path):
     missed = 200 - len(doc["keys"])  # the SETs sent while no reader ran
     # counted from INFO: also the CLIENT LIST polls MONITOR never shows (admin commands), a few a second
     assert gaps[0]["lost"] is not None and missed <= gaps[0]["lost"] <= missed + 30, (gaps, missed)
+
+
+def test_ctrl_c_while_report_analyses_a_big_trace_prints_what_was_ready(tmp_path):
+    from redisprobe import trace
+
+    path = tmp_path / "big.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"), keep=False)
+    t = 1_700_000_000.0
+    writer.emit(trace.ClientSeen(t=t, client_id=7, addr="127.0.0.1:5000", target="redis://127.0.0.1:6379/0"))
+    for block in range(100):  # a million MONITOR lines: several seconds of analysis
+        lines = "".join(f'+{t + (block * 10_000 + i) / 1e4:.6f} [0 127.0.0.1:5000] "SET" "k:{i}" "v"\r\n'
+                        for i in range(10_000))
+        writer.emit(trace.monitor_lines(lines.encode(), "redis://127.0.0.1:6379/0"))
+    writer.close()
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "report", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    partial = json.loads(out)
+    assert partial["keys"] == [] and 0 < partial["stats"]["commands"] < 1_000_000, partial["stats"]
+    assert partial["clients"], partial
