@@ -8,15 +8,9 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import (
-    HISTORY_HEAD,
-    HISTORY_TAIL,
-    LIVES_KEPT,
-    REMARKABLE_KEPT,
-    Lifecycle,
-    fold,
-    normalize_target,
-)
+from redisprobe.analysis.fold import Lifecycle, fold
+from redisprobe.analysis.fold.limits import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, REMARKABLE_KEPT
+from redisprobe.analysis.fold.state import normalize_target
 from tests.tracebuild import T0, TraceBuilder
 
 
@@ -469,7 +463,7 @@ def test_fold_is_fast() -> None:
 
 
 def test_big_values_are_cut_in_what_the_fold_keeps_but_read_the_same() -> None:
-    from redisprobe.analysis.lifecycle import ARG_KEPT, command_text
+    from redisprobe.text import ARG_KEPT, command_text
 
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7, port=5001)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redisprobe import trace
-from redisprobe.analysis.lifecycle import Lifecycle, fold
+from redisprobe.analysis.fold import Lifecycle, fold
 from redisprobe.analysis.rules import REGISTRY
 from redisprobe.analysis.rules.base import Context, RuleInput
 from redisprobe.findings import Finding

@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from redisprobe.analysis.lifecycle import clock
 from redisprobe.analysis.rules.base import Groups, RuleInput, family, identity, who_text
 from redisprobe.findings import Finding
+from redisprobe.text import clock
 
 MIN_NAME = 3
 """Name parts shorter than this never count as a near-miss (`1` would match every id)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Who
-from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, secs
+from redisprobe.analysis.fold import KeyLife, Slot
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -16,6 +16,7 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.findings import Actor, Finding
+from redisprobe.text import clock, secs
 
 EARLY_FRACTION = 0.5
 """deleted-by-client: removed before this fraction of the TTL (counted from the last TTL set) had run."""
@@ -135,7 +136,7 @@ class _Consumer:
     def __init__(self, actor: Actor | None) -> None:
         self.actor = actor
         self.count = 0
-        self.examples: list[tuple[float, Who, list[bytes], _Slot]] = []
+        self.examples: list[tuple[float, Who, list[bytes], Slot]] = []
 
 
 def consumed_by_other(inp: RuleInput) -> list[Finding]:

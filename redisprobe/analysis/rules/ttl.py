@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import KeyLife, TtlSet, clock, secs
+from redisprobe.analysis.fold import KeyLife, TtlSet
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -16,6 +16,7 @@ from redisprobe.analysis.rules.base import (
 )
 from redisprobe.analysis.rules.names import near_miss
 from redisprobe.findings import Finding
+from redisprobe.text import clock, secs
 
 LATE_REFRESH_WINDOW = 5.0
 """ttl-refresh-missed: an EXPIRE on a key that had expired at most this many seconds earlier came too late."""
