@@ -313,11 +313,13 @@ def run(
 
 @app.command()
 @handled
-def catalog(json: JsonOpt = False) -> None:
+def catalog(json: JsonOpt = False,
+            markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/catalog.md (Markdown).")] = False,
+            ) -> None:
     """The root causes redisprobe knows, one line each, with the scenario that reproduces each."""
     from redisprobe.commands.catalog import print_catalog
 
-    print_catalog(json=json)
+    print_catalog(json=json, markdown=markdown)
 
 
 @app.command()

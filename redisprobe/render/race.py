@@ -9,7 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from redisprobe import trace
-from redisprobe.commands.ttlrace import BUGS, RaceOptions
+from redisprobe.analysis.rules.registry import injectable
+from redisprobe.commands.ttlrace import RaceOptions
 from redisprobe.pipeline import Execution
 from redisprobe.render.findings import findings_block
 from redisprobe.render.summary import sparkline, who
@@ -52,7 +53,7 @@ def print_race(console: Console, result: Execution, options: RaceOptions) -> Non
                       sparkline(curves.get(str(life["key"]), [])))
     parts: list[Any] = [table]
     if options.bug:
-        parts.append(Text(f"injected: {options.bug}: {BUGS[options.bug]}", style="dim"))
+        parts.append(Text(f"injected: {options.bug}: {injectable()[options.bug].how}", style="dim"))
     parts.append(findings_block(result.findings))
     for gap in result.gaps:
         parts.append(Text(f"GAP in {gap.source}: {gap.reason}", style="bold red"))
