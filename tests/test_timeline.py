@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as cmds
-from redisprobe.render.timeline import _REMOVING, _busy_commands, _literal, _trie
+from redisprobe.render.timeline import _busy_commands, _literal, _trie
 
 
 def test_busy_pattern_finds_exactly_the_removing_and_ttl_commands_in_either_case() -> None:
     pattern = _busy_commands()
-    wanted = {c.name for c in cmds.COMMANDS.values() if c.kind in _REMOVING or c.kind == cmds.TTL}
+    wanted = {c.name for c in cmds.COMMANDS.values() if c.removing or c.kind == cmds.TTL}
     others = {c.name for c in cmds.COMMANDS.values()} - wanted
     assert {"DEL", "UNLINK", "GETDEL", "EXPIRE", "PERSIST", "FLUSHDB", "RENAME", "LPOP"} <= wanted
     for name in wanted:

@@ -24,7 +24,6 @@ from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
 
 ROWS_PER_SECOND: Final = 500
 
-_REMOVING = {cmds.REMOVE, cmds.POP, cmds.TRIM, cmds.MOVE_ELEMENT, cmds.RENAME, cmds.MOVE, cmds.FLUSH}
 _STYLE_BY_KIND = {cmds.TTL: "yellow", cmds.SET: "green", cmds.WRITE: "green", cmds.WRITE_EXISTING: "green",
                   cmds.OVERWRITE: "green", cmds.READ: "dim", cmds.SCAN: "dim"}
 _SERVER_EVENTS = {"expired": "expired (server)", "evicted": "evicted (server)"}
@@ -37,7 +36,7 @@ def _busy_commands() -> re.Pattern[str]:
     Written as a trie of literals (`D(?:EL|...)`), which the regex engine runs about 4x faster than a
     case-insensitive alternation: this pattern meets every line of a busy server.
     """
-    names = {c.name for c in cmds.COMMANDS.values() if c.kind in _REMOVING or c.kind == cmds.TTL}
+    names = {c.name for c in cmds.COMMANDS.values() if c.removing or c.kind == cmds.TTL}
     return re.compile(r'\] "(?:' + _trie(names) + "|" + _trie({n.lower() for n in names}) + ')"')
 
 
@@ -195,7 +194,7 @@ class LiveTimeline:
             return
         if kind in (cmds.READ, cmds.SCAN) and not self.show_reads:
             return
-        removing = kind in _REMOVING
+        removing = command.removing
         style = "bold red" if removing else _STYLE_BY_KIND.get(kind, "")
         effect = cmds.KIND_NAMES.get(kind, "")
         if removing:

@@ -85,14 +85,13 @@ def cmd_set(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     """SET and friends: overwrite (or create), then the TTL per options; NX/XX may make it a no-op."""
     if len(args) < 3:
         return
-    name = spec.name
-    if name == "SET":
+    if spec.ttl_form == C.TTL_SET_OPTIONS:
         cond, change = C.set_options(args, t) if len(args) > 3 else ("", C.CLEAR)
-    elif name == "MSET" or name == "MSETNX":
-        mset(st, server, db, peer, hint, t, args, "NX" if name == "MSETNX" else "")
+    elif spec.pairs:
+        mset(st, server, db, peer, hint, t, args, spec.cond)
         return
     else:
-        cond = "NX" if name == "SETNX" else ""
+        cond = spec.cond
         change = C.ttl_change(args, t)  # type: ignore[assignment]
     if change is None:
         return
@@ -157,7 +156,7 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
     keys = spec.keys(args)
     if not keys:
         return
-    if spec.name == "SORT":
+    if spec.source_first:  # SORT src ... STORE dest: the source is read
         cmd_read(st, server, db, peer, hint, t, [b"GET", keys[0]], C.COMMANDS[b"GET"])
         keys = keys[1:]
     else:
@@ -219,11 +218,11 @@ def take(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, ar
 def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
          spec: C.Command) -> None:
     keys = spec.keys(args)
-    blocking = args[0][:1] in (b"B", b"b")
+    blocking = spec.blocking != 0
     deadline = t + KS_MATCH_WINDOW
     if blocking:
         try:
-            timeout = float(args[-1] if spec.keys_fn is None else args[1])
+            timeout = float(args[spec.blocking])
         except ValueError:
             timeout = 0.0
         deadline = INF if timeout <= 0 else t + timeout + KS_MATCH_WINDOW
@@ -256,8 +255,7 @@ def cmd_move_element(st: FoldState, server: str, db: int, peer: str, hint: int, 
                   spec: C.Command) -> None:
     if len(args) < 3:
         return
-    blocking = args[0][:1] in (b"B", b"b")
-    deadline = INF if blocking else t + KS_MATCH_WINDOW
+    deadline = INF if spec.blocking else t + KS_MATCH_WINDOW
     if take(st, server, db, peer, hint, t, args, args[1], 1, deadline):
         cmd_write(st, server, db, peer, hint, t, [b"RPUSH", args[2], b""], C.COMMANDS[b"RPUSH"])
         dest = st.slots[(server, db, args[2])].live
@@ -283,7 +281,7 @@ def cmd_rename(st: FoldState, server: str, db: int, peer: str, hint: int, t: flo
     dst_slot = st.slot(server, db, dst)
     old = lives.alive(st, dst_slot, t)
     if old is not None:
-        if spec.name == "RENAMENX":
+        if spec.cond == "NX":
             return
         lives.close(st, dst_slot, old, t, "rename", who, args, detail=f"overwritten by RENAME {text(src)}")
     lives.close(st, src_slot, life, t, "rename", who, args, detail=f"renamed to {text(dst)}")

@@ -212,7 +212,7 @@ class KeyLife:
             or self.unit_suspects or self.ttl_before_create or self.removed_how in ("evicted", "flush", "rename",
                                                                                    "move")
             or (self.removed_how == "expired" and not self.expired_on_time)
-            or (self.removed_how == "del" and self.removed_args and self.removed_args[0].upper() != b"DEL")
+            or (self.removed_how == "del" and self.removed_args and C.lookup(self.removed_args[0]).removes != "del")
             or self.prev_how in ("expired", "evicted")
         )
 

@@ -72,17 +72,16 @@ def apply_op(st: FoldState, server: str, peer: str, t: float, op: trace.Op) -> N
 
 def reply_correction(st: FoldState, server: str, op: trace.Op, spec: C.Command, peer: str, t: float) -> None:
     """Replies say what the fold could only guess: EXPIRE 0/1, a GET that found nothing."""
-    name = op.args[0].upper()
     if len(op.args) < 2:
         return
     slot = st.slots.get((server, op.db, op.args[1]))
     if slot is None:
         return
-    if spec.kind == C.TTL and name != b"PERSIST" and name != b"GETEX" and slot.ttl_recent:
+    if spec.kind == C.TTL and spec.ttl_form in C.EXPIRE_FORMS and slot.ttl_recent:  # EXPIRE replies 1 or 0
         record = slot.ttl_recent[-1]
         if record.t == t and isinstance(op.reply, int):
             ttl.ttl_verdict(st, slot, record, bool(op.reply), "the command replied 0")
-    elif spec.kind == C.READ and name == b"GET" and op.reply is not None and slot.live is None:
+    elif spec.kind == C.READ and spec.value_reply and op.reply is not None and slot.live is None:
         # the key existed: the trace started after it was made
         life = lives.create(st, slot, t, None, None, 0, preexisting=True)
         life.reads += 1
@@ -102,8 +101,7 @@ def annotate(st: FoldState, server: str, op: trace.Op, spec: C.Command) -> None:
         return
     if spec.kind != C.TTL or len(op.args) < 2 or not isinstance(op.reply, int):
         return
-    name = op.args[0].upper()
-    if name == b"PERSIST" or name == b"GETEX":
+    if spec.ttl_form not in C.EXPIRE_FORMS:  # PERSIST, GETEX: their reply says nothing about a TTL taking effect
         return
     slot = st.slots.get((server, op.db, op.args[1]))
     for record in reversed(slot.ttl_recent) if slot is not None and slot.ttl_recent else ():

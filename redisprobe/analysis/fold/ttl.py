@@ -41,22 +41,21 @@ def cmd_ttl(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     if len(args) < 2:
         return
     key = args[1]
-    name = args[0]
-    if (name == b"EXPIRE" or name == b"expire") and len(args) == 3:
+    form = spec.ttl_form
+    if form == C.TTL_ARG_S and len(args) == 3:  # EXPIRE k s: the commonest spelling, parsed inline
         try:
             value = int(args[2])
         except ValueError:
             return
         change = C.TtlChange("set" if value > 0 else "past", t + value, float(value), "s", value)
     else:
-        name = name.upper()
         change = C.ttl_change(args, t)  # type: ignore[assignment]
         if change is None:
             return
     slot = st.slots.get((server, db, key))
     life = lives.alive(st, slot, t)
     who = (server, peer, t, hint)
-    if name == b"GETEX":
+    if form == C.TTL_GETEX_OPTIONS:  # GETEX reads the key too
         if life is None:
             lives.miss(st, server, db, peer, hint, t, args, key, slot)
             return
@@ -64,7 +63,7 @@ def cmd_ttl(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     if change.action == "set" or change.action == "past":
         note_units(st, server, peer, who, change)
     if life is None:
-        if name == b"GETEX" or name == b"PERSIST":
+        if form == C.TTL_GETEX_OPTIONS or form == C.TTL_PERSIST:
             return
         if slot is None:
             if st.miss_only >= MAX_MISS_ONLY_KEYS:
@@ -287,8 +286,8 @@ def describe_unit_issue(record: TtlSet) -> str:
 
 
 def _absolute(args: list[bytes]) -> bool:
-    name = args[0].upper()
-    return name.endswith(b"AT") or any(a.upper() in (b"EXAT", b"PXAT") for a in args[3:])
+    form = C.lookup(args[0]).ttl_form
+    return form == C.TTL_ARG_AT_S or form == C.TTL_ARG_AT_MS or any(a.upper() in (b"EXAT", b"PXAT") for a in args[3:])
 
 
 def _in_gap(state: ServerState, t: float) -> bool:
