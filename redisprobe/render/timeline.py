@@ -23,6 +23,7 @@ from redisprobe.analysis import commands as cmds
 from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
 
 ROWS_PER_SECOND: Final = 500
+_EMPTYING_KEPT: Final = 10_000  # keys a pop or HDEL may have emptied, waiting for their `del` event
 
 _STYLE_BY_KIND = {cmds.TTL: "yellow", cmds.SET: "green", cmds.WRITE: "green", cmds.WRITE_EXISTING: "green",
                   cmds.OVERWRITE: "green", cmds.READ: "dim", cmds.SCAN: "dim"}
@@ -79,6 +80,7 @@ class LiveTimeline:
         self.clients: dict[str, trace.ClientSeen] = {}
         self.rows = 0
         self._last_script_peer = ""
+        self._emptying: dict[tuple[int, bytes], str] = {}  # (db, key) -> who took from it last (pops, HDEL...)
         self._window = time.monotonic()
         self._shown = 0  # rows printed in the current second
         self._skipped = 0  # MONITOR lines not looked at in the current second
@@ -114,6 +116,11 @@ class LiveTimeline:
                 if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
                               _SERVER_EVENTS[event.event], "bold magenta")
+            elif isinstance(event, trace.Keyspace) and event.event == "del":
+                who = self._emptying.pop((event.db, event.key), None)
+                if who is not None and self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
+                    self._row(event.t, who, "", event.db, "(emptied)", event.key, "REMOVED: its last element was "
+                              "taken", "bold red")
             elif isinstance(event, trace.Gap):
                 self._print(f"{_clock(event.t)} GAP in {event.source}: {event.reason}", "bold red")
             elif isinstance(event, trace.Note) and event.level == "warning":
@@ -194,7 +201,7 @@ class LiveTimeline:
             return
         if kind in (cmds.READ, cmds.SCAN) and not self.show_reads:
             return
-        removing = command.removing
+        removing = command.removing and not command.when_empty
         style = "bold red" if removing else _STYLE_BY_KIND.get(kind, "")
         effect = cmds.KIND_NAMES.get(kind, "")
         if removing:
@@ -202,6 +209,14 @@ class LiveTimeline:
         if kind == cmds.TTL:
             effect = "ttl " + " ".join(_text(a, 20) for a in event.args[2:4])
         who, client_id = self._who(event.peer) if event.peer != "lua" else ("lua script", "")
+        if command.when_empty:  # HDEL, SREM, pops: the key goes only with its last element (the `del` event says)
+            effect = f"{effect}: removes the key when emptied"
+            style = "yellow"
+            if len(self._emptying) < _EMPTYING_KEPT:
+                self._emptying[(event.db, keys[0])] = who
+        elif self._emptying:
+            for key in keys:  # another command on the key: a later `del` event is its own
+                self._emptying.pop((event.db, key), None)
         self._row(event.t, who, client_id, event.db, _text(event.args[0], 10).upper(), keys[0], effect, style)
 
     def _wanted(self, keys: Sequence[bytes]) -> bool:
