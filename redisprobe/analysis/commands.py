@@ -59,6 +59,7 @@ TTL_ARG_S: Final = "arg-s"  # the TTL is args[2]: seconds (EXPIRE, SETEX)
 TTL_ARG_MS: Final = "arg-ms"  # milliseconds (PEXPIRE, PSETEX)
 TTL_ARG_AT_S: Final = "arg-at-s"  # an absolute time: unix seconds (EXPIREAT)
 TTL_ARG_AT_MS: Final = "arg-at-ms"  # unix milliseconds (PEXPIREAT)
+TTL_RESTORE: Final = "restore"  # RESTORE key ttl value: ms, 0 for none, absolute with ABSTTL
 EXPIRE_FORMS: Final = frozenset({TTL_ARG_S, TTL_ARG_MS, TTL_ARG_AT_S, TTL_ARG_AT_MS})
 
 
@@ -211,7 +212,8 @@ _row(SET, "PSETEX", ttl_form=TTL_ARG_MS)
 _row(SET, "GETSET", ttl_form=TTL_CLEAR)
 _row(SET, "MSET", (1, -1, 2), ttl_form=TTL_CLEAR, pairs=True)
 _row(SET, "MSETNX", (1, -1, 2), ttl_form=TTL_CLEAR, pairs=True, cond="NX")
-_row(OVERWRITE, "SUNIONSTORE SINTERSTORE SDIFFSTORE GEOSEARCHSTORE ZRANGESTORE RESTORE", ttl_form=TTL_CLEAR)
+_row(OVERWRITE, "SUNIONSTORE SINTERSTORE SDIFFSTORE GEOSEARCHSTORE ZRANGESTORE", ttl_form=TTL_CLEAR)
+_row(OVERWRITE, "RESTORE", ttl_form=TTL_RESTORE, options=frozenset({b"REPLACE", b"ABSTTL", b"IDLETIME", b"FREQ"}))
 _row(OVERWRITE, "BITOP", (2, 2, 1), ttl_form=TTL_CLEAR)
 _row(OVERWRITE, "ZUNIONSTORE ZINTERSTORE ZDIFFSTORE", _dest_and_numkeys, ttl_form=TTL_CLEAR)
 _row(OVERWRITE, "SORT", _sort_keys, ttl_form=TTL_CLEAR, source_first=True,
@@ -356,6 +358,12 @@ def ttl_change(args: list[bytes], now: float) -> TtlChange | None:
         return _timed(args[spec.ttl_at], unit, absolute, now, cond)
     if form == TTL_PERSIST:
         return CLEAR
+    if form == TTL_RESTORE:
+        if len(args) < 3:
+            return None
+        if args[2] == b"0":
+            return CLEAR
+        return _timed(args[2], "ms", any(a.upper() == b"ABSTTL" for a in args[4:]), now)
     if form in (TTL_SET_OPTIONS, TTL_GETEX_OPTIONS):
         index = 3 if form == TTL_SET_OPTIONS else 2
         while index < len(args):

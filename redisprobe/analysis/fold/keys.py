@@ -172,6 +172,13 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
         life.length = None
         lives.writer(st, life, peer, hint, t, False)
         ttl.clear_ttl(st, slot, life, t, who, args)
+        if spec.ttl_form == C.TTL_RESTORE:  # its TTL argument
+            change = C.ttl_change(args, t)
+            if change is not None and change.action == "set":
+                ttl.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)
+            elif change is not None and change.action == "past":
+                lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")
+                continue
         lives.pend(st, slot, who, C.OVERWRITE, args, t + KS_MATCH_WINDOW)
 
 
