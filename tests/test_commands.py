@@ -61,3 +61,15 @@ def test_facts_that_replace_name_comparisons() -> None:
 def test_redaction_keeps_the_declared_option_words() -> None:
     shown = redact_args([b"ZADD", b"board", b"CH", b"10", b"alice"])
     assert shown[:4] == [b"ZADD", b"board", b"CH", b"10"] and shown[4].startswith(b"<redacted")
+
+
+def test_hgetdel_one_row_is_all_a_new_command_needs() -> None:
+    """Redis 8's HGETDEL (read fields and delete them; the key goes with its last field): the worked example of
+    CONTRIBUTING.md. Its row alone makes the fold, the timeline and redaction treat it right."""
+    from redisprobe.render.timeline import _busy_commands
+
+    row = C.lookup(b"hgetdel")
+    assert row.kind == C.TRIM and row.removes == "pop" and row.when_empty
+    assert C.keys_of([b"HGETDEL", b"h", b"FIELDS", b"1", b"f"]) == [b"h"]
+    assert _busy_commands().search('] "HGETDEL" "h"')
+    assert redact_args([b"HGETDEL", b"h", b"FIELDS", b"1", b"f"])[2] == b"FIELDS"

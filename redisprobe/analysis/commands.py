@@ -230,6 +230,7 @@ _row(POP, "BLMPOP BZMPOP", _numkeys_at(2), removes="pop", when_empty=True, block
      options=frozenset({b"LEFT", b"RIGHT", b"MIN", b"MAX", b"COUNT"}))
 _row(TRIM, "LREM LTRIM SREM ZREM HDEL ZREMRANGEBYSCORE ZREMRANGEBYRANK ZREMRANGEBYLEX XDEL XTRIM", removes="pop",
      when_empty=True)
+_row(TRIM, "HGETDEL", removes="pop", when_empty=True, options=frozenset({b"FIELDS"}))  # Redis 8: read and remove
 _row(MOVE_ELEMENT, "RPOPLPUSH LMOVE SMOVE", (1, 2, 1), removes="pop", when_empty=True,
      options=frozenset({b"LEFT", b"RIGHT"}))
 _row(MOVE_ELEMENT, "BLMOVE BRPOPLPUSH", (1, 2, 1), removes="pop", when_empty=True, blocking=-1,
