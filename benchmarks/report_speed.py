@@ -69,7 +69,7 @@ def peak_rss(argv: list[str]) -> float:
 
 
 def compiled() -> str:
-    import redisprobe.analysis.fold.engine as engine
+    import redisprobe.analysis.lifecycle.engine as engine
 
     return "compiled (mypyc)" if (engine.__file__ or "").endswith(".so") else "pure Python"
 

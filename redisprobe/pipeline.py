@@ -93,7 +93,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
     from redisprobe.analysis.doctor import diagnose_lives
-    from redisprobe.analysis.fold import fold
+    from redisprobe.analysis.lifecycle import fold
 
     events = sorted(events, key=lambda e: e.t)  # observers write from their own threads: nearly sorted only
     folded = fold(events, watched=watched)

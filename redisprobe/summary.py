@@ -16,7 +16,7 @@ from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
 
 if TYPE_CHECKING:
-    from redisprobe.analysis.fold import Lifecycle
+    from redisprobe.analysis.lifecycle import Lifecycle
     from redisprobe.monitorlog import MonitorLog
 
 
@@ -106,7 +106,7 @@ def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None =
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
                key_patterns: Iterable[str]) -> Summary:
-    from redisprobe.analysis.fold import fold
+    from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
     lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
@@ -115,7 +115,7 @@ def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
 
 def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:
     """`summarise` for a redis-cli monitor log: its rows go straight into the fold, no event per line."""
-    from redisprobe.analysis.fold import Lifecycle
+    from redisprobe.analysis.lifecycle import Lifecycle
 
     with gc_paused():
         tap = _Tap()

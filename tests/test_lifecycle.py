@@ -8,9 +8,9 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import Lifecycle, fold
-from redisprobe.analysis.fold.limits import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, REMARKABLE_KEPT
-from redisprobe.analysis.fold.state import normalize_target
+from redisprobe.analysis.lifecycle import Lifecycle, fold
+from redisprobe.analysis.lifecycle.limits import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, REMARKABLE_KEPT
+from redisprobe.analysis.lifecycle.state import normalize_target
 from tests.tracebuild import T0, TraceBuilder
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
 from redisprobe.analysis.doctor import RULES, Analysis, Context, analyze, diagnose, diagnose_lives, run_rules
-from redisprobe.analysis.fold import KeyLife, Lifecycle, Timeline, TimelineRow, fold
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Timeline, TimelineRow, fold
 
 __all__ = [
     "RULES", "Analysis", "Attributor", "Context", "KeyLife", "Lifecycle", "Timeline", "TimelineRow", "Who",

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redisprobe import trace
-from redisprobe.analysis.fold import Lifecycle, fold
+from redisprobe.analysis.lifecycle import Lifecycle, fold
 from redisprobe.analysis.rules.base import Context, RuleInput
 from redisprobe.analysis.rules.registry import doctor_rules
 from redisprobe.findings import Finding

@@ -35,7 +35,7 @@ def pytest_configure(config: object) -> None:
     if not _DIR:
         return
     Path(_DIR).mkdir(parents=True, exist_ok=True)
-    from redisprobe.analysis.fold import Lifecycle
+    from redisprobe.analysis.lifecycle import Lifecycle
 
     original = Lifecycle.run
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.fold import KeyLife, Lifecycle, Slot
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import clock, command_text, evidence_line
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Who
-from redisprobe.analysis.fold import KeyLife, Slot
+from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import KeyLife, TtlSet
+from redisprobe.analysis.lifecycle import KeyLife, TtlSet
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,

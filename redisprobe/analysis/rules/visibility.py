@@ -8,7 +8,7 @@ import re
 
 from redisprobe import trace
 from redisprobe.analysis.attribution import ClientInfo
-from redisprobe.analysis.fold import KeyLife, Slot
+from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import clock, command_text

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import lives
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import lives
+from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
     MAX_PATTERNS,
     MAX_RECORDS,
 )
-from redisprobe.analysis.fold.records import ServerState
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import ServerState
+from redisprobe.analysis.lifecycle.state import FoldState
 
 
 def on_client(st: FoldState, event: trace.ClientSeen) -> None:

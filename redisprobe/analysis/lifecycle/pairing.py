@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import lives, ttl
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import expiry, lives
+from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
 )
-from redisprobe.analysis.fold.records import Slot
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import Slot
+from redisprobe.analysis.lifecycle.state import FoldState
 
 if TYPE_CHECKING:
     from redisprobe.analysis.attribution import Who
@@ -47,7 +47,7 @@ def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
         lives.create(st, slot, t, who, args, C.WRITE)
     # other type events (set, lpush, hset...) confirm what MONITOR already showed
     if st.confirm_q and st.confirm_q[0][0] < t:
-        ttl.settle(st, t)
+        expiry.settle(st, t)
 
 
 def find_cause(st: FoldState, slot: Slot, t: float, event: str) -> tuple[float, Who, int, list[bytes]] | None:
@@ -115,7 +115,7 @@ def on_expire(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None
             if record.t <= t + KS_MATCH_WINDOW and t - record.t <= KS_MATCH_WINDOW and not record.confirmed:
                 record.confirmed = True
                 if not record.effective:
-                    ttl.ttl_verdict(st, slot, record, True, "")
+                    expiry.ttl_verdict(st, slot, record, True, "")
                 return
     if slot.live is None:
         lives.create(st, slot, t, None, None, 0, preexisting=True)

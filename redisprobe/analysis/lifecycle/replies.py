@@ -7,14 +7,14 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import connection, lives, ttl
-from redisprobe.analysis.fold.dispatch import HANDLERS
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import connection, expiry, lives
+from redisprobe.analysis.lifecycle.dispatch import HANDLERS
+from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
     LOG_CAP,
     MAX_RECORDS,
 )
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.state import FoldState
 
 
 def on_op(st: FoldState, event: trace.Op) -> None:
@@ -80,7 +80,7 @@ def reply_correction(st: FoldState, server: str, op: trace.Op, spec: C.Command, 
     if spec.kind == C.TTL and spec.ttl_form in C.EXPIRE_FORMS and slot.ttl_recent:  # EXPIRE replies 1 or 0
         record = slot.ttl_recent[-1]
         if record.t == t and isinstance(op.reply, int):
-            ttl.ttl_verdict(st, slot, record, bool(op.reply), "the command replied 0")
+            expiry.ttl_verdict(st, slot, record, bool(op.reply), "the command replied 0")
     elif spec.kind == C.READ and spec.value_reply and op.reply is not None and slot.live is None:
         # the key existed: the trace started after it was made
         life = lives.create(st, slot, t, None, None, 0, preexisting=True)
@@ -109,7 +109,7 @@ def annotate(st: FoldState, server: str, op: trace.Op, spec: C.Command) -> None:
             continue
         client = st.attributor.client_at(server, record.who[1], record.t)
         if client == op.client_id and record.args == op.args:
-            ttl.ttl_verdict(st, slot, record, bool(op.reply), "the command replied 0")  # type: ignore[arg-type]
+            expiry.ttl_verdict(st, slot, record, bool(op.reply), "the command replied 0")  # type: ignore[arg-type]
             record.confirmed = True
             return
     waiting = st.op_replies.setdefault((server, op.db, op.args[1]), [])

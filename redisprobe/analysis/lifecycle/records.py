@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
     COMPACT_TAIL,
     HISTORY_HEAD,

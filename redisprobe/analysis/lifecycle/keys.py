@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import lives, ttl
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import expiry, lives
+from redisprobe.analysis.lifecycle.limits import (
     INF,
     KS_MATCH_WINDOW,
     MAX_RECORDS,
 )
-from redisprobe.analysis.fold.records import FlushRecord, KeyLife, Slot, TtlSet
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import FlushRecord, KeyLife, Slot, TtlSet
+from redisprobe.analysis.lifecycle.state import FoldState
 from redisprobe.text import command_text, text
 
 if TYPE_CHECKING:
@@ -141,12 +141,12 @@ def set_one(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     if action == "set":
         units = st.units.get((server, peer))
         if units is None or (change.raw not in units if change.unit == "s" else change.unit not in units):
-            ttl.note_units(st, server, peer, who, change)
+            expiry.note_units(st, server, peer, who, change)
     if action == "clear":
         if life.expires_at is not None:
-            ttl.clear_ttl(st, slot, life, t, who, args)  # type: ignore[arg-type]
+            expiry.clear_ttl(st, slot, life, t, who, args)  # type: ignore[arg-type]
     elif action == "set":
-        ttl.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)  # type: ignore[arg-type]
+        expiry.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)  # type: ignore[arg-type]
     elif action == "past":
         lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")  # type: ignore[arg-type]
 
@@ -171,11 +171,11 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
         life.last_write_at = t
         life.length = None
         lives.writer(st, life, peer, hint, t, False)
-        ttl.clear_ttl(st, slot, life, t, who, args)
+        expiry.clear_ttl(st, slot, life, t, who, args)
         if spec.ttl_form == C.TTL_RESTORE:  # its TTL argument
             change = C.ttl_change(args, t)
             if change is not None and change.action == "set":
-                ttl.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)
+                expiry.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)
             elif change is not None and change.action == "past":
                 lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")
                 continue

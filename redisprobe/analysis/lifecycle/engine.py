@@ -9,9 +9,9 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import connection, keys, keyspace, lives, replies, ttl
-from redisprobe.analysis.fold.dispatch import HANDLERS
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import connection, expiry, keys, lives, pairing, replies
+from redisprobe.analysis.lifecycle.dispatch import HANDLERS
+from redisprobe.analysis.lifecycle.limits import (
     INF,
     MAX_RECORDS,
     PREFETCH_EVENTS,
@@ -20,8 +20,8 @@ from redisprobe.analysis.fold.limits import (
     REORDER_WINDOW_UNMONITORED,
     TX_GRACE,
 )
-from redisprobe.analysis.fold.records import ServerState
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import ServerState
+from redisprobe.analysis.lifecycle.state import FoldState
 from redisprobe.gcpause import gc_paused
 from redisprobe.text import ARG_KEPT
 
@@ -29,7 +29,7 @@ MonitorRow = tuple[float, int, str, list[bytes]]
 _COMMANDS = C.COMMANDS  # a static here: no module attribute lookup per line
 
 EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
-    trace.Keyspace: keyspace.on_keyspace, trace.Op: replies.on_op, trace.ClientSeen: connection.on_client,
+    trace.Keyspace: pairing.on_keyspace, trace.Op: replies.on_op, trace.ClientSeen: connection.on_client,
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
 }
@@ -126,11 +126,11 @@ class Lifecycle(FoldState):
         self.finished = True
         self._release(INF)
         replies.settle_stale(self, INF)
-        ttl.settle(self, INF)
+        expiry.settle(self, INF)
         for record in self.undecided:
             self.confirm_q.append((0.0, record))
         self.undecided = []
-        ttl.settle(self, INF)
+        expiry.settle(self, INF)
         end = self.last_t if self.last_t is not None else 0.0
         for slot in list(self.slots.values()):
             life = slot.live
@@ -213,7 +213,7 @@ class Lifecycle(FoldState):
         if kind == C.SET:
             keys.cmd_set(self, server, db, peer, hint, t, args, spec)
         elif kind == C.TTL:
-            ttl.cmd_ttl(self, server, db, peer, hint, t, args, spec)
+            expiry.cmd_ttl(self, server, db, peer, hint, t, args, spec)
         elif kind == C.READ:
             keys.cmd_read(self, server, db, peer, hint, t, args, spec)
         elif kind == C.REMOVE:

@@ -8,10 +8,10 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis.attribution import Attributor, Who
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle.limits import (
     TIMELINE_LIMIT,
 )
-from redisprobe.analysis.fold.records import (
+from redisprobe.analysis.lifecycle.records import (
     FlushRecord,
     KeyLife,
     ServerState,

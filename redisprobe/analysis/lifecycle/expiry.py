@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold import lives
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle import lives
+from redisprobe.analysis.lifecycle.limits import (
     EX_MS_SUSPECT,
     INF,
     KS_MATCH_WINDOW,
@@ -17,8 +17,8 @@ from redisprobe.analysis.fold.limits import (
     PX_SECONDS_SUSPECT,
     SHORTER_FRACTION,
 )
-from redisprobe.analysis.fold.records import KeyLife, ServerState, Slot, TtlSet
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import KeyLife, ServerState, Slot, TtlSet
+from redisprobe.analysis.lifecycle.state import FoldState
 from redisprobe.text import secs
 
 if TYPE_CHECKING:

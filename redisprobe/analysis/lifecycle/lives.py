@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.fold.limits import (
+from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
     CREATE_AFTER_MISS_WINDOW,
     LIVES_KEPT,
@@ -14,8 +14,8 @@ from redisprobe.analysis.fold.limits import (
     POST_TOUCH_WINDOW,
     REMARKABLE_KEPT,
 )
-from redisprobe.analysis.fold.records import KeyLife, Slot, intended
-from redisprobe.analysis.fold.state import FoldState
+from redisprobe.analysis.lifecycle.records import KeyLife, Slot, intended
+from redisprobe.analysis.lifecycle.state import FoldState
 
 if TYPE_CHECKING:
     from redisprobe.analysis.attribution import Who

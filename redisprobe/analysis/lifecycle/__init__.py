@@ -10,14 +10,14 @@ same db, nearest preceding command that can produce it); `expired`/`evicted` hav
 command is kept as a `Who` token and turned into an `Actor` at the end, once every CLIENT LIST sample is known.
 
 The package by concern: `records` (what is kept), `state` (the fold's state), `engine` (ordering, dispatch),
-`dispatch` (command kind -> handler), `keys`, `ttl`, `keyspace`, `connection`, `replies` (the handlers), `lives`
+`dispatch` (command kind -> handler), `keys`, `expiry`, `pairing`, `connection`, `replies` (the handlers), `lives`
 (a life's start and end), `limits` (the numbers).
 """
 
 from __future__ import annotations
 
-from redisprobe.analysis.fold.engine import Lifecycle, MonitorRow, fold
-from redisprobe.analysis.fold.records import FlushRecord, KeyLife, ServerState, Slot, Timeline, TimelineRow, TtlSet
+from redisprobe.analysis.lifecycle.engine import Lifecycle, MonitorRow, fold
+from redisprobe.analysis.lifecycle.records import FlushRecord, KeyLife, ServerState, Slot, Timeline, TimelineRow, TtlSet
 
 __all__ = ["FlushRecord", "KeyLife", "Lifecycle", "MonitorRow", "ServerState", "Slot", "Timeline", "TimelineRow",
            "TtlSet", "fold"]
