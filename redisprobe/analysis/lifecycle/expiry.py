@@ -95,7 +95,7 @@ def cmd_ttl(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     if change.action == "keep":
         return
     if change.action == "past":
-        lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")  # type: ignore[arg-type]
+        lives.close_past_ttl(st, slot, life, t, who, args)  # type: ignore[arg-type]
         return
     apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer)  # type: ignore[arg-type]
 

@@ -148,7 +148,7 @@ def set_one(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     elif action == "set":
         expiry.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)  # type: ignore[arg-type]
     elif action == "past":
-        lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")  # type: ignore[arg-type]
+        lives.close_past_ttl(st, slot, life, t, who, args)  # type: ignore[arg-type]
 
 
 def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
@@ -177,7 +177,7 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
             if change is not None and change.action == "set":
                 expiry.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)
             elif change is not None and change.action == "past":
-                lives.close(st, slot, life, t, "del", who, args, detail="expire time in the past")
+                lives.close_past_ttl(st, slot, life, t, who, args)
                 continue
         lives.pend(st, slot, who, C.OVERWRITE, args, t + KS_MATCH_WINDOW)
 

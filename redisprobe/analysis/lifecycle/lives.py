@@ -57,8 +57,17 @@ def create(st: FoldState, slot: Slot, t: float, who: Who | None, args: list[byte
     return life
 
 
+PAST_TTL = "expire time in the past"
+
+
+def close_past_ttl(st: FoldState, slot: Slot, life: KeyLife, t: float, who: Who, args: list[bytes]) -> None:
+    """A TTL <= 0 or an EXPIREAT already gone: the server deletes the key at once (a `del` event, no `expire`)."""
+    life.removed_by_past_ttl = True
+    close(st, slot, life, t, "del", who, args, detail=PAST_TTL)
+
+
 def close(st: FoldState, slot: Slot, life: KeyLife, at: float, how: str, who: Who | None, args: list[bytes] | None,
-           *, detail: str = "", confirmed: bool = False) -> None:
+          *, detail: str = "", confirmed: bool = False) -> None:
     life.removed_how = how
     life.removed_at = at
     life.removed_by = who

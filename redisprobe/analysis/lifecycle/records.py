@@ -105,6 +105,7 @@ class KeyLife:
     removed_args: list[bytes] | None = None
     removed_detail = ""
     removed_confirmed = False
+    removed_by_past_ttl = False  # a TTL <= 0 or an absolute time already gone deleted it at once
     after: list[tuple[float, Who | None, list[bytes] | None, str, int]] | None = None
     head: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None
     tail: list[tuple[float, Who | None, list[bytes] | None, str]] | None = None  # rolling, HISTORY_TAIL long

@@ -47,7 +47,7 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
         for index, life in enumerate(lives):
             if life.removed_how not in _CLIENT_REMOVALS or life.removed_by is None or life.removed_at is None:
                 continue
-            if life.removed_detail == "expire time in the past":
+            if life.removed_by_past_ttl:
                 continue  # expire-in-past owns it
             last = life.ttl_last
             ttl = last.seconds if last is not None else life.owner_ttl

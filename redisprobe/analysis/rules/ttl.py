@@ -238,7 +238,7 @@ def expire_in_past(inp: RuleInput) -> list[Finding]:
     """A TTL <= 0 or an EXPIREAT in the past (clock skew) deleted the key at once, with a `del` event."""
     groups = Groups("expire-in-past")
     for life in inp.lives:
-        if life.removed_detail != "expire time in the past" or life.removed_args is None:
+        if not life.removed_by_past_ttl or life.removed_args is None:
             continue
         at = life.removed_at or 0.0
         change = C.ttl_change(life.removed_args, at)
