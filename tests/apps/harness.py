@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from redisprobe.sandbox import sandbox
+from redisprobe.sandbox import free_port, sandbox
 
 APPS_DIR = Path(__file__).resolve().parent
 NODE_DIR = APPS_DIR / "node"
@@ -56,6 +56,7 @@ class Proc:
     interpreter: str = ""  # PM2: `python` runs a Python script under PM2
     listed: bool = True  # given to --pids (False: a process the user did not know about)
     start_after: float = 0.0  # seconds after the others (a producer that waits for its worker)
+    redis: bool = True  # False: talks HTTP only (a load generator), never to Redis
 
 
 @dataclass
@@ -104,6 +105,11 @@ class Capture:
         if self.app.culprit is None:
             return culprit is None or culprit.get("pid") is None
         return culprit is not None and culprit.get("pid") in self.culprit_pids()
+
+    def idle(self) -> list[str]:
+        """Processes that talk to Redis but had no connection in the capture (crashed, stuck, never started)."""
+        seen = {client.get("pid") for client in (self.doc or {}).get("clients") or []}
+        return [proc.name for proc in self.app.procs if proc.redis and not seen & self.pids.get(proc.name, set())]
 
     def right(self) -> list[dict]:
         """Findings with the expected rule that name the culprit."""
@@ -242,7 +248,17 @@ def _kill_tree(pid: int) -> None:
         psutil.wait_procs(tree, timeout=5)
 
 
-def ecosystem(app: App, url: str, port: int) -> dict:
+def settings(proc: Proc, ports: dict[str, str]) -> dict[str, str]:
+    """The process's env with `{http}`, `{admin}`... replaced by the HTTP ports chosen for this run."""
+    out = {}
+    for name, value in proc.env.items():
+        for placeholder, port in ports.items():
+            value = value.replace("{" + placeholder + "}", port)
+        out[name] = value
+    return out
+
+
+def ecosystem(app: App, url: str, ports: dict[str, str]) -> dict:
     """The PM2 ecosystem file of the app's PM2 processes (what its users keep in ecosystem.config.js)."""
     entries = []
     for proc in app.procs:
@@ -250,7 +266,7 @@ def ecosystem(app: App, url: str, port: int) -> dict:
             continue
         entry: dict[str, object] = {
             "name": proc.name, "script": str(APPS_DIR / proc.script), "cwd": str(APPS_DIR / Path(proc.script).parent),
-            "env": {"REDIS_URL": url, "REDIS_PORT": str(port), "NODE_ENV": "production", **proc.env},
+            "env": {"REDIS_URL": url, "NODE_ENV": "production", **settings(proc, ports)},
             "autorestart": True, "time": True,
         }
         if proc.instances > 1:
@@ -261,8 +277,10 @@ def ecosystem(app: App, url: str, port: int) -> dict:
     return {"apps": entries}
 
 
-def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION) -> Capture:
-    """Start the app on a server of its own, capture it with `redisprobe monitor`, stop everything."""
+def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, trace: Path | None = None) -> Capture:
+    """Start the app on a server of its own, capture it with `redisprobe monitor`, stop everything.
+
+    `trace`: also keep the capture's trace there (`monitor --out`), to read with `redisprobe report`."""
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"redisprobe-app-{app.name}-"))
     env = node_env()
@@ -271,8 +289,7 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION) -> 
     try:
         with sandbox("single", extra=["--notify-keyspace-events", "KEA", *app.server_args]) as box:
             try:
-                return _run(app, box.servers[0].url, box.servers[0].port, workdir, pm2, plain, warmup, duration,
-                            began)
+                return _run(app, box.servers[0].url, workdir, pm2, plain, warmup, duration, began, trace)
             finally:  # the app stops before its server does
                 pm2.kill()
                 for child in plain:
@@ -285,12 +302,13 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION) -> 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(app: App, url: str, port: int, workdir: Path, pm2: _Pm2, plain: list[subprocess.Popen[bytes]],
-         warmup: float, duration: float, began: float) -> Capture:
+def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Popen[bytes]],
+         warmup: float, duration: float, began: float, trace: Path | None) -> Capture:
     env = pm2.env.copy()
     env.pop("PM2_HOME", None)
     roots: dict[str, set[int]] = {}
-    eco = ecosystem(app, url, port)
+    ports = {name: str(free_port()) for name in ("http", "admin")}
+    eco = ecosystem(app, url, ports)
     started_at = time.monotonic()
     if eco["apps"]:
         path = workdir / "ecosystem.json"
@@ -302,7 +320,7 @@ def _run(app: App, url: str, port: int, workdir: Path, pm2: _Pm2, plain: list[su
             time.sleep(wait)
         argv = [sys.executable if part == "{python}" else part.replace("{url}", url) for part in proc.argv]
         with (workdir / f"{proc.name}.log").open("wb") as log:
-            child = subprocess.Popen(argv, cwd=PY_DIR, env={**env, "REDIS_URL": url, **proc.env},
+            child = subprocess.Popen(argv, cwd=PY_DIR, env={**env, "REDIS_URL": url, **settings(proc, ports)},
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         plain.append(child)
@@ -325,6 +343,8 @@ def _run(app: App, url: str, port: int, workdir: Path, pm2: _Pm2, plain: list[su
         spec = ",".join(f"{proc.name}={pid}" for proc in app.procs if proc.listed for pid in sorted(roots[proc.name]))
         argv = [sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--pids", spec,
                 "--duration", str(duration), "--enable-events", "--json"]
+        if trace is not None:
+            argv += ["--out", str(trace)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, stdin=subprocess.DEVNULL,
                               env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
     finally:
