@@ -106,7 +106,8 @@ APPS: list[App] = [
         [Proc("gateway", "node/gateway/gateway.mjs", env={"PORT": "{http}", "LIMITER": "flexible"}),
          Proc("clients", "node/gateway/loadgen.mjs", redis=False, env={"PORT": "{http}"})]),
     # --- ioredis MULTI --------------------------------------------------------------------------------------------
-    App("wallet", "ioredis", "pm2", "transfers as MULTI (pipeline: false); a refused transfer is DISCARDed",
+    App("wallet", "ioredis", "pm2", "transfers as MULTI (pipeline: false), open ~30 ms while a risk check answers; "
+        "a refused transfer is DISCARDed",
         [Proc("wallet", "node/wallet/wallet.mjs", env={"DISCARD_REFUSED": "1"}),
          Proc("statements", "node/wallet/statements.mjs")],
         twin="wallet-multi-left-open"),
@@ -142,7 +143,7 @@ APPS: list[App] = [
     App("carts-renamed", "ioredis + redis-py", "pm2 + a script run by hand", "a migration (not listed: nobody "
         "told the on-call) RENAMEs cart:<id> to v2:cart:<id> while the old storefront still uses cart:<id>",
         [Proc("storefront", "node/carts/storefront.mjs"),
-         Proc("migration", argv=[PY, "migrate_carts.py"], listed=False, start_after=1.0)],
+         Proc("migration", argv=[PY, "migrate_carts.py"], listed=False, start_after=1.5)],
         rule="renamed-away", culprit="migration"),
     # --- memory full, noeviction ----------------------------------------------------------------------------------
     App("audit-oom", "node-redis + ioredis", "pm2", "an audit log LPUSHes 20 KB entries forever into a server "
@@ -207,14 +208,19 @@ TODAY: dict[str, str] = {
     "bullmq": "key-prefix-mismatch (2 findings) on the healthy worker: BullMQ's moveToFinished script runs SCARD "
               "mail:emails:<id>:dependencies and ZCARD mail:emails:<id>:unsuccessful, keys that never exist for a "
               "job without children, taken for a reader whose name has an extra suffix",
-    "wallet": "transaction-not-executed: a CLIENT LIST sample caught the transfer connection with flags=x during a "
+    "wallet": "in some runs (the last CLIENT LIST sample must land in the 30 ms a transfer's MULTI is open), "
+              "transaction-not-executed: that sample caught the transfer connection with flags=x during a "
               "transaction that EXECs 30 ms later ('was left inside MULTI (a pooled connection?)')",
     "rq-batches": "rq's own bookkeeping: deleted-by-client on rq:worker:<id>:executions, consumed-by-other on "
                   "rq:execution:*, ttl-refresh-missed and key-prefix-mismatch on rq:job:<id>:dependents, "
                   "ttl-shortened on rq:worker:<id> (480s -> 90s by the work horse); and deleted-by-client on the "
                   "complete batch the job flushes 20 ms after its last RPUSH",
 }
+SOMETIMES = {"wallet"}
+"""Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
+
 for _app in APPS:
     _app.today = TODAY.get(_app.name, "")
+    _app.sometimes = _app.name in SOMETIMES
 
 BY_NAME = {app.name: app for app in APPS}
