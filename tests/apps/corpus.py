@@ -15,7 +15,7 @@ PY = "{python}"
 MAIL = {"BULL_PREFIX": "mail"}
 
 APPS: list[App] = [
-    # --- BullMQ, PM2 fork mode ---------------------------------------------------------------------------------
+    # --- BullMQ, PM2 fork mode and cluster mode ---------------------------------------------------------------
     App("bullmq", "bullmq", "pm2", "BullMQ producer and worker on one queue, both with prefix 'mail'",
         [Proc("api", "node/bullmq/producer.mjs", env=MAIL), Proc("mailer", "node/bullmq/worker.mjs", env=MAIL)],
         twin="bullmq-prefix"),
@@ -23,6 +23,11 @@ APPS: list[App] = [
         "producer writes mail:emails:*",
         [Proc("api", "node/bullmq/producer.mjs", env=MAIL), Proc("mailer", "node/bullmq/worker.mjs")],
         rule="key-prefix-mismatch", culprit="mailer", twin="bullmq"),
+    App("bullmq-cluster", "bullmq", "pm2 cluster (2 worker instances)", "BullMQ workers in PM2 cluster mode, "
+        "concurrency 4; every 4th email is delayed 500 ms, every 5th fails once and is retried after 200 ms",
+        [Proc("api", "node/bullmq/producer.mjs", env={**MAIL, "DELAYED_EVERY": "4"}),
+         Proc("mailer", "node/bullmq/worker.mjs", instances=2,
+              env={**MAIL, "CONCURRENCY": "4", "FAIL_EVERY": "5"})]),
     App("bullmq-flushdb", "bullmq + node-redis", "pm2", "a cache warmer on the queue's db runs FLUSHDB every "
         "second to clear the cache: queued jobs vanish",
         [Proc("api", "node/bullmq/producer.mjs", env=MAIL), Proc("mailer", "node/bullmq/worker.mjs", env=MAIL),
@@ -61,6 +66,12 @@ APPS: list[App] = [
         [Proc("tracker", "node/pageviews/app.mjs", instances=2, env={"PORT": "{http}"}),
          Proc("browsers", "node/pageviews/loadgen.mjs", redis=False, env={"PORT": "{http}"})],
         rule="consumed-by-other", culprit="tracker", twin="cluster-flush"),
+    App("cluster-flush-leftover", "ioredis + express", "pm2", "the tracker runs as one instance; a tracker-v1 "
+        "from the previous deploy is still running under PM2 (nobody lists it) and flushes events:pending too",
+        [Proc("tracker", "node/pageviews/app.mjs", env={"PORT": "{http}"}),
+         Proc("browsers", "node/pageviews/loadgen.mjs", redis=False, env={"PORT": "{http}"}),
+         Proc("tracker-v1", "node/pageviews/app.mjs", listed=False, env={"PORT": "{admin}"})],
+        rule="consumed-by-other", culprit="tracker-v1", twin="cluster-flush"),
     # --- express-session + connect-redis -------------------------------------------------------------------------
     App("sessions", "express-session + connect-redis (node-redis)", "pm2", "site and back office share "
         "sessions (default prefix sess:)",
@@ -162,6 +173,11 @@ APPS: list[App] = [
         [Proc("worker", argv=[PY, "-m", "rq.cli", "worker", "--url", "{url}", "batches"]),
          Proc("api", argv=[PY, "batches_api.py"], env={"FLUSH_WHEN": "opened"})],
         rule="deleted-by-client", culprit="worker", twin="rq-batches"),
+    App("rq-worker-other-db", "rq + redis-py", "rq worker", "the worker was started with --url .../1 (a "
+        "copy-pasted command line); the api enqueues on db 0: nothing is ever flushed",
+        [Proc("worker", argv=[PY, "-m", "rq.cli", "worker", "--url", "{url/1}", "batches"]),
+         Proc("api", argv=[PY, "batches_api.py"], env={"FLUSH_WHEN": "complete"})],
+        rule="different-db", culprit="worker", twin="rq-batches"),
     # --- Celery ------------------------------------------------------------------------------------------------------
     App("celery", "celery + redis-py", "celery worker (prefork, 2)", "orders as Celery tasks (Redis broker and "
         "result backend); each task stores a report with EXPIREAT now+1h",
@@ -169,6 +185,11 @@ APPS: list[App] = [
                               "--concurrency", "2"], env={"TZ": "UTC"}),
          Proc("shop", argv=[PY, "shop_producer.py"], start_after=0.3)],
         twin="celery-worker-tz"),
+    App("celery-chords", "celery + redis-py", "celery worker (prefork, 2)", "checkouts as Celery chords: 4 "
+        "process_order tasks and a summarize callback (the Redis backend's chord counters)",
+        [Proc("worker", argv=[PY, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO",
+                              "--concurrency", "2"], env={"TZ": "UTC"}),
+         Proc("checkout", argv=[PY, "checkout_producer.py"], start_after=0.3)]),
     App("celery-worker-tz", "celery + redis-py", "celery worker (prefork, 2)", "the worker host runs on "
         "TZ=Asia/Tokyo: EXPIREAT datetime.utcnow()+1h is 8 h in the past, every report is deleted at once",
         [Proc("worker", argv=[PY, "-m", "celery", "-A", "tasks", "worker", "--loglevel", "INFO",
@@ -205,6 +226,9 @@ TODAY: dict[str, str] = {
     "celery-shared-connection": "silent: psutil.net_connections() reports one pid per inet socket (its first "
                                 "holder), so the socket held by the celery main process and both prefork children "
                                 "is never seen as shared",
+    "rq-worker-other-db": "silent: the worker's BLPOP rq:queue:batches in db 1 was sent before the capture and "
+                          "blocks for minutes, so MONITOR shows nothing of it; CLIENT LIST shows db=1 cmd=blpop "
+                          "while rq:queue:batches fills in db 0, but different-db only looks at reads MONITOR saw",
     # healthy twins the tool reports on
     "bullmq": "key-prefix-mismatch (2 findings) on the healthy worker: BullMQ's moveToFinished script runs SCARD "
               "mail:emails:<id>:dependencies and ZCARD mail:emails:<id>:unsuccessful, keys that never exist for a "
@@ -216,6 +240,14 @@ TODAY: dict[str, str] = {
                   "rq:execution:*, ttl-refresh-missed and key-prefix-mismatch on rq:job:<id>:dependents, "
                   "ttl-shortened on rq:worker:<id> (480s -> 90s by the work horse); and deleted-by-client on the "
                   "complete batch the job flushes 20 ms after its last RPUSH",
+    "bullmq-cluster": "key-prefix-mismatch (2 findings per worker instance), as in bullmq: the :dependencies and "
+                      ":unsuccessful keys BullMQ's scripts look at for every finished job",
+    "celery-chords": "about 60 findings in a 4 s capture, on the chord bookkeeping of Celery's Redis backend: "
+                     "ttl-refresh-missed (EXPIRE celery-taskset-meta-<id>, a key never written, near-miss of "
+                     "<id>.c), deleted-by-client and consumed-by-other (a prefork child DELs the chord's <id>.j/.d/.s "
+                     "parts when the last task of the chord finishes; the child is labelled worker but called 'not "
+                     "one of the expected processes'), key-prefix-mismatch (GET celery-taskset-meta-<id>); every "
+                     "chord id is its own key family, so nothing groups",
 }
 SOMETIMES = {"wallet", "rq-batches-flushed-early"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""

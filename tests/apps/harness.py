@@ -50,7 +50,8 @@ class Proc:
 
     name: str  # the PM2 app name, else the role; the label given to --pids
     script: str = ""  # PM2: the script, relative to tests/apps/
-    argv: list[str] = field(default_factory=list)  # plain process: argv (`{python}` is this interpreter)
+    argv: list[str] = field(default_factory=list)  # plain process: argv; `{python}` is this interpreter, `{url}`
+    # the server's URL (db 0), `{url/1}` the same server's db 1
     env: dict[str, str] = field(default_factory=dict)  # its own settings, on top of REDIS_URL
     instances: int = 1  # PM2 cluster mode when > 1
     interpreter: str = ""  # PM2: `python` runs a Python script under PM2
@@ -329,7 +330,9 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
         wait = started_at + proc.start_after - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        argv = [sys.executable if part == "{python}" else part.replace("{url}", url) for part in proc.argv]
+        db1 = url.rsplit("/", 1)[0] + "/1"
+        argv = [sys.executable if part == "{python}" else part.replace("{url}", url).replace("{url/1}", db1)
+                for part in proc.argv]
         with (workdir / f"{proc.name}.log").open("wb") as log:
             child = subprocess.Popen(argv, cwd=PY_DIR, env={**env, "REDIS_URL": url, **settings(proc, ports)},
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

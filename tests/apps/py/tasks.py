@@ -25,3 +25,9 @@ def process_order(order_id: int) -> dict:
     stats.expireat(key, datetime.utcnow() + timedelta(hours=1))
     stats.hincrby("stats:orders", "processed", 1)
     return report
+
+
+@app.task
+def summarize(reports: list) -> dict:
+    """The chord's callback: one summary of a checkout's orders."""
+    return {"orders": len(reports), "total": sum(report["total"] for report in reports)}

@@ -8,8 +8,11 @@ let signup = 0;
 setInterval(async () => {
   signup += 1;
   try {
-    await queue.add('welcome', { to: `user${signup}@example.com`, template: 'welcome' },
-      { removeOnComplete: 100, removeOnFail: 500, attempts: 3 });
+    // DELAYED_EVERY=n: every n-th email is a reminder sent half a second later.
+    const delayed = Number(process.env.DELAYED_EVERY || 0) && signup % Number(process.env.DELAYED_EVERY) === 0;
+    await queue.add(delayed ? 'reminder' : 'welcome', { to: `user${signup}@example.com`, template: 'welcome' },
+      { removeOnComplete: 100, removeOnFail: 500, attempts: 3, backoff: { type: 'fixed', delay: 200 },
+        ...(delayed ? { delay: 500 } : {}) });
   } catch (err) {
     console.error('enqueue failed', err.message);
   }
