@@ -240,6 +240,11 @@ TODAY: dict[str, str] = {
                   "rq:execution:*, ttl-refresh-missed and key-prefix-mismatch on rq:job:<id>:dependents, "
                   "ttl-shortened on rq:worker:<id> (480s -> 90s by the work horse); and deleted-by-client on the "
                   "complete batch the job flushes 20 ms after its last RPUSH",
+    "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
+                             "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
+                             "counter 'did nothing (no keyspace expire event followed)' and 'the key then expired on "
+                             "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
+                             "refresh",
     "bullmq-cluster": "key-prefix-mismatch (2 findings per worker instance), as in bullmq: the :dependencies and "
                       ":unsuccessful keys BullMQ's scripts look at for every finished job",
     "celery-chords": "about 60 findings in a 4 s capture, on the chord bookkeeping of Celery's Redis backend: "
@@ -249,7 +254,7 @@ TODAY: dict[str, str] = {
                      "one of the expected processes'), key-prefix-mismatch (GET celery-taskset-meta-<id>); every "
                      "chord id is its own key family, so nothing groups",
 }
-SOMETIMES = {"wallet", "rq-batches-flushed-early"}
+SOMETIMES = {"wallet", "rq-batches-flushed-early", "rate-limiter-flexible"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 for _app in APPS:
