@@ -4,6 +4,7 @@ right root cause and culprit on bug apps, and how often it stays silent on healt
     .venv/bin/python benchmarks/real_apps.py                 # every app once, 2 at a time
     .venv/bin/python benchmarks/real_apps.py --runs 3 -v     # 3 rounds; every finding of every app
     .venv/bin/python benchmarks/real_apps.py --only bullmq,celery --json out.json
+    .venv/bin/python benchmarks/real_apps.py --from-json out.json    # the table of a saved run again
 
 Needs `npm ci` in tests/apps/node and the `apps` extra (`pip install -e '.[apps]'`).
 """
@@ -50,7 +51,7 @@ def table(rounds: list[list[Capture]]) -> str:
     width = max(len(name) for name in per_app) + 2
     bugs = [app for app in APPS if app.name in per_app and not app.healthy]
     twins = [app for app in APPS if app.name in per_app and app.healthy]
-    lines.append(f"{'bug app':{width}}{'expected':28}" + "".join(f"{c:>8}" for c in BUG_COLUMNS)
+    lines.append(f"{'bug app':{width}}{'expected':36}" + "".join(f"{c:>8}" for c in BUG_COLUMNS)
                  + "  other findings (count over the runs)")
     totals: Counter[str] = Counter()
     for app in bugs:
@@ -58,20 +59,20 @@ def table(rounds: list[list[Capture]]) -> str:
         totals.update(counts)
         culprit = app.culprit or "server"
         others = ", ".join(f"{rule} x{n}" for rule, n in extra[app.name].most_common())
-        lines.append(f"{app.name:{width}}{(app.rule or '') + ' / ' + culprit:28}"
+        lines.append(f"{app.name:{width}}{(app.rule or '') + ' / ' + culprit:36}"
                      + "".join(f"{counts[c]:>8}" for c in BUG_COLUMNS) + f"  {others}")
-    lines.append(f"{'bug apps, all':{width}}{'':28}" + "".join(f"{totals[c]:>8}" for c in BUG_COLUMNS))
+    lines.append(f"{'bug apps, all':{width}}{'':36}" + "".join(f"{totals[c]:>8}" for c in BUG_COLUMNS))
     lines.append("")
-    lines.append(f"{'healthy twin':{width}}{'':28}" + "".join(f"{c:>8}" for c in TWIN_COLUMNS)
+    lines.append(f"{'healthy twin':{width}}{'':36}" + "".join(f"{c:>8}" for c in TWIN_COLUMNS)
                  + "  false findings (rule x count over the runs)")
     totals = Counter()
     for app in twins:
         counts = per_app[app.name]
         totals.update(counts)
         others = ", ".join(f"{rule} x{n}" for rule, n in extra[app.name].most_common())
-        lines.append(f"{app.name:{width}}{'':28}" + "".join(f"{counts[c]:>8}" for c in TWIN_COLUMNS)
+        lines.append(f"{app.name:{width}}{'':36}" + "".join(f"{counts[c]:>8}" for c in TWIN_COLUMNS)
                      + f"  {others}")
-    lines.append(f"{'twins, all':{width}}{'':28}" + "".join(f"{totals[c]:>8}" for c in TWIN_COLUMNS))
+    lines.append(f"{'twins, all':{width}}{'':36}" + "".join(f"{totals[c]:>8}" for c in TWIN_COLUMNS))
     return "\n".join(lines)
 
 
@@ -82,7 +83,14 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated app names")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every finding of every app")
     parser.add_argument("--json", type=Path, help="write every capture's verdict and findings here")
+    parser.add_argument("--from-json", type=Path, help="print the table of a --json file again, run nothing")
     args = parser.parse_args()
+    if args.from_json:
+        rounds = [[Capture(app=BY_NAME[c["app"]], code=c["code"], doc={"findings": c["findings"]}, stderr="",
+                           pids={k: set(v) for k, v in c["pids"].items()}, argv=[], seconds=c["seconds"])
+                   for c in captures] for captures in json.loads(args.from_json.read_text())]
+        print(table(rounds))
+        return 0
     problem = check_installed()
     if problem:
         print(problem, file=sys.stderr)
