@@ -90,8 +90,9 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
     if injection.helper is not None:
         helper = dict(injection.helper)
         role = str(helper.pop("role"))
+        delay = options.messages * options.spacing + 0.1 if injection.helper_after_api else options.spacing * 2
         actors.append(ActorSpec(role=role, url=api_url, vars=variables, steps=[
-            {"ns": "{ns}", "delay": options.spacing * 2, **helper}]))
+            {"ns": "{ns}", "delay": delay, **helper}]))
     return Plan(command="ttl-race", actors=actors, max_seconds=options.run_seconds + 15,
                 ttl_pattern=f"{ns}batch:*", cleanup_patterns=[f"{ns}*"],
                 options={"run_id": run_id, "ns": ns, **{k: v for k, v in options.__dict__.items()}})

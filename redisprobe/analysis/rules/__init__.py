@@ -57,7 +57,9 @@ register("recreated-without-ttl", TTL, "the key expired and a write recreated it
                                                   "is recreated without one, and the processor leaves cleanup to "
                                                   "the TTL", policy="read-only"))
 register("ttl-shortened", TTL, "another process set a much shorter TTL than the key's owner", ttl_shortened,
-         inject=Injection(how="a janitor process sets a much shorter TTL on the batches", min_ttl=3.0,
+         inject=Injection(how="a janitor process sets a much shorter TTL on the batches once the api is done; they "
+                              "expire on it (the processor leaves cleanup to the TTL)", min_ttl=3.0,
+                          processor={"policy": "read-only"}, helper_after_api=True,
                           helper={"role": "janitor", "program": "janitor", "action": "shorten", "ttl": 1}))
 register("ttl-unit-mismatch", TTL,
          "seconds written as milliseconds (PEXPIRE/PX < 1000) or the reverse (EXPIRE/EX > 10^6)", ttl_unit_mismatch,

@@ -35,6 +35,7 @@ class Injection:
     processor: dict[str, Any] = field(default_factory=dict)  # batch-processor parameters (db, match, policy)
     stale_processor: bool = False  # a second processor nobody listed, reaching every batch first
     helper: dict[str, Any] | None = None  # one more actor: {"role": ..., "program": ..., its parameters}
+    helper_after_api: bool = False  # the helper acts once the api has sent its last message (else early on)
     server_args: tuple[str, ...] = ()  # redis-server arguments for the sandbox
     sandbox_only: bool = False  # it changes the server itself (FLUSHDB, maxmemory): never on a user's server
     min_ttl: float | None = None  # the batches' TTL is raised to at least this (room for the defect to show)
