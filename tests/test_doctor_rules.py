@@ -825,3 +825,38 @@ def test_set_nx_that_did_nothing_is_the_set_once_idiom_not_a_missed_refresh() ->
     tb.at(1.2).ks("expired", "rl:client7")
     findings = run(tb, WATCHED)
     assert not [f for f in findings if f.rule == "ttl-refresh-missed"], [to_builtins(f) for f in findings]
+
+
+def test_forked_children_of_a_listed_worker_belong_to_it() -> None:
+    """Celery's prefork children carry their parent's label (the pid map follows the process tree): their takes
+    are the worker's own, not another consumer's."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    parent = tb.client("processor", pid=200, client_id=8, process="celery")
+    child = tb.client("processor", pid=201, client_id=9, process="celery")  # not listed itself: a forked child
+    for i in range(3):
+        api("SET", f"chord:{i}", "part", "EX", 600)
+    parent("GETDEL", "chord:0")
+    child("GETDEL", "chord:1")
+    child("GETDEL", "chord:2")
+    healthy(tb, WATCHED)
+
+
+def test_a_removal_right_after_the_last_write_that_nobody_misses_is_a_hand_over() -> None:
+    """rq flushes a finished batch 20 ms after the api's last RPUSH: the api never comes back to it, so nothing
+    vanished from under anyone (the symptom deleted-by-client needs)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    api("RPUSH", "batch:1", "a")
+    api("EXPIRE", "batch:1", 60)
+    tb.ks("expire", "batch:1")
+    for second in (0.1, 0.2, 0.3):
+        tb.at(second)
+        api("RPUSH", "batch:1", "b")
+    tb.at(0.32)
+    worker("DEL", "batch:1")
+    tb.ks("del", "batch:1")
+    tb.at(2.0)
+    api("RPUSH", "batch:2", "a")  # the api moves on to the next batch
+    healthy(tb, WATCHED)

@@ -41,7 +41,9 @@ def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, list[obj
 
 
 def deleted_by_client(inp: RuleInput) -> list[Finding]:
-    """A client removed a key long before its TTL while another process was still writing it."""
+    """A client removed a key long before its TTL while another process was still writing it, and that process
+    came back to it (recreated it, or its EXPIRE hit nothing): the symptom. A removal right after another
+    process's last write that nobody then missed is a hand-over (a job flushing a finished batch)."""
     groups = Groups("deleted-by-client")
     for _slot, lives in inp.lived:
         for index, life in enumerate(lives):
@@ -74,8 +76,8 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
                 came_back = [c for c in came_back if c[3] == "ttl-missed"
                              or (c[3] == "recreated" and following is not None and following.ttl_first is None)]
                 active = []
-            if not active and not came_back:
-                continue
+            if not came_back:
+                continue  # the symptom: the writer came back to a key it did not know was gone
             writer = (active[0][0] if active else came_back[0][4])
             group = groups.get((identity(remover), family(life.key)), "error", remover, _deleted_summary)
             age = life.removed_at - (life.created_at if life.created_at is not None else start)
