@@ -69,9 +69,9 @@ def peak_rss(argv: list[str]) -> float:
 
 
 def compiled() -> str:
-    import redisprobe.analysis.lifecycle as lifecycle
+    import redisprobe.analysis.lifecycle.engine as engine
 
-    return "compiled (mypyc)" if (lifecycle.__file__ or "").endswith(".so") else "pure Python"
+    return "compiled (mypyc)" if (engine.__file__ or "").endswith(".so") else "pure Python"
 
 
 def main() -> None:

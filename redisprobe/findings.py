@@ -1,4 +1,4 @@
-"""A doctor finding: which root cause (a BUGS.md rule id), how sure, and the evidence that names who did it."""
+"""A doctor finding: which root cause (a rule registry id), how sure, and the evidence that names who did it."""
 
 from __future__ import annotations
 

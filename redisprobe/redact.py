@@ -7,12 +7,10 @@ import hashlib
 import msgspec
 
 from redisprobe import trace
-from redisprobe.analysis.commands import lookup
+from redisprobe.analysis.commands import lookup, option_words
 
-# Option words and numbers explain a command without revealing data; they stay.
-_KEEP_WORDS = {b"EX", b"PX", b"EXAT", b"PXAT", b"KEEPTTL", b"NX", b"XX", b"GT", b"LT", b"GET", b"MATCH", b"COUNT",
-               b"TYPE", b"WITHSCORES", b"LIMIT", b"BY", b"STORE", b"ASYNC", b"SYNC", b"REPLACE", b"DB", b"LEFT",
-               b"RIGHT", b"BEFORE", b"AFTER", b"PERSIST", b"CH", b"INCR"}
+# Option words (declared with each command) and numbers explain a command without revealing data; they stay.
+_KEEP_WORDS = option_words()
 
 
 def redact_value(value: bytes) -> bytes:

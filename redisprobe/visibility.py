@@ -32,7 +32,7 @@ def _where(server: trace.ServerFingerprint) -> str:
 
 def analyse(events: list[trace.Event], *, writer_role: str = "api", reader_role: str = "processor",
             replication_gap: int | None = None) -> VisibilityReport:
-    """Verdict plus findings (rule ids from BUGS.md) for a two-actor visibility run."""
+    """Verdict plus findings (rule ids from the rule registry) for a two-actor visibility run."""
     started = {e.role: e for e in events if isinstance(e, trace.ActorStarted)}
     checks = [e for e in events if isinstance(e, trace.Check)]
     crashed = [e for e in events if isinstance(e, trace.ActorExited) and e.crashed]

@@ -36,9 +36,10 @@ def pure_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for part in ("redisprobe", "tests"):
         shutil.copytree(ROOT / part, root / part, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", root)
-    check = subprocess.run([sys.executable, "-c", "import redisprobe.analysis.lifecycle as m; print(m.__file__)"],
+    probe = "import redisprobe.analysis.lifecycle.engine as m; print(m.__file__)"
+    check = subprocess.run([sys.executable, "-c", probe],
                            capture_output=True, text=True, env=cli_env(PYTHONPATH=str(root)), check=True, cwd=root)
-    assert check.stdout.strip() == str(root / "redisprobe" / "analysis" / "lifecycle.py")
+    assert check.stdout.strip() == str(root / "redisprobe" / "analysis" / "lifecycle" / "engine.py")
     return root
 
 

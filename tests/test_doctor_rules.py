@@ -340,6 +340,22 @@ def test_another_process_shortens_the_ttl() -> None:
     assert mentions(finding, "pid 300 (cleaner)", "client id 9", "EXPIRE cart:5 2", "TTL cut to 2s")
 
 
+def test_a_shorter_ttl_the_key_survives_is_not_a_finding() -> None:
+    """A heartbeat refreshing a worker registration (rq: 480 s, then 90 s every few seconds) explains nothing:
+    the key never expired early, so there is no symptom and no finding."""
+    tb = TraceBuilder()
+    owner = tb.client("worker", pid=100, client_id=7)
+    heartbeat = tb.client("heartbeat", pid=300, client_id=9)
+    owner("HSET", "rq:worker:1", "state", "idle")
+    owner("EXPIRE", "rq:worker:1", 480)
+    tb.ks("expire", "rq:worker:1")
+    for second in range(1, 4):
+        tb.at(second)
+        heartbeat("EXPIRE", "rq:worker:1", 90)
+        tb.ks("expire", "rq:worker:1")
+    healthy(tb)
+
+
 def test_healthy_owner_refreshes_itself() -> None:
     tb = TraceBuilder()
     owner = tb.client("api", pid=100, client_id=7)
@@ -781,3 +797,66 @@ def test_a_finding_counts_each_key_once_even_past_the_listed_ones() -> None:
     assert not group.add_key("batch:3") and not group.add_key(f"batch:{KEYS_LISTED + 2}")
     assert group.key_count == KEYS_LISTED + 5 and len(group.keys) == KEYS_LISTED
     assert group.finding().keys[-1] == "... and 5 more"
+
+
+# -- job-queue bookkeeping is not a finding ------------------------------------------------------------------------
+
+def test_reads_of_sub_keys_nobody_wrote_are_not_a_prefix_mismatch() -> None:
+    """BullMQ's scripts look at `<job>:dependencies` and `<job>:unsuccessful` for every finished job; those keys
+    never exist for a job without children. A name with an extra trailing part is a related key, not the written
+    key named differently."""
+    tb = TraceBuilder()
+    producer = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    for job in range(3):
+        producer("HSET", f"bull:mail:{job}", "data", "{}")
+        worker("SCARD", f"bull:mail:{job}:dependencies")
+        worker("ZCARD", f"bull:mail:{job}:unsuccessful")
+        worker("HGETALL", f"bull:mail:{job}")
+    healthy(tb, WATCHED)
+
+
+def test_set_nx_that_did_nothing_is_the_set_once_idiom_not_a_missed_refresh() -> None:
+    """rate-limiter-flexible opens a window with SET key 0 EX 1 NX: on a live counter it does nothing, by design."""
+    tb = TraceBuilder()
+    limiter = tb.client("api", pid=100, client_id=7)
+    limiter("INCR", "rl:client7")  # a counter made before the capture: first seen here
+    limiter("SET", "rl:client7", "0", "EX", "1", "NX")
+    tb.at(1.2).ks("expired", "rl:client7")
+    findings = run(tb, WATCHED)
+    assert not [f for f in findings if f.rule == "ttl-refresh-missed"], [to_builtins(f) for f in findings]
+
+
+def test_forked_children_of_a_listed_worker_belong_to_it() -> None:
+    """Celery's prefork children carry their parent's label (the pid map follows the process tree): their takes
+    are the worker's own, not another consumer's."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    parent = tb.client("processor", pid=200, client_id=8, process="celery")
+    child = tb.client("processor", pid=201, client_id=9, process="celery")  # not listed itself: a forked child
+    for i in range(3):
+        api("SET", f"chord:{i}", "part", "EX", 600)
+    parent("GETDEL", "chord:0")
+    child("GETDEL", "chord:1")
+    child("GETDEL", "chord:2")
+    healthy(tb, WATCHED)
+
+
+def test_a_removal_right_after_the_last_write_that_nobody_misses_is_a_hand_over() -> None:
+    """rq flushes a finished batch 20 ms after the api's last RPUSH: the api never comes back to it, so nothing
+    vanished from under anyone (the symptom deleted-by-client needs)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    api("RPUSH", "batch:1", "a")
+    api("EXPIRE", "batch:1", 60)
+    tb.ks("expire", "batch:1")
+    for second in (0.1, 0.2, 0.3):
+        tb.at(second)
+        api("RPUSH", "batch:1", "b")
+    tb.at(0.32)
+    worker("DEL", "batch:1")
+    tb.ks("del", "batch:1")
+    tb.at(2.0)
+    api("RPUSH", "batch:2", "a")  # the api moves on to the next batch
+    healthy(tb, WATCHED)

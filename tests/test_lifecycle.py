@@ -8,15 +8,9 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import (
-    HISTORY_HEAD,
-    HISTORY_TAIL,
-    LIVES_KEPT,
-    REMARKABLE_KEPT,
-    Lifecycle,
-    fold,
-    normalize_target,
-)
+from redisprobe.analysis.lifecycle import Lifecycle, fold
+from redisprobe.analysis.lifecycle.limits import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, REMARKABLE_KEPT
+from redisprobe.analysis.lifecycle.state import normalize_target
 from tests.tracebuild import T0, TraceBuilder
 
 
@@ -469,7 +463,7 @@ def test_fold_is_fast() -> None:
 
 
 def test_big_values_are_cut_in_what_the_fold_keeps_but_read_the_same() -> None:
-    from redisprobe.analysis.lifecycle import ARG_KEPT, command_text
+    from redisprobe.text import ARG_KEPT, command_text
 
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7, port=5001)
@@ -492,3 +486,20 @@ def test_big_values_are_cut_in_what_the_fold_keeps_but_read_the_same() -> None:
     assert command_text(blob.created_args) == command_text([b"SET", b"blob", big.encode(), b"EX", b"60"])
     assert len(lives.lives_of(long_key)) == 1  # keys are never cut
     assert len(lives.lives_of("queue")[0].created_args or []) == 4
+
+
+def test_restore_sets_the_ttl_its_argument_gives() -> None:
+    """RESTORE key ttl value [REPLACE] [ABSTTL]: ttl in ms (0: none), absolute with ABSTTL."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("RESTORE", "a", "5000", "blob")
+    api("RESTORE", "b", "0", "blob")
+    api("RESTORE", "c", str(int((T0 + 60) * 1000)), "blob", "ABSTTL")
+    api("SET", "d", "v", "EX", "100")
+    api("RESTORE", "d", "0", "blob", "REPLACE")
+    lives = fold(tb.events)
+    [a], [b], [c], [d] = (only(lives, key) for key in "abcd")
+    assert a.expires_at == pytest.approx(T0 + 5.0, abs=0.01) and a.ttl_set == 5.0
+    assert b.expires_at is None
+    assert c.expires_at == pytest.approx(T0 + 60.0, abs=0.01)
+    assert d.expires_at is None  # REPLACE with no TTL: the old one is gone

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as cmds
-from redisprobe.render.timeline import _REMOVING, _busy_commands, _literal, _trie
+from redisprobe.render.timeline import _busy_commands, _literal, _trie
 
 
 def test_busy_pattern_finds_exactly_the_removing_and_ttl_commands_in_either_case() -> None:
     pattern = _busy_commands()
-    wanted = {c.name for c in cmds.COMMANDS.values() if c.kind in _REMOVING or c.kind == cmds.TTL}
+    wanted = {c.name for c in cmds.COMMANDS.values() if c.removing or c.kind == cmds.TTL}
     others = {c.name for c in cmds.COMMANDS.values()} - wanted
     assert {"DEL", "UNLINK", "GETDEL", "EXPIRE", "PERSIST", "FLUSHDB", "RENAME", "LPOP"} <= wanted
     for name in wanted:
@@ -33,3 +33,34 @@ def test_literal_of_a_keys_pattern_is_what_monitor_prints() -> None:
     assert _literal(b"*") is None and _literal(b"??") is None
     assert _literal(b'quote"d*') is None  # MONITOR escapes a quote: plain text search would miss it
     assert _literal("caf\u00e9:*".encode()) is None  # non-ASCII bytes are printed as \xHH
+
+
+def _rows(events: list) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    from redisprobe.render.timeline import LiveTimeline
+
+    out = io.StringIO()
+    timeline = LiveTimeline(Console(file=out, width=200, color_system=None))
+    timeline.feed(events)
+    return out.getvalue().splitlines()
+
+
+def test_a_command_that_removes_only_what_it_empties_is_not_shown_as_a_removal() -> None:
+    """HDEL h f1 leaves h when other fields remain: the timeline must not say REMOVES (the fold keeps h); when
+    the server's `del` event says the key went, that is shown as the removal."""
+    from redisprobe import trace
+
+    t = 1_700_000_000.0
+    mon = [trace.Monitor(t=t + i, db=0, peer="127.0.0.1:5000", args=args, target="t") for i, args in enumerate([
+        [b"HSET", b"h", b"f1", b"a", b"f2", b"b"], [b"HDEL", b"h", b"f1"], [b"HDEL", b"h", b"f2"], [b"DEL", b"x"]])]
+    events = [*mon[:3], trace.Keyspace(t=t + 2.001, db=0, key=b"h", event="del", target="t"), mon[3]]
+    rows = _rows(events)
+    hdel = [row for row in rows if "HDEL" in row]
+    assert len(hdel) == 2 and not any("REMOVES" in row for row in hdel)
+    assert all("when emptied" in row for row in hdel)
+    emptied = [row for row in rows if "emptied" in row and "HDEL" not in row]
+    assert len(emptied) == 1 and " h " in emptied[0]
+    assert "REMOVES" in next(row for row in rows if " DEL " in row)

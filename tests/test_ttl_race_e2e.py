@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisprobe.commands.ttlrace import BUGS
+from redisprobe.analysis.rules.registry import injectable
 from tests.clirun import run_cli
 
 # Which actor the evidence must point at (None: the server did it, expiry or eviction).
@@ -27,7 +27,7 @@ def _pids_by_role(doc: dict) -> dict[str, set[int]]:
     return roles
 
 
-@pytest.mark.parametrize("bug", sorted(BUGS))
+@pytest.mark.parametrize("bug", sorted(injectable()))
 def test_each_bug_is_named_with_its_culprit(bug, tmp_path):
     out = tmp_path / f"{bug}.jsonl"
     result = run_cli("ttl-race", "--bug", bug, "--json", "--out", str(out))

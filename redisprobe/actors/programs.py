@@ -3,7 +3,7 @@
 They mirror the incident redisprobe was born from: an api appends bursts of messages to batch keys and sets
 a TTL on the first message, refreshing it on every later one; a processor scans for batches and processes
 (reads, then deletes) those that have been quiet for a while. Parameters choose the refresh method and
-inject the defects of BUGS.md, so each root cause can be seen on a real server.
+inject the defects of the rule registry, so each root cause can be seen on a real server.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def batch_api(runner: StepRunner, params: dict[str, Any]) -> None:
 
     Each batch is a list `{ns}batch:{n}` plus its last-message time in `{ns}batch:{n}:last`. The TTL is set
     with the first message and refreshed with every later one, by `refresh` (EXPIRE, PEXPIRE, SET EX or
-    SET KEEPTTL). `bug` bends one of those steps the way BUGS.md describes.
+    SET KEEPTTL). `bug` bends one of those steps the way its rule's injection describes.
     """
     ns = str(params["ns"])
     ttl = float(params.get("ttl", 2))
@@ -150,3 +150,20 @@ def filler(runner: StepRunner, params: dict[str, Any]) -> None:
 
 
 PROGRAMS = {"batch-api": batch_api, "batch-processor": batch_processor, "janitor": janitor, "filler": filler}
+
+NUMBER, INTEGER, STRING = "number", "integer", "string"
+PARAMS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {
+    "batch-api": {
+        "ns": (STRING, None), "ttl": (NUMBER, None), "messages": (INTEGER, None), "spacing": (NUMBER, None),
+        "batches": (INTEGER, None), "refresh": (STRING, REFRESH_METHODS),
+        "bug": (STRING, None),  # the values are the causes whose injection names this program (the rule registry)
+    },
+    "batch-processor": {
+        "ns": (STRING, None), "quiet": (NUMBER, None), "poll": (NUMBER, None), "duration": (NUMBER, None),
+        "policy": (STRING, ("quiet", "missing-is-ready", "read-only")), "match": (STRING, None), "db": (INTEGER, None),
+    },
+    "janitor": {"ns": (STRING, None), "delay": (NUMBER, None), "action": (STRING, ("shorten", "rename", "flush")),
+                "ttl": (INTEGER, None)},
+    "filler": {"ns": (STRING, None), "delay": (NUMBER, None), "size": (INTEGER, None), "count": (INTEGER, None)},
+}
+"""Each program's parameters: name -> (type, allowed values or None); the scenario loader checks files with it."""

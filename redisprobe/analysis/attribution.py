@@ -59,6 +59,7 @@ class Attributor:
 
     def __init__(self, watched: dict[int, str] | None = None) -> None:
         self.watched = dict(watched or {})
+        self.children: dict[int, str] = {}  # pid -> label: processes whose listed ancestor the pid map found
         self.clients: dict[tuple[str, int], ClientInfo] = {}
         self.actor_pids: dict[int, trace.ActorStarted] = {}
         self.actor_server: dict[int, str] = {}  # pid -> server key of its target
@@ -111,6 +112,8 @@ class Attributor:
         if event.pid:
             info.pid = event.pid
             self._add_pid(server, event.client_id, event.pid)
+            if event.pid not in self.watched and event.label and event.label in self.watched.values():
+                self.children[event.pid] = event.label  # the pid map found a listed ancestor: a forked worker
         info.flags.update(event.flags)
         info.multi = "x" in event.flags
         info.last_seen = max(info.last_seen, event.t)
@@ -266,13 +269,14 @@ class Attributor:
     # -- questions the rules ask ---------------------------------------------------------------------------
 
     def is_listed(self, actor: Actor | None) -> bool:
-        """A process the user named (--pids); else one of our actors; with neither, any local pid counts.
+        """A process the user named (--pids), or a child of one (it carries the label: a forked worker belongs to
+        its actor); else one of our actors; with neither, any local pid counts.
 
         When pids are listed, an actor outside the list is unexpected too (a stale worker nobody listed)."""
         if actor is None or actor.pid is None:
             return False
         if self.watched:
-            return actor.pid in self.watched
+            return actor.pid in self.watched or actor.pid in self.children
         if self.actor_pids:
             return actor.pid in self.actor_pids
         return True

@@ -1,8 +1,13 @@
-"""Which arguments of a Redis command are keys, and what the command does to them.
+"""What each Redis command does, declared once: one row of independent facts per command.
 
-The lifecycle fold looks every MONITOR line up here, so the table is a plain dict keyed by the command name as
-bytes (lower and upper case both stored: one dict hit for the common spellings, `.lower()` only for odd ones).
-Each command gets a `kind`, a small int the fold dispatches on, and a key-position rule.
+A row says which arguments are keys, what the command does to them (its `kind`: read, write, set, remove, pop...),
+how it names a removal, whether it removes only a key it empties, where its blocking timeout is, how it sets a
+TTL, its only-if-absent condition, and its option words. The fold, keyspace pairing, the live timeline, value
+redaction, the scenario loader and the rules read these facts; none of them compares command names. A new command
+is one row here (and its test).
+
+The fold looks every MONITOR line up here, so the table is a plain dict keyed by the command name as bytes (lower
+and upper case both stored: one dict hit for the common spellings, `.lower()` only for odd ones).
 """
 
 from __future__ import annotations
@@ -44,11 +49,30 @@ KIND_NAMES = {
 KeysFn = Callable[[list[bytes]], list[bytes]]
 
 
-class Command:
-    """How to read one command: its effect kind and where its keys are (read on every MONITOR line: a slotted
-    class, which compiled code reads directly)."""
+# -- TTL forms (how a command sets or drops a key's TTL) -------------------------------------------------------
+TTL_KEEP: Final = ""  # leaves the TTL alone
+TTL_CLEAR: Final = "clear"  # drops it (GETSET, MSET, SETNX, the *STORE destinations)
+TTL_SET_OPTIONS: Final = "set-options"  # SET ... [EX s|PX ms|EXAT|PXAT|KEEPTTL]; none of them drops it
+TTL_GETEX_OPTIONS: Final = "getex-options"  # GETEX ... [EX|PX|EXAT|PXAT|PERSIST]; none of them keeps it
+TTL_PERSIST: Final = "persist"
+TTL_ARG_S: Final = "arg-s"  # the TTL is args[2]: seconds (EXPIRE, SETEX)
+TTL_ARG_MS: Final = "arg-ms"  # milliseconds (PEXPIRE, PSETEX)
+TTL_ARG_AT_S: Final = "arg-at-s"  # an absolute time: unix seconds (EXPIREAT)
+TTL_ARG_AT_MS: Final = "arg-at-ms"  # unix milliseconds (PEXPIREAT)
+TTL_RESTORE: Final = "restore"  # RESTORE key ttl value: ms, 0 for none, absolute with ABSTTL
+EXPIRE_FORMS: Final = frozenset({TTL_ARG_S, TTL_ARG_MS, TTL_ARG_AT_S, TTL_ARG_AT_MS})
 
-    __slots__ = ("first", "keys_fn", "kind", "last", "name", "single", "step")
+
+class Command:
+    """One command's facts (read on every MONITOR line: a slotted class, which compiled code reads directly).
+
+    `kind` picks the fold's handler; the other facts are independent of it, so handlers and the other readers
+    never need the name.
+    """
+
+    __slots__ = ("all_dbs", "blocking", "cond", "count_at", "first", "keys_fn", "kind", "last", "name", "options",
+                 "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step", "ttl_at", "ttl_form",
+                 "value_reply", "when_empty")
 
     def __init__(self, name: str, kind: int, first: int = 1, last: int = 1, step: int = 1,
                  keys_fn: KeysFn | None = None, single: bool = False) -> None:
@@ -59,6 +83,20 @@ class Command:
         self.step = step
         self.keys_fn = keys_fn  # for numkeys-style commands
         self.single = single  # exactly args[1] is the key (the fast path)
+        self.removes = ""  # how a removal it makes is named in a key's life (del, unlink, getdel, pop, rename...)
+        self.when_empty = False  # it removes the key only when it takes the last element (pops, HDEL, SREM...)
+        self.blocking = 0  # where its timeout is (-1: the last argument, 1: args[1]); 0: it does not block
+        self.ttl_form = TTL_KEEP  # how it sets or drops the TTL (the TTL_* forms above)
+        self.ttl_at = 2  # where an arg-* TTL is
+        self.cond = ""  # "NX": it acts only when the key is absent (SETNX, MSETNX, RENAMENX)
+        self.pairs = False  # key value key value... (MSET)
+        self.source_first = False  # its first key is read, the others are written (SORT ... STORE dest)
+        self.value_reply = False  # a non-nil reply means the key existed (GET): actors' replies correct the fold
+        self.count_at = 0  # where an optional element count is (LPOP key count)
+        self.pushes = False  # adds args[2:] as elements (the list length is tracked to see pops empty it)
+        self.all_dbs = False  # acts on every db (FLUSHALL)
+        self.pattern_at = 0  # where its key pattern is (KEYS pattern); -1: after a MATCH option (SCAN)
+        self.options: frozenset[bytes] = frozenset()  # its option words (kept when values are redacted)
 
     def keys(self, args: list[bytes]) -> list[bytes]:
         """The key arguments of `args` (args[0] is the command name)."""
@@ -74,6 +112,11 @@ class Command:
             return range(0)
         last = self.last if self.last >= 0 else count + self.last
         return range(self.first, min(last + 1, count), self.step)
+
+    @property
+    def removing(self) -> bool:
+        """It can remove a key (at once, or when it takes the last element)."""
+        return bool(self.removes)
 
 
 # -- numkeys-style key finders ----------------------------------------------------------------------------------
@@ -116,71 +159,110 @@ def _sort_keys(args: list[bytes]) -> list[bytes]:
 
 # -- the table --------------------------------------------------------------------------------------------------
 
-_SPECS: dict[str, tuple[int, int, int, int] | tuple[int, KeysFn]] = {}
+_ROWS: dict[str, Command] = {}
+SET_OPTIONS: Final = frozenset({b"EX", b"PX", b"EXAT", b"PXAT", b"KEEPTTL", b"NX", b"XX", b"GET"})
+EXPIRE_OPTIONS: Final = frozenset({b"NX", b"XX", b"GT", b"LT"})
 
 
-def _add(kind: int, names: str, first: int = 1, last: int = 1, step: int = 1) -> None:
+def _row(kind: int, names: str, keys: tuple[int, int, int] | KeysFn = (1, 1, 1), **facts: object) -> None:
+    """One row per name: its kind, where its keys are (first, last, step) or a key finder, and its other facts."""
     for name in names.split():
-        _SPECS[name] = (kind, first, last, step)
+        if callable(keys):
+            command = Command(name, kind, 1, 1, 1, keys)
+        else:
+            first, last, step = keys
+            command = Command(name, kind, first, last, step, None, first == 1 and last == 1)
+        for fact, value in facts.items():
+            setattr(command, fact, value)
+        _ROWS[name] = command
 
 
-def _add_fn(kind: int, names: str, fn: KeysFn) -> None:
-    for name in names.split():
-        _SPECS[name] = (kind, fn)
+NONE: Final = (0, 0, 1)
+ALL: Final = (1, -1, 1)
 
-
-_add(READ, "GET STRLEN GETRANGE SUBSTR TTL PTTL TYPE EXPIRETIME PEXPIRETIME HGET HGETALL HMGET HEXISTS HLEN HKEYS "
+# reads
+_row(READ, "GET", value_reply=True)
+_row(READ, "STRLEN GETRANGE SUBSTR TTL PTTL TYPE EXPIRETIME PEXPIRETIME HGET HGETALL HMGET HEXISTS HLEN HKEYS "
            "HVALS HSTRLEN HRANDFIELD HSCAN LRANGE LLEN LINDEX LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SRANDMEMBER "
-           "SSCAN ZRANGE ZRANGEBYSCORE ZRANGEBYLEX ZREVRANGE ZREVRANGEBYSCORE ZREVRANGEBYLEX ZSCORE ZMSCORE ZRANK "
-           "ZREVRANK ZCARD ZCOUNT ZLEXCOUNT ZRANDMEMBER ZSCAN XRANGE XREVRANGE XLEN XINFO XPENDING GETBIT BITCOUNT "
-           "BITPOS BITFIELD_RO GEOPOS GEODIST GEOHASH GEORADIUS_RO GEORADIUSBYMEMBER_RO GEOSEARCH DUMP LCS")
-_add(READ, "MGET EXISTS TOUCH SINTER SUNION SDIFF PFCOUNT", 1, -1)
-_add(READ, "OBJECT", 2, 2)
-_add_fn(READ, "SINTERCARD ZINTERCARD ZDIFF ZINTER ZUNION", _numkeys_at(1))
-_add_fn(READ, "XREAD XREADGROUP", _xread_keys)
-_add(WRITE, "APPEND SETRANGE INCR INCRBY INCRBYFLOAT DECR DECRBY LPUSH RPUSH HSET HSETNX HMSET HINCRBY "
-            "HINCRBYFLOAT SADD ZADD ZINCRBY XADD XGROUP XACK XCLAIM XAUTOCLAIM XSETID PFADD SETBIT BITFIELD "
-            "GEOADD GEORADIUS GEORADIUSBYMEMBER")
-_add(WRITE, "PFMERGE", 1, -1)
-_add(WRITE_EXISTING, "LPUSHX RPUSHX LINSERT LSET")
-_add(SET, "SET SETNX SETEX PSETEX GETSET")
-_add(SET, "MSET MSETNX", 1, -1, 2)
-_add(OVERWRITE, "SUNIONSTORE SINTERSTORE SDIFFSTORE GEOSEARCHSTORE ZRANGESTORE RESTORE", 1, 1)
-_add(OVERWRITE, "BITOP", 2, 2)
-_add_fn(OVERWRITE, "ZUNIONSTORE ZINTERSTORE ZDIFFSTORE", _dest_and_numkeys)
-_add_fn(OVERWRITE, "SORT", _sort_keys)
-_add(READ, "SORT_RO")
-_add(REMOVE, "DEL UNLINK", 1, -1)
-_add(REMOVE, "GETDEL")
-_add(POP, "LPOP RPOP SPOP ZPOPMIN ZPOPMAX")
-_add(POP, "BLPOP BRPOP BZPOPMIN BZPOPMAX", 1, -2)
-_add_fn(POP, "LMPOP ZMPOP", _numkeys_at(1))
-_add_fn(POP, "BLMPOP BZMPOP", _numkeys_at(2))
-_add(TRIM, "LREM LTRIM SREM ZREM HDEL ZREMRANGEBYSCORE ZREMRANGEBYRANK ZREMRANGEBYLEX XDEL XTRIM")
-_add(MOVE_ELEMENT, "RPOPLPUSH LMOVE BLMOVE BRPOPLPUSH SMOVE", 1, 2)
-_add(TTL, "EXPIRE PEXPIRE EXPIREAT PEXPIREAT PERSIST GETEX")
-_add(RENAME, "RENAME RENAMENX", 1, 2)
-_add(MOVE, "MOVE")
-_add(COPY, "COPY", 1, 2)
-_add(FLUSH, "FLUSHDB FLUSHALL", 0, 0)
-_add(SWAPDB, "SWAPDB", 0, 0)
-_add(SELECT, "SELECT", 0, 0)
-_add(SCAN, "SCAN KEYS", 0, 0)
-_add_fn(SCRIPT, "EVAL EVALSHA EVAL_RO EVALSHA_RO FCALL FCALL_RO", _numkeys_at(2))
-_add(MULTI, "MULTI", 0, 0)
-_add(EXEC, "EXEC", 0, 0)
-_add(DISCARD, "DISCARD", 0, 0)
+           "SSCAN ZSCORE ZMSCORE ZRANK ZREVRANK ZCARD ZCOUNT ZLEXCOUNT ZRANDMEMBER ZSCAN XRANGE XREVRANGE XLEN XINFO "
+           "XPENDING GETBIT BITCOUNT BITPOS BITFIELD_RO GEOPOS GEODIST GEOHASH GEORADIUS_RO GEORADIUSBYMEMBER_RO "
+           "GEOSEARCH DUMP LCS")
+_row(READ, "ZRANGE ZRANGEBYSCORE ZRANGEBYLEX ZREVRANGE ZREVRANGEBYSCORE ZREVRANGEBYLEX",
+     options=frozenset({b"WITHSCORES", b"LIMIT", b"BYSCORE", b"BYLEX", b"REV"}))
+_row(READ, "MGET EXISTS TOUCH SINTER SUNION SDIFF PFCOUNT", ALL)
+_row(READ, "OBJECT", (2, 2, 1))
+_row(READ, "SINTERCARD ZINTERCARD ZDIFF ZINTER ZUNION", _numkeys_at(1))
+_row(READ, "XREAD XREADGROUP", _xread_keys)
+_row(READ, "SORT_RO")
+# writes in place (created when missing, the TTL kept)
+_row(WRITE, "APPEND SETRANGE INCR INCRBY INCRBYFLOAT DECR DECRBY HSET HSETNX HMSET HINCRBY HINCRBYFLOAT SADD "
+            "ZINCRBY XADD XGROUP XACK XCLAIM XAUTOCLAIM XSETID PFADD SETBIT BITFIELD GEOADD GEORADIUS "
+            "GEORADIUSBYMEMBER")
+_row(WRITE, "ZADD", options=frozenset({b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"}))
+_row(WRITE, "LPUSH RPUSH", pushes=True)
+_row(WRITE, "PFMERGE", ALL)
+_row(WRITE_EXISTING, "LPUSHX RPUSHX", pushes=True)
+_row(WRITE_EXISTING, "LINSERT", options=frozenset({b"BEFORE", b"AFTER"}))
+_row(WRITE_EXISTING, "LSET")
+# overwrites, with their TTL rules
+_row(SET, "SET", ttl_form=TTL_SET_OPTIONS, options=SET_OPTIONS)
+_row(SET, "SETNX", ttl_form=TTL_CLEAR, cond="NX")
+_row(SET, "SETEX", ttl_form=TTL_ARG_S)
+_row(SET, "PSETEX", ttl_form=TTL_ARG_MS)
+_row(SET, "GETSET", ttl_form=TTL_CLEAR)
+_row(SET, "MSET", (1, -1, 2), ttl_form=TTL_CLEAR, pairs=True)
+_row(SET, "MSETNX", (1, -1, 2), ttl_form=TTL_CLEAR, pairs=True, cond="NX")
+_row(OVERWRITE, "SUNIONSTORE SINTERSTORE SDIFFSTORE GEOSEARCHSTORE ZRANGESTORE", ttl_form=TTL_CLEAR)
+_row(OVERWRITE, "RESTORE", ttl_form=TTL_RESTORE, options=frozenset({b"REPLACE", b"ABSTTL", b"IDLETIME", b"FREQ"}))
+_row(OVERWRITE, "BITOP", (2, 2, 1), ttl_form=TTL_CLEAR)
+_row(OVERWRITE, "ZUNIONSTORE ZINTERSTORE ZDIFFSTORE", _dest_and_numkeys, ttl_form=TTL_CLEAR)
+_row(OVERWRITE, "SORT", _sort_keys, ttl_form=TTL_CLEAR, source_first=True,
+     options=frozenset({b"BY", b"LIMIT", b"GET", b"ASC", b"DESC", b"ALPHA", b"STORE"}))
+# removals
+_row(REMOVE, "DEL", ALL, removes="del")
+_row(REMOVE, "UNLINK", ALL, removes="unlink")
+_row(REMOVE, "GETDEL", removes="getdel")
+_row(POP, "LPOP RPOP SPOP ZPOPMIN ZPOPMAX", removes="pop", when_empty=True, count_at=2)
+_row(POP, "BLPOP BRPOP BZPOPMIN BZPOPMAX", (1, -2, 1), removes="pop", when_empty=True, blocking=-1)
+_row(POP, "LMPOP ZMPOP", _numkeys_at(1), removes="pop", when_empty=True,
+     options=frozenset({b"LEFT", b"RIGHT", b"MIN", b"MAX", b"COUNT"}))
+_row(POP, "BLMPOP BZMPOP", _numkeys_at(2), removes="pop", when_empty=True, blocking=1,
+     options=frozenset({b"LEFT", b"RIGHT", b"MIN", b"MAX", b"COUNT"}))
+_row(TRIM, "LREM LTRIM SREM ZREM HDEL ZREMRANGEBYSCORE ZREMRANGEBYRANK ZREMRANGEBYLEX XDEL XTRIM", removes="pop",
+     when_empty=True)
+_row(TRIM, "HGETDEL", removes="pop", when_empty=True, options=frozenset({b"FIELDS"}))  # Redis 8: read and remove
+_row(MOVE_ELEMENT, "RPOPLPUSH LMOVE SMOVE", (1, 2, 1), removes="pop", when_empty=True,
+     options=frozenset({b"LEFT", b"RIGHT"}))
+_row(MOVE_ELEMENT, "BLMOVE BRPOPLPUSH", (1, 2, 1), removes="pop", when_empty=True, blocking=-1,
+     options=frozenset({b"LEFT", b"RIGHT"}))
+# TTLs
+_row(TTL, "EXPIRE", ttl_form=TTL_ARG_S, options=EXPIRE_OPTIONS)
+_row(TTL, "PEXPIRE", ttl_form=TTL_ARG_MS, options=EXPIRE_OPTIONS)
+_row(TTL, "EXPIREAT", ttl_form=TTL_ARG_AT_S, options=EXPIRE_OPTIONS)
+_row(TTL, "PEXPIREAT", ttl_form=TTL_ARG_AT_MS, options=EXPIRE_OPTIONS)
+_row(TTL, "PERSIST", ttl_form=TTL_PERSIST)
+_row(TTL, "GETEX", ttl_form=TTL_GETEX_OPTIONS, options=frozenset({b"EX", b"PX", b"EXAT", b"PXAT", b"PERSIST"}))
+# keys moving under another name or db
+_row(RENAME, "RENAME", (1, 2, 1), removes="rename")
+_row(RENAME, "RENAMENX", (1, 2, 1), removes="rename", cond="NX")
+_row(MOVE, "MOVE", removes="move")
+_row(COPY, "COPY", (1, 2, 1), options=frozenset({b"DB", b"REPLACE"}))
+# the whole db or server, and the connection
+_row(FLUSH, "FLUSHDB", NONE, removes="flush", options=frozenset({b"ASYNC", b"SYNC"}))
+_row(FLUSH, "FLUSHALL", NONE, removes="flush", all_dbs=True, options=frozenset({b"ASYNC", b"SYNC"}))
+_row(SWAPDB, "SWAPDB", NONE)
+_row(SELECT, "SELECT", NONE)
+_row(SCAN, "SCAN", NONE, pattern_at=-1, options=frozenset({b"MATCH", b"COUNT", b"TYPE"}))
+_row(SCAN, "KEYS", NONE, pattern_at=1)
+_row(SCRIPT, "EVAL EVALSHA EVAL_RO EVALSHA_RO FCALL FCALL_RO", _numkeys_at(2))
+_row(MULTI, "MULTI", NONE)
+_row(EXEC, "EXEC", NONE)
+_row(DISCARD, "DISCARD", NONE)
 
 
 def _build() -> dict[bytes, Command]:
     table: dict[bytes, Command] = {}
-    for name, spec in _SPECS.items():
-        if len(spec) == 2:
-            kind, fn = spec  # type: ignore[misc]
-            command = Command(name, kind, 1, 1, 1, fn)
-        else:
-            kind, first, last, step = spec  # type: ignore[misc]
-            command = Command(name, kind, first, last, step, None, first == 1 and last == 1)
+    for name, command in _ROWS.items():
         raw = name.encode()
         table[raw] = command
         table[raw.lower()] = command
@@ -240,9 +322,6 @@ KEEP = TtlChange("keep")
 CLEAR = TtlChange("clear")
 _UNITS = {b"EX": ("s", False), b"PX": ("ms", False), b"EXAT": ("s", True), b"PXAT": ("ms", True)}
 _EXACT_UNITS = {**_UNITS, **{k.lower(): v for k, v in _UNITS.items()}}
-_EXPIRE_FORMS = {
-    b"EXPIRE": ("s", False), b"PEXPIRE": ("ms", False), b"EXPIREAT": ("s", True), b"PEXPIREAT": ("ms", True),
-}
 
 
 def _timed(value: bytes, unit: str, absolute: bool, now: float, cond: str = "") -> TtlChange | None:
@@ -260,26 +339,34 @@ def _timed(value: bytes, unit: str, absolute: bool, now: float, cond: str = "") 
     return TtlChange("past" if seconds <= 0 else "set", at, seconds, unit, raw, cond, absolute)
 
 
+_FORM_UNITS: Final = {TTL_ARG_S: ("s", False), TTL_ARG_MS: ("ms", False), TTL_ARG_AT_S: ("s", True),
+                      TTL_ARG_AT_MS: ("ms", True)}
+
+
 def ttl_change(args: list[bytes], now: float) -> TtlChange | None:
     """The TTL effect of a SET-family or TTL-family command at server time `now`; None for a malformed one.
 
     SET without EX/PX/EXAT/PXAT/KEEPTTL clears the TTL (so does GETSET, MSET): that is a documented trap.
     """
-    name = args[0].upper()
-    if name in _EXPIRE_FORMS:
-        if len(args) < 3:
+    spec = lookup(args[0])
+    form = spec.ttl_form
+    if form in _FORM_UNITS:
+        if len(args) <= spec.ttl_at:
             return None
-        unit, absolute = _EXPIRE_FORMS[name]
-        cond = args[3].upper().decode("latin-1") if len(args) > 3 else ""
-        return _timed(args[2], unit, absolute, now, cond)
-    if name == b"PERSIST":
+        unit, absolute = _FORM_UNITS[form]
+        # EXPIRE k s [NX|XX|GT|LT]: a condition may follow (after SETEX's TTL comes the value)
+        cond = args[3].upper().decode("latin-1") if spec.options is EXPIRE_OPTIONS and len(args) > 3 else ""
+        return _timed(args[spec.ttl_at], unit, absolute, now, cond)
+    if form == TTL_PERSIST:
         return CLEAR
-    if name == b"SETEX" or name == b"PSETEX":
+    if form == TTL_RESTORE:
         if len(args) < 3:
             return None
-        return _timed(args[2], "s" if name == b"SETEX" else "ms", False, now)
-    if name == b"SET" or name == b"GETEX":
-        index = 3 if name == b"SET" else 2
+        if args[2] == b"0":
+            return CLEAR
+        return _timed(args[2], "ms", any(a.upper() == b"ABSTTL" for a in args[4:]), now)
+    if form in (TTL_SET_OPTIONS, TTL_GETEX_OPTIONS):
+        index = 3 if form == TTL_SET_OPTIONS else 2
         while index < len(args):
             option = args[index].upper()
             if option in _UNITS and index + 1 < len(args):
@@ -290,8 +377,8 @@ def ttl_change(args: list[bytes], now: float) -> TtlChange | None:
             if option == b"PERSIST":
                 return CLEAR
             index += 1
-        return CLEAR if name == b"SET" else KEEP
-    if name in (b"GETSET", b"MSET", b"MSETNX", b"SETNX"):
+        return CLEAR if form == TTL_SET_OPTIONS else KEEP
+    if form == TTL_CLEAR and spec.kind == SET:  # the *STORE destinations are cleared by the fold's overwrite
         return CLEAR
     return KEEP
 
@@ -324,10 +411,10 @@ def set_options(args: list[bytes], now: float) -> tuple[str, TtlChange | None]:
 
 def set_condition(args: list[bytes]) -> str:
     """"NX" / "XX" for SET with that option (SETNX and MSETNX are NX), "" otherwise."""
-    name = args[0].upper()
-    if name in (b"SETNX", b"MSETNX"):
-        return "NX"
-    if name == b"SET":
+    spec = lookup(args[0])
+    if spec.cond:
+        return spec.cond
+    if spec.ttl_form == TTL_SET_OPTIONS:
         for option in args[3:]:
             upper = option.upper()
             if upper == b"NX" or upper == b"XX":
@@ -336,25 +423,26 @@ def set_condition(args: list[bytes]) -> str:
 
 
 def scan_pattern(args: list[bytes]) -> bytes | None:
-    """The MATCH pattern of SCAN (or KEYS' pattern); None when SCAN has no MATCH."""
-    name = args[0].upper()
-    if name == b"KEYS":
-        return args[1] if len(args) > 1 else None
-    for index in range(2, len(args) - 1):
-        if args[index].upper() == b"MATCH":
-            return args[index + 1]
+    """The key pattern of SCAN ... MATCH or KEYS; None when there is none."""
+    at = lookup(args[0]).pattern_at
+    if at > 0:
+        return args[at] if len(args) > at else None
+    if at < 0:
+        for index in range(2, len(args) - 1):
+            if args[index].upper() == b"MATCH":
+                return args[index + 1]
     return None
 
 
 def flush_all_dbs(args: list[bytes]) -> bool:
-    return args[0].upper() == b"FLUSHALL"
+    return lookup(args[0]).all_dbs
 
 
 def move_target_db(args: list[bytes]) -> int | None:
     """MOVE key db -> db; COPY src dst DB n -> n (None when COPY stays in its db)."""
-    name = args[0].upper()
+    spec = lookup(args[0])
     try:
-        if name == b"MOVE":
+        if spec.kind == MOVE:
             return int(args[2])
         for index in range(3, len(args) - 1):
             if args[index].upper() == b"DB":
@@ -370,9 +458,10 @@ def copy_replaces(args: list[bytes]) -> bool:
 
 def pop_count(args: list[bytes]) -> int:
     """How many elements LPOP/RPOP/SPOP/ZPOP* key [count] asks for (1 without a count)."""
-    if len(args) > 2 and args[0].upper() in (b"LPOP", b"RPOP", b"SPOP", b"ZPOPMIN", b"ZPOPMAX"):
+    at = lookup(args[0]).count_at
+    if at and len(args) > at:
         try:
-            return max(int(args[2]), 0)
+            return max(int(args[at]), 0)
         except ValueError:
             return 1
     return 1
@@ -380,10 +469,7 @@ def pop_count(args: list[bytes]) -> int:
 
 def push_count(args: list[bytes]) -> int | None:
     """How many elements LPUSH/RPUSH add (the list length is tracked to tell when pops empty it)."""
-    name = args[0].upper()
-    if name in (b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX"):
-        return len(args) - 2
-    return None
+    return len(args) - 2 if lookup(args[0]).pushes else None
 
 
 # -- keyspace events: which command kinds can cause each --------------------------------------------------------
@@ -402,27 +488,22 @@ GENERIC_EVENTS = frozenset({"del", "expire", "persist", "rename_from", "rename_t
                             "copy_to", "restore"})
 SERVER_EVENTS = frozenset({"expired", "evicted"})
 
-# How each removal is named in a KeyLife (`removed.how`).
-REMOVAL_HOW = {
-    b"DEL": "del", b"UNLINK": "unlink", b"GETDEL": "getdel",
-}
-
-
 def removal_how(kind: int, name: bytes) -> str:
-    """`del` / `unlink` / `getdel` / `pop` / `rename` / `move` for a removing command."""
-    if kind == REMOVE:
-        return REMOVAL_HOW.get(name.upper(), "del")
-    if kind in (POP, TRIM, MOVE_ELEMENT):
-        return "pop"
-    if kind == RENAME:
-        return "rename"
-    if kind == MOVE:
-        return "move"
-    return "del"
+    """`del` / `unlink` / `getdel` / `pop` / `rename` / `move` for a removing command (`del` for the others: an
+    EXPIRE in the past, a SET that replaced the key)."""
+    return lookup(name).removes or "del"
+
+
+def option_words() -> frozenset[bytes]:
+    """Every command's option words (value redaction keeps them: they explain a command, reveal no data)."""
+    words: set[bytes] = set()
+    for command in _ROWS.values():
+        words |= command.options
+    return frozenset(words)
 
 
 __all__ = [
     "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "SERVER_EVENTS", "TAKING", "Command", "TtlChange",
-    "copy_replaces", "flush_all_dbs", "keys_of", "lookup", "move_target_db", "pop_count", "push_count",
-    "removal_how", "scan_pattern", "set_condition", "ttl_change",
+    "copy_replaces", "flush_all_dbs", "keys_of", "lookup", "move_target_db", "option_words", "pop_count",
+    "push_count", "removal_how", "scan_pattern", "set_condition", "ttl_change",
 ]

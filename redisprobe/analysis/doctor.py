@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from redisprobe import trace
 from redisprobe.analysis.lifecycle import Lifecycle, fold
-from redisprobe.analysis.rules import REGISTRY
 from redisprobe.analysis.rules.base import Context, RuleInput
+from redisprobe.analysis.rules.registry import doctor_rules
 from redisprobe.findings import Finding
 
-RULES: dict[str, str] = {rule_id: description for rule_id, (description, _rule) in REGISTRY.items()}
-"""Rule id (a BUGS.md id) -> one-line description, for `redisprobe catalog`."""
+RULES: dict[str, str] = {spec.id: spec.summary for spec in doctor_rules()}
+"""Rule id -> one line, for every cause the doctor diagnoses (the rule registry's entries with a rule)."""
 
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
@@ -38,14 +38,23 @@ def analyze(events: Iterable[trace.Event], context: Context | None = None, *,
 def run_rules(lifecycle: Lifecycle, context: Context | None = None,
               rules: Iterable[str] | None = None) -> list[Finding]:
     """The findings of a finished lifecycle, errors first."""
-    chosen = list(REGISTRY) if rules is None else list(rules)
-    unknown = [rule for rule in chosen if rule not in REGISTRY]
+    specs = {spec.id: spec for spec in doctor_rules()}
+    chosen = list(specs) if rules is None else list(rules)
+    unknown = [rule for rule in chosen if rule not in specs]
     if unknown:
         raise ValueError(f"unknown rule(s): {', '.join(unknown)}")
     rule_input = RuleInput(lifecycle=lifecycle, context=context or Context())
     findings: list[Finding] = []
     for rule_id in chosen:
-        findings.extend(REGISTRY[rule_id][1](rule_input))
+        check = specs[rule_id].check
+        assert check is not None
+        try:
+            findings.extend(check(rule_input))
+        except Exception as exc:  # one broken rule must not hide what the others found
+            findings.append(Finding(rule="rule-failed", severity="warning",
+                                    summary=f"the {rule_id} rule failed on this trace ({type(exc).__name__}: "
+                                            f"{exc}); the other rules ran",
+                                    evidence=[f"rule {rule_id}: {type(exc).__name__}: {exc}"]))
     findings.sort(key=lambda f: _ORDER.get(f.severity, 3))
     return findings
 

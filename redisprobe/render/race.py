@@ -8,7 +8,8 @@ from rich.console import Console, Group
 from rich.text import Text
 
 from redisprobe import trace
-from redisprobe.commands.ttlrace import BUGS, RaceOptions
+from redisprobe.analysis.rules.registry import injectable
+from redisprobe.commands.ttlrace import RaceOptions
 from redisprobe.pipeline import Execution
 from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
@@ -52,7 +53,7 @@ def print_race(console: Console, result: Execution, options: RaceOptions) -> Non
     parts: list[Any] = [Records(("batch", "intended", "actual", "ended by", "how", "TTL curve"), rows, title=title,
                                 foldable=("TTL curve",))]
     if options.bug:
-        parts.append(Text(f"injected: {options.bug}: {BUGS[options.bug]}", style="dim"))
+        parts.append(Text(f"injected: {options.bug}: {injectable()[options.bug].how}", style="dim"))
     parts.append(findings_block(result.findings))
     for gap in result.gaps:
         parts.append(Text(f"GAP in {gap.source}: {shown(gap.reason)}", style="bold red"))

@@ -24,8 +24,8 @@ from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
 from redisprobe.render.escape import shown, shown_key
 
 ROWS_PER_SECOND: Final = 500
+_EMPTYING_KEPT: Final = 10_000  # keys a pop or HDEL may have emptied, waiting for their `del` event
 
-_REMOVING = {cmds.REMOVE, cmds.POP, cmds.TRIM, cmds.MOVE_ELEMENT, cmds.RENAME, cmds.MOVE, cmds.FLUSH}
 _STYLE_BY_KIND = {cmds.TTL: "yellow", cmds.SET: "green", cmds.WRITE: "green", cmds.WRITE_EXISTING: "green",
                   cmds.OVERWRITE: "green", cmds.READ: "dim", cmds.SCAN: "dim"}
 _SERVER_EVENTS = {"expired": "expired (server)", "evicted": "evicted (server)"}
@@ -38,7 +38,7 @@ def _busy_commands() -> re.Pattern[str]:
     Written as a trie of literals (`D(?:EL|...)`), which the regex engine runs about 4x faster than a
     case-insensitive alternation: this pattern meets every line of a busy server.
     """
-    names = {c.name for c in cmds.COMMANDS.values() if c.kind in _REMOVING or c.kind == cmds.TTL}
+    names = {c.name for c in cmds.COMMANDS.values() if c.removing or c.kind == cmds.TTL}
     return re.compile(r'\] "(?:' + _trie(names) + "|" + _trie({n.lower() for n in names}) + ')"')
 
 
@@ -82,6 +82,7 @@ class LiveTimeline:
         self.said: set[str] = set()  # warnings printed, so that the summary does not repeat them
         self.rows = 0
         self._last_script_peer = ""
+        self._emptying: dict[tuple[int, bytes], str] = {}  # (db, key) -> who took from it last (pops, HDEL...)
         self._window = time.monotonic()
         self._shown = 0  # rows printed in the current second
         self._skipped = 0  # MONITOR lines not looked at in the current second
@@ -117,6 +118,11 @@ class LiveTimeline:
                 if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
                               _SERVER_EVENTS[event.event], "bold magenta")
+            elif isinstance(event, trace.Keyspace) and event.event == "del":
+                who = self._emptying.pop((event.db, event.key), None)
+                if who is not None and self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
+                    self._row(event.t, who, "", event.db, "(emptied)", event.key, "REMOVED: its last element was "
+                              "taken", "bold red")
             elif isinstance(event, trace.Gap):
                 self._print(f"{_clock(event.t)} GAP in {event.source}: {shown(event.reason)}", "bold red")
             elif isinstance(event, trace.Note) and event.level == "warning" and event.text not in self.said:
@@ -198,7 +204,7 @@ class LiveTimeline:
             return
         if kind in (cmds.READ, cmds.SCAN) and not self.show_reads:
             return
-        removing = kind in _REMOVING
+        removing = command.removing and not command.when_empty
         style = "bold red" if removing else _STYLE_BY_KIND.get(kind, "")
         effect = cmds.KIND_NAMES.get(kind, "")
         if removing:
@@ -206,6 +212,14 @@ class LiveTimeline:
         if kind == cmds.TTL:
             effect = "ttl " + " ".join(_text(a, 20) for a in event.args[2:4])
         who, client_id = self._who(event.peer) if event.peer != "lua" else ("lua script", "")
+        if command.when_empty:  # HDEL, SREM, pops: the key goes only with its last element (the `del` event says)
+            effect = f"{effect}: removes the key when emptied"
+            style = "yellow"
+            if len(self._emptying) < _EMPTYING_KEPT:
+                self._emptying[(event.db, keys[0])] = who
+        elif self._emptying:
+            for key in keys:  # another command on the key: a later `del` event is its own
+                self._emptying.pop((event.db, key), None)
         self._row(event.t, who, client_id, event.db, _text(event.args[0].upper(), 10), keys[0], effect, style)
 
     def _wanted(self, keys: Sequence[bytes]) -> bool:

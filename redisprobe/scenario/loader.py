@@ -8,8 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from redisprobe.analysis.commands import lookup
 from redisprobe.sandbox import TOPOLOGIES
-from redisprobe.scenario.ids import known_rules
 from redisprobe.scenario.locate import Locator
 from redisprobe.scenario.model import (
     ActorDecl,
@@ -35,57 +35,24 @@ TOP_FIELDS = ("name", "description", "catalog_id", "topology", "server_args", "o
 ACTOR_FIELDS = ("role", "db", "prefix", "count", "server", "listed", "vars", "steps")
 EXPECT_FIELDS = ("visible", "findings", "no_findings", "clean", "lifetime", "removed")
 
-# Each built-in program's parameters: name -> (type, allowed values or None). See redisprobe/actors/programs.py.
-NUM, INT, STR = "number", "integer", "string"
-PROGRAM_PARAMS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {
-    "batch-api": {
-        "ns": (STR, None), "ttl": (NUM, None), "messages": (INT, None), "spacing": (NUM, None),
-        "batches": (INT, None), "refresh": (STR, ("expire", "pexpire", "set-ex", "set-keepttl")),
-        "bug": (STR, ("", "deleted-by-client", "ttl-refresh-missed", "recreated-without-ttl", "ttl-unit-mismatch",
-                      "expire-in-past", "ttl-cleared-by-set")),
-    },
-    "batch-processor": {
-        "ns": (STR, None), "quiet": (NUM, None), "poll": (NUM, None), "duration": (NUM, None),
-        "policy": (STR, ("quiet", "missing-is-ready")), "match": (STR, None), "db": (INT, None),
-    },
-    "janitor": {"ns": (STR, None), "delay": (NUM, None), "action": (STR, ("shorten", "rename", "flush")),
-                "ttl": (INT, None)},
-    "filler": {"ns": (STR, None), "delay": (NUM, None), "size": (INT, None), "count": (INT, None)},
-}
 NAMESPACED_PARAMS = ("ns", "match")
 
 
 def program_params(program: str) -> dict[str, tuple[str, tuple[str, ...] | None]] | None:
-    """The parameters a built-in program reads (from its source, so this never drifts from it), typed from
-    PROGRAM_PARAMS where known; None for an unknown program."""
-    from redisprobe.actors.programs import PROGRAMS
+    """The parameters a built-in program reads, as the program declares them; None for an unknown program.
 
-    func = PROGRAMS.get(program)
-    if func is None:
+    batch-api's `bug` takes the defects the rule registry injects through it (`ttl-race --bug`)."""
+    from redisprobe.actors.programs import PARAMS
+
+    params = PARAMS.get(program)
+    if params is None:
         return None
-    known = PROGRAM_PARAMS.get(program, {})
-    try:
-        import inspect
+    if program == "batch-api":
+        from redisprobe.analysis.rules.registry import injectable
 
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
-        return dict(known)
-    names = re.findall(r"params(?:\.get\(|\[)\s*[\"'](\w+)[\"']", source)
-    if not names:
-        return dict(known)
-    params: dict[str, tuple[str, tuple[str, ...] | None]] = {}
-    for name in dict.fromkeys(["ns", *names]):
-        want, allowed = known.get(name, ("any", None))
-        if allowed is not None:  # values the program compares the parameter with count too
-            allowed = tuple(dict.fromkeys([*allowed, *re.findall(rf"\b{name}\s*==\s*\"([\w-]+)\"", source)]))
-        params[name] = (want, allowed)
-    return params
-
-# Commands with no key arguments (used only when the doctor's command table is not importable).
-_NO_KEYS = {"MULTI", "EXEC", "DISCARD", "PING", "ECHO", "SELECT", "CLIENT", "CONFIG", "INFO", "FLUSHDB", "FLUSHALL",
-            "DEBUG", "TIME", "WAIT", "SWAPDB", "DBSIZE", "SCAN", "RANDOMKEY", "HELLO", "READONLY", "READWRITE",
-            "ROLE", "LASTSAVE", "SAVE", "BGSAVE", "COMMAND", "MEMORY", "LATENCY", "SLOWLOG", "FAILOVER"}
-
+        bugs = tuple(str(i.api["bug"]) for i in injectable().values() if "bug" in i.api)
+        params = {**params, "bug": (params["bug"][0], ("", *bugs))}
+    return dict(params)
 
 def load(path: Path | str) -> Scenario:
     """Parse and validate one scenario file; raise `ScenarioError` (one line) if anything is wrong."""
@@ -412,17 +379,14 @@ class _Validator:
                                     f"{', '.join(sorted({'ns', 'run', *names}))})")
 
     def command_keys(self, args: list[Any], at: tuple[str | int, ...], names: dict[str, Any]) -> None:
-        """Every key argument must be written `{ns}...` (or `redisprobe:...`): scenarios touch nothing else."""
+        """Every key argument (and SCAN/KEYS pattern) must be written `{ns}...` (or `redisprobe:...`): scenarios
+        touch nothing else. Where the keys and patterns are comes from the command table."""
         raw = [str(arg) for arg in args]
         for pos in _key_positions(raw):
             self.namespaced(raw[pos], (*at, pos), names, f"key {raw[pos]!r}")
-        upper = [arg.upper() for arg in raw]
-        if upper[0] == "SCAN" and "MATCH" in upper[1:]:
-            pos = upper.index("MATCH", 1) + 1
-            if pos < len(raw):
-                self.namespaced(raw[pos], (*at, pos), names, f"pattern {raw[pos]!r}")
-        if upper[0] == "KEYS" and len(raw) > 1:
-            self.namespaced(raw[1], (*at, 1), names, f"pattern {raw[1]!r}")
+        pos = _pattern_position(raw)
+        if pos is not None:
+            self.namespaced(raw[pos], (*at, pos), names, f"pattern {raw[pos]!r}")
 
     def namespaced(self, text: str, at: tuple[str | int, ...], names: dict[str, Any], what: str) -> None:
         rendered = _render(text, names)
@@ -435,7 +399,9 @@ class _Validator:
     def expect(self, raw: dict[str, Any]) -> Expect:
         at: tuple[str | int, ...] = ("expect",)
         self.fields(raw, EXPECT_FIELDS, at, "[expect]")
-        known = known_rules()
+        from redisprobe.analysis.rules.registry import REGISTRY
+
+        known = set(REGISTRY)
         visible = raw.get("visible")
         if visible is not None:
             self.typed(visible, "boolean", (*at, "visible"))
@@ -444,8 +410,8 @@ class _Validator:
             lists[field] = self.strings(raw.get(field, []), (*at, field))
             for index, rule in enumerate(lists[field]):
                 if rule not in known:
-                    raise self.fail((*at, field, index), f"unknown finding id {rule!r} (see BUGS.md; known: "
-                                                         f"{', '.join(sorted(known))})")
+                    raise self.fail((*at, field, index), f"unknown finding id {rule!r} (see `redisprobe catalog`; "
+                                                         f"known: {', '.join(sorted(known))})")
         clean = self.typed(raw.get("clean", False), "boolean", (*at, "clean"))
         if clean and lists["findings"]:
             raise self.fail((*at, "clean"), "clean = true means no finding at all, yet findings are expected")
@@ -531,29 +497,28 @@ def _render(text: str, names: dict[str, Any]) -> str | None:
 
 def _key_positions(args: list[str]) -> list[int]:
     """Indexes of the key arguments in a command line (args[0] is the command name)."""
-    try:
-        from redisprobe.analysis.commands import lookup
-    except Exception:
-        lookup = None  # type: ignore[assignment]
-    if lookup is not None:
-        raw = [arg.encode() for arg in args]
-        try:
-            keys = lookup(raw[0]).keys(raw)
-        except Exception:
-            keys = None
-        if keys is not None:
-            positions: list[int] = []
-            start = 1
-            for key in keys:
-                for index in range(start, len(raw)):
-                    if raw[index] is key or raw[index] == key:
-                        positions.append(index)
-                        start = index + 1
-                        break
-            return positions
-    if args[0].upper() in _NO_KEYS or len(args) < 2:
-        return []
-    return [1]
+    raw = [arg.encode() for arg in args]
+    positions: list[int] = []
+    start = 1
+    for key in lookup(raw[0]).keys(raw):
+        for index in range(start, len(raw)):
+            if raw[index] is key or raw[index] == key:
+                positions.append(index)
+                start = index + 1
+                break
+    return positions
+
+
+def _pattern_position(args: list[str]) -> int | None:
+    """Where the key pattern of SCAN ... MATCH / KEYS is, if the command has one."""
+    at = lookup(args[0].encode()).pattern_at
+    if at > 0:
+        return at if len(args) > at else None
+    if at < 0:
+        upper = [arg.upper() for arg in args]
+        if "MATCH" in upper[1:] and upper.index("MATCH", 1) + 1 < len(args):
+            return upper.index("MATCH", 1) + 1
+    return None
 
 
 def _short(value: Any) -> str:

@@ -134,12 +134,21 @@ def diagnose(scenario: Scenario, execution: Execution) -> Execution:
     if ordered_already and not unlisted:
         return execution
     ordered = events if ordered_already else sorted(events, key=lambda e: e.t)
-    seen = [e for e in ordered if not (isinstance(e, ACTOR_OWN_EVENTS) and e.role in unlisted)]
+    hidden = {e.pid for e in ordered if isinstance(e, trace.ActorStarted) and e.role in unlisted}
+    seen = [_unlabelled(e) if isinstance(e, trace.ClientSeen) and e.pid in hidden else e
+            for e in ordered if not (isinstance(e, ACTOR_OWN_EVENTS) and e.role in unlisted)]
     watched = {e.pid: e.role for e in seen if isinstance(e, trace.ActorStarted)}
     diagnosed = diagnose_events(seen, watched, execution.trace_path)
     return Execution(events=ordered, findings=diagnosed.findings, lives=diagnosed.lives, crashed=execution.crashed,
                      timed_out=execution.timed_out, interrupted=execution.interrupted,
                      gaps=execution.gaps, notes=execution.notes, trace_path=execution.trace_path)
+
+
+def _unlabelled(event: trace.ClientSeen) -> trace.ClientSeen:
+    """A CLIENT LIST sample of an unlisted actor as a real capture shows a stranger: no watched label."""
+    import msgspec
+
+    return msgspec.structs.replace(event, label="")
 
 
 def findings_of(execution: Execution) -> list[Finding]:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, _Slot, clock, command_text, evidence_line
+from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 from redisprobe.findings import Actor, Finding
+from redisprobe.text import clock, command_text, evidence_line
 
 KEYS_LISTED = 10
 """Keys named in one finding; the rest are counted."""
@@ -35,7 +36,7 @@ class RuleInput:
     cache: dict[str, object] = field(default_factory=dict)  # shared lookups built once (the near-miss index)
 
     @property
-    def lived(self) -> list[tuple[_Slot, list[KeyLife]]]:
+    def lived(self) -> list[tuple[Slot, list[KeyLife]]]:
         """Every key that existed during the trace with its kept lives (built once, shared by the rules)."""
         cached = self.cache.get("lived")
         if cached is None:
@@ -51,7 +52,7 @@ class RuleInput:
         return cached  # type: ignore[return-value]
 
     @property
-    def missed(self) -> list[_Slot]:
+    def missed(self) -> list[Slot]:
         """Keys somebody read (or expired, deleted) while they did not exist."""
         cached = self.cache.get("missed")
         if cached is None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from redisprobe.analysis.lifecycle import clock
 from redisprobe.analysis.rules.base import Groups, RuleInput, family, identity, who_text
 from redisprobe.findings import Finding
+from redisprobe.text import clock
 
 MIN_NAME = 3
 """Name parts shorter than this never count as a near-miss (`1` would match every id)."""
@@ -39,10 +39,11 @@ def _text(raw: bytes) -> str:
 class NameIndex:
     """Near-misses between the names somebody missed and the names that were written, per server.
 
-    Built from the missed side: each missed name's variants (normalised separators, leading or trailing parts
-    dropped) go into small dicts; then every written key is checked once with a few dict lookups. Only written
-    keys whose first or last part also appears in a missed name are split further, so a million written keys
-    cost about a microsecond each.
+    Built from the missed side: each missed name's variants (normalised separators, leading parts dropped) go
+    into small dicts; then every written key is checked once with a few dict lookups. Only written keys whose last
+    part also appears in a missed name are split further, so a million written keys cost about a microsecond
+    each. Names that differ by a trailing part are not near-misses: `job:1:lock` next to `job:1` is a related key
+    (queues read optional sub-keys that were never written all the time), not the same key named differently.
     """
 
     def __init__(self) -> None:
@@ -51,8 +52,6 @@ class NameIndex:
         self.db_of: dict[tuple[str, bytes], int] = {}
         self._norm: dict[tuple[str, bytes], list[bytes]] = {}  # missed, normalised -> missed names
         self._tails: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # tail of a missed name
-        self._heads: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # head of a missed name
-        self._firsts: set[bytes] = set()
         self._lasts: set[bytes] = set()
 
     def want(self, server: str, key: bytes) -> None:
@@ -60,14 +59,11 @@ class NameIndex:
         norm = _norm(key)
         self._norm.setdefault((server, norm), []).append(key)
         parts = norm.split(b":")
-        self._firsts.add(parts[0])
         self._lasts.add(parts[-1])
         for index in range(1, len(parts)):
             tail, head = b":".join(parts[index:]), b":".join(parts[:index])
             if len(tail) >= MIN_NAME:
                 self._tails.setdefault((server, tail), []).append((key, head))
-            if len(head) >= MIN_NAME:
-                self._heads.setdefault((server, head), []).append((key, tail))
 
     def add(self, server: str, key: bytes, db: int = 0) -> None:
         """A written key: record every missed name it nearly matches."""
@@ -85,11 +81,7 @@ class NameIndex:
                 doubled = norm.startswith(head + b":")
                 what = "a doubled prefix" if doubled else "an extra prefix"
                 self._match(server, missed, _text(key), f"the reader's name has {what} '{_text(head)}:'")
-        if (server, norm) in self._heads:
-            for missed, tail in self._heads[(server, norm)]:
-                self._match(server, missed, _text(key), f"the reader's name has the suffix ':{_text(tail)}'")
-        first, _, rest = norm.partition(b":")
-        if not rest:
+        if b":" not in norm:
             return
         if norm.rpartition(b":")[2] in self._lasts:
             parts = norm.split(b":")
@@ -97,12 +89,6 @@ class NameIndex:
                 for missed in self._norm.get((server, b":".join(parts[index:])), ()):
                     prefix = _text(b":".join(parts[:index]))
                     self._match(server, missed, _text(key), f"the writer's name has the prefix '{prefix}:'")
-        if first in self._firsts:
-            parts = norm.split(b":")
-            for index in range(len(parts) - 1, 0, -1):
-                for missed in self._norm.get((server, b":".join(parts[:index])), ()):
-                    suffix = _text(b":".join(parts[index:]))
-                    self._match(server, missed, _text(key), f"the writer's name has the suffix ':{suffix}'")
 
     def _match(self, server: str, missed: bytes, written: str, how: str) -> None:
         if (server, missed) not in self.matches:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Who
-from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, secs
+from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -16,6 +16,7 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.findings import Actor, Finding
+from redisprobe.text import clock, secs
 
 EARLY_FRACTION = 0.5
 """deleted-by-client: removed before this fraction of the TTL (counted from the last TTL set) had run."""
@@ -40,13 +41,15 @@ def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, list[obj
 
 
 def deleted_by_client(inp: RuleInput) -> list[Finding]:
-    """A client removed a key long before its TTL while another process was still writing it."""
+    """A client removed a key long before its TTL while another process was still writing it, and that process
+    came back to it (recreated it, or its EXPIRE hit nothing): the symptom. A removal right after another
+    process's last write that nobody then missed is a hand-over (a job flushing a finished batch)."""
     groups = Groups("deleted-by-client")
     for _slot, lives in inp.lived:
         for index, life in enumerate(lives):
             if life.removed_how not in _CLIENT_REMOVALS or life.removed_by is None or life.removed_at is None:
                 continue
-            if life.removed_detail == "expire time in the past":
+            if life.removed_by_past_ttl:
                 continue  # expire-in-past owns it
             last = life.ttl_last
             ttl = last.seconds if last is not None else life.owner_ttl
@@ -73,8 +76,8 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
                 came_back = [c for c in came_back if c[3] == "ttl-missed"
                              or (c[3] == "recreated" and following is not None and following.ttl_first is None)]
                 active = []
-            if not active and not came_back:
-                continue
+            if not came_back:
+                continue  # the symptom: the writer came back to a key it did not know was gone
             writer = (active[0][0] if active else came_back[0][4])
             group = groups.get((identity(remover), family(life.key)), "error", remover, _deleted_summary)
             age = life.removed_at - (life.created_at if life.created_at is not None else start)
@@ -135,7 +138,7 @@ class _Consumer:
     def __init__(self, actor: Actor | None) -> None:
         self.actor = actor
         self.count = 0
-        self.examples: list[tuple[float, Who, list[bytes], _Slot]] = []
+        self.examples: list[tuple[float, Who, list[bytes], Slot]] = []
 
 
 def consumed_by_other(inp: RuleInput) -> list[Finding]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import KeyLife, TtlSet, clock, secs
+from redisprobe.analysis.lifecycle import KeyLife, TtlSet
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -16,6 +16,7 @@ from redisprobe.analysis.rules.base import (
 )
 from redisprobe.analysis.rules.names import near_miss
 from redisprobe.findings import Finding
+from redisprobe.text import clock, secs
 
 LATE_REFRESH_WINDOW = 5.0
 """ttl-refresh-missed: an EXPIRE on a key that had expired at most this many seconds earlier came too late."""
@@ -42,8 +43,8 @@ def ttl_refresh_missed(inp: RuleInput) -> list[Finding]:
     for slot, lives in inp.lived:
         for life in lives:
             for record in life.ttl_missed or ():
-                if record.reason.startswith("NX"):
-                    continue  # EXPIRE ... NX on a key with a TTL is the "set it once" idiom
+                if record.reason.startswith("NX") or C.set_condition(record.args) == "NX":
+                    continue  # EXPIRE ... NX on a key with a TTL, SET ... NX EX: the "set it once" idiom
                 if life.removed_how == "expired":
                     outcome = f"the key then expired at {clock(life.removed_at)} on the TTL set before"
                 elif life.removed_how is None and life.expires_at is None:
@@ -162,15 +163,20 @@ def _recreated_summary(group: Group) -> str:
 
 
 def ttl_shortened(inp: RuleInput) -> list[Finding]:
-    """Another process set a much shorter TTL than the key's owner did."""
+    """Another process set a much shorter TTL than the key's owner did, and the key expired on it.
+
+    A shorter TTL the key survives (a heartbeat refreshing a registration before it runs out) is bookkeeping,
+    not a cause: without the early expiry there is nothing to explain."""
     groups = Groups("ttl-shortened")
     for life in inp.lives:
+        if life.removed_how != "expired":
+            continue
         for record, owner_seconds in life.shortened or ():
             owner = inp.actor(life.created_by)
             actor = inp.actor(record.who)
             if life.created_by is not None and same_process(owner, actor):
                 continue
-            group = groups.get((identity(actor), family(life.key)), "warning", actor, _shortened_summary)
+            group = groups.get((identity(actor), family(life.key)), "error", actor, _shortened_summary)
             group.extra.update(family=family(life.key), actor=actor, owner=owner, short=record.seconds,
                                long=owner_seconds)
             if not group.add_key(life.key_text):
@@ -181,10 +187,8 @@ def ttl_shortened(inp: RuleInput) -> list[Finding]:
                                             life.db))
             group.add_evidence(inp.line(record.t, record.who, record.args,
                                         f"TTL cut to {secs(record.seconds)} (owner: {secs(owner_seconds)})", life.db))
-            if life.removed_how == "expired":
-                group.severity = "error"
-                group.add_evidence(f"{clock(life.removed_at)} the server: {life.key_text} expired, "
-                                   f"{life.lifetime or 0:.1f}s after it was created")
+            group.add_evidence(f"{clock(life.removed_at)} the server: {life.key_text} expired, "
+                               f"{life.lifetime or 0:.1f}s after it was created")
     return groups.findings()
 
 
@@ -237,7 +241,7 @@ def expire_in_past(inp: RuleInput) -> list[Finding]:
     """A TTL <= 0 or an EXPIREAT in the past (clock skew) deleted the key at once, with a `del` event."""
     groups = Groups("expire-in-past")
     for life in inp.lives:
-        if life.removed_detail != "expire time in the past" or life.removed_args is None:
+        if not life.removed_by_past_ttl or life.removed_args is None:
             continue
         at = life.removed_at or 0.0
         change = C.ttl_change(life.removed_args, at)

@@ -8,18 +8,19 @@ import re
 
 from redisprobe import trace
 from redisprobe.analysis.attribution import ClientInfo
-from redisprobe.analysis.lifecycle import KeyLife, _Slot, clock, command_text
+from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
 from redisprobe.findings import Actor, Finding
+from redisprobe.text import clock, command_text
 
 
-def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[_Slot]]:
+def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
     """For every key somebody missed: the places (server, db) where that key name did exist."""
     cached = inp.cache.get("elsewhere")
     if cached is not None:
         return cached  # type: ignore[return-value]
     missed = {slot.key for slot in inp.missed if slot.miss_log}
-    places: dict[bytes, list[_Slot]] = {}
+    places: dict[bytes, list[Slot]] = {}
     if missed:
         for slot, _lives in inp.lived:
             if slot.key in missed:
@@ -28,7 +29,7 @@ def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[_Slot]]:
     return places
 
 
-def _writer_life(slot: _Slot, t: float) -> KeyLife | None:
+def _writer_life(slot: Slot, t: float) -> KeyLife | None:
     """The life of the key that was around at `t` (else the nearest one) and that someone created."""
     lives = [life for life in slot.all_lives() if life.created_by is not None]
     if not lives:
@@ -57,10 +58,10 @@ MAX_KEYS_PER_DB = 100_000
 """Written keys per (server, db) that SCAN/KEYS patterns are tried against."""
 
 
-def _keys_by_place(inp: RuleInput) -> dict[tuple[str, int], list[_Slot]]:
+def _keys_by_place(inp: RuleInput) -> dict[tuple[str, int], list[Slot]]:
     cached = inp.cache.get("places")
     if cached is None:
-        places: dict[tuple[str, int], list[_Slot]] = {}
+        places: dict[tuple[str, int], list[Slot]] = {}
         for slot, _lives in inp.lived:
             here = places.setdefault((slot.server, slot.db), [])
             if len(here) < MAX_KEYS_PER_DB:

@@ -1,0 +1,122 @@
+"""Connection- and server-level facts: SELECT, SCAN patterns, scripts, MULTI/EXEC; clients, actors, server
+samples and gaps."""
+
+from __future__ import annotations
+
+from redisprobe import trace
+from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle import lives
+from redisprobe.analysis.lifecycle.limits import (
+    KS_MATCH_WINDOW,
+    MAX_PATTERNS,
+    MAX_RECORDS,
+)
+from redisprobe.analysis.lifecycle.records import ServerState
+from redisprobe.analysis.lifecycle.state import FoldState
+
+
+def on_client(st: FoldState, event: trace.ClientSeen) -> None:
+    server = st.server_of(event.target)
+    st.attributor.client_seen(event, server)
+    if "t" in event.flags:
+        st.tracking.add((server, event.client_id))
+
+
+def on_actor(st: FoldState, event: trace.ActorStarted) -> None:
+    server = st.server_of(event.target)
+    st.attributor.actor_started(event, server)
+    if len(st.actors) < MAX_RECORDS:
+        st.actors.append(event)
+    state = st.server_state(server)
+    run_id = event.server.run_id
+    if run_id:
+        note_run_id(st, state, event.t, run_id, f"actor {event.role} pid {event.pid}")
+
+
+def note_run_id(st: FoldState, state: ServerState, t: float, run_id: str, source: str) -> None:
+    if state.run_ids is None:
+        state.run_ids = [(t, run_id, source)]
+    elif state.run_ids[-1][1] != run_id and len(state.run_ids) < MAX_RECORDS:
+        state.run_ids.append((t, run_id, source))
+
+
+def on_server(st: FoldState, event: trace.ServerSeen) -> None:
+    state = st.server_state(st.server_of(event.target))
+    last = state.last_sample
+    if event.server.run_id:
+        note_run_id(st, state, event.t, event.server.run_id, "server sample")
+    if last is not None:
+        restarted = bool(event.server.run_id and last.server.run_id and event.server.run_id != last.server.run_id) \
+            or event.server.uptime < last.server.uptime
+        evictions = event.stats.get("evicted_keys", 0) > last.stats.get("evicted_keys", 0)
+        if restarted or evictions:
+            if state.changes is None:
+                state.changes = []
+            if len(state.changes) < MAX_RECORDS:
+                state.changes.append((last, event))
+    state.last_sample = event
+
+
+def on_gap(st: FoldState, event: trace.Gap) -> None:
+    state = st.server_state(st.server_of(event.target))
+    if state.gaps is None:
+        state.gaps = []
+    if len(state.gaps) < MAX_RECORDS:
+        state.gaps.append(event)
+
+
+def on_ttl_sample(st: FoldState, event: trace.TtlSample) -> None:
+    slot = st.slots.get((st.server_of(event.target), event.db, event.key))
+    if slot is not None and slot.live is not None:
+        slot.live.ttl_sample = (event.t, event.pttl)
+
+
+def cmd_select(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+            spec: C.Command) -> None:
+    try:
+        chosen = int(args[1])
+    except (IndexError, ValueError):
+        return
+    entry = st.selects.get((server, peer))
+    if entry is None:
+        st.selects[(server, peer)] = [1, t, hint, chosen]
+    else:
+        entry[0] += 1
+        entry[1], entry[2], entry[3] = t, hint, chosen
+
+
+def cmd_scan(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+          spec: C.Command) -> None:
+    pattern = C.scan_pattern(args)
+    if pattern is None:
+        return
+    entry = st.patterns.get((server, db, pattern))
+    if entry is None:
+        if len(st.patterns) < MAX_PATTERNS:
+            st.patterns[(server, db, pattern)] = [1, t, (server, peer, t, hint), args]
+    else:
+        entry[0] += 1
+
+
+def cmd_script(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+            spec: C.Command) -> None:
+    state = st.servers[server]
+    state.script_peer = peer
+    state.script_hint = hint
+    who = (server, peer, t, hint)
+    for key in spec.keys(args):
+        lives.pend(st, st.slot(server, db, key), who, C.SCRIPT, args, t + KS_MATCH_WINDOW)
+
+
+def cmd_multi(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+           spec: C.Command) -> None:
+    previous = st.open_multi.get((server, peer))
+    if previous is not None and len(st.abandoned_multi) < MAX_RECORDS:
+        st.abandoned_multi.append((previous[0], previous[1], "a new MULTI came on the same connection "
+                                     "without EXEC or DISCARD (the connection was closed or reused)"))
+    st.open_multi[(server, peer)] = (t, (server, peer, t, hint), args)
+
+
+def cmd_exec(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+          spec: C.Command) -> None:
+    st.open_multi.pop((server, peer), None)

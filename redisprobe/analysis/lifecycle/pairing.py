@@ -1,0 +1,137 @@
+"""Keyspace events paired with the command that caused them (same key and db, nearest before)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from redisprobe import trace
+from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle import expiry, lives
+from redisprobe.analysis.lifecycle.limits import (
+    KS_MATCH_WINDOW,
+)
+from redisprobe.analysis.lifecycle.records import Slot
+from redisprobe.analysis.lifecycle.state import FoldState
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.attribution import Who
+
+
+def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
+    server = st.server_of(event.target)
+    state = st.server_state(server)
+    state.keyspace = True
+    st.keyspace_seen = True
+    t = event.t
+    if t > state.ks_last_t:
+        state.ks_last_t = t
+    name = event.event
+    if name in C.GENERIC_EVENTS:
+        state.ks_generic = True
+    key = (server, event.db, event.key)
+    slot = st.slots.get(key)
+    if name == "expired" or name == "evicted":
+        server_removal(st, server, event.db, event.key, slot, t, name)
+    elif name == "del":
+        on_del(st, server, event.db, event.key, slot, t)
+    elif name == "expire":
+        on_expire(st, server, event.db, event.key, slot, t)
+    elif name in ("rename_from", "move_from"):
+        on_gone(st, server, event.db, event.key, slot, t, "rename" if name == "rename_from" else "move")
+    elif (name in ("rename_to", "move_to", "copy_to", "new") or not state.monitored) \
+            and (slot is None or slot.live is None):
+        slot = slot or st.slot(server, event.db, event.key)
+        cause = find_cause(st, slot, t, name)
+        who = cause[1] if cause is not None else None
+        args = cause[3] if cause is not None else [f"({name})".encode(), event.key]
+        lives.create(st, slot, t, who, args, C.WRITE)
+    # other type events (set, lpush, hset...) confirm what MONITOR already showed
+    if st.confirm_q and st.confirm_q[0][0] < t:
+        expiry.settle(st, t)
+
+
+def find_cause(st: FoldState, slot: Slot, t: float, event: str) -> tuple[float, Who, int, list[bytes]] | None:
+    """The nearest preceding unexplained command on this key that can produce `event`."""
+    pending = slot.pending
+    if not pending:
+        return None
+    kinds = C.EVENT_CAUSES.get(event, frozenset())
+    for index in range(len(pending) - 1, -1, -1):
+        deadline, who, kind, _args = pending[index]
+        if (kind in kinds or not kinds) and who[2] <= t + KS_MATCH_WINDOW and t <= deadline:
+            return pending.pop(index)
+    return None
+
+
+def server_removal(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float, how: str) -> None:
+    if slot is None:
+        slot = st.slot(server, db, key)
+    life = slot.live
+    last = slot.last_closed
+    if how == "expired" and last is not None and last.removed_how == "expired" and not last.removed_confirmed \
+            and (life is None or (life.created_at is not None and last.removed_at is not None
+                                  and life.created_at >= last.removed_at)):
+        last.removed_confirmed = True  # the fold already expired it on access
+        return
+    if life is None:
+        life = lives.create(st, slot, t, None, None, 0, preexisting=True)
+    at = t
+    if how == "expired" and life.expires_at is not None and life.expires_at <= t:
+        at = life.expires_at
+    lives.close(st, slot, life, at, how, None, None, confirmed=True)
+
+
+def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float) -> None:
+    if slot is None:
+        slot = st.slot(server, db, key)
+    life = slot.live
+    last = slot.last_closed
+    if life is None and last is not None and last.removed_by is not None and not last.removed_confirmed \
+            and last.removed_at is not None and t - last.removed_at <= KS_MATCH_WINDOW:
+        last.removed_confirmed = True
+        return
+    cause = find_cause(st, slot, t, "del")
+    if life is None:
+        life = lives.create(st, slot, t, None, None, 0, preexisting=True)
+        if cause is not None and slot.miss_log and slot.miss_log[-1][1] == cause[1]:
+            slot.miss_log.pop()  # the key was there after all: the trace began after it was made
+            slot.misses -= 1
+    if cause is None:
+        lives.close(st, slot, life, t, "del", None, None, detail="no command seen for it (a gap in MONITOR?)",
+                    confirmed=True)
+        return
+    _, who, kind, args = cause
+    how = C.removal_how(kind, args[0])
+    if kind == C.TTL:
+        how = "del"
+    lives.close(st, slot, life, who[2], how, who, args, confirmed=True)
+
+
+def on_expire(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float) -> None:
+    if slot is None:
+        slot = st.slot(server, db, key)
+    if slot.ttl_recent:
+        for record in reversed(slot.ttl_recent):
+            if record.t <= t + KS_MATCH_WINDOW and t - record.t <= KS_MATCH_WINDOW and not record.confirmed:
+                record.confirmed = True
+                if not record.effective:
+                    expiry.ttl_verdict(st, slot, record, True, "")
+                return
+    if slot.live is None:
+        lives.create(st, slot, t, None, None, 0, preexisting=True)
+    cause = find_cause(st, slot, t, "expire")
+    if slot.live is not None and cause is None:
+        slot.live.ttl_unknown = True
+
+
+def on_gone(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float, how: str) -> None:
+    if slot is None:
+        slot = st.slot(server, db, key)
+    last = slot.last_closed
+    if slot.live is None and last is not None and last.removed_how == how and not last.removed_confirmed:
+        last.removed_confirmed = True
+        return
+    cause = find_cause(st, slot, t, "rename_from" if how == "rename" else "move_from")
+    life = slot.live or lives.create(st, slot, t, None, None, 0, preexisting=True)
+    who = cause[1] if cause is not None else None
+    lives.close(st, slot, life, who[2] if who else t, how, who, cause[3] if cause else None, confirmed=True)

@@ -1,0 +1,90 @@
+"""The real-app corpus (tests/apps/): small apps on real client libraries, run under the process managers their
+users use, each captured mid-flight with `redisprobe monitor --pids`.
+
+A bug app must get a finding with its rule id that names the culprit's pid (or the server, for eviction); a healthy
+twin must get zero findings and exit 0. Where today's tool gets an app wrong, the case is xfail(strict=True) with
+what it says instead (tests/apps/corpus.py, TODAY): a fix turns it into an XPASS that fails the suite until the
+marker goes. Every app is also checked, never xfail, to have really run (each of its processes had a connection in
+the capture), so a crashed app can neither pass as a silent twin nor hide behind an expected failure.
+
+All captures run once per session, two apps at a time (the machine has 2 cores), in a module-scoped fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.apps.corpus import APPS
+from tests.apps.harness import App, Capture, check_installed, run_app
+
+PARALLEL = 2
+CORPUS_TIMEOUT = 1200  # seconds for the fixture that runs all captures (about 3 minutes on 2 idle cores)
+
+
+@pytest.fixture(scope="module")
+def captures() -> Iterator[dict[str, Capture]]:
+    problem = check_installed()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    # Bug apps and twins interleaved, so the two running at once are rarely both of the heavy (Celery) kind.
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        results = dict(zip([app.name for app in APPS], pool.map(run_app, APPS), strict=True))
+    yield results
+
+
+def _param(app: App) -> object:
+    marks = [pytest.mark.xfail(strict=not app.sometimes, reason=f"today: {app.today}")] if app.today else []
+    return pytest.param(app, id=app.name, marks=marks)
+
+
+BUG_APPS = [_param(app) for app in APPS if not app.healthy]
+TWINS = [_param(app) for app in APPS if app.healthy]
+
+
+def _ran(capture: Capture) -> None:
+    assert capture.doc is not None, f"monitor printed no JSON (exit {capture.code}):\n{capture.stderr[-2000:]}"
+    assert "Traceback" not in capture.stderr, capture.stderr[-3000:]
+    idle = capture.idle()
+    assert not idle, f"{', '.join(idle)} had no connection in the capture: the app did not run\n{capture.logs}"
+
+
+def test_corpus_size() -> None:
+    """At least 14 bug apps and 10 healthy twins, over at least 8 libraries in Node and Python."""
+    bugs = [app for app in APPS if not app.healthy]
+    twins = [app for app in APPS if app.healthy]
+    assert len(bugs) >= 14 and len(twins) >= 10
+    libraries = {part.strip().split(" (")[0] for app in APPS for part in app.library.split("+")}
+    assert len(libraries) >= 8, libraries
+    languages = {proc.script.rsplit(".", 1)[-1] if proc.script else "py" for app in APPS for proc in app.procs}
+    assert {"mjs", "py"} <= languages
+
+
+@pytest.mark.timeout(CORPUS_TIMEOUT)
+@pytest.mark.parametrize("app", [pytest.param(app, id=app.name) for app in APPS])
+def test_app_ran(app: App, captures: dict[str, Capture]) -> None:
+    """Never xfail: an app that crashed must not hide behind an expected failure (or pass as a silent twin)."""
+    _ran(captures[app.name])
+
+
+@pytest.mark.timeout(CORPUS_TIMEOUT)
+@pytest.mark.parametrize("app", BUG_APPS)
+def test_bug_app_names_rule_and_culprit(app: App, captures: dict[str, Capture]) -> None:
+    capture = captures[app.name]
+    _ran(capture)
+    assert capture.code == 1, capture.explain()
+    who = "the server" if app.culprit is None else f"{app.culprit} (pids {sorted(capture.culprit_pids())})"
+    assert capture.right(), f"expected {app.rule} naming {who}; got:\n{capture.explain()}"
+
+
+@pytest.mark.timeout(CORPUS_TIMEOUT)
+@pytest.mark.parametrize("app", TWINS)
+def test_healthy_twin_is_silent(app: App, captures: dict[str, Capture]) -> None:
+    capture = captures[app.name]
+    _ran(capture)
+    assert capture.findings == [] and capture.code == 0, capture.explain()
