@@ -9,11 +9,14 @@ any CONFIG we changed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import tempfile
-from pathlib import Path
+import threading
+import time
+from collections.abc import Sequence
 
 from redisprobe import trace
+from redisprobe.leftovers import temp_dir
 from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
@@ -29,13 +32,14 @@ class CaptureSession:
         self.target = target
         self.writer = writer
         self.label = label
-        self._spool = Path(tempfile.mkdtemp(prefix="redisprobe-spool-"))
+        self._spool = temp_dir("spool")
         self.monitor = MonitorCapture(target, self._spool, label=label)
         self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
         self.mapper = PidMapper(watched or {})
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
         self._started: list[object] = []
+        self._drained = False
 
     def start(self) -> None:
         try:
@@ -66,6 +70,7 @@ class CaptureSession:
                 interrupted = exc
             except Exception:  # a failed drain is already recorded as a gap by the capture
                 pass
+        self._drained = True
         for observer in (self.keyspace, self.clients, self.monitor):
             try:
                 observer.stop()  # type: ignore[attr-defined]
@@ -77,9 +82,58 @@ class CaptureSession:
         if interrupted is not None:
             raise interrupted
 
+    def abandon(self) -> list[str]:
+        """Give up on a `stop()` that is still waiting for the server: close every connection (which ends those
+        waits), stop the reader, remove the spool; returns what was left undone, one line each."""
+        where = self.target.label
+        undone = []
+        if self.monitor in self._started and not self._drained:
+            undone.append(f"confirming that MONITOR on {where} delivered its last commands (the trace may miss them)")
+        pending = self.keyspace.pending_restore
+        if pending is not None:
+            undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
+                          f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
+        for observer in (self.keyspace, self.clients, self.monitor):
+            with contextlib.suppress(Exception):
+                observer.abort()  # type: ignore[attr-defined]
+        shutil.rmtree(self._spool, ignore_errors=True)
+        return undone
+
     def __enter__(self) -> CaptureSession:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_sessions(sessions: Sequence[CaptureSession], *, budget: float) -> tuple[list[str], bool]:
+    """Stop every session at once (drain MONITOR, restore CONFIG, end the observers), waiting at most `budget`
+    seconds; Ctrl-C meanwhile gives up at once. Returns what was given up on (one line each) and whether Ctrl-C
+    came.
+
+    A server that stopped answering must neither stretch `--duration` nor hold Ctrl-C: each wait for it is
+    bounded by the connect timeout, and past `budget` the connections are closed and the rest abandoned.
+    """
+    workers = [threading.Thread(target=_quietly_stop, args=(session,), name="redisprobe-stop", daemon=True)
+               for session in sessions]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + budget
+    interrupted = False
+    try:
+        for worker in workers:
+            while worker.is_alive() and time.monotonic() < deadline:
+                worker.join(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+    undone: list[str] = []
+    for session, worker in zip(sessions, workers, strict=True):
+        if worker.is_alive():
+            undone += session.abandon()
+    return undone, interrupted
+
+
+def _quietly_stop(session: CaptureSession) -> None:
+    with contextlib.suppress(Exception):
+        session.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import os
 import sys
 import threading
@@ -19,28 +18,46 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from redisprobe import __version__
+from redisprobe.commands.ttlrace import POLICIES, REFRESH, bug_ids
 from redisprobe.errors import ExitCode, ProbeError
+from redisprobe.outputs import check_output
 from redisprobe.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
+from redisprobe.render.escape import shown
 from redisprobe.sandbox import TOPOLOGIES
-from redisprobe.target import redact
+from redisprobe.target import given_url, redact, set_connect_timeout
 
 app = typer.Typer(
     name="redisprobe",
     help="Find out why one process can't see another's Redis keys, and who deleted or expired them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL for every role (default: $REDIS_URL, "
+UrlOpt = Annotated[str | None, typer.Option("--url", metavar="URL",
+                                            help="Server URL for every role (default: $REDIS_URL, "
                                             "else a disposable sandbox).", show_default=False)]
-ApiUrlOpt = Annotated[str | None, typer.Option("--api-url", help="Server URL the api role uses.")]
-ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", help="Server URL the processor role uses.")]
-TopologyOpt = Annotated[str, typer.Option("--topology", help=f"Sandbox topology: {', '.join(TOPOLOGIES)}.")]
+ApiUrlOpt = Annotated[str | None, typer.Option("--api-url", metavar="URL", help="Server URL the api role uses.")]
+ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", metavar="URL",
+                                                help="Server URL the processor role uses.")]
+
+
+def _complete(values: Any) -> Callable[[str], list[str]]:
+    """Shell completion for an option with a fixed set of values."""
+    return lambda incomplete: [value for value in values if value.startswith(incomplete)]
+
+
+TopologyOpt = Annotated[str, typer.Option("--topology", metavar="|".join(TOPOLOGIES), help="Sandbox topology.",
+                                          autocompletion=_complete(TOPOLOGIES))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the report.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Write the trace (JSON lines) to this file.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", metavar="FILE",
+                                             help="Write the trace (JSON lines) to this file.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--connect-timeout", min=0.1, metavar="SECONDS", show_default=False,
+    help="How long to wait for a server, to connect and for each reply; never retried (default 3, or "
+         "$REDISPROBE_CONNECT_TIMEOUT).")]
 
 
 _DEBUG = {"traceback": bool(os.environ.get("REDISPROBE_TRACEBACK"))}
@@ -56,25 +73,44 @@ def handled(func: F) -> F:
         err = stderr_console()
         try:
             with sigterm_as_interrupt():
+                _remove_leftovers()
                 return func(*args, **kwargs)
         except typer.Exit:
             raise
         except ProbeError as exc:
-            if _DEBUG["traceback"]:
-                raise
-            err.print(f"redisprobe: error: {redact(str(exc))}", markup=False)
+            _traceback()
+            err.print(f"redisprobe: error: {shown(redact(str(exc)))}", markup=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("redisprobe: interrupted", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
-            if _DEBUG["traceback"]:
-                raise
-            err.print(f"redisprobe: internal error: {redact(f'{type(exc).__name__}: {exc}')} "
-                      "(run again with --traceback for details)", markup=False)
+            _traceback()
+            err.print(f"redisprobe: internal error: {shown(redact(f'{type(exc).__name__}: {exc}'))}"
+                      + ("" if _DEBUG["traceback"] else " (run again with --traceback for details)"), markup=False)
             raise typer.Exit(int(ExitCode.USAGE)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _traceback() -> None:
+    """With --traceback, the Python traceback of the exception being handled, passwords hidden; the exit code
+    stays the one the error maps to."""
+    if _DEBUG["traceback"]:
+        import traceback
+
+        sys.stderr.write(redact(traceback.format_exc()))
+
+
+def _remove_leftovers() -> None:
+    """What runs killed with -9 left in the temp folder (traces, spools, sandbox folders) goes, and is said."""
+    from redisprobe.leftovers import sweep
+
+    removed = sweep()
+    if removed:
+        stderr_console().print(f"redisprobe: removed {len(removed)} temp file(s) left by redisprobe runs that no "
+                               f"longer exist: {', '.join(shown(name) for name in removed[:3])}"
+                               + (", ..." if len(removed) > 3 else ""), markup=False)
 
 
 def _version(value: bool) -> None:
@@ -93,6 +129,14 @@ def _root(
     _DEBUG["traceback"] = _DEBUG["traceback"] or traceback
 
 
+def _interrupted(interrupted: bool) -> None:
+    """After Ctrl-C, the report printed is what was seen until then: say so and exit 130."""
+    if interrupted:
+        stderr_console().print("redisprobe: interrupted: the report above is what was seen until then",
+                               markup=False)
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
 def _exit_for(findings: int) -> None:
     raise typer.Exit(ExitCode.FINDING if findings else ExitCode.HEALTHY)
 
@@ -104,28 +148,35 @@ def isolation(
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
     topology: TopologyOpt = "single",
-    ttl: Annotated[int, typer.Option(min=1, help="TTL (s) of the marker keys.")] = 60,
-    timeout: Annotated[float, typer.Option(min=0.1, help="How long each side waits to see the other (s).")] = 5.0,
-    api_prefix: Annotated[str, typer.Option(help="Client-side key prefix the api adds (after `redisprobe:`).")] = "",
-    processor_prefix: Annotated[str, typer.Option(help="Client-side key prefix the processor adds.")] = "",
+    ttl: Annotated[int, typer.Option(min=1, metavar="SECONDS", help="TTL of the marker keys.")] = 60,
+    timeout: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
+                                           help="How long each side waits to see the other.")] = 5.0,
+    api_prefix: Annotated[str, typer.Option(metavar="PREFIX", help="Client-side key prefix the api adds (after "
+                                            "`redisprobe:`).")] = "",
+    processor_prefix: Annotated[str, typer.Option(metavar="PREFIX",
+                                                  help="Client-side key prefix the processor adds.")] = "",
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """Can the processor see what the api wrote? If not, say why (different server, db, prefix, replica)."""
+    set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
     from redisprobe.commands.isolation import IsolationOptions, run_isolation
     from redisprobe.render.isolation import isolation_json, print_isolation
     from redisprobe.session import open_targets
 
     options = IsolationOptions(ttl=ttl, timeout=timeout, api_prefix=api_prefix, processor_prefix=processor_prefix)
     with open_targets(url, api_url, processor_url, topology) as targets:
-        report, _execution = run_isolation(targets, options, out)
+        report, execution = run_isolation(targets, options, out)
     trace_path = str(out) if out else None
     if json:
         print_json(isolation_json(report, trace_path))
     else:
         print_isolation(stdout_console(), report, trace_path)
+    _interrupted(execution.interrupted)
     if report.crashed:
-        stderr_console().print(f"redisprobe: an actor crashed: {report.crashed[0].detail}", markup=False)
+        stderr_console().print(f"redisprobe: an actor crashed: {shown(report.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)
     _exit_for(len(report.findings) or report.verdict != "visible")
 
@@ -137,16 +188,20 @@ def info(
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
     topology: TopologyOpt = "single",
-    pids: Annotated[list[str] | None, typer.Option("--pids", help="Live processes to inspect: PID or LABEL=PID, "
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
+                                                   help="Live processes to inspect: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
 ) -> None:
     """What each actor (or each live process) sees of its server, side by side, differences highlighted."""
+    set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
     if pids:
         from redisprobe.commands.livepids import run_live_info
 
-        findings = run_live_info(pids, url, json=json)
+        findings = run_live_info(pids, given_url(url), json=json)
         _exit_for(findings)
         return
     from redisprobe.commands.info import run_info
@@ -168,46 +223,52 @@ EventsOpt = Annotated[bool | None, typer.Option(
     "--enable-events/--no-enable-events",
     help="May redisprobe turn on notify-keyspace-events (restored afterwards)? Default: yes on the sandbox; on "
          "--url, only if you say so.", show_default=False)]
-SvgOpt = Annotated[Path | None, typer.Option("--svg", help="Save the timeline and summary as an SVG image.")]
+SvgOpt = Annotated[Path | None, typer.Option("--svg", metavar="FILE",
+                                             help="Save the timeline and summary as an SVG image.")]
 
 
 @app.command()
 @handled
 def monitor(
-    url: Annotated[list[str] | None, typer.Option("--url", help="Server to watch (repeatable: watch several "
+    url: Annotated[list[str] | None, typer.Option("--url", metavar="URL",
+                                                  help="Server to watch (repeatable: watch several "
                                                   "servers at once); default $REDIS_URL, else a sandbox.")] = None,
-    pids: Annotated[list[str] | None, typer.Option("--pids", help="Processes to watch: PID or LABEL=PID, "
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
+                                                   help="Processes to watch: PID or LABEL=PID, "
                                                    "comma-separated, repeatable.")] = None,
-    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
-    duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds "
+    keys: Annotated[list[str] | None, typer.Option("--keys", metavar="GLOB",
+                                                   help="Only keys matching this glob (repeatable).")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.1, metavar="SECONDS", help="Stop after this many seconds "
                                                    "(default: until Ctrl-C).")] = None,
     enable_events: EventsOpt = None,
     redact_values: Annotated[bool, typer.Option("--redact-values", help="Keep key names, sizes and hashes of "
                                                 "values, never values.")] = False,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
     svg: SvgOpt = None,
 ) -> None:
     """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
-    from redisprobe.commands.monitor import MonitorOptions, capture
+    set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
+    check_output(svg, "--svg")
+    from redisprobe.commands.monitor import MonitorOptions, capture, summarise_capture
     from redisprobe.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
     from redisprobe.render.timeline import LiveTimeline
-    from redisprobe.session import open_targets
-    from redisprobe.summary import summarise
-    from redisprobe.target import check_target, parse_target
-    from redisprobe.trace import read_trace
+    from redisprobe.session import check_user_target, open_targets
+    from redisprobe.target import parse_target
 
     spec = parse_pid_spec(pids or [])
     err = stderr_console()
     for warning in spec.warnings:
-        err.print(f"redisprobe: warning: {warning}", markup=False)
+        err.print(f"redisprobe: warning: {shown(warning)}", markup=False)
     console = stdout_console(record=svg is not None)
-    urls = list(url or [])
+    urls = [str(given_url(u)) for u in url or []]
     with open_targets(urls[0] if urls else None, roles=("api",)) as targets:
         watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
         for extra in watched_targets[1:]:
-            check_target(extra)
+            check_user_target(extra)
         where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
@@ -221,23 +282,27 @@ def monitor(
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values)
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
-    for line in outcome.lost:
-        err.print(f"redisprobe: warning: {line}", markup=False)
-    _header, stream = read_trace(outcome.trace_path)
-    # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its first
-    # pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
-    gc.disable()
-    summary = summarise(stream, watched=spec.labels, key_patterns=keys or ())
+    # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
+    # (or, with --json, here).
+    for line in [*([] if live else outcome.lost), *outcome.gave_up]:
+        err.print(f"redisprobe: warning: {shown(line)}", markup=False)
+    summary, cut = summarise_capture(outcome, spec, tuple(keys or ()),
+                                     lambda line: err.print(f"redisprobe: {line}", markup=False))
     trace_path = None if outcome.temporary else str(outcome.trace_path)
-    if outcome.temporary:
-        outcome.trace_path.unlink(missing_ok=True)
     if json:
-        print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted})
+        print_json({**summary.to_json(), "trace": trace_path, "interrupted": outcome.interrupted or cut,
+                    "complete": not cut})
     else:
-        print_summary(console, summary, trace_path=trace_path)
+        print_summary(console, summary, trace_path=trace_path,
+                      already_said={*(live.said if live else ()), *outcome.gave_up})
+    if cut:
+        err.print("redisprobe: interrupted while analysing: the clients, gaps and counts above are what was ready; "
+                  "key lives and findings were not computed" + ("" if trace_path else
+                                                                " (the capture was not kept: --out FILE keeps it)"),
+                  markup=False)
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe monitor")
-    if outcome.interrupted:
+    if outcome.interrupted or cut:
         raise typer.Exit(ExitCode.INTERRUPTED)
     _exit_for(len(summary.findings))
 
@@ -246,25 +311,35 @@ def monitor(
 @handled
 def ttl_race(
     url: UrlOpt = None,
-    ttl: Annotated[float, typer.Option(min=0.1, help="TTL (s) set on each batch and refreshed per message.")] = 1.0,
-    messages: Annotated[int, typer.Option(min=1, help="Messages per batch.")] = 8,
-    spacing: Annotated[float, typer.Option(min=0.01, help="Seconds between messages.")] = 0.25,
-    batches: Annotated[int, typer.Option(min=1, help="Batches written in parallel.")] = 2,
-    refresh: Annotated[str, typer.Option(help="TTL refresh: expire, pexpire, set-ex, set-keepttl.")] = "expire",
-    processors: Annotated[int, typer.Option(min=1, help="Processor instances.")] = 1,
-    policy: Annotated[str, typer.Option(help="Processor policy: quiet, read-only, missing-is-ready.")] = "quiet",
-    quiet: Annotated[float, typer.Option(min=0.0, help="A batch is ready when quiet this long (s).")] = 0.5,
-    duration: Annotated[float | None, typer.Option(min=0.5, help="Run this long (s); default: until every "
+    ttl: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
+                                       help="TTL set on each batch and refreshed per message.")] = 1.0,
+    messages: Annotated[int, typer.Option(min=1, metavar="N", help="Messages per batch.")] = 8,
+    spacing: Annotated[float, typer.Option(min=0.01, metavar="SECONDS", help="Time between messages.")] = 0.25,
+    batches: Annotated[int, typer.Option(min=1, metavar="N", help="Batches written in parallel.")] = 2,
+    refresh: Annotated[str, typer.Option(metavar="|".join(REFRESH), help="How the TTL is refreshed.",
+                                         autocompletion=_complete(REFRESH))] = "expire",
+    processors: Annotated[int, typer.Option(min=1, metavar="N", help="Processor instances.")] = 1,
+    policy: Annotated[str, typer.Option(metavar="|".join(POLICIES), help="When the processor takes a batch.",
+                                        autocompletion=_complete(POLICIES))] = "quiet",
+    quiet: Annotated[float, typer.Option(min=0.0, metavar="SECONDS", help="A batch is ready when quiet this long.")
+                     ] = 0.5,
+    duration: Annotated[float | None, typer.Option(min=0.5, metavar="SECONDS",
+                                                   help="Run this long; default: until every "
                                                    "batch is done.")] = None,
-    bug: Annotated[str | None, typer.Option("--bug", help="Inject one root cause (see `redisprobe catalog`).")] = None,
+    bug: Annotated[str | None, typer.Option("--bug", metavar="ID", autocompletion=_complete(bug_ids()),
+                                            help=f"Inject one root cause: {', '.join(bug_ids())}.")] = None,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Allow --bug on your --url server "
                                                "(under redisprobe: only).")] = False,
     enable_events: EventsOpt = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
     svg: SvgOpt = None,
 ) -> None:
     """Reproduce the batching race: batches vanishing before their TTL, measured and explained."""
+    set_connect_timeout(connect_timeout)
+    check_output(out, "--out", regular=True)
+    check_output(svg, "--svg")
     from redisprobe.commands.ttlrace import RaceOptions, build_plan, check_allowed, server_args
     from redisprobe.pipeline import execute
     from redisprobe.render.race import print_race, race_json
@@ -285,8 +360,9 @@ def ttl_race(
         print_race(console, result, options)
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe ttl-race")
+    _interrupted(result.interrupted)
     if result.crashed:
-        stderr_console().print(f"redisprobe: an actor crashed: {result.crashed[0].detail}", markup=False)
+        stderr_console().print(f"redisprobe: an actor crashed: {shown(result.crashed[0].detail)}", markup=False)
         raise typer.Exit(ExitCode.USAGE)
     _exit_for(len(result.findings))
 
@@ -294,18 +370,23 @@ def ttl_race(
 @app.command()
 @handled
 def run(
-    paths: Annotated[list[Path], typer.Argument(help="Scenario files or folders.")],
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Scenario files or folders.")],
     url: UrlOpt = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML for CI systems.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", metavar="FILE",
+                                               help="Write JUnit XML for CI systems.")] = None,
     enable_events: EventsOpt = None,
+    connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Let scenarios that set allow_scripts = true "
                                                "run their scripts on your --url server (keys under redisprobe: "
                                                "only).")] = False,
 ) -> None:
     """Run scenario files (regression tests for Redis usage); exit 1 on any failed expectation."""
+    set_connect_timeout(connect_timeout)
+    check_output(junit, "--junit", make_folders=True)
     from redisprobe.commands.run import run_scenarios
 
+    given_url(url)
     events = enable_events if enable_events is not None else (True if url is None else None)
     raise typer.Exit(run_scenarios(list(paths), junit=junit, json=json, url=url, enable_events=events,
                                    allow_writes=allow_writes))
@@ -343,8 +424,10 @@ def sandbox(topology: TopologyOpt = "single") -> None:
 @app.command()
 @handled
 def report(
-    file: Annotated[Path, typer.Argument(help="A trace written with --out (or a redis-cli monitor log).")],
-    keys: Annotated[list[str] | None, typer.Option("--keys", help="Only keys matching this glob (repeatable).")] = None,
+    file: Annotated[Path, typer.Argument(metavar="FILE",
+                                         help="A trace written with --out (or a redis-cli monitor log).")],
+    keys: Annotated[list[str] | None, typer.Option("--keys", metavar="GLOB",
+                                                   help="Only keys matching this glob (repeatable).")] = None,
     json: JsonOpt = False,
 ) -> None:
     """Re-render a saved trace, or analyse a `redis-cli monitor` log, offline."""

@@ -17,6 +17,7 @@ from redisprobe.actors.child import ActorSpec
 from redisprobe.actors.supervisor import Supervisor
 from redisprobe.findings import Finding
 from redisprobe.session import Targets, make_header
+from redisprobe.target import connect_timeout
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Execution:
     gaps: list[trace.Gap]
     notes: list[trace.Note]
     trace_path: str | None
+    timed_out: list[trace.ActorExited] = field(default_factory=list)  # stopped at the plan's max_seconds
+    interrupted: bool = False  # Ctrl-C: everything is what was seen until then
 
 
 def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bool | None = True,
@@ -54,6 +57,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     observed = targets.by_role.get("api") or next(iter(targets.by_role.values()))
     watched: dict[int, str] = {}
     capture = sampler = None
+    interrupted = False
     try:
         if plan.observe:
             from redisprobe.capture import CaptureSession
@@ -76,19 +80,31 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
             if capture is not None:
                 capture.pump()
+            writer.check()
             time.sleep(0.05)
-        supervisor.wait_all(timeout=max(0.0, deadline - time.monotonic()) + 1)
+        supervisor.wait_all(timeout=max(0.0, deadline - time.monotonic()) + 1, limit=plan.max_seconds)
         if sampler is not None:
             time.sleep(0.1)
+    except KeyboardInterrupt:  # the report of what was seen so far follows; the command exits 130
+        interrupted = True
     finally:
         supervisor.stop_all()
         if sampler is not None:
             sampler.stop()
         if capture is not None:
-            capture.stop()
+            from redisprobe.capture import stop_sessions
+
+            undone, again = stop_sessions([capture], budget=1.0 if interrupted else connect_timeout())
+            interrupted = interrupted or again
+            for line in undone:
+                writer.note(f"gave up {line}", level="warning")
         _cleanup(targets, plan.cleanup_patterns)
         writer.close()
-    return diagnose_events(writer.events, watched, str(out) if out else None)
+    writer.check()
+    execution = diagnose_events(writer.events, watched, str(out) if out else None)
+    if interrupted:  # actors stopped by the Ctrl-C did not crash
+        execution.interrupted, execution.crashed, execution.timed_out = True, [], []
+    return execution
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
@@ -102,6 +118,7 @@ def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_pa
     return Execution(
         events=events, findings=findings, lives=lives,
         crashed=[e for e in events if isinstance(e, trace.ActorExited) and e.crashed],
+        timed_out=[e for e in events if isinstance(e, trace.ActorExited) and e.timed_out],
         gaps=[e for e in events if isinstance(e, trace.Gap)],
         notes=[e for e in events if isinstance(e, trace.Note)], trace_path=trace_path)
 
@@ -113,7 +130,7 @@ def _cleanup(targets: Targets, patterns: list[str]) -> None:
     import redis
 
     for target in {t.url: t for t in targets.by_role.values()}.values():
-        client = target.connect(timeout=3)
+        client = target.connect()
         with contextlib.suppress(redis.RedisError, OSError):
             for pattern in patterns:
                 assert pattern.startswith("redisprobe:")

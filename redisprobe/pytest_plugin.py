@@ -91,6 +91,8 @@ class ScenarioItem(pytest.Item):
         self.user_properties.append(("findings", ", ".join(result.rules) or "none"))
         if result.status == "skipped":
             _skip(result.skipped or "skipped")
+        if result.status == "interrupted":  # Ctrl-C: pytest stops the session, as for any test
+            raise KeyboardInterrupt
         if result.status != "passed":
             raise ScenarioFailed(result)
 
@@ -98,6 +100,7 @@ class ScenarioItem(pytest.Item):
                      style: Any = None) -> str | Any:
         """The scenario's own words, never a Python traceback."""
         from redisprobe.errors import ProbeError
+        from redisprobe.render.escape import shown
 
         error = excinfo.value
         if isinstance(error, ScenarioFailed):
@@ -108,9 +111,9 @@ class ScenarioItem(pytest.Item):
                 lines.append("findings:")
                 lines += [f"  {f.rule} ({f.severity}): {f.summary}" for f in result.findings]
             lines += [f"note: {note}" for note in result.notes]
-            return "\n".join(lines)
+            return "\n".join(shown(line) for line in lines)  # key names are data, never terminal codes
         if isinstance(error, ProbeError):
-            return str(error)
+            return shown(str(error))
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:

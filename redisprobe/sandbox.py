@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from redisprobe import procs
 from redisprobe.errors import ProbeError, ServerNotFound
+from redisprobe.leftovers import temp_dir
 from redisprobe.target import Target, parse_target
 
 TOPOLOGIES = ("single", "split", "replica")
@@ -168,7 +168,7 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None) -> Iter
     if topology not in TOPOLOGIES:
         raise ProbeError(f"unknown topology {topology!r}: choose one of {', '.join(TOPOLOGIES)}")
     binary = find_server_binary()
-    workdir = Path(tempfile.mkdtemp(prefix="redisprobe-sandbox-"))
+    workdir = temp_dir("sandbox")
     servers: list[ServerProcess] = []
     try:
         extra = list(extra or [])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from redisprobe import trace
 from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import Target, check_target, parse_target, redact
+from redisprobe.target import Target, check_target, given_url, parse_target, redact
 
 ROLES = ("api", "processor")
 
@@ -37,6 +37,8 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
                  topology: str = "single", roles: tuple[str, ...] = ROLES,
                  server_args: list[str] | None = None) -> Iterator[Targets]:
     """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after."""
+    url, api_url = given_url(url), given_url(api_url, "--api-url")
+    processor_url = given_url(processor_url, "--processor-url")
     url = url or os.environ.get("REDIS_URL") or None
     if url or api_url or processor_url:
         chosen = {"api": api_url or url, "processor": processor_url or url}
@@ -59,7 +61,28 @@ def _check_all(by_role: dict[str, Target]) -> None:
         if target.url in seen:
             continue
         seen.add(target.url)
-        check_target(target)
+        check_user_target(target)
+
+
+def check_user_target(target: Target) -> None:
+    """Check that the user's server answers, and restore any CONFIG an earlier, killed run left changed on it
+    (saying so on stderr)."""
+    import redis
+
+    from redisprobe.configledger import undo_left_changes
+    from redisprobe.render.console import stderr_console
+    from redisprobe.render.escape import shown
+
+    check_target(target)
+    client = target.connect()
+    try:
+        said = undo_left_changes(target, client)
+    except (redis.RedisError, OSError):
+        said = []
+    finally:
+        client.close()
+    for line in said:
+        stderr_console().print(f"redisprobe: {shown(line)}", markup=False)
 
 
 def make_header(command: str, targets: dict[str, Target], options: dict[str, object] | None = None) -> trace.Header:
@@ -77,7 +100,7 @@ def fingerprints(targets: dict[str, Target]) -> dict[str, trace.ServerFingerprin
 
     found: dict[str, trace.ServerFingerprint] = {}
     for label, target in targets.items():
-        client = target.connect(timeout=3)
+        client = target.connect()
         try:
             found[label] = server_fingerprint(client, target.host or target.address, target.port or 0)
         except (redis.RedisError, OSError):

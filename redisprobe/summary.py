@@ -6,6 +6,7 @@ grows with the number of keys and clients, not of lines.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,13 +36,36 @@ class Summary:
             "clients": self.clients,
             "keys": self.keys,
             "findings": self.findings,
-            "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until} for g in self.gaps],
+            "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until, "lost": g.lost}
+                     for g in self.gaps],
             "notes": [{"level": n.level, "text": n.text} for n in self.notes],
             "stats": self.stats,
         }
 
 
 OBSERVER_PREFIX = "redisprobe:observer"
+
+
+class SummaryInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the summary was computed: `partial` has what was ready (clients, gaps, notes, counts so far;
+    no key lives or findings)."""
+
+    def __init__(self, partial: Summary) -> None:
+        super().__init__()
+        self.partial = partial
+
+
+def exact_key(data: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A key's JSON with its exact bytes when its name is not UTF-8.
+
+    `key` is text: a byte that is not UTF-8 shows as `\\xHH` there, which four literal characters could spell too.
+    `key_base64` (only on such keys) holds the exact bytes, so byte 0xff and the text `\\xff` never look alike.
+    """
+    try:
+        key.decode("utf-8")
+    except UnicodeDecodeError:
+        data["key_base64"] = base64.b64encode(key).decode("ascii")
+    return data
 
 
 class _Tap:
@@ -109,8 +133,14 @@ def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
     from redisprobe.analysis.lifecycle import fold
 
     tap = _Tap()
-    lives = fold(tap.through(trace.time_ordered(iter(events))), watched=watched or {})
-    return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+    stream = tap.through(trace.time_ordered(iter(events)))
+    try:
+        lives = fold(stream, watched=watched or {})
+        return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+    except KeyboardInterrupt:
+        stream.close()  # publishes the counts so far
+        raise SummaryInterrupted(Summary(clients=_clients(tap, watched), keys=[], findings=[], gaps=tap.gaps,
+                                         notes=tap.notes, stats=tap.stats)) from None
 
 
 def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:
@@ -139,14 +169,17 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
         findings = [f for f in findings if not f.keys
                     or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
     if len(chosen) <= KEY_EVENTS_ALL:
-        keys = [life.to_json() for life in chosen]
+        keys = [exact_key(life.to_json(), life.key) for life in chosen]
     else:
         named = {key for f in findings for key in f.keys}
-        keys = [life.to_json(history=life.key_text in named) for life in chosen]
-    clients = [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
-                "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {})
-                                                   else ""),
-                "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]
+        keys = [exact_key(life.to_json(history=life.key_text in named), life.key) for life in chosen]
+    clients = _clients(tap, watched)
     curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
     return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
                    stats=tap.stats, ttl_curves=curves)
+
+
+def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
+    return [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
+             "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {}) else ""),
+             "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,23 @@ _URL_START = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://")
 _URL_END = re.compile(r"[\s'\"<>`]")
 _SECRET_OPTION = re.compile(r"(?i)([?&;](?:password|pass|pwd|passwd|secret|token|auth|requirepass)=)[^&#;]*")
 _known_secrets: set[str] = set()
+TIMEOUT_ENV = "REDISPROBE_CONNECT_TIMEOUT"  # children (actors, the MONITOR reader) inherit it
+DEFAULT_TIMEOUT = 3.0
+
+
+def connect_timeout() -> float:
+    """How long redisprobe waits for a server, for a connection or for any one reply (`--connect-timeout`)."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    return value if value > 0 else DEFAULT_TIMEOUT
+
+
+def set_connect_timeout(seconds: float | None) -> None:
+    """`--connect-timeout`, for this process and every child it starts."""
+    if seconds is not None:
+        os.environ[TIMEOUT_ENV] = repr(float(seconds))
 _SHORTEST_SECRET_REPLACED = 4  # shorter literal passwords are hidden only inside URLs (else "pw" hides words)
 
 
@@ -103,10 +121,19 @@ class Target:
     def address(self) -> str:
         return self.unix_path or f"{self.host}:{self.port}"
 
-    def connect(self, *, name: str | None = None, timeout: float = 5.0, **kwargs: Any) -> redis.Redis:
-        """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check)."""
-        import redis
+    def connect(self, *, name: str | None = None, timeout: float | None = None, **kwargs: Any) -> redis.Redis:
+        """A redis-py client for this target (no I/O yet: call `ping(client, target)` to check).
 
+        Every wait (connecting, each reply) is bounded by `timeout`, by default `connect_timeout()`, and is not
+        retried unless `retry` says so: redis-py's default retries would multiply the timeout (a server that
+        accepts and never answers held each command for about 37 s) and hide a dropped connection.
+        """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        timeout = connect_timeout() if timeout is None else timeout
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         options: dict[str, Any] = {
             "db": self.db,
             "username": self.username,
@@ -121,6 +148,15 @@ class Target:
         if self.tls:
             options["ssl"] = True
         return redis.Redis(host=self.host or "localhost", port=self.port or 6379, **options)
+
+
+def given_url(url: str | None, option: str = "--url") -> str | None:
+    """A URL option as given: None when it was left out, an error when it was given empty (an unset variable in
+    `--url "$REDIS_URL"` must not silently mean a sandbox)."""
+    if url is not None and not url.strip():
+        raise ProbeError(f"{option} is empty: give a URL such as redis://host:6379/0, or leave {option} out to use "
+                         "a disposable sandbox")
+    return url
 
 
 def parse_target(url: str) -> Target:
@@ -152,6 +188,11 @@ def parse_target(url: str) -> Target:
                       username=username, password=password)
     if not parts.hostname:
         raise ProbeError(f"bad URL {shown!r}: no host")
+    try:
+        parts.hostname.encode("idna")  # what resolving it will do: a label over 63 characters fails there
+    except UnicodeError:
+        raise ProbeError(f"bad URL {shown!r}: {parts.hostname[:40]!r}... is not a valid host name (too long, or a "
+                         "label over 63 characters)") from None
     path = parts.path.lstrip("/")
     db = _parse_db(path or db_text or "0", shown)
     return Target(url=url, host=parts.hostname, port=port or 6379, db=db,
@@ -178,7 +219,7 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
     if isinstance(exc, rex.NoPermissionError) or "NOPERM" in text:
         return f"missing ACL permission on {where}: {text}"
     if isinstance(exc, rex.TimeoutError):
-        return f"timed out talking to {where}"
+        return f"timed out talking to {where} (no answer within {connect_timeout():g}s; see --connect-timeout)"
     if isinstance(exc, rex.ConnectionError | OSError):
         reason = text.split(". ")[-1] if "Error" in text else text
         return f"cannot connect to {where}: {reason}"
@@ -191,16 +232,21 @@ def check_connection(client: redis.Redis, target: Target) -> None:
     import redis.exceptions as rex
 
     try:
-        client.ping()
-        client.info("server")
-        client.client_id()
+        pong = client.ping()
+        info = client.info("server")
+        client_id = client.client_id()
     except (rex.RedisError, OSError) as exc:
         raise ConnectionProblem(describe_redis_error(exc, target)) from None
+    except (ValueError, TypeError, AttributeError):  # a reply redis-py could not even parse
+        pong, info, client_id = None, None, None
+    if pong is not True or not isinstance(info, dict) or "run_id" not in info or not isinstance(client_id, int):
+        raise ConnectionProblem(f"{target.label} does not answer like Redis (its replies to PING, INFO and CLIENT "
+                                "ID are not Redis replies): is it the right port?")
 
 
 def check_target(target: Target) -> None:
     """Connect once and check, closing the connection afterwards."""
-    client = target.connect(timeout=3)
+    client = target.connect()
     try:
         check_connection(client, target)
     finally:

@@ -6,6 +6,7 @@ msgspec gives frozen typed structs, tagged unions and a JSON codec fast enough f
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -109,6 +110,7 @@ class ActorExited(msgspec.Struct, frozen=True, kw_only=True, tag="actor-exited")
     returncode: int | None
     crashed: bool = False
     detail: str = ""
+    timed_out: bool = False  # still running at the plan's time limit, and stopped (not a crash)
 
 
 class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor", gc=False):
@@ -174,13 +176,19 @@ class TtlSample(msgspec.Struct, frozen=True, kw_only=True, tag="ttl"):
 
 
 class Gap(msgspec.Struct, frozen=True, kw_only=True, tag="gap"):
-    """An observer lost events between `t` and `until`: a hole is never silent."""
+    """An observer lost events between `t` and `until`: a hole is never silent.
+
+    `t` is the server time of the last thing the observer received before the hole, `until` the first after it.
+    `lost` is how many commands the server ran in the window, where the server tells (INFO stats; for MONITOR,
+    less the lines it did deliver); None when it cannot be known (a restart resets the counts).
+    """
 
     t: float
     source: str
     reason: str
     until: float | None = None
     target: str = ""
+    lost: int | None = None
 
 
 class Note(msgspec.Struct, frozen=True, kw_only=True, tag="note"):
@@ -336,13 +344,14 @@ class TraceWriter:
         self._listeners: list[Any] = []
         self._raw_listeners: list[Any] = []
         self.transform: Any = None  # e.g. value redaction, applied before anything is kept or written
+        self.failed: TraceFormatError | None = None  # the write that failed (disk full...): see `check()`
         if path is not None:
             try:
                 self._file = path.open("wb")
             except OSError as exc:
-                raise TraceFormatError(f"cannot write trace {str(path)!r}: {exc.strerror}") from None
-            self._file.write(_encode_shown(header))
-            self._file.flush()
+                raise TraceFormatError(f"cannot write the trace {str(path)!r}: {exc.strerror}") from None
+            self._write(_encode_shown(header))
+            self.check()
 
     def subscribe(self, listener: Any, *, raw: bool = False) -> None:
         """Call `listener(event)` for every event emitted from now on (under the writer's lock).
@@ -374,14 +383,31 @@ class TraceWriter:
             if self._keep:
                 self.events.extend(events)
             if self._file is not None:
-                self._file.write(b"".join(map(_encode_shown, stored)))
-                self._file.flush()
+                self._write(b"".join(map(_encode_shown, stored)))
             for listener in self._listeners:
                 for event in events:
                     listener(event)
             for listener in self._raw_listeners:
                 for record in stored:
                     listener(record)
+
+    def _write(self, data: bytes) -> None:
+        """Write and flush; a failure (disk full, file too large) stops the writing and is kept for `check()`:
+        observers write from their own threads, where raising would only end the thread."""
+        assert self._file is not None
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            self.failed = TraceFormatError(f"cannot write the trace {str(self.path)!r}: {exc.strerror}")
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+    def check(self) -> None:
+        """Raise the one-line error of a write that failed, if one did (call from the main thread)."""
+        if self.failed is not None:
+            raise self.failed
 
     def note(self, text: str, level: str = "info") -> None:
         self.emit(Note(t=time.time(), level=level, text=text))

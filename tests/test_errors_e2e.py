@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import resource
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import redis
 
-from tests.clirun import run_cli
+from tests.clirun import Result, cli_env, run_cli
 
 
 def _assert_one_line_error(result, *fragments: str) -> None:
@@ -107,3 +111,71 @@ def test_bad_option_value_is_a_usage_error():
     result = run_cli("isolation", "--timeout", "soon")
     assert result.code == 2
     assert "Traceback" not in result.err
+
+
+# -- what used to be "internal error:" -------------------------------------------------------------------------
+
+
+def _no_internal_error(result, *fragments: str) -> None:
+    _assert_one_line_error(result, *fragments)
+    assert "internal error" not in result.err, result.err
+
+
+def test_a_5000_character_host_is_a_bad_url():
+    _no_internal_error(run_cli("info", "--url", f"redis://{'a' * 5000}:6390/0"), "bad URL")
+
+
+def test_an_empty_url_is_an_error_not_a_silent_sandbox():
+    _no_internal_error(run_cli("isolation", "--url", ""), "--url")
+    _no_internal_error(run_cli("monitor", "--url", "", "--duration", "1"), "--url")
+
+
+def test_a_server_that_answers_ok_to_everything_is_not_redis():
+    from tests.fakeservers import fake_server
+
+    with fake_server("ok") as port:
+        for command in ("info", "monitor", "isolation"):
+            _no_internal_error(run_cli(command, "--url", f"redis://127.0.0.1:{port}/0"), "does not answer like Redis")
+
+
+@pytest.mark.parametrize("option", ["--out", "--svg"])
+def test_an_unwritable_output_is_refused_before_the_capture(tmp_path, option):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for target in (str(blocker / "x"), str(tmp_path), *(["/dev/null"] if option == "--out" else [])):
+        started = time.monotonic()
+        result = run_cli("monitor", option, target, "--duration", "30")
+        _no_internal_error(result, option)
+        assert "capturing" not in result.err and time.monotonic() - started < 25  # refused before it started
+
+
+def test_an_unwritable_junit_report_is_refused_before_the_scenarios(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("run", "scenarios/deleted-by-client-healthy.toml", "--junit", str(blocker / "r.xml"))
+    _no_internal_error(result, "--junit")
+
+
+@pytest.mark.parametrize("args", [("isolation", "--timeout", "1", "--out", "{tmp}/t.jsonl"),
+                                  ("monitor", "--duration", "3")])
+def test_disk_full_while_writing_the_trace_is_one_line(tmp_path, args):
+    """A file size limit makes every write past it fail (EFBIG), as a full disk does (ENOSPC)."""
+    limit = 3000
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    argv = [arg.format(tmp=tmp_path) for arg in args]
+    proc = subprocess.run([sys.executable, "-m", "redisprobe", *argv], capture_output=True, text=True, timeout=120,
+                          env=cli_env(TMPDIR=str(tmp_path)), preexec_fn=small_files)
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("redisprobe: capturing")]
+    _no_internal_error(Result(proc.returncode, proc.stdout, "\n".join(lines)), "cannot write")
+    assert not any(p.name.startswith("redisprobe-") for p in tmp_path.iterdir())
+
+
+def test_traceback_does_not_change_the_exit_code():
+    port = _closed_port()
+    plain = run_cli("info", "--url", f"redis://127.0.0.1:{port}/0")
+    debug = run_cli("--traceback", "info", "--url", f"redis://127.0.0.1:{port}/0")
+    assert plain.code == debug.code == 2, (plain.code, debug.code)
+    assert "Traceback" in debug.err and "cannot connect" in debug.err.splitlines()[-1]

@@ -14,6 +14,8 @@ from typing import Any, BinaryIO
 
 import msgspec
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.actors.steps import GateRefusal, StepRunner
@@ -65,7 +67,11 @@ def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | Non
     target = parse_target(spec.url)
     pid = os.getpid()
     name = f"redisprobe:{spec.role}:{pid}"
-    client = target.connect(name=name)
+    # Like an application's pool, an actor reconnects after a dropped connection (a restart takes a moment to come
+    # back: backoff up to a few seconds); a server that does not answer is not asked again (every wait is bounded
+    # by --connect-timeout).
+    reconnect = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 10, supported_errors=(redis.ConnectionError,))
+    client = target.connect(name=name, retry=reconnect)
     try:
         client_id = int(client.client_id())
         info = client.client_info()

@@ -90,8 +90,9 @@ class Supervisor:
                 except OSError:  # it died already: its exit is recorded by the pump
                     pass
 
-    def wait_all(self, timeout: float) -> None:
-        """Wait for every actor to finish; past `timeout`, stop the stragglers (recorded as crashed)."""
+    def wait_all(self, timeout: float, limit: float | None = None) -> None:
+        """Wait for every actor to finish; past `timeout`, stop the stragglers (recorded as timed out, with the
+        plan's time `limit` in seconds)."""
         self.release()
         deadline = time.monotonic() + timeout
         for run in self.runs:
@@ -100,12 +101,18 @@ class Supervisor:
                 run.proc.wait(remaining)
             except subprocess.TimeoutExpired:
                 procs.stop(run.proc)
-                run.stderr_tail.append(f"stopped after the {timeout:.0f}s time limit")
+                self._finish(run, timed_out=f"still running after the {limit or timeout:g}s time limit "
+                                            "(max_seconds), so it was stopped")
+                continue
             self._finish(run)
 
-    def _finish(self, run: ActorRun) -> None:
+    def _finish(self, run: ActorRun, timed_out: str | None = None) -> None:
         for thread in run.threads:
             thread.join(5)
+        if run.exited is None and timed_out is not None:
+            run.exited = trace.ActorExited(t=time.time(), pid=run.pid, role=run.spec.role,
+                                           returncode=run.proc.returncode, timed_out=True, detail=timed_out)
+            self.writer.emit(run.exited)
         if run.exited is None:
             code = run.proc.returncode
             detail = run.stderr_tail[-1] if run.stderr_tail else f"exited with status {code}"

@@ -74,9 +74,8 @@ def print_catalog(scenario_dir: Path | None = DEFAULT_DIR, *, json: bool = False
     """The `catalog` command's output: a table (or JSON, or the Markdown of docs/catalog.md); always exit 0."""
     import sys
 
-    from rich.table import Table
-
     from redisprobe.render.console import print_json, stdout_console
+    from redisprobe.render.layout import Records
 
     if markdown:
         sys.stdout.write(catalog_markdown())
@@ -85,12 +84,9 @@ def print_catalog(scenario_dir: Path | None = DEFAULT_DIR, *, json: bool = False
         print_json({"catalog": catalog_json(scenario_dir)})
         return 0
     files = scenario_files(scenario_dir)
-    table = Table(title="Root causes redisprobe recognises", title_justify="left")
-    table.add_column("id", style="bold", no_wrap=True)
-    table.add_column("what happened", overflow="fold")
-    table.add_column("scenario", overflow="fold")
-    for rule_id, line, path in catalog_rows(scenario_dir):
-        pending = files.get(rule_id, ("", ""))[1]
-        table.add_row(rule_id, line, (f"{path} (pending)" if pending else path) or "-")
-    stdout_console().print(table)
+    rows = [(rule_id, line, (f"{path} (pending)" if files.get(rule_id, ("", ""))[1] else path) or "-")
+            for rule_id, line, path in catalog_rows(scenario_dir)]
+    stdout_console().print(Records(("id", "what happened", "scenario"), rows,
+                                   title="Root causes redisprobe recognises",
+                                   column_options={"id": {"style": "bold", "no_wrap": True}}))
     return 0

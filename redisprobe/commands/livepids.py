@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from redisprobe.livepids import LiveReport, inspect_pids
 from redisprobe.pidmap import parse_pid_spec
 from redisprobe.render.console import print_json, stderr_console, stdout_console
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
+from redisprobe.render.layout import Records
 from redisprobe.target import parse_target
 
 
@@ -18,7 +21,7 @@ def run_live_info(pids: list[str], url: str | None, *, json: bool) -> int:
     spec = parse_pid_spec(pids)
     err = stderr_console()
     for warning in spec.warnings:
-        err.print(f"redisprobe: warning: {warning}", markup=False)
+        err.print(f"redisprobe: warning: {shown(warning)}", markup=False)
     report = inspect_pids(spec, auth_url=parse_target(url) if url else None)
     if json:
         print_json(report.to_json())
@@ -28,27 +31,28 @@ def run_live_info(pids: list[str], url: str | None, *, json: bool) -> int:
 
 
 def live_view(report: LiveReport) -> Group:
-    table = Table(title="Redis connections of the listed processes", title_justify="left")
-    for name in ("process", "server run_id (identity)", "server address", "version", "role", "db", "client id",
-                 "name", "library", "age (s)"):
-        table.add_column(name, overflow="fold")
+    headers = ("process", "server run_id (identity)", "server address", "version", "role", "db", "client id",
+               "name", "library", "age (s)")
+    rows: list[tuple[Any, ...]] = []
     run_ids = {c.server.run_id for p in report.pids for c in p.connections if c.server.run_id}
     dbs = {c.db for p in report.pids for c in p.connections if c.db is not None}
     for proc in report.pids:
-        who = f"{proc.label} (pid {proc.pid})"
+        who = shown(f"{proc.label} (pid {proc.pid})")
         if not proc.connections:
-            table.add_row(who, Text("no Redis connection found", style="yellow"), *[""] * 8)
+            rows.append((who, Text("no Redis connection found", style="yellow"), *[""] * 8))
         for conn in proc.connections:
             server = conn.server
-            table.add_row(
+            rows.append((
                 who if conn.pid == proc.pid else f"{who} child {conn.pid}",
                 Text(server.run_id[:20], style="bold red" if len(run_ids) > 1 else ""),
                 f"{server.host}:{server.port}" if server.port else server.host, server.version, server.role,
                 Text("?" if conn.db is None else str(conn.db), style="bold red" if len(dbs) > 1 else ""),
-                "" if conn.client_id is None else str(conn.client_id), conn.name, conn.lib,
-                "" if conn.age is None else str(conn.age))
+                "" if conn.client_id is None else str(conn.client_id), shown_key(conn.name), shown_key(conn.lib),
+                "" if conn.age is None else str(conn.age)))
         for problem in proc.unreachable:
-            table.add_row(who, Text(problem, style="yellow"), *[""] * 8)
-    parts = [table, findings_block(report.findings, empty="every listed process reaches the same server and db")]
-    parts += [Text(f"! {w}", style="yellow") for w in report.warnings]
+            rows.append((who, Text(shown(problem), style="yellow"), *[""] * 8))
+    table = Records(headers, rows, title="Redis connections of the listed processes")
+    parts: list[Any] = [table, findings_block(report.findings,
+                                              empty="every listed process reaches the same server and db")]
+    parts += [Text(f"! {shown(w)}", style="yellow") for w in report.warnings]
     return Group(*parts)

@@ -3,8 +3,7 @@ and tell each watched key's life with the doctor's findings at the end (or on Ct
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
+import gc
 import time
 from collections import deque
 from collections.abc import Callable
@@ -12,10 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redisprobe import trace
-from redisprobe.capture import CaptureSession
+from redisprobe.capture import CaptureSession, stop_sessions
+from redisprobe.leftovers import temp_file
 from redisprobe.pidmap import PidSpec
 from redisprobe.session import make_header
-from redisprobe.target import Target
+from redisprobe.summary import Summary
+from redisprobe.target import Target, connect_timeout
+
+_SAY_ANALYSING = 1 << 20  # a trace bigger than this (bytes) takes a noticeable time to analyse: say so
+INTERRUPT_BUDGET = 1.0
+"""Seconds the end of a capture may take after Ctrl-C (draining MONITOR, restoring CONFIG) before it gives up."""
 
 
 @dataclass
@@ -32,13 +37,25 @@ class CaptureOutcome:
     temporary: bool
     interrupted: bool
     lost: list[str]  # one line per kind of attribution lost (events off, CONFIG refused...)
+    gave_up: list[str]  # what the end of the capture abandoned because the server did not answer in time
 
 
 def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
             live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
-    """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way."""
+    """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way (a
+    temporary trace is removed if the capture fails)."""
     temporary = out is None
-    path = out or Path(tempfile.mkstemp(prefix="redisprobe-monitor-", suffix=".jsonl")[1])
+    path = out or temp_file("monitor", ".jsonl")
+    try:
+        return _capture(targets, spec, options, path, temporary, live, on_ready)
+    except BaseException:
+        if temporary:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path: Path, temporary: bool,
+             live: object | None, on_ready: Callable[[], None] | None) -> CaptureOutcome:
     labels = {f"server{index}" if index else "server": t for index, t in enumerate(targets)}
     header = make_header("monitor", labels, {
         "pids": {str(pid): label for pid, label in spec.labels.items()},
@@ -67,19 +84,49 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
                 session.pump()
             if live is not None:
                 _flush_live(live, pending)
+            writer.check()
             time.sleep(0.05)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for session in sessions:  # each stop drains MONITOR and restores CONFIG, even on a second Ctrl-C
-            with contextlib.suppress(KeyboardInterrupt):
-                session.stop()
+        # Each stop drains MONITOR and restores CONFIG, within a budget: a hung server neither stretches the
+        # duration nor holds Ctrl-C (a second one gives up at once); what was given up on is said.
+        gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
+        interrupted = interrupted or again
         if live is not None:
             _flush_live(live, pending)
             live.finish()  # type: ignore[attr-defined]
+        for line in gave_up:  # in the trace; said on stderr by the command, not in the timeline
+            writer.note(f"gave up {line}", level="warning")
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
-    return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost)
+    writer.check()
+    return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
+                          gave_up=[f"gave up {line}" for line in gave_up])
+
+
+def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tuple[str, ...],
+                      say: Callable[[str], None]) -> tuple[Summary, bool]:
+    """The summary of a finished capture, and whether Ctrl-C cut it short (then it has what was ready: clients,
+    gaps, notes and counts, no key lives or findings). A temporary trace is removed either way."""
+    from redisprobe.summary import SummaryInterrupted, summarise
+    from redisprobe.trace import read_trace
+
+    try:
+        size = outcome.trace_path.stat().st_size
+        if size > _SAY_ANALYSING:
+            say(f"analysing {size / 1e6:.1f} MB of capture (Ctrl-C prints what is ready)")
+        _header, stream = read_trace(outcome.trace_path)
+        # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its
+        # first pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
+        gc.disable()
+        try:
+            return summarise(stream, watched=spec.labels, key_patterns=key_patterns), False
+        except SummaryInterrupted as cut:
+            return cut.partial, True
+    finally:
+        if outcome.temporary:
+            outcome.trace_path.unlink(missing_ok=True)
 
 
 def _flush_live(live: object, pending: deque[trace.Recorded]) -> None:

@@ -65,9 +65,14 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
 
 def _summary(events, watched: dict[int, str], path: Path, *, json: bool,  # type: ignore[no-untyped-def]
              key_patterns: tuple[str, ...]) -> int:
-    from redisprobe.summary import summarise
+    from redisprobe.summary import SummaryInterrupted, summarise
 
-    return _show(summarise(events, watched=watched, key_patterns=key_patterns), path, json=json)
+    try:
+        summary = summarise(events, watched=watched, key_patterns=key_patterns)
+    except SummaryInterrupted as cut:  # Ctrl-C: what was ready (clients, gaps, counts), then exit 130
+        _show(cut.partial, path, json=json)
+        raise KeyboardInterrupt from None
+    return _show(summary, path, json=json)
 
 
 def _show(summary: Summary, path: Path, *, json: bool) -> int:

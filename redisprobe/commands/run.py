@@ -10,16 +10,19 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
 from redisprobe.errors import ExitCode, ProbeError
+from redisprobe.render.escape import shown, shown_key
+from redisprobe.render.layout import Records
 from redisprobe.scenario.loader import load
 from redisprobe.scenario.model import Scenario, ScenarioError, ScenarioResult
 from redisprobe.scenario.runner import run_scenario
 
-_STYLE = {"passed": "bold green", "failed": "bold red", "skipped": "yellow", "error": "bold magenta"}
+_STYLE = {"passed": "bold green", "failed": "bold red", "skipped": "yellow", "error": "bold magenta",
+          "interrupted": "bold yellow"}
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -72,7 +75,7 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
     scenarios, errors = load_all(files)
     if errors:
         for error in errors:
-            err.print(f"redisprobe: error: {error}", markup=False)
+            err.print(f"redisprobe: error: {shown(str(error))}", markup=False)
         if junit is not None:
             write_junit([_malformed(error) for error in errors], junit)
         if json:
@@ -86,9 +89,17 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
     with progress:
         task = progress.add_task("scenarios", total=len(scenarios))
         for scenario in scenarios:
-            progress.update(task, description=f"running {scenario.name}")
-            results.append(run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes))
+            progress.update(task, description=f"running {markup_escape(shown_key(scenario.name))}")
+            try:
+                result = run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes)
+            except KeyboardInterrupt:  # before or after its actors ran (starting a sandbox, judging)
+                result = ScenarioResult(name=scenario.name, path=str(scenario.path), catalog_id=scenario.catalog_id,
+                                        passed=False, failures=["interrupted (Ctrl-C)"], findings=[], seconds=0.0,
+                                        status="interrupted")
+            results.append(result)
             progress.advance(task)
+            if result.status == "interrupted":  # the rest is not run; the report so far follows
+                break
     code = exit_code(results)
     if junit is not None:
         write_junit(results, junit)
@@ -103,6 +114,8 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
 
 
 def exit_code(results: list[ScenarioResult]) -> int:
+    if any(r.status == "interrupted" for r in results):
+        return int(ExitCode.INTERRUPTED)
     if any(r.status == "error" for r in results):
         return int(ExitCode.USAGE)
     if any(r.status == "failed" for r in results):
@@ -112,24 +125,22 @@ def exit_code(results: list[ScenarioResult]) -> int:
 
 def results_json(results: list[ScenarioResult], seconds: float, code: int) -> dict[str, object]:
     counts = {status: sum(r.status == status for r in results) for status in ("passed", "failed", "skipped",
-                                                                                 "error")}
+                                                                                 "error", "interrupted")}
     return {"scenarios": [r.to_json() for r in results], **counts, "seconds": round(seconds, 3),
             "exit_code": code}
 
 
-def results_table(results: list[ScenarioResult]) -> Table:
-    table = Table(title="Scenarios", title_justify="left")
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("catalog id", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("findings")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=1)
+def results_table(results: list[ScenarioResult]) -> Records:
+    """One row per scenario; a list of records where a table would not fit (80 columns, CI logs)."""
+    rows = []
     for result in results:
-        why = "\n".join(result.failures) if result.failures else _brief(result.skipped or "")
-        table.add_row(result.name, result.catalog_id or "-", Text(result.status, style=_STYLE[result.status]),
-                      "\n".join(result.rules) or "-", f"{result.seconds:.1f}s", why)
-    return table
+        why = "\n".join(map(shown, result.failures)) if result.failures else shown(_brief(result.skipped or ""))
+        rows.append((shown_key(result.name), shown_key(result.catalog_id or "-"),
+                     Text(result.status, style=_STYLE[result.status]), ", ".join(map(shown, result.rules)) or "-",
+                     f"{result.seconds:.1f}s", why))
+    return Records(("scenario", "catalog id", "result", "findings", "time", "why"), rows, title="Scenarios",
+                   column_options={"time": {"justify": "right", "no_wrap": True}, "why": {"ratio": 1},
+                                   "result": {"no_wrap": True}})
 
 
 def _brief(reason: str) -> str:
@@ -141,7 +152,7 @@ def _brief(reason: str) -> str:
 
 def summary_line(results: list[ScenarioResult], seconds: float) -> Text:
     parts = []
-    for status in ("passed", "failed", "skipped", "error"):
+    for status in ("passed", "failed", "skipped", "error", "interrupted"):
         count = sum(r.status == status for r in results)
         if count:
             parts.append((f"{count} {status}", _STYLE[status]))

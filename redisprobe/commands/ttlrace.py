@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redisprobe.actors.child import ActorSpec
 from redisprobe.analysis.rules.registry import Injection, injectable
 from redisprobe.errors import ProbeError
-from redisprobe.pipeline import Plan
-from redisprobe.session import Targets
+
+if TYPE_CHECKING:  # the CLI reads this module's choices for --help: it must not import redis-py for that
+    from redisprobe.pipeline import Plan
+    from redisprobe.session import Targets
 
 REFRESH = ("expire", "pexpire", "set-ex", "set-keepttl")
+
+
+def bug_ids() -> tuple[str, ...]:
+    """What --bug takes: every registered cause with an injection."""
+    return tuple(injectable())
+
+
+
 POLICIES = ("quiet", "read-only", "missing-is-ready")
 
 
@@ -64,6 +73,9 @@ def check_allowed(options: RaceOptions, targets_owned: bool, allow_writes: bool)
 
 
 def build_plan(targets: Targets, options: RaceOptions) -> Plan:
+    from redisprobe.actors.child import ActorSpec
+    from redisprobe.pipeline import Plan
+
     options.validate()
     injection = injectable().get(options.bug or "") or Injection(how="")
     if injection.min_ttl is not None:

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.pidmap import PidMapper, ProcessInfo
-from redisprobe.target import Target, describe_redis_error
+from redisprobe.target import Target, connect_timeout, describe_redis_error
 
 CONNECTION_NAME = "redisprobe:observer:clients"
 STAT_KEYS = ("evicted_keys", "expired_keys", "used_memory", "maxmemory", "connected_clients", "master_repl_offset")
@@ -118,13 +118,13 @@ class ClientPoller:
     """
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, pid_mapper: PidMapper | None,
-                 interval: float = 0.2, label: str = "", timeout: float = 5.0) -> None:
+                 interval: float = 0.2, label: str = "", timeout: float | None = None) -> None:
         self.target = target
         self.emit = emit
         self.pid_mapper = pid_mapper
         self.interval = interval
         self.where = f"{label} ({target.label})" if label else target.label
-        self.timeout = timeout
+        self.timeout = connect_timeout() if timeout is None else timeout
         self.active = False
         self.lost: str | None = None
         self.server: trace.ServerFingerprint | None = None
@@ -186,6 +186,13 @@ class ClientPoller:
             with contextlib.suppress(Exception):
                 self._client.close()
         self.active = False
+
+    def abort(self) -> None:
+        """Stop waiting for the server: close the connection under a poll blocked on it."""
+        self._stopping.set()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.connection_pool.disconnect()
 
     def __enter__(self) -> ClientPoller:
         return self.start()

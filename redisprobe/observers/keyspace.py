@@ -20,10 +20,10 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from redisprobe import trace
+from redisprobe import configledger, trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.observers.clients import connect_observer
-from redisprobe.target import Target, describe_redis_error
+from redisprobe.target import Target, connect_timeout, describe_redis_error
 
 PATTERN = "__keyevent@*__:*"
 CONNECTION_NAME = "redisprobe:observer:keyspace"
@@ -33,6 +33,8 @@ NEEDED = "Eg$lshzxet"
 _ALIAS_A = "g$lshzxetd"
 LOST = "expiries, evictions and whether an EXPIRE took effect cannot be attributed (MONITOR alone)"
 _CHANNEL_PREFIX = b"__keyevent@"
+_MARK_PREFIX = b"redisprobe:fence:keyspace:"  # a MONITOR capture leaves our marks out of the trace
+_MARKS_KEPT = 64
 _DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 
@@ -76,14 +78,14 @@ class KeyspaceObserver:
     """
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
-                 label: str = "", timeout: float = 5.0, ping_interval: float = 5.0,
+                 label: str = "", timeout: float | None = None, mark_interval: float = 0.5,
                  give_up_after: float | None = 300.0) -> None:
         self.target = target
         self.emit = emit
         self.enable = enable
         self.where = f"{label} ({target.label})" if label else target.label
-        self.timeout = timeout
-        self.ping_interval = ping_interval
+        self.timeout = connect_timeout() if timeout is None else timeout
+        self.mark_interval = mark_interval
         self.give_up_after = give_up_after
         self.active = False
         self.lost: str | None = None
@@ -92,6 +94,8 @@ class KeyspaceObserver:
         self._config_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._aborted = False
+        self._ledger_id: str | None = None  # our change as written down in the config ledger
         self._started = False
         self._stopped = False
         self._conn: Any = None
@@ -100,6 +104,10 @@ class KeyspaceObserver:
         self._run_id = ""
         self._named = True  # False when ACLs refuse CLIENT SETNAME
         self._warned: set[str] = set()
+        # Marks: a PING with our time in it, answered in order with the events. Once its answer is read, every
+        # event the server published before it has been read too: a lost event was published after the mark.
+        self._mark: tuple[float, int | None] = (0.0, None)  # (time, INFO's commands processed) of the last mark read
+        self._sent: dict[bytes, tuple[float, int | None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -119,6 +127,7 @@ class KeyspaceObserver:
                 return self
             self._run_id = self._server_run_id()
             self._settle_config()
+            self._mark = (time.time(), self._processed())
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
             self._thread.start()
@@ -182,9 +191,14 @@ class KeyspaceObserver:
                               f"lacks {lacking!r}): {LOST}; {how}", "warning" if self.enable is None else "info")
                 return
             new = merge_flags(current)
+            # Written down first: if this run is killed before it restores the value, the next one does.
+            configledger.forget(self._ledger_id)
+            self._ledger_id = configledger.record(self.target, self._run_id, "notify-keyspace-events", current, new)
             try:
                 self._admin.config_set("notify-keyspace-events", new)
             except rex.ResponseError as exc:
+                configledger.forget(self._ledger_id)
+                self._ledger_id = None
                 self._refused(f"cannot set notify-keyspace-events on {self.where} ({_reason(exc)}; it is "
                               f"{current!r}, lacking {lacking!r}): {LOST}")
                 return
@@ -200,19 +214,37 @@ class KeyspaceObserver:
             self._warned.add(text)
             self._note(text, level)
 
+    @property
+    def pending_restore(self) -> str | None:
+        """The user's notify-keyspace-events value while ours is still set on the server (None once restored)."""
+        return self._restore_to
+
     def _restore_config(self) -> None:
         with self._config_lock:
-            old, self._restore_to = self._restore_to, None
+            old = self._restore_to
             if old is None or self._admin is None:
                 return
             try:
                 self._admin.config_set("notify-keyspace-events", old)
             except (rex.RedisError, OSError) as exc:
+                if self._aborted:  # given up on: whoever gave up says so
+                    return
                 self._note(f"could not restore notify-keyspace-events on {self.where} to {old!r} "
                            f"({describe_redis_error(exc, self.target)}); run: CONFIG SET notify-keyspace-events "
                            f"{old!r}", "warning")
                 return
+            self._restore_to = None
+            configledger.forget(self._ledger_id)
+            self._ledger_id = None
             self._note(f"restored notify-keyspace-events on {self.where} to {old!r}")
+
+    def abort(self) -> None:
+        """Stop waiting for the server: close our connections under whoever is blocked on them (see `stop`)."""
+        self._aborted = True
+        self._stopping.set()
+        for closing in (lambda: self._conn.disconnect(), lambda: self._admin.connection_pool.disconnect()):
+            with contextlib.suppress(Exception):
+                closing()
 
     # -- the reader ------------------------------------------------------------------------------------------
 
@@ -252,28 +284,51 @@ class KeyspaceObserver:
                 break
 
     def _pump(self, conn: Any) -> None:
-        """Read events until asked to stop; PING when idle so a silently dead link is noticed too."""
+        """Read events until asked to stop; a mark every `mark_interval`, whose answer also proves the link alive
+        (a silently dead one is noticed after `timeout` without any answer)."""
         last = time.monotonic()
-        ping_sent: float | None = None
+        next_mark = 0.0
         while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_mark:
+                self._send_mark(conn)
+                next_mark = now + self.mark_interval
             if not conn.can_read(timeout=0.2):
-                now = time.monotonic()
-                if ping_sent is not None and now - ping_sent > self.timeout:
+                if time.monotonic() - last > self.timeout:
                     raise rex.TimeoutError(f"no answer to PING in {self.timeout:.0f}s")
-                if ping_sent is None and now - last > self.ping_interval:
-                    conn.send_command("PING")
-                    ping_sent = now
                 continue
             while True:
                 self._handle(conn.read_response())
                 if not conn.can_read(timeout=0):
                     break
             last = time.monotonic()
-            ping_sent = None
+
+    def _send_mark(self, conn: Any) -> None:
+        now = time.time()
+        token = _MARK_PREFIX + repr(now).encode()
+        self._sent[token] = (now, self._processed())
+        while len(self._sent) > _MARKS_KEPT:  # sent on a link that then died: never answered
+            self._sent.pop(next(iter(self._sent)))
+        conn.send_command("PING", token)
+
+    def _processed(self) -> int | None:
+        """INFO's total_commands_processed (None when INFO is refused or the server does not answer)."""
+        if self._admin is None:
+            return None
+        try:
+            reply = self._admin.execute_command("INFO", "stats", _MARK_PREFIX + b"count")
+            return int(reply["total_commands_processed"])
+        except (rex.RedisError, OSError, TypeError, ValueError):
+            return None
 
     def _handle(self, message: Any) -> None:
+        if isinstance(message, list) and len(message) == 2 and message[0] == b"pong":
+            mark = self._sent.pop(message[1], None) if isinstance(message[1], bytes) else None
+            if mark is not None:
+                self._mark = mark
+            return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
-            return  # pong, subscription confirmations
+            return  # subscription confirmations
         parsed = parse_channel(message[2])
         if parsed is None:
             return
@@ -282,8 +337,11 @@ class KeyspaceObserver:
         self.emit(trace.Keyspace(t=time.time(), db=db, event=event, key=key, target=self.target.label))
 
     def _recover(self, error: BaseException) -> Any:
-        """Reconnect with bounded backoff; write the hole as a Gap. None when stopped or given up."""
-        lost_at = time.time()
+        """Reconnect with bounded backoff; write the hole as a Gap. None when stopped or given up.
+
+        The hole starts at the last mark read (events published after it may be lost, however late the drop was
+        noticed: a slow subscriber is dropped long after the events it never read were published)."""
+        lost_at, processed_then = self._mark if self._mark[0] else (time.time(), None)
         started = time.monotonic()
         cause = _reason(error)
         delay = 0.05
@@ -319,8 +377,14 @@ class KeyspaceObserver:
             except _DROPPED:
                 conn.disconnect()
                 continue
+            processed_now = self._processed()
+            lost = None
+            if processed_then is not None and processed_now is not None and processed_now >= processed_then:
+                lost = processed_now - processed_then
+                reason += f"; the server ran about {lost:,} commands meanwhile (INFO stats)"
+            self._mark = (time.time(), processed_now)
             self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, until=time.time(),
-                                target=self.target.label))
+                                target=self.target.label, lost=lost))
             return conn
         self.emit(trace.Gap(t=lost_at, source="keyspace", target=self.target.label,
                             reason=f"keyspace subscription lost ({cause}); still disconnected when the run ended"))

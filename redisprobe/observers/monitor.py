@@ -49,6 +49,7 @@ from redisprobe.monitor_parse import (
     line_time,
     parse_monitor_line,
 )
+from redisprobe.target import connect_timeout
 
 if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s, 12 MB)
     import redis
@@ -67,6 +68,11 @@ _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
 _ROTATE_BYTES = 64 << 20  # the reader starts a new spool file after this much; the parent deletes read ones
 _RETRY_MAX = 1.0  # reconnect backoff cap, seconds
 _RESPAWN_EVERY = 1.0  # at most one reader respawn per this many seconds
+SPOOL_FAILED = 3  # the reader's exit code when it cannot write its spool
+_READER_START = 10.0  # seconds allowed for the reader process to start (Python on a loaded 2-core machine)
+_MARK_EVERY = 1.0  # seconds between marks: the server's command count, pinned to a place in the stream
+_MARK_PREFIX = FENCE_PREFIX + b"mark:"
+_MARKS_KEPT = 16
 
 
 @dataclass
@@ -138,11 +144,18 @@ class MonitorCapture:
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
         self._stem = ""
+        # Marks: every _MARK_EVERY s, `INFO stats <token>` (an unknown section name is ignored): its reply is the
+        # server's command count, and where its line shows in the stream the server had run that many commands; a
+        # gap's lost count is measured from there. Servers before 7.0 refuse it: their gaps come without a count.
+        self._marks: dict[bytes, int] = {}  # sent, not seen yet: token -> commands processed when sent
+        self._mark: tuple[int, int] | None = None  # the last mark seen: (commands processed, lines since)
+        self._next_mark = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10) -> None:
-        """Check the connection, spawn the reader, and return once the server has acknowledged MONITOR.
+    def start(self, timeout: float | None = None) -> None:
+        """Check the connection, spawn the reader, and return once the server has acknowledged MONITOR (each wait
+        for the server bounded by `timeout`, default `--connect-timeout`; the reader's own start on top).
 
         Raises `ConnectionProblem` (a `ProbeError`, one line, no secrets) on a refused connection, a wrong
         password or a user without permission for MONITOR.
@@ -151,6 +164,7 @@ class MonitorCapture:
             return
         self._started = True
         try:
+            timeout = connect_timeout() if timeout is None else timeout
             self._fence = self._fence_client(timeout)  # also proves the address and the credentials
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -161,7 +175,7 @@ class MonitorCapture:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._file = self.spool.open("rb")
             self._spawn(retry_forever=False)
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + timeout * 4 + _READER_START  # AUTH, SETNAME, INFO, MONITOR
             while not self._monitoring:
                 self._read_available()
                 if self._monitoring:
@@ -173,7 +187,7 @@ class MonitorCapture:
                     raise ProbeError(f"the MONITOR reader for {self.where} exited at start "
                                      f"(code {self.proc.returncode}): {self._stderr_tail()}")
                 if time.monotonic() > deadline:
-                    raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged within {timeout:g}s")
+                    raise ConnectionProblem(f"MONITOR on {self.where} was not acknowledged in time")
                 time.sleep(0.005)
         except BaseException:
             self.stop()
@@ -198,6 +212,13 @@ class MonitorCapture:
                 with contextlib.suppress(OSError):
                     path.unlink()
 
+    def abort(self) -> None:
+        """Stop waiting for the server (a drain blocked on the fence connection), then `stop()`."""
+        if self._fence is not None:
+            with contextlib.suppress(Exception):
+                self._fence.connection_pool.disconnect()
+        self.stop()
+
     def __enter__(self) -> MonitorCapture:
         self.start()
         return self
@@ -219,6 +240,7 @@ class MonitorCapture:
             return []
         out: list[Handed] = []
         self._watch_reader()
+        self._send_mark()
         taken = 0
         while True:
             taken += self._take(out, None if max_lines is None else max_lines - taken)[1]
@@ -228,7 +250,7 @@ class MonitorCapture:
                 self._take(out, None if max_lines is None else max_lines - taken)
                 return out
 
-    def drain(self, timeout: float = 10) -> list[Handed]:
+    def drain(self, timeout: float | None = None) -> list[Handed]:
         """Everything the server executed before this call: the rest of the spool up to a fence.
 
         The fence is `ECHO redisprobe:fence:<uuid>` sent on a connection of our own once MONITOR is on; since
@@ -241,10 +263,11 @@ class MonitorCapture:
         """
         return [event for batch in self.drain_batches(timeout) for event in batch]
 
-    def drain_batches(self, timeout: float = 10, batch: int = 16384) -> Iterator[list[Handed]]:
+    def drain_batches(self, timeout: float | None = None, batch: int = 16384) -> Iterator[list[Handed]]:
         """`drain()` in lists of at most `batch` lines and gaps, so that memory stays flat however long the backlog."""
         if not self._started or self._stopped:
             return
+        timeout = connect_timeout() if timeout is None else timeout
         deadline = time.monotonic() + timeout
         token = FENCE_PREFIX + uuid.uuid4().hex.encode()
         sent_epoch = -1
@@ -360,6 +383,12 @@ class MonitorCapture:
             if run:
                 self._queue_raw(b"\r\n".join(run) + b"\r\n")
                 run = []
+            processed = self._marks.pop(fence, None)
+            if processed is not None:
+                self._mark = (processed, 0)
+                continue
+            if self._mark is not None:
+                self._mark = (self._mark[0], self._mark[1] + 1)
             self._pending.append(_Fence(fence))
         if run:
             self._queue_raw(b"\r\n".join(run) + b"\r\n")
@@ -367,6 +396,8 @@ class MonitorCapture:
     def _queue_raw(self, data: bytes) -> None:
         lines = data.count(b"\n")
         self.stats.lines += lines
+        if self._mark is not None:
+            self._mark = (self._mark[0], self._mark[1] + lines)
         self._pending.append(_Raw(data, lines))
 
     def _status(self, line: bytes) -> None:
@@ -386,12 +417,15 @@ class MonitorCapture:
             lost, self._lost = self._lost, None
             if lost is not None:
                 self.stats.reconnects += 1
-                self._gap(lost, until=float(status["t"]))
+                self._gap(lost, until=float(status["t"]), processed=status.get("processed"))
+            self._mark = None
             self._last_t = max(self._last_t, float(status["t"]))
         elif event == "lost":
             self._monitoring = False
             if self._lost is None:
-                self._lost = status
+                # From the server time of the last line received, not the reader's receive time: a reader that
+                # fell behind receives lines long after the server ran them, and the lost ones came after those.
+                self._lost = {**status, "t": self._last_t or status.get("t"), "mark": self._mark}
         elif event == "retrying":
             if self._lost is not None:
                 self._lost["last_error"] = str(status.get("text", ""))
@@ -401,7 +435,7 @@ class MonitorCapture:
             self._monitoring = False
             self._fatal = status
             if self._started and self._epoch and self._lost is None:
-                self._lost = {"t": self._last_t, "reason": self._fatal_message(status)}
+                self._lost = {"t": self._last_t, "reason": self._fatal_message(status), "mark": self._mark}
 
     def _rotate(self, following: Path) -> None:
         """The reader moved on to `following`: this file is read to its end (the status was its last line)."""
@@ -417,7 +451,7 @@ class MonitorCapture:
             with contextlib.suppress(OSError):
                 previous.unlink()
 
-    def _gap(self, lost: dict[str, Any], until: float | None) -> None:
+    def _gap(self, lost: dict[str, Any], until: float | None, processed: object = None) -> None:
         self.stats.gaps += 1
         reason = str(lost.get("reason", "MONITOR connection lost"))
         dropped = int(lost.get("dropped", 0) or 0)
@@ -425,8 +459,11 @@ class MonitorCapture:
             reason += f" (a partial line of {dropped} bytes was dropped)"
         if lost.get("last_error"):
             reason += f"; reconnecting failed for a while: {lost['last_error']}"
+        missed = lost_commands(lost.get("mark"), processed)
+        if missed is not None:
+            reason += f"; the server ran about {missed:,} commands meanwhile that MONITOR did not deliver (INFO stats)"
         self._pending.append(trace.Gap(t=float(lost.get("t") or self._last_t or time.time()), until=until,
-                                       source=SOURCE, target=self._label,
+                                       source=SOURCE, target=self._label, lost=missed,
                                        reason=f"MONITOR on {self.where}: {reason}"))
 
     # -- the reader process ----------------------------------------------------------------------------------
@@ -439,6 +476,7 @@ class MonitorCapture:
             "rotate_bytes": _ROTATE_BYTES,
             "name": CONNECTION_NAME,
             "retry_forever": retry_forever,
+            "timeout": connect_timeout(),
         }
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # so `-m` finds this package even when not installed
@@ -460,10 +498,12 @@ class MonitorCapture:
             return
         while self._read_available():
             pass
+        if self.proc.returncode == SPOOL_FAILED:  # a new reader would fail the same way
+            raise ProbeError(f"{self._stderr_tail()} (in {self.spool_dir}; see $TMPDIR)")
         if time.monotonic() - self._spawned_at < _RESPAWN_EVERY:
             return
         if self._lost is None:
-            self._lost = {"t": self._last_t or time.time(),
+            self._lost = {"t": self._last_t or time.time(), "mark": self._mark,
                           "reason": f"the MONITOR reader process exited (code {self.proc.returncode}): "
                                     f"{self._stderr_tail()}"}
         self._monitoring = False
@@ -510,7 +550,7 @@ class MonitorCapture:
 
         # RESP2: a reconnect then shows only CLIENT SETNAME (filtered out) in MONITOR, not HELLO too.
         # No retries inside redis-py (its backoff would stall start() and drain() for seconds): drain() resends.
-        client = self.target.connect(name=FENCE_NAME, timeout=min(timeout, 5.0), protocol=2,
+        client = self.target.connect(name=FENCE_NAME, timeout=timeout, protocol=2,
                                      retry=Retry(NoBackoff(), 0))
         try:
             client.ping()
@@ -519,6 +559,21 @@ class MonitorCapture:
                 client.close()
             raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
         return client
+
+    def _send_mark(self) -> None:
+        """Every _MARK_EVERY s while MONITOR is on: the server's command count, then a token in the stream."""
+        now = time.monotonic()
+        if not self._monitoring or self._fence is None or now < self._next_mark:
+            return
+        self._next_mark = now + _MARK_EVERY
+        token = _MARK_PREFIX + uuid.uuid4().hex.encode()
+        try:
+            reply = self._fence.execute_command("INFO", "stats", token)
+            self._marks[token] = int(reply["total_commands_processed"])
+        except Exception:  # a mark is a bonus: without one, a gap's count is unknown, its window still right
+            return
+        while len(self._marks) > _MARKS_KEPT:  # tokens sent while MONITOR was away never show up
+            self._marks.pop(next(iter(self._marks)))
 
     def _send_fence(self, token: bytes) -> bool:
         if self._fence is None:
@@ -530,13 +585,26 @@ class MonitorCapture:
         return True
 
 
+def lost_commands(mark: object, processed: object) -> int | None:
+    """How many commands the server ran between the last mark seen before a loss and the reconnection that MONITOR
+    did not deliver: INFO's count at reconnection, less the count at the mark, the mark itself, and the lines
+    delivered after it. None without a mark, or when the count went down (a restart resets it)."""
+    if not isinstance(mark, tuple) or not isinstance(processed, int):
+        return None
+    at_mark, delivered = mark
+    missed = processed - at_mark - 1 - delivered
+    return missed if processed >= at_mark else None
+
+
 def _fence_of(args: list[bytes]) -> bytes | None:
-    """Our fence ECHOs, and the fence connection naming itself again after a reconnect, are not the user's:
-    the fence token (b"" for the renaming), or None for a user's command."""
-    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() == b"ECHO":
+    """Our fence ECHOs and marks, and the fence connection naming itself again after a reconnect, are not the
+    user's: the fence or mark token (b"" for the renaming), or None for a user's command."""
+    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() in (b"ECHO", b"PING"):
         return args[1]
     if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
         return b""
+    if len(args) == 3 and args[2].startswith(FENCE_PREFIX) and args[0].upper() == b"INFO":
+        return args[2]
     return None
 
 
@@ -576,18 +644,26 @@ class _Spool:
         self.fd, self.written = fd, 0
 
 
+class _SpoolFailed(Exception):
+    """The spool cannot be written (disk full, file too large): nothing the reader can do about it."""
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError as exc:
+        raise _SpoolFailed(exc.strerror or str(exc)) from None
 
 
-def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
-    """Open the connection, authenticate, name it, and send MONITOR; returns the socket and bytes after +OK."""
+def _connect(target: dict[str, Any], name: str, timeout: float) -> tuple[socket.socket, bytes, int | None]:
+    """Open the connection, authenticate, name it, read the server's command count, and send MONITOR; returns the
+    socket, the bytes after +OK, and INFO's total_commands_processed just before MONITOR (None if refused)."""
     if target.get("unix_path"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
+        sock.settimeout(timeout)
         try:
             sock.connect(target["unix_path"])
         except BaseException:
@@ -595,7 +671,7 @@ def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
             raise
     else:
         host = target.get("host") or "localhost"
-        sock = socket.create_connection((host, target.get("port") or 6379), timeout=10)
+        sock = socket.create_connection((host, target.get("port") or 6379), timeout=timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for option, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, option):
@@ -620,11 +696,16 @@ def _connect(target: dict[str, Any], name: str) -> tuple[socket.socket, bytes]:
             if not reply.startswith(b"+"):
                 raise _Refused(reply[1:].decode("utf-8", "replace"))
         reply, buffered = _command(sock, ["CLIENT", "SETNAME", name], buffered)  # refusal is harmless
+        reply, buffered = _command(sock, ["INFO", "stats"], buffered)
+        processed = None
+        if reply.startswith(b"$"):
+            body, buffered = _bulk(sock, int(reply[1:]), buffered)
+            processed = _info_int(body, b"total_commands_processed")
         reply, buffered = _command(sock, ["MONITOR"], buffered)
         if not reply.startswith(b"+"):
             raise _Refused(reply[1:].decode("utf-8", "replace"))
         sock.settimeout(None)  # an idle server sends nothing for hours; keepalive notices a dead peer
-        return sock, buffered
+        return sock, buffered, processed
     except BaseException:
         sock.close()
         raise
@@ -641,6 +722,24 @@ def _command(sock: socket.socket, words: list[str], buffered: bytes) -> tuple[by
         buffered += more
     line, _, rest = buffered.partition(b"\r\n")
     return line, rest
+
+
+def _bulk(sock: socket.socket, size: int, buffered: bytes) -> tuple[bytes, bytes]:
+    """The body of a bulk reply of `size` bytes (its header line already read), and the bytes after it."""
+    while len(buffered) < size + 2:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("connection closed by the server during the handshake")
+        buffered += more
+    return buffered[:size], buffered[size + 2:]
+
+
+def _info_int(body: bytes, field: bytes) -> int | None:
+    for line in body.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name == field and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _pump(sock: socket.socket, spool: _Spool, leftover: bytes) -> tuple[str, float, int]:
@@ -696,15 +795,24 @@ def reader_main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     config = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
+    try:
+        return _read_forever(config)
+    except _SpoolFailed as exc:
+        sys.stderr.write(f"cannot write the MONITOR spool: {exc}\n")
+        return SPOOL_FAILED
+
+
+def _read_forever(config: dict[str, Any]) -> int:
     target, name = config["target"], config["name"]
     spool = _Spool(config["spool"], int(config.get("rotate_bytes") or _ROTATE_BYTES))
     retry_forever = bool(config.get("retry_forever"))
+    timeout = float(config.get("timeout") or 10)
     first = True
     delay = 0.05
     last_error = ""
     while True:
         try:
-            sock, leftover = _connect(target, name)
+            sock, leftover, processed = _connect(target, name, timeout)
         except Exception as exc:  # every failure is reported or retried
             kind, text = _describe(exc)
             if first and not retry_forever:
@@ -716,7 +824,7 @@ def reader_main() -> int:
             time.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
             continue
-        spool.status(ev="monitoring", t=time.time(), reconnect=not first)
+        spool.status(ev="monitoring", t=time.time(), reconnect=not first, processed=processed)
         first, delay, last_error = False, 0.05, ""
         try:
             reason, last_rx, dropped = _pump(sock, spool, leftover)

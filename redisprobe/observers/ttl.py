@@ -27,7 +27,7 @@ class TtlSampler:
         self._client: redis.Redis | None = None
 
     def start(self) -> TtlSampler:
-        self._client = self.target.connect(name="redisprobe:observer:ttl", timeout=3)
+        self._client = self.target.connect(name="redisprobe:observer:ttl")
         self._thread.start()
         return self
 

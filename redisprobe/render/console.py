@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.segment import Segment
 
+from redisprobe.render.escape import escape
 from redisprobe.target import redact
+
+# Characters a terminal acts on, other than the line breaks rich lays out: never written from text.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# In JSON: what msgspec leaves raw but a terminal may still act on (DEL, C1 controls, line separators, bidi).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class RedactingStream:
@@ -23,12 +32,29 @@ class RedactingStream:
         return getattr(self._stream, name)
 
 
+class SafeConsole(Console):
+    """A rich Console that never writes a control character taken from text (ESC, CR, NUL, BEL...).
+
+    Renderers escape what they show before layout (`render.escape`); this is the backstop for anything that
+    slipped through: text segments are escaped as they are written, rich's own styles and cursor moves are not.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(_escape_controls(text), style, control) if control is None and _CONTROL.search(text)
+            else Segment(text, style, control) for text, style, control in buffer)
+
+
+def _escape_controls(text: str) -> str:
+    return "\n".join(escape(part) for part in text.split("\n"))
+
+
 def stdout_console(*, record: bool = False) -> Console:
-    return Console(file=RedactingStream(sys.stdout), highlight=False, record=record, soft_wrap=False)
+    return SafeConsole(file=RedactingStream(sys.stdout), highlight=False, record=record, soft_wrap=False)
 
 
 def stderr_console() -> Console:
-    return Console(file=RedactingStream(sys.stderr), stderr=True, highlight=False, soft_wrap=True)
+    return SafeConsole(file=RedactingStream(sys.stderr), stderr=True, highlight=False, soft_wrap=True)
 
 
 def save_svg(console: Console, path: str, title: str) -> None:
@@ -51,5 +77,6 @@ def print_json(data: object) -> None:
 
     # encoded straight from the objects (Structs included): a big report's keys are not copied first
     text = msgspec.json.format(msgspec.json.encode(data, enc_hook=json_fallback), indent=2).decode()
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)  # inside strings only: still JSON
     sys.stdout.write(redact(text) + "\n")
     sys.stdout.flush()

@@ -8,6 +8,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from redisprobe.findings import Finding
+from redisprobe.render.escape import shown
 
 _STYLE = {"error": "bold red", "warning": "bold yellow", "info": "cyan"}
 
@@ -20,8 +21,8 @@ def findings_block(findings: Sequence[Finding], *, empty: str = "no finding") ->
         head = Text()
         head.append(f"✗ {finding.rule}", style=_STYLE.get(finding.severity, "bold"))
         head.append(f" [{finding.severity}] ", style="dim")
-        head.append(finding.summary)
+        head.append(shown(finding.summary))
         parts.append(head)
         for line in finding.evidence:
-            parts.append(Text(f"    • {line}", style="dim" if finding.severity == "info" else ""))
+            parts.append(Text(f"    • {shown(line)}", style="dim" if finding.severity == "info" else ""))
     return Group(*parts)

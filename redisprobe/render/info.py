@@ -6,6 +6,7 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from redisprobe.commands.info import InfoReport
+from redisprobe.render.escape import shown
 from redisprobe.render.findings import findings_block
 from redisprobe.render.isolation import side_by_side
 
@@ -56,7 +57,7 @@ def print_info(console: Console, report: InfoReport, trace_path: str | None) -> 
     parts: list[RenderableType] = [
         side_by_side(columns(report), title="What each actor's connection sees", expected_to_differ=_VOLATILE)]
     for crash in report.crashed:
-        parts.append(Text(f"! {crash.role} (pid {crash.pid}) crashed: {crash.detail}", style="bold red"))
+        parts.append(Text(f"! {crash.role} (pid {crash.pid}) crashed: {shown(crash.detail)}", style="bold red"))
     parts.append(findings_block(report.findings, empty="same server (run_id) and same db for every actor"))
     if trace_path:
         parts.append(Text(f"trace written to {trace_path}", style="dim"))

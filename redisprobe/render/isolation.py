@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from redisprobe import trace
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
 from redisprobe.visibility import VisibilityReport
 
@@ -43,7 +44,8 @@ def side_by_side(columns: dict[str, dict[str, str]], *, title: str, identity: st
         values = [values.get(field, "") for values in columns.values()]
         differs = len(set(values)) > 1 and field not in expected_to_differ
         label = Text(field + (" (identity)" if field == identity else ""))
-        cells = [Text(("≠ " if differs else "") + value, style="bold red" if differs else "") for value in values]
+        cells = [Text(("≠ " if differs else "") + shown_key(value), style="bold red" if differs else "")
+                 for value in values]
         table.add_row(label, *cells)
     return table
 
@@ -60,7 +62,7 @@ def isolation_view(report: VisibilityReport, trace_path: str | None) -> Renderab
                        f"{check.waited * 1000:.0f} ms, {check.attempts} polls")
     parts.append(checks)
     for crash in report.crashed:
-        parts.append(Text(f"! {crash.role} (pid {crash.pid}) crashed: {crash.detail}", style="bold red"))
+        parts.append(Text(f"! {crash.role} (pid {crash.pid}) crashed: {shown(crash.detail)}", style="bold red"))
     verdict = Text("verdict: ", style="bold")
     verdict.append(report.verdict, style="bold green" if report.verdict == "visible" else "bold red")
     parts += [verdict, findings_block(report.findings)]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import time
+from collections.abc import Collection
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
+from redisprobe.render.escape import shown, shown_key
 from redisprobe.render.findings import findings_block
+from redisprobe.render.layout import Records
 from redisprobe.summary import Summary
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -34,59 +37,64 @@ def who(by: dict[str, Any] | None) -> str:
     label = by.get("label") or "unlisted"
     pid = by.get("pid")
     client = by.get("client_id")
-    return f"{label}" + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
+    return shown(f"{label}") + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
+
+
+def key_of(life: dict[str, Any]) -> bytes | str:
+    """A key's exact bytes when its name is not UTF-8 (`key_base64`), else its text."""
+    exact = life.get("key_base64")
+    return base64.b64decode(exact) if exact else str(life.get("key"))
 
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def keys_table(summary: Summary, *, limit: int = 50) -> Table:
-    table = Table(title="Each key's life", title_justify="left")
+def keys_table(summary: Summary, *, limit: int = 50) -> Records:
     curves = bool(summary.ttl_curves)
-    for name in ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]:
-        table.add_column(name, overflow="fold")
+    headers = ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]
+    rows = []
     for life in summary.keys[:limit]:
         removed = life.get("removed") or {}
         how = removed.get("how", "") if removed else "alive"
         style = _REMOVED_STYLE.get(how, "bold red" if how not in ("alive", "") else "")
-        cells = [str(life.get("key")), str(life.get("db", "")),
+        cells = [shown_key(key_of(life)), str(life.get("db", "")),
                  who(life.get("created_by")) if life.get("created_by") else "-", _seconds(life.get("ttl_set")),
                  _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
         if curves:
             cells.append(sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
-        table.add_row(*cells)
-    if len(summary.keys) > limit:
-        table.caption = f"{len(summary.keys) - limit} more keys in --json / the trace"
-    return table
+        rows.append(cells)
+    caption = f"{len(summary.keys) - limit} more keys in --json / the trace" if len(summary.keys) > limit else None
+    return Records(headers, rows, title="Each key's life", caption=caption, foldable=("key", "TTL curve"))
 
 
-def summary_view(summary: Summary, *, trace_path: str | None = None) -> RenderableType:
+def summary_view(summary: Summary, *, trace_path: str | None = None,
+                 already_said: Collection[str] = ()) -> RenderableType:
+    """The summary; warnings in `already_said` (printed by the live timeline) are not repeated."""
     parts: list[RenderableType] = []
     if summary.clients:
-        clients = Table(title="Clients seen", title_justify="left")
-        for name in ("client id", "addr", "db", "name", "pid", "process / label"):
-            clients.add_column(name)
-        for c in summary.clients:
-            clients.add_row(str(c["client_id"]), c["addr"], str(c["db"]), c["name"], str(c["pid"] or "?"),
-                            c["label"] if c["label"] != "unlisted" else Text(f"unlisted {c['process']}",
-                                                                             style="yellow"))
-        parts.append(clients)
+        rows = [(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]), str(c["pid"] or "?"),
+                 shown(c["label"]) if c["label"] != "unlisted" else Text(shown(f"unlisted {c['process']}"),
+                                                                         style="yellow"))
+                for c in summary.clients]
+        parts.append(Records(("client id", "addr", "db", "name", "pid", "process / label"), rows,
+                             title="Clients seen", foldable=("name",)))
     if summary.keys:
         parts.append(keys_table(summary))
     parts.append(findings_block(summary.findings))
     for gap in summary.gaps:
         until = time.strftime("%H:%M:%S", time.localtime(gap.until)) if gap.until else "the end"
         parts.append(Text(f"GAP: {gap.source} lost events from {time.strftime('%H:%M:%S', time.localtime(gap.t))} "
-                          f"to {until}: {gap.reason}", style="bold red"))
+                          f"to {until}: {shown(gap.reason)}", style="bold red"))
     for note in summary.notes:
-        if note.level == "warning":
-            parts.append(Text(f"! {note.text}", style="yellow"))
+        if note.level == "warning" and note.text not in already_said:
+            parts.append(Text(f"! {shown(note.text)}", style="yellow"))
     stats = summary.stats
     parts.append(Text(f"{stats.get('commands', 0)} commands, {stats.get('keyspace_events', 0)} keyspace events, "
                       f"{len(summary.gaps)} gaps" + (f"; trace: {trace_path}" if trace_path else ""), style="dim"))
     return Group(*parts)
 
 
-def print_summary(console: Console, summary: Summary, *, trace_path: str | None = None) -> None:
-    console.print(summary_view(summary, trace_path=trace_path))
+def print_summary(console: Console, summary: Summary, *, trace_path: str | None = None,
+                  already_said: Collection[str] = ()) -> None:
+    console.print(summary_view(summary, trace_path=trace_path, already_said=already_said))

@@ -21,6 +21,7 @@ from rich.text import Text
 from redisprobe import trace
 from redisprobe.analysis import commands as cmds
 from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
+from redisprobe.render.escape import shown, shown_key
 
 ROWS_PER_SECOND: Final = 500
 _EMPTYING_KEPT: Final = 10_000  # keys a pop or HDEL may have emptied, waiting for their `del` event
@@ -64,8 +65,8 @@ def _literal(pattern: bytes) -> str | None:
 
 
 def _text(value: bytes, limit: int = 60) -> str:
-    text = value.decode("utf-8", "backslashreplace")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """An argument as a row shows it: escaped, cut with its length."""
+    return shown_key(value, limit)
 
 
 class LiveTimeline:
@@ -78,6 +79,7 @@ class LiveTimeline:
         self.watched = watched or {}
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
+        self.said: set[str] = set()  # warnings printed, so that the summary does not repeat them
         self.rows = 0
         self._last_script_peer = ""
         self._emptying: dict[tuple[int, bytes], str] = {}  # (db, key) -> who took from it last (pops, HDEL...)
@@ -122,9 +124,10 @@ class LiveTimeline:
                     self._row(event.t, who, "", event.db, "(emptied)", event.key, "REMOVED: its last element was "
                               "taken", "bold red")
             elif isinstance(event, trace.Gap):
-                self._print(f"{_clock(event.t)} GAP in {event.source}: {event.reason}", "bold red")
-            elif isinstance(event, trace.Note) and event.level == "warning":
-                self._print(f"! {event.text}", "yellow")
+                self._print(f"{_clock(event.t)} GAP in {event.source}: {shown(event.reason)}", "bold red")
+            elif isinstance(event, trace.Note) and event.level == "warning" and event.text not in self.said:
+                self.said.add(event.text)
+                self._print(f"! {shown(event.text)}", "yellow")
 
     def finish(self) -> None:
         """Say how many lines were passed over since the last such note."""
@@ -217,7 +220,7 @@ class LiveTimeline:
         elif self._emptying:
             for key in keys:  # another command on the key: a later `del` event is its own
                 self._emptying.pop((event.db, key), None)
-        self._row(event.t, who, client_id, event.db, _text(event.args[0], 10).upper(), keys[0], effect, style)
+        self._row(event.t, who, client_id, event.db, _text(event.args[0].upper(), 10), keys[0], effect, style)
 
     def _wanted(self, keys: Sequence[bytes]) -> bool:
         if not self.patterns:
@@ -228,7 +231,8 @@ class LiveTimeline:
              style: str) -> None:
         self.rows += 1
         self._shown += 1
-        line = f"{_clock(t):<12} {who[:24]:<24} {client_id:>6} {db:>3}  {command:<10} {_text(key, 40):<40} {effect}"
+        line = (f"{_clock(t):<12} {shown(who)[:24]:<24} {client_id:>6} {db:>3}  {command:<10} {_text(key, 40):<40} "
+                f"{shown(effect)}")
         self._print(line, style)
 
     def _print(self, line: str, style: str) -> None:

@@ -7,12 +7,13 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from redisprobe.render.escape import escape
 from redisprobe.scenario.model import ScenarioResult
 
 
 def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET.ElementTree:
     failures = sum(r.status == "failed" for r in results)
-    errors = sum(r.status == "error" for r in results)
+    errors = sum(r.status in ("error", "interrupted") for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     total = sum(r.seconds for r in results)
     root = ET.Element("testsuites", name=suite, tests=str(len(results)), failures=str(failures),
@@ -28,18 +29,19 @@ def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET
             ET.SubElement(props, "property", name="catalog_id", value=result.catalog_id)
         if result.status == "failed":
             first = result.failures[0] if result.failures else "failed"
-            failure = ET.SubElement(case, "failure", message=first, type="ExpectationFailed")
-            failure.text = "\n".join(result.failures)
-        elif result.status == "error":
-            first = result.failures[0] if result.failures else "error"
-            error = ET.SubElement(case, "error", message=first, type="ScenarioError")
-            error.text = "\n".join(result.failures)
+            failure = ET.SubElement(case, "failure", message=escape(first), type="ExpectationFailed")
+            failure.text = "\n".join(map(escape, result.failures))
+        elif result.status in ("error", "interrupted"):
+            first = result.failures[0] if result.failures else result.status
+            error = ET.SubElement(case, "error", message=escape(first),
+                                  type="Interrupted" if result.status == "interrupted" else "ScenarioError")
+            error.text = "\n".join(map(escape, result.failures))
         elif result.status == "skipped":
             ET.SubElement(case, "skipped", message=result.skipped or "skipped")
         lines = [f"{f.rule} ({f.severity}): {f.summary}" for f in result.findings]
         lines += [f"note: {note}" for note in result.notes]
         if lines:
-            ET.SubElement(case, "system-out").text = "\n".join(lines)
+            ET.SubElement(case, "system-out").text = "\n".join(map(escape, lines))  # XML allows no control codes
     tree = ET.ElementTree(root)
     ET.indent(tree)
     return tree

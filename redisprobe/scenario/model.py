@@ -85,7 +85,7 @@ class Scenario:
 
 @dataclass
 class ScenarioResult:
-    """The outcome of one scenario: `status` is passed / failed / skipped / error."""
+    """The outcome of one scenario: `status` is passed / failed / skipped / error / interrupted."""
 
     name: str
     path: str

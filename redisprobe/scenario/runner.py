@@ -109,6 +109,9 @@ def run_scenario(scenario: Scenario, *, url: str | None = None, out: Path | None
     execution = diagnose(scenario, execution)
     result = evaluate(scenario, execution, str(plan.options["ns"]))
     result.seconds = time.monotonic() - started
+    if execution.interrupted:  # what was seen so far, judged as such: not a pass, not a failure
+        result.status, result.passed = "interrupted", False
+        result.failures = ["interrupted (Ctrl-C) before the scenario finished", *result.failures]
     return result
 
 
@@ -137,6 +140,7 @@ def diagnose(scenario: Scenario, execution: Execution) -> Execution:
     watched = {e.pid: e.role for e in seen if isinstance(e, trace.ActorStarted)}
     diagnosed = diagnose_events(seen, watched, execution.trace_path)
     return Execution(events=ordered, findings=diagnosed.findings, lives=diagnosed.lives, crashed=execution.crashed,
+                     timed_out=execution.timed_out, interrupted=execution.interrupted,
                      gaps=execution.gaps, notes=execution.notes, trace_path=execution.trace_path)
 
 
@@ -173,6 +177,8 @@ def evaluate(scenario: Scenario, execution: Execution, ns: str) -> ScenarioResul
     rules = {f.rule for f in findings}
     for crash in execution.crashed:
         failures.append(f"actor {crash.role} (pid {crash.pid}) crashed: {crash.detail or f'exit {crash.returncode}'}")
+    for late in execution.timed_out:
+        failures.append(f"timed out: actor {late.role} (pid {late.pid}) was {late.detail}")
     checks = [e for e in execution.events if isinstance(e, trace.Check)]
     visible = bool(checks) and all(c.ok for c in checks) and not execution.crashed if checks else None
     if expect.visible is not None:
