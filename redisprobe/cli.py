@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from redisprobe import __version__
-from redisprobe.commands.ttlrace import POLICIES, REFRESH
+from redisprobe.commands.ttlrace import POLICIES, REFRESH, bug_ids
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.outputs import check_output
 from redisprobe.procs import sigterm_as_interrupt
@@ -47,12 +47,6 @@ ProcUrlOpt = Annotated[str | None, typer.Option("--processor-url", metavar="URL"
 def _complete(values: Any) -> Callable[[str], list[str]]:
     """Shell completion for an option with a fixed set of values."""
     return lambda incomplete: [value for value in values if value.startswith(incomplete)]
-
-
-def _complete_bug(incomplete: str) -> list[str]:
-    from redisprobe.commands.ttlrace import injectable
-
-    return [bug for bug in injectable() if bug.startswith(incomplete)]
 
 
 TopologyOpt = Annotated[str, typer.Option("--topology", metavar="|".join(TOPOLOGIES), help="Sandbox topology.",
@@ -332,9 +326,8 @@ def ttl_race(
     duration: Annotated[float | None, typer.Option(min=0.5, metavar="SECONDS",
                                                    help="Run this long; default: until every "
                                                    "batch is done.")] = None,
-    bug: Annotated[str | None, typer.Option("--bug", metavar="ID", autocompletion=_complete_bug,
-                                            help="Inject one root cause (the ids `redisprobe catalog` marks "
-                                                 "with a ttl-race injection).")] = None,
+    bug: Annotated[str | None, typer.Option("--bug", metavar="ID", autocompletion=_complete(bug_ids()),
+                                            help=f"Inject one root cause: {', '.join(bug_ids())}.")] = None,
     allow_writes: Annotated[bool, typer.Option("--allow-writes", help="Allow --bug on your --url server "
                                                "(under redisprobe: only).")] = False,
     enable_events: EventsOpt = None,

@@ -28,7 +28,7 @@ def _run(tmp_path: Path, *, redis_installed: bool) -> list[str]:
     for tool in ("dirname", "basename", "mkdir", "chmod"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     _stub(bin_dir, "service", log)
-    _stub(bin_dir, "npm", log)  # the real-app corpus's Node packages
+    _stub(bin_dir, "npm", log)  # the real-app corpus's packages (tests/apps/node)
     # apt-get "installs" redis-server by putting a stand-in on PATH
     _stub(bin_dir, "apt-get", log, extra=f'printf "#!/bin/sh\\nexit 0\\n" > "{bin_dir}/redis-server"; '
                                           f'chmod +x "{bin_dir}/redis-server"\n')

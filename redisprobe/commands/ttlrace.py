@@ -11,21 +11,22 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redisprobe.analysis.rules.registry import Injection, injectable
 from redisprobe.errors import ProbeError
 
-if TYPE_CHECKING:  # the CLI reads this module's choices for --help: it must not import redis-py or the analysis
-    from redisprobe.analysis.rules.registry import Injection
+if TYPE_CHECKING:  # the CLI reads this module's choices for --help: it must not import redis-py for that
     from redisprobe.pipeline import Plan
     from redisprobe.session import Targets
 
-
-def injectable() -> dict[str, Injection]:
-    """The defects --bug can inject (the rule registry's, imported when needed)."""
-    from redisprobe.analysis.rules.registry import injectable as registered
-
-    return registered()
-
 REFRESH = ("expire", "pexpire", "set-ex", "set-keepttl")
+
+
+def bug_ids() -> tuple[str, ...]:
+    """What --bug takes: every registered cause with an injection."""
+    return tuple(injectable())
+
+
+
 POLICIES = ("quiet", "read-only", "missing-is-ready")
 
 
@@ -76,8 +77,6 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
     from redisprobe.pipeline import Plan
 
     options.validate()
-    from redisprobe.analysis.rules.registry import Injection
-
     injection = injectable().get(options.bug or "") or Injection(how="")
     if injection.min_ttl is not None:
         options.ttl = max(options.ttl, injection.min_ttl)  # room for the defect to show (a much shorter TTL)

@@ -343,6 +343,8 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
     tracker.start()
     try:
         time.sleep(max(0.0, warmup - (time.monotonic() - started_at)))
+        if eco["apps"]:  # PM2 restarts an app that crashed while a slow machine warmed up: list its pids now
+            roots.update(pm2.pids())
         spec = ",".join(f"{proc.name}={pid}" for proc in app.procs if proc.listed for pid in sorted(roots[proc.name]))
         argv = [sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--pids", spec,
                 "--duration", str(duration), "--enable-events", "--json"]
