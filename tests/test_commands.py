@@ -55,7 +55,7 @@ def test_facts_that_replace_name_comparisons() -> None:
     assert C.scan_pattern([b"scan", b"0", b"match", b"a*"]) == b"a*" and C.scan_pattern([b"SCAN", b"0"]) is None
     assert C.flush_all_dbs([b"flushall"]) and not C.flush_all_dbs([b"FLUSHDB"])
     assert C.move_target_db([b"MOVE", b"k", b"3"]) == 3 and C.move_target_db([b"COPY", b"a", b"b", b"DB", b"2"]) == 2
-    assert C.removal_how(C.REMOVE, b"unlink") == "unlink" and C.removal_how(C.TTL, b"EXPIRE") == "del"
+    assert C.removal_how(b"unlink") == "unlink" and C.removal_how(b"EXPIRE") == "del"
 
 
 def test_redaction_keeps_the_declared_option_words() -> None:

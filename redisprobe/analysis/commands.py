@@ -488,7 +488,7 @@ GENERIC_EVENTS = frozenset({"del", "expire", "persist", "rename_from", "rename_t
                             "copy_to", "restore"})
 SERVER_EVENTS = frozenset({"expired", "evicted"})
 
-def removal_how(kind: int, name: bytes) -> str:
+def removal_how(name: bytes) -> str:
     """`del` / `unlink` / `getdel` / `pop` / `rename` / `move` for a removing command (`del` for the others: an
     EXPIRE in the past, a SET that replaced the key)."""
     return lookup(name).removes or "del"

@@ -185,7 +185,7 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
 def cmd_remove(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
             spec: C.Command) -> None:
     keys = spec.keys(args)
-    how = C.removal_how(C.REMOVE, args[0])
+    how = spec.removes  # del, unlink or getdel: every REMOVE row names its removal
     for key in keys:
         slot = st.slots.get((server, db, key))
         life = lives.alive(st, slot, t)

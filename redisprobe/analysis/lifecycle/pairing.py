@@ -101,7 +101,7 @@ def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t
                     confirmed=True)
         return
     _, who, kind, args = cause
-    how = C.removal_how(kind, args[0])
+    how = C.removal_how(args[0])
     if kind == C.TTL:
         how = "del"
     lives.close(st, slot, life, who[2], how, who, args, confirmed=True)
