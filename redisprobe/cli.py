@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -26,6 +26,9 @@ from redisprobe.render.console import print_json, save_svg, stderr_console, stdo
 from redisprobe.render.escape import shown
 from redisprobe.sandbox import TOPOLOGIES
 from redisprobe.target import given_url, redact, set_connect_timeout
+
+if TYPE_CHECKING:
+    from redisprobe import trace
 
 app = typer.Typer(
     name="redisprobe",
@@ -129,6 +132,13 @@ def _root(
     _DEBUG["traceback"] = _DEBUG["traceback"] or traceback
 
 
+def _say_gave_up(notes: list[trace.Note]) -> None:
+    """What a run gave up on (a hung server's drain, CONFIG restore, key clean-up), on stderr, one line each."""
+    for note in notes:
+        if note.text.startswith("gave up "):
+            stderr_console().print(f"redisprobe: {shown(note.text)}", markup=False)
+
+
 def _interrupted(interrupted: bool) -> None:
     """After Ctrl-C, the report printed is what was seen until then: say so and exit 130."""
     if interrupted:
@@ -174,6 +184,7 @@ def isolation(
         print_json(isolation_json(report, trace_path))
     else:
         print_isolation(stdout_console(), report, trace_path)
+    _say_gave_up(execution.notes)
     _interrupted(execution.interrupted)
     if report.crashed:
         stderr_console().print(f"redisprobe: an actor crashed: {shown(report.crashed[0].detail)}", markup=False)
@@ -360,6 +371,7 @@ def ttl_race(
         print_race(console, result, options)
     if svg is not None:
         save_svg(console, str(svg), title="redisprobe ttl-race")
+    _say_gave_up(result.notes)
     _interrupted(result.interrupted)
     if result.crashed:
         stderr_console().print(f"redisprobe: an actor crashed: {shown(result.crashed[0].detail)}", markup=False)

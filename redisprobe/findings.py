@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import msgspec
 
 SEVERITIES = ("error", "warning", "info")
@@ -23,6 +25,24 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     evidence: list[str] = []  # each line points at an event: time, pid/label, client id, command
     keys: list[str] = []
     culprit: Actor | None = None  # the process responsible; None when the server did it (expiry, eviction)
+    keys_base64: list[str | None] | msgspec.UnsetType = msgspec.UNSET
+    """Only when a listed key is not UTF-8: each key's exact bytes in base64 (null for the count line), so
+    byte 0xff and the four characters `\\xff` never read alike. Absent otherwise."""
+
+
+def listed_keys(raw: list[bytes]) -> tuple[list[str], list[str | None] | msgspec.UnsetType]:
+    """A finding's `keys` (text) and, only when some key is not UTF-8, its `keys_base64`."""
+    keys: list[str] = []
+    exact = False
+    for key in raw:
+        try:
+            keys.append(key.decode("utf-8"))
+        except UnicodeDecodeError:
+            keys.append(key.decode("utf-8", "backslashreplace"))
+            exact = True
+    if not exact:
+        return keys, msgspec.UNSET
+    return keys, [base64.b64encode(key).decode("ascii") for key in raw]
 
 
 def to_builtins(obj: object) -> object:

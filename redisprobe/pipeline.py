@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,9 +87,9 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     except KeyboardInterrupt:  # the report of what was seen so far follows; the command exits 130
         interrupted = True
     finally:
-        supervisor.stop_all()
+        supervisor.stop_all(timeout=0.5 if interrupted else 3.0)
         if sampler is not None:
-            sampler.stop()
+            sampler.stop(timeout=0.2 if interrupted else 5.0)
         if capture is not None:
             from redisprobe.capture import stop_sessions
 
@@ -98,7 +97,13 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
             interrupted = interrupted or again
             for line in undone:
                 writer.note(f"gave up {line}", level="warning")
-        _cleanup(targets, plan.cleanup_patterns)
+        try:
+            undone = _cleanup(targets, plan.cleanup_patterns, timeout=_CLEANUP_AFTER_CTRL_C if interrupted else None)
+        except KeyboardInterrupt:  # a second Ctrl-C: give up at once (the keys carry a TTL)
+            interrupted, undone = True, [f"removing this run's keys ({', '.join(plan.cleanup_patterns)}): "
+                                         "Ctrl-C; they expire by their TTL"]
+        for line in undone:
+            writer.note(f"gave up {line}", level="warning")
         writer.close()
     writer.check()
     execution = diagnose_events(writer.events, watched, str(out) if out else None)
@@ -123,18 +128,29 @@ def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_pa
         notes=[e for e in events if isinstance(e, trace.Note)], trace_path=trace_path)
 
 
-def _cleanup(targets: Targets, patterns: list[str]) -> None:
-    """Remove what the run wrote on a user's server; a sandbox is discarded whole anyway."""
+_CLEANUP_AFTER_CTRL_C = 0.5
+"""Seconds the key clean-up may wait for a server after Ctrl-C (Ctrl-C stops within about a second)."""
+
+
+def _cleanup(targets: Targets, patterns: list[str], *, timeout: float | None = None) -> list[str]:
+    """Remove what the run wrote on a user's server (a sandbox is discarded whole anyway), each wait bounded by
+    `timeout` (default the connect timeout). Returns what was given up on: those keys expire by their TTL."""
     if targets.owned or not patterns:
-        return
+        return []
     import redis
 
+    undone = []
     for target in {t.url: t for t in targets.by_role.values()}.values():
-        client = target.connect()
-        with contextlib.suppress(redis.RedisError, OSError):
+        client = target.connect(timeout=timeout)
+        try:
             for pattern in patterns:
                 assert pattern.startswith("redisprobe:")
                 keys = list(client.scan_iter(match=pattern, count=1000))
                 if keys:
                     client.delete(*keys)
-        client.close()
+        except (redis.RedisError, OSError) as error:
+            undone.append(f"removing this run's keys ({', '.join(patterns)}) on {target.label}: "
+                          f"{type(error).__name__}; they expire by their TTL")
+        finally:
+            client.close()
+    return undone

@@ -22,24 +22,52 @@ def text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-_NEEDS_QUOTES = re.compile('[ "\n\r\t]').search
+_CLI_NAMED = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+              ord("\a"): "\\a", ord("\b"): "\\b"}
+_CLI_BYTE: Final = tuple(_CLI_NAMED.get(b) or (chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02x}") for b in range(256))
+"""How redis-cli writes each byte inside its quotes (sdscatrepr): printable ASCII as itself, `\\` and `"`
+escaped, the C escapes for control characters, `\\xHH` for everything else (UTF-8 included)."""
+
+_PLAIN = re.compile(rb"[!#-\[\]-~]+").fullmatch
+"""Printable ASCII without a space, a quote or a backslash: shown as it is, unquoted."""
+
+
+def cli_repr(raw: bytes) -> str:
+    """`raw` escaped exactly as redis-cli escapes it, without the surrounding quotes: plain ASCII text, so a
+    terminal never acts on it and byte 0xff (`\\xff`) never reads like the text `\\xff` (`\\\\xff`)."""
+    return "".join(map(_CLI_BYTE.__getitem__, raw))
 
 
 def arg_text(raw: bytes) -> str:
-    text = raw.decode("utf-8", "backslashreplace")
-    if len(text) > ARG_MAX:
-        text = text[:ARG_MAX - 3] + "..."
-    if not text or _NEEDS_QUOTES(text):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") \
-            .replace("\t", "\\t") + '"'
-    return text
+    """One argument in evidence: as it is when it is plain ASCII, else quoted and escaped as redis-cli does;
+    past ARG_MAX characters it is cut with `...`."""
+    if _PLAIN(raw):
+        if len(raw) <= ARG_MAX:
+            return raw.decode("ascii")
+        return raw[:ARG_MAX - 3].decode("ascii") + "..."
+    body = cli_repr(raw)
+    if len(body) > ARG_MAX:
+        body = cli_repr_head(raw, ARG_MAX - 3) + "..."
+    return f'"{body}"'
+
+
+def cli_repr_head(raw: bytes, limit: int) -> str:
+    """The first escaped characters of `raw`, at most `limit`, never cutting an escape sequence in two."""
+    kept: list[str] = []
+    size = 0
+    for piece in map(_CLI_BYTE.__getitem__, raw[:limit]):
+        if size + len(piece) > limit:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept)
 
 
 def command_text(args: list[bytes] | None) -> str:
     """The exact command, quoted where needed, long values and long argument lists shortened."""
     if not args:
         return ""
-    words = [args[0].decode("utf-8", "backslashreplace").upper()] + [arg_text(a) for a in args[1:ARGS_SHOWN]]
+    words = [arg_text(args[0].upper())] + [arg_text(a) for a in args[1:ARGS_SHOWN]]
     if len(args) > ARGS_SHOWN:
         words.append(f"... (+{len(args) - ARGS_SHOWN} args)")
     return " ".join(words)

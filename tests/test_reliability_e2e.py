@@ -314,6 +314,33 @@ def test_ctrl_c_in_ttl_race_prints_the_batches_so_far(tmp_path):
     assert "interrupted" in err
 
 
+def test_ctrl_c_with_a_hung_user_server_gives_up_the_key_clean_up_within_seconds(private_server, tmp_path):
+    """The run's own keys on a user's server are removed at the end; a hung server must not hold Ctrl-C for the
+    connect timeout: the clean-up is given up (the keys carry a TTL) and said."""
+    server = _stopped_server(private_server)
+    out = tmp_path / "ctrl-c.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "ttl-race", "--url", private_server.urls[0],
+                             "--duration", "60", "--messages", "100", "--connect-timeout", "5", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+                            start_new_session=True)
+    try:
+        _wait(lambda: out.exists() and '"op"' in out.read_text(errors="replace"), timeout=60, what="an op")
+        server.suspend()
+        time.sleep(0.3)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _stdout, stderr = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        server.resume()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "gave up removing this run's keys (redisprobe:" in stderr and "TTL" in stderr, stderr
+    assert elapsed < 4, elapsed  # the clean-up alone waited the 5 s connect timeout
+
+
 def _scenario(folder, name: str, seconds: float, max_seconds: float = 60):  # type: ignore[no-untyped-def]
     path = folder / f"{name}.toml"
     path.write_text(f'name = "{name}"\ncatalog_id = "healthy"\nmax_seconds = {max_seconds}\nobserve = false\n'

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 
 import pytest
 import redis
@@ -43,10 +44,16 @@ def captured(tmp_path_factory, shared_sandbox):
         api.set(huge, 1, ex=60)
         other.delete(huge)
         api.set(huge, 2)
+        gone = f"{prefix}:gone:".encode() + b"\xff"  # not UTF-8, and named by a finding
+        api.rpush(gone, b"a")
+        api.expire(gone, 60)
+        subprocess.run([b"redis-cli", b"-u", url.encode(), b"DEL", gone], check=True, capture_output=True)
+        api.rpush(gone, b"b")  # another process deleted it while the api still used it: a finding naming it
+        api.set(f"{prefix}:caf\u00e9".encode(), 3)
         code, stdout, stderr = run.stop(settle=1.0)
     finally:
         run.kill()
-        api.delete(evil, huge)
+        api.delete(evil, huge, f"{prefix}:gone:".encode() + b"\xff")
         api.close()
         other.close()
     assert code == 130, stderr
@@ -75,7 +82,31 @@ def test_json_tells_byte_ff_from_the_text_backslash_x_f_f(captured):
     prefix, out, _stdout, _stderr = captured
     result = run_cli("report", str(out), "--json", "--keys", f"{prefix}*")
     assert result.code in (0, 1), result.err
-    keys = [k for k in json.loads(result.out)["keys"] if k["key"].endswith("ff") and len(k["key"]) < 60]
+    keys = [k for k in json.loads(result.out)["keys"]
+            if k["key"].endswith("ff") and len(k["key"]) < 60 and ":gone:" not in k["key"]]
     exact = {base64.b64decode(k["key_base64"]) if "key_base64" in k else k["key"].encode() for k in keys}
     assert exact == {f"{prefix}:".encode() + b"\xff", f"{prefix}:\\xff".encode()}
     assert "\x1b" not in result.out and "\x07" not in result.out
+
+
+def test_findings_keep_the_exact_bytes_of_keys_that_are_not_utf8(captured):
+    prefix, out, _stdout, _stderr = captured
+    result = run_cli("report", str(out), "--json", "--keys", f"{prefix}*")
+    assert result.code == 1, result.err
+    named = [f for f in json.loads(result.out)["findings"] if any(":gone:" in k for k in f["keys"])]
+    assert named, "the delete of the gone key is a finding"
+    for finding in named:
+        listed = [base64.b64decode(k) for k in finding["keys_base64"] if k is not None]
+        assert f"{prefix}:gone:".encode() + b"\xff" in listed
+    plain = [f for f in json.loads(result.out)["findings"] if all(":gone:" not in k for k in f["keys"])]
+    assert all("keys_base64" not in f for f in plain), "keys_base64 only where a key is not UTF-8"
+
+
+def test_terminal_shows_keys_escaped_exactly_as_redis_cli_does(captured):
+    prefix, out, _stdout, _stderr = captured
+    result = run_cli("report", str(out), "--keys", f"{prefix}*", env=cli_env(COLUMNS="300"))
+    assert result.code == 1, result.err
+    assert f"{prefix}:\\xff" in result.out  # byte 0xff, as redis-cli writes it
+    assert f"{prefix}:\\\\xff" in result.out  # the four characters \xff: the backslash doubled
+    assert f"{prefix}:caf\\xc3\\xa9" in result.out  # UTF-8 bytes too, as redis-cli writes them
+    assert f"{prefix}:gone:\\xff" in result.out

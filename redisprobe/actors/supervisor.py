@@ -122,13 +122,20 @@ class Supervisor:
                                            crashed=True, detail=detail)
             self.writer.emit(run.exited)
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout: float = 3.0) -> None:
+        """Stop every actor, politely first: all are asked at once and given `timeout` seconds together (short
+        after Ctrl-C: an actor waiting on a hung server would hold it), then killed."""
         for run in self.runs:
             if run.proc.stdin is not None and not run.proc.stdin.closed:
                 with contextlib.suppress(OSError):
                     run.proc.stdin.close()
         for run in self.runs:
-            procs.stop(run.proc, timeout=3)
+            if run.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    run.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for run in self.runs:
+            procs.stop(run.proc, timeout=max(0.0, deadline - time.monotonic()))
         for run in self.runs:
             if run.exited is None:
                 self._finish(run)

@@ -31,10 +31,11 @@ class TtlSampler:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the sampling, waiting at most `timeout` for a sample under way (the thread is a daemon)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(5)
+            self._thread.join(timeout)
         if self._client is not None:
             self._client.close()
 

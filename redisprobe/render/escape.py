@@ -2,16 +2,20 @@
 
 Key names, arguments, client names, process command lines and server replies are chosen by whoever writes to
 Redis: a raw ESC can clear the screen or retitle the window, a CR can overwrite a line, and one 1 MB key name
-fills a screen a hundred thousand times. So every such string is escaped the way redis-cli escapes (`\\n`,
-`\\r`, `\\t`, `\\a`, `\\b`, and `\\xHH` for every other control character; bytes that are not UTF-8 show as
-`\\xHH` too) and cut when long, with its full length said. Printable Unicode (accents, CJK) stays as it is;
-invisible formatting characters (bidi overrides, zero-width spaces) are escaped (`\\u202e`).
+fills a screen a hundred thousand times. Key names and arguments (bytes) are escaped exactly as redis-cli
+escapes them (printable ASCII as it is, `\\` and `"` escaped, `\\n` `\\r` `\\t` `\\a` `\\b`, `\\xHH` for every
+other byte, UTF-8 included), so the result is plain ASCII and byte 0xff never reads like the text `\\xff`.
+Free text we write (findings, with keys already in that form; process command lines; server errors) keeps its
+printable Unicode and has control and invisible formatting characters escaped (`\\x1b`, `\\u202e`). Anything
+long is cut, with its full length said.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+from redisprobe.text import cli_repr, cli_repr_head
 
 KEY_LIMIT: Final = 120
 """Characters of a key name shown before it is cut."""
@@ -64,12 +68,13 @@ def shown(text: str, limit: int = LINE_LIMIT) -> str:
 def shown_key(key: bytes | str, limit: int = KEY_LIMIT) -> str:
     """A key name (or any argument) for a table cell or a timeline row: escaped, cut with its length.
 
-    Given bytes, bytes that are not UTF-8 show as `\\xHH` and the length is in bytes, as redis-cli counts.
+    Given bytes, they are escaped as redis-cli escapes them and the length is in bytes, as redis-cli counts.
     """
     if isinstance(key, bytes):
-        size = len(key)
-        text = key.decode("utf-8", "backslashreplace")
-        return cut(escape(text), limit, "bytes", size)
+        text = cli_repr(key) if len(key) <= limit else ""
+        if (text and len(text) <= limit) or not key:
+            return text
+        return f"{cli_repr_head(key, limit)}…({len(key):,} bytes)"
     return cut(escape(key), limit)
 
 

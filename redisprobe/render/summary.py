@@ -40,10 +40,10 @@ def who(by: dict[str, Any] | None) -> str:
     return shown(f"{label}") + (f" pid {pid}" if pid else "") + (f" (client {client})" if client is not None else "")
 
 
-def key_of(life: dict[str, Any]) -> bytes | str:
-    """A key's exact bytes when its name is not UTF-8 (`key_base64`), else its text."""
+def key_of(life: dict[str, Any]) -> bytes:
+    """A key's exact bytes: from `key_base64` when its name is not UTF-8, else its (exact UTF-8) text."""
     exact = life.get("key_base64")
-    return base64.b64decode(exact) if exact else str(life.get("key"))
+    return base64.b64decode(exact) if exact else str(life.get("key")).encode("utf-8", "surrogateescape")
 
 
 def _seconds(value: float | None) -> str:

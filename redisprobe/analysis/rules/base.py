@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
 from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
-from redisprobe.findings import Actor, Finding
+from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, command_text, evidence_line
 
 KEYS_LISTED = 10
@@ -117,14 +117,16 @@ class Group:
     severity: str
     culprit: Actor | None
     summary: Callable[[Group], str]
-    keys: list[str] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)  # exact bytes; text (and base64 when needed) in the finding
     key_count: int = 0
     evidence: list[str] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set, repr=False)  # every key counted, listed or not
+    seen: set[bytes] = field(default_factory=set, repr=False)  # every key counted, listed or not
 
-    def add_key(self, key: str) -> bool:
+    def add_key(self, key: bytes | str) -> bool:
         """Count a key once (however many of its lives the rule flags); True when it is new to this group."""
+        if isinstance(key, str):
+            key = key.encode("utf-8", "surrogateescape")
         if key in self.seen:
             return False
         self.seen.add(key)
@@ -132,6 +134,11 @@ class Group:
         if len(self.keys) < KEYS_LISTED:
             self.keys.append(key)
         return True
+
+    @property
+    def first_key(self) -> str:
+        """The first listed key as text (for a summary line)."""
+        return self.keys[0].decode("utf-8", "backslashreplace")
 
     @property
     def evidence_full(self) -> bool:
@@ -144,11 +151,13 @@ class Group:
                 self.evidence.append(line)
 
     def finding(self) -> Finding:
-        keys = list(self.keys)
+        keys, exact = listed_keys(self.keys)
         if self.key_count > len(keys):
             keys.append(f"... and {self.key_count - len(keys)} more")
+            if isinstance(exact, list):
+                exact.append(None)
         return Finding(rule=self.rule, severity=self.severity, summary=self.summary(self), evidence=self.evidence,
-                       keys=keys, culprit=self.culprit)
+                       keys=keys, culprit=self.culprit, keys_base64=exact)
 
 
 class Groups:
@@ -183,7 +192,7 @@ def who_text(actor: Actor | None) -> str:
 def keys_phrase(group: Group) -> str:
     """`key batch:1` / `3 keys like batch:*`."""
     if group.key_count == 1:
-        return f"key {group.keys[0]}"
+        return f"key {group.first_key}"
     fam = group.extra.get("family")
     return f"{group.key_count} keys" + (f" like {fam}" if fam else "")
 

@@ -137,7 +137,7 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
         reader = inp.actor(who)
         group = groups.get((identity(reader), how, family(slot.key)), "error", reader, _summary)
         group.extra.update(actor=reader, how=how, example=(_text(slot.key), written))
-        if not group.add_key(_text(slot.key)):
+        if not group.add_key(slot.key):
             continue
         creator = _creation(inp, index, slot.server, written.encode())
         if creator is not None:
@@ -194,7 +194,7 @@ def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, server: str, db: 
             actor = inp.actor(who)  # type: ignore[arg-type]
             group = groups.get((identity(actor), "pattern", _text(pattern)), "error", actor, _pattern_summary)
             group.extra.update(actor=actor, pattern=_text(pattern), how=how, hits=len(hits), example=hits[0])
-            group.add_key(_text(pattern))
+            group.add_key(pattern)
             group.add_evidence(inp.line(t, who, args, f"matched none of the written keys ({count} scans)", db),  # type: ignore[arg-type]
                                f"{clock(t)} {_text(variant)} would match {len(hits)} key(s), e.g. {hits[0]}: {how}")
             return

@@ -15,7 +15,7 @@ from redisprobe.analysis.rules.base import (
     same_process,
     who_text,
 )
-from redisprobe.findings import Actor, Finding
+from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, secs
 
 EARLY_FRACTION = 0.5
@@ -83,7 +83,7 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             age = life.removed_at - (life.created_at if life.created_at is not None else start)
             left = ttl - (life.removed_at - start)
             group.extra.update(family=family(life.key), remover=remover, writer=writer, ttl=ttl, age=age, left=left)
-            if not group.add_key(life.key_text) or group.evidence_full:
+            if not group.add_key(life.key) or group.evidence_full:
                 continue  # (a full group would drop these lines: not formatted at all)
             lines: list[tuple[float, str]] = []
             if last is not None:
@@ -177,7 +177,7 @@ def consumed_by_other(inp: RuleInput) -> list[Finding]:
             group = groups.get((identity(actor), fam), "error", actor, _consumed_summary)
             group.extra.update(family=fam, actor=actor, twin=twin, count=consumer.count)
             for t, who, args, slot in consumer.examples:
-                group.add_key(slot.key.decode("utf-8", "backslashreplace"))
+                group.add_key(slot.key)
                 group.add_evidence(inp.line(t, who, args, "took it", slot.db))
             for other in listed[:2]:
                 t, who, args, slot = other.examples[0]
@@ -218,7 +218,7 @@ def _consumed_summary(group: Group) -> str:
     actor: Actor = group.extra["actor"]  # type: ignore[assignment]
     twin = group.extra.get("twin")
     fam = group.extra["family"]
-    what = keys_phrase(group) + ("" if group.key_count == 1 and fam == group.keys[0] else f" of {fam}")
+    what = keys_phrase(group) + ("" if group.key_count == 1 and fam == group.first_key else f" of {fam}")
     if twin is not None:
         return (f"a second instance of {twin.label or 'a listed process'} ({who_text(actor)}, not one of the "  # type: ignore[attr-defined]
                 f"expected processes) took {what}")
@@ -234,7 +234,7 @@ def evicted(inp: RuleInput) -> list[Finding]:
         fam = family(life.key)
         group = groups.get((fam,), "error", None, _evicted_summary)
         group.extra["family"] = fam
-        if group.add_key(life.key_text):
+        if group.add_key(life.key):
             ttl = f" (TTL {secs(life.ttl_set)} left unused)" if life.ttl_set else ""
             group.add_evidence(inp.line(life.removed_at, None, None, f"evicted {life.key_text}{ttl}", life.db))
     findings = groups.findings()
@@ -294,14 +294,16 @@ def flushed(inp: RuleInput) -> list[Finding]:
         for life in victims[:5]:
             evidence.append(inp.line(life.created_at, life.created_by, life.created_args,
                                      f"{life.key_text} was created here", life.db))
-        keys = [life.key_text for life in victims[:10]]
+        keys, exact = listed_keys([life.key for life in victims[:10]])
         if len(victims) > 10:
             keys.append(f"... and {len(victims) - 10} more")
+            if isinstance(exact, list):
+                exact.append(None)
         findings.append(Finding(
             rule="flushed", severity="error",
             summary=f"{who_text(flusher)} flushed {scope} on {record.server or 'the server'}, removing "
                     f"{len(victims)} key(s) written by {owner_text}",
-            evidence=evidence, keys=keys, culprit=flusher))
+            evidence=evidence, keys=keys, keys_base64=exact, culprit=flusher))
     return findings
 
 
@@ -322,7 +324,7 @@ def renamed_away(inp: RuleInput) -> list[Finding]:
                 continue
             group = groups.get((identity(mover), family(life.key)), "warning", mover, _renamed_summary)
             group.extra.update(family=family(life.key), mover=mover, looker=inp.actor(lookers[0][1]))
-            if group.add_key(life.key_text):
+            if group.add_key(life.key):
                 group.add_evidence(inp.line(life.removed_at, life.removed_by, life.removed_args,
                                             life.removed_detail or life.removed_how, life.db))
                 t, who, args, what = lookers[0]

@@ -79,7 +79,7 @@ def _add(inp: RuleInput, groups: Groups, key: bytes, db: int, record: TtlSet, ef
     actor = inp.actor(record.who)
     group = groups.get((identity(actor), family(key)), "error", actor, _missed_summary)
     group.extra.update(family=family(key), actor=actor, outcome=outcome)
-    group.add_key(key.decode("utf-8", "backslashreplace"))
+    group.add_key(key)
     group.add_evidence(inp.line(record.t, record.who, record.args, effect, db),
                        f"{clock(record.t)} {key.decode('utf-8', 'backslashreplace')}: {outcome}")
 
@@ -110,7 +110,7 @@ def ttl_cleared_by_set(inp: RuleInput) -> list[Finding]:
             severity = "warning"
         group = groups.get((identity(actor), family(life.key), severity), severity, actor, _cleared_summary)
         group.extra.update(family=family(life.key), actor=actor, outcome=outcome)
-        if not group.add_key(life.key_text):
+        if not group.add_key(life.key):
             continue
         first = life.ttl_first if life.ttl_first is not None and life.ttl_first.t < t else None
         if first is not None:
@@ -146,7 +146,7 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
         actor = inp.actor(life.created_by)
         group = groups.get((identity(actor), family(life.key)), "error", actor, _recreated_summary)
         group.extra.update(family=family(life.key), actor=actor, how=life.prev_how)
-        if not group.add_key(life.key_text):
+        if not group.add_key(life.key):
             continue
         ttl = f" (its TTL was {secs(life.prev_ttl)})" if life.prev_ttl else ""
         group.add_evidence(f"{clock(life.prev_at)} the server: {life.key_text} {life.prev_how}{ttl}")
@@ -179,7 +179,7 @@ def ttl_shortened(inp: RuleInput) -> list[Finding]:
             group = groups.get((identity(actor), family(life.key)), "error", actor, _shortened_summary)
             group.extra.update(family=family(life.key), actor=actor, owner=owner, short=record.seconds,
                                long=owner_seconds)
-            if not group.add_key(life.key_text):
+            if not group.add_key(life.key):
                 continue
             first = life.ttl_first
             if first is not None and first is not record:
@@ -223,7 +223,7 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
                 hint = f"did you mean {record.raw} milliseconds ({(record.raw or 0) / 1000:g}s)?"
             group = groups.get((identity(actor), family(life.key), record.unit), severity, actor, _unit_summary)
             group.extra.update(family=family(life.key), actor=actor, issue=issue, hint=hint)
-            if not group.add_key(life.key_text):
+            if not group.add_key(life.key):
                 continue
             group.add_evidence(inp.line(record.t, record.who, record.args, f"{issue}: {hint}", life.db))
             if life.removed_how == "expired" and life.lifetime is not None:
@@ -252,7 +252,7 @@ def expire_in_past(inp: RuleInput) -> list[Finding]:
         actor = inp.actor(life.removed_by)
         group = groups.get((identity(actor), family(life.key)), "error", actor, _past_summary)
         group.extra.update(family=family(life.key), actor=actor)
-        if group.add_key(life.key_text):
+        if group.add_key(life.key):
             group.add_evidence(inp.line(life.removed_at, life.removed_by, life.removed_args, why, life.db))
     return groups.findings()
 

@@ -10,8 +10,8 @@ from redisprobe import trace
 from redisprobe.analysis.attribution import ClientInfo
 from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
-from redisprobe.findings import Actor, Finding
-from redisprobe.text import clock, command_text
+from redisprobe.findings import Actor, Finding, listed_keys
+from redisprobe.text import arg_text, clock, command_text
 
 
 def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
@@ -94,7 +94,7 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             group = groups.get((identity(reader), where, pattern), "error", reader,
                                _db_summary if same_server else _server_summary)
             group.extra.update(reader=reader, writer=writer, mine=where[0], theirs=where[1], pattern=True)
-            group.add_key(pattern.decode("utf-8", "backslashreplace"))
+            group.add_key(pattern)
             here = f"db {db}" if same_server else server
             group.add_evidence(inp.line(t, who, args, f"matched nothing in {here} ({count} scans)", db))
             if life is not None:
@@ -129,7 +129,7 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             group = groups.get((identity(reader), where, family(slot.key)), "error", reader,
                                _db_summary if same_server else _server_summary)
             group.extra.update(family=family(slot.key), reader=reader, writer=writer, mine=where[0], theirs=where[1])
-            if not group.add_key(life.key_text):
+            if not group.add_key(life.key):
                 continue
             suffix = "" if same_server else f" on {other.server or 'its server'}"
             group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args, f"written{suffix}",
@@ -173,7 +173,7 @@ def _run_ids(inp: RuleInput, servers: tuple[str, ...]) -> list[str]:
 
 def _looked_for(group: Group) -> str:
     if group.extra.get("pattern"):
-        return f"keys matching {group.keys[0]}"
+        return f"keys matching {group.first_key}"
     return keys_phrase(group)
 
 
@@ -296,12 +296,14 @@ def server_restarted(inp: RuleInput) -> list[Finding]:
         if not evidence:
             continue
         lost = _lost_at_restart(inp, state.server, restarts[0][1].t if restarts else None)
+        keys, exact = listed_keys(lost[:10])
         findings.append(Finding(
             rule="server-restarted", severity="error",
             summary=f"the server {state.server or ''} restarted during the trace".replace("  ", " ")
                     + (f": {len(lost)} key(s) written before it were looked for after" if lost else
                        ": keys it held without persistence are gone"),
-            evidence=evidence + [f"{k} was missed after the restart" for k in lost[:5]], keys=lost[:10]))
+            evidence=evidence + [f"{arg_text(k)} was missed after the restart" for k in lost[:5]], keys=keys,
+            keys_base64=exact))
     return findings
 
 
@@ -320,7 +322,7 @@ def _actor_restarts(inp: RuleInput, server: str) -> list[str]:
     return lines
 
 
-def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[str]:
+def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[bytes]:
     if at is None:
         return []
     lost = []
@@ -328,7 +330,7 @@ def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[str]
         if slot.server != server or not slot.miss_log or not slot.count:
             continue
         if any(t > at for t, *_ in slot.miss_log) and any((life.created_at or 0) < at for life in slot.all_lives()):
-            lost.append(slot.key.decode("utf-8", "backslashreplace"))
+            lost.append(slot.key)
     return lost
 
 
@@ -339,7 +341,7 @@ def stale_client_cache(inp: RuleInput) -> list[Finding]:
         reader = inp.actor((server, peer, op.t, 0))
         group = groups.get((identity(reader), family(key)), "warning", reader, _stale_summary)
         group.extra.update(actor=reader, family=family(key))
-        if group.add_key(key.decode("utf-8", "backslashreplace")):
+        if group.add_key(key):
             group.add_evidence(inp.line(write_t, write_who, write_args, "changed it", db),
                                f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
                                f"{command_text(op.args)} -> {op.reply!r} served from its client-side cache "
