@@ -211,13 +211,9 @@ TODAY: dict[str, str] = {
                      "(mail:emails:*); a replaced prefix is no near-miss to the name index",
     "cluster-flush-every-instance": "silent: both LPOP-ing instances are listed (PM2 shows them under one name); "
                                     "consumed-by-other only looks at unlisted consumers",
-    "sessions-prefix": "silent: the back office's GET myapp:<sid> misses while sess:<sid> exists; the name index "
-                       "matches added or dropped prefixes and suffixes, not a replaced one",
     "cache-manager-ttl-seconds": "silent: SET keyv::keyv:product:<id> ... PX 30 is taken for a deliberate "
                                  "sub-second TTL (ms is flagged only when the process also uses that number in "
                                  "seconds)",
-    "presence-refresh-misnamed": "silent: EXPIRE presence:<id> hits nothing while presence:user:<id> exists; the "
-                                 "name index does not match a missing middle segment",
     "audit-oom": "silent: OOM-rejected writes never reach MONITOR and there is no write-rejected rule yet (planned)",
     "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "

@@ -22,6 +22,10 @@ MAX_INDEX_KEYS = 1_000_000
 MAX_PATTERN_KEYS = 200_000
 """Written keys a SCAN/KEYS pattern is tried against."""
 
+SYSTEMATIC = 2
+"""Distinct missed names that must follow one rewrite (a replaced prefix, a part too many or too few) before it
+counts as a near-miss."""
+
 MAX_PREFIXES_TRIED = 20
 """Top-level prefixes of written keys tried in front of a pattern that matched nothing."""
 
@@ -44,6 +48,12 @@ class NameIndex:
     part also appears in a missed name are split further, so a million written keys cost about a microsecond
     each. Names that differ by a trailing part are not near-misses: `job:1:lock` next to `job:1` is a related key
     (queues read optional sub-keys that were never written all the time), not the same key named differently.
+
+    A replaced first part (`myapp:<sid>` missed, `sess:<sid>` written) or one middle part too many or too few
+    (`presence:<id>` missed, `presence:user:<id>` written) is a near-miss only when it is systematic: at least
+    SYSTEMATIC missed names follow the same rewrite, and for a replaced prefix, the reader's prefix is (nearly)
+    never written. One `user:42` missed next to `cart:42` is two different things about one id; every session
+    id read under a prefix nobody writes while all of them exist under another is one misconfigured name.
     """
 
     def __init__(self) -> None:
@@ -53,6 +63,10 @@ class NameIndex:
         self._norm: dict[tuple[str, bytes], list[bytes]] = {}  # missed, normalised -> missed names
         self._tails: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # tail of a missed name
         self._lasts: set[bytes] = set()
+        self._rests: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # missed minus its first part
+        self._dropped: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # missed minus a middle part
+        self._heads_written: dict[tuple[str, bytes], int] = {}  # first parts of missed names: keys written there
+        self._candidates: dict[tuple[object, ...], dict[bytes, tuple[str, str]]] = {}  # rewrite -> its matches
 
     def want(self, server: str, key: bytes) -> None:
         """A missed name to find near-misses for (call before `add`)."""
@@ -64,6 +78,13 @@ class NameIndex:
             tail, head = b":".join(parts[index:]), b":".join(parts[:index])
             if len(tail) >= MIN_NAME:
                 self._tails.setdefault((server, tail), []).append((key, head))
+        if len(parts) >= 2 and len(parts[0]) and len(norm) - len(parts[0]) - 1 >= MIN_NAME:
+            self._rests.setdefault((server, norm[len(parts[0]) + 1:]), []).append((key, parts[0]))
+            self._heads_written.setdefault((server, parts[0]), 0)
+        for index in range(1, len(parts) - 1):
+            if len(parts[index]) >= MIN_NAME:
+                variant = b":".join(parts[:index] + parts[index + 1:])
+                self._dropped.setdefault((server, variant), []).append((key, parts[index]))
 
     def add(self, server: str, key: bytes, db: int = 0) -> None:
         """A written key: record every missed name it nearly matches."""
@@ -81,18 +102,49 @@ class NameIndex:
                 doubled = norm.startswith(head + b":")
                 what = "a doubled prefix" if doubled else "an extra prefix"
                 self._match(server, missed, _text(key), f"the reader's name has {what} '{_text(head)}:'")
+        for missed, part in self._dropped.get((server, norm), ()):
+            self._candidate(("extra", server, part), missed, key,
+                            f"the reader's name has an extra part '{_text(part)}:'")
         if b":" not in norm:
             return
+        head, _sep, rest = norm.partition(b":")
+        if (server, head) in self._heads_written:
+            self._heads_written[(server, head)] += 1
+        for missed, missed_head in self._rests.get((server, rest), ()):
+            if missed_head != head:
+                self._candidate(("prefix", server, missed_head, head), missed, key,
+                                f"the reader's prefix is '{_text(missed_head)}:', the writer's '{_text(head)}:'")
         if norm.rpartition(b":")[2] in self._lasts:
             parts = norm.split(b":")
             for index in range(1, len(parts)):
                 for missed in self._norm.get((server, b":".join(parts[index:])), ()):
                     prefix = _text(b":".join(parts[:index]))
                     self._match(server, missed, _text(key), f"the writer's name has the prefix '{prefix}:'")
+            for index in range(1, len(parts) - 1):
+                if len(parts[index]) < MIN_NAME:
+                    continue
+                for missed in self._norm.get((server, b":".join(parts[:index] + parts[index + 1:])), ()):
+                    self._candidate(("lacks", server, parts[index]), missed, key,
+                                    f"the reader's name lacks the part '{_text(parts[index])}:'")
 
     def _match(self, server: str, missed: bytes, written: str, how: str) -> None:
         if (server, missed) not in self.matches:
             self.matches[(server, missed)] = (written, how)
+
+    def _candidate(self, rewrite: tuple[object, ...], missed: bytes, written: bytes, how: str) -> None:
+        self._candidates.setdefault(rewrite, {}).setdefault(missed, (_text(written), how))
+
+    def finish(self) -> None:
+        """Keep the rewrites that are systematic (call after the last `add`)."""
+        for rewrite, found in self._candidates.items():
+            server = rewrite[1]
+            found = {missed: match for missed, match in found.items() if (server, missed) not in self.db_of}
+            if len(found) < SYSTEMATIC:
+                continue
+            if rewrite[0] == "prefix" and self._heads_written.get((server, rewrite[2]), 0) >= len(found):  # type: ignore[index]
+                continue  # the reader's prefix holds keys of its own: two namespaces, not a misnamed one
+            for missed, (written, how) in found.items():
+                self._match(server, missed, written, how)  # type: ignore[arg-type]
 
     def find(self, server: str, key: bytes) -> tuple[str, str] | None:
         """(written key, how the names differ) for a missed key, or None when no written key is that close."""
@@ -114,6 +166,7 @@ def name_index(inp: RuleInput) -> NameIndex:
         if count >= MAX_INDEX_KEYS:
             break
         index.add(slot.server, slot.key, slot.db)
+    index.finish()
     inp.cache["names"] = index
     return index
 
