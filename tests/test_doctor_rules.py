@@ -620,6 +620,55 @@ def test_scan_pattern_without_the_prefix() -> None:
     assert mentions(finding, "myapp:job:*", "3 key(s)")
 
 
+def test_a_replaced_prefix_read_systematically_is_a_near_miss() -> None:
+    """connect-redis copied with `prefix: 'myapp:'` on one side: every session read misses under a prefix nobody
+    writes, while each id exists under `sess:`."""
+    tb = TraceBuilder()
+    site = tb.client("api", pid=100, client_id=7)
+    office = tb.client("processor", pid=200, client_id=8)
+    for sid in ("Qx7f0aZk", "Pm3d9LwE", "Ty8c2NvR"):
+        site("SET", f"sess:{sid}", "{}", "EX", 86400)
+        office("GET", f"myapp:{sid}")
+    finding = one(tb, "key-prefix-mismatch", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert "the reader's prefix is 'myapp:', the writer's 'sess:'" in finding.summary
+    assert finding.keys[:3] == ["myapp:Qx7f0aZk", "myapp:Pm3d9LwE", "myapp:Ty8c2NvR"]
+
+
+def test_one_id_under_two_prefixes_or_a_prefix_with_keys_of_its_own_is_no_near_miss() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    reader = tb.client("processor", pid=200, client_id=8)
+    api("SET", "cart:42001", "x")
+    reader("GET", "user:42001")  # one id, two things: a user without a profile, not a misnamed cart
+    for n in range(3):  # a cache of its own: most of its reads hit, a few miss
+        api("SET", f"order:{n}000", "x")
+        api("SET", f"cache:{n}000", "x")
+        api("SET", f"cache:{n}111", "x")
+        api("SET", f"cache:{n}222", "x")
+        reader("GET", f"cache:{n}000")
+        reader("GET", f"cache:{n}333")
+    api("SET", "order:1333", "x")
+    api("SET", "order:2333", "x")
+    healthy(tb, WATCHED)
+
+
+def test_a_part_missing_in_the_middle_of_a_refreshed_name_is_a_near_miss() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    heartbeat = tb.client("keeper", pid=150, client_id=12)
+    for user in (17, 18):
+        api("SET", f"presence:user:{user}", "online", "EX", 2)
+        tb.ks("set", f"presence:user:{user}").ks("expire", f"presence:user:{user}")
+    tb.at(0.5)
+    for user in (17, 18):
+        heartbeat("EXPIRE", f"presence:{user}", 2)
+    tb.at(2.1).ks("expired", "presence:user:17").ks("expired", "presence:user:18")
+    finding = one(tb, "ttl-refresh-missed")
+    assert finding.culprit is not None and finding.culprit.pid == 150
+    assert "the reader's name lacks the part 'user:'" in finding.summary
+
+
 def test_healthy_same_names() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)
