@@ -434,6 +434,10 @@ def test_client_kill_of_every_observer(server, tmp_path):
     for source in ("monitor", "keyspace"):
         gaps = [g for g in doc["gaps"] if g["source"] == source]
         assert any(g["from"] <= killed + 0.05 and g["until"] and g["until"] >= killed for g in gaps), (source, gaps)
+    # nothing but admin commands (CLIENT LIST, CLIENT KILL) and our own PINGs ran meanwhile: MONITOR missed at most
+    # those few, not "lost 10" for commands it never shows
+    monitor_gap = next(g for g in doc["gaps"] if g["source"] == "monitor")
+    assert monitor_gap["lost"] is not None and monitor_gap["lost"] <= 3, monitor_gap
     assert _events_config(client) == before
 
 
@@ -459,8 +463,9 @@ def test_kill_9_of_the_monitor_reader(server, tmp_path):
     assert len(gaps) == 1 and "reader process exited" in gaps[0]["reason"], gaps
     assert gaps[0]["from"] <= killed + 0.05 and gaps[0]["until"] >= killed, (gaps, killed)
     missed = 200 - len(doc["keys"])  # the SETs sent while no reader ran
-    # counted from INFO: also the CLIENT LIST polls MONITOR never shows (admin commands), a few a second
-    assert gaps[0]["lost"] is not None and missed <= gaps[0]["lost"] <= missed + 30, (gaps, missed)
+    # counted from INFO, less the admin commands MONITOR never shows (our CLIENT LIST polls): the SETs, and the
+    # few INFO our own observers sent meanwhile (a mark each second, the server check five times a second)
+    assert gaps[0]["lost"] is not None and missed <= gaps[0]["lost"] <= missed + 15, (gaps, missed)
 
 
 def test_ctrl_c_while_report_analyses_a_big_trace_prints_what_was_ready(tmp_path):

@@ -144,9 +144,11 @@ class MonitorCapture:
         self._last_t = 0.0  # latest time known to be covered (server time of the last line, or a status)
         self._spawned_at = 0.0
         self._stem = ""
-        # Marks: every _MARK_EVERY s, `INFO stats <token>` (an unknown section name is ignored): its reply is the
-        # server's command count, and where its line shows in the stream the server had run that many commands; a
-        # gap's lost count is measured from there. Servers before 7.0 refuse it: their gaps come without a count.
+        # Marks: every _MARK_EVERY s, `INFO stats commandstats <token>` (an unknown section name is ignored): its
+        # reply is the server's command count less the admin commands MONITOR never shows, and where its line shows
+        # in the stream the server had run that many; a gap's lost count is measured from there. Servers before 7.0
+        # refuse it: their gaps come without a count.
+        self._hidden: frozenset[str] = frozenset()  # commands the server runs but MONITOR never shows (admin)
         self._marks: dict[bytes, int] = {}  # sent, not seen yet: token -> commands processed when sent
         self._mark: tuple[int, int] | None = None  # the last mark seen: (commands processed, lines since)
         self._next_mark = 0.0
@@ -166,6 +168,7 @@ class MonitorCapture:
         try:
             timeout = connect_timeout() if timeout is None else timeout
             self._fence = self._fence_client(timeout)  # also proves the address and the credentials
+            self._hidden = monitor_hidden(self._fence)
             self.spool_dir.mkdir(parents=True, exist_ok=True)
             stem = f"monitor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._stem = stem
@@ -461,7 +464,8 @@ class MonitorCapture:
             reason += f"; reconnecting failed for a while: {lost['last_error']}"
         missed = lost_commands(lost.get("mark"), processed)
         if missed is not None:
-            reason += f"; the server ran about {missed:,} commands meanwhile that MONITOR did not deliver (INFO stats)"
+            reason += (f"; the server ran {missed:,} commands meanwhile that MONITOR did not deliver (INFO stats and "
+                       "commandstats, less the admin commands MONITOR never shows)")
         self._pending.append(trace.Gap(t=float(lost.get("t") or self._last_t or time.time()), until=until,
                                        source=SOURCE, target=self._label, lost=missed,
                                        reason=f"MONITOR on {self.where}: {reason}"))
@@ -477,6 +481,7 @@ class MonitorCapture:
             "name": CONNECTION_NAME,
             "retry_forever": retry_forever,
             "timeout": connect_timeout(),
+            "hidden": sorted(self._hidden),
         }
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])  # so `-m` finds this package even when not installed
@@ -568,8 +573,10 @@ class MonitorCapture:
         self._next_mark = now + _MARK_EVERY
         token = _MARK_PREFIX + uuid.uuid4().hex.encode()
         try:
-            reply = self._fence.execute_command("INFO", "stats", token)
-            self._marks[token] = int(reply["total_commands_processed"])
+            reply = self._fence.execute_command("INFO", "stats", "commandstats", token)
+            self._marks[token] = int(reply["total_commands_processed"]) - sum(
+                int(stats["calls"]) for name, stats in reply.items()
+                if name.startswith("cmdstat_") and name[8:] in self._hidden)
         except Exception:  # a mark is a bonus: without one, a gap's count is unknown, its window still right
             return
         while len(self._marks) > _MARKS_KEPT:  # tokens sent while MONITOR was away never show up
@@ -583,6 +590,40 @@ class MonitorCapture:
         except Exception:  # retried on the next round; a Gap on timeout
             return False
         return True
+
+
+def monitor_hidden(client: Any) -> frozenset[str]:
+    """The commands (`client|list` for a subcommand) the server runs but never shows to MONITOR: those flagged
+    `admin` (CONFIG, CLIENT LIST/KILL, ACL, DEBUG...). Counted out of a gap's lost commands, which would otherwise
+    report our own CLIENT LIST samples and a CLIENT KILL as lost. Empty when COMMAND is refused."""
+    try:
+        table = client.command()
+    except Exception:
+        return frozenset()
+    hidden = set()
+    for name, facts in table.items():
+        if "admin" in (facts.get("flags") or ()):
+            hidden.add(str(name).lower())
+        for sub in facts.get("subcommands") or ():
+            if isinstance(sub, list) and len(sub) > 2 and b"admin" in (sub[2] or ()):
+                hidden.add(sub[0].decode("utf-8", "replace").lower() if isinstance(sub[0], bytes) else str(sub[0]))
+    return frozenset(hidden)
+
+
+def shown_commands(body: bytes, hidden: frozenset[str] | set[str]) -> int | None:
+    """From an `INFO stats commandstats` reply: the commands run that MONITOR shows (all, less the hidden ones)."""
+    total = _info_int(body, b"total_commands_processed")
+    if total is None:
+        return None
+    for line in body.split(b"\r\n"):
+        if not line.startswith(b"cmdstat_"):
+            continue
+        name, _, fields = line[8:].partition(b":")
+        if name.decode("utf-8", "replace") in hidden:
+            calls = fields.split(b",", 1)[0].partition(b"=")[2]
+            if calls.isdigit():
+                total -= int(calls)
+    return total
 
 
 def lost_commands(mark: object, processed: object) -> int | None:
@@ -603,8 +644,8 @@ def _fence_of(args: list[bytes]) -> bytes | None:
         return args[1]
     if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
         return b""
-    if len(args) == 3 and args[2].startswith(FENCE_PREFIX) and args[0].upper() == b"INFO":
-        return args[2]
+    if len(args) in (3, 4) and args[-1].startswith(FENCE_PREFIX) and args[0].upper() == b"INFO":
+        return args[-1]
     return None
 
 
@@ -658,9 +699,11 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         raise _SpoolFailed(exc.strerror or str(exc)) from None
 
 
-def _connect(target: dict[str, Any], name: str, timeout: float) -> tuple[socket.socket, bytes, int | None]:
+def _connect(target: dict[str, Any], name: str, timeout: float,
+             hidden: frozenset[str] = frozenset()) -> tuple[socket.socket, bytes, int | None]:
     """Open the connection, authenticate, name it, read the server's command count, and send MONITOR; returns the
-    socket, the bytes after +OK, and INFO's total_commands_processed just before MONITOR (None if refused)."""
+    socket, the bytes after +OK, and the count of commands run that MONITOR shows, just before MONITOR (None if
+    refused)."""
     if target.get("unix_path"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -696,11 +739,11 @@ def _connect(target: dict[str, Any], name: str, timeout: float) -> tuple[socket.
             if not reply.startswith(b"+"):
                 raise _Refused(reply[1:].decode("utf-8", "replace"))
         reply, buffered = _command(sock, ["CLIENT", "SETNAME", name], buffered)  # refusal is harmless
-        reply, buffered = _command(sock, ["INFO", "stats"], buffered)
+        reply, buffered = _command(sock, ["INFO", "stats", "commandstats"], buffered)
         processed = None
         if reply.startswith(b"$"):
             body, buffered = _bulk(sock, int(reply[1:]), buffered)
-            processed = _info_int(body, b"total_commands_processed")
+            processed = shown_commands(body, hidden)
         reply, buffered = _command(sock, ["MONITOR"], buffered)
         if not reply.startswith(b"+"):
             raise _Refused(reply[1:].decode("utf-8", "replace"))
@@ -807,12 +850,13 @@ def _read_forever(config: dict[str, Any]) -> int:
     spool = _Spool(config["spool"], int(config.get("rotate_bytes") or _ROTATE_BYTES))
     retry_forever = bool(config.get("retry_forever"))
     timeout = float(config.get("timeout") or 10)
+    hidden = frozenset(config.get("hidden") or ())
     first = True
     delay = 0.05
     last_error = ""
     while True:
         try:
-            sock, leftover, processed = _connect(target, name, timeout)
+            sock, leftover, processed = _connect(target, name, timeout, hidden)
         except Exception as exc:  # every failure is reported or retried
             kind, text = _describe(exc)
             if first and not retry_forever:
