@@ -19,6 +19,11 @@ from redisprobe import __version__
 from redisprobe.errors import TraceFormatError
 
 TRACE_FORMAT = 1
+"""Format 1 has only grown: new event types and new fields with defaults, so a trace written by any earlier
+release reads as it was (traces from the first releases are kept as test data: the `compat-*` files of the golden
+corpus, each named after the commit that wrote it). A change that is not additive (a field renamed or given a new
+meaning) bumps this number and comes with an upgrade from the previous format in `read_trace`, tested on those
+files."""
 MAGIC = "redisprobe-trace"
 
 Reply = Any  # a Redis reply made JSON-safe by `jsonable_reply`
