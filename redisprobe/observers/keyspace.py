@@ -23,6 +23,7 @@ from redis.retry import Retry
 from redisprobe import configledger, trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.observers.clients import connect_observer
+from redisprobe.observers.commandcount import monitor_hidden, shown_in_info
 from redisprobe.target import Target, connect_timeout, describe_redis_error
 
 PATTERN = "__keyevent@*__:*"
@@ -100,6 +101,7 @@ class KeyspaceObserver:
         self._stopped = False
         self._conn: Any = None
         self._admin: redis.Redis | None = None
+        self._hidden: frozenset[str] | None = None  # admin commands: never an event, not counted as lost
         self._thread: threading.Thread | None = None
         self._run_id = ""
         self._named = True  # False when ACLs refuse CLIENT SETNAME
@@ -312,12 +314,15 @@ class KeyspaceObserver:
         conn.send_command("PING", token)
 
     def _processed(self) -> int | None:
-        """INFO's total_commands_processed (None when INFO is refused or the server does not answer)."""
+        """The commands the server has run, less the admin ones that raise no event (INFO stats and commandstats;
+        None when INFO is refused or the server does not answer)."""
         if self._admin is None:
             return None
         try:
-            reply = self._admin.execute_command("INFO", "stats", _MARK_PREFIX + b"count")
-            return int(reply["total_commands_processed"])
+            if self._hidden is None:
+                self._hidden = monitor_hidden(self._admin)
+            reply = self._admin.execute_command("INFO", "stats", "commandstats", _MARK_PREFIX + b"count")
+            return shown_in_info(reply, self._hidden)
         except (rex.RedisError, OSError, TypeError, ValueError):
             return None
 
@@ -381,7 +386,7 @@ class KeyspaceObserver:
             lost = None
             if processed_then is not None and processed_now is not None and processed_now >= processed_then:
                 lost = processed_now - processed_then
-                reason += f"; the server ran about {lost:,} commands meanwhile (INFO stats)"
+                reason += f"; the server ran {lost:,} commands meanwhile (INFO stats and commandstats, admin aside)"
             self._mark = (time.time(), processed_now)
             self.emit(trace.Gap(t=lost_at, source="keyspace", reason=reason, until=time.time(),
                                 target=self.target.label, lost=lost))

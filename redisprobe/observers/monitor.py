@@ -49,6 +49,7 @@ from redisprobe.monitor_parse import (
     line_time,
     parse_monitor_line,
 )
+from redisprobe.observers.commandcount import monitor_hidden, shown_commands, shown_in_info
 from redisprobe.target import connect_timeout
 
 if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s, 12 MB)
@@ -574,9 +575,7 @@ class MonitorCapture:
         token = _MARK_PREFIX + uuid.uuid4().hex.encode()
         try:
             reply = self._fence.execute_command("INFO", "stats", "commandstats", token)
-            self._marks[token] = int(reply["total_commands_processed"]) - sum(
-                int(stats["calls"]) for name, stats in reply.items()
-                if name.startswith("cmdstat_") and name[8:] in self._hidden)
+            self._marks[token] = shown_in_info(reply, self._hidden)
         except Exception:  # a mark is a bonus: without one, a gap's count is unknown, its window still right
             return
         while len(self._marks) > _MARKS_KEPT:  # tokens sent while MONITOR was away never show up
@@ -590,40 +589,6 @@ class MonitorCapture:
         except Exception:  # retried on the next round; a Gap on timeout
             return False
         return True
-
-
-def monitor_hidden(client: Any) -> frozenset[str]:
-    """The commands (`client|list` for a subcommand) the server runs but never shows to MONITOR: those flagged
-    `admin` (CONFIG, CLIENT LIST/KILL, ACL, DEBUG...). Counted out of a gap's lost commands, which would otherwise
-    report our own CLIENT LIST samples and a CLIENT KILL as lost. Empty when COMMAND is refused."""
-    try:
-        table = client.command()
-    except Exception:
-        return frozenset()
-    hidden = set()
-    for name, facts in table.items():
-        if "admin" in (facts.get("flags") or ()):
-            hidden.add(str(name).lower())
-        for sub in facts.get("subcommands") or ():
-            if isinstance(sub, list) and len(sub) > 2 and b"admin" in (sub[2] or ()):
-                hidden.add(sub[0].decode("utf-8", "replace").lower() if isinstance(sub[0], bytes) else str(sub[0]))
-    return frozenset(hidden)
-
-
-def shown_commands(body: bytes, hidden: frozenset[str] | set[str]) -> int | None:
-    """From an `INFO stats commandstats` reply: the commands run that MONITOR shows (all, less the hidden ones)."""
-    total = _info_int(body, b"total_commands_processed")
-    if total is None:
-        return None
-    for line in body.split(b"\r\n"):
-        if not line.startswith(b"cmdstat_"):
-            continue
-        name, _, fields = line[8:].partition(b":")
-        if name.decode("utf-8", "replace") in hidden:
-            calls = fields.split(b",", 1)[0].partition(b"=")[2]
-            if calls.isdigit():
-                total -= int(calls)
-    return total
 
 
 def lost_commands(mark: object, processed: object) -> int | None:
@@ -775,14 +740,6 @@ def _bulk(sock: socket.socket, size: int, buffered: bytes) -> tuple[bytes, bytes
             raise ConnectionError("connection closed by the server during the handshake")
         buffered += more
     return buffered[:size], buffered[size + 2:]
-
-
-def _info_int(body: bytes, field: bytes) -> int | None:
-    for line in body.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name == field and value.strip().isdigit():
-            return int(value)
-    return None
 
 
 def _pump(sock: socket.socket, spool: _Spool, leftover: bytes) -> tuple[str, float, int]:
