@@ -24,7 +24,7 @@ from redisprobe.outputs import check_output
 from redisprobe.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
 from redisprobe.render.escape import shown
-from redisprobe.sandbox import TOPOLOGIES
+from redisprobe.sandbox import SANDBOX_TOPOLOGIES, TOPOLOGIES
 from redisprobe.target import given_url, redact, set_connect_timeout
 
 if TYPE_CHECKING:
@@ -417,17 +417,41 @@ def catalog(json: JsonOpt = False,
 
 @app.command()
 @handled
-def sandbox(topology: TopologyOpt = "single") -> None:
+def sandbox(
+    topology: Annotated[str, typer.Option("--topology", metavar="|".join(SANDBOX_TOPOLOGIES),
+                                          help="Sandbox topology (cluster: three primaries).",
+                                          autocompletion=_complete(SANDBOX_TOPOLOGIES))] = "single",
+    replicas: Annotated[int, typer.Option(min=0, max=2, metavar="N",
+                                          help="With --topology cluster: replicas per primary.")] = 0,
+) -> None:
     """Start a disposable sandbox for your own experiments; prints its URLs and stops it on Ctrl-C."""
     import time
 
     from redisprobe.sandbox import sandbox as start_sandbox
 
-    with start_sandbox(topology) as box:
+    if replicas and topology != "cluster":
+        raise ProbeError("--replicas goes with --topology cluster")
+    started = time.monotonic()
+    with start_sandbox(topology, replicas=replicas) as box:
         console = stdout_console()
-        for role, role_url in box.role_urls.items():
-            console.print(f"{role}: {role_url}")
-        console.print(f"sandbox ({topology}) running; Ctrl-C to stop")
+        if topology == "cluster":
+            from redisprobe.cluster import discover
+
+            client = box.target("api").connect()
+            try:
+                nodes = discover(client)
+            finally:
+                client.close()
+            address = {node.node_id: node.address for node in nodes}
+            for node in nodes:
+                slots = ", ".join(f"{first}-{last}" for first, last in node.slots)
+                console.print(f"{node.role}: redis://{node.address}/0 " + (
+                    f"slots {slots}" if node.role == "primary" else f"replica of {address.get(node.primary_id or '')}"))
+        else:
+            for role, role_url in box.role_urls.items():
+                console.print(f"{role}: {role_url}")
+        console.print(f"sandbox ({topology}) running, started in {time.monotonic() - started:.1f}s; "
+                      "Ctrl-C to stop")
         sys.stdout.flush()
         while True:
             time.sleep(3600)

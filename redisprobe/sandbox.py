@@ -1,7 +1,9 @@
 """The embedded default: disposable servers on free loopback ports, torn down whatever happens.
 
 Topologies: `single`; `split`, two independent servers on the same port (127.0.0.1 and 127.0.0.2) that look
-identical to a config check; `replica`, a primary and a replica with the processor reading the replica.
+identical to a config check; `replica`, a primary and a replica with the processor reading the replica;
+`cluster` (the `sandbox` command only, for now), a Redis Cluster of three primaries (and a replica each with
+`replicas=1`) put together with CLUSTER ADDSLOTSRANGE and MEET, so no cluster tooling is needed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,14 @@ from redisprobe.leftovers import temp_dir
 from redisprobe.target import Target, parse_target
 
 TOPOLOGIES = ("single", "split", "replica")
+"""What isolation, ttl-race and scenario files run on."""
+
+SANDBOX_TOPOLOGIES = (*TOPOLOGIES, "cluster")
+"""What the `sandbox` command starts: the cluster too, until the scripted actors speak to clusters."""
+
+CLUSTER_PRIMARIES = 3
+CLUSTER_SLOTS = 16384
+CLUSTER_BUS_OFFSET = 10000  # each node also listens on its port + 10000 (the cluster bus)
 
 
 def find_server_binary() -> str:
@@ -60,6 +70,15 @@ def free_port(hosts: tuple[str, ...] = ("127.0.0.1",)) -> int:
         if all(_port_free(host, port) for host in hosts):
             return port
     raise ProbeError("could not find a free loopback port for the sandbox")
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET < 65536 and _port_free("127.0.0.1", port + CLUSTER_BUS_OFFSET):
+            return port
+    raise ProbeError("could not find a free loopback port (and its cluster bus port) for the sandbox cluster")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -163,10 +182,11 @@ class Sandbox:
 
 
 @contextlib.contextmanager
-def sandbox(topology: str = "single", *, extra: list[str] | None = None) -> Iterator[Sandbox]:
-    """Start a disposable topology; everything is stopped and its temp dir removed on exit, Ctrl-C included."""
-    if topology not in TOPOLOGIES:
-        raise ProbeError(f"unknown topology {topology!r}: choose one of {', '.join(TOPOLOGIES)}")
+def sandbox(topology: str = "single", *, extra: list[str] | None = None, replicas: int = 0) -> Iterator[Sandbox]:
+    """Start a disposable topology; everything is stopped and its temp dir removed on exit, Ctrl-C included.
+    `replicas` (cluster only): replicas per primary."""
+    if topology not in SANDBOX_TOPOLOGIES:
+        raise ProbeError(f"unknown topology {topology!r}: choose one of {', '.join(SANDBOX_TOPOLOGIES)}")
     binary = find_server_binary()
     workdir = temp_dir("sandbox")
     servers: list[ServerProcess] = []
@@ -183,6 +203,9 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None) -> Iter
                 servers.append(ServerProcess(binary, host, port, workdir / f"s{index}", extra=extra))
                 servers[-1].start()
             role_urls = {"api": servers[0].url, "processor": servers[1].url}
+        elif topology == "cluster":
+            start_cluster(binary, workdir, servers, replicas=replicas, extra=extra)
+            role_urls = {"api": servers[0].url, "processor": servers[0].url}
         else:
             primary_port = free_port()
             # No 5 s wait for more replicas before the first (diskless) sync: there is only one.
@@ -201,3 +224,57 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None) -> Iter
         for server in reversed(servers):
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_cluster(binary: str, workdir: Path, servers: list[ServerProcess], *, replicas: int = 0,
+                  extra: list[str] | None = None, timeout: float = 30.0) -> None:
+    """Three primaries sharing the 16384 slots (and `replicas` replicas each), appended to `servers` as they
+    start (so the caller stops whatever did start); returns once every node says cluster_state:ok and every
+    replica is linked."""
+    import redis
+
+    count = CLUSTER_PRIMARIES * (1 + replicas)
+    for index in range(count):
+        port = free_cluster_port()
+        node_dir = workdir / f"node{index}"
+        servers.append(ServerProcess(binary, "127.0.0.1", port, node_dir, extra=[
+            "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+            "--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0", *(extra or [])]))
+        servers[-1].start()
+    clients = [redis.Redis(host=s.host, port=s.port, socket_timeout=5, decode_responses=True) for s in servers]
+    try:
+        ids = [client.execute_command("CLUSTER", "MYID") for client in clients]
+        share = CLUSTER_SLOTS // CLUSTER_PRIMARIES
+        for index in range(CLUSTER_PRIMARIES):
+            last = CLUSTER_SLOTS - 1 if index == CLUSTER_PRIMARIES - 1 else (index + 1) * share - 1
+            clients[index].execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, last)
+        for server in servers[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", server.host, server.port)
+        _wait(lambda: all(len(c.execute_command("CLUSTER", "NODES").splitlines()) == count for c in clients),
+              timeout, "the sandbox cluster's nodes did not all meet")
+        for index in range(CLUSTER_PRIMARIES, count):
+            primary = (index - CLUSTER_PRIMARIES) % CLUSTER_PRIMARIES
+            clients[index].execute_command("CLUSTER", "REPLICATE", ids[primary])
+        replica_count = count - CLUSTER_PRIMARIES
+        _wait(lambda: all(c.execute_command("CLUSTER", "INFO").startswith("cluster_state:ok")
+                          and _replicas_known(c.execute_command("CLUSTER", "NODES")) == replica_count
+                          for c in clients),
+              timeout, "the sandbox cluster did not reach cluster_state:ok with every replica known")
+    finally:
+        for client in clients:
+            client.close()
+    for server in servers[CLUSTER_PRIMARIES:]:
+        server.wait_replica_linked(timeout)
+
+
+def _replicas_known(nodes: str) -> int:
+    """How many replicas a node's CLUSTER NODES lists (flags `slave` or `myself,slave`)."""
+    return sum("slave" in line.split()[2].split(",") for line in nodes.splitlines() if len(line.split()) > 2)
+
+
+def _wait(ready: Callable[[], bool], timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise ProbeError(f"{failure} in {timeout:.0f}s")
+        time.sleep(0.05)

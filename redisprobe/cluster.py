@@ -1,0 +1,101 @@
+"""Redis Cluster discovery: from any one node, every node of the cluster, its role and the slots it serves.
+
+A capture of a cluster must watch every node: a key lives on the node that owns its slot, and "B can't see A's
+key" there is often a SCAN that covered one node, or a replica read. CLUSTER SHARDS (Redis 7.0+) says it all in
+one reply; older servers answer CLUSTER NODES, parsed to the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redisprobe.errors import ProbeError
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One node as the cluster knows it."""
+
+    node_id: str
+    host: str
+    port: int
+    role: str  # "primary" or "replica"
+    primary_id: str | None = None  # a replica's primary
+    slots: tuple[tuple[int, int], ...] = field(default=())  # a primary's slot ranges, inclusive
+    health: str = "online"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def owns(self, slot: int) -> bool:
+        return any(first <= slot <= last for first, last in self.slots)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether the server a redis-py client talks to runs in cluster mode."""
+    return str(_text(client.info("server").get("redis_mode", ""))) == "cluster"
+
+
+def discover(client: Any) -> list[ClusterNode]:
+    """Every node of the cluster `client` is connected to one node of: primaries first, each with its slots."""
+    import redis
+
+    try:
+        shards = client.execute_command("CLUSTER", "SHARDS")
+    except redis.ResponseError as exc:
+        if "unknown subcommand" not in str(exc).lower():
+            raise ProbeError(f"CLUSTER SHARDS was refused: {exc}") from None
+        return parse_cluster_nodes(_text(client.execute_command("CLUSTER", "NODES")))
+    return _from_shards(shards)
+
+
+def _from_shards(shards: list[dict[Any, Any]]) -> list[ClusterNode]:
+    nodes: list[ClusterNode] = []
+    for shard in shards:
+        shard = {_text(k): v for k, v in shard.items()}
+        bounds = [int(n) for n in shard.get("slots") or ()]
+        slots = tuple(zip(bounds[::2], bounds[1::2], strict=True))
+        members = [{_text(k): v for k, v in node.items()} for node in shard.get("nodes") or ()]
+        primary = next((m for m in members if _text(m.get("role")) == "master"), None)
+        primary_id = _text(primary["id"]) if primary is not None else None
+        for member in members:
+            is_primary = member is primary
+            nodes.append(ClusterNode(
+                node_id=_text(member["id"]), host=_text(member.get("ip") or member.get("endpoint")),
+                port=int(member.get("port") or member.get("tls-port") or 0),
+                role="primary" if is_primary else "replica",
+                primary_id=None if is_primary else primary_id, slots=slots if is_primary else (),
+                health=_text(member.get("health") or "online")))
+    return sorted(nodes, key=lambda n: (n.role != "primary", n.slots[:1], n.port))
+
+
+def parse_cluster_nodes(text: str) -> list[ClusterNode]:
+    """CLUSTER NODES' lines (`<id> <ip:port@bus> <flags> <primary> <ping> <pong> <epoch> <link> <slot>...`)."""
+    nodes: list[ClusterNode] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 8:
+            continue
+        host, _, rest = words[1].rpartition(":")
+        port = int(rest.split("@", 1)[0] or 0)
+        flags = set(words[2].split(","))
+        if "noaddr" in flags or "handshake" in flags:
+            continue
+        primary = "master" in flags
+        slots = []
+        for word in words[8:]:
+            if word.startswith("["):
+                continue  # a slot being migrated or imported
+            first, _, last = word.partition("-")
+            slots.append((int(first), int(last or first)))
+        nodes.append(ClusterNode(
+            node_id=words[0], host=host, port=port, role="primary" if primary else "replica",
+            primary_id=None if primary or words[3] == "-" else words[3], slots=tuple(slots) if primary else (),
+            health="fail" if "fail" in flags else "online"))
+    return sorted(nodes, key=lambda n: (n.role != "primary", n.slots[:1], n.port))
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
