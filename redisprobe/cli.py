@@ -280,6 +280,9 @@ def monitor(
         watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
         for extra in watched_targets[1:]:
             check_user_target(extra)
+        from redisprobe.cluster import expand_cluster
+
+        watched_targets, cluster_notes = expand_cluster(watched_targets)
         where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
@@ -290,8 +293,10 @@ def monitor(
             if live is not None:
                 live.header()
 
+        for note in cluster_notes:
+            err.print(f"redisprobe: {shown(note)}", markup=False)
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
-                                 redact_values=redact_values)
+                                 redact_values=redact_values, notes=tuple(cluster_notes))
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
     # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
     # (or, with --json, here).

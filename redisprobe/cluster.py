@@ -7,10 +7,13 @@ one reply; older servers answer CLUSTER NODES, parsed to the same shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from redisprobe.errors import ProbeError
+from redisprobe.target import Target
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,67 @@ def parse_cluster_nodes(text: str) -> list[ClusterNode]:
 
 def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str]]:
+    """Each target that is a cluster node becomes every primary of its cluster (the credentials carried over),
+    each once; returns the targets and a note per cluster found (its nodes, and how far their clocks are from
+    ours, which bounds how exactly their events interleave).
+
+    Replicas are not watched yet: their MONITOR shows every write again, sent by the primary over the replication
+    link, which the fold would take for a client's own commands (a DEL after each expiry on the primary)."""
+    import redis
+
+    out: list[Target] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    for target in targets:
+        if target.unix_path is not None or target.address in seen:
+            out += [] if target.address in seen else [target]
+            seen.add(target.address)
+            continue
+        client = target.connect()
+        try:
+            nodes = discover(client) if is_cluster(client) else []
+        except (redis.RedisError, OSError):
+            nodes = []  # the capture's own checks say what is wrong with this server
+        finally:
+            client.close()
+        if not nodes:
+            out.append(target)
+            seen.add(target.address)
+            continue
+        fresh = [n for n in nodes if n.address not in seen and n.role == "primary"]
+        nodes_targets = [node_target(target, node) for node in fresh]
+        out += nodes_targets
+        seen.update(n.address for n in fresh)
+        skew = max((clock_offset(t) for t in nodes_targets), key=abs, default=0.0)
+        primaries = sum(n.role == "primary" for n in nodes)
+        notes.append(f"{target.label} is a node of a Redis Cluster of {len(nodes)} nodes: watching its {primaries} "
+                     f"primaries ({len(nodes) - primaries} replicas not watched); their clocks are within "
+                     f"{abs(skew) * 1000:.1f} ms of ours, so events on different nodes closer than that may be shown "
+                     "out of order")
+    return out, notes
+
+
+def node_target(seed: Target, node: ClusterNode) -> Target:
+    """The seed's URL (scheme, credentials, db) pointed at another node."""
+    parts = urlsplit(seed.url)
+    userinfo, at, _address = parts.netloc.rpartition("@")
+    host = f"[{node.host}]" if ":" in node.host else node.host
+    url = urlunsplit((parts.scheme, f"{userinfo}{at}{host}:{node.port}", parts.path, parts.query, ""))
+    return replace(seed, url=url, host=node.host, port=node.port)
+
+
+def clock_offset(target: Target) -> float:
+    """The server's clock minus ours, in seconds (TIME, halfway through the round trip)."""
+    client = target.connect()
+    try:
+        before = time.time()
+        seconds, micros = client.time()
+        after = time.time()
+    except Exception:
+        return 0.0
+    finally:
+        client.close()
+    return seconds + micros / 1e6 - (before + after) / 2

@@ -29,6 +29,7 @@ class MonitorOptions:
     key_patterns: tuple[str, ...] = ()
     enable_events: bool | None = None
     redact_values: bool = False
+    notes: tuple[str, ...] = ()  # said at the start and kept in the trace (a cluster found, its nodes)
 
 
 @dataclass
@@ -66,6 +67,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         writer.subscribe(pending.append, raw=True)  # the timeline parses only the lines it shows
     for warning in spec.warnings:
         writer.note(warning, level="warning")
+    for note in options.notes:
+        writer.note(note)
     if options.redact_values:
         from redisprobe.redact import redacting
 

@@ -1,0 +1,93 @@
+"""`monitor --url` on one node of a Redis Cluster watches every primary: keys are followed on the node that owns
+their slot, a healthy cluster app gets silence, and a delete on another node than the one given is named with
+its pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from redis.cluster import RedisCluster
+
+from redisprobe.sandbox import sandbox
+from tests.clirun import cli_env
+
+DELETER = """
+import sys
+import time
+from redis.cluster import RedisCluster
+client = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]))
+client.delete(sys.argv[2])
+time.sleep(2)  # a service that goes on running, not a one-shot script
+client.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with sandbox("cluster") as box:
+        yield box
+
+
+def _monitor(url: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
+                             "6", "--enable-events", "--pids", f"app={os.getpid()}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    assert proc.stderr is not None
+    said = []
+    while True:  # once it says it is capturing, every node's MONITOR is on
+        line = proc.stderr.readline()
+        said.append(line)
+        assert line, "".join(said)
+        if "capturing" in line:
+            return proc
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[dict, str]:
+    out, err = proc.communicate(timeout=120)
+    return json.loads(out), err
+
+
+def test_a_healthy_cluster_app_is_followed_on_every_primary_and_gets_silence(cluster):
+    proc = _monitor(cluster.urls[1])
+    client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+    try:
+        for index in range(30):
+            client.set(f"user:{index}", index, ex=60)
+            assert client.get(f"user:{index}") == str(index).encode()
+        time.sleep(1.5)  # an app stays connected: its connections show in CLIENT LIST samples
+    finally:
+        client.close()
+    doc, err = _finish(proc)
+    assert proc.returncode == 0, (err, doc["findings"])
+    keys = [k for k in doc["keys"] if k["key"].startswith("user:")]
+    assert len(keys) == 30  # each key once, on its own node
+    assert len({k["server"] for k in keys}) == 3
+    assert all(k["created_by"]["pid"] == os.getpid() for k in keys), [k["created_by"] for k in keys]
+    assert not doc["findings"]
+
+
+def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
+    client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+    seed = cluster.servers[0]
+    key = next(f"batch:{i}" for i in range(100) if client.get_node_from_key(f"batch:{i}").port != seed.port)
+    proc = _monitor(seed.url)
+    try:
+        client.rpush(key, "m1")
+        client.expire(key, 60)
+        deleter = subprocess.Popen([sys.executable, "-c", DELETER, str(seed.port), key])
+        deleter.wait(timeout=60)
+        client.rpush(key, "m2")  # the writer comes back to a batch it did not know was gone
+    finally:
+        client.close()
+    doc, err = _finish(proc)
+    assert proc.returncode == 1, err
+    found = [f for f in doc["findings"] if f["rule"] == "deleted-by-client"]
+    assert found and found[0]["culprit"]["pid"] == deleter.pid, doc["findings"]
+    assert key in found[0]["keys"]
+    owner = client.get_node_from_key(key)
+    assert any(f"127.0.0.1:{owner.port}" in k["server"] for k in doc["keys"] if k["key"] == key)
