@@ -16,7 +16,7 @@ from redisprobe.actors.child import ActorSpec
 from redisprobe.actors.supervisor import Supervisor
 from redisprobe.findings import Finding
 from redisprobe.session import Targets, make_header
-from redisprobe.target import connect_timeout
+from redisprobe.target import Target, connect_timeout
 
 
 @dataclass
@@ -55,14 +55,16 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     supervisor = Supervisor(writer)
     observed = targets.by_role.get("api") or next(iter(targets.by_role.values()))
     watched: dict[int, str] = {}
-    capture = sampler = None
+    captures: list[Any] = []
+    sampler = None
     interrupted = False
     try:
         if plan.observe:
             from redisprobe.capture import CaptureSession
 
-            capture = CaptureSession(observed, writer, watched=watched, enable_events=enable_events)
-            capture.start()
+            for target in _observed(targets, observed):
+                captures.append(CaptureSession(target, writer, watched=watched, enable_events=enable_events))
+                captures[-1].start()
         if plan.ttl_pattern:
             from redisprobe.observers.ttl import TtlSampler
 
@@ -72,12 +74,12 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
             run = supervisor.start(spec)
             if spec.listed:
                 watched[run.pid] = spec.role
-                if capture is not None:
+                for capture in captures:
                     capture.mapper.watched[run.pid] = spec.role
         supervisor.release()
         deadline = time.monotonic() + plan.max_seconds
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
-            if capture is not None:
+            for capture in captures:
                 capture.pump()
             writer.check()
             time.sleep(0.05)
@@ -90,10 +92,10 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         supervisor.stop_all(timeout=0.5 if interrupted else 3.0)
         if sampler is not None:
             sampler.stop(timeout=0.2 if interrupted else 5.0)
-        if capture is not None:
+        if captures:
             from redisprobe.capture import stop_sessions
 
-            undone, again = stop_sessions([capture], budget=1.0 if interrupted else connect_timeout())
+            undone, again = stop_sessions(captures, budget=1.0 if interrupted else connect_timeout())
             interrupted = interrupted or again
             for line in undone:
                 writer.note(f"gave up {line}", level="warning")
@@ -110,6 +112,15 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     if interrupted:  # actors stopped by the Ctrl-C did not crash
         execution.interrupted, execution.crashed, execution.timed_out = True, [], []
     return execution
+
+
+def _observed(targets: Targets, first: Target) -> list[Target]:
+    """What the capture watches: the api's server, and on a sandbox cluster every primary (a key lives on the node
+    that owns its slot)."""
+    nodes = [target for role, target in targets.by_role.items() if role.startswith("node")]
+    if targets.sandbox is None or targets.sandbox.topology != "cluster":
+        return [first]
+    return [first, *(node for node in nodes if node.address != first.address)]
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:

@@ -27,7 +27,11 @@ TOPOLOGIES = ("single", "split", "replica")
 """What isolation, ttl-race and scenario files run on."""
 
 SANDBOX_TOPOLOGIES = (*TOPOLOGIES, "cluster")
-"""What the `sandbox` command starts: the cluster too, until the scripted actors speak to clusters."""
+"""What the `sandbox` command and scenario files start: the cluster too. Its roles `node0`..`node2` are the
+primaries, `api` and `processor` the first of them; a scenario's actors are plain clients, each on the node it
+names (`server = "node1"`), so a scenario says which node every key lives on (hash tags)."""
+
+CLUSTER_NODE_ROLES = ("node0", "node1", "node2")
 
 CLUSTER_PRIMARIES = 3
 CLUSTER_SLOTS = 16384
@@ -205,7 +209,8 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None, replica
             role_urls = {"api": servers[0].url, "processor": servers[1].url}
         elif topology == "cluster":
             start_cluster(binary, workdir, servers, replicas=replicas, extra=extra)
-            role_urls = {"api": servers[0].url, "processor": servers[0].url}
+            role_urls = {"api": servers[0].url, "processor": servers[0].url,
+                         **{f"node{index}": servers[index].url for index in range(CLUSTER_PRIMARIES)}}
         else:
             primary_port = free_port()
             # No 5 s wait for more replicas before the first (diskless) sync: there is only one.

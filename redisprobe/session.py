@@ -52,7 +52,8 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
         yield Targets(by_role=by_role, sandbox=None)
         return
     with sandbox(topology, extra=server_args) as box:
-        yield Targets(by_role={role: box.target(role) for role in roles}, sandbox=box)
+        nodes = tuple(role for role in box.role_urls if role.startswith("node") and role not in roles)
+        yield Targets(by_role={role: box.target(role) for role in (*roles, *nodes)}, sandbox=box)
 
 
 def _check_all(by_role: dict[str, Target]) -> None:

@@ -42,6 +42,7 @@ class ServerFingerprint(msgspec.Struct, frozen=True, kw_only=True):
     master_host: str = ""
     master_port: int = 0
     master_replid: str = ""  # shared by a primary and its replicas: tells "replica of" from "another server"
+    redis_mode: str | msgspec.UnsetType = msgspec.UNSET  # "cluster" for a cluster node (absent in older traces)
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):

@@ -91,3 +91,55 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
     assert key in found[0]["keys"]
     owner = client.get_node_from_key(key)
     assert any(f"127.0.0.1:{owner.port}" in k["server"] for k in doc["keys"] if k["key"] == key)
+
+
+SCANNER = """
+import sys
+import time
+import redis
+from redis.cluster import RedisCluster
+port, cluster_aware = int(sys.argv[1]), sys.argv[2] == "cluster"
+client = RedisCluster(host="127.0.0.1", port=port) if cluster_aware else redis.Redis(host="127.0.0.1", port=port)
+found = list(client.scan_iter(match="batch:*", count=1000))
+print(len(found))
+time.sleep(2)  # a service that goes on running
+client.close()
+"""
+
+
+def _scan_while_batches_exist(cluster, cluster_aware: bool) -> tuple[dict, int, int]:
+    seed = cluster.servers[0]
+    proc = _monitor(seed.url)
+    writer = RedisCluster(host="127.0.0.1", port=seed.port)
+    try:
+        for index in range(20):
+            writer.rpush(f"batch:{index}", "m")
+            writer.expire(f"batch:{index}", 60)
+        scanner = subprocess.run([sys.executable, "-c", SCANNER, str(seed.port),
+                                  "cluster" if cluster_aware else "plain"],
+                                 capture_output=True, text=True, check=True, timeout=60)
+        time.sleep(1)
+        for index in range(20):
+            writer.delete(f"batch:{index}")
+    finally:
+        writer.close()
+    doc, _err = _finish(proc)
+    return doc, int(scanner.stdout.strip()), proc.returncode
+
+
+def test_a_scan_sent_to_one_primary_is_scan_one_node(cluster):
+    doc, found, code = _scan_while_batches_exist(cluster, cluster_aware=False)
+    assert 0 < found < 20  # the plain client saw one node's share
+    findings = [f for f in doc["findings"] if f["rule"] == "scan-one-node"]
+    assert code == 1 and len(findings) == 1, doc["findings"]
+    finding = findings[0]
+    assert finding["culprit"]["pid"] not in (None, os.getpid())
+    assert "batch:*" in finding["summary"] and "1 of the cluster's 3 primaries" in finding["summary"]
+    assert any("slot" in line and "the scan never asked that node" in line for line in finding["evidence"])
+    assert f"{20 - found} matching key(s)" in finding["summary"]
+
+
+def test_a_cluster_client_scanning_every_primary_is_silent(cluster):
+    doc, found, code = _scan_while_batches_exist(cluster, cluster_aware=True)
+    assert found == 20
+    assert code == 0 and not doc["findings"], doc["findings"]

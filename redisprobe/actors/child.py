@@ -51,6 +51,7 @@ def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.Serve
         master_host=str(replication.get("master_host", "")),
         master_port=int(replication.get("master_port", 0) or 0),
         master_replid=str(replication.get("master_replid", "")),
+        redis_mode=str(server["redis_mode"]) if "redis_mode" in server else msgspec.UNSET,
     )
 
 

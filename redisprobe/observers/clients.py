@@ -93,6 +93,7 @@ def fingerprint(info: dict[str, Any], target: Target) -> trace.ServerFingerprint
         master_host=str(info.get("master_host", "")),
         master_port=_int(info.get("master_port")),
         master_replid=str(info.get("master_replid", "")),
+        redis_mode=str(info["redis_mode"]) if "redis_mode" in info else msgspec.UNSET,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from redisprobe.analysis.commands import lookup
-from redisprobe.sandbox import TOPOLOGIES
+from redisprobe.sandbox import CLUSTER_NODE_ROLES, SANDBOX_TOPOLOGIES
 from redisprobe.scenario.locate import Locator
 from redisprobe.scenario.model import (
     ActorDecl,
@@ -159,8 +159,8 @@ class _Validator:
         if catalog_id and not ID_RE.match(catalog_id):
             raise self.fail(("catalog_id",), f"{catalog_id!r} is not an id (lower-case words joined by '-')")
         topology = self.typed(data.get("topology", "single"), "string", ("topology",))
-        if topology not in TOPOLOGIES:
-            raise self.fail(("topology",), f"unknown topology {topology!r}: one of {', '.join(TOPOLOGIES)}")
+        if topology not in SANDBOX_TOPOLOGIES:
+            raise self.fail(("topology",), f"unknown topology {topology!r}: one of {', '.join(SANDBOX_TOPOLOGIES)}")
         server_args = self.strings(data.get("server_args", []), ("server_args",))
         observe = self.typed(data.get("observe", True), "boolean", ("observe",))
         allow_scripts = self.typed(data.get("allow_scripts", False), "boolean", ("allow_scripts",))
@@ -182,7 +182,8 @@ class _Validator:
         actors_raw = self.typed(data["actors"], "array", ("actors",))
         if not actors_raw:
             raise self.fail(("actors",), "no actors: a scenario needs at least one")
-        actors = [self.actor(raw, ("actors", index), variables) for index, raw in enumerate(actors_raw)]
+        servers = SERVERS + (CLUSTER_NODE_ROLES if topology == "cluster" else ())
+        actors = [self.actor(raw, ("actors", index), variables, servers) for index, raw in enumerate(actors_raw)]
         listed: dict[str, bool] = {}
         for index, actor in enumerate(actors):
             if listed.setdefault(actor.role, actor.listed) != actor.listed:
@@ -205,7 +206,8 @@ class _Validator:
                 raise self.fail((*at, key), f"a variable is a string or a number, got {_kind(value)}")
         return dict(raw)
 
-    def actor(self, raw: Any, at: tuple[str | int, ...], scenario_vars: dict[str, Any]) -> ActorDecl:
+    def actor(self, raw: Any, at: tuple[str | int, ...], scenario_vars: dict[str, Any],
+              servers: tuple[str, ...] = SERVERS) -> ActorDecl:
         self.typed(raw, "table", at)
         self.fields(raw, ACTOR_FIELDS, at, "an actor")
         if "role" not in raw:
@@ -225,9 +227,9 @@ class _Validator:
         if not 1 <= count <= 32:
             raise self.fail((*at, "count"), f"count {count} is out of range 1..32")
         server = self.typed(raw.get("server", role if role in SERVERS else "api"), "string", (*at, "server"))
-        if server not in SERVERS:
+        if server not in servers:
             raise self.fail((*at, "server"), f"unknown server {server!r}: the api's or the processor's "
-                                              f"({', '.join(SERVERS)})")
+                                              f"({', '.join(servers)})")
         listed = self.typed(raw.get("listed", True), "boolean", (*at, "listed"))
         actor_vars = self.variables(raw.get("vars", {}), (*at, "vars"))
         if "steps" not in raw:

@@ -8,6 +8,7 @@ to add one.
 
 from __future__ import annotations
 
+from redisprobe.analysis.rules.cluster import scan_one_node
 from redisprobe.analysis.rules.names import key_prefix_mismatch
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
 from redisprobe.analysis.rules.removal import consumed_by_other, deleted_by_client, evicted, flushed, renamed_away
@@ -92,11 +93,12 @@ register("shared-connection", VISIBILITY, "two processes used one connection (a 
          shared_connection)
 register("stale-client-cache", VISIBILITY,
          "client-side caching (CLIENT TRACKING) served a value another client had changed", stale_client_cache)
+register("scan-one-node", VISIBILITY, "in a cluster, KEYS/SCAN covers one node only: matching keys on the other "
+         "primaries are never seen", scan_one_node)
 # Known causes the doctor does not diagnose from a trace (yet): `isolation` names replica-read from the actors' own
-# connections; scan-one-node needs cluster support.
+# connections.
 register("replica-read", VISIBILITY, "the reader reads a replica (asynchronous lag, read-only)",
          named_by="`isolation` and `info`, from each side's own connection")
-register("scan-one-node", VISIBILITY, "in a cluster, KEYS/SCAN covers one node only")
 # Not root causes, but ids a run can report.
 register("not-visible-unexplained", FACT, "the reader did not see the writes and no known cause matched")
 register("expired-on-time", FACT, "the key expired at the TTL its owner set (not a bug)")

@@ -10,6 +10,7 @@ from redisprobe import trace
 from redisprobe.analysis.attribution import ClientInfo
 from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
+from redisprobe.analysis.rules.cluster import cluster_nodes
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
 
@@ -84,6 +85,8 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for (other_server, other_db), slots in places.items():
             if (other_server == server) != same_server or (other_server, other_db) == (server, db):
                 continue
+            if not same_server and {other_server, server} <= cluster_nodes(inp):
+                continue  # a scan that missed the keys of another node of its cluster: scan-one-node
             hits = [slot for slot in slots if regex.match(slot.key.decode("utf-8", "backslashreplace"))]
             if not hits:
                 continue
@@ -119,6 +122,8 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for other in places.get(slot.key, ()):
             if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
                 continue
+            if not same_server and {other.server, slot.server} <= cluster_nodes(inp):
+                continue  # nodes of one cluster: one dataset, each key on the node of its slot
             t, who, args, _certain = slot.miss_log[0]
             life = _writer_life(other, t)
             if life is None:
@@ -203,6 +208,8 @@ def _actor_servers(inp: RuleInput) -> list[Finding]:
         a, b = first.server, other.server
         if a.master_replid and a.master_replid == b.master_replid:
             continue  # a primary and its replica: replica-read's business
+        if a.redis_mode == "cluster" and b.redis_mode == "cluster":
+            continue  # nodes of a cluster: one dataset spread by slot
         alike = [name for name, x, y in (("port", a.port, b.port), ("version", a.version, b.version)) if x == y]
         if not alike:
             continue
