@@ -16,6 +16,7 @@ from typing import Final
 
 from redisprobe import trace
 from redisprobe.findings import Actor
+from redisprobe.identity import program_of
 
 # (server, peer, server time, hint): `peer` is the MONITOR peer (`ip:port`, `unix:...`) or `id:<client id>` for
 # an actor's own op; `hint` is a hash of the command's args for unix-socket peers (matched to actors' ops), else 0.
@@ -69,6 +70,7 @@ class Attributor:
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
         self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
+        self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
 
     # -- feeding -------------------------------------------------------------------------------------------
@@ -112,6 +114,9 @@ class Attributor:
         if event.pid:
             info.pid = event.pid
             self._add_pid(server, event.client_id, event.pid)
+            for holder in event.shared_with:  # one socket, inherited across a fork: every holder may write on it
+                self._add_pid(server, event.client_id, holder)
+                self.holders.setdefault(holder, event.label)
             if event.pid not in self.watched and event.label and event.label in self.watched.values():
                 self.children[event.pid] = event.label  # the pid map found a listed ancestor: a forked worker
         info.flags.update(event.flags)
@@ -287,12 +292,13 @@ class Attributor:
         return bool(self.watched or self.actor_pids)
 
     def process_of(self, pid: int | None) -> str:
-        """The process name (or actor role) of a pid, to spot several instances of one program."""
+        """The program (or actor role) of a pid, to spot several instances of one program: `batch-processor#1`
+        and `batch-processor#0` are both `batch-processor`."""
         if pid is None:
             return ""
         for info in self.clients.values():
             if info.pid == pid and info.process:
-                return info.process
+                return program_of(info.process)
         started = self.actor_pids.get(pid)
         return started.role if started else ""
 
