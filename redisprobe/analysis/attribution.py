@@ -70,6 +70,7 @@ class Attributor:
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
         self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
+        self._programs: set[str] | None = None  # the watched labels without their `#instance`
         self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
 
@@ -117,8 +118,10 @@ class Attributor:
             for holder in event.shared_with:  # one socket, inherited across a fork: every holder may write on it
                 self._add_pid(server, event.client_id, holder)
                 self.holders.setdefault(holder, event.label)
-            if event.pid not in self.watched and event.label and event.label in self.watched.values():
-                self.children[event.pid] = event.label  # the pid map found a listed ancestor: a forked worker
+            if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
+                # the pid map found a listed ancestor (a forked worker), or the process joined a selector's label
+                # during the capture (a PM2 restart, a new cluster instance `app#2`)
+                self.children[event.pid] = event.label
         info.flags.update(event.flags)
         info.multi = "x" in event.flags
         info.last_seen = max(info.last_seen, event.t)
@@ -128,6 +131,13 @@ class Attributor:
             info.connected_at = connected
         self._cache.clear()
         self._place(server, event.addr, event.client_id, connected)
+
+    def _is_watched_label(self, label: str) -> bool:
+        if label in self.watched.values():
+            return True
+        if self._programs is None:
+            self._programs = {program_of(known) for known in self.watched.values()}
+        return program_of(label) in self._programs
 
     def actor_started(self, event: trace.ActorStarted, server: str) -> None:
         self.actor_pids[event.pid] = event
