@@ -35,13 +35,15 @@ class Selector:
     value: str
     label: str = ""
     text: str = ""  # as the user wrote it (for messages)
+    homes: tuple[str, ...] = ()  # pm2: the PM2 homes its apps were found in (a restart joins from these only)
     _pattern: re.Pattern[str] | None = field(default=None, repr=False)
 
     def matches(self, pid: int, identity: Identity | None = None) -> bool:
         """Whether a live pid is one this selector means (asked again for processes that appear later)."""
         if self.kind == "pm2":
             identity = identity or identity_of(pid)
-            return identity.source == "pm2" and (not self.value or identity.pm2_app == self.value)
+            return identity.source == "pm2" and (not self.value or identity.pm2_app == self.value) and \
+                (not self.homes or not identity.pm2_home or identity.pm2_home in self.homes)
         if self.kind == "cmd":
             assert self._pattern is not None
             return bool(self._pattern.search(_cmdline(pid))) and not _is_ours(pid)
@@ -105,7 +107,7 @@ def resolve(selector: Selector) -> list[int]:
         _resolve_container_name(selector)
     pids = [pid for pid in _all_pids() if selector.matches(pid)]
     if pids:
-        return _roots_first(pids)
+        return pids
     if selector.kind == "cmd":
         raise ProbeError(f"{selector.text}: no running process's command line matches")
     if selector.kind == "systemd":
@@ -132,16 +134,17 @@ class Pm2Process:
 
 
 def pm2_homes() -> list[Path]:
-    """Every PM2 home we can find: $PM2_HOME, ~/.pm2, and the home of every running PM2 daemon (its title)."""
-    homes: list[Path] = []
+    """The PM2 homes to look in: $PM2_HOME when set (as the pm2 CLI does), else ~/.pm2 and the home of every
+    running PM2 daemon (its title names it)."""
     if os.environ.get("PM2_HOME"):
-        homes.append(Path(os.environ["PM2_HOME"]))
-    homes.append(Path.home() / ".pm2")
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error, TypeError):
-            match = _DAEMON_HOME.search(" ".join(proc.info["cmdline"] or ()))
-            if match:
-                homes.append(Path(match.group("home")))
+        homes = [Path(os.environ["PM2_HOME"])]
+    else:
+        homes = [Path.home() / ".pm2"]
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error, TypeError):
+                match = _DAEMON_HOME.search(" ".join(proc.info["cmdline"] or ()))
+                if match:
+                    homes.append(Path(match.group("home")))
     unique: list[Path] = []
     for home in homes:
         if home not in unique and home.is_dir():
@@ -153,7 +156,8 @@ def pm2_processes() -> list[Pm2Process]:
     """Every live PM2 app process: from `pm2 jlist` where the CLI and a running daemon are there, else from the
     home's pid files (`pids/APP-ID.pid`), and from the environment of processes we may read."""
     found: dict[int, Pm2Process] = {}
-    for home in pm2_homes():
+    homes = pm2_homes()
+    for home in homes:
         listed = _jlist(home)
         for proc in listed if listed is not None else _pid_files(home):
             if psutil.pid_exists(proc.pid):
@@ -166,7 +170,7 @@ def pm2_processes() -> list[Pm2Process]:
         except psutil.Error:
             continue
         pm2 = pm2_of(environ)
-        if pm2 is not None and _is_app_root(pid, pm2[0]):
+        if pm2 is not None and (not pm2[3] or Path(pm2[3]) in homes) and _is_app_root(pid, pm2[0]):
             found[pid] = Pm2Process(app=pm2[0], pm_id=pm2[1], pid=pid)
     return sorted(found.values(), key=lambda p: (p.app, p.pm_id if p.pm_id is not None else -1, p.pid))
 
@@ -217,6 +221,7 @@ def _pid_files(home: Path) -> Iterator[Pm2Process]:
 
 
 def _resolve_pm2(selector: Selector) -> list[int]:
+    selector.homes = tuple(str(home) for home in pm2_homes())
     processes = pm2_processes()
     chosen = [p.pid for p in processes if not selector.value or p.app == selector.value]
     if chosen:
@@ -271,10 +276,6 @@ def _is_ours(pid: int) -> bool:
     with contextlib.suppress(psutil.Error):
         return pid in {p.pid for p in psutil.Process(os.getpid()).parents()}
     return False
-
-
-def _roots_first(pids: list[int]) -> list[int]:
-    return sorted(pids)
 
 
 def _listed(names: list[str]) -> str:
