@@ -31,6 +31,7 @@ from redisprobe.identity import identity_of
 from redisprobe.observers.clients import lib_of, parse_client_list
 from redisprobe.pidmap import PidSpec, describe_process, format_addr, normalize_ip, split_addr
 from redisprobe.target import Target, redact
+from redisprobe.unixdiag import connected_table
 
 PROBE_NAME = "redisprobe:info"
 # Well-known ports of other protocols: never sent a Redis PING (it would only land in their error logs).
@@ -199,12 +200,11 @@ def _has_unix_sockets(members: dict[int, list[int]]) -> bool:
 def _unix_table() -> dict[int, tuple[str, int, list[tuple[str, int, int]]]]:
     """inode -> (path, peer inode, [(process, pid, fd)]) for every connected unix stream socket, from `ss`.
 
-    Only the kernel's sock_diag knows a unix socket's peer; `ss` asks it. Without `ss`, unix connections are
-    left out (and the report says so through the empty result).
+    Only the kernel's sock_diag knows a unix socket's peer; `ss` asks it, and without `ss` we ask it ourselves.
     """
     ss = shutil.which("ss")
     if not ss:
-        return {}
+        return connected_table()  # the same answer from the kernel's sock_diag, asked directly
     try:
         out = subprocess.run([ss, "-xpnH", "state", "established"], capture_output=True, text=True, timeout=5,
                              check=False).stdout

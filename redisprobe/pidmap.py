@@ -22,6 +22,7 @@ from redisprobe.errors import ProbeError
 from redisprobe.identity import Identity, identity_of
 from redisprobe.selectors import Selector, all_pm2_apps, parse_selector, resolve
 from redisprobe.target import redact
+from redisprobe.unixdiag import client_holders, unix_sockets
 
 CMDLINE_MAX = 200
 ANCESTOR_LEVELS = 3  # PM2 / npm / sh wrappers put the real client a few levels below the listed pid
@@ -276,18 +277,21 @@ class PidMapper:
         self._lock = threading.Lock()
         self._table: dict[tuple[str, int], list[_Socket]] = {}
         self._taken = 0.0  # monotonic time of the last scan
+        self._holders: dict[int, list[int]] | None = None  # socket inode -> pids, from the last scan
         self._processes: dict[tuple[int, float], ProcessInfo] = {}
 
     def lookup(self, client_addr: str, server_addr: str | None = None, *,
-               not_before: float | None = None) -> ProcessInfo | None:
+               not_before: float | None = None, fd: int | str | None = None) -> ProcessInfo | None:
         """The process whose socket has local address `client_addr` (and remote `server_addr`, when given).
 
         `not_before` (time.monotonic()) says the connection surely existed then: a table scanned earlier is
-        re-read on a miss. None when the client is not local, is a unix socket, or its owner is invisible to us.
+        re-read on a miss. A unix-socket client (`/path:0`) is found through the server's file descriptor `fd`
+        (CLIENT LIST `fd`) and the kernel's unix socket diagnostics. None when the client is not local or its
+        owner is invisible to us.
         """
         local = split_addr(client_addr)
         if local is None:
-            return None
+            return self._lookup_unix(client_addr, fd, not_before)
         remote = split_addr(server_addr) if server_addr else None
         with self._lock:
             now = time.monotonic()
@@ -300,7 +304,21 @@ class PidMapper:
                 found = self._find(local, remote)
         if not found:
             return None
-        pids = sorted({sock.pid for sock in found})
+        return self._info(sorted({sock.pid for sock in found}))
+
+    def _lookup_unix(self, client_addr: str, fd: int | str | None, not_before: float | None) -> ProcessInfo | None:
+        path, sep, _port = client_addr.rpartition(":")
+        if not sep or not path.startswith("/") or fd is None or not str(fd).isdigit():
+            return None
+        with self._lock:
+            if self._holders is None or (not_before is not None and self._taken < not_before) or \
+                    time.monotonic() - self._taken > self.min_refresh:
+                self._scan()
+            sockets = unix_sockets()
+            pids = client_holders(path, int(fd), sockets, self._holders or {}) if sockets else []
+        return self._info(sorted(set(pids))) if pids else None
+
+    def _info(self, pids: list[int]) -> ProcessInfo:
         info = self._describe(pids[0])
         if len(pids) > 1:
             info = ProcessInfo(pid=info.pid, process=info.process, cmdline=info.cmdline, label=info.label,
@@ -320,7 +338,8 @@ class PidMapper:
 
     def _scan(self) -> None:
         table: dict[tuple[str, int], list[_Socket]] = {}
-        for pid, local, remote in connected_sockets():
+        self._holders = socket_holders()
+        for pid, local, remote in connected_sockets(self._holders):
             table.setdefault(local, []).append(_Socket(pid=pid, raddr=remote))
         self._table = table
         self._taken = time.monotonic()
@@ -357,13 +376,14 @@ def joined_text(info: ProcessInfo, label: str, selector: Selector) -> str:
            f"{selector.text} and appeared during the capture"
 
 
-def connected_sockets() -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
+def connected_sockets(holders: dict[int, list[int]] | None = None
+                      ) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
     """(pid, local, remote) of every connected inet socket, once for EACH process holding it.
 
     A socket inherited across fork is one kernel socket held by several processes; psutil names only the first
     one it finds. On Linux the kernel's socket table (inodes) is joined with every process's file descriptors.
     """
-    holders = socket_holders()
+    holders = holders if holders is not None else socket_holders()
     if holders is not None:
         for inode, local, remote in _proc_net_inet():
             for pid in holders.get(inode, ()):

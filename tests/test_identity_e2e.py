@@ -277,3 +277,49 @@ def test_an_unlisted_one_shot_client_is_named_by_its_script(server: Sandbox, tmp
     assert "unlisted python oneshot_job.py" in out, out
     report = run_cli("report", str(tmp_path / "one.jsonl"), "--json").json()
     assert "python oneshot_job.py" in [c["process"] for c in report["clients"] if c["label"] == "unlisted"]
+
+
+UNIX_CLIENT = """
+import sys, time, redis
+r = redis.Redis(unix_socket_path=sys.argv[1], single_connection_client=True)
+r.client_setname(sys.argv[2])
+print("ready", flush=True)
+while True:
+    r.set(f"unix:{sys.argv[2]}", 1, px=2000)
+    time.sleep(0.1)
+"""
+
+
+def test_unix_socket_clients_are_mapped_to_their_pids(tmp_path: Path) -> None:
+    sock = tempfile.mktemp(prefix="redisprobe-idt-", suffix=".sock", dir="/tmp")
+    script = tmp_path / "unix_client.py"
+    script.write_text(UNIX_CLIENT)
+    with sandbox("single", extra=["--unixsocket", sock, "--unixsocketperm", "700"]) as box:
+        clients = [procs.spawn([sys.executable, str(script), sock, name], stdout=subprocess.PIPE)
+                   for name in ("alpha", "beta")]
+        try:
+            for client in clients:
+                assert client.stdout is not None and client.stdout.readline()
+            pids = {"alpha": clients[0].pid, "beta": clients[1].pid}
+            run = MonitorRun("--url", f"unix://{sock}", "--keys", "unix:*", "--json")
+            try:
+                summary = run.stop_json(settle=1.0)
+            finally:
+                run.kill()
+            text = run_cli("info", "--pids", r"cmd:unix_client\.py", "--url", f"unix://{sock}",
+                           env=cli_env(COLUMNS="250"))
+            info = run_cli("info", "--pids", r"cmd:unix_client\.py", "--url", f"unix://{sock}", "--json")
+        finally:
+            for client in clients:
+                procs.stop(client)
+    seen = {c["name"]: c for c in summary["clients"] if c["name"] in pids}
+    assert {name: c["pid"] for name, c in seen.items()} == pids
+    assert {c["process"] for c in seen.values()} == {"python unix_client.py"}
+    assert box.servers  # the server was ours
+    assert info.code == 0, info.err
+    entries = {e["pid"]: e for e in info.json()["pids"]}
+    assert set(entries) == set(pids.values())
+    for name, pid in pids.items():
+        assert [c["name"] for c in entries[pid]["connections"]] == [name]
+        assert entries[pid]["name"] == "python unix_client.py"
+        assert f"python unix_client.py:{pid} (pid {pid})" in text.out, text.out

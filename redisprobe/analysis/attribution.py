@@ -29,6 +29,7 @@ OP_MATCH_WINDOW = 2.0
 """Seconds between an actor's recorded op and the MONITOR line it matches (unix-socket attribution)."""
 
 _NAME_PREFIX = "redisprobe:"
+_OBSERVER_PREFIX = "redisprobe:observer"
 
 
 @dataclass
@@ -271,6 +272,8 @@ class Attributor:
         candidates = []
         for client_id in self._unix_peers.get(server, ()):
             info = self.clients[(server, client_id)]
+            if info.name.startswith(_OBSERVER_PREFIX):
+                continue  # our own observers (a capture over the unix socket) never send what MONITOR shows
             start = info.connected_at if info.connected_at is not None else info.first_seen
             if start <= t <= info.last_seen + UNIX_ALIVE_SLACK:
                 candidates.append(info)
@@ -278,7 +281,10 @@ class Attributor:
             return self.actor_for_client(server, candidates[0].client_id, peer)
         if not candidates:
             return Actor(addr=peer, label="unix-socket client (not in any CLIENT LIST sample)")
-        names = ", ".join(sorted({self.label_of(c) or f"client {c.client_id}" for c in candidates}))
+        labels = [self.label_of(c) or f"client {c.client_id}" for c in candidates]
+        # two clients of one program (`python uclient.py`) are told apart by their pids
+        names = ", ".join(sorted({f"{label}:{c.pid}" if labels.count(label) > 1 and c.pid is not None else label
+                                  for label, c in zip(labels, candidates, strict=True)}))
         return Actor(addr=peer, label=f"ambiguous: {len(candidates)} unix-socket clients ({names})")
 
     # -- questions the rules ask ---------------------------------------------------------------------------

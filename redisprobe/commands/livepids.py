@@ -32,7 +32,7 @@ def run_live_info(pids: list[str], url: str | None, *, json: bool, pm2: bool = F
 
 def process_cell(label: str, pid: int, identity: str) -> str:
     """`api (pid 4242, node api.js)`: the user's label, the pid, and the identity when it says more."""
-    more = f", {identity}" if identity and identity != label else ""
+    more = f", {identity}" if identity and identity not in label else ""
     return f"{label} (pid {pid}{more})" if label else f"pid {pid}{more}"
 
 

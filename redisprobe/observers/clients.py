@@ -352,7 +352,8 @@ class ClientPoller:
         addr = fields.get("addr", "")
         process: ProcessInfo | None = None
         if self.pid_mapper is not None:
-            process = self.pid_mapper.lookup(addr, fields.get("laddr") or None, not_before=mono)
+            process = self.pid_mapper.lookup(addr, fields.get("laddr") or None, not_before=mono,
+                                             fd=fields.get("fd"))
         age = _int(fields.get("age"))
         seen = trace.ClientSeen(
             t=now, client_id=client_id, addr=addr, db=_int(fields.get("db")), name=fields.get("name", ""),

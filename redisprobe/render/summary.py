@@ -73,7 +73,7 @@ def _who_cell(client: dict[str, Any]) -> Text | str:
     label, process = client.get("label", ""), client.get("process", "")
     if label == "unlisted":
         return Text(shown(f"unlisted {process}" if process else "unlisted"), style="yellow")
-    if process and process != label and label:
+    if process and label and process not in label:
         return shown(f"{label} ({process})")
     return shown(label or process)
 
