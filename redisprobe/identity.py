@@ -120,9 +120,13 @@ def cgroup_of(pid: int | str) -> tuple[str, str]:
     """(systemd unit, container id) from /proc/PID/cgroup; "" for what it does not show."""
     try:
         with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as handle:
-            text = handle.read()
+            return parse_cgroup(handle.read())
     except OSError:
         return "", ""
+
+
+def parse_cgroup(text: str) -> tuple[str, str]:
+    """(systemd unit, container id) from the text of a /proc/PID/cgroup file (v1 or v2)."""
     paths = [line.split(":", 2)[2] for line in text.splitlines() if line.count(":") >= 2]
     # The unified hierarchy (0::) or systemd's own (name=systemd) says the unit; any says the container.
     preferred = [line.split(":", 2)[2] for line in text.splitlines()
@@ -226,9 +230,8 @@ def _with_subcommand(head: str, args: list[str]) -> str:
     while index < len(args):
         arg = args[index]
         if arg.startswith("-"):
-            # `-A tasks`: a short option followed by a plain word most likely takes it as its value
-            takes_value = "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("-") \
-                and len(arg) == 2
+            # `-A tasks`, `--queue mail`: an option followed by a plain word most likely takes it as its value
+            takes_value = "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("-")
             index += 2 if takes_value else 1
             continue
         return f"{head} {arg}" if _SUBCOMMAND.match(arg) else head

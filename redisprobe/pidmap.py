@@ -272,6 +272,7 @@ class PidMapper:
         self.watched: dict[int, str] = dict(watched or {})
         self.selectors = tuple(selectors)
         self.on_join = on_join  # told, in one line, about each process that joined a label during the capture
+        self._started = time.time()
         self.max_age = max_age
         self.min_refresh = min_refresh
         self._lock = threading.Lock()
@@ -351,13 +352,21 @@ class PidMapper:
             return describe_process(pid, self.watched)
         cached = self._processes.get(key)
         if cached is None:
-            cached = self._processes[key] = self._join(describe_process(pid, self.watched))
+            cached = self._processes[key] = self._join(describe_process(pid, self.watched), created=key[1])
         return cached
 
-    def _join(self, info: ProcessInfo) -> ProcessInfo:
+    def _join(self, info: ProcessInfo, created: float) -> ProcessInfo:
         """A process that appeared during the capture and matches a selector joins that selector's label (a
-        PM2 restart, a new cluster instance); its children then carry the label too."""
-        if info.label or not self.selectors:
+        PM2 restart, a new cluster instance); a child a listed process started meanwhile carries its label. Both
+        are said once, and the child's own children then carry the label too."""
+        if info.label:
+            if info.pid not in self.watched and created >= self._started:
+                self.watched[info.pid] = info.label
+                if self.on_join is not None:
+                    self.on_join(f"{JOINED} pid {info.pid} ({info.process or '?'}) is now watched as {info.label}: "
+                                 "a child of a listed process, started during the capture")
+            return info
+        if not self.selectors:
             return info
         for selector in self.selectors:
             if selector.matches(info.pid, info.identity):

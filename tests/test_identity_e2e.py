@@ -323,3 +323,47 @@ def test_unix_socket_clients_are_mapped_to_their_pids(tmp_path: Path) -> None:
         assert [c["name"] for c in entries[pid]["connections"]] == [name]
         assert entries[pid]["name"] == "python unix_client.py"
         assert f"python unix_client.py:{pid} (pid {pid})" in text.out, text.out
+
+
+SPAWNER = """
+import os, sys, time, redis
+redis.Redis.from_url(sys.argv[1]).set("spawn:parent", 1, px=3000)
+print("ready", flush=True)
+sys.stdin.readline()
+if os.fork() == 0:
+    r = redis.Redis.from_url(sys.argv[1])
+    r.client_setname("spawned-child")
+    while True:
+        r.set(f"spawn:{os.getpid()}", 1, px=2000)
+        time.sleep(0.1)
+os.wait()
+"""
+
+
+def test_a_worker_forked_during_the_capture_joins_its_parents_label(server: Sandbox, tmp_path: Path) -> None:
+    script = tmp_path / "spawner.py"
+    script.write_text(SPAWNER)
+    parent = procs.spawn([sys.executable, str(script), server.urls[0]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    trace_path = tmp_path / "spawn.jsonl"
+    try:
+        assert parent.stdout is not None and parent.stdin is not None and parent.stdout.readline()
+        run = MonitorRun("--url", server.urls[0], "--pids", f"spawner={parent.pid}", "--keys", "spawn:*",
+                         "--out", str(trace_path))
+        try:
+            parent.stdin.write(b"go\n")
+            parent.stdin.flush()
+            code, out, err = run.stop(settle=1.5)
+        finally:
+            run.kill()
+        child = psutil.Process(parent.pid).children()[0].pid
+    finally:
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(parent.pid).children():
+                proc.kill()
+        procs.stop(parent)
+    assert code == 130, err
+    assert f"pid {child} (python spawner.py) is now watched as spawner: a child of a listed process" in out, out
+    assert f"spawner:{child}" in out
+    report = run_cli("report", str(trace_path), "--json").json()
+    spawned = [c for c in report["clients"] if c["name"] == "spawned-child"]
+    assert [(c["pid"], c["label"], c["process"]) for c in spawned] == [(child, "spawner", "python spawner.py")]
