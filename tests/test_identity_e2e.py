@@ -367,3 +367,4 @@ def test_a_worker_forked_during_the_capture_joins_its_parents_label(server: Sand
     report = run_cli("report", str(trace_path), "--json").json()
     spawned = [c for c in report["clients"] if c["name"] == "spawned-child"]
     assert [(c["pid"], c["label"], c["process"]) for c in spawned] == [(child, "spawner", "python spawner.py")]
+

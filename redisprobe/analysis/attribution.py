@@ -72,6 +72,7 @@ class Attributor:
         self._cache: dict[tuple[str, str, int], Actor] = {}
         self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
         self._programs: set[str] | None = None  # the watched labels without their `#instance`
+        self._held: dict[tuple[str, int], set[int]] = {}  # connection -> every pid the kernel says holds it
         self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
 
@@ -116,9 +117,10 @@ class Attributor:
         if event.pid:
             info.pid = event.pid
             self._add_pid(server, event.client_id, event.pid)
-            for holder in event.shared_with:  # one socket, inherited across a fork: every holder may write on it
-                self._add_pid(server, event.client_id, holder)
-                self.holders.setdefault(holder, event.label)
+            if event.shared_with:  # one socket, inherited across a fork: every holder may write on it
+                self._held.setdefault((server, event.client_id), set()).update((event.pid, *event.shared_with))
+                for holder in event.shared_with:
+                    self.holders.setdefault(holder, event.label)
             if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
                 # the pid map found a listed ancestor (a forked worker), or the process joined a selector's label
                 # during the capture (a PM2 restart, a new cluster instance `app#2`)
@@ -319,9 +321,14 @@ class Attributor:
         return started.role if started else ""
 
     def shared_clients(self) -> list[tuple[str, int, set[int]]]:
-        """Connections used by more than one pid (a forked child writing on its parent's socket)."""
-        return [(server, client_id, pids) for (server, client_id), pids in self._pids_by_client.items()
-                if len(pids) > 1]
+        """Connections used by more than one pid (a forked child writing on its parent's socket), and sockets
+        the kernel shows held by several processes (inherited across a fork; which holder writes is unseen)."""
+        shared = {key: set(pids) for key, pids in self._pids_by_client.items() if len(pids) > 1}
+        for key, held in self._held.items():
+            pids = held | self._pids_by_client.get(key, set())
+            if len(pids) > 1:
+                shared[key] = pids
+        return [(server, client_id, pids) for (server, client_id), pids in shared.items()]
 
     def client_info(self, server: str, client_id: int | None) -> ClientInfo | None:
         if client_id is None:
