@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import psutil
 
+from redisprobe.target import redact
+
 INTERPRETERS = re.compile(r"^(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*|ruby[0-9.]*|perl[0-9.]*|php[0-9.]*|"
                           r"java|sh|bash|dash|zsh)$")
 _PYTHON = re.compile(r"^(python|pypy)[0-9.]*$")
@@ -153,7 +155,12 @@ def own_cgroup() -> tuple[str, str]:
 
 
 def command_identity(argv: list[str], kernel_name: str = "") -> str:
-    """`node api.js`, `python -m rq.cli worker`, `celery worker`, `redis-cli`: never a name cut at 15 chars."""
+    """`node api.js`, `python -m rq.cli worker`, `celery worker`, `redis-cli`: never a name cut at 15 chars.
+    A password in a URL or a known secret never shows (a title may carry a URL)."""
+    return redact(_command_identity(argv, kernel_name))
+
+
+def _command_identity(argv: list[str], kernel_name: str) -> str:
     if not argv:
         return kernel_name
     if len(argv) == 1 and " " in argv[0].strip() and not os.path.exists(argv[0]):

@@ -171,12 +171,18 @@ def test_monitor_follows_a_pm2_restart_and_names_each_instance(server: Sandbox, 
         while pm2.pids().get("idt-api") == before["idt-api"]:
             assert time.monotonic() < deadline, "PM2 did not restart the app"
             time.sleep(0.2)
-        time.sleep(2.0)  # the new instance connects and writes
+        pm2.run("scale", "idt-batch", "3")  # a new cluster instance
+        while len(pm2.pids().get("idt-batch", [])) < 3:
+            assert time.monotonic() < deadline, "PM2 did not scale the app"
+            time.sleep(0.2)
+        time.sleep(2.0)  # the new processes connect and write
         code, out, err = run.stop()
     finally:
         run.kill()
     assert code == 130, err
     new_api = pm2.pids()["idt-api"][0]
+    (new_batch,) = set(pm2.pids()["idt-batch"]) - set(before["idt-batch"])
+    assert f"pid {new_batch} (idt-batch#2) is now watched as idt-batch#2: it matches pm2:idt-batch" in out, out
     # the timeline says the restarted process joined its label; the clients table names every instance
     assert f"pid {new_api} (idt-api) is now watched as api: it matches pm2:idt-api" in out, out
     assert f"api:{new_api}" in out
@@ -189,6 +195,7 @@ def test_monitor_follows_a_pm2_restart_and_names_each_instance(server: Sandbox, 
     assert clients[new_api]["label"] == "api"
     assert clients[before["idt-api"][0]]["label"] == "api"
     assert sorted(clients[pid]["label"] for pid in before["idt-batch"]) == ["idt-batch#0", "idt-batch#1"]
+    assert clients[new_batch]["label"] == "idt-batch#2"
     assert {clients[pid]["process"] for pid in before["idt-batch"]} == {"idt-batch#0", "idt-batch#1"}
     assert report.json()["findings"] == [], report.json()["findings"]
 
