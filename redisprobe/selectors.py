@@ -88,8 +88,8 @@ def parse_selector(item: str) -> Selector | None:
         selector.value = value if "." in value else f"{value}.service"
     elif kind == "container" and not value:
         raise ProbeError(f"bad --pids item {item!r}: container: needs a container name or id")
-    elif kind == "pm2" and value == "*":
-        selector.value = ""
+    elif kind == "pm2" and value in ("", "*"):
+        selector.value, selector.text = "", "pm2:*"  # every app, as --pm2
     return selector
 
 
@@ -270,11 +270,15 @@ def _cmdline(pid: int) -> str:
 
 
 def _is_ours(pid: int) -> bool:
-    """redisprobe itself and the shells above it: their command lines carry the pattern too."""
-    if pid == os.getpid():
+    """redisprobe itself, the shells above it (their command lines carry the pattern too) and its own helper
+    processes (the MONITOR reader)."""
+    me = os.getpid()
+    if pid == me:
         return True
     with contextlib.suppress(psutil.Error):
-        return pid in {p.pid for p in psutil.Process(os.getpid()).parents()}
+        if pid in {p.pid for p in psutil.Process(me).parents()}:
+            return True
+        return me in {p.pid for p in psutil.Process(pid).parents()}
     return False
 
 
