@@ -85,6 +85,7 @@ def parse_pid_spec(specs: Iterable[str], *, pm2_all: bool = False) -> PidSpec:
             if match.group("label") is not None and not label:
                 raise ProbeError(f"bad --pids item {item!r}: the label before '=' is empty")
             _add_pid(pid, label, explicit, order)
+    given = set(order)
     if pm2_all:
         selectors.append(all_pm2_apps())
     for pid, label in selected_pids(selectors):
@@ -93,11 +94,14 @@ def parse_pid_spec(specs: Iterable[str], *, pm2_all: bool = False) -> PidSpec:
     labels: dict[int, str] = {}
     names: dict[int, str] = {}
     warnings: list[str] = []
-    for pid in order:
+    for pid in list(order):
         try:
             proc = psutil.Process(pid)
             names[pid] = identity_of(pid).name or _safe_name(proc) or f"pid{pid}"
         except psutil.NoSuchProcess:
+            if pid not in given:  # a selected process that exited meanwhile (a short-lived worker): not an error
+                order.remove(pid)
+                continue
             raise ProbeError(f"--pids: no process with pid {pid}") from None
         warning = _access_warning(proc, explicit.get(pid) or names[pid])
         if warning:
