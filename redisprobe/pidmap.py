@@ -20,7 +20,7 @@ import psutil
 
 from redisprobe.errors import ProbeError
 from redisprobe.identity import Identity, identity_of
-from redisprobe.selectors import Selector, all_pm2_apps, parse_selector, resolve
+from redisprobe.selectors import Selector, all_pm2_apps, parse_selector, pm2_daemon, resolve
 from redisprobe.target import redact
 from redisprobe.unixdiag import client_holders, unix_sockets
 
@@ -84,6 +84,10 @@ def parse_pid_spec(specs: Iterable[str], *, pm2_all: bool = False) -> PidSpec:
                 raise ProbeError(f"bad --pids item {item!r}: {pid} is not a process id")
             if match.group("label") is not None and not label:
                 raise ProbeError(f"bad --pids item {item!r}: the label before '=' is empty")
+            daemon = pm2_daemon(pid, label)
+            if daemon is not None:
+                selectors.append(daemon)
+                continue
             _add_pid(pid, label, explicit, order)
     given = set(order)
     if pm2_all:

@@ -93,6 +93,18 @@ def parse_selector(item: str) -> Selector | None:
     return selector
 
 
+def pm2_daemon(pid: int, label: str = "") -> Selector | None:
+    """A listed pid that is a PM2 daemon means its apps, each named as itself (not all `PM2 v5: God Daemon`),
+    including the ones it restarts during the capture; None for any other process."""
+    try:
+        match = _DAEMON_HOME.search(" ".join(psutil.Process(pid).cmdline()))
+    except psutil.Error:
+        return None
+    if match is None:
+        return None
+    return Selector(kind="pm2", value="", label=label, text=f"pid {pid} (a PM2 daemon)", homes=(match.group("home"),))
+
+
 def all_pm2_apps() -> Selector:
     """What `--pm2` means: every app of every PM2 we can see."""
     return Selector(kind="pm2", value="", text="--pm2")
@@ -131,6 +143,7 @@ class Pm2Process:
     app: str
     pm_id: int | None
     pid: int
+    home: str = ""
 
 
 def pm2_homes() -> list[Path]:
@@ -152,11 +165,12 @@ def pm2_homes() -> list[Path]:
     return unique
 
 
-def pm2_processes() -> list[Pm2Process]:
+def pm2_processes(extra_homes: list[Path] | None = None) -> list[Pm2Process]:
     """Every live PM2 app process: from `pm2 jlist` where the CLI and a running daemon are there, else from the
     home's pid files (`pids/APP-ID.pid`), and from the environment of processes we may read."""
     found: dict[int, Pm2Process] = {}
     homes = pm2_homes()
+    homes += [home for home in extra_homes or () if home not in homes and home.is_dir()]
     for home in homes:
         listed = _jlist(home)
         for proc in listed if listed is not None else _pid_files(home):
@@ -171,7 +185,7 @@ def pm2_processes() -> list[Pm2Process]:
             continue
         pm2 = pm2_of(environ)
         if pm2 is not None and (not pm2[3] or Path(pm2[3]) in homes) and _is_app_root(pid, pm2[0]):
-            found[pid] = Pm2Process(app=pm2[0], pm_id=pm2[1], pid=pid)
+            found[pid] = Pm2Process(app=pm2[0], pm_id=pm2[1], pid=pid, home=pm2[3])
     return sorted(found.values(), key=lambda p: (p.app, p.pm_id if p.pm_id is not None else -1, p.pid))
 
 
@@ -201,7 +215,7 @@ def _jlist(home: Path) -> list[Pm2Process] | None:
         return None
     if not isinstance(entries, list):
         return None
-    return [Pm2Process(app=str(e.get("name", "")), pm_id=e.get("pm_id"), pid=int(e["pid"]))
+    return [Pm2Process(app=str(e.get("name", "")), pm_id=e.get("pm_id"), pid=int(e["pid"]), home=str(home))
             for e in entries if isinstance(e, dict) and e.get("pid")]
 
 
@@ -216,13 +230,15 @@ def _pid_files(home: Path) -> Iterator[Pm2Process]:
         for path in sorted((home / "pids").glob("*.pid")):
             app, _sep, pm_id = path.stem.rpartition("-")
             with contextlib.suppress(OSError, ValueError):
-                yield Pm2Process(app=app, pm_id=int(pm_id) if pm_id.isdigit() else None,
+                yield Pm2Process(app=app, pm_id=int(pm_id) if pm_id.isdigit() else None, home=str(home),
                                  pid=int(path.read_text().strip()))
 
 
 def _resolve_pm2(selector: Selector) -> list[int]:
-    selector.homes = tuple(str(home) for home in pm2_homes())
-    processes = pm2_processes()
+    if not selector.homes:
+        selector.homes = tuple(str(home) for home in pm2_homes())
+    processes = [p for p in pm2_processes(extra_homes=[Path(h) for h in selector.homes])
+                 if not p.home or p.home in selector.homes]
     chosen = [p.pid for p in processes if not selector.value or p.app == selector.value]
     if chosen:
         return chosen

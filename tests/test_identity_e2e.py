@@ -137,6 +137,14 @@ def test_pm2_flag_watches_every_app(server: Sandbox, pm2: Pm2) -> None:
     assert sorted(entry["label"] for entry in result.json()["pids"]) == ["idt-api", "idt-batch#0", "idt-batch#1"]
 
 
+def test_the_pm2_daemons_pid_means_its_apps_each_named_as_itself(server: Sandbox, pm2: Pm2) -> None:
+    daemon = int((pm2.home / "pm2.pid").read_text().strip())
+    result = run_cli("info", "--pids", str(daemon), "--url", server.urls[0], "--json", env=cli_env())
+    assert result.code == 0, result.err
+    assert sorted(entry["label"] for entry in result.json()["pids"]) == ["idt-api", "idt-batch#0", "idt-batch#1"]
+    assert daemon not in [entry["pid"] for entry in result.json()["pids"]]
+
+
 def test_a_misspelt_app_is_one_error_line_naming_the_apps(pm2: Pm2) -> None:
     for with_cli in (False, True):
         result = run_cli("info", "--pids", "pm2:idt-bacth", env=user_env(pm2, with_cli=with_cli))
