@@ -17,7 +17,10 @@ from functools import lru_cache
 
 import psutil
 
+from redisprobe.instances import program_of
 from redisprobe.target import redact
+
+__all__ = ["Identity", "cgroup_of", "command_identity", "identity_of", "parse_cgroup", "pm2_of", "program_of"]
 
 INTERPRETERS = re.compile(r"^(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*|ruby[0-9.]*|perl[0-9.]*|php[0-9.]*|"
                           r"java|sh|bash|dash|zsh)$")
@@ -243,9 +246,3 @@ def _with_subcommand(head: str, args: list[str]) -> str:
             continue
         return f"{head} {arg}" if _SUBCOMMAND.match(arg) else head
     return head
-
-
-def program_of(name: str) -> str:
-    """An identity without its instance (`batch-processor#1` -> `batch-processor`): instances compare equal."""
-    head, sep, tail = name.rpartition("#")
-    return head if sep and tail.isdigit() else name
