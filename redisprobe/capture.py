@@ -21,6 +21,7 @@ from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
 from redisprobe.pidmap import PidMapper
+from redisprobe.selectors import Selector
 from redisprobe.target import Target
 
 
@@ -28,14 +29,15 @@ class CaptureSession:
     """Every observer of one target, started and stopped together (stop is safe in `finally`)."""
 
     def __init__(self, target: Target, writer: trace.TraceWriter, *, watched: dict[int, str] | None = None,
-                 enable_events: bool | None = None, label: str = "", client_interval: float = 0.2) -> None:
+                 enable_events: bool | None = None, label: str = "", client_interval: float = 0.2,
+                 selectors: Sequence[Selector] = ()) -> None:
         self.target = target
         self.writer = writer
         self.label = label
         self._spool = temp_dir("spool")
         self.monitor = MonitorCapture(target, self._spool, label=label)
         self.keyspace = KeyspaceObserver(target, writer.emit, enable=enable_events, label=label)
-        self.mapper = PidMapper(watched or {})
+        self.mapper = PidMapper(watched or {}, selectors=selectors, on_join=writer.note)
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
         self._started: list[object] = []

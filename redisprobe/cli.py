@@ -151,6 +151,11 @@ def _exit_for(findings: int) -> None:
     raise typer.Exit(ExitCode.FINDING if findings else ExitCode.HEALTHY)
 
 
+PIDS_HELP = ("PID, pm2:APP (every instance), cmd:REGEX (full command line), systemd:UNIT or container:NAME|ID, "
+             "each optionally LABEL=...; comma-separated, repeatable. Processes that start later and match join.")
+Pm2Opt = Annotated[bool, typer.Option("--pm2", help="Watch every app of every PM2 running here (pm2 jlist, or "
+                                                    "PM2's own files under $PM2_HOME or ~/.pm2).")]
+
 @app.command()
 @handled
 def isolation(
@@ -199,9 +204,9 @@ def info(
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
     topology: TopologyOpt = "single",
-    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
-                                                   help="Live processes to inspect: PID or LABEL=PID, "
-                                                   "comma-separated, repeatable.")] = None,
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|SELECTOR",
+                                                   help="Live processes to inspect: " + PIDS_HELP)] = None,
+    pm2: Pm2Opt = False,
     connect_timeout: TimeoutOpt = None,
     json: JsonOpt = False,
     out: OutOpt = None,
@@ -209,10 +214,10 @@ def info(
     """What each actor (or each live process) sees of its server, side by side, differences highlighted."""
     set_connect_timeout(connect_timeout)
     check_output(out, "--out", regular=True)
-    if pids:
+    if pids or pm2:
         from redisprobe.commands.livepids import run_live_info
 
-        findings = run_live_info(pids, given_url(url), json=json)
+        findings = run_live_info(pids or [], given_url(url), json=json, pm2=pm2)
         _exit_for(findings)
         return
     from redisprobe.commands.info import run_info
@@ -244,9 +249,9 @@ def monitor(
     url: Annotated[list[str] | None, typer.Option("--url", metavar="URL",
                                                   help="Server to watch (repeatable: watch several "
                                                   "servers at once); default $REDIS_URL, else a sandbox.")] = None,
-    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|LABEL=PID",
-                                                   help="Processes to watch: PID or LABEL=PID, "
-                                                   "comma-separated, repeatable.")] = None,
+    pids: Annotated[list[str] | None, typer.Option("--pids", metavar="PID|SELECTOR",
+                                                   help="Processes to watch: " + PIDS_HELP)] = None,
+    pm2: Pm2Opt = False,
     keys: Annotated[list[str] | None, typer.Option("--keys", metavar="GLOB",
                                                    help="Only keys matching this glob (repeatable).")] = None,
     duration: Annotated[float | None, typer.Option(min=0.1, metavar="SECONDS", help="Stop after this many seconds "
@@ -270,7 +275,7 @@ def monitor(
     from redisprobe.session import check_user_target, open_targets
     from redisprobe.target import parse_target
 
-    spec = parse_pid_spec(pids or [])
+    spec = parse_pid_spec(pids or [], pm2_all=pm2)
     err = stderr_console()
     for warning in spec.warnings:
         err.print(f"redisprobe: warning: {shown(warning)}", markup=False)

@@ -27,9 +27,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redisprobe.findings import Finding, to_builtins
+from redisprobe.identity import identity_of
 from redisprobe.observers.clients import lib_of, parse_client_list
 from redisprobe.pidmap import PidSpec, describe_process, format_addr, normalize_ip, split_addr
 from redisprobe.target import Target, redact
+from redisprobe.unixdiag import connected_table
 
 PROBE_NAME = "redisprobe:info"
 # Well-known ports of other protocols: never sent a Redis PING (it would only land in their error logs).
@@ -61,12 +63,14 @@ class LiveConnection(msgspec.Struct, frozen=True, kw_only=True):
     lib: str = ""
     age: int | None = None  # seconds since the connection was opened
     note: str = ""  # why db/client are unknown, when they are
+    process: str = ""  # the identity of the pid holding it (a child's own, `batch-processor#1`, `celery worker`)
 
 
 class LivePid(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     label: str
-    name: str = ""
+    name: str = ""  # its identity: how its owner knows it (PM2 app#instance, unit, `node api.js`)
+    source: str = ""  # where the identity comes from: pm2, systemd, container, command
     cmdline: str = ""
     children: list[int] = []
     connections: list[LiveConnection] = []
@@ -141,12 +145,23 @@ def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5
                 continue
             connections.append(_connection(sock, endpoint))
         entries.append(LivePid(pid=pid, label=label, name=process.process, cmdline=process.cmdline,
-                               children=members.get(pid, []), connections=connections, unreachable=unreachable))
+                               source=process.identity.source if process.identity else "",
+                               children=members.get(pid, []), connections=with_identities(connections),
+                               unreachable=unreachable))
     for entry in entries:
         if not entry.connections and not entry.unreachable and psutil.pid_exists(entry.pid):
             warnings.append(f"pid {entry.pid} ({entry.label}) has no open connection to a Redis server right now "
                             "(idle pool, lazy connect, or not a Redis client)")
     return LiveReport(pids=entries, findings=_findings(entries), warnings=warnings)
+
+
+def with_identities(connections: list[LiveConnection]) -> list[LiveConnection]:
+    """Each connection with the identity of the process holding it (a child has its own)."""
+    names: dict[int, str] = {}
+    for conn in connections:
+        if conn.pid not in names:
+            names[conn.pid] = identity_of(conn.pid).name
+    return [msgspec.structs.replace(conn, process=names[conn.pid]) for conn in connections]
 
 
 # -- sockets ---------------------------------------------------------------------------------------------------
@@ -185,12 +200,11 @@ def _has_unix_sockets(members: dict[int, list[int]]) -> bool:
 def _unix_table() -> dict[int, tuple[str, int, list[tuple[str, int, int]]]]:
     """inode -> (path, peer inode, [(process, pid, fd)]) for every connected unix stream socket, from `ss`.
 
-    Only the kernel's sock_diag knows a unix socket's peer; `ss` asks it. Without `ss`, unix connections are
-    left out (and the report says so through the empty result).
+    Only the kernel's sock_diag knows a unix socket's peer; `ss` asks it, and without `ss` we ask it ourselves.
     """
     ss = shutil.which("ss")
     if not ss:
-        return {}
+        return connected_table()  # the same answer from the kernel's sock_diag, asked directly
     try:
         out = subprocess.run([ss, "-xpnH", "state", "established"], capture_output=True, text=True, timeout=5,
                              check=False).stdout

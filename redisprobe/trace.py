@@ -171,6 +171,7 @@ class ClientSeen(msgspec.Struct, frozen=True, kw_only=True, tag="client"):
     cmdline: str = ""
     label: str = ""
     target: str = ""
+    shared_with: tuple[int, ...] = ()  # other pids holding this same socket (inherited across a fork)
 
 
 class TtlSample(msgspec.Struct, frozen=True, kw_only=True, tag="ttl"):

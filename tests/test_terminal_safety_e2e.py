@@ -69,7 +69,8 @@ def test_live_timeline_and_summary_escape_control_characters(captured):
 
 def test_report_escapes_and_cuts_a_megabyte_key_name(captured):
     prefix, out, _stdout, _stderr = captured
-    result = run_cli("report", str(out), "--keys", f"{prefix}*", env=cli_env(FORCE_COLOR="1"))
+    # wide enough for the key next to identities such as `python -m pytest pid 4242 (client 11)`
+    result = run_cli("report", str(out), "--keys", f"{prefix}*", env=cli_env(FORCE_COLOR="1", COLUMNS="200"))
     assert result.code in (0, 1), result.err
     _assert_terminal_safe(result.out + result.err)
     plain = _STYLE.sub("", result.out)

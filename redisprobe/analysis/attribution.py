@@ -16,6 +16,7 @@ from typing import Final
 
 from redisprobe import trace
 from redisprobe.findings import Actor
+from redisprobe.instances import program_of
 
 # (server, peer, server time, hint): `peer` is the MONITOR peer (`ip:port`, `unix:...`) or `id:<client id>` for
 # an actor's own op; `hint` is a hash of the command's args for unix-socket peers (matched to actors' ops), else 0.
@@ -28,6 +29,7 @@ OP_MATCH_WINDOW = 2.0
 """Seconds between an actor's recorded op and the MONITOR line it matches (unix-socket attribution)."""
 
 _NAME_PREFIX = "redisprobe:"
+_OBSERVER_PREFIX = "redisprobe:observer"
 
 
 @dataclass
@@ -69,6 +71,9 @@ class Attributor:
         self._pids_by_client: dict[tuple[str, int], set[int]] = {}
         self._cache: dict[tuple[str, str, int], Actor] = {}
         self.pid_roles: dict[int, str] = {}  # from actors' own records (ops, ActorStarted)
+        self._programs: set[str] | None = None  # the watched labels without their `#instance`
+        self._held: dict[tuple[str, int], set[int]] = {}  # connection -> every pid the kernel says holds it
+        self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
 
     # -- feeding -------------------------------------------------------------------------------------------
@@ -112,8 +117,14 @@ class Attributor:
         if event.pid:
             info.pid = event.pid
             self._add_pid(server, event.client_id, event.pid)
-            if event.pid not in self.watched and event.label and event.label in self.watched.values():
-                self.children[event.pid] = event.label  # the pid map found a listed ancestor: a forked worker
+            if event.shared_with:  # one socket, inherited across a fork: every holder may write on it
+                self._held.setdefault((server, event.client_id), set()).update((event.pid, *event.shared_with))
+                for holder in event.shared_with:
+                    self.holders.setdefault(holder, event.label)
+            if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
+                # the pid map found a listed ancestor (a forked worker), or the process joined a selector's label
+                # during the capture (a PM2 restart, a new cluster instance `app#2`)
+                self.children[event.pid] = event.label
         info.flags.update(event.flags)
         info.multi = "x" in event.flags
         info.last_seen = max(info.last_seen, event.t)
@@ -123,6 +134,13 @@ class Attributor:
             info.connected_at = connected
         self._cache.clear()
         self._place(server, event.addr, event.client_id, connected)
+
+    def _is_watched_label(self, label: str) -> bool:
+        if label in self.watched.values():
+            return True
+        if self._programs is None:
+            self._programs = {program_of(known) for known in self.watched.values()}
+        return program_of(label) in self._programs
 
     def actor_started(self, event: trace.ActorStarted, server: str) -> None:
         self.actor_pids[event.pid] = event
@@ -256,6 +274,8 @@ class Attributor:
         candidates = []
         for client_id in self._unix_peers.get(server, ()):
             info = self.clients[(server, client_id)]
+            if info.name.startswith(_OBSERVER_PREFIX):
+                continue  # our own observers (a capture over the unix socket) never send what MONITOR shows
             start = info.connected_at if info.connected_at is not None else info.first_seen
             if start <= t <= info.last_seen + UNIX_ALIVE_SLACK:
                 candidates.append(info)
@@ -263,7 +283,10 @@ class Attributor:
             return self.actor_for_client(server, candidates[0].client_id, peer)
         if not candidates:
             return Actor(addr=peer, label="unix-socket client (not in any CLIENT LIST sample)")
-        names = ", ".join(sorted({self.label_of(c) or f"client {c.client_id}" for c in candidates}))
+        labels = [self.label_of(c) or f"client {c.client_id}" for c in candidates]
+        # two clients of one program (`python uclient.py`) are told apart by their pids
+        names = ", ".join(sorted({f"{label}:{c.pid}" if labels.count(label) > 1 and c.pid is not None else label
+                                  for label, c in zip(labels, candidates, strict=True)}))
         return Actor(addr=peer, label=f"ambiguous: {len(candidates)} unix-socket clients ({names})")
 
     # -- questions the rules ask ---------------------------------------------------------------------------
@@ -287,19 +310,25 @@ class Attributor:
         return bool(self.watched or self.actor_pids)
 
     def process_of(self, pid: int | None) -> str:
-        """The process name (or actor role) of a pid, to spot several instances of one program."""
+        """The program (or actor role) of a pid, to spot several instances of one program: `batch-processor#1`
+        and `batch-processor#0` are both `batch-processor`."""
         if pid is None:
             return ""
         for info in self.clients.values():
             if info.pid == pid and info.process:
-                return info.process
+                return program_of(info.process)
         started = self.actor_pids.get(pid)
         return started.role if started else ""
 
     def shared_clients(self) -> list[tuple[str, int, set[int]]]:
-        """Connections used by more than one pid (a forked child writing on its parent's socket)."""
-        return [(server, client_id, pids) for (server, client_id), pids in self._pids_by_client.items()
-                if len(pids) > 1]
+        """Connections used by more than one pid (a forked child writing on its parent's socket), and sockets
+        the kernel shows held by several processes (inherited across a fork; which holder writes is unseen)."""
+        shared = {key: set(pids) for key, pids in self._pids_by_client.items() if len(pids) > 1}
+        for key, held in self._held.items():
+            pids = held | self._pids_by_client.get(key, set())
+            if len(pids) > 1:
+                shared[key] = pids
+        return [(server, client_id, pids) for (server, client_id), pids in shared.items()]
 
     def client_info(self, server: str, client_id: int | None) -> ClientInfo | None:
         if client_id is None:

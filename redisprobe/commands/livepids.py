@@ -16,9 +16,9 @@ from redisprobe.render.layout import Records
 from redisprobe.target import parse_target
 
 
-def run_live_info(pids: list[str], url: str | None, *, json: bool) -> int:
+def run_live_info(pids: list[str], url: str | None, *, json: bool, pm2: bool = False) -> int:
     """Inspect, print, and return the number of findings."""
-    spec = parse_pid_spec(pids)
+    spec = parse_pid_spec(pids, pm2_all=pm2)
     err = stderr_console()
     for warning in spec.warnings:
         err.print(f"redisprobe: warning: {shown(warning)}", markup=False)
@@ -30,6 +30,12 @@ def run_live_info(pids: list[str], url: str | None, *, json: bool) -> int:
     return len(report.findings)
 
 
+def process_cell(label: str, pid: int, identity: str) -> str:
+    """`api (pid 4242, node api.js)`: the user's label, the pid, and the identity when it says more."""
+    more = f", {identity}" if identity and identity not in label else ""
+    return f"{label} (pid {pid}{more})" if label else f"pid {pid}{more}"
+
+
 def live_view(report: LiveReport) -> Group:
     headers = ("process", "server run_id (identity)", "server address", "version", "role", "db", "client id",
                "name", "library", "age (s)")
@@ -37,13 +43,14 @@ def live_view(report: LiveReport) -> Group:
     run_ids = {c.server.run_id for p in report.pids for c in p.connections if c.server.run_id}
     dbs = {c.db for p in report.pids for c in p.connections if c.db is not None}
     for proc in report.pids:
-        who = shown(f"{proc.label} (pid {proc.pid})")
+        who = shown(process_cell(proc.label, proc.pid, proc.name))
         if not proc.connections:
             rows.append((who, Text("no Redis connection found", style="yellow"), *[""] * 8))
         for conn in proc.connections:
             server = conn.server
+            child = shown(f"{proc.label} child {process_cell('', conn.pid, conn.process)}")
             rows.append((
-                who if conn.pid == proc.pid else f"{who} child {conn.pid}",
+                who if conn.pid == proc.pid else child,
                 Text(server.run_id[:20], style="bold red" if len(run_ids) > 1 else ""),
                 f"{server.host}:{server.port}" if server.port else server.host, server.version, server.role,
                 Text("?" if conn.db is None else str(conn.db), style="bold red" if len(dbs) > 1 else ""),

@@ -73,7 +73,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         from redisprobe.redact import redacting
 
         writer.transform = redacting
-    sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events)
+    sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events,
+                               selectors=spec.selectors)
                 for t in targets]
     interrupted = False
     deadline = time.monotonic() + options.duration if options.duration else None

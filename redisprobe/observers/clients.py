@@ -336,7 +336,7 @@ class ClientPoller:
                 seen = trace.ClientSeen(
                     t=now, client_id=client_id, addr=addr, db=db, name=name, lib=lib, age=_int(fields.get("age")),
                     flags=fields.get("flags", ""), cmd=fields.get("cmd", ""), pid=old.pid, process=old.process,
-                    cmdline=old.cmdline, label=old.label, target=self.target.label)
+                    cmdline=old.cmdline, label=old.label, target=self.target.label, shared_with=old.shared_with)
                 with self._lock:
                     record.seen = seen
                     if addr != old.addr:
@@ -353,14 +353,15 @@ class ClientPoller:
         addr = fields.get("addr", "")
         process: ProcessInfo | None = None
         if self.pid_mapper is not None:
-            process = self.pid_mapper.lookup(addr, fields.get("laddr") or None, not_before=mono)
+            process = self.pid_mapper.lookup(addr, fields.get("laddr") or None, not_before=mono,
+                                             fd=fields.get("fd"))
         age = _int(fields.get("age"))
         seen = trace.ClientSeen(
             t=now, client_id=client_id, addr=addr, db=_int(fields.get("db")), name=fields.get("name", ""),
             lib=lib_of(fields), age=age, flags=fields.get("flags", ""), cmd=fields.get("cmd", ""),
             pid=process.pid if process else None, process=process.process if process else "",
             cmdline=process.cmdline if process else "", label=process.label if process else "",
-            target=self.target.label)
+            target=self.target.label, shared_with=process.shared_with if process else ())
         record = _Record(seen=seen, run_id=run_id, created=now - age - 1.0, last_seen=now)
         with self._lock:
             self._records[(run_id, client_id)] = record

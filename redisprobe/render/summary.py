@@ -68,17 +68,25 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Records:
     return Records(headers, rows, title="Each key's life", caption=caption, foldable=("key", "TTL curve"))
 
 
+def _who_cell(client: dict[str, Any]) -> Text | str:
+    """The label the user gave, with the process's identity when it says more (`api (node api.js)`)."""
+    label, process = client.get("label", ""), client.get("process", "")
+    if label == "unlisted":
+        return Text(shown(f"unlisted {process}" if process else "unlisted"), style="yellow")
+    if process and label and process not in label:
+        return shown(f"{label} ({process})")
+    return shown(label or process)
+
+
 def summary_view(summary: Summary, *, trace_path: str | None = None,
                  already_said: Collection[str] = ()) -> RenderableType:
     """The summary; warnings in `already_said` (printed by the live timeline) are not repeated."""
     parts: list[RenderableType] = []
     if summary.clients:
-        rows = [(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]), str(c["pid"] or "?"),
-                 shown(c["label"]) if c["label"] != "unlisted" else Text(shown(f"unlisted {c['process']}"),
-                                                                         style="yellow"))
-                for c in summary.clients]
-        parts.append(Records(("client id", "addr", "db", "name", "pid", "process / label"), rows,
-                             title="Clients seen", foldable=("name",)))
+        rows = [(str(c["client_id"]), shown(c["addr"]), str(c["db"]), shown_key(c["name"]),
+                 shown_key(c.get("lib", "")), str(c["pid"] or "?"), _who_cell(c)) for c in summary.clients]
+        parts.append(Records(("client id", "addr", "db", "name", "library", "pid", "process / label"), rows,
+                             title="Clients seen", foldable=("name", "library")))
     if summary.keys:
         parts.append(keys_table(summary))
     parts.append(findings_block(summary.findings))

@@ -21,6 +21,7 @@ from rich.text import Text
 from redisprobe import trace
 from redisprobe.analysis import commands as cmds
 from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
+from redisprobe.pidmap import JOINED
 from redisprobe.render.escape import shown, shown_key
 
 ROWS_PER_SECOND: Final = 500
@@ -125,6 +126,8 @@ class LiveTimeline:
                               "taken", "bold red")
             elif isinstance(event, trace.Gap):
                 self._print(f"{_clock(event.t)} GAP in {event.source}: {shown(event.reason)}", "bold red")
+            elif isinstance(event, trace.Note) and event.text.startswith(JOINED):
+                self._print(f"{_clock(event.t)} {shown(event.text[len(JOINED):].strip())}", "cyan")
             elif isinstance(event, trace.Note) and event.level == "warning" and event.text not in self.said:
                 self.said.add(event.text)
                 self._print(f"! {shown(event.text)}", "yellow")

@@ -219,9 +219,6 @@ TODAY: dict[str, str] = {
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "
                                 "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "
                                 "rq's bookkeeping false findings (see rq-batches) come with it",
-    "celery-shared-connection": "silent: psutil.net_connections() reports one pid per inet socket (its first "
-                                "holder), so the socket held by the celery main process and both prefork children "
-                                "is never seen as shared",
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     "rq-worker-other-db": "silent: the worker's BLPOP rq:queue:batches in db 1 was sent before the capture and "

@@ -267,8 +267,12 @@ def shared_connection(inp: RuleInput) -> list[Finding]:
         labels = {pid: inp.attributor.label_of(_pid_info(inp, server, client_id, pid)) for pid in pids}
         culprit = Actor(pid=others[0], label=labels.get(others[0], ""), client_id=client_id,
                         addr=info.addr if info else "")
-        evidence = [f"client id {client_id} ({info.addr if info else '?'}) carried commands from "
-                    + ", ".join(f"pid {pid}" + (f" ({labels[pid]})" if labels[pid] else "") for pid in sorted(pids))]
+        held = any(pid in inp.attributor.holders for pid in pids)
+        evidence = [f"client id {client_id} ({info.addr if info else '?'}) "
+                    + ("is one socket held by " if held else "carried commands from ")
+                    + ", ".join(f"pid {pid}" + (f" ({labels[pid]})" if labels[pid] else "") for pid in sorted(pids))
+                    + (" (the kernel's file descriptors: a forked process kept its parent's connection)" if held
+                       else "")]
         for op in inp.lifecycle.op_errors:
             if op.client_id == client_id and op.pid in pids:
                 evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {client_id}: "
@@ -286,7 +290,8 @@ def _pid_info(inp: RuleInput, server: str, client_id: int, pid: int) -> ClientIn
 
     info = inp.attributor.clients.get((server, client_id))
     role = info.role if info is not None and info.pid == pid else inp.attributor.pid_roles.get(pid, "")
-    return ClientInfo(client_id=client_id, pid=pid, role=role)
+    label = info.label if info is not None and info.pid == pid else inp.attributor.holders.get(pid, "")
+    return ClientInfo(client_id=client_id, pid=pid, role=role, label=label)
 
 
 def server_restarted(inp: RuleInput) -> list[Finding]:
