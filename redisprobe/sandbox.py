@@ -186,9 +186,10 @@ class Sandbox:
 
 
 @contextlib.contextmanager
-def sandbox(topology: str = "single", *, extra: list[str] | None = None, replicas: int = 0) -> Iterator[Sandbox]:
+def sandbox(topology: str = "single", *, extra: list[str] | None = None, replicas: int = 0,
+            primaries: int = CLUSTER_PRIMARIES) -> Iterator[Sandbox]:
     """Start a disposable topology; everything is stopped and its temp dir removed on exit, Ctrl-C included.
-    `replicas` (cluster only): replicas per primary."""
+    `replicas`, `primaries` (cluster only): replicas per primary, and how many primaries."""
     if topology not in SANDBOX_TOPOLOGIES:
         raise ProbeError(f"unknown topology {topology!r}: choose one of {', '.join(SANDBOX_TOPOLOGIES)}")
     binary = find_server_binary()
@@ -208,9 +209,9 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None, replica
                 servers[-1].start()
             role_urls = {"api": servers[0].url, "processor": servers[1].url}
         elif topology == "cluster":
-            start_cluster(binary, workdir, servers, replicas=replicas, extra=extra)
+            start_cluster(binary, workdir, servers, replicas=replicas, extra=extra, primaries=primaries)
             role_urls = {"api": servers[0].url, "processor": servers[0].url,
-                         **{f"node{index}": servers[index].url for index in range(CLUSTER_PRIMARIES)}}
+                         **{f"node{index}": servers[index].url for index in range(primaries)}}
         else:
             primary_port = free_port()
             # No 5 s wait for more replicas before the first (diskless) sync: there is only one.
@@ -232,13 +233,13 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None, replica
 
 
 def start_cluster(binary: str, workdir: Path, servers: list[ServerProcess], *, replicas: int = 0,
-                  extra: list[str] | None = None, timeout: float = 30.0) -> None:
-    """Three primaries sharing the 16384 slots (and `replicas` replicas each), appended to `servers` as they
+                  extra: list[str] | None = None, timeout: float = 30.0, primaries: int = CLUSTER_PRIMARIES) -> None:
+    """`primaries` primaries sharing the 16384 slots (and `replicas` replicas each), appended to `servers` as they
     start (so the caller stops whatever did start); returns once every node says cluster_state:ok and every
     replica is linked."""
     import redis
 
-    count = CLUSTER_PRIMARIES * (1 + replicas)
+    count = primaries * (1 + replicas)
     for index in range(count):
         port = free_cluster_port()
         node_dir = workdir / f"node{index}"
@@ -249,18 +250,18 @@ def start_cluster(binary: str, workdir: Path, servers: list[ServerProcess], *, r
     clients = [redis.Redis(host=s.host, port=s.port, socket_timeout=5, decode_responses=True) for s in servers]
     try:
         ids = [client.execute_command("CLUSTER", "MYID") for client in clients]
-        share = CLUSTER_SLOTS // CLUSTER_PRIMARIES
-        for index in range(CLUSTER_PRIMARIES):
-            last = CLUSTER_SLOTS - 1 if index == CLUSTER_PRIMARIES - 1 else (index + 1) * share - 1
+        share = CLUSTER_SLOTS // primaries
+        for index in range(primaries):
+            last = CLUSTER_SLOTS - 1 if index == primaries - 1 else (index + 1) * share - 1
             clients[index].execute_command("CLUSTER", "ADDSLOTSRANGE", index * share, last)
         for server in servers[1:]:
             clients[0].execute_command("CLUSTER", "MEET", server.host, server.port)
         _wait(lambda: all(len(c.execute_command("CLUSTER", "NODES").splitlines()) == count for c in clients),
               timeout, "the sandbox cluster's nodes did not all meet")
-        for index in range(CLUSTER_PRIMARIES, count):
-            primary = (index - CLUSTER_PRIMARIES) % CLUSTER_PRIMARIES
+        for index in range(primaries, count):
+            primary = (index - primaries) % primaries
             clients[index].execute_command("CLUSTER", "REPLICATE", ids[primary])
-        replica_count = count - CLUSTER_PRIMARIES
+        replica_count = count - primaries
         _wait(lambda: all(c.execute_command("CLUSTER", "INFO").startswith("cluster_state:ok")
                           and _replicas_known(c.execute_command("CLUSTER", "NODES")) == replica_count
                           for c in clients),
@@ -268,7 +269,7 @@ def start_cluster(binary: str, workdir: Path, servers: list[ServerProcess], *, r
     finally:
         for client in clients:
             client.close()
-    for server in servers[CLUSTER_PRIMARIES:]:
+    for server in servers[primaries:]:
         server.wait_replica_linked(timeout)
 
 
