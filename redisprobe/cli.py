@@ -287,7 +287,7 @@ def monitor(
             check_user_target(extra)
         from redisprobe.cluster import expand_cluster
 
-        watched_targets, cluster_notes = expand_cluster(watched_targets)
+        watched_targets, cluster_notes, cluster_watchers = expand_cluster(watched_targets)
         where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
@@ -301,7 +301,8 @@ def monitor(
         for note in cluster_notes:
             err.print(f"redisprobe: {shown(note)}", markup=False)
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
-                                 redact_values=redact_values, notes=tuple(cluster_notes))
+                                 redact_values=redact_values, notes=tuple(cluster_notes),
+                                 topology=tuple(cluster_watchers))
         outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
     # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
     # (or, with --json, here).

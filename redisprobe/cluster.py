@@ -104,7 +104,7 @@ def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str]]:
+def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str], list[TopologyWatcher]]:
     """Each target that is a cluster node becomes every primary of its cluster (the credentials carried over),
     each once; returns the targets and a note per cluster found (its nodes, and how far their clocks are from
     ours, which bounds how exactly their events interleave).
@@ -115,6 +115,7 @@ def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str]]:
 
     out: list[Target] = []
     notes: list[str] = []
+    watchers: list[TopologyWatcher] = []
     seen: set[str] = set()
     for target in targets:
         if target.unix_path is not None or target.address in seen:
@@ -134,6 +135,7 @@ def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str]]:
             continue
         fresh = [n for n in nodes if n.address not in seen and n.role == "primary"]
         nodes_targets = [node_target(target, node) for node in fresh]
+        watchers.append(TopologyWatcher(target, nodes))
         out += nodes_targets
         seen.update(n.address for n in fresh)
         skew = max((clock_offset(t) for t in nodes_targets), key=abs, default=0.0)
@@ -142,7 +144,7 @@ def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str]]:
                      f"primaries ({len(nodes) - primaries} replicas not watched); their clocks are within "
                      f"{abs(skew) * 1000:.1f} ms of ours, so events on different nodes closer than that may be shown "
                      "out of order")
-    return out, notes
+    return out, notes, watchers
 
 
 def node_target(seed: Target, node: ClusterNode) -> Target:
@@ -166,3 +168,69 @@ def clock_offset(target: Target) -> float:
     finally:
         client.close()
     return seconds + micros / 1e6 - (before + after) / 2
+
+
+def describe_changes(before: list[ClusterNode], after: list[ClusterNode]) -> list[str]:
+    """What changed in a cluster's shape, one sentence each: failovers, slots that moved, nodes added or gone."""
+    old = {n.node_id: n for n in before}
+    new = {n.node_id: n for n in after}
+    lines = []
+    for node_id, node in new.items():
+        was = old.get(node_id)
+        if was is None:
+            lines.append(f"node {node.address} joined the cluster as a {node.role}")
+        elif was.role != node.role:
+            lines.append(f"failover: {node.address} is now a {node.role}"
+                         + (f" serving slots {_ranges(node.slots)}" if node.slots else ""))
+        elif was.slots != node.slots and node.role == "primary":
+            lines.append(f"slots moved: {node.address} now serves {_ranges(node.slots) or 'no slots'} "
+                         f"(before: {_ranges(was.slots) or 'none'})")
+    lines += [f"node {node.address} left the cluster" for node_id, node in old.items() if node_id not in new]
+    return lines
+
+
+def _ranges(slots: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f"{first}-{last}" if first != last else str(first) for first, last in slots)
+
+
+class TopologyWatcher:
+    """During a capture, re-reads the cluster's shape every `every` seconds: each change is said (a note in the
+    trace), and a node that became a primary is handed to the capture to watch, with a gap from the last look
+    (when it was still a replica or absent) to now, since its commands meanwhile were not captured."""
+
+    def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0) -> None:
+        self.seed = seed
+        self.nodes = nodes
+        self.every = every
+        self.watched = {n.address for n in nodes if n.role == "primary"}
+        self._next = time.monotonic() + every
+        self._looked = time.time()
+
+    def poll(self) -> tuple[list[str], list[tuple[Target, float]], list[str]]:
+        """(changes said, new primaries to watch with the time since which they were not watched, addresses of
+        watched nodes that are primaries no more: a replica's MONITOR shows its primary's writes again)."""
+        import redis
+
+        if time.monotonic() < self._next:
+            return [], [], []
+        self._next = time.monotonic() + self.every
+        looked, self._looked = self._looked, time.time()
+        for node in self.nodes:  # any node that still answers will tell
+            candidate = node_target(self.seed, node)
+            client = candidate.connect(timeout=1.0)
+            try:
+                now = discover(client)
+                break
+            except (redis.RedisError, OSError, ProbeError):
+                continue
+            finally:
+                client.close()
+        else:
+            return [], [], []
+        changes = describe_changes(self.nodes, now)
+        self.nodes = now
+        primaries = {n.address for n in now if n.role == "primary"}
+        fresh = [n for n in now if n.role == "primary" and n.address not in self.watched]
+        demoted = sorted(self.watched - primaries)
+        self.watched = primaries
+        return changes, [(node_target(self.seed, n), looked) for n in fresh], demoted

@@ -36,7 +36,8 @@ class Summary:
             "clients": self.clients,
             "keys": self.keys,
             "findings": self.findings,
-            "gaps": [{"source": g.source, "reason": g.reason, "from": g.t, "until": g.until, "lost": g.lost}
+            "gaps": [{"source": g.source, "target": g.target, "reason": g.reason, "from": g.t, "until": g.until,
+                      "lost": g.lost}
                      for g in self.gaps],
             "notes": [{"level": n.level, "text": n.text} for n in self.notes],
             "stats": self.stats,

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from redisprobe.sandbox import sandbox
@@ -143,3 +144,36 @@ def test_a_cluster_client_scanning_every_primary_is_silent(cluster):
     doc, found, code = _scan_while_batches_exist(cluster, cluster_aware=True)
     assert found == 20
     assert code == 0 and not doc["findings"], doc["findings"]
+
+
+def test_a_failover_during_the_capture_is_said_and_the_new_primary_watched():
+    with sandbox("cluster", replicas=1) as box:
+        seed = box.servers[0]
+        old = box.servers[1]
+        probe = redis.Redis(port=old.port)
+        replica = next(s for s in box.servers[3:]
+                       if redis.Redis(port=s.port).info("replication").get("master_port") == old.port)
+        probe.close()
+        proc = _monitor(seed.url)
+        client = RedisCluster(host="127.0.0.1", port=seed.port)
+        try:
+            promoted = redis.Redis(port=replica.port)
+            promoted.execute_command("CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + 30
+            while promoted.info("replication")["role"] != "master":
+                assert time.monotonic() < deadline, "the failover did not happen"
+                time.sleep(0.1)
+            promoted.close()
+            time.sleep(2.5)  # the capture looks at the cluster's shape every second
+            keys = [f"order:{i}" for i in range(200) if client.keyslot(f"order:{i}") in range(5461, 10922)][:5]
+            for key in keys:
+                client.set(key, "v", ex=60)
+            time.sleep(1.5)
+        finally:
+            client.close()
+        doc, err = _finish(proc)
+    notes = " ".join(n["text"] if isinstance(n, dict) else str(n) for n in doc["notes"])
+    assert f"failover: 127.0.0.1:{replica.port} is now a primary" in notes, (notes, err)
+    assert any(g["source"] == "monitor" and str(replica.port) in g["target"] for g in doc["gaps"]), doc["gaps"]
+    on_new = [k for k in doc["keys"] if k["key"] in keys]
+    assert len(on_new) == len(keys) and all(str(replica.port) in k["server"] for k in on_new), on_new

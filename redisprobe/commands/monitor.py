@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redisprobe import trace
 from redisprobe.capture import CaptureSession, stop_sessions
@@ -30,6 +31,7 @@ class MonitorOptions:
     enable_events: bool | None = None
     redact_values: bool = False
     notes: tuple[str, ...] = ()  # said at the start and kept in the trace (a cluster found, its nodes)
+    topology: tuple[Any, ...] = ()  # cluster.TopologyWatcher: failovers and slot moves during the capture
 
 
 @dataclass
@@ -84,6 +86,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         if on_ready is not None:
             on_ready()
         while deadline is None or time.monotonic() < deadline:
+            for watcher in options.topology:
+                sessions += _follow(watcher, writer, spec, options, sessions)
             for session in sessions:
                 session.pump()
             if live is not None:
@@ -107,6 +111,30 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     writer.check()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
                           gave_up=[f"gave up {line}" for line in gave_up])
+
+
+def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: MonitorOptions,
+            sessions: list[CaptureSession]) -> list[CaptureSession]:
+    """A cluster's changes said in the trace; a node that became a primary watched from now on, with a gap since
+    the last look."""
+    changes, fresh, demoted = watcher.poll()
+    for change in changes:
+        writer.note(f"cluster topology changed: {change}", level="warning")
+    for session in [s for s in sessions if s.target.address in demoted]:
+        stop_sessions([session], budget=connect_timeout())
+        sessions.remove(session)
+        writer.note(f"{session.target.label} is a replica now: no longer watched (its primary's writes would show "
+                    "there again)")
+    started = []
+    for target, since in fresh:
+        session = CaptureSession(target, writer, watched=dict(spec.labels), enable_events=options.enable_events,
+                                 selectors=spec.selectors)
+        session.start()
+        writer.emit(trace.Gap(t=since, until=time.time(), source="monitor", target=target.label,
+                              reason=f"{target.label} became a primary of the cluster between two looks at its "
+                                     "shape: its commands until it was watched were not captured"))
+        started.append(session)
+    return started
 
 
 def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tuple[str, ...],
