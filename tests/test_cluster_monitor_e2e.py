@@ -36,7 +36,7 @@ def cluster():
 
 def _monitor(url: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
-                             "6", "--enable-events", "--pids", f"app={os.getpid()}"],
+                             "8", "--enable-events", "--pids", f"app={os.getpid()}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     assert proc.stderr is not None
     said = []
@@ -60,7 +60,7 @@ def test_a_healthy_cluster_app_is_followed_on_every_primary_and_gets_silence(clu
         for index in range(30):
             client.set(f"user:{index}", index, ex=60)
             assert client.get(f"user:{index}") == str(index).encode()
-        time.sleep(1.5)  # an app stays connected: its connections show in CLIENT LIST samples
+        time.sleep(2.5)  # an app stays connected: its connections show in CLIENT LIST samples
     finally:
         client.close()
     doc, err = _finish(proc)
