@@ -20,6 +20,7 @@ from redisprobe.leftovers import temp_dir
 from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
+from redisprobe.observers.refusals import RefusalSampler
 from redisprobe.pidmap import PidMapper
 from redisprobe.target import Target
 
@@ -38,6 +39,7 @@ class CaptureSession:
         self.mapper = PidMapper(watched or {})
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
+        self.refusals = RefusalSampler(target, writer.emit, label=label)  # what MONITOR cannot show
         self._started: list[object] = []
         self._drained = False
 
@@ -49,6 +51,7 @@ class CaptureSession:
             self._started.append(self.keyspace)
             self.monitor.start()
             self._started.append(self.monitor)
+            self.refusals.start()
         except BaseException:
             self.stop()
             raise
@@ -71,7 +74,7 @@ class CaptureSession:
             except Exception:  # a failed drain is already recorded as a gap by the capture
                 pass
         self._drained = True
-        for observer in (self.keyspace, self.clients, self.monitor):
+        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
             try:
                 observer.stop()  # type: ignore[attr-defined]
             except KeyboardInterrupt as exc:
@@ -93,7 +96,7 @@ class CaptureSession:
         if pending is not None:
             undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
                           f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
-        for observer in (self.keyspace, self.clients, self.monitor):
+        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
             with contextlib.suppress(Exception):
                 observer.abort()  # type: ignore[attr-defined]
         shutil.rmtree(self._spool, ignore_errors=True)

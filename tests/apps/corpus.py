@@ -218,7 +218,6 @@ TODAY: dict[str, str] = {
                                  "seconds)",
     "presence-refresh-misnamed": "silent: EXPIRE presence:<id> hits nothing while presence:user:<id> exists; the "
                                  "name index does not match a missing middle segment",
-    "audit-oom": "silent: OOM-rejected writes never reach MONITOR and there is no write-rejected rule yet (planned)",
     "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "
                                 "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "
