@@ -49,9 +49,9 @@ class CaptureSession:
             self._started.append(self.clients)
             self.keyspace.start()
             self._started.append(self.keyspace)
+            self.refusals.start()  # its baseline before MONITOR: its own handshake stays out of the trace
             self.monitor.start()
             self._started.append(self.monitor)
-            self.refusals.start()
         except BaseException:
             self.stop()
             raise

@@ -159,3 +159,34 @@ def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_s
     doc = json.loads(out)
     assert not [f for f in doc["findings"] if f["rule"] == "write-rejected"], doc["findings"]
     assert "ACL LOG" in out + err
+
+
+def test_refusals_of_redisprobes_own_connections_are_not_counted(private_server):
+    """Another redisprobe observer refused mid-capture (its ACL LOG entry names it): not the app's refusal."""
+    from redisprobe.observers.refusals import RefusalSampler
+    from redisprobe.target import parse_target
+
+    url = private_server.urls[0]
+    admin = redis.Redis.from_url(url)
+    for user in ("probe", "shopuser"):  # ACL LOG groups entries by user: each its own
+        admin.acl_setuser(user, enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-keys"])
+    events: list = []
+    sampler = RefusalSampler(parse_target(url), events.append, interval=0.1).start()
+    ours = redis.Redis.from_url(url.replace("redis://", "redis://probe:pw@"),
+                                client_name="redisprobe:observer:baseline")
+    app = redis.Redis.from_url(url.replace("redis://", "redis://shopuser:pw@"), client_name="shop")
+    for _ in range(3):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            ours.keys("*")
+    time.sleep(0.5)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.keys("*")
+    time.sleep(0.5)
+    sampler.stop()
+    ours.close()
+    app.close()
+    samples = [e for e in events if type(e).__name__ == "Refusals"]
+    assert samples[-1].final
+    assert samples[-1].errors.get("NOPERM") == 1 and samples[-1].rejected == {"keys": 1}, samples[-1]
+    [entry] = [entry for sample in samples for entry in sample.acl]
+    assert entry["client-name"] == "shop" and entry["object"] == "keys" and entry["new"] == "1"

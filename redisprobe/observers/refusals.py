@@ -103,6 +103,7 @@ class RefusalSampler:
         self._lock = threading.Lock()
         self._last: tuple[dict[str, int], dict[str, int], dict[str, int]] | None = None
         self._acl: dict[tuple[str, ...], int] | None = None  # identity -> count summed over its entries
+        self._acl_own: dict[tuple[str, ...], int] = {}  # the same for our own observers' connections
         self._can = {"info": True, "config": True, "acl": True, "list": True}
         self._own_id: int | None = None
         self._own_errors: dict[str, int] = {}  # refusals of our own commands, taken out of the counts
@@ -174,10 +175,10 @@ class RefusalSampler:
         if info is None:
             return
         now = time.time()
+        acl = self._acl_news()  # after INFO: it also tells of our own observers' refusals, taken out of the counts
         errors, rejected, failed = info_counts(info)
         errors, rejected = _minus(errors, self._own_errors), _minus(rejected, self._own_rejected)
         counts = (errors, rejected, failed)
-        acl = self._acl_news()
         previous = self._last
         grown = _grown(rejected, previous[1] if previous is not None else rejected)
         changed = previous is None or counts != previous or bool(acl)
@@ -195,18 +196,26 @@ class RefusalSampler:
         raw = self._call("acl", "ACL", "LOG", ACL_LOG_COUNT)
         if raw is None:
             return []
-        entries = [acl_entry(item) for item in raw or ()]
-        entries = [e for e in entries if not e.get("client-name", "").startswith(OWN_PREFIX)
-                   and e.get("client-id") != str(self._own_id)]
         totals: dict[tuple[str, ...], int] = {}
+        own: dict[tuple[str, ...], int] = {}
         newest: dict[tuple[str, ...], dict[str, str]] = {}
-        for entry in entries:  # newest first
+        for entry in map(acl_entry, raw or ()):  # newest first
             identity = acl_identity(entry)
-            totals[identity] = totals.get(identity, 0) + _int(entry.get("count"), 1)
-            newest.setdefault(identity, entry)
+            ours = entry.get("client-name", "").startswith(OWN_PREFIX) or entry.get("client-id") == str(self._own_id)
+            counted = own if ours else totals
+            counted[identity] = counted.get(identity, 0) + _int(entry.get("count"), 1)
+            if not ours:
+                newest.setdefault(identity, entry)
         before, self._acl = self._acl, totals
+        own_before, self._acl_own = self._acl_own, own
         if before is None:
             return []  # the baseline: what was logged before the capture is not this capture's
+        for identity, total in own.items():  # refusals of redisprobe's own observers are not the app's
+            added = total - own_before.get(identity, 0)
+            if added > 0:
+                self._own_errors["NOPERM"] = self._own_errors.get("NOPERM", 0) + added
+                if identity[0] == "command":
+                    self._own_rejected[identity[2]] = self._own_rejected.get(identity[2], 0) + added
         news = []
         for identity, total in totals.items():
             added = total - before.get(identity, 0)

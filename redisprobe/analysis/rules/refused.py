@@ -239,8 +239,8 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str]) -> Findin
                 f"why: {_why(code, settings, refusal)}"]
     for client in clients[:6]:
         cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
-        evidence.append(f"{who_text(client.actor)}: {cmds} refused ({_sureness(client)}: "
-                        + "; ".join(_HOW[h] for h in sorted(client.how)) + ")")
+        strongest = next(how for how in _HOW if how in client.how)
+        evidence.append(f"{who_text(client.actor)}: {cmds} refused ({_sureness(client)}: {_HOW[strongest]})")
         for op in client.ops[:2]:
             evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
                             f"{command_text(op.args)} -> error {op.error}")
