@@ -71,7 +71,9 @@ def test_oom_under_noeviction_names_the_writer_and_the_memory_setting(private_se
     assert "OOM" in finding["summary"] and "SET x" in finding["summary"]
     _culprit_is(finding, writer.pid)
     assert any("noeviction" in line and "maxmemory" in line for line in finding["evidence"]), finding["evidence"]
-    assert not any(f"pid {reader.pid}" in line for line in finding["evidence"])
+    assert any(line.startswith("meanwhile") and "missed keys that no accepted write created" in line
+               for line in finding["evidence"]), finding["evidence"]
+    assert any(f"pid {reader.pid}" in line and "GET session:" in line for line in finding["evidence"])
     # MONITOR never showed the refused writes: no key life for them
     assert not [k for k in doc["keys"] if k["key"].startswith("session:") and k.get("created_by")]
 

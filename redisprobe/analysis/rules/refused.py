@@ -15,7 +15,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from redisprobe import trace
-from redisprobe.analysis.rules.base import RuleInput, identity, who_text
+from redisprobe.analysis.rules.base import EVIDENCE_PER_FINDING, RuleInput, identity, who_text
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import clock, command_text
 
@@ -29,7 +29,10 @@ REFUSALS = {
 """The errors that refuse a command before it runs, and what each means, in the order findings are listed."""
 
 EXAMPLES = 4
-"""Refused ops of our own actors quoted per client."""
+"""Refused ops of our own actors kept per client."""
+
+CLIENTS_LISTED = 4
+"""Senders named in the evidence, the most refused first (the rest are counted)."""
 
 
 @dataclass
@@ -73,7 +76,7 @@ def write_rejected(inp: RuleInput) -> list[Finding]:
         for code in REFUSALS:
             refusal = refusals.get(code)
             if refusal is not None and refusal.count > 0:
-                findings.append(_finding(refusal, server, settings))
+                findings.append(_finding(refusal, server, settings, _missed_meanwhile(inp, server, refusal)))
     return findings
 
 
@@ -221,7 +224,22 @@ def _sureness(client: _Client) -> str:
     return "likely" if "sole" in client.how else "possibly"
 
 
-def _finding(refusal: _Refusal, server: str, settings: dict[str, str]) -> Finding:
+MISSES_QUOTED = 3
+"""Reads that missed while the refusals went on, quoted per finding (the symptom side: B can't see)."""
+
+
+def _missed_meanwhile(inp: RuleInput, server: str, refusal: _Refusal) -> list[str]:
+    """Reads during the refusals of keys no accepted write ever created in the capture: what B could not see."""
+    first, last = refusal.first or 0.0, refusal.last or 0.0
+    misses = sorted((t, who, args) for slot in inp.missed if slot.server == server and not slot.count
+                    for t, who, args, _certain in slot.miss_log or () if first <= t <= last)
+    if not misses:
+        return []
+    lines = [f"meanwhile {len(misses)} read(s) missed keys that no accepted write created, e.g.:"]
+    return lines + [inp.line(t, who, args, "missed: no such key") for t, who, args in misses[:MISSES_QUOTED]]
+
+
+def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: list[str]) -> Finding:
     code = refusal.code
     clients = sorted(refusal.clients.values(), key=lambda c: -c.count)
     culprit = clients[0] if clients else None
@@ -237,15 +255,18 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str]) -> Findin
     evidence = [f"{clock(refusal.first)}-{clock(refusal.last)} {where}: errorstat {code} +{refusal.count}"
                 + (f"; rejected_calls {commands}" if commands else ""),
                 f"why: {_why(code, settings, refusal)}"]
-    for client in clients[:6]:
+    for client in clients[:CLIENTS_LISTED]:
         cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
         strongest = next(how for how in _HOW if how in client.how)
         evidence.append(f"{who_text(client.actor)}: {cmds} refused ({_sureness(client)}: {_HOW[strongest]})")
-        for op in client.ops[:2]:
-            evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
-                            f"{command_text(op.args)} -> error {op.error}")
+    if len(clients) > CLIENTS_LISTED:
+        evidence.append(f"... and {len(clients) - CLIENTS_LISTED} more client(s)")
     if not clients:
         evidence.append("who sent them is unknown: no ACL LOG entry, and CLIENT LIST showed no connection whose last "
                         "command was a refused one")
-    return Finding(rule="write-rejected", severity="error", summary=summary, evidence=evidence,
+    evidence += missed
+    for op in [op for client in clients[:CLIENTS_LISTED] for op in client.ops[:2]]:
+        evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
+                        f"{command_text(op.args)} -> error {op.error}")
+    return Finding(rule="write-rejected", severity="error", summary=summary, evidence=evidence[:EVIDENCE_PER_FINDING],
                    culprit=culprit.actor if culprit is not None else None)
