@@ -144,11 +144,13 @@ def test_healthy_capture_with_ordinary_errors_is_silent(private_server, stack):
     assert not [f for f in doc["findings"] if f["rule"] == "write-rejected"], doc["findings"]
 
 
-def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_server, stack):
+@pytest.mark.parametrize("denied", [["-acl"], ["-config"], ["-acl", "-config", "-client|list"]])
+def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_server, stack, denied):
+    """redisprobe's own refused commands (ACL LOG, CONFIG GET, CLIENT LIST) are never the app's refusals."""
     url = private_server.urls[0]
     admin = redis.Redis.from_url(url)
     admin.acl_setuser("probe", enabled=True, passwords=["+probe-pw"], keys=["*"], channels=["*"],
-                      commands=["+@all", "-acl"])
+                      commands=["+@all", *denied])
     writer, reader = _client(stack, url), _client(stack, url)
     run = MonitorRun("--url", url.replace("redis://", "redis://probe:probe-pw@"), "--pids",
                      f"api={writer.pid},reader={reader.pid}", "--json", "--enable-events")
@@ -160,7 +162,7 @@ def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_s
 
     doc = json.loads(out)
     assert not [f for f in doc["findings"] if f["rule"] == "write-rejected"], doc["findings"]
-    assert "ACL LOG" in out + err
+    assert ("cannot run ACL LOG" in out + err) == ("-acl" in denied), out + err
 
 
 def test_refusals_of_redisprobes_own_connections_are_not_counted(private_server):

@@ -106,8 +106,9 @@ class RefusalSampler:
         self._acl_own: dict[tuple[str, ...], int] = {}  # the same for our own observers' connections
         self._can = {"info": True, "config": True, "acl": True, "list": True}
         self._own_id: int | None = None
-        self._own_errors: dict[str, int] = {}  # refusals of our own commands, taken out of the counts
+        self._own_errors: dict[str, int] = {}  # refusals of redisprobe's own commands, taken out of the counts
         self._own_rejected: dict[str, int] = {}
+        self._later: list[tuple[str, str]] = []  # our refusals after this sample's INFO: out of the next one's
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -171,6 +172,10 @@ class RefusalSampler:
     # -- one sample ------------------------------------------------------------------------------------------
 
     def _sample(self, *, final: bool) -> None:
+        for code, command in self._later:
+            _add(self._own_errors, code)
+            _add(self._own_rejected, command)
+        self._later.clear()
         info = self._call("info", "INFO", "server", "errorstats", "commandstats")
         if info is None:
             return
@@ -212,10 +217,10 @@ class RefusalSampler:
             return []  # the baseline: what was logged before the capture is not this capture's
         for identity, total in own.items():  # refusals of redisprobe's own observers are not the app's
             added = total - own_before.get(identity, 0)
-            if added > 0:
-                self._own_errors["NOPERM"] = self._own_errors.get("NOPERM", 0) + added
+            if added > 0:  # most likely before this sample's INFO: out of its counts now
+                _add(self._own_errors, "NOPERM", added)
                 if identity[0] == "command":
-                    self._own_rejected[identity[2]] = self._own_rejected.get(identity[2], 0) + added
+                    _add(self._own_rejected, identity[2], added)
         news = []
         for identity, total in totals.items():
             added = total - before.get(identity, 0)
@@ -262,11 +267,10 @@ class RefusalSampler:
             self._can[what] = False
             reason = _reason(exc)
             code = reason.split(" ", 1)[0]
-            if code.isupper():
-                self._own_errors[code] = self._own_errors.get(code, 0) + 1
+            told = code == "NOPERM" and what != "acl" and self._can["acl"]  # ACL LOG will tell it: counted there
+            if code.isupper() and not told:  # after this sample's INFO: out of the next sample's counts
                 command = " ".join(_text(a) for a in args[:2]).lower()
-                name = command.replace(" ", "|") if what in ("config", "acl", "list") else command.split(" ")[0]
-                self._own_rejected[name] = self._own_rejected.get(name, 0) + 1
+                self._later.append((code, command.replace(" ", "|") if what != "info" else "info"))
             lost = {"info": "refused writes (OOM, READONLY, MISCONF, NOPERM) go uncounted",
                     "config": "the settings behind refusals come from INFO only",
                     "acl": "NOPERM refusals cannot be tied to a client by the server's ACL LOG",
@@ -276,6 +280,10 @@ class RefusalSampler:
 
     def _note(self, text: str) -> None:
         self.emit(trace.Note(t=time.time(), level="info", text=text))
+
+
+def _add(counts: dict[str, int], name: str, n: int = 1) -> None:
+    counts[name] = counts.get(name, 0) + n
 
 
 def _grown(now: dict[str, int], before: dict[str, int]) -> set[str]:
