@@ -3,11 +3,13 @@
 MONITOR never shows a command the server refused. Checked on Redis 7.0.15: a SET refused with OOM (maxmemory
 with noeviction), with READONLY (a write to a replica), with MISCONF (stop-writes-on-bgsave-error after a failed
 BGSAVE) or with NOPERM (an ACL user without the command) is absent from MONITOR, while the same server's accepted
-commands, and a lua script's accepted writes, are there. Such a refusal is often exactly why "B can't see A's
-key", so this observer samples, read-only, every `interval` seconds and once at start and at stop:
-INFO errorstats and commandstats (`rejected_calls`, `failed_calls`), new ACL LOG entries (the server names the
-client), and when refusals grew, CLIENT LIST's connections whose last command (`cmd=`, set even for a refused
-command) is one refused more; plus the settings that explain a refusal (INFO memory/replication/persistence and
+commands, and a lua script's accepted writes, are there. A refused command does set CLIENT LIST's `cmd=`, and ACL
+LOG's client-info names the connection; under MISCONF the server refuses PING too.
+
+Such a refusal is often exactly why "B can't see A's key", so this observer samples, read-only, every `interval`
+seconds and once at start and at stop: INFO errorstats and commandstats (`rejected_calls`, `failed_calls`), new
+ACL LOG entries (the server names the client), and when refusals grew, CLIENT LIST's connections whose last
+command is one refused more; plus the settings that explain a refusal (INFO memory/replication/persistence and
 CONFIG GET). Whatever the server does not let us run is skipped with one note, never an error.
 """
 
