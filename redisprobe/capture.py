@@ -20,6 +20,7 @@ from redisprobe.leftovers import temp_dir
 from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
+from redisprobe.observers.refusals import RefusalSampler
 from redisprobe.pidmap import PidMapper
 from redisprobe.selectors import Selector
 from redisprobe.target import Target
@@ -40,6 +41,7 @@ class CaptureSession:
         self.mapper = PidMapper(watched or {}, selectors=selectors, on_join=writer.note)
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
+        self.refusals = RefusalSampler(target, writer.emit, label=label)  # what MONITOR cannot show
         self._started: list[object] = []
         self._drained = False
 
@@ -49,6 +51,7 @@ class CaptureSession:
             self._started.append(self.clients)
             self.keyspace.start()
             self._started.append(self.keyspace)
+            self.refusals.start()  # its baseline before MONITOR: its own handshake stays out of the trace
             self.monitor.start()
             self._started.append(self.monitor)
         except BaseException:
@@ -73,7 +76,7 @@ class CaptureSession:
             except Exception:  # a failed drain is already recorded as a gap by the capture
                 pass
         self._drained = True
-        for observer in (self.keyspace, self.clients, self.monitor):
+        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
             try:
                 observer.stop()  # type: ignore[attr-defined]
             except KeyboardInterrupt as exc:
@@ -95,7 +98,7 @@ class CaptureSession:
         if pending is not None:
             undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
                           f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
-        for observer in (self.keyspace, self.clients, self.monitor):
+        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
             with contextlib.suppress(Exception):
                 observer.abort()  # type: ignore[attr-defined]
         shutil.rmtree(self._spool, ignore_errors=True)

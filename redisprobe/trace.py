@@ -215,9 +215,32 @@ class ServerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="server"):
     stats: dict[str, int] = {}
 
 
+class Refusals(msgspec.Struct, frozen=True, kw_only=True, tag="refusals"):
+    """What the server says it refused, sampled during a capture: MONITOR never shows a refused command.
+
+    Counts are the server's own totals at `t` (INFO errorstats and commandstats), so any two samples of one
+    server run give what was refused between them. `acl` holds ACL LOG entries new since the previous sample
+    (each with `count`, `reason`, `object`, `username`, `client-info`...: the server says who). `suspects` are the
+    connections whose last command (CLIENT LIST `cmd=`) was one the server had just refused more of. `settings`
+    are the facts that explain refusals (maxmemory, maxmemory-policy, used_memory, role, replica-read-only,
+    rdb_last_bgsave_status, stop-writes-on-bgsave-error), as far as the server let us read them.
+    """
+
+    t: float
+    target: str = ""
+    run_id: str = ""
+    errors: dict[str, int] = {}  # errorstats: error code -> count
+    rejected: dict[str, int] = {}  # commandstats: command -> rejected_calls (refused before it ran)
+    failed: dict[str, int] = {}  # commandstats: command -> failed_calls (an error while it ran)
+    acl: list[dict[str, str]] = []
+    suspects: list[dict[str, str]] = []
+    settings: dict[str, str] = {}
+    final: bool = False  # the sample taken as the capture stopped
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
-    | TtlSample | Gap | Note | ServerSeen
+    | TtlSample | Gap | Note | ServerSeen | Refusals
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""

@@ -13,6 +13,7 @@ CULPRIT_ROLE = {
     "ttl-cleared-by-set": "api", "recreated-without-ttl": "api", "ttl-shortened": "janitor",
     "ttl-unit-mismatch": "api", "expire-in-past": "api", "evicted": None, "flushed": "janitor",
     "renamed-away": "janitor", "different-db": "processor", "key-prefix-mismatch": "processor",
+    "write-rejected": "filler",
 }
 
 

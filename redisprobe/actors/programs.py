@@ -140,13 +140,23 @@ def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
 
 
 def filler(runner: StepRunner, params: dict[str, Any]) -> None:
-    """Fill memory with long-lived values so a small maxmemory with volatile-ttl evicts the short-TTL batches."""
+    """Fill memory with long-lived values so a small maxmemory with volatile-ttl evicts the short-TTL batches.
+
+    `hold`: then keep writing a small value every 5 ms for that many seconds, as an audit log or a cache that never
+    stops growing does: under noeviction the last bytes fill up, and the server refuses every write after."""
     ns = str(params["ns"])
     _batches_present(runner, ns)
     time.sleep(float(params.get("delay", 0.3)))
     blob = b"x" * int(params.get("size", 65536))
-    for index in range(int(params.get("count", 64))):
+    count = int(params.get("count", 64))
+    for index in range(count):
         runner.command([b"SET", f"{ns}filler:{index}".encode(), blob, b"EX", b"30"], record=index == 0)
+    deadline = time.monotonic() + float(params.get("hold", 0))
+    index = count
+    while time.monotonic() < deadline:
+        runner.command([b"SET", f"{ns}filler:{index}".encode(), blob[:256], b"EX", b"30"], record=False)
+        index += 1
+        time.sleep(0.005)
 
 
 PROGRAMS = {"batch-api": batch_api, "batch-processor": batch_processor, "janitor": janitor, "filler": filler}
@@ -164,6 +174,7 @@ PARAMS: dict[str, dict[str, tuple[str, tuple[str, ...] | None]]] = {
     },
     "janitor": {"ns": (STRING, None), "delay": (NUMBER, None), "action": (STRING, ("shorten", "rename", "flush")),
                 "ttl": (INTEGER, None)},
-    "filler": {"ns": (STRING, None), "delay": (NUMBER, None), "size": (INTEGER, None), "count": (INTEGER, None)},
+    "filler": {"ns": (STRING, None), "delay": (NUMBER, None), "size": (INTEGER, None), "count": (INTEGER, None),
+               "hold": (NUMBER, None)},
 }
 """Each program's parameters: name -> (type, allowed values or None); the scenario loader checks files with it."""

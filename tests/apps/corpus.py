@@ -214,7 +214,6 @@ TODAY: dict[str, str] = {
     "cache-manager-ttl-seconds": "silent: SET keyv::keyv:product:<id> ... PX 30 is taken for a deliberate "
                                  "sub-second TTL (ms is flagged only when the process also uses that number in "
                                  "seconds)",
-    "audit-oom": "silent: OOM-rejected writes never reach MONITOR and there is no write-rejected rule yet (planned)",
     "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "
                                 "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "

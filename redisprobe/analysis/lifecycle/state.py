@@ -41,6 +41,7 @@ class FoldState:
         self.unit_users: dict[tuple[str, str], Who] = {}
         self.checks: list[trace.Check] = []
         self.op_errors: list[trace.Op] = []
+        self.refusals: dict[str, list[trace.Refusals]] = {}  # server -> what it said it refused, in time order
         self.actors: list[trace.ActorStarted] = []
         self.untracked_misses = 0
         self.events = 0

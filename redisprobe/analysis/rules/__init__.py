@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from redisprobe.analysis.rules.cluster import scan_one_node
 from redisprobe.analysis.rules.names import key_prefix_mismatch
+from redisprobe.analysis.rules.refused import write_rejected
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
 from redisprobe.analysis.rules.removal import consumed_by_other, deleted_by_client, evicted, flushed, renamed_away
 from redisprobe.analysis.rules.ttl import (
@@ -87,6 +88,12 @@ register("key-prefix-mismatch", VISIBILITY,
                           processor={"match": "{ns}batch_*"}))
 register("server-restarted", TTL, "the server restarted mid-trace (run_id changed, uptime reset): its keys are gone",
          server_restarted)
+register("write-rejected", VISIBILITY, "the writer's command was refused (OOM, READONLY, MISCONF, NOPERM)",
+         write_rejected,
+         inject=Injection(how="the server runs out of memory under noeviction: a filler keeps writing, and the "
+                              "api's writes are refused with OOM", sandbox_only=True,
+                          server_args=("--maxmemory", "2mb", "--maxmemory-policy", "noeviction"),
+                          helper={"role": "filler", "program": "filler", "size": 8192, "count": 320, "hold": 2.0}))
 register("transaction-not-executed", VISIBILITY,
          "a MULTI was never followed by EXEC or DISCARD: its queued commands never ran", transaction_not_executed)
 register("shared-connection", VISIBILITY, "two processes used one connection (a fork kept its parent's socket)",

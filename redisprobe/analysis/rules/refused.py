@@ -1,0 +1,272 @@
+"""write-rejected: the server refused the writer's commands (OOM, READONLY, MISCONF, NOPERM), so nobody can see them.
+
+MONITOR never shows a refused command; the server's own counters do (`trace.Refusals`, sampled during the
+capture). The symptom is a count: commands refused with one of these errors between the first and the last sample
+of the capture. Who sent them, as surely as the evidence allows:
+- the server says: an ACL LOG entry names the client (NOPERM); sure.
+- the client says: one of our actors recorded the error as its reply; sure.
+- CLIENT LIST says: when the refusals of a command grew, the connections whose last command (`cmd=`) was that
+  command; likely when one connection alone had it, possibly when several did (the count is shared out).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from redisprobe import trace
+from redisprobe.analysis.rules.base import EVIDENCE_PER_FINDING, RuleInput, identity, who_text
+from redisprobe.findings import Actor, Finding
+from redisprobe.text import clock, command_text
+
+REFUSALS = {
+    "OOM": "out of memory",
+    "READONLY": "a read-only replica",
+    "MISCONF": "writes stopped after a failed save",
+    "NOPERM": "no ACL permission",
+    "NOREPLICAS": "not enough replicas to write",
+}
+"""The errors that refuse a command before it runs, and what each means, in the order findings are listed."""
+
+EXAMPLES = 4
+"""Refused ops of our own actors kept per client."""
+
+CLIENTS_LISTED = 4
+"""Senders named in the evidence, the most refused first (the rest are counted)."""
+
+
+@dataclass
+class _Client:
+    actor: Actor | None
+    count: float = 0.0
+    commands: dict[str, float] = field(default_factory=dict)
+    how: set[str] = field(default_factory=set)  # "acl", "reply", "sole", "shared"
+    ops: list[trace.Op] = field(default_factory=list)
+
+    def add(self, command: str, count: float, how: str) -> None:
+        self.count += count
+        self.commands[command] = self.commands.get(command, 0.0) + count
+        self.how.add(how)
+
+
+@dataclass
+class _Refusal:
+    code: str
+    count: int = 0
+    commands: dict[str, int] = field(default_factory=dict)
+    clients: dict[tuple[object, ...], _Client] = field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+    acl: list[dict[str, str]] = field(default_factory=list)
+
+    def client(self, actor: Actor | None) -> _Client:
+        key = identity(actor)
+        found = self.clients.get(key)
+        if found is None:
+            found = self.clients[key] = _Client(actor)
+        return found
+
+
+def write_rejected(inp: RuleInput) -> list[Finding]:
+    """Commands the server refused during the capture, with the setting behind it and who sent them."""
+    findings: list[Finding] = []
+    for server, samples in inp.lifecycle.refusals.items():
+        refusals = _refusals(inp, server, samples)
+        settings = _settings(samples)
+        for code in REFUSALS:
+            refusal = refusals.get(code)
+            if refusal is not None and refusal.count > 0:
+                findings.append(_finding(refusal, server, settings, _missed_meanwhile(inp, server, refusal)))
+    return findings
+
+
+def _refusals(inp: RuleInput, server: str, samples: list[trace.Refusals]) -> dict[str, _Refusal]:
+    """Per error code: how many were refused between consecutive samples of one server run, and by whom."""
+    out: dict[str, _Refusal] = {}
+    ops = _refused_ops(inp, server)
+    for before, after in itertools.pairwise(samples):
+        if before.run_id != after.run_id:
+            continue  # a restart reset the counts: the next pair starts over
+        errors = {code: after.errors.get(code, 0) - before.errors.get(code, 0) for code in REFUSALS}
+        errors = {code: n for code, n in errors.items() if n > 0}
+        if not errors:
+            continue
+        commands = {cmd: n - before.rejected.get(cmd, 0) for cmd, n in after.rejected.items()}
+        commands = {cmd: n for cmd, n in commands.items() if n > 0}
+        acl = [entry for entry in after.acl if entry.get("reason") in ("command", "key", "channel")]
+        denied = {entry.get("object", "").lower() for entry in acl if entry.get("reason") == "command"}
+        for code, n in errors.items():
+            refusal = out.setdefault(code, _Refusal(code))
+            refusal.count += n
+            refusal.first = before.t if refusal.first is None else refusal.first
+            refusal.last = after.t
+            if code == "NOPERM":
+                mine = {cmd: k for cmd, k in commands.items() if cmd in denied} or \
+                    (commands if len(errors) == 1 else {})
+            else:
+                mine = {cmd: k for cmd, k in commands.items() if cmd not in denied} if len(errors) > 1 else commands
+            for cmd, k in mine.items():
+                refusal.commands[cmd] = refusal.commands.get(cmd, 0) + k
+            if code == "NOPERM":
+                refusal.acl += acl
+                _from_acl(inp, server, refusal, acl)
+            window = [op for op in ops if before.t < op.t <= after.t and _code(op) == code]
+            _share(inp, server, refusal, mine, window, after.suspects)
+    return out
+
+
+def _refused_ops(inp: RuleInput, server: str) -> list[trace.Op]:
+    """Our actors' own commands whose reply was one of the refusals (they know they were refused)."""
+    return [op for op in inp.lifecycle.op_errors
+            if _code(op) in REFUSALS and inp.lifecycle.server_for_pid(op.pid) in ("", server)]
+
+
+def _code(op: trace.Op) -> str:
+    return (op.error or "").split(" ", 1)[0].upper()
+
+
+def _from_acl(inp: RuleInput, server: str, refusal: _Refusal, acl: list[dict[str, str]]) -> None:
+    for entry in acl:
+        actor = _actor(inp, server, entry.get("client-id", ""), entry.get("client-addr", ""))
+        refusal.client(actor).add(entry.get("object", "?").lower(), float(entry.get("new", "1") or 1), "acl")
+
+
+def _share(inp: RuleInput, server: str, refusal: _Refusal, commands: dict[str, int], ops: list[trace.Op],
+           suspects: list[dict[str, str]]) -> None:
+    """Give each refused command's count to who sent it: ops first (exact), the rest shared among the connections
+    CLIENT LIST showed with that last command. ACL LOG has already said who, for NOPERM."""
+    for cmd, count in commands.items():
+        exact: dict[tuple[object, ...], int] = {}
+        for op in ops:
+            if op.args and op.args[0].decode("latin-1").lower() == cmd:
+                actor = inp.attributor.actor_for_client(server, op.client_id) if op.client_id else \
+                    Actor(pid=op.pid, label=op.role)
+                client = refusal.client(actor)
+                if len(client.ops) < EXAMPLES:
+                    client.ops.append(op)
+                exact[identity(actor)] = exact.get(identity(actor), 0) + 1
+        for key, n in exact.items():
+            refusal.clients[key].add(cmd, n, "reply")
+        if refusal.code == "NOPERM" and refusal.acl:
+            continue
+        rest = count - sum(exact.values())
+        others = [s for s in suspects if s.get("cmd") == cmd]
+        others = [s for s in others
+                  if identity(_actor(inp, server, s.get("id", ""), s.get("addr", ""))) not in exact]
+        if rest <= 0 or not others:
+            continue
+        how = "sole" if len(others) == 1 else "shared"
+        for suspect in others:
+            actor = _actor(inp, server, suspect.get("id", ""), suspect.get("addr", ""))
+            refusal.client(actor).add(cmd, rest / len(others), how)
+
+
+def _actor(inp: RuleInput, server: str, client_id: str, addr: str) -> Actor:
+    if client_id.isdigit():
+        return inp.attributor.actor_for_client(server, int(client_id), addr)
+    return Actor(addr=addr)
+
+
+def _settings(samples: list[trace.Refusals]) -> dict[str, str]:
+    """The latest settings read (a sample that read none leaves the earlier ones standing)."""
+    settings: dict[str, str] = {}
+    for sample in samples:
+        settings.update(sample.settings)
+    return settings
+
+
+def _why(code: str, s: dict[str, str], refusal: _Refusal) -> str:
+    """The server setting behind the refusal, in the server's own words."""
+    if code == "OOM":
+        policy = s.get("config:maxmemory-policy") or s.get("maxmemory_policy") or "?"
+        used, limit = _mb(s.get("used_memory")), _mb(s.get("config:maxmemory") or s.get("maxmemory"))
+        memory = f"used_memory {used} of maxmemory {limit}" if used and limit else "memory is at maxmemory"
+        if policy == "noeviction":
+            return f"{memory} with maxmemory-policy noeviction: nothing may be evicted, so every write is refused"
+        return f"{memory}; maxmemory-policy {policy} found nothing it may evict"
+    if code == "READONLY":
+        master = f" of {s['master_host']}:{s.get('master_port', '?')}" if s.get("master_host") else ""
+        ro = s.get("config:replica-read-only", "yes")
+        return f"the server is a replica{master} (role {s.get('role', 'slave')}, replica-read-only {ro}): " \
+               "writes go to its primary"
+    if code == "MISCONF":
+        status = s.get("rdb_last_bgsave_status", "err")
+        stop = s.get("config:stop-writes-on-bgsave-error", "yes")
+        return f"the last background save failed (rdb_last_bgsave_status {status}) and " \
+               f"stop-writes-on-bgsave-error is {stop}: writes stay refused until a save succeeds"
+    if code == "NOPERM":
+        lacks = sorted({(e.get("username", "?"), e.get("reason", "?"), e.get("object", "?")) for e in refusal.acl})
+        if lacks:
+            return "; ".join(f"ACL user {user} lacks the permission for {reason} {obj}"
+                             for user, reason, obj in lacks[:3])
+        return "an ACL user lacks the permission (ACL LOG could not be read to say which)"
+    if code == "NOREPLICAS":
+        return f"min-replicas-to-write {s.get('config:min-replicas-to-write', '?')} is not met"
+    return REFUSALS.get(code, code)
+
+
+def _mb(value: str | None) -> str:
+    try:
+        return f"{int(value or '') / 1048576:.1f} MB"
+    except ValueError:
+        return ""
+
+
+_HOW = {"acl": "the server's ACL LOG names it", "reply": "its own replies were the error",
+        "sole": "CLIENT LIST showed its last command was the refused one, and no other connection's was",
+        "shared": "CLIENT LIST showed its last command was the refused one (as for other connections: the count "
+                  "is shared out)"}
+
+
+def _sureness(client: _Client) -> str:
+    if client.how & {"acl", "reply"}:
+        return "sure"
+    return "likely" if "sole" in client.how else "possibly"
+
+
+MISSES_QUOTED = 3
+"""Reads that missed while the refusals went on, quoted per finding (the symptom side: B can't see)."""
+
+
+def _missed_meanwhile(inp: RuleInput, server: str, refusal: _Refusal) -> list[str]:
+    """Reads during the refusals of keys no accepted write ever created in the capture: what B could not see."""
+    first, last = refusal.first or 0.0, refusal.last or 0.0
+    misses = sorted((t, who, args) for slot in inp.missed if slot.server == server and not slot.count
+                    for t, who, args, _certain in slot.miss_log or () if first <= t <= last)
+    if not misses:
+        return []
+    lines = [f"meanwhile {len(misses)} read(s) missed keys that no accepted write created, e.g.:"]
+    return lines + [inp.line(t, who, args, "missed: no such key") for t, who, args in misses[:MISSES_QUOTED]]
+
+
+def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: list[str]) -> Finding:
+    code = refusal.code
+    clients = sorted(refusal.clients.values(), key=lambda c: -c.count)
+    culprit = clients[0] if clients else None
+    commands = ", ".join(f"{cmd.upper()} x{n}" for cmd, n in sorted(refusal.commands.items(), key=lambda i: -i[1]))
+    where = server or "the server"
+    summary = f"{where} refused {refusal.count} command(s) with {code} ({REFUSALS[code]}) during the capture" + \
+              (f": {commands}" if commands else "") + "; MONITOR never shows them, so nobody could read what they wrote"
+    if culprit is not None:
+        summary += f". {'Refused most' if len(clients) > 1 else 'Sent by'}: {who_text(culprit.actor)} " \
+                   f"({_sureness(culprit)})"
+        if code == "OOM" and len(clients) > 1:
+            summary += ", the writer that keeps writing into the full server"
+    evidence = [f"{clock(refusal.first)}-{clock(refusal.last)} {where}: errorstat {code} +{refusal.count}"
+                + (f"; rejected_calls {commands}" if commands else ""),
+                f"why: {_why(code, settings, refusal)}"]
+    for client in clients[:CLIENTS_LISTED]:
+        cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
+        strongest = next(how for how in _HOW if how in client.how)
+        evidence.append(f"{who_text(client.actor)}: {cmds} refused ({_sureness(client)}: {_HOW[strongest]})")
+    if len(clients) > CLIENTS_LISTED:
+        evidence.append(f"... and {len(clients) - CLIENTS_LISTED} more client(s)")
+    if not clients:
+        evidence.append("who sent them is unknown: no ACL LOG entry, and CLIENT LIST showed no connection whose last "
+                        "command was a refused one")
+    evidence += missed
+    for op in [op for client in clients[:CLIENTS_LISTED] for op in client.ops[:2]]:
+        evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
+                        f"{command_text(op.args)} -> error {op.error}")
+    return Finding(rule="write-rejected", severity="error", summary=summary, evidence=evidence[:EVIDENCE_PER_FINDING],
+                   culprit=culprit.actor if culprit is not None else None)
