@@ -18,7 +18,10 @@ class VisibilityReport:
 
 
 def same_replication_group(a: trace.ServerFingerprint, b: trace.ServerFingerprint) -> bool:
-    """A primary and its replica share `master_replid`; two unrelated servers never do."""
+    """A primary and its replica share `master_replid`; two unrelated servers never do. Two nodes of a cluster
+    hold one dataset too, each key on the node of its slot."""
+    if a.redis_mode == "cluster" and b.redis_mode == "cluster":
+        return True
     return bool(a.master_replid) and a.master_replid == b.master_replid
 
 

@@ -8,7 +8,7 @@ to add one.
 
 from __future__ import annotations
 
-from redisprobe.analysis.rules.cluster import scan_one_node
+from redisprobe.analysis.rules.cluster import cluster_unaware_client, cross_slot, scan_one_node
 from redisprobe.analysis.rules.names import key_prefix_mismatch
 from redisprobe.analysis.rules.refused import write_rejected
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
@@ -102,6 +102,10 @@ register("stale-client-cache", VISIBILITY,
          "client-side caching (CLIENT TRACKING) served a value another client had changed", stale_client_cache)
 register("scan-one-node", VISIBILITY, "in a cluster, KEYS/SCAN covers one node only: matching keys on the other "
          "primaries are never seen", scan_one_node)
+register("cross-slot", VISIBILITY, "in a cluster, a multi-key command, MULTI/EXEC or script over keys in different "
+         "hash slots was refused with CROSSSLOT", cross_slot)
+register("cluster-unaware-client", VISIBILITY, "a plain client on one cluster node sends keys other nodes own and "
+         "does not follow the MOVED/ASK it gets", cluster_unaware_client)
 # Known causes the doctor does not diagnose from a trace (yet): `isolation` names replica-read from the actors' own
 # connections.
 register("replica-read", VISIBILITY, "the reader reads a replica (asynchronous lag, read-only)",

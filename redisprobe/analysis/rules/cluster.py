@@ -13,7 +13,8 @@ import re
 from redis.crc import key_slot
 
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
-from redisprobe.findings import Finding
+from redisprobe.analysis.rules.refused import HOW, _Client, _Refusal, refusals_by_code, sureness
+from redisprobe.findings import Actor, Finding
 from redisprobe.text import arg_text, clock
 
 MISSED_SHOWN = 6
@@ -68,3 +69,92 @@ def _summary(group: Group) -> str:
             f"{len(asked) + len(unasked)} primaries ({', '.join(asked)}): {group.key_count} matching key(s) "  # type: ignore[arg-type]
             f"on {', '.join(unasked)} were never seen; a cluster needs the scan on every primary "  # type: ignore[arg-type]
             "(a cluster client's scan over all nodes)")
+
+
+MIN_REDIRECTS = 2
+"""MOVED/ASK replies on one node before a client that never reached another node is called cluster-unaware (one
+or two are a cluster client learning a failover or a slot move)."""
+
+CROSSSLOT_FIX = ("give the keys that belong together one hash tag, so they share a slot: "
+                 "{user:42}:cart and {user:42}:orders")
+
+
+def _senders(inp: RuleInput, refusal: _Refusal) -> list[_Client]:
+    return sorted(refusal.clients.values(), key=lambda c: -c.count)
+
+
+def _commands(refusal: _Refusal) -> str:
+    return ", ".join(f"{cmd.upper()} x{n}" for cmd, n in sorted(refusal.commands.items(), key=lambda i: -i[1]))
+
+
+def _sender_lines(clients: list[_Client]) -> list[str]:
+    lines = []
+    for client in clients[:4]:
+        cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
+        strongest = next(how for how in HOW if how in client.how)
+        lines.append(f"{who_text(client.actor)}: {cmds} refused ({sureness(client)}: {HOW[strongest]})")
+    return lines
+
+
+def cross_slot(inp: RuleInput) -> list[Finding]:
+    """Multi-key commands, transactions or scripts over keys in different hash slots, refused with CROSSSLOT."""
+    nodes = cluster_nodes(inp)
+    findings = []
+    for server, samples in inp.lifecycle.refusals.items():
+        if server not in nodes:
+            continue
+        refusal = refusals_by_code(inp, server, samples, ("CROSSSLOT",)).get("CROSSSLOT")
+        if refusal is None or refusal.count <= 0:
+            continue
+        clients = _senders(inp, refusal)
+        commands = _commands(refusal)
+        who = who_text(clients[0].actor) if clients else "a client"
+        findings.append(Finding(
+            rule="cross-slot", severity="error", culprit=clients[0].actor if clients else None,
+            summary=f"{who} sent {refusal.count} command(s) over keys in different hash slots to {server}, refused "
+                    f"with CROSSSLOT" + (f" ({commands})" if commands else "") + ": nothing they would have "
+                    f"written exists; {CROSSSLOT_FIX}",
+            evidence=[f"{clock(refusal.first)}-{clock(refusal.last)} {server}: errorstat CROSSSLOT +{refusal.count}"
+                      + (f"; rejected_calls {commands}" if commands else ""), *_sender_lines(clients)]))
+    return findings
+
+
+def cluster_unaware_client(inp: RuleInput) -> list[Finding]:
+    """A client that sends keys to a node that does not own them and never follows the MOVED/ASK it gets."""
+    nodes = cluster_nodes(inp)
+    findings = []
+    for server, samples in inp.lifecycle.refusals.items():
+        if server not in nodes:
+            continue
+        by_code = refusals_by_code(inp, server, samples, ("MOVED", "ASK"))
+        count = sum(r.count for r in by_code.values())
+        if count < MIN_REDIRECTS:
+            continue
+        clients = [c for r in by_code.values() for c in _senders(inp, r)]
+        unaware = [c for c in clients if len(_nodes_of(inp, c.actor, nodes)) <= 1]
+        if clients and not unaware:
+            continue  # every sender also talks to other nodes: a cluster client following redirects
+        culprit = unaware[0].actor if unaware else None
+        commands = ", ".join(filter(None, (_commands(r) for r in by_code.values())))
+        who = who_text(culprit) if culprit is not None else "a client"
+        findings.append(Finding(
+            rule="cluster-unaware-client", severity="error", culprit=culprit,
+            summary=f"{who} sent {count} command(s) to {server} for keys another node owns and did not follow the "
+                    f"redirects (" + " and ".join(f"{code} x{r.count}" for code, r in by_code.items() if r.count)
+                    + "): those writes never happened; use a cluster client (ioredis Cluster, redis-py "
+                    "RedisCluster), which sends each key to the node of its slot",
+            evidence=[f"{clock(min(r.first or 0 for r in by_code.values()))} {server}: errorstat "
+                      + ", ".join(f"{code} +{r.count}" for code, r in by_code.items() if r.count)
+                      + (f"; rejected_calls {commands}" if commands else ""),
+                      *_sender_lines(unaware or clients),
+                      *(f"{who_text(c.actor)} has connections to {server} only" for c in unaware[:2])]))
+    return findings
+
+
+def _nodes_of(inp: RuleInput, actor: Actor | None, nodes: set[str]) -> set[str]:
+    """The cluster nodes a process (or, without a pid, a connection) was seen connected to."""
+    if actor is None:
+        return set()
+    if actor.pid is None:
+        return {server for (server, client_id) in inp.attributor.clients if client_id == actor.client_id} & nodes
+    return {server for (server, _cid), info in inp.attributor.clients.items() if info.pid == actor.pid} & nodes

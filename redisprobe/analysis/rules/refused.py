@@ -12,6 +12,7 @@ of the capture. Who sent them, as surely as the evidence allows:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from redisprobe import trace
@@ -71,7 +72,7 @@ def write_rejected(inp: RuleInput) -> list[Finding]:
     """Commands the server refused during the capture, with the setting behind it and who sent them."""
     findings: list[Finding] = []
     for server, samples in inp.lifecycle.refusals.items():
-        refusals = _refusals(inp, server, samples)
+        refusals = refusals_by_code(inp, server, samples)
         settings = _settings(samples)
         for code in REFUSALS:
             refusal = refusals.get(code)
@@ -80,14 +81,16 @@ def write_rejected(inp: RuleInput) -> list[Finding]:
     return findings
 
 
-def _refusals(inp: RuleInput, server: str, samples: list[trace.Refusals]) -> dict[str, _Refusal]:
-    """Per error code: how many were refused between consecutive samples of one server run, and by whom."""
+def refusals_by_code(inp: RuleInput, server: str, samples: list[trace.Refusals],
+                     codes: Collection[str] = tuple(REFUSALS)) -> dict[str, _Refusal]:
+    """Per error code (of `codes`): how many were refused between consecutive samples of one server run, and by
+    whom."""
     out: dict[str, _Refusal] = {}
-    ops = _refused_ops(inp, server)
+    ops = _refused_ops(inp, server, codes)
     for before, after in itertools.pairwise(samples):
         if before.run_id != after.run_id:
             continue  # a restart reset the counts: the next pair starts over
-        errors = {code: after.errors.get(code, 0) - before.errors.get(code, 0) for code in REFUSALS}
+        errors = {code: after.errors.get(code, 0) - before.errors.get(code, 0) for code in codes}
         errors = {code: n for code, n in errors.items() if n > 0}
         if not errors:
             continue
@@ -115,10 +118,10 @@ def _refusals(inp: RuleInput, server: str, samples: list[trace.Refusals]) -> dic
     return out
 
 
-def _refused_ops(inp: RuleInput, server: str) -> list[trace.Op]:
+def _refused_ops(inp: RuleInput, server: str, codes: Collection[str]) -> list[trace.Op]:
     """Our actors' own commands whose reply was one of the refusals (they know they were refused)."""
     return [op for op in inp.lifecycle.op_errors
-            if _code(op) in REFUSALS and inp.lifecycle.server_for_pid(op.pid) in ("", server)]
+            if _code(op) in codes and inp.lifecycle.server_for_pid(op.pid) in ("", server)]
 
 
 def _code(op: trace.Op) -> str:
@@ -212,13 +215,13 @@ def _mb(value: str | None) -> str:
         return ""
 
 
-_HOW = {"acl": "the server's ACL LOG names it", "reply": "its own replies were the error",
+HOW = {"acl": "the server's ACL LOG names it", "reply": "its own replies were the error",
         "sole": "CLIENT LIST showed its last command was the refused one, and no other connection's was",
         "shared": "CLIENT LIST showed its last command was the refused one (as for other connections: the count "
                   "is shared out)"}
 
 
-def _sureness(client: _Client) -> str:
+def sureness(client: _Client) -> str:
     if client.how & {"acl", "reply"}:
         return "sure"
     return "likely" if "sole" in client.how else "possibly"
@@ -249,7 +252,7 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: l
               (f": {commands}" if commands else "") + "; MONITOR never shows them, so nobody could read what they wrote"
     if culprit is not None:
         summary += f". {'Refused most' if len(clients) > 1 else 'Sent by'}: {who_text(culprit.actor)} " \
-                   f"({_sureness(culprit)})"
+                   f"({sureness(culprit)})"
         if code == "OOM" and len(clients) > 1:
             summary += ", the writer that keeps writing into the full server"
     evidence = [f"{clock(refusal.first)}-{clock(refusal.last)} {where}: errorstat {code} +{refusal.count}"
@@ -257,8 +260,8 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: l
                 f"why: {_why(code, settings, refusal)}"]
     for client in clients[:CLIENTS_LISTED]:
         cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
-        strongest = next(how for how in _HOW if how in client.how)
-        evidence.append(f"{who_text(client.actor)}: {cmds} refused ({_sureness(client)}: {_HOW[strongest]})")
+        strongest = next(how for how in HOW if how in client.how)
+        evidence.append(f"{who_text(client.actor)}: {cmds} refused ({sureness(client)}: {HOW[strongest]})")
     if len(clients) > CLIENTS_LISTED:
         evidence.append(f"... and {len(clients) - CLIENTS_LISTED} more client(s)")
     if not clients:
