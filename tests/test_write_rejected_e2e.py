@@ -125,6 +125,7 @@ def test_misconf_after_a_failed_save_names_the_setting(stack):
         assert all("unable to persist to disk" in reply for reply in replies), replies
         doc = run.stop_json()
         stack.close()
+        admin.config_set("save", "")  # else the server refuses to stop on SIGTERM: it cannot save
     finding = _rejected(doc)
     assert "MISCONF" in finding["summary"]
     _culprit_is(finding, writer.pid)

@@ -108,3 +108,29 @@ def test_readonly_names_the_replica_setting_and_unknown_sender_is_said() -> None
     assert finding.culprit is None
     assert any("replica of 10.0.0.5:6379" in line and "replica-read-only yes" in line for line in finding.evidence)
     assert any("who sent them is unknown" in line for line in finding.evidence)
+
+
+def test_noperm_on_connection_housekeeping_is_silent() -> None:
+    """A library's CLIENT SETINFO or HELLO denied at connect hides nobody's data."""
+    tb = TraceBuilder()
+    tb.client("api", pid=100, client_id=7, port=5001)
+    _sample(tb)
+    tb.at(0.5)
+    _sample(tb, errors={"NOPERM": 2}, rejected={"client|setinfo": 2},
+            acl=[{"reason": "command", "context": "toplevel", "object": "client|setinfo", "username": "app",
+                  "client-id": "7", "client-addr": "127.0.0.1:5001", "new": "2"}])
+    assert _rejected(tb, {100: "api"}) == []
+
+
+def test_noperm_on_a_key_names_the_command_from_the_client_info() -> None:
+    tb = TraceBuilder()
+    tb.client("api", pid=100, client_id=7, port=5001)
+    _sample(tb)
+    tb.at(0.5)
+    _sample(tb, errors={"NOPERM": 1}, rejected={"set": 1},
+            acl=[{"reason": "key", "context": "toplevel", "object": "orders:1", "username": "app",
+                  "client-id": "7", "client-addr": "127.0.0.1:5001", "client-cmd": "set", "new": "1"}])
+    [finding] = _rejected(tb, {100: "api"})
+    assert finding.culprit is not None and finding.culprit.pid == 100
+    assert any("pid 100 (api)" in line and "SET x1" in line for line in finding.evidence), finding.evidence
+    assert any("lacks the permission for key orders:1" in line for line in finding.evidence), finding.evidence

@@ -16,6 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from redisprobe import trace
+from redisprobe.analysis import commands as C
 from redisprobe.analysis.rules.base import EVIDENCE_PER_FINDING, RuleInput, identity, who_text
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import clock, command_text
@@ -96,18 +97,23 @@ def refusals_by_code(inp: RuleInput, server: str, samples: list[trace.Refusals],
             continue
         commands = {cmd: n - before.rejected.get(cmd, 0) for cmd, n in after.rejected.items()}
         commands = {cmd: n for cmd, n in commands.items() if n > 0}
-        acl = [entry for entry in after.acl if entry.get("reason") in ("command", "key", "channel")]
-        denied = {entry.get("object", "").lower() for entry in acl if entry.get("reason") == "command"}
+        acl = [entry for entry in after.acl if entry.get("reason") in ("key", "channel")
+               or (entry.get("reason") == "command" and _on_data(entry.get("object", "")))]
+        denied = {entry.get("object", "").lower() for entry in after.acl if entry.get("reason") == "command"}
         for code, n in errors.items():
+            if code == "NOPERM":  # a denied CLIENT SETINFO or HELLO at connect hides nobody's data: not counted
+                mine = {cmd: k for cmd, k in commands.items() if cmd in denied} or \
+                    (commands if len(errors) == 1 else {})
+                mine = {cmd: k for cmd, k in mine.items() if _on_data(cmd)}
+                n = sum(mine.values()) or sum(_count(entry.get("new")) for entry in acl)
+                if not n:
+                    continue
+            else:
+                mine = {cmd: k for cmd, k in commands.items() if cmd not in denied} if len(errors) > 1 else commands
             refusal = out.setdefault(code, _Refusal(code))
             refusal.count += n
             refusal.first = before.t if refusal.first is None else refusal.first
             refusal.last = after.t
-            if code == "NOPERM":
-                mine = {cmd: k for cmd, k in commands.items() if cmd in denied} or \
-                    (commands if len(errors) == 1 else {})
-            else:
-                mine = {cmd: k for cmd, k in commands.items() if cmd not in denied} if len(errors) > 1 else commands
             for cmd, k in mine.items():
                 refusal.commands[cmd] = refusal.commands.get(cmd, 0) + k
             if code == "NOPERM":
@@ -116,6 +122,20 @@ def refusals_by_code(inp: RuleInput, server: str, samples: list[trace.Refusals],
             window = [op for op in ops if before.t < op.t <= after.t and _code(op) == code]
             _share(inp, server, refusal, mine, window, after.suspects)
     return out
+
+
+def _on_data(command: str) -> bool:
+    """A command on keys or the keyspace (SET, GET, EVALSHA, FLUSHDB...), not connection housekeeping (CLIENT,
+    HELLO, PING, INFO...): only refusing the former can hide what someone wrote."""
+    spec = C.lookup(command.split("|", 1)[0].encode())
+    return spec.kind != C.OTHER or bool(spec.first) or spec.keys_fn is not None
+
+
+def _count(value: str | None) -> int:
+    try:
+        return max(1, int(value or 1))
+    except ValueError:
+        return 1
 
 
 def _refused_ops(inp: RuleInput, server: str, codes: Collection[str]) -> list[trace.Op]:
@@ -131,7 +151,8 @@ def _code(op: trace.Op) -> str:
 def _from_acl(inp: RuleInput, server: str, refusal: _Refusal, acl: list[dict[str, str]]) -> None:
     for entry in acl:
         actor = _actor(inp, server, entry.get("client-id", ""), entry.get("client-addr", ""))
-        refusal.client(actor).add(entry.get("object", "?").lower(), float(entry.get("new", "1") or 1), "acl")
+        command = entry.get("object", "?") if entry.get("reason") == "command" else entry.get("client-cmd", "?")
+        refusal.client(actor).add(command.lower(), float(_count(entry.get("new"))), "acl")
 
 
 def _share(inp: RuleInput, server: str, refusal: _Refusal, commands: dict[str, int], ops: list[trace.Op],
