@@ -213,9 +213,30 @@ class ServerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="server"):
     stats: dict[str, int] = {}
 
 
+class WireReply(msgspec.Struct, frozen=True, kw_only=True, tag="wire-reply", gc=False):
+    """What the server answered to one command read off the network (`monitor --source wire`): MONITOR shows none.
+
+    The command itself is the `Monitor` event with the same `peer` and `t` = `sent`, unless the server refused it
+    before running it (OOM, READONLY, NOPERM, MOVED...; or its transaction was discarded): MONITOR never shows
+    those, so no `Monitor` event stands for them and `refused` holds their arguments instead.
+    """
+
+    t: float  # when the reply was complete
+    sent: float  # when the command was: the `t` of its `Monitor` event
+    peer: str
+    db: int
+    reply: Reply = None
+    error: str | None = None
+    latency: float = 0.0
+    target: str = ""
+    refused: list[bytes] = []  # the arguments of a command the server did not run
+    flags: list[str] = []  # resynced (joined mid-stream: open before the capture, or after a hole), queued
+    # (ran in MULTI/EXEC), db-unknown (open before the capture, no SELECT seen: `db` says 0), no-reply (none seen)
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
-    | TtlSample | Gap | Note | ServerSeen
+    | TtlSample | Gap | Note | ServerSeen | WireReply
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""
