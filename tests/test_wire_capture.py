@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ def peer(client: redis.Redis) -> str:
         host, port = connection._sock.getsockname()[:2]  # type: ignore[union-attr]
     finally:
         pool.release(connection)
-    return f"{host}:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def monitor_events(capture: MonitorCapture) -> list[trace.Monitor]:
@@ -222,3 +224,57 @@ def test_without_privilege_the_reader_says_so_in_one_line(tmp_path: Path) -> Non
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "CAP_NET_RAW" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
     assert not (spool_dir / "x.spool").exists()
+
+
+@pytest.fixture
+def ipv6_server(tmp_path: Path) -> Iterator[int]:
+    """A server listening on ::1 only."""
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "::1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="::1", port=port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_ipv6_peers_read_as_monitor_writes_them_and_tls_is_named_unreadable(ipv6_server: int,
+                                                                             tmp_path: Path) -> None:
+    port = ipv6_server
+    monitor = MonitorCapture(parse_target(f"redis://[::1]:{port}/0"), tmp_path / "monitor")
+    monitor.start()
+    wire = WireCapture(port, tmp_path / "wire", interface="lo")
+    wire.start()
+    try:
+        client = raw_client("::1", port)
+        replies = [client.execute_command("SET", "wire:v6", "x"), client.execute_command("GET", "wire:v6")]
+        with socket.create_connection(("::1", port)) as tls:  # a TLS ClientHello, as a TLS client opens with
+            tls.sendall(b"\x16\x03\x01\x00\x2f\x01\x00\x00\x2b\x03\x03" + bytes(32) + b"\x00\x00\x02\x00\x2f\x01\x00")
+            tls_peer = "[{}]:{}".format(*tls.getsockname()[:2])
+            time.sleep(0.2)
+        client_peer = peer(client)
+        assert client_peer.startswith("[::1]:")
+        seen = [e for e in monitor_events(monitor) if e.peer == client_peer]
+    finally:
+        wire.stop()
+        monitor.stop()
+    result = wire.result()
+    mine = [ex for ex in result.exchanges if ex.client == client_peer and ex.args[0] in (b"SET", b"GET")]
+    assert [ex.args for ex in mine] == [e.args for e in seen if e.args[0] in (b"SET", b"GET")]
+    assert [ex.reply for ex in mine] == replies == [b"OK", b"x"]
+    assert f"connection {tls_peer} is TLS: its commands are unreadable" in result.notes
+    assert not [ex for ex in result.exchanges if ex.client == tls_peer]
