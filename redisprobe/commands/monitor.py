@@ -29,6 +29,7 @@ class MonitorOptions:
     key_patterns: tuple[str, ...] = ()
     enable_events: bool | None = None
     redact_values: bool = False
+    source: str = "monitor"  # monitor, wire or both: see redisprobe/wire/session.py
 
 
 @dataclass
@@ -72,6 +73,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         writer.transform = redacting
     sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events)
                 for t in targets]
+    if options.source == "wire":
+        _without_monitor(sessions)
     interrupted = False
     deadline = time.monotonic() + options.duration if options.duration else None
     try:
@@ -103,6 +106,35 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     writer.check()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
                           gave_up=[f"gave up {line}" for line in gave_up])
+
+
+def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
+                 live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
+    """`capture`, with the wire reader beside it when `options.source` is wire or both: its exchanges are merged
+    into the trace once the capture has stopped."""
+    if options.source == "monitor":
+        return capture(targets, spec, options, out, live, on_ready)
+    from redisprobe.wire.session import WireSource, merge_into_trace
+
+    wire = WireSource(targets, options.source)
+    wire.start()
+    try:
+        try:
+            outcome = capture(targets, spec, options, out, live, on_ready)
+        finally:
+            wire.stop()
+        merge_into_trace(outcome.trace_path, wire.events())
+    finally:
+        wire.remove()
+    return outcome
+
+
+def _without_monitor(sessions: list[CaptureSession]) -> None:
+    """`--source wire`: the sessions keep their keyspace and CLIENT LIST observers; MONITOR never starts."""
+    from redisprobe.wire.session import NoMonitor
+
+    for session in sessions:
+        session.monitor = NoMonitor()  # type: ignore[assignment]
 
 
 def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tuple[str, ...],
