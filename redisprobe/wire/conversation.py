@@ -72,7 +72,7 @@ class Conversation:
     _req: bytes = b""
     _rep: bytes = b""
     _req_synced: bool = False
-    _rep_from: int | None = None  # unsynced reply stream: the offset replies start at (-1: the next byte seen)
+    _rep_from: int | None = None  # unsynced reply stream: the offset the replies to the sync point start at
     _rep_synced: bool = False
     _joined: bool = False  # exchanges from here on are flagged resynced
     _waiting: deque[_Waiting] = field(default_factory=deque)
@@ -118,14 +118,12 @@ class Conversation:
             self._recognise(data)
             if self._rep_from is None or self.mode != "rr":
                 return
-            if self._rep_from >= 0:
-                end = chunk.seq + len(data)
-                if end <= self._rep_from:
-                    return
-                if chunk.seq > self._rep_from:  # the bytes the sync point names were never seen
-                    self._lost_sync()
-                    return
-                data = data[self._rep_from - chunk.seq:]
+            if chunk.seq + len(data) <= self._rep_from:
+                return  # answers to commands sent before the sync point
+            if chunk.seq > self._rep_from:  # the bytes the sync point names were never seen
+                self._lost_sync()
+                return
+            data = data[self._rep_from - chunk.seq:]
             self._rep_synced = True
             self._rep = b""
         self._rep += data
@@ -148,7 +146,7 @@ class Conversation:
             return False  # the server had replies in flight: they may answer commands sent before this one
         self._req_synced = True
         self._rep_synced = False
-        self._rep_from = chunk.ack if self._server_seen >= 0 or chunk.ack >= 0 else -1
+        self._rep_from = chunk.ack
         self._joined = True
         self.resyncs += 1
         return True

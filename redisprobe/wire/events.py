@@ -3,16 +3,22 @@ its answer as a `trace.WireReply` next to it (the fold's use of replies comes la
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from redisprobe import trace
 from redisprobe.wire.conversation import Exchange
 
 
-def exchange_events(exchanges: Iterable[Exchange], target: str = "") -> list[trace.Monitor | trace.WireReply]:
-    """Per exchange: its `Monitor` (unless the server did not run it) and its `WireReply`."""
+def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str], str] = ""
+                    ) -> list[trace.Monitor | trace.WireReply]:
+    """Per exchange: its `Monitor` (unless the server did not run it) and its `WireReply`. `target`: the label of
+    the watched server, or a function from the server's address to it."""
     out: list[trace.Monitor | trace.WireReply] = []
+    label_of = target if callable(target) else None
     for ex in exchanges:
+        if label_of is not None:
+            target = label_of(ex.server)
+        assert isinstance(target, str)
         db = ex.db if ex.db is not None else 0
         if not ex.refused:
             out.append(trace.Monitor(t=ex.t, db=db, peer=ex.client, args=ex.args, target=target))

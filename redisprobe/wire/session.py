@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from redisprobe import trace
@@ -55,31 +55,32 @@ class WireSource:
     def __init__(self, targets: list[Target], source: str) -> None:
         self.source = source
         self._spool = temp_dir("wire")
-        self.captures: list[tuple[WireCapture, str]] = []
-        seen: set[int] = set()
+        self.captures: list[tuple[WireCapture, list[Target]]] = []
+        by_port: dict[int, list[Target]] = {}
         for target in targets:
-            if target.port is not None and target.port not in seen:
-                seen.add(target.port)
-                self.captures.append((WireCapture(target.port, self._spool, target=target.label), target.label))
+            if target.port is not None:
+                by_port.setdefault(target.port, []).append(target)
+        for port, same_port in by_port.items():
+            self.captures.append((WireCapture(port, self._spool, target=same_port[0].label), same_port))
 
     def start(self) -> None:
         try:
-            for capture, _label in self.captures:
+            for capture, _targets in self.captures:
                 capture.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        for capture, _label in self.captures:
+        for capture, _targets in self.captures:
             capture.stop()
 
     def events(self) -> list[trace.Event]:
         """Every capture's spool parsed: replies (and, for `wire`, the commands), gaps, notes; by time."""
         out: list[trace.Event] = []
-        for capture, label in self.captures:
+        for capture, same_port in self.captures:
             result = capture.result()
-            for event in exchange_events(result.exchanges, target=label):
+            for event in exchange_events(result.exchanges, target=_labeller(same_port)):
                 if self.source == "wire" or type(event) is trace.WireReply:
                     out.append(event)
             out.extend(result.gaps)
@@ -90,10 +91,25 @@ class WireSource:
         return out
 
     def remove(self) -> None:
-        for capture, _label in self.captures:
+        for capture, _targets in self.captures:
             capture.remove()
         with contextlib.suppress(OSError):
             self._spool.rmdir()
+
+
+def _labeller(targets: list[Target]) -> Callable[[str], str]:
+    """The label of the watched server an exchange went to, by its address (servers sharing a port differ by
+    host: the split sandbox's 127.0.0.1 and 127.0.0.2)."""
+    if len(targets) == 1:
+        label = targets[0].label
+        return lambda server: label
+    by_host = {t.host: t.label for t in targets}
+
+    def label_of(server: str) -> str:
+        host = server.rsplit(":", 1)[0].strip("[]")
+        return by_host.get(host, targets[0].label)
+
+    return label_of
 
 
 def merge_into_trace(path: Path, extra: list[trace.Event]) -> None:

@@ -9,6 +9,7 @@ The reader writes whole records only, so a reader killed mid-capture leaves a re
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +37,17 @@ Record = tuple[int, float, Any]  # kind, time (s), the packet bytes or the statu
 def read_spool(path: Path) -> Iterator[Record]:
     """The records in file order; a record cut short at the end (a killed reader) is left out."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            if handle.read(len(MAGIC)) != MAGIC:
+                raise ProbeError(f"{path}: not a redisprobe wire spool")
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)  # a long capture's spool stays on disk
     except OSError as exc:
         raise ProbeError(f"cannot read the wire spool {str(path)!r}: {exc.strerror}") from None
-    if not data.startswith(MAGIC):
-        raise ProbeError(f"{path}: not a redisprobe wire spool")
-    view = memoryview(data)
+    with data:
+        yield from _records(data)
+
+
+def _records(data: mmap.mmap) -> Iterator[Record]:
     pos, size, head = len(MAGIC), len(data), HEAD.size
     unpack = HEAD.unpack_from
     while pos + head <= size:
@@ -51,7 +57,7 @@ def read_spool(path: Path) -> Iterator[Record]:
         if end > size:
             return
         if kind == PACKET:
-            yield PACKET, t_ns / 1e9, view[start:end]
+            yield PACKET, t_ns / 1e9, data[start:end]
         elif kind == STATUS:
-            yield STATUS, t_ns / 1e9, json.loads(bytes(view[start:end]))
+            yield STATUS, t_ns / 1e9, json.loads(data[start:end])
         pos = end

@@ -27,14 +27,13 @@ class Delivered(NamedTuple):
 class Stream:
     """One direction of one connection."""
 
-    __slots__ = ("acked", "holes", "next", "pending", "pending_bytes", "synced_by_syn")
+    __slots__ = ("acked", "holes", "next", "pending", "pending_bytes")
 
     def __init__(self) -> None:
         self.next: int | None = None  # 64-bit offset of the next byte expected
         self.pending: dict[int, tuple[float, bytes, int]] = {}  # seq64 -> (t, data, ack)
         self.pending_bytes = 0
         self.acked = -1  # the highest offset the peer acknowledged
-        self.synced_by_syn = False  # the stream's first byte is known (its SYN was seen)
         self.holes = 0
 
     def unwrap(self, seq: int) -> int:
@@ -46,7 +45,6 @@ class Stream:
 
     def syn(self, seq: int) -> None:
         self.next = seq + 1
-        self.synced_by_syn = True
         self.pending.clear()
         self.pending_bytes = 0
 
