@@ -29,6 +29,9 @@ REFUSED_PREFIXES = ("ERR unknown command", "ERR wrong number of arguments", "ERR
 _SUBSCRIBE = frozenset({b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"})
 _UNSUBSCRIBE = frozenset({b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"})
 _REDACTED = b"(redacted)"
+_SPECIAL = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CLIENT", b"MULTI", b"EXEC", b"DISCARD"}) | _SUBSCRIBE | \
+    _UNSUBSCRIBE
+"""Commands `_request` looks at more closely (secrets, transactions, reply modes, pub/sub)."""
 
 
 @dataclass(slots=True)
@@ -192,6 +195,9 @@ class Conversation:
 
     def _request(self, t: float, args: list[bytes]) -> None:
         name = args[0].upper()
+        if name not in _SPECIAL and not self._multi_open and not self._reply_off and not self._skip_next:
+            self._waiting.append(_Waiting(Exchange(t, self.client, self.server, args, resynced=self._joined), "plain"))
+            return  # the common case, kept short: the offline parse spends its time here
         args = _redacted(name, args)
         exchange = Exchange(t=t, client=self.client, server=self.server, args=args, resynced=self._joined)
         if self._reply_off or self._skip_next:

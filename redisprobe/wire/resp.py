@@ -112,33 +112,45 @@ def parse(buf: bytes, pos: int = 0) -> tuple[Any, int]:
 
 
 def parse_request(buf: bytes, pos: int = 0) -> tuple[list[bytes], int]:
-    """One command as a client sends it: an array of bulk strings, or an inline line (`PING\\r\\n`)."""
-    if pos >= len(buf):
+    """One command as a client sends it: an array of bulk strings, or an inline line (`PING\r\n`).
+
+    The hot loop of the offline parse: one `find` and one `int` per argument."""
+    size = len(buf)
+    if pos >= size:
         raise _incomplete
     if buf[pos] != 0x2A:  # inline
         line, end = _line(buf, pos)
         return line.split(), end
-    line, pos = _line(buf, pos + 1)
-    count = _int(line)
-    if count > 1 << 20:
-        raise Malformed("request too long")
-    args: list[bytes] = []
-    for _ in range(count):
-        if pos >= len(buf):
-            raise _incomplete
-        if buf[pos] != 0x24:
-            raise Malformed("request argument is not a bulk string")
-        line, pos = _line(buf, pos + 1)
-        size = _int(line)
-        if size < 0 or size > MAX_LENGTH:
-            raise Malformed("bad argument length")
-        end = pos + size
-        if end + 2 > len(buf):
-            raise _incomplete
-        if buf[end:end + 2] != b"\r\n":
-            raise Malformed("argument not followed by CRLF")
-        args.append(buf[pos:end])
+    find = buf.find
+    end = find(b"\r\n", pos)
+    if end < 0:
+        raise _incomplete if size - pos < 32 else Malformed("no line end")
+    try:
+        count = int(buf[pos + 1:end])
+        if count > 1 << 20:
+            raise Malformed("request too long")
         pos = end + 2
+        args: list[bytes] = []
+        append = args.append
+        for _ in range(count):
+            if pos >= size:
+                raise _incomplete
+            if buf[pos] != 0x24:
+                raise Malformed("request argument is not a bulk string")
+            end = find(b"\r\n", pos)
+            if end < 0:
+                raise _incomplete if size - pos < 32 else Malformed("no line end")
+            length = int(buf[pos + 1:end])
+            start = end + 2
+            stop = start + length
+            if stop + 2 > size:
+                raise _incomplete
+            if length < 0 or buf[stop:stop + 2] != b"\r\n":
+                raise Malformed("argument not followed by CRLF")
+            append(buf[start:stop])
+            pos = stop + 2
+    except ValueError:
+        raise Malformed("not an integer") from None
     return args, pos
 
 
