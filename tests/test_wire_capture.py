@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,44 @@ def test_connection_open_before_the_capture_is_resynchronised(private_server: Sa
     assert {ex.db for ex in mine[4:]} == {4}
     events = exchange_events(mine[:1])
     assert "resynced" in events[-1].flags and "db-unknown" in events[-1].flags  # type: ignore[union-attr]
+
+
+def test_kernel_drops_are_a_gap_with_a_count_and_the_connection_resynchronises(private_server: Sandbox,
+                                                                                   tmp_path: Path) -> None:
+    """The reader stopped (SIGSTOP) with a small buffer while a pipeline runs: the kernel drops packets."""
+    server = private_server.servers[0]
+    wire = WireCapture(server.port, tmp_path, rcvbuf=65536)  # room for the small packets, not the pipeline
+    wire.start()
+    client = raw_client(server.host, server.port)  # opened in the capture: in sync from its first byte
+    try:
+        assert client.execute_command("SET", "wire:before", "1") == b"OK"
+        assert wire.proc is not None
+        os.kill(wire.proc.pid, signal.SIGSTOP)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for n in range(3000):
+                pipe.execute_command(b"SET", b"wire:drop:%d" % n, b"x" * 100)
+            pipe.execute()
+        finally:
+            os.kill(wire.proc.pid, signal.SIGCONT)
+        time.sleep(0.3)
+        after = [([b"GET", b"wire:before"], client.execute_command("GET", "wire:before")),
+                 ([b"INCR", b"wire:after"], client.execute_command("INCR", "wire:after")),
+                 ([b"GET", b"wire:drop:7"], client.execute_command("GET", "wire:drop:7"))]
+        time.sleep(1.5)  # the reader reports the kernel's counts every second
+    finally:
+        wire.stop()
+    result = wire.result()
+    mine = [ex for ex in result.exchanges if ex.client == peer(client)]
+    client.close()
+    assert result.kernel_drops > 0
+    assert any("kernel dropped" in gap.reason and gap.until is not None and gap.until >= gap.t
+               for gap in result.gaps)
+    before = next(ex for ex in mine if ex.args == [b"SET", b"wire:before", b"1"])
+    assert before.reply == b"OK" and not before.resynced
+    tail = mine[-3:]
+    assert [ex.args for ex in tail] == [args for args, _ in after]
+    assert all(ex.resynced and same_reply(ex, reply) for ex, (_args, reply) in zip(tail, after, strict=True))
 
 
 def test_without_privilege_the_reader_says_so_in_one_line(tmp_path: Path) -> None:

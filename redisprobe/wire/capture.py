@@ -33,8 +33,9 @@ class WireCapture:
     """Captures TCP to and from `port` (on every interface, or `interface`) into a spool under `spool_dir`."""
 
     def __init__(self, port: int, spool_dir: Path, *, interface: str | None = None, target: str = "",
-                 keep_spool: bool = False) -> None:
+                 keep_spool: bool = False, rcvbuf: int | None = None) -> None:
         self.port = port
+        self.rcvbuf = rcvbuf  # the kernel's buffer for packets not read yet (default: the reader's 64 MiB)
         self.interface = interface
         self.target = target
         self.spool_dir = Path(spool_dir)
@@ -54,6 +55,8 @@ class WireCapture:
         argv = [sys.executable, "-m", "redisprobe.wire.reader", "--port", str(self.port), "--spool", str(self.spool)]
         if self.interface:
             argv += ["--interface", self.interface]
+        if self.rcvbuf:
+            argv += ["--rcvbuf", str(self.rcvbuf)]
         with self._stderr.open("wb") as errors:
             self.proc = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                     env=env, close_fds=True)

@@ -113,9 +113,10 @@ class Conversation:
         self._server_seen = max(self._server_seen, chunk.seq + len(chunk.data))
         if self.mode != "rr":
             return
-        if chunk.after_hole:
+        if chunk.after_hole and self._rep_synced:
             self._lost_sync()
             return
+        # (a hole before the place a sync point waits for is no loss: those replies were given up already)
         data = chunk.data
         if not self._rep_synced:
             self._recognise(data)

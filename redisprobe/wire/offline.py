@@ -66,18 +66,27 @@ class Reassembler:
             conn = Connection(Conversation(client=key[0], server=key[1], clean=False))
             self.live[key] = conn
         mine, theirs = (conn.to_server, conn.to_client) if outbound else (conn.to_client, conn.to_server)
+        feed_mine, feed_theirs = (conn.conversation.from_client, conn.conversation.from_server) if outbound else \
+            (conn.conversation.from_server, conn.conversation.from_client)
         if flags & packets.SYN:  # SYN-ACK from the server
             mine.syn(seg.seq)
         if flags & packets.ACK:
             theirs.peer_acked(seg.ack)
+            if theirs.pending and theirs.acked > (theirs.next or 0):
+                # This side acknowledges bytes the capture lost: what waits behind the hole goes first (a reply
+                # must not reach the conversation before the request it answers).
+                skipped = theirs.skip_hole()
+                if skipped:
+                    self._hole(seg, conn, not outbound)
+                for chunk in skipped:
+                    feed_theirs(chunk)
         if seg.payload:
             ack = theirs.unwrap(seg.ack)
             chunks = mine.add(seg.t, seg.seq + (1 if flags & packets.SYN else 0), seg.payload, ack)
             if chunks and chunks[0].after_hole and mine.holes:
                 self._hole(seg, conn, outbound)
-            feed = conn.conversation.from_client if outbound else conn.conversation.from_server
             for chunk in chunks:
-                feed(chunk)
+                feed_mine(chunk)
         if flags & packets.RST:
             self._close(key, conn)
         elif flags & packets.FIN:

@@ -51,7 +51,7 @@ def privilege_message(exc: OSError) -> str | None:
     return None
 
 
-def open_socket(port: int, interface: str | None) -> socket.socket:
+def open_socket(port: int, interface: str | None, rcvbuf: int = _RCVBUF) -> socket.socket:
     """The filtered, timestamped capture socket (raises OSError: see `privilege_message`)."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
     try:
@@ -62,9 +62,9 @@ def open_socket(port: int, interface: str | None) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
         except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if interface:
             sock.bind((interface, ETH_P_ALL))
         _discard_unfiltered(sock)
@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--spool", required=True)
     parser.add_argument("--interface", default=None, help="one interface (default: all)")
+    parser.add_argument("--rcvbuf", type=int, default=_RCVBUF, help="the socket's receive buffer, bytes")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             raise _Stop
 
     try:
-        sock = open_socket(args.port, args.interface)
+        sock = open_socket(args.port, args.interface, args.rcvbuf)
     except OSError as exc:
         message = privilege_message(exc)
         if message is None:
