@@ -216,9 +216,11 @@ class ServerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="server"):
 class WireReply(msgspec.Struct, frozen=True, kw_only=True, tag="wire-reply", gc=False):
     """What the server answered to one command read off the network (`monitor --source wire`): MONITOR shows none.
 
-    The command itself is the `Monitor` event with the same `peer` and `t` = `sent`, unless the server refused it
-    before running it (OOM, READONLY, NOPERM, MOVED...; or its transaction was discarded): MONITOR never shows
-    those, so no `Monitor` event stands for them and `refused` holds their arguments instead.
+    With `--source wire` the command itself is the `Monitor` event with the same `peer` and `t` = `sent`; with
+    `--source both` it is MONITOR's line for that peer (stamped with the server's clock, not the wire's): a peer's
+    replies come in the order of its commands. A command the server did not run (refused before running it: OOM,
+    READONLY, NOPERM, MOVED...; or its transaction was discarded) has no `Monitor` event, as MONITOR never shows
+    one: `refused` holds its arguments instead.
     """
 
     t: float  # when the reply was complete
