@@ -181,10 +181,16 @@ def test_connection_open_before_the_capture_is_resynchronised(private_server: Sa
     client = raw_client(server.host, server.port)
     client.execute_command("SELECT", 3)
     client.execute_command("SET", "wire:old", "before")
+    subscriber = redis.Redis(host=server.host, port=server.port, protocol=2).pubsub()  # subscribed before too
+    subscriber.subscribe("wire:old-chan")
+    assert subscriber.get_message(timeout=5) is not None
     wire = WireCapture(server.port, tmp_path)
     wire.start()
     expected: list[tuple[list[bytes], object]] = []
     try:
+        assert client.execute_command("PUBLISH", "wire:old-chan", "m") == 1
+        expected.append(([b"PUBLISH", b"wire:old-chan", b"m"], 1))
+        assert subscriber.get_message(timeout=5) is not None
         for args in ([b"GET", b"wire:old"], [b"SET", b"wire:old", b"after"], [b"INCR", b"wire:count"],
                      [b"GET", b"wire:old"], [b"SELECT", b"4"], [b"GET", b"wire:old"]):
             expected.append((args, client.execute_command(*args)))
@@ -198,11 +204,13 @@ def test_connection_open_before_the_capture_is_resynchronised(private_server: Sa
     result = wire.result()
     mine = [ex for ex in result.exchanges if ex.client == peer(client)]
     client.close()
+    subscriber.close()
     assert [ex.args for ex in mine] == [args for args, _ in expected]
     for ex, (_args, reply) in zip(mine, expected, strict=True):
         assert same_reply(ex, reply) and ex.resynced
-    assert [ex.db for ex in mine[:4]] == [None] * 4  # open before the capture: unknown until it SELECTs
-    assert {ex.db for ex in mine[4:]} == {4}
+    assert [ex.db for ex in mine[:5]] == [None] * 5  # open before the capture: unknown until it SELECTs
+    assert {ex.db for ex in mine[5:]} == {4}
+    assert [c.mode for c in result.connections].count("pubsub") == 1  # its messages recognised, skipped
     events = exchange_events(mine[:1])
     assert "resynced" in events[-1].flags and "db-unknown" in events[-1].flags  # type: ignore[union-attr]
 
