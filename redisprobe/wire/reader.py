@@ -39,10 +39,6 @@ _STATS_EVERY = 1.0
 _TIMESPEC = struct.Struct("qq")
 
 
-class _Stop(Exception):
-    """SIGTERM: spool what the socket holds, then exit."""
-
-
 def privilege_message(exc: OSError) -> str | None:
     """The one line for a capture socket refused for lack of privilege; None for any other failure."""
     if exc.errno in (errno.EPERM, errno.EACCES):
@@ -98,49 +94,48 @@ def _packet_stats(sock: socket.socket) -> tuple[int, int]:
 
 
 def _pump(sock: socket.socket, fd: int, stopping: list[bool]) -> None:
+    """Spool packets until `stopping[0]` (set by SIGTERM) and the socket is empty; whole records only."""
     recvmsg = sock.recvmsg
     cmsg_space = socket.CMSG_SPACE(_TIMESPEC.size)
     unpack = _TIMESPEC.unpack_from
     out: list[bytes] = []
-    size = 0
     next_stats = time.monotonic() + _STATS_EVERY
     stats_from = time.time_ns()
     while True:
-        try:
-            while True:
+        size = 0
+        empty = False
+        while size < _FLUSH_BYTES:
+            try:
                 data, ancillary, flags, _address = recvmsg(bpf.SNAPLEN, cmsg_space)
-                t_ns = 0
-                for level, kind, value in ancillary:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = unpack(value)
-                        t_ns = sec * 1_000_000_000 + nsec
-                if not t_ns:
-                    t_ns = time.time_ns()
-                out.append(packet_record(t_ns, data))
-                size += len(data) + 16
-                if flags & socket.MSG_TRUNC:
-                    out.append(status_record(t_ns, ev="truncated"))
-                if size >= _FLUSH_BYTES:
-                    break
-        except BlockingIOError:
-            pass
+            except BlockingIOError:
+                empty = True
+                break
+            t_ns = 0
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = unpack(value)
+                    t_ns = sec * 1_000_000_000 + nsec
+            if not t_ns:
+                t_ns = time.time_ns()
+            out.append(packet_record(t_ns, data))
+            size += len(data) + 16
+            if flags & socket.MSG_TRUNC:
+                out.append(status_record(t_ns, ev="truncated"))
         if out:
             _write_all(fd, b"".join(out))
             out.clear()
-            size = 0
         now = time.monotonic()
-        if now >= next_stats or stopping[0]:
+        done = stopping[0] and empty
+        if now >= next_stats or done:
             packets, drops = _packet_stats(sock)
             t_ns = time.time_ns()
             _write_all(fd, status_record(t_ns, ev="stats", packets=packets, drops=drops, since=stats_from / 1e9))
             stats_from = t_ns
             next_stats = now + _STATS_EVERY
-            if stopping[0]:
-                return
-        try:
-            select.select([sock], [], [], 0.2)
-        except _Stop:
-            stopping[0] = True
+        if done:
+            return
+        if empty:
+            select.select([sock], [], [], 0.2)  # a signal ends the wait early (PEP 475 retries only the rest)
 
 
 class _SpoolFailed(Exception):
@@ -168,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     stopping = [False]
 
     def on_term(signum: int, frame: object) -> None:
-        if not stopping[0]:
-            stopping[0] = True
-            raise _Stop
+        stopping[0] = True  # only a flag: the loop never stops halfway through a record
 
     try:
         sock = open_socket(args.port, args.interface, args.rcvbuf)
@@ -179,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             message = f"wire capture could not open its packet socket: {exc.strerror or exc}"
         sys.stderr.write(message + "\n")
-        return NO_PRIVILEGE if privilege_message(exc) else 1
+        return NO_PRIVILEGE if exc.errno in (errno.EPERM, errno.EACCES) else 1
     try:
         fd = os.open(args.spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     except OSError as exc:
@@ -189,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_all(fd, MAGIC + status_record(time.time_ns(), ev="started", port=args.port,
                                              interface=args.interface or "any", pid=os.getpid()))
         signal.signal(signal.SIGTERM, on_term)
-        try:
-            _pump(sock, fd, stopping)
-        except _Stop:
-            stopping[0] = True
-            _pump(sock, fd, stopping)
+        _pump(sock, fd, stopping)
         _write_all(fd, status_record(time.time_ns(), ev="stopped"))
     except _SpoolFailed as exc:
         sys.stderr.write(f"cannot write the wire spool: {exc}\n")
