@@ -120,7 +120,9 @@ def test_pipelined_load_seen_by_monitor_and_wire_alike(private_server: Sandbox, 
         expected.append(([b"EXEC"], results))
 
         expected.append(([b"SELECT", b"2"], client.execute_command("SELECT", 2)))
-        for args in ([b"SET", b"wire:db2", b"x"], [b"GET", b"wire:db2"], [b"PUBLISH", b"wire:chan", b"hi"]):
+        big = bytes(range(256)) * 12_000  # 3 MB: many segments each way
+        for args in ([b"SET", b"wire:db2", b"x"], [b"GET", b"wire:db2"], [b"PUBLISH", b"wire:chan", b"hi"],
+                     [b"SET", b"wire:big", big], [b"GET", b"wire:big"]):
             expected.append((args, client.execute_command(*args)))
         for subscriber in subscribers:
             assert subscriber.get_message(timeout=5) is not None

@@ -138,3 +138,17 @@ def test_resp3_values() -> None:
     values = [resp.parse(d)[0] for d in data]
     assert values[:3] == [{b"a": 1.5, b"b": True}, [1, 12345678901234567890], b"hi"]
     assert isinstance(values[3], resp.Push) and values[4] == b"some" and values[5] == resp.RespError("ERR x")
+
+
+def test_a_value_in_many_segments_is_read_whole() -> None:
+    wire = Wire()
+    value = bytes(range(256)) * 4096  # 1 MiB, sent in 1,000-byte segments
+    request = cmd(b"SET", b"big", value) + cmd(b"GET", b"big")
+    for start in range(0, len(request), 1000):
+        wire.send(request[start:start + 1000])
+    reply = b"+OK\r\n$%d\r\n%s\r\n" % (len(value), value)
+    for start in range(0, len(reply), 1000):
+        wire.answer(reply[start:start + 1000])
+    result = run(wire.segments)
+    assert [(e.args[0], e.reply) for e in result.exchanges] == [(b"SET", b"OK"), (b"GET", value)]
+    assert result.exchanges[0].args[2] == value

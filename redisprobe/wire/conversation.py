@@ -55,6 +55,40 @@ class Exchange:
         return None if self.replied is None else max(0.0, self.replied - self.t)
 
 
+class _Unparsed:
+    """Bytes received and not parsed yet, joined only once a value can be complete: a 100 MB value arriving in
+    64 KiB segments is copied once, not once per segment."""
+
+    __slots__ = ("need", "parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.need = 0  # total size before parsing is worth trying again
+
+    def add(self, data: bytes) -> bool:
+        """Whether a parse may now succeed."""
+        self.parts.append(data)
+        self.size += len(data)
+        return self.size >= self.need
+
+    def take(self) -> bytes:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts, self.size, self.need = [], 0, 0
+        return data
+
+    def keep(self, rest: bytes, need: int = 0) -> None:
+        """What follows the last complete value, and the size it must reach to complete the next."""
+        self.parts = [rest] if rest else []
+        self.size, self.need = len(rest), need
+
+    def clear(self) -> None:
+        self.keep(b"")
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+
 @dataclass(slots=True)
 class _Waiting:
     exchange: Exchange
@@ -72,8 +106,8 @@ class Conversation:
     resyncs: int = 0
     subscribed: bool = False  # a RESP3 pub/sub client: still request/reply, its messages (pushes) skipped
     unanswered: int = 0  # requests whose reply was lost in a hole
-    _req: bytes = b""
-    _rep: bytes = b""
+    _req: _Unparsed = field(default_factory=_Unparsed)
+    _rep: _Unparsed = field(default_factory=_Unparsed)
     _req_synced: bool = False
     _rep_from: int | None = None  # unsynced reply stream: the offset the replies to the sync point start at
     _rep_synced: bool = False
@@ -101,13 +135,12 @@ class Conversation:
         if not self._req_synced:
             if not self._try_sync(chunk):
                 return
-            self._req = chunk.data
-        else:
-            if self.clean and not self._req and not self.out and not self._waiting and chunk.data[:1] == b"\x16":
-                self.mode = "tls"
-                return
-            self._req += chunk.data
-        self._read_requests(chunk.t)
+            self._req.clear()
+        elif self.clean and not self._req and not self.out and not self._waiting and chunk.data[:1] == b"\x16":
+            self.mode = "tls"
+            return
+        if self._req.add(chunk.data):
+            self._read_requests(chunk.t)
 
     def from_server(self, chunk: Delivered) -> None:
         self._server_seen = max(self._server_seen, chunk.seq + len(chunk.data))
@@ -129,9 +162,9 @@ class Conversation:
                 return
             data = data[self._rep_from - chunk.seq:]
             self._rep_synced = True
-            self._rep = b""
-        self._rep += data
-        self._read_replies(chunk.t)
+            self._rep.clear()
+        if self._rep.add(data):
+            self._read_replies(chunk.t)
 
     def finish(self) -> None:
         """The capture ended: requests still waiting are emitted without a reply, in order."""
@@ -158,7 +191,8 @@ class Conversation:
     def _lost_sync(self) -> None:
         """A hole: what was waiting will never be answered readably; start over at the next sync point."""
         self._drop_waiting(lost=True)
-        self._req = self._rep = b""
+        self._req.clear()
+        self._rep.clear()
         self._req_synced = self._rep_synced = False
         self._rep_from = None
         self._multi_open, self._tx = False, None
@@ -174,14 +208,15 @@ class Conversation:
     # -- requests --------------------------------------------------------------------------------------------
 
     def _read_requests(self, t: float) -> None:
-        buf, pos = self._req, 0
+        buf, pos = self._req.take(), 0
+        need = 0
         while pos < len(buf):
             try:
                 args, pos = resp.parse_request(buf, pos)
-            except resp.Incomplete:
+            except resp.Incomplete as more:
+                need = more.need - pos if more.need else 0
                 break
             except resp.Malformed:
-                self._req = b""
                 if self.clean and not self._joined and not self.out and not self._waiting:
                     self.mode = "unreadable"
                 else:
@@ -190,9 +225,8 @@ class Conversation:
             if args:
                 self._request(t, args)
             if self.mode != "rr":
-                self._req = b""
                 return
-        self._req = buf[pos:]
+        self._req.keep(buf[pos:] if pos else buf, need)
 
     def _request(self, t: float, args: list[bytes]) -> None:
         name = args[0].upper()
@@ -236,11 +270,13 @@ class Conversation:
     # -- replies ---------------------------------------------------------------------------------------------
 
     def _read_replies(self, t: float) -> None:
-        buf, pos = self._rep, 0
+        buf, pos = self._rep.take(), 0
+        need = 0
         while pos < len(buf):
             try:
                 value, pos = resp.parse(buf, pos)
-            except resp.Incomplete:
+            except resp.Incomplete as more:
+                need = more.need - pos if more.need else 0
                 break
             except resp.Malformed:
                 self._lost_sync()
@@ -252,9 +288,8 @@ class Conversation:
                 return
             self._reply(self._waiting.popleft(), value, t)
             if self.mode != "rr":
-                self._rep = b""
                 return
-        self._rep = buf[pos:]
+        self._rep.keep(buf[pos:] if pos else buf, need)
 
     def _reply(self, waiting: _Waiting, value: Any, t: float) -> None:
         exchange, kind = waiting.exchange, waiting.kind

@@ -11,7 +11,12 @@ from typing import Any
 
 
 class Incomplete(Exception):
-    """The buffer ends inside the value: wait for more bytes."""
+    """The buffer ends inside the value: wait for more bytes (`need`: the buffer's length at which the value can
+    be complete, when a length prefix tells; 0 when any more bytes may do)."""
+
+    def __init__(self, need: int = 0) -> None:
+        super().__init__()
+        self.need = need
 
 
 class Malformed(Exception):
@@ -60,7 +65,7 @@ def parse(buf: bytes, pos: int = 0) -> tuple[Any, int]:
             raise Malformed("bulk too long")
         end = pos + size
         if end + 2 > len(buf):
-            raise _incomplete
+            raise Incomplete(end + 2)
         if buf[end:end + 2] != b"\r\n":
             raise Malformed("bulk not followed by CRLF")
         data = buf[pos:end]
@@ -144,7 +149,7 @@ def parse_request(buf: bytes, pos: int = 0) -> tuple[list[bytes], int]:
             start = end + 2
             stop = start + length
             if stop + 2 > size:
-                raise _incomplete
+                raise Incomplete(stop + 2)
             if length < 0 or buf[stop:stop + 2] != b"\r\n":
                 raise Malformed("argument not followed by CRLF")
             append(buf[start:stop])
