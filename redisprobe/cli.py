@@ -263,12 +263,16 @@ def monitor(
     json: JsonOpt = False,
     out: OutOpt = None,
     svg: SvgOpt = None,
+    source: Annotated[str, typer.Option("--source", metavar="monitor|wire|both",
+                                        help="Where commands come from: MONITOR; the network (replies and refused "
+                                        "commands too, at a fraction of MONITOR's cost; needs root or "
+                                        "CAP_NET_RAW; read when the capture ends); or both.")] = "monitor",
 ) -> None:
     """Watch a server: who (pid, connection) ran what on which key, and each key's life at the end."""
     set_connect_timeout(connect_timeout)
     check_output(out, "--out", regular=True)
     check_output(svg, "--svg")
-    from redisprobe.commands.monitor import MonitorOptions, capture, summarise_capture
+    from redisprobe.commands.monitor import MonitorOptions, capture_from, summarise_capture
     from redisprobe.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
     from redisprobe.render.timeline import LiveTimeline
@@ -288,6 +292,7 @@ def monitor(
         from redisprobe.cluster import expand_cluster
 
         watched_targets, cluster_notes, cluster_watchers = expand_cluster(watched_targets)
+        _check_source(source, watched_targets, redact_values)
         where = ", ".join(t.label for t in watched_targets)
         events = enable_events if enable_events is not None else (True if targets.owned else None)
         live = None if json else LiveTimeline(console, key_patterns=keys or (), watched=spec.labels)
@@ -302,8 +307,8 @@ def monitor(
             err.print(f"redisprobe: {shown(note)}", markup=False)
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values, notes=tuple(cluster_notes),
-                                 topology=tuple(cluster_watchers))
-        outcome = capture(watched_targets, spec, options, out, live, on_ready=ready)
+                                 topology=tuple(cluster_watchers), source=source)
+        outcome = capture_from(watched_targets, spec, options, out, live, on_ready=ready)
     # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
     # (or, with --json, here).
     for line in [*([] if live else outcome.lost), *outcome.gave_up]:
@@ -327,6 +332,12 @@ def monitor(
     if outcome.interrupted or cut:
         raise typer.Exit(ExitCode.INTERRUPTED)
     _exit_for(len(summary.findings))
+
+
+def _check_source(source: str, targets: list[Any], redact_values: bool) -> None:
+    from redisprobe.wire.session import check_source
+
+    check_source(source, targets, redact_values=redact_values)
 
 
 @app.command("ttl-race")

@@ -238,9 +238,32 @@ class Refusals(msgspec.Struct, frozen=True, kw_only=True, tag="refusals"):
     final: bool = False  # the sample taken as the capture stopped
 
 
+class WireReply(msgspec.Struct, frozen=True, kw_only=True, tag="wire-reply", gc=False):
+    """What the server answered to one command read off the network (`monitor --source wire`): MONITOR shows none.
+
+    With `--source wire` the command itself is the `Monitor` event with the same `peer` and `t` = `sent`; with
+    `--source both` it is MONITOR's line for that peer (stamped with the server's clock, not the wire's): a peer's
+    replies come in the order of its commands. A command the server did not run (refused before running it: OOM,
+    READONLY, NOPERM, MOVED...; or its transaction was discarded) has no `Monitor` event, as MONITOR never shows
+    one: `refused` holds its arguments instead.
+    """
+
+    t: float  # when the reply was complete
+    sent: float  # when the command was: the `t` of its `Monitor` event
+    peer: str
+    db: int
+    reply: Reply = None
+    error: str | None = None
+    latency: float = 0.0
+    target: str = ""
+    refused: list[bytes] = []  # the arguments of a command the server did not run
+    flags: list[str] = []  # resynced (joined mid-stream: open before the capture, or after a hole), queued
+    # (ran in MULTI/EXEC), db-unknown (open before the capture, no SELECT seen: `db` says 0), no-reply (none seen)
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
-    | TtlSample | Gap | Note | ServerSeen | Refusals
+    | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""

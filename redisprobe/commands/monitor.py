@@ -32,6 +32,7 @@ class MonitorOptions:
     redact_values: bool = False
     notes: tuple[str, ...] = ()  # said at the start and kept in the trace (a cluster found, its nodes)
     topology: tuple[Any, ...] = ()  # cluster.TopologyWatcher: failovers and slot moves during the capture
+    source: str = "monitor"  # monitor, wire or both: see redisprobe/wire/session.py
 
 
 @dataclass
@@ -78,6 +79,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events,
                                selectors=spec.selectors)
                 for t in targets]
+    if options.source == "wire":
+        _without_monitor(sessions)
     interrupted = False
     deadline = time.monotonic() + options.duration if options.duration else None
     try:
@@ -135,6 +138,35 @@ def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: Mon
                                      "shape: its commands until it was watched were not captured"))
         started.append(session)
     return started
+
+
+def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
+                 live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
+    """`capture`, with the wire reader beside it when `options.source` is wire or both: its exchanges are merged
+    into the trace once the capture has stopped."""
+    if options.source == "monitor":
+        return capture(targets, spec, options, out, live, on_ready)
+    from redisprobe.wire.session import WireSource, merge_into_trace
+
+    wire = WireSource(targets, options.source)
+    wire.start()
+    try:
+        try:
+            outcome = capture(targets, spec, options, out, live, on_ready)
+        finally:
+            wire.stop()
+        merge_into_trace(outcome.trace_path, wire.events())
+    finally:
+        wire.remove()
+    return outcome
+
+
+def _without_monitor(sessions: list[CaptureSession]) -> None:
+    """`--source wire`: the sessions keep their keyspace and CLIENT LIST observers; MONITOR never starts."""
+    from redisprobe.wire.session import NoMonitor
+
+    for session in sessions:
+        session.monitor = NoMonitor()  # type: ignore[assignment]
 
 
 def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tuple[str, ...],

@@ -1,0 +1,31 @@
+"""Exchanges read off the wire as trace events: the command as the `trace.Monitor` event the fold already reads,
+its answer as a `trace.WireReply` next to it (the fold's use of replies comes later)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from redisprobe import trace
+from redisprobe.wire.conversation import Exchange
+
+
+def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str], str] = ""
+                    ) -> list[trace.Monitor | trace.WireReply]:
+    """Per exchange: its `Monitor` (unless the server did not run it) and its `WireReply`. `target`: the label of
+    the watched server, or a function from the server's address to it."""
+    out: list[trace.Monitor | trace.WireReply] = []
+    label_of = target if callable(target) else None
+    for ex in exchanges:
+        if label_of is not None:
+            target = label_of(ex.server)
+        assert isinstance(target, str)
+        db = ex.db if ex.db is not None else 0
+        if not ex.refused:
+            out.append(trace.Monitor(t=ex.t, db=db, peer=ex.client, args=ex.args, target=target))
+        flags = [name for name, on in (("resynced", ex.resynced), ("queued", ex.queued),
+                                       ("db-unknown", ex.db is None), ("no-reply", ex.replied is None)) if on]
+        out.append(trace.WireReply(
+            t=ex.replied if ex.replied is not None else ex.t, sent=ex.t, peer=ex.client, db=db,
+            reply=None if ex.error is not None else trace.jsonable_reply(ex.reply), error=ex.error,
+            latency=ex.latency or 0.0, target=target, refused=ex.args if ex.refused else [], flags=flags))
+    return out

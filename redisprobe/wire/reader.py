@@ -1,0 +1,197 @@
+"""The wire capture process: an AF_PACKET socket with the kernel filter, spooled as it comes, nothing parsed.
+
+    python -m redisprobe.wire.reader --port 6379 --spool FILE [--interface lo]
+
+Run as a process of its own, like the MONITOR reader: the less it does per packet, the fewer the kernel drops.
+Each packet is stored with its kernel timestamp (SO_TIMESTAMPNS); every second the kernel's counts
+(PACKET_STATISTICS: packets queued and dropped since the last read) become a `stats` status record, so a drop is
+a gap with a count and a window. SIGTERM ends it after what the socket still holds is spooled.
+Without root or CAP_NET_RAW it prints one line and exits 2 (`NO_PRIVILEGE`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+from redisprobe.wire import bpf
+from redisprobe.wire.spool import MAGIC, packet_record, status_record
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
+NO_PRIVILEGE = 2
+SPOOL_FAILED = 3
+_RCVBUF = 64 << 20  # asked of the kernel: a burst waits here instead of being dropped
+_FLUSH_BYTES = 1 << 20
+_STATS_EVERY = 1.0
+_TIMESPEC = struct.Struct("qq")
+
+
+def privilege_message(exc: OSError) -> str | None:
+    """The one line for a capture socket refused for lack of privilege; None for any other failure."""
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return ("wire capture needs root or CAP_NET_RAW (a raw packet socket was refused: "
+                f"{exc.strerror or exc}); run as root, or grant it: setcap cap_net_raw+ep <python>")
+    return None
+
+
+def open_socket(port: int, interface: str | None, rcvbuf: int = _RCVBUF) -> socket.socket:
+    """The filtered, timestamped capture socket (raises OSError: see `privilege_message`)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    try:
+        loopback = _loopback_index()
+        program = bpf.pack(bpf.tcp_port_program(port, loopback))
+        buffer = ctypes.create_string_buffer(program)
+        fprog = struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if interface:
+            sock.bind((interface, ETH_P_ALL))
+        _discard_unfiltered(sock)
+        _packet_stats(sock)  # start the counts from here
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _loopback_index() -> int | None:
+    try:
+        return socket.if_nametoindex("lo")
+    except OSError:
+        return None
+
+
+def _discard_unfiltered(sock: socket.socket) -> None:
+    """Packets queued between the socket's creation and the filter's attachment matched nothing yet: drop them."""
+    while True:
+        try:
+            sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+
+
+def _packet_stats(sock: socket.socket) -> tuple[int, int]:
+    """(packets, drops) since the last call: the kernel resets them when read."""
+    return struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+
+
+def _pump(sock: socket.socket, fd: int, stopping: list[bool]) -> None:
+    """Spool packets until `stopping[0]` (set by SIGTERM) and the socket is empty; whole records only."""
+    recvmsg = sock.recvmsg
+    cmsg_space = socket.CMSG_SPACE(_TIMESPEC.size)
+    unpack = _TIMESPEC.unpack_from
+    out: list[bytes] = []
+    next_stats = time.monotonic() + _STATS_EVERY
+    stats_from = time.time_ns()
+    while True:
+        size = 0
+        empty = False
+        while size < _FLUSH_BYTES:
+            try:
+                data, ancillary, flags, _address = recvmsg(bpf.SNAPLEN, cmsg_space)
+            except BlockingIOError:
+                empty = True
+                break
+            t_ns = 0
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = unpack(value)
+                    t_ns = sec * 1_000_000_000 + nsec
+            if not t_ns:
+                t_ns = time.time_ns()
+            out.append(packet_record(t_ns, data))
+            size += len(data) + 16
+            if flags & socket.MSG_TRUNC:
+                out.append(status_record(t_ns, ev="truncated"))
+        if out:
+            _write_all(fd, b"".join(out))
+            out.clear()
+        now = time.monotonic()
+        done = stopping[0] and empty
+        if now >= next_stats or done:
+            packets, drops = _packet_stats(sock)
+            t_ns = time.time_ns()
+            _write_all(fd, status_record(t_ns, ev="stats", packets=packets, drops=drops, since=stats_from / 1e9))
+            stats_from = t_ns
+            next_stats = now + _STATS_EVERY
+        if done:
+            return
+        if empty:
+            select.select([sock], [], [], 0.2)  # a signal ends the wait early (PEP 475 retries only the rest)
+
+
+class _SpoolFailed(Exception):
+    pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise _SpoolFailed(exc.strerror or str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m redisprobe.wire.reader", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--spool", required=True)
+    parser.add_argument("--interface", default=None, help="one interface (default: all)")
+    parser.add_argument("--rcvbuf", type=int, default=_RCVBUF, help="the socket's receive buffer, bytes")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+
+    stopping = [False]
+
+    def on_term(signum: int, frame: object) -> None:
+        stopping[0] = True  # only a flag: the loop never stops halfway through a record
+
+    try:
+        sock = open_socket(args.port, args.interface, args.rcvbuf)
+    except OSError as exc:
+        message = privilege_message(exc)
+        if message is None:
+            message = f"wire capture could not open its packet socket: {exc.strerror or exc}"
+        sys.stderr.write(message + "\n")
+        return NO_PRIVILEGE if exc.errno in (errno.EPERM, errno.EACCES) else 1
+    try:
+        fd = os.open(args.spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+    except OSError as exc:
+        sys.stderr.write(f"cannot write the wire spool {args.spool!r}: {exc.strerror}\n")
+        return SPOOL_FAILED
+    try:
+        _write_all(fd, MAGIC + status_record(time.time_ns(), ev="started", port=args.port,
+                                             interface=args.interface or "any", pid=os.getpid()))
+        signal.signal(signal.SIGTERM, on_term)
+        _pump(sock, fd, stopping)
+        _write_all(fd, status_record(time.time_ns(), ev="stopped"))
+    except _SpoolFailed as exc:
+        sys.stderr.write(f"cannot write the wire spool: {exc}\n")
+        return SPOOL_FAILED
+    finally:
+        os.close(fd)
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
