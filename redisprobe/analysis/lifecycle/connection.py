@@ -110,13 +110,15 @@ def cmd_script(st: FoldState, server: str, db: int, peer: str, hint: int, t: flo
 
 def cmd_multi(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
            spec: C.Command) -> None:
-    previous = st.open_multi.get((server, peer))
-    if previous is not None and len(st.abandoned_multi) < MAX_RECORDS:
-        st.abandoned_multi.append((previous[0], previous[1], "a new MULTI came on the same connection "
-                                     "without EXEC or DISCARD (the connection was closed or reused)"))
+    """A MULTI inside an open MULTI is refused by the server ("MULTI calls can not be nested") yet shows in
+    MONITOR: the first transaction stays open, so a stuck connection is one record, however many follow."""
+    if (server, peer) in st.open_multi:
+        st.nested_multi[(server, peer)] = st.nested_multi.get((server, peer), 0) + 1
+        return
     st.open_multi[(server, peer)] = (t, (server, peer, t, hint), args)
 
 
 def cmd_exec(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
           spec: C.Command) -> None:
     st.open_multi.pop((server, peer), None)
+    st.nested_multi.pop((server, peer), None)

@@ -136,9 +136,13 @@ class Lifecycle(FoldState):
             life = slot.live
             if life is not None and life.expires_at is not None and life.expires_at <= end:
                 lives.close(self, slot, life, life.expires_at, "expired", None, None)
-        for t, who, _args in list(self.open_multi.values()):
+        for place, (t, who, _args) in list(self.open_multi.items()):
             if end - t >= TX_GRACE and len(self.abandoned_multi) < MAX_RECORDS:
-                self.abandoned_multi.append((t, who, "no EXEC or DISCARD by the end of the trace"))
+                why = "no EXEC or DISCARD by the end of the trace"
+                nested = self.nested_multi.get(place, 0)
+                if nested:
+                    why += f"; {nested} later MULTI on this connection refused (already inside MULTI)"
+                self.abandoned_multi.append((t, who, why))
         self.open_multi.clear()
 
     def _on_monitor(self, event: trace.Monitor) -> None:
