@@ -3,6 +3,7 @@ blocking pops, scripts, TTL units, same-millisecond writes, instances of one pro
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 
 import pytest
@@ -51,3 +52,31 @@ def test_a_connection_stuck_inside_multi_is_one_finding(url, stack):
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == wallet.pid
     assert any("6 later MULTI" in line for line in finding["evidence"]), finding["evidence"]
+
+
+def test_px_under_a_second_then_a_wave_of_misses_is_ttl_unit_mismatch(url, stack):
+    catalog = _client(stack, url)
+    run = _monitor(stack, url, {"catalog": catalog.pid})
+    for _round in range(2):
+        for product in range(3):  # cache.wrap(key, fn, 30): GET, miss, SET ... PX 30 meant as 30 s
+            catalog.send("GET", f"product:{product}")
+            catalog.send("SET", f"product:{product}", "{}", "PX", "30")
+        time.sleep(0.2)
+    doc = run.stop_json(settle=0.5)
+    assert _rules(doc) == ["ttl-unit-mismatch"], doc["findings"]
+    finding = doc["findings"][0]
+    assert finding["culprit"]["pid"] == catalog.pid
+    assert "did you mean 30 seconds?" in finding["summary"], finding["summary"]
+    assert any("missed: it had expired" in line for line in finding["evidence"]), finding["evidence"]
+
+
+def test_a_sub_second_lock_nobody_reads_after_expiry_is_silent(url, stack):
+    worker = _client(stack, url)
+    run = _monitor(stack, url, {"worker": worker.pid})
+    for job in range(3):
+        worker.send("SET", f"lock:job:{job}", "token", "NX", "PX", "100")
+        time.sleep(0.15)  # the lease lapses; the next taker just takes it again
+        worker.send("SET", f"lock:job:{job}", "token2", "NX", "PX", "100")
+        worker.send("DEL", f"lock:job:{job}")
+    doc = run.stop_json(settle=0.5)
+    assert doc["findings"] == []

@@ -213,9 +213,6 @@ TODAY: dict[str, str] = {
                                     "consumed-by-other only looks at unlisted consumers",
     "sessions-prefix": "silent: the back office's GET myapp:<sid> misses while sess:<sid> exists; the name index "
                        "matches added or dropped prefixes and suffixes, not a replaced one",
-    "cache-manager-ttl-seconds": "silent: SET keyv::keyv:product:<id> ... PX 30 is taken for a deliberate "
-                                 "sub-second TTL (ms is flagged only when the process also uses that number in "
-                                 "seconds)",
     "presence-refresh-misnamed": "silent: EXPIRE presence:<id> hits nothing while presence:user:<id> exists; the "
                                  "name index does not match a missing middle segment",
     "audit-oom": "silent: OOM-rejected writes never reach MONITOR and there is no write-rejected rule yet (planned)",
