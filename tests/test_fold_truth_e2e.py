@@ -80,3 +80,53 @@ def test_a_sub_second_lock_nobody_reads_after_expiry_is_silent(url, stack):
         worker.send("DEL", f"lock:job:{job}")
     doc = run.stop_json(settle=0.5)
     assert doc["findings"] == []
+
+
+def _flush_rounds(api: Client, flushers: list[Client], rounds: int = 3) -> None:
+    for round_ in range(rounds):
+        for view in range(3):
+            api.send("RPUSH", "events:pending", f"view-{round_}-{view}")
+        for flusher in flushers:  # every instance flushes on its own timer: the later one finds nothing
+            flusher.send("LPOP", "events:pending", "50")
+        time.sleep(0.1)
+
+
+def test_two_listed_instances_of_one_app_racing_for_a_key_is_consumed_by_other(url, stack):
+    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
+    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
+    stack.callback(run.kill)
+    _flush_rounds(api, [first, second])
+    doc = run.stop_json(settle=0.5)
+    assert _rules(doc) == ["consumed-by-other"], doc["findings"]
+    finding = doc["findings"][0]
+    assert finding["culprit"]["pid"] == first.pid
+    assert f"pid {second.pid} came away empty" in finding["summary"], finding["summary"]
+
+
+def test_one_flushing_instance_of_two_is_silent(url, stack):
+    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
+    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
+    stack.callback(run.kill)
+    second.send("PING")
+    _flush_rounds(api, [first])
+    first.send("LPOP", "events:pending", "50")  # a flush with nothing to do
+    doc = run.stop_json(settle=0.5)
+    assert doc["findings"] == []
+
+
+def test_two_listed_instances_each_draining_batches_of_one_key_is_consumed_by_other(url, stack):
+    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
+    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
+    stack.callback(run.kill)
+    for _round in range(2):
+        for flusher in (first, second):  # out of phase: each finds events, neither comes away empty
+            api.send("RPUSH", "events:pending", "view")
+            flusher.send("LPOP", "events:pending", "50")
+    doc = run.stop_json(settle=0.5)
+    assert _rules(doc) == ["consumed-by-other"], doc["findings"]
+    finding = doc["findings"][0]
+    assert finding["culprit"]["pid"] in (first.pid, second.pid)
+    assert "2 instances of tracker" in finding["summary"] and "each take batches" in finding["summary"]

@@ -209,8 +209,6 @@ TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
     "bullmq-prefix": "silent: the worker's BZPOPMIN/EVALSHA on bull:emails:* never touch a name the producer wrote "
                      "(mail:emails:*); a replaced prefix is no near-miss to the name index",
-    "cluster-flush-every-instance": "silent: both LPOP-ing instances are listed (PM2 shows them under one name); "
-                                    "consumed-by-other only looks at unlisted consumers",
     "sessions-prefix": "silent: the back office's GET myapp:<sid> misses while sess:<sid> exists; the name index "
                        "matches added or dropped prefixes and suffixes, not a replaced one",
     "presence-refresh-misnamed": "silent: EXPIRE presence:<id> hits nothing while presence:user:<id> exists; the "

@@ -10,6 +10,7 @@ from redisprobe.analysis.lifecycle.limits import (
     INF,
     KS_MATCH_WINDOW,
     MAX_RECORDS,
+    RACE_WINDOW,
 )
 from redisprobe.analysis.lifecycle.records import FlushRecord, KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
@@ -236,7 +237,10 @@ def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
     if len(keys) == 1:
         if not take(st, server, db, peer, hint, t, args, keys[0], C.pop_count(args), deadline) \
                 and not blocking:
-            lives.miss(st, server, db, peer, hint, t, args, keys[0], st.slots.get((server, db, keys[0])))
+            slot = st.slots.get((server, db, keys[0]))
+            lives.miss(st, server, db, peer, hint, t, args, keys[0], slot)
+            if slot is not None:
+                raced(slot, (server, peer, t, hint), args)
         return
     for key in keys:  # the first non-empty key is served
         if lives.alive(st, st.slots.get((server, db, key)), t) is not None:
@@ -244,6 +248,17 @@ def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
             return
     for key in keys:
         lives.pend(st, st.slot(server, db, key), (server, peer, t, hint), C.POP, args, deadline)
+
+
+def raced(slot: Slot, who: Who, args: list[bytes]) -> None:
+    """A pop that came away empty just after another connection's pop emptied the key: two consumers raced."""
+    last = slot.last_closed
+    if last is None or last.removed_how != "pop" or last.removed_by is None or last.removed_at is None \
+            or last.removed_by[1] == who[1] or who[2] - last.removed_at > RACE_WINDOW:
+        return
+    slot.raced_count += 1
+    if slot.raced is None:
+        slot.raced = (who[2], who, args, last)
 
 
 def cmd_trim(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],

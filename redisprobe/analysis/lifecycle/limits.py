@@ -7,6 +7,9 @@ from typing import Final
 KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
 
+RACE_WINDOW: Final = 1.0
+"""Seconds after another connection's pop emptied a key within which a pop that comes away empty lost a race."""
+
 POST_TOUCH_WINDOW: Final = 5.0
 """Seconds after a removal during which touches of the same key are remembered on the removed life."""
 

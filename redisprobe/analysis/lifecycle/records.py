@@ -295,6 +295,8 @@ class Slot:
     pending: list[tuple[float, Who, int, list[bytes]]] | None = None  # (deadline, who, kind, args)
     takers: dict[str, list[Any]] | None = None  # peer -> [count, first_t, hint, args]
     ttl_recent: list[TtlSet] | None = None  # the last LOG_CAP TTL commands, for pairing events and replies
+    raced: tuple[float, Who, list[bytes], KeyLife] | None = None  # the first pop that came away empty just after
+    raced_count = 0  # another connection's pop emptied the key (the emptied life), and how many did
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server
