@@ -12,6 +12,7 @@ from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
+from redisprobe.visibility import same_replication_group
 
 
 def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
@@ -84,6 +85,8 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for (other_server, other_db), slots in places.items():
             if (other_server == server) != same_server or (other_server, other_db) == (server, db):
                 continue
+            if not same_server and _one_dataset(inp, server, other_server):
+                continue
             hits = [slot for slot in slots if regex.match(slot.key.decode("utf-8", "backslashreplace"))]
             if not hits:
                 continue
@@ -119,6 +122,8 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for other in places.get(slot.key, ()):
             if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
                 continue
+            if not same_server and _one_dataset(inp, slot.server, other.server):
+                continue  # a primary and its replica: replica-read's business
             t, who, args, _certain = slot.miss_log[0]
             life = _writer_life(other, t)
             if life is None:
@@ -142,6 +147,22 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
                 group.add_evidence(*_run_ids(inp, (other.server, slot.server)))
             break
     return groups.findings()
+
+
+def _fingerprints(inp: RuleInput, server: str) -> list[trace.ServerFingerprint]:
+    """What the trace knows of a server's identity: its samples and the actors connected to it."""
+    found = []
+    state = inp.lifecycle.servers.get(server)
+    if state is not None and state.last_sample is not None:
+        found.append(state.last_sample.server)
+    actor_server = inp.lifecycle.attributor.actor_server
+    found += [actor.server for actor in inp.lifecycle.actors if actor_server.get(actor.pid) == server]
+    return found
+
+
+def _one_dataset(inp: RuleInput, a: str, b: str) -> bool:
+    """A primary and its replica (one `master_replid`) hold one dataset: not two different servers."""
+    return any(same_replication_group(x, y) for x in _fingerprints(inp, a) for y in _fingerprints(inp, b))
 
 
 def _db_reasons(inp: RuleInput, server: str, who: object, db: int) -> list[str]:
