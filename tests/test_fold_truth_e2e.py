@@ -3,6 +3,8 @@ blocking pops, scripts, TTL units, same-millisecond writes, instances of one pro
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
 from contextlib import ExitStack
 
@@ -130,3 +132,45 @@ def test_two_listed_instances_each_draining_batches_of_one_key_is_consumed_by_ot
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] in (first.pid, second.pid)
     assert "2 instances of tracker" in finding["summary"] and "each take batches" in finding["summary"]
+
+
+def test_a_blocked_pop_that_times_out_in_another_db_is_different_db(url, stack):
+    api, worker = _client(stack, url), _client(stack, url.rsplit("/", 1)[0] + "/1")
+    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    api.send("RPUSH", "jobs:queue", "job-1")
+    worker.send("BLPOP", "jobs:queue", "1")  # db 1: nobody pushes there, it times out
+    doc = run.stop_json(settle=0.5)
+    finding = next(f for f in doc["findings"] if f["rule"] == "different-db")
+    assert finding["culprit"]["pid"] == worker.pid
+    assert any("BLPOP jobs:queue 1" in line for line in finding["evidence"]), finding["evidence"]
+
+
+def test_a_blocked_pop_served_by_a_push_is_silent(url, stack):
+    api, worker = _client(stack, url), _client(stack, url)
+    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    served = threading.Thread(target=worker.send, args=("BLPOP", "jobs:queue", "5"))
+    served.start()
+    time.sleep(0.3)  # the worker is blocked on an absent key
+    api.send("RPUSH", "jobs:queue", "job-1")
+    served.join(10)
+    doc = run.stop_json(settle=0.5)
+    assert doc["findings"] == []
+    life = next(k for k in doc["keys"] if k["key"] == "jobs:queue")
+    assert life["removed"]["by"]["pid"] == worker.pid, life  # the blocked pop took the element
+
+
+def test_a_client_blocked_since_before_the_capture_in_another_db_is_different_db(url, stack):
+    worker = subprocess.Popen(["redis-cli", "-u", url.rsplit("/", 1)[0] + "/1", "BLPOP", "jobs:queue", "0"],
+                              stdout=subprocess.DEVNULL)
+    stack.callback(worker.wait)
+    stack.callback(worker.kill)
+    api = _client(stack, url)
+    time.sleep(0.5)  # blocked before anyone attaches: MONITOR will never show its BLPOP
+    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    for job in range(3):
+        api.send("RPUSH", "jobs:queue", f"job-{job}")
+    doc = run.stop_json(settle=0.8)
+    assert _rules(doc) == ["different-db"], doc["findings"]
+    finding = doc["findings"][0]
+    assert finding["culprit"]["pid"] == worker.pid
+    assert any("blocked in BLPOP on db 1 since before the capture" in line for line in finding["evidence"])

@@ -488,6 +488,16 @@ GENERIC_EVENTS = frozenset({"del", "expire", "persist", "rename_from", "rename_t
                             "copy_to", "restore"})
 SERVER_EVENTS = frozenset({"expired", "evicted"})
 
+_LIST_FEEDS = frozenset({b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX", b"LINSERT", b"LMOVE", b"RPOPLPUSH", b"BLMOVE",
+                         b"BRPOPLPUSH"})
+BLOCKING_FEEDS: dict[str, frozenset[bytes]] = {
+    **dict.fromkeys(("blpop", "brpop", "blmove", "brpoplpush", "blmpop"), _LIST_FEEDS),
+    **dict.fromkeys(("bzpopmin", "bzpopmax", "bzmpop"), frozenset({b"ZADD", b"ZINCRBY"})),
+    **dict.fromkeys(("xread", "xreadgroup"), frozenset({b"XADD"})),
+}
+"""A blocking command as CLIENT LIST names it (`cmd=blmove`) -> the commands that create what it waits for."""
+
+
 def removal_how(name: bytes) -> str:
     """`del` / `unlink` / `getdel` / `pop` / `rename` / `move` for a removing command (`del` for the others: an
     EXPIRE in the past, a SET that replaced the key)."""
@@ -503,7 +513,8 @@ def option_words() -> frozenset[bytes]:
 
 
 __all__ = [
-    "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "SERVER_EVENTS", "TAKING", "Command", "TtlChange",
+    "BLOCKING_FEEDS", "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "SERVER_EVENTS", "TAKING",
+    "Command", "TtlChange",
     "copy_replaces", "flush_all_dbs", "keys_of", "lookup", "move_target_db", "option_words", "pop_count",
     "push_count", "removal_how", "scan_pattern", "set_condition", "ttl_change",
 ]

@@ -223,9 +223,6 @@ TODAY: dict[str, str] = {
                                 "is never seen as shared",
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
-    "rq-worker-other-db": "silent: the worker's BLPOP rq:queue:batches in db 1 was sent before the capture and "
-                          "blocks for minutes, so MONITOR shows nothing of it; CLIENT LIST shows db=1 cmd=blpop "
-                          "while rq:queue:batches fills in db 0, but different-db only looks at reads MONITOR saw",
     # healthy twins the tool reports on
     "wallet": "in some runs (the last CLIENT LIST sample must land in the 30 ms a transfer's MULTI is open), "
               "transaction-not-executed: that sample caught the transfer connection with flags=x during a "

@@ -125,6 +125,7 @@ class Lifecycle(FoldState):
             return
         self.finished = True
         self._release(INF)
+        keys.settle_waits(self, self.last_t if self.last_t is not None else 0.0)
         replies.settle_stale(self, INF)
         expiry.settle(self, INF)
         for record in self.undecided:

@@ -7,6 +7,13 @@ from typing import Final
 KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
 
+FIRST_SAMPLE_SPAN: Final = 1.0
+"""Seconds after a server's first CLIENT LIST sample that still count as the capture's start (a connection
+blocked then was blocked before the capture: MONITOR never shows its command)."""
+
+BLOCKED_MISS_AFTER: Final = 1.0
+"""A blocking pop on an absent key still waiting at the end of the trace is a miss once it has waited this long."""
+
 RACE_WINDOW: Final = 1.0
 """Seconds after another connection's pop emptied a key within which a pop that comes away empty lost a race."""
 

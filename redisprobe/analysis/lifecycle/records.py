@@ -360,6 +360,22 @@ class Timeline:
     truncated: int = 0  # rows past the limit, counted not kept
 
 
+class BlockedClient:
+    """A connection CLIENT LIST showed blocked (flags=b) from its first sample: its BLPOP/BLMOVE/XREAD... was sent
+    before the capture, so CLIENT LIST (`cmd=`, `db=`) is the only evidence of what it waits for and where."""
+
+    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "still")
+
+    def __init__(self, t: float, client_id: int, addr: str, db: int, cmd: str) -> None:
+        self.first_t = t
+        self.last_t = t
+        self.client_id = client_id
+        self.addr = addr
+        self.db = db
+        self.cmd = cmd
+        self.still = True  # still blocked in the same command at the last sample
+
+
 @dataclass
 
 

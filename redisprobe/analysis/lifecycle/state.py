@@ -12,6 +12,7 @@ from redisprobe.analysis.lifecycle.limits import (
     TIMELINE_LIMIT,
 )
 from redisprobe.analysis.lifecycle.records import (
+    BlockedClient,
     FlushRecord,
     KeyLife,
     ServerState,
@@ -62,6 +63,9 @@ class FoldState:
         self.keyspace_seen = False
         self.op_replies: dict[tuple[str, int, bytes], list[tuple[float, int, list[bytes], int]]] = {}
         self.tracking: set[tuple[str, int]] = set()  # connections with CLIENT TRACKING on
+        self.blocked: dict[tuple[str, int], BlockedClient] = {}  # blocked since before the capture
+        self.clients_first_t: dict[str, float] = {}  # server -> its first CLIENT LIST sample
+        self.waits: list[tuple[Who, int, list[bytes], bytes, float]] = []  # blocking pops on absent keys
         self.stale_reads: list[tuple[str, str, bytes, int, trace.Op, float, Who, list[bytes] | None]] = []
         self.queued_by_client: dict[tuple[str, int], list[trace.Op]] = {}
         self.op_multi: set[tuple[str, int]] = set()

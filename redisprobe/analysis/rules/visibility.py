@@ -7,9 +7,19 @@ import itertools
 import re
 
 from redisprobe import trace
+from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import ClientInfo
 from redisprobe.analysis.lifecycle import KeyLife, Slot
-from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
+from redisprobe.analysis.rules.base import (
+    Group,
+    Groups,
+    RuleInput,
+    family,
+    identity,
+    keys_phrase,
+    same_process,
+    who_text,
+)
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
 from redisprobe.visibility import same_replication_group
@@ -44,7 +54,54 @@ def _writer_life(slot: Slot, t: float) -> KeyLife | None:
 
 def different_db(inp: RuleInput) -> list[Finding]:
     """The key exists in db X; another client looked for it (GET, SCAN MATCH...) in db Y on the same server."""
-    return _elsewhere(inp, same_server=True) + _patterns_elsewhere(inp, same_server=True)
+    return _elsewhere(inp, same_server=True) + _patterns_elsewhere(inp, same_server=True) + _blocked_elsewhere(inp)
+
+
+def _blocked_elsewhere(inp: RuleInput) -> list[Finding]:
+    """A client blocked since before the capture (CLIENT LIST: flags=b, cmd=blmove, db=1) waits in one db while
+    keys of the kind its command waits for are pushed in another db and nobody there takes them. CLIENT LIST does
+    not name the key: a queue (no TTL) is preferred over other pushed keys, and one family is named."""
+    findings = []
+    lifecycle = inp.lifecycle
+    for (server, client_id), blocked in lifecycle.blocked.items():
+        feeds = C.BLOCKING_FEEDS.get(blocked.cmd)
+        if not blocked.still or feeds is None:
+            continue
+        reader = inp.attributor.actor_for_client(server, client_id, blocked.addr)
+        candidates: list[tuple[Slot, KeyLife]] = []
+        for slot in lifecycle.slot_items():
+            if slot.server != server or slot.db == blocked.db or slot.takers or not slot.count \
+                    or (server, blocked.db, slot.key) in lifecycle.slots:
+                continue
+            life = next((life for life in slot.all_lives() if life.created_args is not None
+                         and life.created_by is not None and life.created_args[0].upper() in feeds), None)
+            if life is not None and not same_process(inp.actor(life.created_by), reader):
+                candidates.append((slot, life))
+        queues = [(slot, life) for slot, life in candidates if life.ttl_last is None and life.expires_at is None]
+        candidates = queues or candidates
+        if not candidates:
+            continue
+        fam = family(candidates[0][0].key)
+        group = Groups("different-db").get((), "error", reader, _blocked_summary)
+        writer = inp.actor(candidates[0][1].created_by)
+        group.extra.update(family=fam, reader=reader, writer=writer, mine=blocked.db,
+                           theirs=candidates[0][0].db, cmd=blocked.cmd.upper())
+        still = f", still at {clock(blocked.last_t)}" if blocked.last_t > blocked.first_t else ""
+        group.add_evidence(f"{clock(blocked.first_t)} CLIENT LIST: client id {client_id} ({blocked.addr}) blocked "
+                           f"in {blocked.cmd.upper()} on db {blocked.db} since before the capture (flags=b){still}")
+        for slot, life in candidates:
+            if family(slot.key) == fam and group.add_key(slot.key):
+                group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args,
+                                            f"pushed in db {slot.db}; nobody there takes it", slot.db))
+        findings.append(group.finding())
+    return findings
+
+
+def _blocked_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['reader'])} has been blocked in {group.extra['cmd']} on db "  # type: ignore[arg-type]
+            f"{group.extra['mine']} since before the capture, but {who_text(group.extra['writer'])} pushes "  # type: ignore[arg-type]
+            f"{keys_phrase(group)} in db {group.extra['theirs']}, where nobody takes "
+            + ("it" if group.key_count == 1 else "them"))
 
 
 def different_server(inp: RuleInput) -> list[Finding]:
