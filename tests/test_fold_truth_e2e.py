@@ -9,6 +9,7 @@ import time
 from contextlib import ExitStack
 
 import pytest
+import redis
 
 from tests.clients import Client
 from tests.monitorrun import MonitorRun
@@ -174,3 +175,47 @@ def test_a_client_blocked_since_before_the_capture_in_another_db_is_different_db
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == worker.pid
     assert any("blocked in BLPOP on db 1 since before the capture" in line for line in finding["evidence"])
+
+
+_LIMITER = ("local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+            "if n == tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], 5) end return n")
+
+
+def test_a_script_that_recreates_an_expired_counter_with_its_ttl_is_silent(stack):
+    from redisprobe.sandbox import sandbox
+
+    box = stack.enter_context(sandbox("single", extra=["--enable-debug-command", "yes"]))
+    url = box.urls[0]
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # only an access expires a key: the script's own
+    admin.set("rl:client-1", 3, px=200)  # a window opened before the capture
+    gateway = _client(stack, url)
+    time.sleep(0.4)  # its TTL has run out; the key is still there until someone touches it
+    run = _monitor(stack, url, {"gateway": gateway.pid})
+    gateway.send("EVAL", _LIMITER, "1", "rl:client-1", "5")  # INCRBY expires it on access, then recreates it
+    doc = run.stop_json(settle=0.5)
+    assert doc["findings"] == []
+    lives = [k for k in doc["keys"] if k["key"] == "rl:client-1"]
+    assert [life["removed"]["how"] if life["removed"] else None for life in lives] == ["expired", None], lives
+    assert lives[1]["created_by"]["pid"] == gateway.pid and lives[1]["ttl_set"] == 5.0, lives[1]
+    assert lives[1]["created_with"].startswith("INCRBY rl:client-1"), lives[1]
+
+
+def test_a_script_that_recreates_an_expired_counter_without_a_ttl_is_recreated_without_ttl(stack):
+    from redisprobe.sandbox import sandbox
+
+    box = stack.enter_context(sandbox("single", extra=["--enable-debug-command", "yes"]))
+    url = box.urls[0]
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+    admin.set("rl:client-1", 3, px=200)
+    gateway = _client(stack, url)
+    time.sleep(0.4)
+    run = _monitor(stack, url, {"gateway": gateway.pid})
+    limiter = _LIMITER.replace("tonumber(ARGV[1])", "1")  # the TTL only when the counter reads 1: a cost-5 call
+    gateway.send("EVAL", limiter, "1", "rl:client-1", "5")  # recreates it without one
+    doc = run.stop_json(settle=1.5)
+    assert _rules(doc) == ["recreated-without-ttl"], doc["findings"]
+    assert doc["findings"][0]["culprit"]["pid"] == gateway.pid

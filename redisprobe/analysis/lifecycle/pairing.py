@@ -9,8 +9,9 @@ from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import expiry, lives
 from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
+    ON_TIME_TOLERANCE,
 )
-from redisprobe.analysis.lifecycle.records import Slot
+from redisprobe.analysis.lifecycle.records import KeyLife, Slot
 from redisprobe.analysis.lifecycle.state import FoldState
 
 if TYPE_CHECKING:
@@ -73,12 +74,39 @@ def server_removal(st: FoldState, server: str, db: int, key: bytes, slot: Slot |
                                   and life.created_at >= last.removed_at)):
         last.removed_confirmed = True  # the fold already expired it on access
         return
+    if how == "expired" and life is not None and expired_before(life, t):
+        expired_on_access(st, slot, life)
+        return
     if life is None:
         life = lives.create(st, slot, t, None, None, 0, preexisting=True)
     at = t
     if how == "expired" and life.expires_at is not None and life.expires_at <= t:
         at = life.expires_at
     lives.close(st, slot, life, at, how, None, None, confirmed=True)
+
+
+def expired_before(life: KeyLife, t: float) -> bool:
+    """An `expired` event just after a command created this life, which cannot have expired yet (no TTL, or one
+    clearly not run out): the command touched a key whose TTL (set before the trace) had run out, the server expired it
+    on access, then the command made the key anew (an INCR in a rate limiter's script, a SET after a GET)."""
+    created = life.created_at
+    return created is not None and life.created_by is not None and 0.0 <= t - created <= KS_MATCH_WINDOW \
+        and (life.expires_at is None or life.expires_at - t > ON_TIME_TOLERANCE)
+
+
+def expired_on_access(st: FoldState, slot: Slot, life: KeyLife) -> None:
+    """The key's earlier life (not seen: it predates the trace) expired when `life`'s creating command touched
+    it; `life` stays the live one, now known as recreated after expiring."""
+    at = life.created_at if life.created_at is not None else 0.0
+    old = KeyLife(slot.server, slot.db, slot.key)
+    old.resolver = st.attributor
+    old.preexisting = True
+    slot.count += 1
+    lives.close(st, slot, old, at, "expired", None, None, confirmed=True)
+    slot.live = life
+    st.server_state(slot.server).live.setdefault(slot.db, {})[slot.key] = slot
+    life.prev_how, life.prev_at, life.prev_by, life.prev_ttl = "expired", at, None, None
+    lives.touch_after(st, old, at, life.created_by, life.created_args, "recreated", C.WRITE)
 
 
 def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float) -> None:
