@@ -4,6 +4,7 @@ blocking pops, scripts, TTL units, same-millisecond writes, instances of one pro
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -219,3 +220,41 @@ def test_a_script_that_recreates_an_expired_counter_without_a_ttl_is_recreated_w
     doc = run.stop_json(settle=1.5)
     assert _rules(doc) == ["recreated-without-ttl"], doc["findings"]
     assert doc["findings"][0]["culprit"]["pid"] == gateway.pid
+
+
+_BURST = r"""
+import sys, redis
+client = redis.Redis.from_url(sys.argv[1])
+client.ping()
+print("ready", flush=True)
+sys.stdin.readline()
+for _round in range(5):
+    pipe = client.pipeline(transaction=False)
+    for n in range(40):
+        pipe.set(f"item:{n % 8}", "v", ex=10)
+        pipe.expire(f"item:{n % 8}", 20)
+    pipe.execute()
+print("done", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_same_millisecond_ttl_writes_from_several_processes_each_meet_their_own_event(url, stack):
+    writers = []
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _BURST, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
+        stack.callback(proc.wait, 10)
+        stack.callback(proc.stdin.close)
+        assert proc.stdout.readline().strip() == "ready"
+        writers.append(proc)
+    run = _monitor(stack, url, {f"writer{index}": proc.pid for index, proc in enumerate(writers)})
+    for proc in writers:  # all at once: hundreds of SET EX / EXPIRE on 8 keys within a few milliseconds
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    for proc in writers:
+        assert proc.stdout.readline().strip() == "done"
+    doc = run.stop_json(settle=1.0)
+    assert doc["findings"] == []
+    unpaired = {k["key"]: k["ttl_missed"] for k in doc["keys"] if k["ttl_missed"]}
+    assert not unpaired, f"TTL commands called ineffective though every one took effect: {unpaired}"

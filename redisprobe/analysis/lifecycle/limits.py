@@ -46,6 +46,12 @@ HISTORY_TAIL: Final = 4
 LOG_CAP: Final = 4
 """Entries kept per key for misses, missed EXPIREs and touches after removal."""
 
+TTL_PAIRING_CAP: Final = 64
+TTL_PAIRING_MAX: Final = 8192
+"""TTL commands per key kept to pair with their keyspace `expire` events and replies: pruned every CAP commands
+to those still awaiting their event within the matching window (at most MAX), so a burst on one key never pushes
+out a command whose event has not arrived yet."""
+
 MAX_MISS_ONLY_KEYS: Final = 200_000
 """Keys that were only ever read while missing are tracked up to this many (cache misses can be endless)."""
 

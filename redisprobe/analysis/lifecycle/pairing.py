@@ -11,7 +11,7 @@ from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
     ON_TIME_TOLERANCE,
 )
-from redisprobe.analysis.lifecycle.records import KeyLife, Slot
+from redisprobe.analysis.lifecycle.records import KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
 
 if TYPE_CHECKING:
@@ -139,17 +139,32 @@ def on_expire(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None
     if slot is None:
         slot = st.slot(server, db, key)
     if slot.ttl_recent:
-        for record in reversed(slot.ttl_recent):
-            if record.t <= t + KS_MATCH_WINDOW and t - record.t <= KS_MATCH_WINDOW and not record.confirmed:
-                record.confirmed = True
-                if not record.effective:
-                    expiry.ttl_verdict(st, slot, record, True, "")
-                return
+        record = expire_cause(slot.ttl_recent, t)
+        if record is not None:
+            record.confirmed = True
+            if not record.effective:
+                expiry.ttl_verdict(st, slot, record, True, "")
+            return
     if slot.live is None:
         lives.create(st, slot, t, None, None, 0, preexisting=True)
     cause = find_cause(st, slot, t, "expire")
     if slot.live is not None and cause is None:
         slot.live.ttl_unknown = True
+
+
+def expire_cause(recent: list[TtlSet], t: float) -> TtlSet | None:
+    """The TTL command an `expire` event answers: the server emits events in the order it ran the commands, so
+    the oldest unconfirmed one in the window that took effect (a burst of same-millisecond EXPIREs on one key gets
+    one event each, in order); else the oldest the fold thought ineffective (the event says otherwise)."""
+    fallback = None
+    for record in recent:
+        if record.confirmed or record.t > t + KS_MATCH_WINDOW or t - record.t > KS_MATCH_WINDOW:
+            continue
+        if record.effective:
+            return record
+        if fallback is None:
+            fallback = record
+    return fallback
 
 
 def on_gone(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float, how: str) -> None:
