@@ -146,6 +146,9 @@ def test_a_worker_blocked_in_the_same_db_is_silent():
     api("RPUSH", "rq:queue:batches", "job-1")
     tb.ks("rpush", "rq:queue:batches").ks("lpop", "rq:queue:batches").ks("del", "rq:queue:batches")
     assert run(tb, {15816: "worker", 15817: "api"}) == []
+    [life] = fold(tb.events).slots[("127.0.0.1:6379", 0, b"rq:queue:batches")].all_lives()
+    removed = life.to_json()["removed"]  # served the worker's BLMOVE sent before the capture
+    assert removed["how"] == "pop" and removed["by"]["pid"] == 15816 and "blocked since before" in removed["detail"]
 
 
 def test_an_expired_event_a_scripts_own_incr_caused_ends_the_earlier_life():

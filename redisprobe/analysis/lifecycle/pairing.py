@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import expiry, lives
+from redisprobe.analysis.lifecycle import expiry, keys, lives
 from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
     ON_TIME_TOLERANCE,
 )
-from redisprobe.analysis.lifecycle.records import KeyLife, Slot, TtlSet
+from redisprobe.analysis.lifecycle.records import BlockedClient, KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
 
 if TYPE_CHECKING:
@@ -125,6 +125,14 @@ def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t
             slot.miss_log.pop()  # the key was there after all: the trace began after it was made
             slot.misses -= 1
     if cause is None:
+        blocked = blocked_taker(st, server, db, t)
+        if blocked is not None:  # its BLPOP/BLMOVE was sent before the capture: only CLIENT LIST shows it
+            who = (server, blocked.addr, t, 0)
+            args = [blocked.cmd.upper().encode(), key]
+            lives.taker(st, slot, blocked.addr, 0, t, args)
+            lives.close(st, slot, life, t, "pop", who, args, confirmed=True,
+                        detail="served a client blocked since before the capture (CLIENT LIST)")
+            return
         lives.close(st, slot, life, t, "del", None, None, detail="no command seen for it (a gap in MONITOR?)",
                     confirmed=True)
         return
@@ -132,7 +140,29 @@ def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t
     how = C.removal_how(args[0])
     if kind == C.TTL:
         how = "del"
-    lives.close(st, slot, life, who[2], how, who, args, confirmed=True)
+    at = who[2]
+    if life.created_at is not None and at < life.created_at:  # a blocking pop served when the key came: it
+        at = t                                                # took the element then
+        lives.taker(st, slot, who[1], who[3], t, args)
+        life.takes += 1
+        lives.close(st, slot, life, at, how, who, args, confirmed=True)
+        if C.lookup(args[0]).kind == C.MOVE_ELEMENT and len(args) > 2:  # BLMOVE: the element went on to its
+            keys.cmd_write(st, server, db, who[1], who[3], t, [b"RPUSH", args[2], b""], C.COMMANDS[b"RPUSH"])
+            dest = st.slots[(server, db, args[2])].live  # destination
+            if dest is not None and dest.created_at == t:
+                dest.created_args = args
+        return
+    lives.close(st, slot, life, at, how, who, args, confirmed=True)
+
+
+def blocked_taker(st: FoldState, server: str, db: int, t: float) -> BlockedClient | None:
+    """The one client CLIENT LIST showed blocked in a pop on this db since before the capture, not yet served."""
+    found = [blocked for (where, _id), blocked in st.blocked.items() if where == server and blocked.db == db
+             and not blocked.served and blocked.first_t <= t and blocked.cmd in C.BLOCKING_FEEDS]
+    if len(found) != 1:
+        return None
+    found[0].served = True
+    return found[0]
 
 
 def on_expire(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t: float) -> None:

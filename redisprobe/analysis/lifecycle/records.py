@@ -364,7 +364,7 @@ class BlockedClient:
     """A connection CLIENT LIST showed blocked (flags=b) from its first sample: its BLPOP/BLMOVE/XREAD... was sent
     before the capture, so CLIENT LIST (`cmd=`, `db=`) is the only evidence of what it waits for and where."""
 
-    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "still")
+    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "served", "still")
 
     def __init__(self, t: float, client_id: int, addr: str, db: int, cmd: str) -> None:
         self.first_t = t
@@ -374,6 +374,7 @@ class BlockedClient:
         self.db = db
         self.cmd = cmd
         self.still = True  # still blocked in the same command at the last sample
+        self.served = False  # a keyspace event with no command seen was put down to it
 
 
 @dataclass
