@@ -185,3 +185,18 @@ def test_same_millisecond_ttl_commands_each_meet_their_own_event_when_events_lag
     lifecycle = fold(tb.events)
     [life] = lifecycle.slots[("127.0.0.1:6379", 0, b"item:0")].all_lives()
     assert life.ttl_missed_count == 0 and life.ttl_sets == 120
+
+
+def test_xread_block_on_an_absent_stream_is_a_miss_only_if_nothing_came():
+    tb = TraceBuilder()
+    reader = tb.client("reader", pid=300, client_id=9)
+    writer = tb.client("writer", pid=100, client_id=7)
+    reader("XREAD", "BLOCK", 1000, "STREAMS", "events:idle", "$")  # nothing comes: a miss
+    reader("XREAD", "BLOCK", 5000, "STREAMS", "events:busy", "$")
+    tb.at(0.2)
+    writer("XADD", "events:busy", "*", "kind", "click")  # served: not a miss
+    tb.at(2.0)
+    writer("PING")
+    lifecycle = fold(tb.events)
+    assert lifecycle.slots[("127.0.0.1:6379", 0, b"events:idle")].misses == 1
+    assert lifecycle.slots[("127.0.0.1:6379", 0, b"events:busy")].misses == 0

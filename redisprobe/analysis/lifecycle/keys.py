@@ -32,6 +32,12 @@ def cmd_read(st: FoldState, server: str, db: int, peer: str, hint: int, t: float
         if life is not None and life.expires_at is not None and t >= life.expires_at:
             life = lives.alive(st, slot, t)
         if life is None:
+            if spec.block_option:  # XREAD BLOCK: served if the stream comes before its timeout
+                timeout = C.block_timeout(args, spec.block_option)
+                if timeout is not None:
+                    wait(st, (server, peer, t, hint), db, args, key,
+                         INF if timeout == 0 else t + timeout + KS_MATCH_WINDOW)
+                    continue
             lives.miss(st, server, db, peer, hint, t, args, key, slot)
             continue
         life.reads += 1
