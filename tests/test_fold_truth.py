@@ -200,3 +200,27 @@ def test_xread_block_on_an_absent_stream_is_a_miss_only_if_nothing_came():
     lifecycle = fold(tb.events)
     assert lifecycle.slots[("127.0.0.1:6379", 0, b"events:idle")].misses == 1
     assert lifecycle.slots[("127.0.0.1:6379", 0, b"events:busy")].misses == 0
+
+
+def test_a_client_list_sample_inside_a_multi_that_then_execs_is_silent():
+    """wallet: a sample caught the transfer connection with flags=x during the 30 ms its MULTI was open."""
+    tb = TraceBuilder()
+    wallet = tb.client("wallet", pid=14719, client_id=5, port=36912)
+    wallet("MULTI")
+    tb.client("wallet", pid=14719, client_id=5, port=36912, flags="x")
+    tb.tick(0.03)
+    wallet("INCRBY", "balance:1", 5)
+    wallet("EXEC")
+    tb.at(2.0)
+    wallet("GET", "balance:1")
+    assert run(tb, {14719: "wallet"}) == []
+
+
+def test_a_client_list_sample_inside_a_multi_opened_just_before_the_end_is_silent():
+    tb = TraceBuilder()
+    wallet = tb.client("wallet", pid=14719, client_id=5, port=36912)
+    wallet("GET", "balance:1")
+    tb.at(2.0)
+    wallet("MULTI")
+    tb.client("wallet", pid=14719, client_id=5, port=36912, flags="x")  # the capture stops before its EXEC
+    assert run(tb, {14719: "wallet"}) == []

@@ -258,3 +258,14 @@ def test_same_millisecond_ttl_writes_from_several_processes_each_meet_their_own_
     assert doc["findings"] == []
     unpaired = {k["key"]: k["ttl_missed"] for k in doc["keys"] if k["ttl_missed"]}
     assert not unpaired, f"TTL commands called ineffective though every one took effect: {unpaired}"
+
+
+def test_a_multi_held_open_across_client_list_samples_then_executed_is_silent(url, stack):
+    wallet = _client(stack, url)
+    run = _monitor(stack, url, {"wallet": wallet.pid})
+    wallet.send("MULTI")
+    wallet.send("INCRBY", "balance:1", "5")
+    time.sleep(1.5)  # CLIENT LIST samples see flags=x meanwhile
+    wallet.send("EXEC")
+    doc = run.stop_json(settle=0.5)
+    assert doc["findings"] == []

@@ -224,9 +224,6 @@ TODAY: dict[str, str] = {
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     # healthy twins the tool reports on
-    "wallet": "in some runs (the last CLIENT LIST sample must land in the 30 ms a transfer's MULTI is open), "
-              "transaction-not-executed: that sample caught the transfer connection with flags=x during a "
-              "transaction that EXECs 30 ms later ('was left inside MULTI (a pooled connection?)')",
     "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
                   "~50 ms, so no CLIENT LIST sample sees it and it has no pid or label): consumed-by-other on "
                   "rq:execution:* and deleted-by-client on rq:worker:<id>:executions, blamed on a 'short-lived "
@@ -237,7 +234,7 @@ TODAY: dict[str, str] = {
                              "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
                              "refresh",
 }
-SOMETIMES = {"wallet", "rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
+SOMETIMES = {"rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 for _app in APPS:

@@ -134,3 +134,4 @@ def cmd_exec(st: FoldState, server: str, db: int, peer: str, hint: int, t: float
           spec: C.Command) -> None:
     st.open_multi.pop((server, peer), None)
     st.nested_multi.pop((server, peer), None)
+    st.last_exec[(server, peer)] = t

@@ -138,7 +138,10 @@ class Lifecycle(FoldState):
             if life is not None and life.expires_at is not None and life.expires_at <= end:
                 lives.close(self, slot, life, life.expires_at, "expired", None, None)
         for place, (t, who, _args) in list(self.open_multi.items()):
-            if end - t >= TX_GRACE and len(self.abandoned_multi) < MAX_RECORDS:
+            if end - t < TX_GRACE:
+                self.last_exec[place] = INF  # opened just before the end: its EXEC may simply come after
+                continue
+            if len(self.abandoned_multi) < MAX_RECORDS:
                 why = "no EXEC or DISCARD by the end of the trace"
                 nested = self.nested_multi.get(place, 0)
                 if nested:

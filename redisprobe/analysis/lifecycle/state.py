@@ -37,6 +37,8 @@ class FoldState:
         self.open_multi: dict[tuple[str, str], tuple[float, Who, list[bytes]]] = {}
         self.abandoned_multi: list[tuple[float, Who, str]] = []  # (t, who, why)
         self.nested_multi: dict[tuple[str, str], int] = {}  # MULTIs refused inside an open one, per connection
+        self.last_exec: dict[tuple[str, str], float] = {}  # (server, peer) -> its last EXEC or DISCARD (INF: a
+        # MULTI opened just before the end of the trace, whose EXEC may come after it)
         self.selects: dict[tuple[str, str], list[Any]] = {}  # (server, peer) -> [count, t, hint, db]
         self.patterns: dict[tuple[str, int, bytes], list[Any]] = {}  # -> [count, t, who]
         self.units: dict[tuple[str, str], set[str | int]] = {}  # (server, peer) -> "ms" and the seconds it wrote

@@ -297,7 +297,8 @@ def _actor_servers(inp: RuleInput) -> list[Finding]:
 
 
 def transaction_not_executed(inp: RuleInput) -> list[Finding]:
-    """A MULTI never followed by EXEC or DISCARD: everything queued after it was silently dropped."""
+    """A MULTI never followed by EXEC or DISCARD: everything queued after it was silently dropped. A CLIENT LIST
+    sample that caught a connection inside MULTI (flags=x) counts only if no EXEC or DISCARD came from it after."""
     lifecycle = inp.lifecycle
     findings = []
     seen: set[tuple[object, ...]] = set()
@@ -318,7 +319,8 @@ def transaction_not_executed(inp: RuleInput) -> list[Finding]:
             summary=f"{who_text(actor)} opened a MULTI that was never executed: its queued commands were dropped",
             evidence=evidence, culprit=actor))
     for (server, client_id), info in inp.attributor.clients.items():
-        if info.multi and (server, client_id) not in seen:
+        if info.multi and (server, client_id) not in seen \
+                and lifecycle.last_exec.get((server, info.addr), -1.0) < info.last_seen:
             actor = inp.attributor.actor_for_client(server, client_id, info.addr)
             findings.append(Finding(
                 rule="transaction-not-executed", severity="error",
