@@ -269,3 +269,18 @@ def test_a_multi_held_open_across_client_list_samples_then_executed_is_silent(ur
     wallet.send("EXEC")
     doc = run.stop_json(settle=0.5)
     assert doc["findings"] == []
+
+
+def test_commands_inside_fcall_belong_to_the_caller(url, stack):
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.execute_command("FUNCTION", "LOAD", "REPLACE",
+                          "#!lua name=jobs\nredis.register_function('take', function(keys) "
+                          "return redis.call('GETDEL', keys[1]) end)")
+    api, worker = _client(stack, url), _client(stack, url)
+    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    api.send("SET", "job:1", "payload")
+    worker.send("FCALL", "take", "1", "job:1")  # MONITOR: FCALL from the worker, then [0 lua] GETDEL job:1
+    doc = run.stop_json(settle=0.5)
+    life = next(k for k in doc["keys"] if k["key"] == "job:1")
+    assert life["removed"]["by"]["pid"] == worker.pid and life["removed"]["command"].startswith("GETDEL"), life
