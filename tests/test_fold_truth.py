@@ -224,3 +224,21 @@ def test_a_client_list_sample_inside_a_multi_opened_just_before_the_end_is_silen
     wallet("MULTI")
     tb.client("wallet", pid=14719, client_id=5, port=36912, flags="x")  # the capture stops before its EXEC
     assert run(tb, {14719: "wallet"}) == []
+
+
+def _two_servers(replid_b: str) -> TraceBuilder:
+    primary, other = "redis://127.0.0.1:7001/0", "redis://127.0.0.1:7002/0"
+    tb = TraceBuilder()
+    for target, run_id, role, replid in ((primary, "a" * 40, "master", "r" * 40), (other, "b" * 40, "slave", replid_b)):
+        tb.add(trace.ServerSeen(t=tb.now, target=target, server=trace.ServerFingerprint(
+            run_id=run_id, port=int(target.rsplit(":", 1)[1].split("/")[0]), role=role, master_replid=replid)))
+    api = tb.client("api", pid=100, client_id=7, target=primary)
+    reader = tb.client("reader", pid=200, client_id=8, target=other)
+    api("SET", "order:9", "x", "EX", 60)
+    reader("GET", "order:9")
+    return tb
+
+
+def test_a_key_missed_on_the_replica_of_its_server_is_not_different_server():
+    assert "different-server" not in rules(run(_two_servers("r" * 40), {100: "api", 200: "reader"}))
+    assert "different-server" in rules(run(_two_servers("q" * 40), {100: "api", 200: "reader"}))
