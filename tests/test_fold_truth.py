@@ -242,3 +242,21 @@ def _two_servers(replid_b: str) -> TraceBuilder:
 def test_a_key_missed_on_the_replica_of_its_server_is_not_different_server():
     assert "different-server" not in rules(run(_two_servers("r" * 40), {100: "api", 200: "reader"}))
     assert "different-server" in rules(run(_two_servers("q" * 40), {100: "api", 200: "reader"}))
+
+
+def test_a_pop_on_a_list_made_before_the_trace_is_no_miss():
+    """The worker's BLPOP and LPOP find a list pushed before the capture: MONITOR shows the pops, the keyspace
+    stream shows them take elements (lpop, no del: the list is not empty yet)."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=300, client_id=9)
+    worker("BLPOP", "jobs:old", 0)
+    tb.ks("lpop", "jobs:old")
+    worker("LPOP", "jobs:old")
+    tb.ks("lpop", "jobs:old")
+    tb.at(3.0)
+    worker("PING")
+    lifecycle = fold(tb.events)
+    slot = lifecycle.slots[("127.0.0.1:6379", 0, b"jobs:old")]
+    assert slot.misses == 0
+    [life] = slot.all_lives()
+    assert life.preexisting and life.removed_how is None

@@ -284,3 +284,22 @@ def test_commands_inside_fcall_belong_to_the_caller(url, stack):
     doc = run.stop_json(settle=0.5)
     life = next(k for k in doc["keys"] if k["key"] == "job:1")
     assert life["removed"]["by"]["pid"] == worker.pid and life["removed"]["command"].startswith("GETDEL"), life
+
+
+def test_pops_on_a_list_made_before_the_capture_are_no_misses(url, stack, tmp_path):
+    from redisprobe.analysis.lifecycle import fold
+    from redisprobe.trace import load_trace
+
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.rpush("jobs:old", *[f"job-{n}" for n in range(5)])  # queued before anyone attached
+    worker = _client(stack, url)
+    out = tmp_path / "capture.jsonl"
+    run = _monitor(stack, url, {"worker": worker.pid}, "--out", str(out))
+    worker.send("BLPOP", "jobs:old", "0")  # served at once: MONITOR shows it, the keyspace shows an lpop
+    worker.send("LPOP", "jobs:old")
+    doc = run.stop_json(settle=1.5)
+    assert doc["findings"] == []
+    _header, events = load_trace(out)
+    [slot] = [slot for slot in fold(events).slot_items() if slot.key == b"jobs:old"]
+    assert slot.misses == 0 and [life.preexisting for life in slot.all_lives()] == [True]

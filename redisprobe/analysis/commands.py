@@ -488,6 +488,8 @@ EVENT_CAUSES: dict[str, frozenset[int]] = {
 GENERIC_EVENTS = frozenset({"del", "expire", "persist", "rename_from", "rename_to", "move_from", "move_to",
                             "copy_to", "restore"})
 SERVER_EVENTS = frozenset({"expired", "evicted"})
+POP_EVENTS = frozenset({"lpop", "rpop", "spop", "zpopmin", "zpopmax"})
+"""Keyspace events of a pop that took an element: the key was there (even if the trace never saw it made)."""
 
 _LIST_FEEDS = frozenset({b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX", b"LINSERT", b"LMOVE", b"RPOPLPUSH", b"BLMOVE",
                          b"BRPOPLPUSH"})
@@ -525,7 +527,8 @@ def option_words() -> frozenset[bytes]:
 
 
 __all__ = [
-    "BLOCKING_FEEDS", "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "SERVER_EVENTS", "TAKING",
-    "Command", "TtlChange", "block_timeout", "copy_replaces", "flush_all_dbs", "keys_of", "lookup", "move_target_db",
-    "option_words", "pop_count", "push_count", "removal_how", "scan_pattern", "set_condition", "ttl_change",
+    "BLOCKING_FEEDS", "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "POP_EVENTS", "SERVER_EVENTS",
+    "TAKING", "Command", "TtlChange", "block_timeout", "copy_replaces", "flush_all_dbs", "keys_of", "lookup",
+    "move_target_db", "option_words", "pop_count", "push_count", "removal_how", "scan_pattern", "set_condition",
+    "ttl_change",
 ]

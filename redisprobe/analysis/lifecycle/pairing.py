@@ -46,9 +46,21 @@ def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
         who = cause[1] if cause is not None else None
         args = cause[3] if cause is not None else [f"({name})".encode(), event.key]
         lives.create(st, slot, t, who, args, C.WRITE)
+    elif name in C.POP_EVENTS and slot is not None and slot.live is None and slot.pending:
+        popped(st, slot, t)
     # other type events (set, lpush, hset...) confirm what MONITOR already showed
     if st.confirm_q and st.confirm_q[0][0] < t:
         expiry.settle(st, t)
+
+
+def popped(st: FoldState, slot: Slot, t: float) -> None:
+    """A pop took an element from a key the fold did not know (made before the trace): it was there. A blocking
+    pop on it was served at once, and a pop's miss just before was no miss."""
+    lives.create(st, slot, t, None, None, 0, preexisting=True)
+    log = slot.miss_log
+    if log and t - log[-1][0] <= KS_MATCH_WINDOW and C.lookup(log[-1][2][0]).kind == C.POP:
+        log.pop()
+        slot.misses -= 1
 
 
 def find_cause(st: FoldState, slot: Slot, t: float, event: str) -> tuple[float, Who, int, list[bytes]] | None:
