@@ -56,11 +56,19 @@ def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
 def popped(st: FoldState, slot: Slot, t: float) -> None:
     """A pop took an element from a key the fold did not know (made before the trace): it was there. A blocking
     pop on it was served at once, and a pop's miss just before was no miss."""
+    last = slot.last_closed
+    if last is not None and last.removed_how == "pop" and last.removed_at is not None \
+            and t - last.removed_at <= KS_MATCH_WINDOW:
+        return  # the event of a pop the fold already saw empty the key
     lives.create(st, slot, t, None, None, 0, preexisting=True)
     log = slot.miss_log
     if log and t - log[-1][0] <= KS_MATCH_WINDOW and C.lookup(log[-1][2][0]).kind == C.POP:
-        log.pop()
+        withdrawn = log.pop()
         slot.misses -= 1
+        if slot.raced is not None and slot.raced[1] == withdrawn[1]:  # it did not come away empty either
+            slot.raced_count -= 1
+            if not slot.raced_count:
+                slot.raced = None
 
 
 def find_cause(st: FoldState, slot: Slot, t: float, event: str) -> tuple[float, Who, int, list[bytes]] | None:
