@@ -260,3 +260,18 @@ def test_a_pop_on_a_list_made_before_the_trace_is_no_miss():
     assert slot.misses == 0
     [life] = slot.all_lives()
     assert life.preexisting and life.removed_how is None
+
+
+def test_a_counter_made_before_the_trace_that_expires_right_after_an_incrby_ends_there():
+    """ratelimit: INCRBY on a counter whose window (TTL set before the capture) closes a moment later: the events
+    say incrby, then expired; that client sends nothing more during the capture."""
+    tb = TraceBuilder()
+    gateway = tb.client("gateway", pid=13584, client_id=4)
+    gateway("INCRBY", "ratelimit:client7", 5)
+    tb.ks("incrby", "ratelimit:client7").ks("expired", "ratelimit:client7")
+    tb.at(3.5)
+    gateway("INCRBY", "ratelimit:client8", 1)
+    lifecycle = fold(tb.events)
+    [life] = lifecycle.slots[("127.0.0.1:6379", 0, b"ratelimit:client7")].all_lives()
+    assert life.removed_how == "expired"
+    assert run(tb, {13584: "gateway"}) == []

@@ -49,6 +49,9 @@ def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
     elif name in C.POP_EVENTS and slot is not None and slot.live is None and slot.pending:
         popped(st, slot, t)
     # other type events (set, lpush, hset...) confirm what MONITOR already showed
+    seen = st.slots.get(key)
+    if seen is not None:
+        seen.ks_last = t
     if st.confirm_q and st.confirm_q[0][0] < t:
         expiry.settle(st, t)
 
@@ -94,7 +97,7 @@ def server_removal(st: FoldState, server: str, db: int, key: bytes, slot: Slot |
                                   and life.created_at >= last.removed_at)):
         last.removed_confirmed = True  # the fold already expired it on access
         return
-    if how == "expired" and life is not None and expired_before(life, t):
+    if how == "expired" and life is not None and expired_before(life, t) and slot.ks_last < (life.created_at or 0.0):
         expired_on_access(st, slot, life)
         return
     if life is None:
@@ -108,7 +111,9 @@ def server_removal(st: FoldState, server: str, db: int, key: bytes, slot: Slot |
 def expired_before(life: KeyLife, t: float) -> bool:
     """An `expired` event just after a command created this life, which cannot have expired yet (no TTL, or one
     clearly not run out): the command touched a key whose TTL (set before the trace) had run out, the server expired it
-    on access, then the command made the key anew (an INCR in a rate limiter's script, a SET after a GET)."""
+    on access, then the command made the key anew (an INCR in a rate limiter's script, a SET after a GET). The
+    caller also checks that no event of that command came first: `incrby` then `expired` is a key that existed
+    before the trace (the fold took the INCR for its creation) expiring after it."""
     created = life.created_at
     return created is not None and life.created_by is not None and 0.0 <= t - created <= KS_MATCH_WINDOW \
         and (life.expires_at is None or life.expires_at - t > ON_TIME_TOLERANCE)

@@ -297,6 +297,7 @@ class Slot:
     ttl_recent: list[TtlSet] | None = None  # the last LOG_CAP TTL commands, for pairing events and replies
     raced: tuple[float, Who, list[bytes], KeyLife] | None = None  # the first pop that came away empty just after
     raced_count = 0  # another connection's pop emptied the key (the emptied life), and how many did
+    ks_last = 0.0  # when the last keyspace event on this key arrived
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server
