@@ -275,3 +275,19 @@ def test_a_counter_made_before_the_trace_that_expires_right_after_an_incrby_ends
     [life] = lifecycle.slots[("127.0.0.1:6379", 0, b"ratelimit:client7")].all_lives()
     assert life.removed_how == "expired"
     assert run(tb, {13584: "gateway"}) == []
+
+
+def test_a_blocked_pop_that_timed_out_before_a_key_was_made_is_not_a_look_after_its_removal():
+    """The miss of a timed-out BLPOP is decided at the end of the fold; it is older than the key's later life."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=300, client_id=9)
+    api = tb.client("api", pid=100, client_id=7)
+    worker("BLPOP", "jobs:1", 1)  # times out at 1 s
+    tb.at(2.0)
+    api("RPUSH", "jobs:1", "job")
+    api("RENAME", "jobs:1", "jobs:archived")
+    tb.at(3.0)
+    api("PING")
+    findings = run(tb, {300: "worker", 100: "api"})
+    assert "renamed-away" not in rules(findings), [to_builtins(f) for f in findings]
+    assert fold(tb.events).slots[("127.0.0.1:6379", 0, b"jobs:1")].misses == 1
