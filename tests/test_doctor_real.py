@@ -335,6 +335,20 @@ def test_real_multi_never_executed(rec: Recorder) -> None:
     assert said(finding, "MULTI", "no EXEC") and said(finding, "flags=x")
 
 
+def test_real_stuck_multi_is_one_finding_however_many_later_multis(rec: Recorder) -> None:
+    """A connection left inside MULTI: every later MULTI is refused ("can not be nested") but shows in MONITOR."""
+    api = puppet(rec, "api")
+    api("MULTI")
+    api("SET", "k", "v")
+    for _ in range(5):
+        assert "nested" in api("MULTI")["error"]
+        api("SET", "k", "v")
+    rec.settle(0.7)
+    finding = the(diagnose_real(rec, {api.pid: "api"}), "transaction-not-executed")
+    assert finding.culprit is not None and finding.culprit.pid == api.pid
+    assert said(finding, "MULTI", "no EXEC", "5 later MULTI")
+
+
 def test_real_refresh_on_a_near_miss_name(rec: Recorder) -> None:
     api, keeper = puppet(rec, "api"), puppet(rec, "keeper")
     api("SET", "session:7", "x", "PX", 300)

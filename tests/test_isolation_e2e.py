@@ -38,6 +38,7 @@ def test_replica_topology_names_replica_read():
     assert result.code == 1, result.err
     doc = result.json()
     finding = next(f for f in doc["findings"] if f["rule"] == "replica-read")
+    assert [f["rule"] for f in doc["findings"]] == ["replica-read"]  # a replica and its primary: one dataset
     roles = {a["role"]: a for a in doc["actors"]}
     assert roles["processor"]["server"]["role"] == "slave"
     assert any("replication offset gap" in line for line in finding["evidence"])

@@ -70,9 +70,9 @@ class Command:
     never need the name.
     """
 
-    __slots__ = ("all_dbs", "blocking", "cond", "count_at", "first", "keys_fn", "kind", "last", "name", "options",
-                 "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step", "ttl_at", "ttl_form",
-                 "value_reply", "when_empty")
+    __slots__ = ("all_dbs", "block_option", "blocking", "cond", "count_at", "first", "keys_fn", "kind", "last", "name",
+                 "options", "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step", "ttl_at",
+                 "ttl_form", "value_reply", "when_empty")
 
     def __init__(self, name: str, kind: int, first: int = 1, last: int = 1, step: int = 1,
                  keys_fn: KeysFn | None = None, single: bool = False) -> None:
@@ -86,6 +86,7 @@ class Command:
         self.removes = ""  # how a removal it makes is named in a key's life (del, unlink, getdel, pop, rename...)
         self.when_empty = False  # it removes the key only when it takes the last element (pops, HDEL, SREM...)
         self.blocking = 0  # where its timeout is (-1: the last argument, 1: args[1]); 0: it does not block
+        self.block_option = b""  # the option whose value is its timeout in ms (XREAD ... BLOCK ms): it may block
         self.ttl_form = TTL_KEEP  # how it sets or drops the TTL (the TTL_* forms above)
         self.ttl_at = 2  # where an arg-* TTL is
         self.cond = ""  # "NX": it acts only when the key is absent (SETNX, MSETNX, RENAMENX)
@@ -192,7 +193,7 @@ _row(READ, "ZRANGE ZRANGEBYSCORE ZRANGEBYLEX ZREVRANGE ZREVRANGEBYSCORE ZREVRANG
 _row(READ, "MGET EXISTS TOUCH SINTER SUNION SDIFF PFCOUNT", ALL)
 _row(READ, "OBJECT", (2, 2, 1))
 _row(READ, "SINTERCARD ZINTERCARD ZDIFF ZINTER ZUNION", _numkeys_at(1))
-_row(READ, "XREAD XREADGROUP", _xread_keys)
+_row(READ, "XREAD XREADGROUP", _xread_keys, block_option=b"BLOCK")
 _row(READ, "SORT_RO")
 # writes in place (created when missing, the TTL kept)
 _row(WRITE, "APPEND SETRANGE INCR INCRBY INCRBYFLOAT DECR DECRBY HSET HSETNX HMSET HINCRBY HINCRBYFLOAT SADD "
@@ -487,6 +488,29 @@ EVENT_CAUSES: dict[str, frozenset[int]] = {
 GENERIC_EVENTS = frozenset({"del", "expire", "persist", "rename_from", "rename_to", "move_from", "move_to",
                             "copy_to", "restore"})
 SERVER_EVENTS = frozenset({"expired", "evicted"})
+POP_EVENTS = frozenset({"lpop", "rpop", "spop", "zpopmin", "zpopmax"})
+"""Keyspace events of a pop that took an element: the key was there (even if the trace never saw it made)."""
+
+_LIST_FEEDS = frozenset({b"LPUSH", b"RPUSH", b"LPUSHX", b"RPUSHX", b"LINSERT", b"LMOVE", b"RPOPLPUSH", b"BLMOVE",
+                         b"BRPOPLPUSH"})
+BLOCKING_FEEDS: dict[str, frozenset[bytes]] = {
+    **dict.fromkeys(("blpop", "brpop", "blmove", "brpoplpush", "blmpop"), _LIST_FEEDS),
+    **dict.fromkeys(("bzpopmin", "bzpopmax", "bzmpop"), frozenset({b"ZADD", b"ZINCRBY"})),
+    **dict.fromkeys(("xread", "xreadgroup"), frozenset({b"XADD"})),
+}
+"""A blocking command as CLIENT LIST names it (`cmd=blmove`) -> the commands that create what it waits for."""
+
+
+def block_timeout(args: list[bytes], option: bytes) -> float | None:
+    """Seconds an `option ms` command (XREAD BLOCK ms) may block: 0 is forever; None when it does not block."""
+    for index in range(1, len(args) - 1):
+        if args[index].upper() == option:
+            try:
+                return max(int(args[index + 1]), 0) / 1000
+            except ValueError:
+                return None
+    return None
+
 
 def removal_how(name: bytes) -> str:
     """`del` / `unlink` / `getdel` / `pop` / `rename` / `move` for a removing command (`del` for the others: an
@@ -503,7 +527,8 @@ def option_words() -> frozenset[bytes]:
 
 
 __all__ = [
-    "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "SERVER_EVENTS", "TAKING", "Command", "TtlChange",
-    "copy_replaces", "flush_all_dbs", "keys_of", "lookup", "move_target_db", "option_words", "pop_count",
-    "push_count", "removal_how", "scan_pattern", "set_condition", "ttl_change",
+    "BLOCKING_FEEDS", "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "POP_EVENTS", "SERVER_EVENTS",
+    "TAKING", "Command", "TtlChange", "block_timeout", "copy_replaces", "flush_all_dbs", "keys_of", "lookup",
+    "move_target_db", "option_words", "pop_count", "push_count", "removal_how", "scan_pattern", "set_condition",
+    "ttl_change",
 ]

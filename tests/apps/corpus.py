@@ -209,24 +209,13 @@ TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
     "bullmq-prefix": "silent: the worker's BZPOPMIN/EVALSHA on bull:emails:* never touch a name the producer wrote "
                      "(mail:emails:*); a replaced prefix is no near-miss to the name index",
-    "cluster-flush-every-instance": "silent: both LPOP-ing instances are listed (PM2 shows them under one name); "
-                                    "consumed-by-other only looks at unlisted consumers",
-    "cache-manager-ttl-seconds": "silent: SET keyv::keyv:product:<id> ... PX 30 is taken for a deliberate "
-                                 "sub-second TTL (ms is flagged only when the process also uses that number in "
-                                 "seconds)",
     "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "
                                 "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "
                                 "rq's bookkeeping false findings (see rq-batches) come with it",
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
-    "rq-worker-other-db": "silent: the worker's BLPOP rq:queue:batches in db 1 was sent before the capture and "
-                          "blocks for minutes, so MONITOR shows nothing of it; CLIENT LIST shows db=1 cmd=blpop "
-                          "while rq:queue:batches fills in db 0, but different-db only looks at reads MONITOR saw",
     # healthy twins the tool reports on
-    "wallet": "in some runs (the last CLIENT LIST sample must land in the 30 ms a transfer's MULTI is open), "
-              "transaction-not-executed: that sample caught the transfer connection with flags=x during a "
-              "transaction that EXECs 30 ms later ('was left inside MULTI (a pooled connection?)')",
     "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
                   "~50 ms, so no CLIENT LIST sample sees it and it has no pid or label): consumed-by-other on "
                   "rq:execution:* and deleted-by-client on rq:worker:<id>:executions, blamed on a 'short-lived "
@@ -237,7 +226,7 @@ TODAY: dict[str, str] = {
                              "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
                              "refresh",
 }
-SOMETIMES = {"wallet", "rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
+SOMETIMES = {"rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 for _app in APPS:

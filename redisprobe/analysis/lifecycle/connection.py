@@ -7,19 +7,31 @@ from redisprobe import trace
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import lives
 from redisprobe.analysis.lifecycle.limits import (
+    FIRST_SAMPLE_SPAN,
     KS_MATCH_WINDOW,
     MAX_PATTERNS,
     MAX_RECORDS,
 )
-from redisprobe.analysis.lifecycle.records import ServerState
+from redisprobe.analysis.lifecycle.records import BlockedClient, ServerState
 from redisprobe.analysis.lifecycle.state import FoldState
 
 
 def on_client(st: FoldState, event: trace.ClientSeen) -> None:
     server = st.server_of(event.target)
+    first = (server, event.client_id) not in st.attributor.clients
     st.attributor.client_seen(event, server)
     if "t" in event.flags:
         st.tracking.add((server, event.client_id))
+    st.clients_first_t.setdefault(server, event.t)
+    blocked = st.blocked.get((server, event.client_id))
+    if blocked is not None:
+        blocked.still = "b" in event.flags and event.cmd == blocked.cmd
+        blocked.last_t = event.t
+    elif first and "b" in event.flags and event.cmd and len(st.blocked) < MAX_RECORDS \
+            and event.t - st.clients_first_t[server] <= FIRST_SAMPLE_SPAN:
+        # blocked in its first sample: the command was sent before the capture, MONITOR will never show it
+        st.blocked[(server, event.client_id)] = BlockedClient(event.t, event.client_id, event.addr, event.db,
+                                                              event.cmd)
 
 
 def on_actor(st: FoldState, event: trace.ActorStarted) -> None:
@@ -110,13 +122,16 @@ def cmd_script(st: FoldState, server: str, db: int, peer: str, hint: int, t: flo
 
 def cmd_multi(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
            spec: C.Command) -> None:
-    previous = st.open_multi.get((server, peer))
-    if previous is not None and len(st.abandoned_multi) < MAX_RECORDS:
-        st.abandoned_multi.append((previous[0], previous[1], "a new MULTI came on the same connection "
-                                     "without EXEC or DISCARD (the connection was closed or reused)"))
+    """A MULTI inside an open MULTI is refused by the server ("MULTI calls can not be nested") yet shows in
+    MONITOR: the first transaction stays open, so a stuck connection is one record, however many follow."""
+    if (server, peer) in st.open_multi:
+        st.nested_multi[(server, peer)] = st.nested_multi.get((server, peer), 0) + 1
+        return
     st.open_multi[(server, peer)] = (t, (server, peer, t, hint), args)
 
 
 def cmd_exec(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
           spec: C.Command) -> None:
     st.open_multi.pop((server, peer), None)
+    st.nested_multi.pop((server, peer), None)
+    st.last_exec[(server, peer)] = t

@@ -126,6 +126,7 @@ class Lifecycle(FoldState):
             return
         self.finished = True
         self._release(INF)
+        keys.settle_waits(self, self.last_t if self.last_t is not None else 0.0)
         replies.settle_stale(self, INF)
         expiry.settle(self, INF)
         for record in self.undecided:
@@ -137,9 +138,16 @@ class Lifecycle(FoldState):
             life = slot.live
             if life is not None and life.expires_at is not None and life.expires_at <= end:
                 lives.close(self, slot, life, life.expires_at, "expired", None, None)
-        for t, who, _args in list(self.open_multi.values()):
-            if end - t >= TX_GRACE and len(self.abandoned_multi) < MAX_RECORDS:
-                self.abandoned_multi.append((t, who, "no EXEC or DISCARD by the end of the trace"))
+        for place, (t, who, _args) in list(self.open_multi.items()):
+            if end - t < TX_GRACE:
+                self.last_exec[place] = INF  # opened just before the end: its EXEC may simply come after
+                continue
+            if len(self.abandoned_multi) < MAX_RECORDS:
+                why = "no EXEC or DISCARD by the end of the trace"
+                nested = self.nested_multi.get(place, 0)
+                if nested:
+                    why += f"; {nested} later MULTI on this connection refused (already inside MULTI)"
+                self.abandoned_multi.append((t, who, why))
         self.open_multi.clear()
 
     def _on_monitor(self, event: trace.Monitor) -> None:

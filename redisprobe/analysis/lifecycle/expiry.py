@@ -16,6 +16,8 @@ from redisprobe.analysis.lifecycle.limits import (
     MAX_SECOND_VALUES,
     PX_SECONDS_SUSPECT,
     SHORTER_FRACTION,
+    TTL_PAIRING_CAP,
+    TTL_PAIRING_MAX,
 )
 from redisprobe.analysis.lifecycle.records import KeyLife, ServerState, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
@@ -204,9 +206,14 @@ def recent_ttl(st: FoldState, slot: Slot, record: TtlSet) -> None:
     if slot.ttl_recent is None:
         slot.ttl_recent = [record]
     else:
-        slot.ttl_recent.append(record)
-        if len(slot.ttl_recent) > LOG_CAP:
-            del slot.ttl_recent[0]
+        recent = slot.ttl_recent
+        recent.append(record)
+        if len(recent) > LOG_CAP and len(recent) % TTL_PAIRING_CAP == LOG_CAP + 1:
+            # a burst on one key: keep every command still awaiting its event (keyspace events can lag far behind
+            # MONITOR under load) and the last few for replies; forget the confirmed and the too old
+            cutoff = record.t - KS_MATCH_WINDOW
+            waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed and old.t >= cutoff]
+            slot.ttl_recent = waiting[-TTL_PAIRING_MAX:] + recent[-LOG_CAP:]
 
 
 def ttl_verdict(st: FoldState, slot: Slot, record: TtlSet, effective: bool, reason: str) -> None:

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import expiry, lives
 from redisprobe.analysis.lifecycle.limits import (
+    BLOCKED_MISS_AFTER,
     INF,
     KS_MATCH_WINDOW,
+    MAX_PENDING_CONFIRMS,
     MAX_RECORDS,
+    RACE_WINDOW,
 )
 from redisprobe.analysis.lifecycle.records import FlushRecord, KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
@@ -29,6 +32,12 @@ def cmd_read(st: FoldState, server: str, db: int, peer: str, hint: int, t: float
         if life is not None and life.expires_at is not None and t >= life.expires_at:
             life = lives.alive(st, slot, t)
         if life is None:
+            if spec.block_option:  # XREAD BLOCK: served if the stream comes before its timeout
+                timeout = C.block_timeout(args, spec.block_option)
+                if timeout is not None:
+                    wait(st, (server, peer, t, hint), db, args, key,
+                         INF if timeout == 0 else t + timeout + KS_MATCH_WINDOW)
+                    continue
             lives.miss(st, server, db, peer, hint, t, args, key, slot)
             continue
         life.reads += 1
@@ -234,9 +243,14 @@ def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
             timeout = 0.0
         deadline = INF if timeout <= 0 else t + timeout + KS_MATCH_WINDOW
     if len(keys) == 1:
-        if not take(st, server, db, peer, hint, t, args, keys[0], C.pop_count(args), deadline) \
-                and not blocking:
-            lives.miss(st, server, db, peer, hint, t, args, keys[0], st.slots.get((server, db, keys[0])))
+        if not take(st, server, db, peer, hint, t, args, keys[0], C.pop_count(args), deadline):
+            if blocking:
+                wait(st, (server, peer, t, hint), db, args, keys[0], deadline)
+                return
+            slot = st.slots.get((server, db, keys[0]))
+            lives.miss(st, server, db, peer, hint, t, args, keys[0], slot)
+            if slot is not None:
+                raced(slot, (server, peer, t, hint), args)
         return
     for key in keys:  # the first non-empty key is served
         if lives.alive(st, st.slots.get((server, db, key)), t) is not None:
@@ -244,6 +258,48 @@ def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
             return
     for key in keys:
         lives.pend(st, st.slot(server, db, key), (server, peer, t, hint), C.POP, args, deadline)
+        if blocking:
+            wait(st, (server, peer, t, hint), db, args, key, deadline)
+
+
+def wait(st: FoldState, who: Who, db: int, args: list[bytes], key: bytes, deadline: float) -> None:
+    """A blocking pop on an absent key: served if the key appears before its timeout, else a miss (decided at the
+    end of the fold, `settle_waits`)."""
+    if len(st.waits) < MAX_PENDING_CONFIRMS:
+        st.waits.append((who, db, args, key, deadline))
+
+
+def settle_waits(st: FoldState, end: float) -> None:
+    """Each blocking pop that waited on an absent key: a miss when its timeout ran out (or it was still blocked
+    BLOCKED_MISS_AFTER seconds before the end) with no life of the key between its call and its timeout."""
+    for who, db, args, key, deadline in st.waits:
+        server, peer, t, hint = who
+        until = min(deadline - KS_MATCH_WINDOW, end)
+        if until - t < BLOCKED_MISS_AFTER and deadline - KS_MATCH_WINDOW > end:
+            continue  # still blocked, not for long: it may yet be served
+        slot = st.slots.get((server, db, key))
+        if slot is not None and any(_there_between(life, t, until) for life in slot.all_lives()):
+            continue
+        lives.miss(st, server, db, peer, hint, t, args, key, slot)
+    st.waits = []
+
+
+def _there_between(life: KeyLife, start: float, end: float) -> bool:
+    created = life.created_at
+    if created is not None:
+        return start <= created <= end + KS_MATCH_WINDOW
+    return life.removed_at is None or start <= life.removed_at
+
+
+def raced(slot: Slot, who: Who, args: list[bytes]) -> None:
+    """A pop that came away empty just after another connection's pop emptied the key: two consumers raced."""
+    last = slot.last_closed
+    if last is None or last.removed_how != "pop" or last.removed_by is None or last.removed_at is None \
+            or last.removed_by[1] == who[1] or who[2] - last.removed_at > RACE_WINDOW:
+        return
+    slot.raced_count += 1
+    if slot.raced is None:
+        slot.raced = (who[2], who, args, last)
 
 
 def cmd_trim(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
@@ -263,7 +319,16 @@ def cmd_move_element(st: FoldState, server: str, db: int, peer: str, hint: int, 
     if len(args) < 3:
         return
     deadline = INF if spec.blocking else t + KS_MATCH_WINDOW
-    if take(st, server, db, peer, hint, t, args, args[1], 1, deadline):
+    if spec.blocking:
+        try:
+            timeout = float(args[spec.blocking])
+        except (IndexError, ValueError):
+            timeout = 0.0
+        deadline = INF if timeout <= 0 else t + timeout + KS_MATCH_WINDOW
+    if not take(st, server, db, peer, hint, t, args, args[1], 1, deadline):
+        if spec.blocking:
+            wait(st, (server, peer, t, hint), db, args, args[1], deadline)
+    else:
         cmd_write(st, server, db, peer, hint, t, [b"RPUSH", args[2], b""], C.COMMANDS[b"RPUSH"])
         dest = st.slots[(server, db, args[2])].live
         if dest is not None and dest.created_args is not None and dest.created_at == t:

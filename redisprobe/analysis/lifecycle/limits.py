@@ -7,6 +7,16 @@ from typing import Final
 KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
 
+FIRST_SAMPLE_SPAN: Final = 1.0
+"""Seconds after a server's first CLIENT LIST sample that still count as the capture's start (a connection
+blocked then was blocked before the capture: MONITOR never shows its command)."""
+
+BLOCKED_MISS_AFTER: Final = 1.0
+"""A blocking pop on an absent key still waiting at the end of the trace is a miss once it has waited this long."""
+
+RACE_WINDOW: Final = 1.0
+"""Seconds after another connection's pop emptied a key within which a pop that comes away empty lost a race."""
+
 POST_TOUCH_WINDOW: Final = 5.0
 """Seconds after a removal during which touches of the same key are remembered on the removed life."""
 
@@ -35,6 +45,12 @@ HISTORY_TAIL: Final = 4
 
 LOG_CAP: Final = 4
 """Entries kept per key for misses, missed EXPIREs and touches after removal."""
+
+TTL_PAIRING_CAP: Final = 64
+TTL_PAIRING_MAX: Final = 8192
+"""TTL commands per key kept to pair with their keyspace `expire` events and replies: pruned every CAP commands
+to those still awaiting their event within the matching window (at most MAX), so a burst on one key never pushes
+out a command whose event has not arrived yet."""
 
 MAX_MISS_ONLY_KEYS: Final = 200_000
 """Keys that were only ever read while missing are tracked up to this many (cache misses can be endless)."""

@@ -143,8 +143,9 @@ def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, ar
     if len(slot.miss_log) < LOG_CAP:
         slot.miss_log.append((t, who, args, certain))
         st.row(t, who, db, args, key, "missed: no such key", "missed")
-    if slot.last_closed is not None:
-        touch_after(st, slot.last_closed, t, who, args, "missed", C.READ)
+    last = slot.last_closed
+    if last is not None and last.removed_at is not None and t >= last.removed_at:  # (a blocking pop's miss is
+        touch_after(st, last, t, who, args, "missed", C.READ)                        # decided late: it may be older)
 
 
 def pend(st: FoldState, slot: Slot, who: Who, kind: int, args: list[bytes], deadline: float) -> None:

@@ -295,6 +295,9 @@ class Slot:
     pending: list[tuple[float, Who, int, list[bytes]]] | None = None  # (deadline, who, kind, args)
     takers: dict[str, list[Any]] | None = None  # peer -> [count, first_t, hint, args]
     ttl_recent: list[TtlSet] | None = None  # the last LOG_CAP TTL commands, for pairing events and replies
+    raced: tuple[float, Who, list[bytes], KeyLife] | None = None  # the first pop that came away empty just after
+    raced_count = 0  # another connection's pop emptied the key (the emptied life), and how many did
+    ks_last = 0.0  # when the last keyspace event on this key arrived
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server
@@ -356,6 +359,23 @@ class TimelineRow:
 class Timeline:
     rows: list[TimelineRow]
     truncated: int = 0  # rows past the limit, counted not kept
+
+
+class BlockedClient:
+    """A connection CLIENT LIST showed blocked (flags=b) from its first sample: its BLPOP/BLMOVE/XREAD... was sent
+    before the capture, so CLIENT LIST (`cmd=`, `db=`) is the only evidence of what it waits for and where."""
+
+    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "served", "still")
+
+    def __init__(self, t: float, client_id: int, addr: str, db: int, cmd: str) -> None:
+        self.first_t = t
+        self.last_t = t
+        self.client_id = client_id
+        self.addr = addr
+        self.db = db
+        self.cmd = cmd
+        self.still = True  # still blocked in the same command at the last sample
+        self.served = False  # a keyspace event with no command seen was put down to it
 
 
 @dataclass

@@ -12,6 +12,7 @@ from redisprobe.analysis.lifecycle.limits import (
     TIMELINE_LIMIT,
 )
 from redisprobe.analysis.lifecycle.records import (
+    BlockedClient,
     FlushRecord,
     KeyLife,
     ServerState,
@@ -35,6 +36,9 @@ class FoldState:
         self.flushes: list[FlushRecord] = []
         self.open_multi: dict[tuple[str, str], tuple[float, Who, list[bytes]]] = {}
         self.abandoned_multi: list[tuple[float, Who, str]] = []  # (t, who, why)
+        self.nested_multi: dict[tuple[str, str], int] = {}  # MULTIs refused inside an open one, per connection
+        self.last_exec: dict[tuple[str, str], float] = {}  # (server, peer) -> its last EXEC or DISCARD (INF: a
+        # MULTI opened just before the end of the trace, whose EXEC may come after it)
         self.selects: dict[tuple[str, str], list[Any]] = {}  # (server, peer) -> [count, t, hint, db]
         self.patterns: dict[tuple[str, int, bytes], list[Any]] = {}  # -> [count, t, who]
         self.units: dict[tuple[str, str], set[str | int]] = {}  # (server, peer) -> "ms" and the seconds it wrote
@@ -62,6 +66,9 @@ class FoldState:
         self.keyspace_seen = False
         self.op_replies: dict[tuple[str, int, bytes], list[tuple[float, int, list[bytes], int]]] = {}
         self.tracking: set[tuple[str, int]] = set()  # connections with CLIENT TRACKING on
+        self.blocked: dict[tuple[str, int], BlockedClient] = {}  # blocked since before the capture
+        self.clients_first_t: dict[str, float] = {}  # server -> its first CLIENT LIST sample
+        self.waits: list[tuple[Who, int, list[bytes], bytes, float]] = []  # blocking pops on absent keys
         self.stale_reads: list[tuple[str, str, bytes, int, trace.Op, float, Who, list[bytes] | None]] = []
         self.queued_by_client: dict[tuple[str, int], list[trace.Op]] = {}
         self.op_multi: set[tuple[str, int]] = set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import Who
 from redisprobe.analysis.lifecycle import KeyLife, Slot
@@ -183,7 +185,80 @@ def consumed_by_other(inp: RuleInput) -> list[Finding]:
                 t, who, args, slot = other.examples[0]
                 group.add_evidence(inp.line(t, who, args, f"expected consumer ({other.count} takes of {fam})",
                                             slot.db))
+    _instances_raced(inp, groups)
     return groups.findings()
+
+
+def _instances_raced(inp: RuleInput, groups: Groups) -> None:
+    """Two listed instances of one program (PM2 cluster mode: one name, several pids) pop the same key and one
+    comes away empty right after the other emptied it: each instance gets only part of what it expects."""
+    for slot in inp.lifecycle.slot_items():
+        if slot.raced is None:
+            _batch_takers(inp, groups, slot)
+            continue
+        t, who, args, emptied = slot.raced
+        loser, taker = inp.actor(who), inp.actor(emptied.removed_by)
+        if not _instances_of_one_program(inp, taker, loser):
+            continue
+        fam = family(slot.key)
+        group = groups.get((taker.label, fam, "instances"), "error", taker, _raced_summary)  # type: ignore[union-attr]
+        group.extra.setdefault("pids", set()).update({taker.pid, loser.pid})  # type: ignore[union-attr]
+        group.extra.update(family=fam, actor=taker, loser=loser)
+        group.extra["races"] = group.extra.get("races", 0) + slot.raced_count  # type: ignore[operator]
+        if group.add_key(slot.key):
+            group.add_evidence(
+                inp.line(emptied.removed_at, emptied.removed_by, emptied.removed_args, "took it: the key is empty",
+                         slot.db),
+                inp.line(t, who, args, f"came away empty {t - (emptied.removed_at or t):.3f}s later "
+                                       f"({slot.raced_count} such race(s))", slot.db))
+
+
+def _batch_takers(inp: RuleInput, groups: Groups, slot: Slot) -> None:
+    """Two listed instances of one program both take batches (LPOP key 50) from one key: each drains what the
+    other expected, whether or not one came away empty in this capture."""
+    takers = slot.takers
+    if not takers or len(takers) < 2:
+        return
+    batches = [(inp.actor((slot.server, peer, first_t, hint)), count, first_t, hint, args, peer)
+               for peer, (count, first_t, hint, args) in takers.items() if C.pop_count(args) > 1]
+    for (first, *_), (second, *_) in itertools.pairwise(batches):
+        if not _instances_of_one_program(inp, first, second):
+            continue
+        fam = family(slot.key)
+        group = groups.get((first.label, fam, "instances"), "error", first, _batches_summary)  # type: ignore[union-attr]
+        group.extra.setdefault("pids", set()).update({first.pid, second.pid})  # type: ignore[union-attr]
+        group.extra.update(family=fam, actor=first)
+        if group.add_key(slot.key):
+            for actor, n, at, at_hint, at_args, at_peer in batches:
+                if actor is not None and actor.label == first.label:  # type: ignore[union-attr]
+                    group.add_evidence(inp.line(at, (slot.server, at_peer, at, at_hint), at_args,
+                                                f"took a batch ({n} pops of this key)", slot.db))
+        return
+
+
+def _batches_summary(group: Group) -> str:
+    actor: Actor = group.extra["actor"]  # type: ignore[assignment]
+    pids = ", ".join(f"pid {pid}" for pid in sorted(group.extra["pids"]))  # type: ignore[call-overload]
+    return (f"{len(group.extra['pids'])} instances of {actor.label} ({pids}) each take batches from "  # type: ignore[arg-type]
+            f"{keys_phrase(group)}: each gets only part of what it is meant to process")
+
+
+def _instances_of_one_program(inp: RuleInput, a: Actor | None, b: Actor | None) -> bool:
+    """Two listed pids under one name (the same --pids label): instances of one app, not a forked child."""
+    watched = inp.attributor.watched
+    if a is None or b is None or a.pid is None or b.pid is None or a.pid == b.pid:
+        return False
+    return a.pid in watched and b.pid in watched and bool(a.label) and a.label == b.label
+
+
+def _raced_summary(group: Group) -> str:
+    taker: Actor = group.extra["actor"]  # type: ignore[assignment]
+    loser: Actor = group.extra["loser"]  # type: ignore[assignment]
+    pids = ", ".join(f"pid {pid}" for pid in sorted(group.extra["pids"]))  # type: ignore[call-overload]
+    count = len(group.extra["pids"])  # type: ignore[arg-type]
+    return (f"{count} instances of {taker.label} ({pids}) {'both' if count == 2 else 'all'} take {keys_phrase(group)}: "  # type: ignore[arg-type]
+            f"pid {loser.pid} came away empty right after pid {taker.pid} took it ({group.extra['races']} time(s)); "
+            "each instance gets only part of it")
 
 
 def _family_written_by_listed(inp: RuleInput, fam: str) -> bool:

@@ -197,14 +197,21 @@ def _shortened_summary(group: Group) -> str:
             f"whose owner {who_text(group.extra['owner'])} set {secs(group.extra['long'])}")  # type: ignore[arg-type]
 
 
+MISS_WAVE = 3
+"""ttl-unit-mismatch: read misses on keys just expired on a sub-second PX/PEXPIRE that make it a unit slip on
+their own (a sub-second lock or lease nobody reads after it lapses stays silent)."""
+
+
 def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
-    """Seconds written as milliseconds (PEXPIRE 30 from code that says EX 30 elsewhere) or the reverse."""
+    """Seconds written as milliseconds (PEXPIRE 30 from code that says EX 30 elsewhere, or whose keys are then
+    looked for again and missed, wave after wave) or the reverse."""
     lifecycle = inp.lifecycle
     seconds_used: dict[tuple[object, ...], set[object]] = {}
     for place, used in lifecycle.units.items():
         actor = inp.actor(lifecycle.unit_users[place])
         seconds_used.setdefault(identity(actor), set()).update(used)
     groups = Groups("ttl-unit-mismatch")
+    waves: dict[tuple[object, ...], list[tuple[KeyLife, TtlSet, list[tuple[float, object, object]]]]] = {}
     for life in inp.lives:
         for record, issue in life.unit_suspects or ():
             actor = inp.actor(record.who)
@@ -213,6 +220,9 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
                 same_key_in_seconds = first is not None and first is not record and first.unit == "s"
                 same_number_in_seconds = record.raw in seconds_used.get(identity(actor), set())
                 if not same_key_in_seconds and not same_number_in_seconds:
+                    missed = _missed_after_expiry(life, record)
+                    if missed:
+                        waves.setdefault((identity(actor), family(life.key)), []).append((life, record, missed))
                     continue  # sub-second TTLs on purpose (locks, short leases) look just like this
                 severity = "error"
                 why = (f"this key had a TTL in seconds ({secs(first.seconds)})" if same_key_in_seconds  # type: ignore[union-attr]
@@ -221,15 +231,45 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
             else:
                 severity = "warning"
                 hint = f"did you mean {record.raw} milliseconds ({(record.raw or 0) / 1000:g}s)?"
-            group = groups.get((identity(actor), family(life.key), record.unit), severity, actor, _unit_summary)
-            group.extra.update(family=family(life.key), actor=actor, issue=issue, hint=hint)
-            if not group.add_key(life.key):
-                continue
-            group.add_evidence(inp.line(record.t, record.who, record.args, f"{issue}: {hint}", life.db))
-            if life.removed_how == "expired" and life.lifetime is not None:
-                group.add_evidence(f"{clock(life.removed_at)} the server: {life.key_text} expired after "
-                                   f"{life.lifetime:.3f}s")
+            _unit_evidence(inp, groups, life, record, issue, severity, hint)
+    for wave in waves.values():
+        total = sum(len(missed) for _life, _record, missed in wave)
+        if total < MISS_WAVE:
+            continue
+        for life, record, missed in wave:
+            hint = (f"did you mean {record.raw} seconds? {total} reads missed these keys after they expired")
+            group = _unit_evidence(inp, groups, life, record, _issue_of(life, record), "error", hint)
+            if group is not None:
+                t, who, args = missed[0]
+                group.add_evidence(inp.line(t, who, args, "missed: it had expired", life.db))  # type: ignore[arg-type]
     return groups.findings()
+
+
+def _issue_of(life: KeyLife, record: TtlSet) -> str:
+    return next(issue for suspect, issue in life.unit_suspects or () if suspect is record)
+
+
+def _missed_after_expiry(life: KeyLife, record: TtlSet) -> list[tuple[float, object, object]]:
+    """Reads that missed this key after it expired on `record` (the key was looked for again: the TTL was short
+    for its readers)."""
+    if life.removed_how != "expired" or life.ttl_last is not record:
+        return []
+    return [(t, who, args) for t, who, args, what, _kind in life.after or () if what == "missed"]
+
+
+def _unit_evidence(inp: RuleInput, groups: Groups, life: KeyLife, record: TtlSet, issue: str, severity: str,
+                   hint: str) -> Group | None:
+    """The TTL command (and the key's expiry) as evidence of a unit slip; None when the group is full."""
+    actor = inp.actor(record.who)
+    group = groups.get((identity(actor), family(life.key), record.unit), severity, actor, _unit_summary)
+    group.extra.update(family=family(life.key), actor=actor, issue=issue, hint=hint)
+    if not group.add_key(life.key):
+        return None
+    group.add_evidence(inp.line(record.t, record.who, record.args, f"{issue}: {hint}", life.db))
+    if life.removed_how == "expired" and life.lifetime is not None:
+        group.add_evidence(f"{clock(life.removed_at)} the server: {life.key_text} expired after "
+                           f"{life.lifetime:.3f}s")
+    return group
 
 
 def _unit_summary(group: Group) -> str:

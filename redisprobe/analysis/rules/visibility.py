@@ -7,12 +7,23 @@ import itertools
 import re
 
 from redisprobe import trace
+from redisprobe.analysis import commands as C
 from redisprobe.analysis.attribution import ClientInfo
 from redisprobe.analysis.lifecycle import KeyLife, Slot
-from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, keys_phrase, who_text
+from redisprobe.analysis.rules.base import (
+    Group,
+    Groups,
+    RuleInput,
+    family,
+    identity,
+    keys_phrase,
+    same_process,
+    who_text,
+)
 from redisprobe.analysis.rules.cluster import cluster_nodes
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
+from redisprobe.visibility import same_replication_group
 
 
 def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
@@ -44,7 +55,54 @@ def _writer_life(slot: Slot, t: float) -> KeyLife | None:
 
 def different_db(inp: RuleInput) -> list[Finding]:
     """The key exists in db X; another client looked for it (GET, SCAN MATCH...) in db Y on the same server."""
-    return _elsewhere(inp, same_server=True) + _patterns_elsewhere(inp, same_server=True)
+    return _elsewhere(inp, same_server=True) + _patterns_elsewhere(inp, same_server=True) + _blocked_elsewhere(inp)
+
+
+def _blocked_elsewhere(inp: RuleInput) -> list[Finding]:
+    """A client blocked since before the capture (CLIENT LIST: flags=b, cmd=blmove, db=1) waits in one db while
+    keys of the kind its command waits for are pushed in another db and nobody there takes them. CLIENT LIST does
+    not name the key: a queue (no TTL) is preferred over other pushed keys, and one family is named."""
+    findings = []
+    lifecycle = inp.lifecycle
+    for (server, client_id), blocked in lifecycle.blocked.items():
+        feeds = C.BLOCKING_FEEDS.get(blocked.cmd)
+        if not blocked.still or feeds is None:
+            continue
+        reader = inp.attributor.actor_for_client(server, client_id, blocked.addr)
+        candidates: list[tuple[Slot, KeyLife]] = []
+        for slot in lifecycle.slot_items():
+            if slot.server != server or slot.db == blocked.db or slot.takers or not slot.count \
+                    or (server, blocked.db, slot.key) in lifecycle.slots:
+                continue
+            life = next((life for life in slot.all_lives() if life.created_args is not None
+                         and life.created_by is not None and life.created_args[0].upper() in feeds), None)
+            if life is not None and not same_process(inp.actor(life.created_by), reader):
+                candidates.append((slot, life))
+        queues = [(slot, life) for slot, life in candidates if life.ttl_last is None and life.expires_at is None]
+        candidates = queues or candidates
+        if not candidates:
+            continue
+        fam = family(candidates[0][0].key)
+        group = Groups("different-db").get((), "error", reader, _blocked_summary)
+        writer = inp.actor(candidates[0][1].created_by)
+        group.extra.update(family=fam, reader=reader, writer=writer, mine=blocked.db,
+                           theirs=candidates[0][0].db, cmd=blocked.cmd.upper())
+        still = f", still at {clock(blocked.last_t)}" if blocked.last_t > blocked.first_t else ""
+        group.add_evidence(f"{clock(blocked.first_t)} CLIENT LIST: client id {client_id} ({blocked.addr}) blocked "
+                           f"in {blocked.cmd.upper()} on db {blocked.db} since before the capture (flags=b){still}")
+        for slot, life in candidates:
+            if family(slot.key) == fam and group.add_key(slot.key):
+                group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args,
+                                            f"pushed in db {slot.db}; nobody there takes it", slot.db))
+        findings.append(group.finding())
+    return findings
+
+
+def _blocked_summary(group: Group) -> str:
+    return (f"{who_text(group.extra['reader'])} has been blocked in {group.extra['cmd']} on db "  # type: ignore[arg-type]
+            f"{group.extra['mine']} since before the capture, but {who_text(group.extra['writer'])} pushes "  # type: ignore[arg-type]
+            f"{keys_phrase(group)} in db {group.extra['theirs']}, where nobody takes "
+            + ("it" if group.key_count == 1 else "them"))
 
 
 def different_server(inp: RuleInput) -> list[Finding]:
@@ -85,8 +143,9 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for (other_server, other_db), slots in places.items():
             if (other_server == server) != same_server or (other_server, other_db) == (server, db):
                 continue
-            if not same_server and {other_server, server} <= cluster_nodes(inp):
-                continue  # a scan that missed the keys of another node of its cluster: scan-one-node
+            if not same_server and (_one_dataset(inp, server, other_server)
+                                    or {other_server, server} <= cluster_nodes(inp)):
+                continue  # a replica of it, or another node of its cluster (scan-one-node's business)
             hits = [slot for slot in slots if regex.match(slot.key.decode("utf-8", "backslashreplace"))]
             if not hits:
                 continue
@@ -122,8 +181,9 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
         for other in places.get(slot.key, ()):
             if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
                 continue
-            if not same_server and {other.server, slot.server} <= cluster_nodes(inp):
-                continue  # nodes of one cluster: one dataset, each key on the node of its slot
+            if not same_server and (_one_dataset(inp, slot.server, other.server)
+                                    or {other.server, slot.server} <= cluster_nodes(inp)):
+                continue  # a primary and its replica, or nodes of one cluster: one dataset
             t, who, args, _certain = slot.miss_log[0]
             life = _writer_life(other, t)
             if life is None:
@@ -147,6 +207,22 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
                 group.add_evidence(*_run_ids(inp, (other.server, slot.server)))
             break
     return groups.findings()
+
+
+def _fingerprints(inp: RuleInput, server: str) -> list[trace.ServerFingerprint]:
+    """What the trace knows of a server's identity: its samples and the actors connected to it."""
+    found = []
+    state = inp.lifecycle.servers.get(server)
+    if state is not None and state.last_sample is not None:
+        found.append(state.last_sample.server)
+    actor_server = inp.lifecycle.attributor.actor_server
+    found += [actor.server for actor in inp.lifecycle.actors if actor_server.get(actor.pid) == server]
+    return found
+
+
+def _one_dataset(inp: RuleInput, a: str, b: str) -> bool:
+    """A primary and its replica (one `master_replid`) hold one dataset: not two different servers."""
+    return any(same_replication_group(x, y) for x in _fingerprints(inp, a) for y in _fingerprints(inp, b))
 
 
 def _db_reasons(inp: RuleInput, server: str, who: object, db: int) -> list[str]:
@@ -226,7 +302,8 @@ def _actor_servers(inp: RuleInput) -> list[Finding]:
 
 
 def transaction_not_executed(inp: RuleInput) -> list[Finding]:
-    """A MULTI never followed by EXEC or DISCARD: everything queued after it was silently dropped."""
+    """A MULTI never followed by EXEC or DISCARD: everything queued after it was silently dropped. A CLIENT LIST
+    sample that caught a connection inside MULTI (flags=x) counts only if no EXEC or DISCARD came from it after."""
     lifecycle = inp.lifecycle
     findings = []
     seen: set[tuple[object, ...]] = set()
@@ -247,7 +324,8 @@ def transaction_not_executed(inp: RuleInput) -> list[Finding]:
             summary=f"{who_text(actor)} opened a MULTI that was never executed: its queued commands were dropped",
             evidence=evidence, culprit=actor))
     for (server, client_id), info in inp.attributor.clients.items():
-        if info.multi and (server, client_id) not in seen:
+        if info.multi and (server, client_id) not in seen \
+                and lifecycle.last_exec.get((server, info.addr), -1.0) < info.last_seen:
             actor = inp.attributor.actor_for_client(server, client_id, info.addr)
             findings.append(Finding(
                 rule="transaction-not-executed", severity="error",
