@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from redisprobe import trace
 from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
@@ -165,9 +167,9 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
     patterns = list(key_patterns)
     chosen = [life for life in lives.lives()
               if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
-    if patterns:
-        findings = [f for f in findings if not f.keys
-                    or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
+    if patterns:  # the doctor saw everything: a cause outside the patterns is the one the user could not guess
+        findings = [f if not f.keys or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)
+                    else msgspec.structs.replace(f, summary=f"{f.summary} (outside --keys)") for f in findings]
     if len(chosen) <= KEY_EVENTS_ALL:
         keys = [exact_key(life.to_json(), life.key) for life in chosen]
     else:

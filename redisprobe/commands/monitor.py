@@ -14,7 +14,7 @@ from redisprobe import trace
 from redisprobe.capture import CaptureSession, stop_sessions
 from redisprobe.leftovers import temp_file
 from redisprobe.pidmap import PidSpec
-from redisprobe.session import make_header
+from redisprobe.session import fingerprints, make_header
 from redisprobe.summary import Summary
 from redisprobe.target import Target, connect_timeout
 
@@ -57,10 +57,16 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
 def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path: Path, temporary: bool,
              live: object | None, on_ready: Callable[[], None] | None) -> CaptureOutcome:
     labels = {f"server{index}" if index else "server": t for index, t in enumerate(targets)}
+    servers = fingerprints(labels)
+    labels, same = _one_per_server(labels, servers)
+    targets = list(labels.values())
     header = make_header("monitor", labels, {
         "pids": {str(pid): label for pid, label in spec.labels.items()},
-        "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values})
+        "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values},
+        servers={label: found for label, found in servers.items() if label in labels})
     writer = trace.TraceWriter(path, header, keep=False)
+    for line in same:
+        writer.note(line)
     pending: deque[trace.Recorded] = deque()
     if live is not None:
         writer.subscribe(pending.append, raw=True)  # the timeline parses only the lines it shows
@@ -103,6 +109,25 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     writer.check()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
                           gave_up=[f"gave up {line}" for line in gave_up])
+
+
+def _one_per_server(labels: dict[str, Target], servers: dict[str, trace.ServerFingerprint]
+                    ) -> tuple[dict[str, Target], list[str]]:
+    """The targets with each server once (the same run_id under two spellings, e.g. 127.0.0.1 and localhost,
+    is one server: a second MONITOR would count every command twice), and one line per target dropped."""
+    kept: dict[str, Target] = {}
+    first: dict[str, Target] = {}
+    said: list[str] = []
+    for label, target in labels.items():
+        run_id = servers[label].run_id if label in servers else ""
+        if run_id and run_id in first:
+            said.append(f"{target.label} is the same server as {first[run_id].label} (run_id {run_id[:12]}): "
+                        "captured once")
+            continue
+        if run_id:
+            first[run_id] = target
+        kept[label] = target
+    return kept, said
 
 
 def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tuple[str, ...],
