@@ -85,6 +85,7 @@ class _Tap:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
         own = self._own
+        scanning: dict[tuple[str, str], float] = {}  # (target, peer) of a baseline scan -> when it ended
         commands = keyspace_events = ops = others = own_commands = 0
         try:
             for event in events:
@@ -93,6 +94,9 @@ class _Tap:
                     commands += 1
                     if own and (event.target, event.peer) in own:  # type: ignore[union-attr]
                         own_commands += 1
+                        until = scanning.get((event.target, event.peer))  # type: ignore[union-attr]
+                        if until is not None and event.t <= until:
+                            continue  # the baseline's own SCAN/TYPE/PTTL: not the application's reads
                     yield event
                     continue
                 others += 1
@@ -110,6 +114,9 @@ class _Tap:
                     self.notes.append(event)  # type: ignore[arg-type]
                 elif kind is trace.TtlSample:
                     self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
+                elif kind is trace.Baseline and event.peer:  # type: ignore[union-attr]
+                    own.add((event.target, event.peer))  # type: ignore[union-attr]
+                    scanning[(event.target, event.peer)] = event.until  # type: ignore[union-attr]
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others

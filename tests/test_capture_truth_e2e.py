@@ -7,6 +7,7 @@ import time
 from contextlib import ExitStack
 
 import pytest
+import redis
 
 from tests.clients import Client
 from tests.monitorrun import MonitorRun
@@ -83,3 +84,56 @@ def test_the_same_server_given_twice_is_captured_once(private_server, stack):
     assert doc["stats"]["commands"] == 2, doc["stats"]
     assert any("same server" in n["text"] for n in doc["notes"]), doc["notes"]
     assert "different-server" not in _rules(doc)
+
+
+# -- the baseline: keys that existed before the capture -------------------------------------------------------
+
+
+def test_a_read_of_a_key_made_before_the_capture_is_not_a_miss(url, stack):
+    db1 = url.rsplit("/", 1)[0] + "/1"
+    admin = redis.Redis.from_url(db1)
+    stack.callback(admin.close)
+    admin.set("order:9", "made before anyone attached", ex=60)
+    reader, writer = _client(stack, db1), _client(stack, url)
+    run = _monitor(stack, url, {"reader": reader.pid, "writer": writer.pid})
+    assert "made before" in reader.send("GET", "order:9")
+    writer.send("SET", "order:9", "a different order in db 0")
+    doc = run.stop_json()
+    assert doc["findings"] == [], doc["findings"]
+    life = next(k for k in doc["keys"] if k["key"] == "order:9" and k["db"] == 1)
+    assert life["preexisting"] and life["before_capture"]["type"] == "string" and life["reads"] == 1
+    assert any("baseline" in n["text"] and "complete" in n["text"] for n in doc["notes"]), doc["notes"]
+
+
+def test_the_baseline_gives_a_key_made_before_the_capture_its_ttl(url, stack):
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.set("rl:client-1", 0, px=8000)  # a rate-limit window opened before the capture
+    api = _client(stack, url, cli=True)
+    run = _monitor(stack, url, {"api": api.pid}, "--keys", "rl:*")
+    api.send("SET", "rl:client-1", "0", "EX", "1", "NX")  # opens a window only once: a no-op on a live counter
+    api.send("INCR", "rl:client-1")
+    left = admin.pttl("rl:client-1")
+    assert left > 0  # still the window opened before the capture
+    time.sleep(left / 1000 + 0.6)
+    doc = run.stop_json()
+    assert doc["findings"] == [], doc["findings"]
+    life = next(k for k in doc["keys"] if k["key"] == "rl:client-1")
+    assert life["removed"]["how"] == "expired" and life["expired_on_time"], life
+    notes = [n["text"] for n in doc["notes"]]
+    assert any("1 key matching rl:* existed (complete" in text for text in notes), notes
+
+
+def test_the_baseline_is_bounded_and_says_when_it_was_cut(url):
+    from redisprobe.observers.baseline import take_baseline
+    from redisprobe.target import parse_target
+
+    admin = redis.Redis.from_url(url)
+    admin.mset({f"bulk:{n}": n for n in range(50)})
+    admin.close()
+    found = take_baseline(parse_target(url), max_keys=10)
+    assert sum(len(e.keys) for e in found.events) == 10
+    assert not found.events[-1].complete and "10-key bound" in found.note and "unknown" in found.note
+    found = take_baseline(parse_target(url), ("bulk:1*",))
+    assert sorted(found.events[0].keys) == sorted(f"bulk:{n}".encode() for n in [1, *range(10, 20)])
+    assert found.events[0].complete and found.level == "info"

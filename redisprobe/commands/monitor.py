@@ -13,6 +13,7 @@ from pathlib import Path
 from redisprobe import trace
 from redisprobe.capture import CaptureSession, stop_sessions
 from redisprobe.leftovers import temp_file
+from redisprobe.observers.baseline import take_baseline
 from redisprobe.pidmap import PidSpec
 from redisprobe.session import fingerprints, make_header
 from redisprobe.summary import Summary
@@ -83,6 +84,10 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     try:
         for session in sessions:
             session.start()
+        for session in sessions:  # MONITOR is on: what exists now existed before anything it will show
+            found = take_baseline(session.target, options.key_patterns)
+            writer.emit_many(found.events)
+            writer.note(found.note, level=found.level)
         if on_ready is not None:
             on_ready()
         while deadline is None or time.monotonic() < deadline:

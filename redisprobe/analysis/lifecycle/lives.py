@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle.coverage import known_absent
 from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
     CREATE_AFTER_MISS_WINDOW,
@@ -136,13 +137,19 @@ def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, ar
         slot = st.slot(server, db, key)
     slot.misses += 1
     who = (server, peer, t, hint)
+    effect = "missed: no such key"
     if certain is None:
         certain = slot.count > 0
+        if not certain and st.baselines:
+            absent = known_absent(st, server, db, key)
+            certain = bool(absent)
+            if absent is False:
+                effect = "missed? its state before the capture is unknown (not in the baseline)"
     if slot.miss_log is None:
         slot.miss_log = []
     if len(slot.miss_log) < LOG_CAP:
         slot.miss_log.append((t, who, args, certain))
-        st.row(t, who, db, args, key, "missed: no such key", "missed")
+        st.row(t, who, db, args, key, effect, "missed")
     if slot.last_closed is not None:
         touch_after(st, slot.last_closed, t, who, args, "missed", C.READ)
 
