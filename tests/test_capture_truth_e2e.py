@@ -137,3 +137,50 @@ def test_the_baseline_is_bounded_and_says_when_it_was_cut(url):
     found = take_baseline(parse_target(url), ("bulk:1*",))
     assert sorted(found.events[0].keys) == sorted(f"bulk:{n}".encode() for n in [1, *range(10, 20)])
     assert found.events[0].complete and found.level == "info"
+
+
+# -- notify-keyspace-events changed by someone else during the capture ---------------------------------------
+
+
+def test_events_turned_off_mid_run_are_a_gap_and_never_findings(url, stack):
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    api = _client(stack, url, cli=True)
+    run = _monitor(stack, url, {"api": api.pid})
+    api.send("SET", "before", "1", "EX", "60")  # events flow: from here on, a missing one would be read as a fact
+    time.sleep(0.3)
+    admin.config_set("notify-keyspace-events", "")  # another tool turns them off
+    time.sleep(1.5)  # re-read at least once meanwhile
+    for n in range(3):
+        api.send("SET", f"batch:{n}", "x", "EX", "1")
+        api.send("EXPIRE", f"batch:{n}", "2")  # took effect: only its (lost) `expire` event would say so
+    time.sleep(2.5)  # they expire while events are off
+    admin.config_set("notify-keyspace-events", "KEA")  # and back on, with their own flags
+    time.sleep(1.5)
+    api.send("SET", "after", "1", "EX", "60")  # an event after the hole: the stream has moved past those EXPIREs
+    api.send("EXPIRE", "after", "90")
+    doc = run.stop_json(settle=1.0)
+    assert doc["findings"] == [], doc["findings"]
+    gaps = [g for g in doc["gaps"] if g["source"] == "keyspace" and "notify-keyspace-events" in g["reason"]]
+    assert len(gaps) == 1 and gaps[0]["until"] is not None, doc["gaps"]
+    assert any("changed to ''" in n["text"] for n in doc["notes"]), doc["notes"]
+    # their value stands: our restore on exit does not undo another client's change
+    assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] in ("AKE", "KEA", "AEK")
+
+
+def test_events_still_off_when_the_capture_ends_are_an_open_gap(url, stack):
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    api = _client(stack, url, cli=True)
+    run = _monitor(stack, url, {"api": api.pid})
+    api.send("SET", "before", "1", "EX", "60")
+    time.sleep(0.3)
+    admin.config_set("notify-keyspace-events", "")
+    api.send("SET", "batch:1", "x", "EX", "1")
+    api.send("EXPIRE", "batch:1", "2")
+    time.sleep(2.5)
+    doc = run.stop_json()
+    assert doc["findings"] == [], doc["findings"]
+    gaps = [g for g in doc["gaps"] if g["source"] == "keyspace" and "notify-keyspace-events" in g["reason"]]
+    assert len(gaps) == 1 and gaps[0]["until"] is None and "still so" in gaps[0]["reason"], doc["gaps"]
+    assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
