@@ -77,6 +77,7 @@ class LiveReport(msgspec.Struct, frozen=True, kw_only=True):
     pids: list[LivePid]
     findings: list[Finding] = []
     warnings: list[str] = []
+    unknown: list[str] = []  # listed processes that could not be checked, and what to pass: never "healthy"
 
     def to_json(self) -> Any:
         """Plain JSON data (dicts, lists, strings, numbers), ready for json.dumps."""
@@ -100,6 +101,7 @@ class _Endpoint:
     server: LiveServer = field(default_factory=LiveServer)
     clients: list[dict[str, str]] | None = None  # None: CLIENT LIST unavailable
     problem: str = ""  # a Redis endpoint we could not fully inspect, said for the user
+    unanswered: bool = False  # refused or silent: whether it is Redis, and which, is unknown
 
 
 def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5) -> LiveReport:
@@ -133,6 +135,9 @@ def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5
         for sock in sockets.get(pid, []):
             endpoint = endpoints[sock.remote]
             if not endpoint.is_redis:
+                text = f"{sock.remote}: {endpoint.problem}"
+                if endpoint.unanswered and text not in unreachable:
+                    unreachable.append(text)
                 continue
             if endpoint.problem and not endpoint.server.run_id:
                 text = f"{sock.remote}: {endpoint.problem}"
@@ -146,7 +151,26 @@ def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5
         if not entry.connections and not entry.unreachable and psutil.pid_exists(entry.pid):
             warnings.append(f"pid {entry.pid} ({entry.label}) has no open connection to a Redis server right now "
                             "(idle pool, lazy connect, or not a Redis client)")
-    return LiveReport(pids=entries, findings=_findings(entries), warnings=warnings)
+    return LiveReport(pids=entries, findings=_findings(entries), warnings=warnings, unknown=_unknown(entries))
+
+
+def _unknown(entries: list[LivePid]) -> list[str]:
+    """One line per listed process with a connection we could not check, with what would let us check it."""
+    lines = []
+    for entry in entries:
+        if not entry.unreachable:
+            continue
+        problems = "; ".join(entry.unreachable)
+        if any("auth" in problem or "password" in problem for problem in entry.unreachable):
+            fix = "pass --url with its password (redis://:PASSWORD@HOST:PORT, or redis://USER:PASSWORD@...)"
+        elif any("refused" in problem or "did not answer" in problem for problem in entry.unreachable):
+            fix = ("check that this server accepts one more connection from here (maxclients, a firewall, a "
+                   "paused server) and run again")
+        else:
+            fix = "pass --url with credentials allowed to run INFO and CLIENT LIST"
+        lines.append(f"pid {entry.pid} ({entry.label}) could not be checked ({problems}): its server and db are "
+                     f"unknown; {fix}")
+    return lines
 
 
 # -- sockets ---------------------------------------------------------------------------------------------------
@@ -274,8 +298,10 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
                 endpoint.is_redis = True
                 endpoint.problem = _auth_problem(exc, use_auth)
             return endpoint
-        except (rex.RedisError, OSError):
-            return endpoint  # not Redis, or not answering: skipped quietly
+        except (rex.RedisError, OSError) as exc:
+            endpoint.problem = _unanswered(exc, timeout, split[1] if split else None)
+            endpoint.unanswered = bool(endpoint.problem)
+            return endpoint  # not Redis (skipped quietly), or refused or silent (its state unknown)
         endpoint.is_redis = True
         try:
             info = {**client.info("server"), **client.info("replication")}
@@ -293,6 +319,26 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
         with contextlib.suppress(Exception):
             client.close()
     return endpoint
+
+
+REDIS_PORTS = range(6379, 6400)
+"""Ports where a server that does not answer is taken for a Redis we could not check (elsewhere, a silent peer
+is more likely some other protocol waiting for its own greeting)."""
+
+
+def _unanswered(exc: BaseException, timeout: float, port: int | None) -> str:
+    """Why an endpoint the process is connected to would not let us ask it anything ("" when it answered as
+    something that is not Redis: a protocol error, a closed connection)."""
+    text = str(exc)
+    if isinstance(exc, rex.TimeoutError | TimeoutError):
+        if port is not None and port not in REDIS_PORTS:
+            return ""
+        return f"did not answer PING in {timeout:g}s: whether it is Redis, and which, is unknown"
+    if "max number of clients" in text:
+        return "refused our connection (max number of clients reached)"
+    if isinstance(exc, ConnectionRefusedError) or "refused" in text.lower():
+        return "refused our connection"
+    return ""
 
 
 def _is_auth_error(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from tests.clients import Client
+from tests.clirun import run_cli
 from tests.monitorrun import MonitorRun
 
 
@@ -184,3 +185,40 @@ def test_events_still_off_when_the_capture_ends_are_an_open_gap(url, stack):
     gaps = [g for g in doc["gaps"] if g["source"] == "keyspace" and "notify-keyspace-events" in g["reason"]]
     assert len(gaps) == 1 and gaps[0]["until"] is None and "still so" in gaps[0]["reason"], doc["gaps"]
     assert admin.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+
+
+# -- info --pids never says healthy about a process it could not check ---------------------------------------
+
+
+def test_info_pids_with_a_password_it_lacks_is_unknown_and_says_what_to_pass(private_server, stack):
+    url = private_server.urls[0]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    admin = redis.Redis.from_url(url)
+    admin.config_set("requirepass", "s3cret")
+    admin.close()
+    api = _client(stack, f"redis://:s3cret@127.0.0.1:{port}/0")
+    result = run_cli("info", "--pids", f"api={api.pid}", "--json")
+    assert result.code == 1, (result.code, result.err)
+    doc = result.json()
+    assert doc["findings"] == [] and len(doc["unknown"]) == 1
+    assert f"pid {api.pid} (api)" in doc["unknown"][0] and "--url" in doc["unknown"][0]
+    text = run_cli("info", "--pids", f"api={api.pid}")
+    assert text.code == 1 and "unknown" in text.out and "reaches the same server" not in text.out
+    given = run_cli("info", "--pids", f"api={api.pid}", "--url", f"redis://:s3cret@127.0.0.1:{port}/0", "--json")
+    assert given.code == 0 and given.json()["unknown"] == [], given.out
+    assert "s3cret" not in result.out + text.out + given.out
+
+
+def test_info_pids_refused_by_the_server_the_process_uses_is_unknown(private_server, stack):
+    url = private_server.urls[0]
+    api = _client(stack, url)
+    admin = redis.Redis.from_url(url)
+    admin.config_set("maxclients", "1")  # the process's connection stays; ours will be refused
+    admin.close()
+    try:
+        result = run_cli("info", "--pids", f"api={api.pid}", "--json")
+    finally:
+        api.send("CONFIG", "SET", "maxclients", "10000")
+    assert result.code == 1, (result.code, result.out, result.err)
+    (line,) = result.json()["unknown"]
+    assert "max number of clients" in line and f"pid {api.pid}" in line
