@@ -438,3 +438,35 @@ def _different_db(reaching: list[LivePid], run_id: str, dbs: dict[int, set[int]]
              for entry in reaching if entry.pid in dbs]
     summary = f"same server (run_id {run_id[:12]}) but different databases: {'; '.join(parts)}"
     return Finding(rule="different-db", severity="error", summary=summary, evidence=evidence)
+
+
+# -- where a process is connected, for `monitor --pids` ----------------------------------------------------------
+
+
+@dataclass
+class Whereabouts:
+    """The endpoints one process (and its children) is connected to right now, told apart by asking them."""
+
+    redis: dict[str, LiveServer]  # address -> the Redis server there (run_id may be empty: auth, refused)
+    other: list[str]  # endpoints that are not Redis
+    readable: bool = True  # False: its sockets could not be read (permission denied, exited)
+
+
+def whereabouts(pid: int, *, auth_url: Target | None = None, timeout: float = 0.5) -> Whereabouts:
+    """Where `pid` and its children are connected: which endpoints are Redis (and which server), which are not."""
+    try:
+        members = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return Whereabouts(redis={}, other=[], readable=False)
+    warnings: list[str] = []
+    found: list[_Socket] = []
+    table = _unix_table() if _has_unix_sockets({pid: members[1:]}) else {}
+    for member in members:
+        found.extend(_inet_sockets(member, warnings if member == pid else None))
+        found.extend(_unix_sockets(member, table, auth_url.unix_path if auth_url else None))
+    addresses = sorted({sock.remote for sock in found})
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(addresses)))) as pool:
+        endpoints = list(pool.map(lambda a: _probe(a, auth_url, timeout), addresses))
+    redis_ends = {e.address: e.server for e in endpoints if e.is_redis or e.unanswered}
+    other = [e.address for e in endpoints if not (e.is_redis or e.unanswered)]
+    return Whereabouts(redis=redis_ends, other=other, readable=not warnings)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from contextlib import ExitStack
 
@@ -222,3 +223,27 @@ def test_info_pids_refused_by_the_server_the_process_uses_is_unknown(private_ser
     assert result.code == 1, (result.code, result.out, result.err)
     (line,) = result.json()["unknown"]
     assert "max number of clients" in line and f"pid {api.pid}" in line
+
+
+# -- monitor --pids: a listed process the capture never saw ---------------------------------------------------
+
+
+def test_a_listed_process_connected_elsewhere_is_told_where(private_server, stack):
+    from redisprobe.sandbox import sandbox
+
+    other = stack.enter_context(sandbox("single"))
+    other_port = int(other.urls[0].rsplit(":", 1)[1].split("/")[0])
+    url = private_server.urls[0]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    api, lost = _client(stack, url), _client(stack, other.urls[0])
+    sleeper = subprocess.Popen(["sleep", "60"])
+    stack.callback(sleeper.kill)
+    run = _monitor(stack, url, {"api": api.pid, "lost": lost.pid, "idle": sleeper.pid})
+    api.send("SET", "order:1", "x")
+    lost.send("GET", "order:1")  # on the other server: nothing here shows it
+    doc = run.stop_json()
+    notes = [n["text"] for n in doc["notes"] if n["level"] == "warning"]
+    assert any(f"pid {lost.pid} (lost) has no connection to 127.0.0.1:{port}; it is connected to "
+               f"127.0.0.1:{other_port}" in text for text in notes), notes
+    assert any(f"pid {sleeper.pid} (idle) is not a Redis client" in text for text in notes), notes
+    assert not any(f"pid {api.pid}" in text for text in notes), notes

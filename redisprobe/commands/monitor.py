@@ -4,6 +4,7 @@ and tell each watched key's life with the doctor's findings at the end (or on Ct
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -79,7 +80,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         writer.transform = redacting
     sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events)
                 for t in targets]
-    interrupted = False
+    interrupted = capturing = False
+    looking: _Whereabouts | None = None
     deadline = time.monotonic() + options.duration if options.duration else None
     try:
         for session in sessions:
@@ -88,9 +90,13 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             found = take_baseline(session.target, options.key_patterns)
             writer.emit_many(found.events)
             writer.note(found.note, level=found.level)
+        capturing = True
         if on_ready is not None:
             on_ready()
+        look_at = time.monotonic() + UNSEEN_AFTER
         while deadline is None or time.monotonic() < deadline:
+            if looking is None and time.monotonic() >= look_at:
+                looking = _Whereabouts(_unseen_listed(sessions, spec), spec, servers)
             for session in sessions:
                 session.pump()
             if live is not None:
@@ -102,6 +108,9 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     finally:
         # Each stop drains MONITOR and restores CONFIG, within a budget: a hung server neither stretches the
         # duration nor holds Ctrl-C (a second one gives up at once); what was given up on is said.
+        unseen = _unseen_listed(sessions, spec) if capturing else []  # before stopping: the poller's last view
+        if unseen and looking is None:  # a short capture: looked at now (bounded like the rest of a Ctrl-C)
+            looking = _Whereabouts(unseen, spec, servers)
         gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
         interrupted = interrupted or again
         if live is not None:
@@ -109,11 +118,78 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             live.finish()  # type: ignore[attr-defined]
         for line in gave_up:  # in the trace; said on stderr by the command, not in the timeline
             writer.note(f"gave up {line}", level="warning")
+        if unseen and looking is not None:
+            for line in looking.lines(unseen, wait=INTERRUPT_BUDGET if interrupted else UNSEEN_WAIT):
+                writer.note(line, level="warning")
         lost = [s.keyspace.lost for s in sessions if s.keyspace.lost]
         writer.close()
     writer.check()
     return CaptureOutcome(trace_path=path, temporary=temporary, interrupted=interrupted, lost=lost,
                           gave_up=[f"gave up {line}" for line in gave_up])
+
+
+def _unseen_listed(sessions: list[CaptureSession], spec: PidSpec) -> list[int]:
+    """Listed pids that no connection to any watched server belonged to (itself or a child, by pid or label)."""
+    pids: set[int] = set()
+    labels: set[str] = set()
+    for session in sessions:
+        for seen in session.clients.clients_by_id().values():
+            if seen.pid is not None:
+                pids.add(seen.pid)
+            if seen.label:
+                labels.add(seen.label)
+    return [pid for pid, label in spec.labels.items() if pid not in pids and label not in labels]
+
+
+UNSEEN_AFTER = 1.0
+"""Seconds into a capture after which listed processes with no connection seen yet are looked at (their sockets
+read and their endpoints asked) in the background, so the answer is ready even for a Ctrl-C."""
+UNSEEN_WAIT = 3.0
+
+
+class _Whereabouts:
+    """Where listed processes are connected instead, found in a background thread."""
+
+    def __init__(self, pids: list[int], spec: PidSpec, servers: dict[str, trace.ServerFingerprint]) -> None:
+        self.found: dict[int, str | None] = {}
+        self._thread = threading.Thread(target=self._run, args=(pids, spec, servers), daemon=True,
+                                        name="redisprobe-whereabouts")
+        self._thread.start()
+
+    def _run(self, pids: list[int], spec: PidSpec, servers: dict[str, trace.ServerFingerprint]) -> None:
+        for pid in pids:
+            self.found[pid] = _where_instead(pid, spec, servers)
+
+    def lines(self, unseen: list[int], *, wait: float) -> list[str]:
+        """The warning for each pid still unseen at the end (what was not looked at in time is left out)."""
+        self._thread.join(wait)
+        return [line for pid in unseen if (line := self.found.get(pid))]
+
+
+def _where_instead(pid: int, spec: PidSpec, servers: dict[str, trace.ServerFingerprint]) -> str | None:
+    """For a listed process the capture never saw: where it is connected instead (the "can't see" answer), or
+    that it is no Redis client at all; None when it is connected to a watched server after all."""
+    import psutil
+
+    from redisprobe.livepids import whereabouts
+
+    watched = ", ".join(f"{s.host}:{s.port}" if s.port else s.host for s in servers.values()) or "the watched server"
+    run_ids = {s.run_id for s in servers.values() if s.run_id}
+    who = f"pid {pid} ({spec.labels[pid]})"
+    if not psutil.pid_exists(pid):
+        return f"{who} had no connection to {watched} during the capture and has exited"
+    found = whereabouts(pid)
+    if any(server.run_id in run_ids for server in found.redis.values()):
+        return None  # connected to a watched server by another address: CLIENT LIST just never showed it
+    if found.redis:
+        places = ", ".join(f"{address} (run_id {server.run_id[:8]}…)" if server.run_id else address
+                           for address, server in sorted(found.redis.items()))
+        return f"{who} has no connection to {watched}; it is connected to {places}: it cannot see what is written here"
+    if not found.readable:
+        return (f"{who} had no connection to {watched} during the capture, and its own sockets could not be read "
+                "(run as its user or with sudo to see where it is connected)")
+    other = f" (its connections: {', '.join(found.other[:5])})" if found.other else " (no open connection)"
+    return f"{who} is not a Redis client: no TCP or unix connection to any Redis server{other}"
 
 
 def _one_per_server(labels: dict[str, Target], servers: dict[str, trace.ServerFingerprint]
