@@ -62,10 +62,11 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     servers = fingerprints(labels)
     labels, same = _one_per_server(labels, servers)
     targets = list(labels.values())
+    servers = {label: found for label, found in servers.items() if label in labels}
     header = make_header("monitor", labels, {
         "pids": {str(pid): label for pid, label in spec.labels.items()},
         "keys": list(options.key_patterns), "duration": options.duration, "redact_values": options.redact_values},
-        servers={label: found for label, found in servers.items() if label in labels})
+        servers=servers)
     writer = trace.TraceWriter(path, header, keep=False)
     for line in same:
         writer.note(line)

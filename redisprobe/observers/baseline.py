@@ -96,18 +96,27 @@ def _scan_dbs(client: object, target: Target, dbs: list[int], patterns: tuple[st
         t = time.time() if events else started  # the first from before we connected: our handshake is ours too
         client.execute_command("SELECT", db)  # type: ignore[attr-defined]
         keys, cut = _scan(client, patterns, max_keys - total, deadline)
+        covers = list(patterns)
+        if patterns and not cut:  # room left: the other keys too, so a finding outside the patterns has them
+            room = (max_keys - total - len(keys)) // 2  # half: later dbs' pattern keys come first
+            everything, over = _scan(client, (), room + len(keys), deadline)
+            if not over:
+                covers = []
+            keys = list(dict.fromkeys([*keys, *everything]))[:len(keys) + room]
         types, expires = _describe(client, keys, deadline)
         if len(types) < len(keys):
             keys = keys[:len(types)]
             cut = cut or "time"
         total += len(keys)
         events.append(trace.Baseline(t=t, until=time.time(), db=db, keys=keys, types=types, expires_at=expires,
-                                     patterns=list(patterns), complete=not cut, reason=_why(cut, max_keys,
+                                     patterns=covers, complete=not cut, reason=_why(cut, max_keys,
                                                                                              max_seconds),
                                      peer=peer, target=target.label))
         if cut:
             break
-    what = ("key" if total == 1 else "keys") + (f" matching {', '.join(patterns)}" if patterns else "")
+    every = not cut and all(not event.patterns for event in events)
+    what = ("key" if total == 1 else "keys") + (f" matching {', '.join(patterns)}" if patterns and not every
+                                                else "")
     where = f"{target.label} ({', '.join(f'db {db}' for db in dbs)})" if dbs else target.label
     took = time.time() - started
     if cut:
@@ -133,7 +142,7 @@ def _scan(client: object, patterns: tuple[str, ...], room: int, deadline: float)
         if pattern is not None and not any(ch in pattern for ch in "*?[\\"):
             if client.exists(pattern):  # type: ignore[attr-defined]  # a plain name: one lookup, no SCAN
                 found[pattern.encode()] = None
-            if len(found) >= room:
+            if len(found) > room:
                 return list(found)[:room], "keys"
             continue
         cursor = 0
@@ -144,7 +153,7 @@ def _scan(client: object, patterns: tuple[str, ...], room: int, deadline: float)
             cursor_raw, batch = client.execute_command(*args)  # type: ignore[attr-defined]
             for key in batch:
                 found[key] = None
-            if len(found) >= room:
+            if len(found) > room:
                 return list(found)[:room], "keys"
             cursor = int(cursor_raw)
             if cursor == 0:
