@@ -252,3 +252,24 @@ def test_a_listed_process_connected_elsewhere_is_told_where(private_server, stac
                f"127.0.0.1:{other_port}" in text for text in notes), notes
     assert any(f"pid {sleeper.pid} (idle) is not a Redis client" in text for text in notes), notes
     assert not any(f"pid {api.pid}" in text for text in notes), notes
+
+
+def test_the_baseline_is_said_kept_in_the_trace_and_its_own_reads_are_not_shown(url, stack, tmp_path):
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.set("pre:1", "a", ex=100)
+    admin.set("pre:2", "b")
+    api = _client(stack, url)
+    out = tmp_path / "capture.jsonl"
+    run = MonitorRun("--url", url, "--pids", f"api={api.pid}", "--enable-events", "--out", str(out))
+    stack.callback(run.kill)
+    api.send("GET", "pre:1")
+    code, stdout, err = run.stop()
+    assert code == 130 and "Traceback" not in err
+    assert "baseline of" in err and "2 keys existed (complete" in err
+    assert "TYPE" not in stdout and "PTTL" not in stdout and "SCAN" not in stdout  # the baseline's own reads
+    assert "before the capture" in stdout
+    report = run_cli("report", str(out), "--json")
+    doc = report.json()
+    assert {k["key"] for k in doc["keys"] if k.get("before_capture")} == {"pre:1", "pre:2"}
+    assert doc["stats"]["commands"] == 1 and doc["findings"] == [], (doc["stats"], doc["findings"])

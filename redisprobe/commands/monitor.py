@@ -43,13 +43,14 @@ class CaptureOutcome:
 
 
 def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
-            live: object | None = None, on_ready: Callable[[], None] | None = None) -> CaptureOutcome:
+            live: object | None = None, on_ready: Callable[[], None] | None = None,
+            say: Callable[[str], None] | None = None) -> CaptureOutcome:
     """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way (a
     temporary trace is removed if the capture fails)."""
     temporary = out is None
     path = out or temp_file("monitor", ".jsonl")
     try:
-        return _capture(targets, spec, options, path, temporary, live, on_ready)
+        return _capture(targets, spec, options, path, temporary, live, on_ready, say or (lambda line: None))
     except BaseException:
         if temporary:
             path.unlink(missing_ok=True)
@@ -57,7 +58,7 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
 
 
 def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path: Path, temporary: bool,
-             live: object | None, on_ready: Callable[[], None] | None) -> CaptureOutcome:
+             live: object | None, on_ready: Callable[[], None] | None, say: Callable[[str], None]) -> CaptureOutcome:
     labels = {f"server{index}" if index else "server": t for index, t in enumerate(targets)}
     servers = fingerprints(labels)
     labels, same = _one_per_server(labels, servers)
@@ -70,6 +71,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     writer = trace.TraceWriter(path, header, keep=False)
     for line in same:
         writer.note(line)
+        say(line)
     pending: deque[trace.Recorded] = deque()
     if live is not None:
         writer.subscribe(pending.append, raw=True)  # the timeline parses only the lines it shows
@@ -91,6 +93,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             found = take_baseline(session.target, options.key_patterns)
             writer.emit_many(found.events)
             writer.note(found.note, level=found.level)
+            if found.level != "warning" or live is None:  # a warning reaches the live timeline by itself
+                say(found.note)
         capturing = True
         if on_ready is not None:
             on_ready()
