@@ -90,13 +90,14 @@ def _scan_dbs(client: object, target: Target, dbs: list[int], patterns: tuple[st
               max_keys: int, max_seconds: float, started: float) -> BaselineResult:
     deadline = time.monotonic() + max_seconds
     events: list[trace.Baseline] = []
-    total = 0
+    total = matched = 0
     cut = ""
     for db in dbs:
         t = time.time() if events else started  # the first from before we connected: our handshake is ours too
         client.execute_command("SELECT", db)  # type: ignore[attr-defined]
         keys, cut = _scan(client, patterns, max_keys - total, deadline)
         covers = list(patterns)
+        matched += len(keys)
         if patterns and not cut:  # room left: the other keys too, so a finding outside the patterns has them
             room = (max_keys - total - len(keys)) // 2  # half: later dbs' pattern keys come first
             everything, over = _scan(client, (), room + len(keys), deadline)
@@ -114,17 +115,22 @@ def _scan_dbs(client: object, target: Target, dbs: list[int], patterns: tuple[st
                                      peer=peer, target=target.label))
         if cut:
             break
-    every = not cut and all(not event.patterns for event in events)
-    what = ("key" if total == 1 else "keys") + (f" matching {', '.join(patterns)}" if patterns and not every
-                                                else "")
     where = f"{target.label} ({', '.join(f'db {db}' for db in dbs)})" if dbs else target.label
+    head = f"baseline of {where} at capture start:"
     took = time.time() - started
     if cut:
-        return BaselineResult(events, f"baseline of {where} at capture start: {total:,} {what} in {took:.2f}s, "
-                                      f"cut by {_why(cut, max_keys, max_seconds)}; keys it did not reach have an "
-                                      "unknown state before the capture", "warning")
-    return BaselineResult(events, f"baseline of {where} at capture start: {total:,} {what} existed (complete, "
-                                  f"{took:.2f}s)")
+        what = f"{_keys(total)} matching {', '.join(patterns)}" if patterns else _keys(total)
+        return BaselineResult(events, f"{head} {what} in {took:.2f}s, cut by {_why(cut, max_keys, max_seconds)}; "
+                                      "keys it did not reach have an unknown state before the capture", "warning")
+    if not patterns or all(not event.patterns for event in events):
+        return BaselineResult(events, f"{head} {_keys(total)} existed (complete, {took:.2f}s)")
+    return BaselineResult(events, f"{head} {_keys(matched)} matching {', '.join(patterns)} existed (complete, "
+                                  f"{took:.2f}s), and {_keys(total - matched)} of the others (not all: the rest "
+                                  "have an unknown state before the capture)")
+
+
+def _keys(count: int) -> str:
+    return f"{count:,} key" + ("" if count == 1 else "s")
 
 
 def _why(cut: str, max_keys: int, max_seconds: float) -> str:
