@@ -158,11 +158,15 @@ def _unknown(entries: list[LivePid]) -> list[str]:
     """One line per listed process with a connection we could not check, with what would let us check it."""
     lines = []
     for entry in entries:
+        for conn in entry.connections:  # reached, but its db could not be read: the db comparison is unknown
+            if conn.db is None and "refused" in conn.note:
+                lines.append(f"pid {conn.pid} ({entry.label}) -> {conn.raddr}: {conn.note}; pass --url with "
+                             "credentials allowed to run CLIENT LIST")
         if not entry.unreachable:
             continue
         problems = "; ".join(entry.unreachable)
         if any("auth" in problem or "password" in problem for problem in entry.unreachable):
-            fix = "pass --url with its password (redis://:PASSWORD@HOST:PORT, or redis://USER:PASSWORD@...)"
+            fix = "pass --url with the user name and password this server wants (as the application's URL has them)"
         elif any("refused" in problem or "did not answer" in problem for problem in entry.unreachable):
             fix = ("check that this server accepts one more connection from here (maxclients, a firewall, a "
                    "paused server) and run again")

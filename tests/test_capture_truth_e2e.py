@@ -273,3 +273,18 @@ def test_the_baseline_is_said_kept_in_the_trace_and_its_own_reads_are_not_shown(
     doc = report.json()
     assert {k["key"] for k in doc["keys"] if k.get("before_capture")} == {"pre:1", "pre:2"}
     assert doc["stats"]["commands"] == 1 and doc["findings"] == [], (doc["stats"], doc["findings"])
+
+
+def test_info_pids_whose_db_could_not_be_read_is_unknown(private_server, stack):
+    url = private_server.urls[0]
+    api = _client(stack, url)
+    admin = redis.Redis.from_url(url)
+    stack.callback(admin.close)
+    admin.acl_setuser("default", enabled=True, reset=False, commands=["-client|list"])  # INFO allowed
+    try:
+        result = run_cli("info", "--pids", f"api={api.pid}", "--json")
+    finally:
+        admin.acl_setuser("default", enabled=True, reset=False, commands=["+client|list"])
+    assert result.code == 1, (result.code, result.out, result.err)
+    (line,) = result.json()["unknown"]
+    assert "CLIENT LIST refused" in line and f"pid {api.pid}" in line
