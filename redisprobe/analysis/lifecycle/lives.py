@@ -129,6 +129,14 @@ def alive(st: FoldState, slot: Slot | None, t: float) -> KeyLife | None:
 
 def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes], key: bytes,
           slot: Slot | None, *, certain: bool | None = None) -> None:
+    if certain is None and st.baselines and (slot is None or not slot.count) \
+            and known_absent(st, server, db, key) is False:
+        # The baseline did not cover this key: it may well have existed since before the capture, and MONITOR
+        # shows no reply. Unknown, said as such; never a miss inferred from silence.
+        if len(st.rows) < st.timeline_limit:
+            st.row(t, (server, peer, t, hint), db, args, key, "unknown: not in the baseline, and MONITOR shows no "
+                   "reply (a miss or a hit)", "")
+        return
     if slot is None:
         if st.miss_only >= MAX_MISS_ONLY_KEYS:
             st.untracked_misses += 1
@@ -137,19 +145,13 @@ def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, ar
         slot = st.slot(server, db, key)
     slot.misses += 1
     who = (server, peer, t, hint)
-    effect = "missed: no such key"
     if certain is None:
-        certain = slot.count > 0
-        if not certain and st.baselines:
-            absent = known_absent(st, server, db, key)
-            certain = bool(absent)
-            if absent is False:
-                effect = "missed? its state before the capture is unknown (not in the baseline)"
+        certain = slot.count > 0 or bool(st.baselines and known_absent(st, server, db, key))
     if slot.miss_log is None:
         slot.miss_log = []
     if len(slot.miss_log) < LOG_CAP:
         slot.miss_log.append((t, who, args, certain))
-        st.row(t, who, db, args, key, effect, "missed")
+        st.row(t, who, db, args, key, "missed: no such key", "missed")
     if slot.last_closed is not None:
         touch_after(st, slot.last_closed, t, who, args, "missed", C.READ)
 
