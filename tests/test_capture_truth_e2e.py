@@ -288,3 +288,18 @@ def test_info_pids_whose_db_could_not_be_read_is_unknown(private_server, stack):
     assert result.code == 1, (result.code, result.out, result.err)
     (line,) = result.json()["unknown"]
     assert "CLIENT LIST refused" in line and f"pid {api.pid}" in line
+
+
+def test_a_baseline_the_server_refuses_is_said_and_leaves_key_states_unknown(url):
+    from redisprobe.observers.baseline import take_baseline
+    from redisprobe.target import parse_target
+
+    admin = redis.Redis.from_url(url)
+    admin.set("k", "v")
+    admin.acl_setuser("noscan", enabled=True, passwords=["+pw-123456"], keys=["*"], commands=["+@all", "-scan"])
+    admin.close()
+    limited = url.replace("redis://", "redis://noscan:pw-123456@")
+    found = take_baseline(parse_target(limited))
+    assert found.level == "warning" and "no baseline" in found.note and "unknown" in found.note
+    (event,) = found.events
+    assert event.keys == [] and not event.complete and event.peer  # our own lines stay ours

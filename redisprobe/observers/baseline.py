@@ -45,6 +45,7 @@ def take_baseline(target: Target, patterns: tuple[str, ...] = (), *, max_keys: i
                                   "application's commands; keys made before the capture have an unknown state",
                               "warning")
     client = None
+    peer = ""
     started = time.time()
     try:
         client, peer = _connect(target, timeout or max_seconds + 1.0)
@@ -52,8 +53,12 @@ def take_baseline(target: Target, patterns: tuple[str, ...] = (), *, max_keys: i
         return _scan_dbs(client, target, dbs, patterns, peer, max_keys, max_seconds, started)
     except _DROPPED as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return BaselineResult([], f"no baseline of {where} ({text}): keys made before the capture have an unknown "
-                                  "state", "warning")
+        # An empty, incomplete baseline still names our connection, whose SCAN lines are then not the app's.
+        events = [trace.Baseline(t=started, until=time.time(), db=target.db, keys=[], types=[], expires_at=[],
+                                 patterns=list(patterns), complete=False, reason=text, peer=peer,
+                                 target=target.label)] if peer else []
+        return BaselineResult(events, f"no baseline of {where} ({text}): keys made before the capture have an "
+                                      "unknown state", "warning")
     finally:
         if client is not None:
             with contextlib.suppress(Exception):
@@ -189,7 +194,8 @@ def _describe(client: object, keys: list[bytes], deadline: float) -> tuple[list[
         now = time.time()
         for index in range(len(chunk)):
             kind, pttl = replies[2 * index], replies[2 * index + 1]
-            types.append(kind.decode() if isinstance(kind, bytes) else str(kind))
+            types.append(kind.decode() if isinstance(kind, bytes) else "?" if isinstance(kind, Exception)
+                         else str(kind))
             expires.append(now + pttl / 1000 if isinstance(pttl, int) and pttl >= 0 else None)
     return types, expires
 
