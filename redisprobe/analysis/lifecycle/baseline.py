@@ -18,24 +18,18 @@ from redisprobe.analysis.lifecycle.state import FoldState
 _order = itertools.count(1)
 
 
-class BaselineDue:
-    """A baseline waiting in the fold's queue for MONITOR time to pass its end."""
-
-    __slots__ = ("event", "t")
-
-    def __init__(self, event: trace.Baseline) -> None:
-        self.event = event
-        self.t = event.until
-
-
 def on_baseline(st: FoldState, event: trace.Baseline) -> None:
+    """Released twice: at its start (its coverage is known from then on), then, queued again, at its end."""
     server = st.server_of(event.target)
-    st.baselines.setdefault(server, {})[event.db] = event
-    heapq.heappush(st.held, (event.until, -next(_order), BaselineDue(event)))  # type: ignore[arg-type]
+    bases = st.baselines.setdefault(server, {})
+    if bases.get(event.db) is not event:
+        bases[event.db] = event
+        heapq.heappush(st.held, (event.until, -next(_order), event))  # the same event, due at its end
+        return
+    apply(st, event)
 
 
-def on_baseline_due(st: FoldState, due: BaselineDue) -> None:
-    event = due.event
+def apply(st: FoldState, event: trace.Baseline) -> None:
     server = st.server_of(event.target)
     retracted: set[bytes] = set()
     for key, kind, expires_at in zip(event.keys, event.types, event.expires_at, strict=False):

@@ -9,12 +9,14 @@ if TYPE_CHECKING:
     from redisprobe.analysis.lifecycle.state import FoldState
 
 
-def known_absent(st: FoldState, server: str, db: int, key: bytes) -> bool | None:
-    """Whether the baseline says `key` did not exist when the capture began: True (it covers the key and lacked
-    it), False (it does not cover it: unknown), None (no baseline of this server)."""
+def known_absent(st: FoldState, server: str, db: int, key: bytes, t: float) -> bool | None:
+    """Whether the baseline says `key` did not exist at `t`: True (it covers the key, lacked it, and was over by
+    then), False (unknown: it does not cover the key, or `t` is during the scan), None (no baseline here)."""
     bases = st.baselines.get(server)
     if not bases:
         return None
+    if any(t <= e.until for e in bases.values()):
+        return False  # during the scan: a key it did not find may have gone just before it looked
     event = bases.get(db)
     if event is None:  # a db INFO keyspace did not list: empty, if the baseline got that far
         return all(e.complete for e in bases.values()) and matches(next(iter(bases.values())).patterns, key)

@@ -32,7 +32,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.Keyspace: pairing.on_keyspace, trace.Op: replies.on_op, trace.ClientSeen: connection.on_client,
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
-    trace.Baseline: baseline.on_baseline, baseline.BaselineDue: baseline.on_baseline_due,
+    trace.Baseline: baseline.on_baseline,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""
 
