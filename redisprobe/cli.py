@@ -308,7 +308,8 @@ def monitor(
         options = MonitorOptions(duration=duration, key_patterns=tuple(keys or ()), enable_events=events,
                                  redact_values=redact_values, notes=tuple(cluster_notes),
                                  topology=tuple(cluster_watchers), source=source)
-        outcome = capture_from(watched_targets, spec, options, out, live, on_ready=ready)
+        outcome = capture_from(watched_targets, spec, options, out, live, on_ready=ready,
+                               say=lambda line: err.print(f"redisprobe: {shown(line)}", markup=False))
     # Each warning once: what the end of the capture gave up on, on stderr; the rest was in the live timeline
     # (or, with --json, here).
     for line in [*([] if live else outcome.lost), *outcome.gave_up]:

@@ -81,6 +81,7 @@ class LiveReport(msgspec.Struct, frozen=True, kw_only=True):
     pids: list[LivePid]
     findings: list[Finding] = []
     warnings: list[str] = []
+    unknown: list[str] = []  # listed processes that could not be checked, and what to pass: never "healthy"
 
     def to_json(self) -> Any:
         """Plain JSON data (dicts, lists, strings, numbers), ready for json.dumps."""
@@ -104,6 +105,7 @@ class _Endpoint:
     server: LiveServer = field(default_factory=LiveServer)
     clients: list[dict[str, str]] | None = None  # None: CLIENT LIST unavailable
     problem: str = ""  # a Redis endpoint we could not fully inspect, said for the user
+    unanswered: bool = False  # refused or silent: whether it is Redis, and which, is unknown
 
 
 def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5) -> LiveReport:
@@ -137,6 +139,9 @@ def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5
         for sock in sockets.get(pid, []):
             endpoint = endpoints[sock.remote]
             if not endpoint.is_redis:
+                text = f"{sock.remote}: {endpoint.problem}"
+                if endpoint.unanswered and text not in unreachable:
+                    unreachable.append(text)
                 continue
             if endpoint.problem and not endpoint.server.run_id:
                 text = f"{sock.remote}: {endpoint.problem}"
@@ -152,7 +157,30 @@ def inspect_pids(spec: PidSpec, *, auth_url: Target | None, timeout: float = 1.5
         if not entry.connections and not entry.unreachable and psutil.pid_exists(entry.pid):
             warnings.append(f"pid {entry.pid} ({entry.label}) has no open connection to a Redis server right now "
                             "(idle pool, lazy connect, or not a Redis client)")
-    return LiveReport(pids=entries, findings=_findings(entries), warnings=warnings)
+    return LiveReport(pids=entries, findings=_findings(entries), warnings=warnings, unknown=_unknown(entries))
+
+
+def _unknown(entries: list[LivePid]) -> list[str]:
+    """One line per listed process with a connection we could not check, with what would let us check it."""
+    lines = []
+    for entry in entries:
+        for conn in entry.connections:  # reached, but its db could not be read: the db comparison is unknown
+            if conn.db is None and "refused" in conn.note:
+                lines.append(f"pid {conn.pid} ({entry.label}) -> {conn.raddr}: {conn.note}; pass --url with "
+                             "credentials allowed to run CLIENT LIST")
+        if not entry.unreachable:
+            continue
+        problems = "; ".join(entry.unreachable)
+        if any("auth" in problem or "password" in problem for problem in entry.unreachable):
+            fix = "pass --url with the user name and password this server wants (as the application's URL has them)"
+        elif any("refused" in problem or "did not answer" in problem for problem in entry.unreachable):
+            fix = ("check that this server accepts one more connection from here (maxclients, a firewall, a "
+                   "paused server) and run again")
+        else:
+            fix = "pass --url with credentials allowed to run INFO and CLIENT LIST"
+        lines.append(f"pid {entry.pid} ({entry.label}) could not be checked ({problems}): its server and db are "
+                     f"unknown; {fix}")
+    return lines
 
 
 def with_identities(connections: list[LiveConnection]) -> list[LiveConnection]:
@@ -288,8 +316,10 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
                 endpoint.is_redis = True
                 endpoint.problem = _auth_problem(exc, use_auth)
             return endpoint
-        except (rex.RedisError, OSError):
-            return endpoint  # not Redis, or not answering: skipped quietly
+        except (rex.RedisError, OSError) as exc:
+            endpoint.problem = _unanswered(exc, timeout, split[1] if split else None)
+            endpoint.unanswered = bool(endpoint.problem)
+            return endpoint  # not Redis (skipped quietly), or refused or silent (its state unknown)
         endpoint.is_redis = True
         try:
             info = {**client.info("server"), **client.info("replication")}
@@ -307,6 +337,26 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
         with contextlib.suppress(Exception):
             client.close()
     return endpoint
+
+
+REDIS_PORTS = range(6379, 6400)
+"""Ports where a server that does not answer is taken for a Redis we could not check (elsewhere, a silent peer
+is more likely some other protocol waiting for its own greeting)."""
+
+
+def _unanswered(exc: BaseException, timeout: float, port: int | None) -> str:
+    """Why an endpoint the process is connected to would not let us ask it anything ("" when it answered as
+    something that is not Redis: a protocol error, a closed connection)."""
+    text = str(exc)
+    if isinstance(exc, rex.TimeoutError | TimeoutError):
+        if port is not None and port not in REDIS_PORTS:
+            return ""
+        return f"did not answer PING in {timeout:g}s: whether it is Redis, and which, is unknown"
+    if "max number of clients" in text:
+        return "refused our connection (max number of clients reached)"
+    if isinstance(exc, ConnectionRefusedError) or "refused" in text.lower():
+        return "refused our connection"
+    return ""
 
 
 def _is_auth_error(exc: BaseException) -> bool:
@@ -406,3 +456,35 @@ def _different_db(reaching: list[LivePid], run_id: str, dbs: dict[int, set[int]]
              for entry in reaching if entry.pid in dbs]
     summary = f"same server (run_id {run_id[:12]}) but different databases: {'; '.join(parts)}"
     return Finding(rule="different-db", severity="error", summary=summary, evidence=evidence)
+
+
+# -- where a process is connected, for `monitor --pids` ----------------------------------------------------------
+
+
+@dataclass
+class Whereabouts:
+    """The endpoints one process (and its children) is connected to right now, told apart by asking them."""
+
+    redis: dict[str, LiveServer]  # address -> the Redis server there (run_id may be empty: auth, refused)
+    other: list[str]  # endpoints that are not Redis
+    readable: bool = True  # False: its sockets could not be read (permission denied, exited)
+
+
+def whereabouts(pid: int, *, auth_url: Target | None = None, timeout: float = 0.5) -> Whereabouts:
+    """Where `pid` and its children are connected: which endpoints are Redis (and which server), which are not."""
+    try:
+        members = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return Whereabouts(redis={}, other=[], readable=False)
+    warnings: list[str] = []
+    found: list[_Socket] = []
+    table = _unix_table() if _has_unix_sockets({pid: members[1:]}) else {}
+    for member in members:
+        found.extend(_inet_sockets(member, warnings if member == pid else None))
+        found.extend(_unix_sockets(member, table, auth_url.unix_path if auth_url else None))
+    addresses = sorted({sock.remote for sock in found})
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(addresses)))) as pool:
+        endpoints = list(pool.map(lambda a: _probe(a, auth_url, timeout), addresses))
+    redis_ends = {e.address: e.server for e in endpoints if e.is_redis or e.unanswered}
+    other = [e.address for e in endpoints if not (e.is_redis or e.unanswered)]
+    return Whereabouts(redis=redis_ends, other=other, readable=not warnings)

@@ -86,11 +86,13 @@ def check_user_target(target: Target) -> None:
         stderr_console().print(f"redisprobe: {shown(line)}", markup=False)
 
 
-def make_header(command: str, targets: dict[str, Target], options: dict[str, object] | None = None) -> trace.Header:
-    """The trace header: the command line with any URL password hidden, and each target's fingerprint."""
+def make_header(command: str, targets: dict[str, Target], options: dict[str, object] | None = None, *,
+                servers: dict[str, trace.ServerFingerprint] | None = None) -> trace.Header:
+    """The trace header: the command line with any URL password hidden, and each target's fingerprint (taken now
+    unless `servers` already has them)."""
     return trace.Header(argv=[redact(arg) for arg in sys.argv], command=command, started=time.time(),
                         targets={label: target.label for label, target in targets.items()},
-                        servers=fingerprints(targets), options=dict(options or {}))
+                        servers=fingerprints(targets) if servers is None else servers, options=dict(options or {}))
 
 
 def fingerprints(targets: dict[str, Target]) -> dict[str, trace.ServerFingerprint]:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from redisprobe import trace
 from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
@@ -84,6 +86,7 @@ class _Tap:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
         own = self._own
+        scanning: dict[tuple[str, str], float] = {}  # (target, peer) of a baseline scan -> when it ended
         commands = keyspace_events = ops = others = own_commands = 0
         try:
             for event in events:
@@ -92,6 +95,9 @@ class _Tap:
                     commands += 1
                     if own and (event.target, event.peer) in own:  # type: ignore[union-attr]
                         own_commands += 1
+                        until = scanning.get((event.target, event.peer))  # type: ignore[union-attr]
+                        if until is not None and event.t <= until:
+                            continue  # the baseline's own SCAN/TYPE/PTTL: not the application's reads
                     yield event
                     continue
                 others += 1
@@ -109,6 +115,9 @@ class _Tap:
                     self.notes.append(event)  # type: ignore[arg-type]
                 elif kind is trace.TtlSample:
                     self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
+                elif kind is trace.Baseline and event.peer:  # type: ignore[union-attr]
+                    own.add((event.target, event.peer))  # type: ignore[union-attr]
+                    scanning[(event.target, event.peer)] = event.until  # type: ignore[union-attr]
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others
@@ -166,9 +175,9 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
     patterns = list(key_patterns)
     chosen = [life for life in lives.lives()
               if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]
-    if patterns:
-        findings = [f for f in findings if not f.keys
-                    or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)]
+    if patterns:  # the doctor saw everything: a cause outside the patterns is the one the user could not guess
+        findings = [f if not f.keys or any(fnmatch.fnmatchcase(k, p) for k in f.keys for p in patterns)
+                    else msgspec.structs.replace(f, summary=f"{f.summary} (outside --keys)") for f in findings]
     if len(chosen) <= KEY_EVENTS_ALL:
         keys = [exact_key(life.to_json(), life.key) for life in chosen]
     else:

@@ -261,9 +261,30 @@ class WireReply(msgspec.Struct, frozen=True, kw_only=True, tag="wire-reply", gc=
     # (ran in MULTI/EXEC), db-unknown (open before the capture, no SELECT seen: `db` says 0), no-reply (none seen)
 
 
+class Baseline(msgspec.Struct, frozen=True, kw_only=True, tag="baseline"):
+    """What existed in one db when the capture began (after MONITOR was attached): SCAN plus TYPE/PTTL, read-only
+    and bounded. A key it covers but lacks did not exist; a key it does not cover has an unknown state.
+
+    `t` is when the scan began, `until` when it ended: each key's state is as of a moment in between. `peer` is the
+    scanning connection as MONITOR names it: its own SCAN/TYPE/PTTL lines are not the application's.
+    """
+
+    t: float
+    until: float
+    db: int
+    keys: list[bytes]
+    types: list[str]  # per key; "none" when it went between SCAN and TYPE
+    expires_at: list[float | None]  # per key: our clock after its PTTL reply plus the PTTL; None without a TTL
+    patterns: list[str] = []  # what it covers: [] is every key
+    complete: bool = True  # every key the patterns match is in `keys` (False: cut by a bound)
+    reason: str = ""  # why it is not complete
+    peer: str = ""
+    target: str = ""
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
-    | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply
+    | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply | Baseline
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""

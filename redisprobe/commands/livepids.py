@@ -27,7 +27,7 @@ def run_live_info(pids: list[str], url: str | None, *, json: bool, pm2: bool = F
         print_json(report.to_json())
     else:
         stdout_console().print(live_view(report))
-    return len(report.findings)
+    return len(report.findings) or len(report.unknown)  # unknown is never healthy
 
 
 def process_cell(label: str, pid: int, identity: str) -> str:
@@ -59,7 +59,12 @@ def live_view(report: LiveReport) -> Group:
         for problem in proc.unreachable:
             rows.append((who, Text(shown(problem), style="yellow"), *[""] * 8))
     table = Records(headers, rows, title="Redis connections of the listed processes")
-    parts: list[Any] = [table, findings_block(report.findings,
-                                              empty="every listed process reaches the same server and db")]
+    empty = "every listed process reaches the same server and db"
+    if report.unknown:
+        empty = "unknown: not every listed process could be checked"
+    parts: list[Any] = [table, findings_block(report.findings, empty=empty)]
+    if report.unknown and not report.findings:
+        parts[-1] = Text(f"? {empty}", style="bold yellow")
+    parts += [Text(f"? {shown(line)}", style="yellow") for line in report.unknown]
     parts += [Text(f"! {shown(w)}", style="yellow") for w in report.warnings]
     return Group(*parts)

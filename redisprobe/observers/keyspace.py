@@ -80,7 +80,7 @@ class KeyspaceObserver:
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
                  label: str = "", timeout: float | None = None, mark_interval: float = 0.5,
-                 give_up_after: float | None = 300.0) -> None:
+                 give_up_after: float | None = 300.0, config_interval: float = 1.0) -> None:
         self.target = target
         self.emit = emit
         self.enable = enable
@@ -110,6 +110,12 @@ class KeyspaceObserver:
         # event the server published before it has been read too: a lost event was published after the mark.
         self._mark: tuple[float, int | None] = (0.0, None)  # (time, INFO's commands processed) of the last mark read
         self._sent: dict[bytes, tuple[float, int | None]] = {}
+        # notify-keyspace-events as others leave it: re-read every `config_interval`; while it lacks what we need,
+        # events are lost (a CONFIG SET never shows in MONITOR), and that time becomes a gap.
+        self.config_interval = config_interval
+        self._config_ok_at: float | None = None  # the last time it covered us
+        self._off: tuple[float, str] | None = None  # (since, value) while it does not cover us
+        self._config_watched = False  # it was readable at start
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -129,6 +135,7 @@ class KeyspaceObserver:
                 return self
             self._run_id = self._server_run_id()
             self._settle_config()
+            self._start_watching_config()
             self._mark = (time.time(), self._processed())
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
@@ -152,6 +159,7 @@ class KeyspaceObserver:
             self._restore_config()
             if self._thread is not None:
                 self._thread.join(self.timeout + 1.0)
+            self._close_off_period()
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._conn.disconnect()
@@ -210,6 +218,58 @@ class KeyspaceObserver:
             self._note(f"set notify-keyspace-events on {self.where} from {current!r} to {new!r} for this run; "
                        "it is restored on exit")
 
+    def _start_watching_config(self) -> None:
+        assert self._admin is not None
+        try:
+            current = _config_value(self._admin.config_get("notify-keyspace-events"))
+        except (rex.RedisError, OSError):
+            return  # refused: what is lost was said once; it cannot be watched
+        self._config_watched = True
+        now = time.time()
+        if missing_flags(current):
+            self._off = (now, current)
+        else:
+            self._config_ok_at = now
+
+    def _watch_config(self) -> None:
+        """Re-read notify-keyspace-events: someone else (a user, another tool, a second monitor restoring its
+        value) may have changed it, and a CONFIG SET never shows in MONITOR."""
+        assert self._admin is not None
+        try:
+            current = _config_value(self._admin.config_get("notify-keyspace-events"))
+        except (rex.RedisError, OSError):
+            return  # a dropped link is the reader's to notice
+        now = time.time()
+        lacking = missing_flags(current)
+        if lacking and self._off is None:
+            since = self._config_ok_at or now
+            self._off = (since, current)
+            self._note(f"notify-keyspace-events on {self.where} was changed to {current!r} during the capture "
+                       f"(lacks {lacking!r}): keyspace events are lost from then on; {LOST} meanwhile", "warning")
+        elif not lacking:
+            if self._off is not None:
+                self._close_off_period(until=now, back=current)
+            self._config_ok_at = now
+
+    def _close_off_period(self, until: float | None = None, back: str = "") -> None:
+        """The time notify-keyspace-events did not cover us, as a keyspace gap (open-ended at the end of a run)."""
+        off = self._off
+        if off is None:
+            return
+        self._off = None
+        since, value = off
+        if until is None and self._config_ok_at is None:
+            return  # off all along: said at start, and no event ever came to be misread
+        reason = (f"notify-keyspace-events was {value!r} (lacking {missing_flags(value)!r}; set by another client): "
+                  "keyspace events of this time are lost")
+        if until is not None:
+            reason += f"; back to {back!r} by {time.strftime('%H:%M:%S', time.localtime(until))}"
+            self._note(f"notify-keyspace-events on {self.where} covers us again ({back!r}): keyspace events "
+                       "resumed")
+        else:
+            reason += "; still so when the capture ended"
+        self.emit(trace.Gap(t=since, until=until, source="keyspace", reason=reason, target=self.target.label))
+
     def _refused(self, text: str, level: str = "warning") -> None:
         self.lost = text
         if text not in self._warned:  # a reconnect that finds the same situation says nothing new
@@ -225,6 +285,19 @@ class KeyspaceObserver:
         with self._config_lock:
             old = self._restore_to
             if old is None or self._admin is None:
+                return
+            ours = self.changed[1] if self.changed is not None else None
+            try:
+                now = _config_value(self._admin.config_get("notify-keyspace-events"))
+            except (rex.RedisError, OSError):
+                now = ours
+            if ours is not None and now is not None and expand_flags(now) != expand_flags(ours):
+                # someone set it during the capture: theirs stands (the server spells flags in its own order)
+                self._restore_to = None
+                configledger.forget(self._ledger_id)
+                self._ledger_id = None
+                self._note(f"left notify-keyspace-events on {self.where} at {now!r}: another client changed it "
+                           f"during the capture (it was {old!r} before, {ours!r} while we ran)")
                 return
             try:
                 self._admin.config_set("notify-keyspace-events", old)
@@ -290,11 +363,15 @@ class KeyspaceObserver:
         (a silently dead one is noticed after `timeout` without any answer)."""
         last = time.monotonic()
         next_mark = 0.0
+        next_config = time.monotonic() + self.config_interval
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= next_mark:
                 self._send_mark(conn)
                 next_mark = now + self.mark_interval
+            if now >= next_config and self._config_watched:
+                self._watch_config()
+                next_config = now + self.config_interval
             if not conn.can_read(timeout=0.2):
                 if time.monotonic() - last > self.timeout:
                     raise rex.TimeoutError(f"no answer to PING in {self.timeout:.0f}s")

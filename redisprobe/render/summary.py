@@ -46,6 +46,13 @@ def key_of(life: dict[str, Any]) -> bytes:
     return base64.b64decode(exact) if exact else str(life.get("key")).encode("utf-8", "surrogateescape")
 
 
+def _before(life: dict[str, Any]) -> str:
+    """Who created a key the capture did not see created: the baseline saw it at the start, or nobody knows."""
+    if life.get("before_capture"):
+        return "before the capture"
+    return "unknown (before the capture)" if life.get("preexisting") else "-"
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
@@ -58,8 +65,8 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Records:
         removed = life.get("removed") or {}
         how = removed.get("how", "") if removed else "alive"
         style = _REMOVED_STYLE.get(how, "bold red" if how not in ("alive", "") else "")
-        cells = [shown_key(key_of(life)), str(life.get("db", "")),
-                 who(life.get("created_by")) if life.get("created_by") else "-", _seconds(life.get("ttl_set")),
+        creator = who(life.get("created_by")) if life.get("created_by") else _before(life)
+        cells = [shown_key(key_of(life)), str(life.get("db", "")), creator, _seconds(life.get("ttl_set")),
                  _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
         if curves:
             cells.append(sparkline(summary.ttl_curves.get(str(life.get("key")), [])))

@@ -80,6 +80,7 @@ class LiveTimeline:
         self.watched = watched or {}
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
+        self._scans: dict[str, float] = {}  # peer of a baseline scan -> when it ended
         self.said: set[str] = set()  # warnings printed, so that the summary does not repeat them
         self.rows = 0
         self._last_script_peer = ""
@@ -110,6 +111,8 @@ class LiveTimeline:
                 self._lines(event)
             elif isinstance(event, trace.ClientSeen):
                 self.clients[event.addr] = event
+            elif isinstance(event, trace.Baseline) and event.peer:
+                self._scans[event.peer] = event.until  # the baseline's own SCAN/TYPE/PTTL are not shown
             elif isinstance(event, trace.Monitor):
                 if self._shown < ROWS_PER_SECOND:
                     self._monitor(event)
@@ -194,7 +197,7 @@ class LiveTimeline:
         return who, str(seen.client_id)
 
     def _monitor(self, event: trace.Monitor) -> None:
-        if not event.args:
+        if not event.args or (self._scans and event.t <= self._scans.get(event.peer, 0.0)):
             return
         command = cmds.lookup(event.args[0])
         kind = command.kind

@@ -11,7 +11,7 @@ command is kept as a `Who` token and turned into an `Actor` at the end, once eve
 
 The package by concern: `records` (what is kept), `state` (the fold's state), `engine` (ordering, dispatch),
 `dispatch` (command kind -> handler), `keys`, `expiry`, `pairing`, `connection`, `replies` (the handlers), `lives`
-(a life's start and end), `limits` (the numbers).
+(a life's start and end), `baseline` and `coverage` (what existed when a capture began), `limits` (the numbers).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import connection, expiry, keys, lives, pairing, refused, replies
+from redisprobe.analysis.lifecycle import baseline, connection, expiry, keys, lives, pairing, refused, replies
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
     INF,
@@ -33,6 +33,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,
+    trace.Baseline: baseline.on_baseline,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle.coverage import known_absent
 from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
     CREATE_AFTER_MISS_WINDOW,
@@ -128,6 +129,14 @@ def alive(st: FoldState, slot: Slot | None, t: float) -> KeyLife | None:
 
 def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes], key: bytes,
           slot: Slot | None, *, certain: bool | None = None) -> None:
+    if certain is None and st.baselines and (slot is None or not slot.count) \
+            and known_absent(st, server, db, key, t) is False:
+        # The baseline did not cover this key: it may well have existed since before the capture, and MONITOR
+        # shows no reply. Unknown, said as such; never a miss inferred from silence.
+        if len(st.rows) < st.timeline_limit:
+            st.row(t, (server, peer, t, hint), db, args, key, "unknown: not in the baseline, and MONITOR shows no "
+                   "reply (a miss or a hit)", "")
+        return
     if slot is None:
         if st.miss_only >= MAX_MISS_ONLY_KEYS:
             st.untracked_misses += 1
@@ -137,7 +146,7 @@ def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, ar
     slot.misses += 1
     who = (server, peer, t, hint)
     if certain is None:
-        certain = slot.count > 0
+        certain = slot.count > 0 or bool(st.baselines and known_absent(st, server, db, key, t))
     if slot.miss_log is None:
         slot.miss_log = []
     if len(slot.miss_log) < LOG_CAP:

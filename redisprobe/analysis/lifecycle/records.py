@@ -73,6 +73,7 @@ class KeyLife:
     created_by: Who | None = None
     created_args: list[bytes] | None = None
     preexisting = False  # first seen by a read/TTL/removal event: it existed before the trace
+    baseline: tuple[float, str] | None = None  # (when, type): the capture's baseline saw it exist at its start
     writes = 0
     appends = 0
     reads = 0
@@ -229,6 +230,8 @@ class KeyLife:
         if how == "expired":
             if self.expired_on_time and self.ttl_last is not None:
                 return f"expired on time ({secs(self.ttl_last.seconds)} TTL)"
+            if self.expired_on_time and self.baseline is not None:
+                return "expired on time (on the TTL it had when the capture began)"
             return "expired (TTL not seen)" if self.expires_at is None else "expired before the TTL set on it"
         if how == "evicted":
             return "evicted by the server (maxmemory)"
@@ -263,6 +266,8 @@ class KeyLife:
             "expired_on_time": self.expired_on_time,
             "verdict": self.verdict,
         }
+        if self.baseline is not None:
+            data["before_capture"] = {"seen_at": self.baseline[0], "type": self.baseline[1]}
         if history:
             data["events"] = self.history_lines()
         return data

@@ -74,6 +74,7 @@ class FoldState:
         self.op_multi: set[tuple[str, int]] = set()
         self.finished = False
         self.pairing = True  # TTL commands are remembered per key for keyspace events and replies to pair with
+        self.baselines: dict[str, dict[int, trace.Baseline]] = {}  # server -> db -> what existed at capture start
 
     def server_of(self, target: str) -> str:
         server = self.target_servers.get(target)
