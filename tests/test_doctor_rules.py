@@ -635,6 +635,41 @@ def test_a_replaced_prefix_read_systematically_is_a_near_miss() -> None:
     assert finding.keys[:3] == ["myapp:Qx7f0aZk", "myapp:Pm3d9LwE", "myapp:Ty8c2NvR"]
 
 
+def test_a_consumer_waiting_under_a_replaced_prefix_is_a_near_miss() -> None:
+    """BullMQ without its prefix setting: the worker waits on bull:emails:marker (and keeps its own bookkeeping
+    under bull:), the producer pushes to mail:emails:marker; one name, but a consumer sat waiting on it."""
+    tb = TraceBuilder()
+    producer = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    worker("HSET", "bull:emails:meta", "opts.maxLenEvents", "10000")
+    tb.ks("hset", "bull:emails:meta")
+    worker("BZPOPMIN", "bull:emails:marker", "1")
+    for job in range(3):
+        tb.at(0.3 * (job + 1))
+        producer("ZADD", "mail:emails:marker", "0", str(job))
+        tb.ks("zadd", "mail:emails:marker")
+    tb.at(2.5)
+    producer("PING")  # the trace goes on past the pop's 1 s timeout: it came back empty
+    finding = one(tb, "key-prefix-mismatch", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert "the reader's prefix is 'bull:', the writer's 'mail:'" in finding.summary
+
+
+def test_a_consumer_waiting_on_its_own_namespace_that_others_write_is_no_near_miss() -> None:
+    tb = TraceBuilder()
+    producer = tb.client("api", pid=100, client_id=7)
+    worker = tb.client("processor", pid=200, client_id=8)
+    other = tb.client("keeper", pid=150, client_id=12)
+    other("HSET", "bull:emails:meta", "opts.maxLenEvents", "10000")  # another app's queue, under bull:
+    tb.ks("hset", "bull:emails:meta")
+    worker("BZPOPMIN", "bull:emails:marker", "1")
+    producer("ZADD", "mail:emails:marker", "0", "1")
+    tb.ks("zadd", "mail:emails:marker")
+    tb.at(2.5)
+    producer("PING")
+    assert not [f for f in run(tb, WATCHED) if f.rule == "key-prefix-mismatch"]
+
+
 def test_one_id_under_two_prefixes_or_a_prefix_with_keys_of_its_own_is_no_near_miss() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)

@@ -207,8 +207,6 @@ APPS: list[App] = [
 
 TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
-    "bullmq-prefix": "silent: the worker's BZPOPMIN/EVALSHA on bull:emails:* never touch a name the producer wrote "
-                     "(mail:emails:*); a replaced prefix is no near-miss to the name index",
     "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
                                 "short-lived connection with no pid (rq forks a horse per job that connects, runs "
                                 "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "

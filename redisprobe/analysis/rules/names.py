@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 import re
 
+from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Groups, RuleInput, family, identity, who_text
 from redisprobe.findings import Finding
 from redisprobe.text import clock
@@ -66,6 +68,9 @@ class NameIndex:
         self._rests: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # missed minus its first part
         self._dropped: dict[tuple[str, bytes], list[tuple[bytes, bytes]]] = {}  # missed minus a middle part
         self._heads_written: dict[tuple[str, bytes], int] = {}  # first parts of missed names: keys written there
+        self.head_writers: dict[tuple[str, bytes], set[object]] = {}  # who wrote under them during the trace
+        self.missers: dict[tuple[str, bytes], object] = {}  # missed name -> who missed it (an identity)
+        self.waited: set[tuple[str, bytes]] = set()  # missed names a blocking pop waited on in vain
         self._candidates: dict[tuple[object, ...], dict[bytes, tuple[str, str]]] = {}  # rewrite -> its matches
 
     def want(self, server: str, key: bytes) -> None:
@@ -139,10 +144,13 @@ class NameIndex:
         for rewrite, found in self._candidates.items():
             server = rewrite[1]
             found = {missed: match for missed, match in found.items() if (server, missed) not in self.db_of}
-            if len(found) < SYSTEMATIC:
-                continue
-            if rewrite[0] == "prefix" and self._heads_written.get((server, rewrite[2]), 0) >= len(found):  # type: ignore[index]
-                continue  # the reader's prefix holds keys of its own: two namespaces, not a misnamed one
+            waited = any((server, missed) in self.waited for missed in found)
+            if len(found) < SYSTEMATIC and not (rewrite[0] == "prefix" and waited):
+                continue  # one name alone is a coincidence, unless a consumer sat waiting on it
+            if rewrite[0] == "prefix":
+                missers = {self.missers.get((server, missed)) for missed in found}
+                if self.head_writers.get((server, rewrite[2]), set()) - missers:  # type: ignore[arg-type]
+                    continue  # others write under the reader's prefix: two namespaces, not a misnamed one
             for missed, (written, how) in found.items():
                 self._match(server, missed, written, how)  # type: ignore[arg-type]
 
@@ -162,13 +170,39 @@ def name_index(inp: RuleInput) -> NameIndex:
     for slot in inp.missed:
         if not slot.count:
             index.want(slot.server, slot.key)
-    for count, (slot, _lives) in enumerate(inp.lived):
+            _note_misser(inp, index, slot)
+    for count, (slot, lives) in enumerate(inp.lived):
         if count >= MAX_INDEX_KEYS:
             break
         index.add(slot.server, slot.key, slot.db)
+        head = (slot.server, _norm(slot.key).partition(b":")[0])
+        if head in index._heads_written:
+            index.head_writers.setdefault(head, set()).update(_writers(inp, lives))
     index.finish()
     inp.cache["names"] = index
     return index
+
+
+def _note_misser(inp: RuleInput, index: NameIndex, slot: Slot) -> None:
+    """Who missed the name first, and whether a blocking pop sat waiting on it."""
+    first = (slot.miss_log or [None])[0] or ((slot.absent_ttl or [None])[0])
+    if first is None:
+        return
+    who = first[1] if isinstance(first, tuple) else first.who
+    index.missers[(slot.server, slot.key)] = identity(inp.actor(who))
+    if any(args and C.lookup(args[0]).blocking for _t, _who, args, _certain in slot.miss_log or ()):
+        index.waited.add((slot.server, slot.key))
+
+
+def _writers(inp: RuleInput, lives: list[KeyLife]) -> set[object]:
+    """Who wrote a key during the trace (its creators and writers; a key only seen at the baseline has none)."""
+    found: set[object] = set()
+    for life in lives:
+        if life.created_by is not None:
+            found.add(identity(inp.actor(life.created_by)))
+        for peer, entry in (life.writers or {}).items():
+            found.add(identity(inp.actor((life.server, peer, entry[2], entry[3]))))  # type: ignore[arg-type]
+    return found
 
 
 def near_miss(inp: RuleInput, server: str, key: bytes) -> tuple[str, str] | None:
