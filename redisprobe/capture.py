@@ -20,6 +20,7 @@ from redisprobe.leftovers import temp_dir
 from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
+from redisprobe.observers.peers import PeerWatcher
 from redisprobe.observers.refusals import RefusalSampler
 from redisprobe.pidmap import PidMapper
 from redisprobe.selectors import Selector
@@ -42,6 +43,7 @@ class CaptureSession:
         self.clients = ClientPoller(target, writer.emit, pid_mapper=self.mapper, interval=client_interval,
                                     label=label)
         self.refusals = RefusalSampler(target, writer.emit, label=label)  # what MONITOR cannot show
+        self.peers = PeerWatcher(target, writer.emit, self.mapper, label=label)  # between CLIENT LIST samples
         self._started: list[object] = []
         self._drained = False
 
@@ -49,6 +51,7 @@ class CaptureSession:
         try:
             self.clients.start()
             self._started.append(self.clients)
+            self.peers.start()
             self.keyspace.start()
             self._started.append(self.keyspace)
             self.refusals.start()  # its baseline before MONITOR: its own handshake stays out of the trace
@@ -76,7 +79,7 @@ class CaptureSession:
             except Exception:  # a failed drain is already recorded as a gap by the capture
                 pass
         self._drained = True
-        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
+        for observer in (self.peers, self.refusals, self.keyspace, self.clients, self.monitor):
             try:
                 observer.stop()  # type: ignore[attr-defined]
             except KeyboardInterrupt as exc:
@@ -98,7 +101,7 @@ class CaptureSession:
         if pending is not None:
             undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
                           f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
-        for observer in (self.refusals, self.keyspace, self.clients, self.monitor):
+        for observer in (self.peers, self.refusals, self.keyspace, self.clients, self.monitor):
             with contextlib.suppress(Exception):
                 observer.abort()  # type: ignore[attr-defined]
         shutil.rmtree(self._spool, ignore_errors=True)

@@ -282,9 +282,24 @@ class Baseline(msgspec.Struct, frozen=True, kw_only=True, tag="baseline"):
     target: str = ""
 
 
+class PeerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="peer"):
+    """A connection to the watched server the kernel's socket table showed, with its process: found between two
+    CLIENT LIST samples, so a connection that comes and goes in 50 ms (a forked job, a one-shot script) still has
+    a pid. `addr` is the client's address as MONITOR names it."""
+
+    t: float
+    addr: str
+    pid: int
+    process: str = ""
+    cmdline: str = ""
+    label: str = ""
+    target: str = ""
+    shared_with: tuple[int, ...] = ()
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
-    | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply | Baseline
+    | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply | Baseline | PeerSeen
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""

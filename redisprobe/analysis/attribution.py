@@ -75,6 +75,7 @@ class Attributor:
         self._held: dict[tuple[str, int], set[int]] = {}  # connection -> every pid the kernel says holds it
         self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
+        self._peers: dict[tuple[str, str], list[trace.PeerSeen]] = {}  # (server, addr) -> what the kernel showed
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -134,6 +135,22 @@ class Attributor:
             info.connected_at = connected
         self._cache.clear()
         self._place(server, event.addr, event.client_id, connected)
+
+    def peer_seen(self, event: trace.PeerSeen, server: str) -> None:
+        """A connection the kernel showed between CLIENT LIST samples: its process, for MONITOR lines from it."""
+        self._peers.setdefault((server, event.addr), []).append(event)
+        if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
+            self.children[event.pid] = event.label
+        self._cache.clear()
+
+    def _peer_actor(self, server: str, peer: str, t: float) -> Actor | None:
+        """The process the kernel showed behind a peer no CLIENT LIST sample caught (the sighting nearest `t`)."""
+        seen = self._peers.get((server, peer))
+        if not seen:
+            return None
+        event = min(seen, key=lambda e: abs(e.t - t))
+        label = self.watched.get(event.pid) or self.children.get(event.pid) or event.label or event.process
+        return Actor(pid=event.pid, label=label, addr=peer)
 
     def _is_watched_label(self, label: str) -> bool:
         if label in self.watched.values():
@@ -227,7 +244,11 @@ class Attributor:
             return Actor(label="lua script (its caller was not seen)", addr="lua")
         client_id = self.client_at(server, peer, t)
         if client_id is None:
-            # CLIENT LIST was sampled, yet never showed this peer: it connected and left between two samples
+            # CLIENT LIST was sampled, yet never showed this peer: it connected and left between two samples (the
+            # kernel's socket table may still have shown it)
+            found = self._peer_actor(server, peer, t)
+            if found is not None:
+                return found
             return Actor(addr=peer, label=SHORT_LIVED if server in self._sampled else "")
         return self.actor_for_client(server, client_id, peer)
 

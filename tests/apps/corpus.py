@@ -215,9 +215,9 @@ TODAY: dict[str, str] = {
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     # healthy twins the tool reports on
     "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
-                  "~50 ms, so no CLIENT LIST sample sees it and it has no pid or label): consumed-by-other on "
-                  "rq:execution:* and deleted-by-client on rq:worker:<id>:executions, blamed on a 'short-lived "
-                  "connection'",
+                  "about 10 ms: the kernel's socket table, read every 5 ms, names some horses as the worker's "
+                  "children, not all): consumed-by-other on rq:execution:* and deleted-by-client on "
+                  "rq:worker:<id>:executions, blamed on a 'short-lived connection'",
     "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
                              "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
                              "counter 'did nothing (no keyspace expire event followed)' and 'the key then expired on "

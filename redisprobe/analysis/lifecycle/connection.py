@@ -16,6 +16,10 @@ from redisprobe.analysis.lifecycle.records import BlockedClient, ServerState
 from redisprobe.analysis.lifecycle.state import FoldState
 
 
+def on_peer(st: FoldState, event: trace.PeerSeen) -> None:
+    st.attributor.peer_seen(event, st.server_of(event.target))
+
+
 def on_client(st: FoldState, event: trace.ClientSeen) -> None:
     server = st.server_of(event.target)
     first = (server, event.client_id) not in st.attributor.clients
