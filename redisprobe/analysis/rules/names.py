@@ -142,17 +142,17 @@ class NameIndex:
     def finish(self) -> None:
         """Keep the rewrites that are systematic (call after the last `add`)."""
         for rewrite, found in self._candidates.items():
-            server = rewrite[1]
+            server, head = str(rewrite[1]), rewrite[2]
             found = {missed: match for missed, match in found.items() if (server, missed) not in self.db_of}
             waited = any((server, missed) in self.waited for missed in found)
             if len(found) < SYSTEMATIC and not (rewrite[0] == "prefix" and waited):
                 continue  # one name alone is a coincidence, unless a consumer sat waiting on it
             if rewrite[0] == "prefix":
                 missers = {self.missers.get((server, missed)) for missed in found}
-                if self.head_writers.get((server, rewrite[2]), set()) - missers:  # type: ignore[arg-type]
+                if isinstance(head, bytes) and self.head_writers.get((server, head), set()) - missers:
                     continue  # others write under the reader's prefix: two namespaces, not a misnamed one
             for missed, (written, how) in found.items():
-                self._match(server, missed, written, how)  # type: ignore[arg-type]
+                self._match(server, missed, written, how)
 
     def find(self, server: str, key: bytes) -> tuple[str, str] | None:
         """(written key, how the names differ) for a missed key, or None when no written key is that close."""
@@ -185,10 +185,12 @@ def name_index(inp: RuleInput) -> NameIndex:
 
 def _note_misser(inp: RuleInput, index: NameIndex, slot: Slot) -> None:
     """Who missed the name first, and whether a blocking pop sat waiting on it."""
-    first = (slot.miss_log or [None])[0] or ((slot.absent_ttl or [None])[0])
-    if first is None:
+    if slot.miss_log:
+        who = slot.miss_log[0][1]
+    elif slot.absent_ttl:
+        who = slot.absent_ttl[0].who
+    else:
         return
-    who = first[1] if isinstance(first, tuple) else first.who
     index.missers[(slot.server, slot.key)] = identity(inp.actor(who))
     if any(args and C.lookup(args[0]).blocking for _t, _who, args, _certain in slot.miss_log or ()):
         index.waited.add((slot.server, slot.key))

@@ -202,7 +202,9 @@ def _instances_raced(inp: RuleInput, groups: Groups) -> None:
             continue
         fam = family(slot.key)
         group = groups.get((taker.label, fam, "instances"), "error", taker, _raced_summary)  # type: ignore[union-attr]
-        group.extra.setdefault("pids", set()).update({taker.pid, loser.pid})  # type: ignore[union-attr]
+        pids = group.extra.setdefault("pids", set())
+        assert isinstance(pids, set)
+        pids.update({taker.pid, loser.pid})  # type: ignore[union-attr]
         group.extra.update(family=fam, actor=taker, loser=loser)
         group.extra["races"] = group.extra.get("races", 0) + slot.raced_count  # type: ignore[operator]
         if group.add_key(slot.key):
@@ -226,7 +228,9 @@ def _batch_takers(inp: RuleInput, groups: Groups, slot: Slot) -> None:
             continue
         fam = family(slot.key)
         group = groups.get((first.label, fam, "instances"), "error", first, _batches_summary)  # type: ignore[union-attr]
-        group.extra.setdefault("pids", set()).update({first.pid, second.pid})  # type: ignore[union-attr]
+        pids = group.extra.setdefault("pids", set())
+        assert isinstance(pids, set)
+        pids.update({first.pid, second.pid})  # type: ignore[union-attr]
         group.extra.update(family=fam, actor=first)
         if group.add_key(slot.key):
             for actor, n, at, at_hint, at_args, at_peer in batches:
