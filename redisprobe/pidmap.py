@@ -439,8 +439,10 @@ def socket_holders() -> dict[int, list[int]] | None:
     return holders
 
 
-def _proc_net_inet() -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
-    """(inode, local, remote) of each connected TCP socket in /proc/net/tcp and tcp6."""
+def _proc_net_inet(remote_port: int | None = None) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
+    """(inode, local, remote) of each connected TCP socket in /proc/net/tcp and tcp6 (only those to `remote_port`
+    when given: the other lines are passed over before they are parsed)."""
+    suffix = f":{remote_port:04X} " if remote_port else ""
     for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
         try:
             with open(path, encoding="ascii") as handle:
@@ -448,8 +450,12 @@ def _proc_net_inet() -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
         except OSError:
             continue
         for line in lines:
+            if suffix and suffix not in line:
+                continue
             fields = line.split()
             if len(fields) < 10 or fields[3] == _TCP_LISTEN or fields[9] == "0":
+                continue
+            if suffix and not fields[2].endswith(suffix[:-1]):
                 continue
             remote = _hex_addr(fields[2], width)
             if remote[1]:

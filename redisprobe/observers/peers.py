@@ -20,7 +20,7 @@ from collections.abc import Callable
 import psutil
 
 from redisprobe import trace
-from redisprobe.pidmap import PidMapper, _hex_addr, describe_process, format_addr, normalize_ip
+from redisprobe.pidmap import PidMapper, _proc_net_inet, describe_process, format_addr, normalize_ip
 from redisprobe.target import Target
 
 INTERVAL = 0.005
@@ -30,8 +30,7 @@ so the watcher never takes more than about 5% of a core."""
 
 COST_FACTOR = 20
 
-_TABLES = (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32))
-_ESTABLISHED = "01"
+_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
 class PeerWatcher:
@@ -51,7 +50,7 @@ class PeerWatcher:
 
     def start(self) -> None:
         """Start watching (nothing to do for a unix socket, or without the kernel's table)."""
-        if self.target.unix_path is not None or not os.path.exists(_TABLES[0][0]) or not self._port:
+        if self.target.unix_path is not None or not os.path.exists(_TABLES[0]) or not self._port:
             return
         with contextlib.suppress(OSError):
             self._ips = {normalize_ip(str(info[4][0])) for info in
@@ -82,25 +81,8 @@ class PeerWatcher:
             known = set(current)
 
     def _connections(self) -> list[tuple[tuple[str, int], int]]:
-        """(local address, socket inode) of established connections to the watched server."""
-        suffix = f":{self._port:04X}"
-        found = []
-        for path, width in _TABLES:
-            try:
-                with open(path, encoding="ascii") as handle:
-                    lines = handle.readlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split(maxsplit=4)
-                if len(fields) < 4 or not fields[2].endswith(suffix) or fields[3] != _ESTABLISHED:
-                    continue
-                remote = _hex_addr(fields[2], width)
-                if remote[0] in self._ips:
-                    rest = fields[4].split()
-                    inode = int(rest[5]) if len(rest) > 5 and rest[5].isdigit() else 0
-                    found.append((_hex_addr(fields[1], width), inode))
-        return found
+        """(local address, socket inode) of connections to the watched server."""
+        return [(local, inode) for inode, local, remote in _proc_net_inet(self._port) if remote[0] in self._ips]
 
     def _name(self, local: tuple[str, int], inode: int, own: int) -> None:
         # A job forked by a listed process (rq's work horse) is gone in tens of milliseconds: look at the listed
