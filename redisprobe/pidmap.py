@@ -328,6 +328,7 @@ class PidMapper:
         return self._info(sorted(set(pids))) if pids else None
 
     def _info(self, pids: list[int]) -> ProcessInfo:
+        pids = forked_holders(pids)
         info = self._describe(pids[0])
         if len(pids) > 1:
             info = ProcessInfo(pid=info.pid, process=info.process, cmdline=info.cmdline, label=info.label,
@@ -391,6 +392,25 @@ def joined_text(info: ProcessInfo, label: str, selector: Selector) -> str:
     """The timeline's line for a process that joined a label mid-capture."""
     return f"{JOINED} pid {info.pid} ({info.process or '?'}) is now watched as {label}: it matches " \
            f"{selector.text} and appeared during the capture"
+
+
+def forked_holders(pids: list[int]) -> list[int]:
+    """The holders of one socket that can really share it: a process and its descendants (a socket is shared by
+    fork). A holder unrelated to the others is a reading raced by process churn (a pid reused between the file
+    descriptor scan and the socket table read), not a shared connection: it is left out."""
+    if len(pids) < 2:
+        return pids
+    family: dict[int, set[int]] = {}
+    for pid in pids:
+        try:
+            family[pid] = {parent.pid for parent in psutil.Process(pid).parents()}
+        except psutil.Error:
+            family[pid] = set()
+    roots = [pid for pid in pids if not family[pid] & set(pids)]
+    if len(roots) != 1:
+        return pids[:1] if not roots else [roots[0]]
+    root = roots[0]
+    return [root, *(pid for pid in pids if pid != root and root in family[pid])]
 
 
 def connected_sockets(holders: dict[int, list[int]] | None = None

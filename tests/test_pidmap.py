@@ -212,3 +212,23 @@ def test_parse_pid_spec_permission_denied_is_a_warning() -> None:
         os.waitpid(child, 0)
     assert labels == {target: "api"}
     assert len(warnings) == 1 and "permission denied" in warnings[0] and str(target) in warnings[0]
+
+
+def test_only_a_process_and_its_descendants_can_share_a_socket():
+    """A socket is shared by fork: two unrelated holders are a reading raced by process churn, not sharing."""
+    import os
+    import subprocess
+    import sys
+
+    from redisprobe.pidmap import forked_holders
+
+    a = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    b = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert forked_holders([os.getpid(), a.pid, b.pid]) == [os.getpid(), a.pid, b.pid]  # a parent and its children
+        assert forked_holders([a.pid, b.pid]) == [a.pid]  # siblings: not one socket passed on by fork
+        assert forked_holders([b.pid, os.getpid()]) == [os.getpid(), b.pid]
+    finally:
+        for child in (a, b):
+            child.kill()
+            child.wait()
