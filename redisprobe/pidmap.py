@@ -395,22 +395,26 @@ def joined_text(info: ProcessInfo, label: str, selector: Selector) -> str:
 
 
 def forked_holders(pids: list[int]) -> list[int]:
-    """The holders of one socket that can really share it: a process and its descendants (a socket is shared by
-    fork). A holder unrelated to the others is a reading raced by process churn (a pid reused between the file
-    descriptor scan and the socket table read), not a shared connection: it is left out."""
+    """The holders of one socket that can really share it, the way a socket is shared: by fork. Kept are the first
+    holder that no other holder descends from, its descendants, and the holders forked by the same parent (siblings
+    whose parent has closed its copy or exited). Any other holder is a reading raced by process churn (a pid reused
+    between the file descriptor scan and the socket table read), not a shared connection, and is left out."""
     if len(pids) < 2:
         return pids
-    family: dict[int, set[int]] = {}
+    ancestors: dict[int, set[int]] = {}
+    parent: dict[int, int | None] = {}
     for pid in pids:
         try:
-            family[pid] = {parent.pid for parent in psutil.Process(pid).parents()}
+            chain = psutil.Process(pid).parents()
         except psutil.Error:
-            family[pid] = set()
-    roots = [pid for pid in pids if not family[pid] & set(pids)]
-    if len(roots) != 1:
-        return pids[:1] if not roots else [roots[0]]
-    root = roots[0]
-    return [root, *(pid for pid in pids if pid != root and root in family[pid])]
+            chain = []
+        ancestors[pid] = {p.pid for p in chain}
+        parent[pid] = chain[0].pid if chain else None
+    held = set(pids)
+    root = next((pid for pid in pids if not ancestors[pid] & held), pids[0])
+    tops = {root} | {pid for pid in pids if parent[pid] is not None and parent[pid] == parent[root]}
+    kept = [pid for pid in pids if pid in tops or ancestors[pid] & tops]
+    return [root, *(pid for pid in kept if pid != root)]
 
 
 def connected_sockets(holders: dict[int, list[int]] | None = None

@@ -214,8 +214,8 @@ def test_parse_pid_spec_permission_denied_is_a_warning() -> None:
     assert len(warnings) == 1 and "permission denied" in warnings[0] and str(target) in warnings[0]
 
 
-def test_only_a_process_and_its_descendants_can_share_a_socket():
-    """A socket is shared by fork: two unrelated holders are a reading raced by process churn, not sharing."""
+def test_only_a_process_its_descendants_and_their_siblings_can_share_a_socket():
+    """A socket is shared by fork: a holder outside the forking family is a reading raced by process churn."""
     import os
     import subprocess
     import sys
@@ -224,11 +224,16 @@ def test_only_a_process_and_its_descendants_can_share_a_socket():
 
     a = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     b = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a process of another family: its shell parent exits, so it is nobody's child here
+    other = int(subprocess.run(["sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True,
+                               check=True).stdout)
     try:
-        assert forked_holders([os.getpid(), a.pid, b.pid]) == [os.getpid(), a.pid, b.pid]  # a parent and its children
-        assert forked_holders([a.pid, b.pid]) == [a.pid]  # siblings: not one socket passed on by fork
+        assert forked_holders([os.getpid(), a.pid, b.pid]) == [os.getpid(), a.pid, b.pid]  # a parent, its children
+        assert forked_holders([a.pid, b.pid]) == [a.pid, b.pid]  # siblings forked by one parent that kept no copy
         assert forked_holders([b.pid, os.getpid()]) == [os.getpid(), b.pid]
+        assert forked_holders([a.pid, other]) == [a.pid]  # no fork links them: not one socket
     finally:
         for child in (a, b):
             child.kill()
             child.wait()
+        os.kill(other, 9)
