@@ -262,6 +262,10 @@ def describe_process(pid: int, watched: Mapping[int, str] | None = None) -> Proc
                        identity=identity)
 
 
+SHARED_RECHECK = 0.05
+"""Seconds after which a socket seen held by several processes is looked at again (fork-exec windows pass)."""
+
+
 @dataclass
 class _Socket:
     pid: int
@@ -313,7 +317,20 @@ class PidMapper:
                 found = self._find(local, remote)
         if not found:
             return None
-        return self._info(sorted({sock.pid for sock in found}))
+        pids = sorted({sock.pid for sock in found})
+        if len(pids) > 1:
+            pids = self._still_holding(local, remote, pids)
+        return self._info(pids)
+
+    def _still_holding(self, local: tuple[str, int], remote: tuple[str, int] | None, pids: list[int]) -> list[int]:
+        """Holders of one socket that still hold it a moment later: a child caught between fork and exec holds
+        every socket of its parent for a few milliseconds (until exec closes them), which is no sharing."""
+        time.sleep(SHARED_RECHECK)
+        with self._lock:
+            self._scan()
+            again = {sock.pid for sock in self._find(local, remote)}
+        kept = [pid for pid in pids if pid in again]
+        return kept or pids[:1]
 
     def _lookup_unix(self, client_addr: str, fd: int | str | None, not_before: float | None) -> ProcessInfo | None:
         path, sep, _port = client_addr.rpartition(":")
