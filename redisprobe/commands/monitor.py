@@ -295,14 +295,16 @@ def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tupl
         size = outcome.trace_path.stat().st_size
         if size > _SAY_ANALYSING:
             say(f"analysing {size / 1e6:.1f} MB of capture (Ctrl-C prints what is ready)")
-        _header, stream = read_trace(outcome.trace_path)
-        # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its
-        # first pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
-        gc.disable()
         try:
+            _header, stream = read_trace(outcome.trace_path)
+            # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its
+            # first pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.
+            gc.disable()
             return summarise(stream, watched=spec.labels, key_patterns=key_patterns), False
         except SummaryInterrupted as cut:
             return cut.partial, True
+        except KeyboardInterrupt:  # before the summary began: nothing was ready yet
+            return Summary(clients=[], keys=[], findings=[], gaps=[], notes=[], stats={}), True
     finally:
         if outcome.temporary:
             outcome.trace_path.unlink(missing_ok=True)
