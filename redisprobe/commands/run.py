@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-from rich.console import Console
-from rich.markup import escape as markup_escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from redisprobe.errors import ExitCode, ProbeError
-from redisprobe.render.escape import shown, shown_key
-from redisprobe.render.layout import Records
+from redisprobe.render.escape import shown
+from redisprobe.render.scenario_results import progress_bar, results_table, summary_line
 from redisprobe.scenario.loader import load
 from redisprobe.scenario.model import Scenario, ScenarioError, ScenarioResult
 from redisprobe.scenario.runner import run_scenario
 
-_STYLE = {"passed": "bold green", "failed": "bold red", "skipped": "yellow", "error": "bold magenta",
-          "interrupted": "bold yellow"}
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def expand(paths: list[Path]) -> list[Path]:
@@ -84,12 +80,9 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
         return int(ExitCode.USAGE)
     results: list[ScenarioResult] = []
     started = time.monotonic()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True, disable=not err.is_terminal)
-    with progress:
-        task = progress.add_task("scenarios", total=len(scenarios))
+    with progress_bar(err, len(scenarios)) as step:
         for scenario in scenarios:
-            progress.update(task, description=f"running {markup_escape(shown_key(scenario.name))}")
+            step.running(scenario.name)
             try:
                 result = run_scenario(scenario, url=url, enable_events=enable_events, allow_writes=allow_writes)
             except KeyboardInterrupt:  # before or after its actors ran (starting a sandbox, judging)
@@ -97,7 +90,7 @@ def run_scenarios(paths: list[Path], *, junit: Path | None = None, json: bool = 
                                         passed=False, failures=["interrupted (Ctrl-C)"], findings=[], seconds=0.0,
                                         status="interrupted")
             results.append(result)
-            progress.advance(task)
+            step.done()
             if result.status == "interrupted":  # the rest is not run; the report so far follows
                 break
     code = exit_code(results)
@@ -128,41 +121,6 @@ def results_json(results: list[ScenarioResult], seconds: float, code: int) -> di
                                                                                  "error", "interrupted")}
     return {"scenarios": [r.to_json() for r in results], **counts, "seconds": round(seconds, 3),
             "exit_code": code}
-
-
-def results_table(results: list[ScenarioResult]) -> Records:
-    """One row per scenario; a list of records where a table would not fit (80 columns, CI logs)."""
-    rows = []
-    for result in results:
-        why = "\n".join(map(shown, result.failures)) if result.failures else shown(_brief(result.skipped or ""))
-        rows.append((shown_key(result.name), shown_key(result.catalog_id or "-"),
-                     Text(result.status, style=_STYLE[result.status]), ", ".join(map(shown, result.rules)) or "-",
-                     f"{result.seconds:.1f}s", why))
-    return Records(("scenario", "catalog id", "result", "findings", "time", "why"), rows, title="Scenarios",
-                   column_options={"time": {"justify": "right", "no_wrap": True}, "why": {"ratio": 1},
-                                   "result": {"no_wrap": True}})
-
-
-def _brief(reason: str) -> str:
-    """A skip reason's first clause (the JSON and JUnit reports carry it whole)."""
-    head, _, rest = reason.partition(": ")
-    first = rest.split(":")[0].split(";")[0].strip() if rest else head
-    return f"{head}: {first}" if rest else first
-
-
-def summary_line(results: list[ScenarioResult], seconds: float) -> Text:
-    parts = []
-    for status in ("passed", "failed", "skipped", "error", "interrupted"):
-        count = sum(r.status == status for r in results)
-        if count:
-            parts.append((f"{count} {status}", _STYLE[status]))
-    text = Text()
-    for index, (label, style) in enumerate(parts):
-        if index:
-            text.append(", ")
-        text.append(label, style=style)
-    text.append(f" in {seconds:.1f}s")
-    return text
 
 
 def _malformed(error: ScenarioError) -> ScenarioResult:
