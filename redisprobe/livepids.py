@@ -30,7 +30,7 @@ from redisprobe.findings import Finding, to_builtins
 from redisprobe.identity import identity_of
 from redisprobe.observers.clients import lib_of, parse_client_list
 from redisprobe.pidmap import PidSpec, describe_process, format_addr, normalize_ip, split_addr
-from redisprobe.target import Target, redact
+from redisprobe.target import Target, ping, redact
 from redisprobe.unixdiag import connected_table
 
 PROBE_NAME = "redisprobe:info"
@@ -306,7 +306,7 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
     client = redis.Redis(**options)
     try:
         try:
-            client.ping()
+            ping(client)
         except rex.AuthenticationError as exc:
             endpoint.is_redis = True
             endpoint.problem = _auth_problem(exc, use_auth)

@@ -226,13 +226,26 @@ def describe_redis_error(exc: BaseException, target: Target) -> str:
     return f"{where}: {text}"
 
 
+def ping(client: redis.Redis) -> bool:
+    """PING, where a server in MISCONF (its last save failed) answers with an error yet is up and readable:
+    refusing to attach to it would hide the very refusals a user came to see."""
+    import redis.exceptions as rex
+
+    try:
+        return bool(client.ping())
+    except rex.ResponseError as exc:
+        if str(exc).startswith("MISCONF"):
+            return True
+        raise
+
+
 def check_connection(client: redis.Redis, target: Target) -> None:
     """PING the server and try the introspection every actor needs (INFO, CLIENT ID), so a refused
     connection, a wrong password or a missing ACL permission is one clear error before anything starts."""
     import redis.exceptions as rex
 
     try:
-        pong = client.ping()
+        pong = ping(client)
         info = client.info("server")
         client_id = client.client_id()
     except (rex.RedisError, OSError) as exc:

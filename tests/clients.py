@@ -10,7 +10,7 @@ import sys
 _PY_CLIENT = r"""
 import json, sys, redis
 client = redis.Redis.from_url(sys.argv[1])
-client.ping()
+client.echo("ready")  # not PING: a server in MISCONF refuses PING
 print("ready", flush=True)
 for line in sys.stdin:
     args = json.loads(line)

@@ -195,3 +195,28 @@ def test_refusals_of_redisprobes_own_connections_are_not_counted(private_server)
     assert samples[-1].errors.get("NOPERM") == 1 and samples[-1].rejected == {"keys": 1}, samples[-1]
     [entry] = [entry for sample in samples for entry in sample.acl]
     assert entry["client-name"] == "shop" and entry["object"] == "keys" and entry["new"] == "1"
+
+
+def test_a_server_already_in_misconf_is_attached_to_and_its_refusals_named(stack):
+    """A server whose last save failed refuses PING as well as writes: redisprobe must still attach (the server
+    answered) and name the refusals, the very symptom a user attaches for."""
+    with sandbox("single", extra=["--dir", "/proc", "--save", "3600 1"]) as box:
+        url = box.urls[0]
+        admin = redis.Redis.from_url(url)
+        admin.bgsave()
+        deadline = time.monotonic() + 30
+        while admin.info("persistence")["rdb_last_bgsave_status"] != "err" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(redis.ResponseError, match="MISCONF"):
+            admin.ping()  # what every attach begins with
+        writer, reader = _client(stack, url), _client(stack, url)
+        run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+        replies = _writes(writer, reader)
+        assert all("unable to persist to disk" in reply for reply in replies), replies
+        doc = run.stop_json()
+        stack.close()
+        admin.config_set("save", "")
+    assert not doc["gaps"], doc["gaps"]  # the keyspace link's PING marks are refused too, and must not kill it
+    finding = _rejected(doc)
+    assert "MISCONF" in finding["summary"]
+    _culprit_is(finding, writer.pid)

@@ -24,7 +24,7 @@ from redis.retry import Retry
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
 from redisprobe.pidmap import PidMapper, ProcessInfo
-from redisprobe.target import Target, connect_timeout, describe_redis_error
+from redisprobe.target import Target, connect_timeout, describe_redis_error, ping
 
 CONNECTION_NAME = "redisprobe:observer:clients"
 STAT_KEYS = ("evicted_keys", "expired_keys", "used_memory", "maxmemory", "connected_clients", "master_repl_offset")
@@ -39,11 +39,11 @@ def connect_observer(target: Target, name: str, *, timeout: float, **kwargs: Any
     """
     client = target.connect(name=name, timeout=timeout, protocol=2, **kwargs)
     try:
-        client.ping()
+        ping(client)
     except rex.ResponseError:  # NOPERM on CLIENT SETNAME during the handshake
         client.close()
         client = target.connect(timeout=timeout, protocol=2, **kwargs)
-        client.ping()
+        ping(client)
         return client, False
     return client, True
 

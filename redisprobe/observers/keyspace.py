@@ -377,7 +377,12 @@ class KeyspaceObserver:
                     raise rex.TimeoutError(f"no answer to PING in {self.timeout:.0f}s")
                 continue
             while True:
-                self._handle(conn.read_response())
+                try:
+                    self._handle(conn.read_response())
+                except rex.ResponseError as exc:
+                    if not str(exc).startswith("MISCONF"):
+                        raise
+                    self._mark_refused()
                 if not conn.can_read(timeout=0):
                     break
             last = time.monotonic()
@@ -389,6 +394,12 @@ class KeyspaceObserver:
         while len(self._sent) > _MARKS_KEPT:  # sent on a link that then died: never answered
             self._sent.pop(next(iter(self._sent)))
         conn.send_command("PING", token)
+
+    def _mark_refused(self) -> None:
+        """A server in MISCONF answers PING with an error, even on a subscribed link; replies come in order, so
+        the error answers the oldest mark, which still proves the link alive and counts events."""
+        if self._sent:
+            self._mark = self._sent.pop(next(iter(self._sent)))
 
     def _processed(self) -> int | None:
         """The commands the server has run, less the admin ones that raise no event (INFO stats and commandstats;

@@ -552,14 +552,14 @@ class MonitorCapture:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        from redisprobe.target import describe_redis_error
+        from redisprobe.target import describe_redis_error, ping
 
         # RESP2: a reconnect then shows only CLIENT SETNAME (filtered out) in MONITOR, not HELLO too.
         # No retries inside redis-py (its backoff would stall start() and drain() for seconds): drain() resends.
         client = self.target.connect(name=FENCE_NAME, timeout=timeout, protocol=2,
                                      retry=Retry(NoBackoff(), 0))
         try:
-            client.ping()
+            ping(client)
         except (rex.RedisError, OSError) as exc:
             with contextlib.suppress(Exception):
                 client.close()
