@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import ExitStack
 
 _PY_CLIENT = r"""
 import json, sys, redis
@@ -59,3 +60,10 @@ class Client:
 
 def _quote(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"' if (" " in arg or not arg) else arg
+
+
+def start_client(stack: ExitStack, url: str, *, cli: bool = False) -> Client:
+    """A client process closed when `stack` closes."""
+    client = Client(url, cli=cli)
+    stack.callback(client.close)
+    return client

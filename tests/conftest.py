@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import psutil
 import pytest
@@ -42,6 +43,18 @@ def private_server() -> Iterator[Sandbox]:
     """A server of its own, for tests that change CONFIG, flush, kill clients or restart."""
     with sandbox("single") as box:
         yield box
+
+
+@pytest.fixture
+def url(private_server: Sandbox) -> str:
+    return private_server.urls[0]
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    """Clients and captures a test starts, closed in reverse order however the test ends."""
+    with ExitStack() as stack:
+        yield stack
 
 
 def descendants() -> set[int]:

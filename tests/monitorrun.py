@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
 from tests.clirun import cli_env
 
@@ -44,3 +45,15 @@ class MonitorRun:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_monitor(stack: ExitStack, url: str, pids: dict[str, int], *extra: str) -> MonitorRun:
+    """`monitor --url URL --pids label=pid,... --json --enable-events`, killed when `stack` closes if still up."""
+    spec = ",".join(f"{label}={pid}" for label, pid in pids.items())
+    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events", *extra)
+    stack.callback(run.kill)
+    return run
+
+
+def rules_of(doc: dict) -> list[str]:
+    return [f["rule"] for f in doc["findings"]]

@@ -5,61 +5,30 @@ from __future__ import annotations
 
 import subprocess
 import time
-from contextlib import ExitStack
 
-import pytest
 import redis
 
-from tests.clients import Client
+from tests.clients import start_client
 from tests.clirun import run_cli
-from tests.monitorrun import MonitorRun
-
-
-@pytest.fixture
-def url(private_server) -> str:
-    return private_server.urls[0]
-
-
-@pytest.fixture
-def stack():
-    with ExitStack() as stack:
-        yield stack
-
-
-def _client(stack: ExitStack, url: str, *, cli: bool = False) -> Client:
-    client = Client(url, cli=cli)
-    stack.callback(client.close)
-    return client
-
-
-def _monitor(stack: ExitStack, url: str, pids: dict[str, int], *extra: str) -> MonitorRun:
-    spec = ",".join(f"{label}={pid}" for label, pid in pids.items())
-    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events", *extra)
-    stack.callback(run.kill)
-    return run
-
-
-def _rules(doc: dict) -> list[str]:
-    return [f["rule"] for f in doc["findings"]]
-
+from tests.monitorrun import MonitorRun, rules_of, start_monitor
 
 # -- --keys narrows what is shown, never what the doctor sees -------------------------------------------------
 
 
 def test_keys_pattern_keeps_a_finding_whose_cause_is_outside_it(url, stack):
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid}, "--keys", "batch:*")
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid}, "--keys", "batch:*")
     api.send("SET", "batch:7", "x", "EX", "1")
     api.send("EXPIRE", "batch_7", "30")  # the refresh names a key outside the pattern: the cause the user missed
     time.sleep(1.6)
     doc = run.stop_json()
-    assert "ttl-refresh-missed" in _rules(doc), doc["findings"]
+    assert "ttl-refresh-missed" in rules_of(doc), doc["findings"]
     assert {k["key"] for k in doc["keys"]} <= {"batch:7"}  # the shown lives stay narrowed
 
 
 def test_keys_pattern_keeps_findings_on_keys_all_outside_it_and_says_so(url, stack):
-    api, processor = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "processor": processor.pid}, "--keys", "orders:*")
+    api, processor = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "processor": processor.pid}, "--keys", "orders:*")
     api.send("RPUSH", "batch:1", "m1")
     api.send("EXPIRE", "batch:1", "60")
     processor.send("DEL", "batch:1")
@@ -75,7 +44,7 @@ def test_keys_pattern_keeps_findings_on_keys_all_outside_it_and_says_so(url, sta
 
 def test_the_same_server_given_twice_is_captured_once(private_server, stack):
     port = int(private_server.urls[0].rsplit(":", 1)[1].split("/")[0])
-    api = _client(stack, f"redis://127.0.0.1:{port}", cli=True)
+    api = start_client(stack, f"redis://127.0.0.1:{port}", cli=True)
     spec = f"api={api.pid}"
     run = MonitorRun("--url", f"redis://127.0.0.1:{port}", "--url", f"redis://localhost:{port}", "--pids", spec,
                      "--json", "--enable-events")
@@ -85,7 +54,7 @@ def test_the_same_server_given_twice_is_captured_once(private_server, stack):
     doc = run.stop_json()
     assert doc["stats"]["commands"] == 2, doc["stats"]
     assert any("same server" in n["text"] for n in doc["notes"]), doc["notes"]
-    assert "different-server" not in _rules(doc)
+    assert "different-server" not in rules_of(doc)
 
 
 # -- the baseline: keys that existed before the capture -------------------------------------------------------
@@ -96,8 +65,8 @@ def test_a_read_of_a_key_made_before_the_capture_is_not_a_miss(url, stack):
     admin = redis.Redis.from_url(db1)
     stack.callback(admin.close)
     admin.set("order:9", "made before anyone attached", ex=60)
-    reader, writer = _client(stack, db1), _client(stack, url)
-    run = _monitor(stack, url, {"reader": reader.pid, "writer": writer.pid})
+    reader, writer = start_client(stack, db1), start_client(stack, url)
+    run = start_monitor(stack, url, {"reader": reader.pid, "writer": writer.pid})
     assert "made before" in reader.send("GET", "order:9")
     writer.send("SET", "order:9", "a different order in db 0")
     doc = run.stop_json()
@@ -111,8 +80,8 @@ def test_the_baseline_gives_a_key_made_before_the_capture_its_ttl(url, stack):
     admin = redis.Redis.from_url(url)
     stack.callback(admin.close)
     admin.set("rl:client-1", 0, px=8000)  # a rate-limit window opened before the capture
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid}, "--keys", "rl:*")
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid}, "--keys", "rl:*")
     api.send("SET", "rl:client-1", "0", "EX", "1", "NX")  # opens a window only once: a no-op on a live counter
     api.send("INCR", "rl:client-1")
     left = admin.pttl("rl:client-1")
@@ -152,8 +121,8 @@ def test_the_baseline_is_bounded_and_says_when_it_was_cut(url):
 def test_events_turned_off_mid_run_are_a_gap_and_never_findings(url, stack):
     admin = redis.Redis.from_url(url)
     stack.callback(admin.close)
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "before", "1", "EX", "60")  # events flow: from here on, a missing one would be read as a fact
     time.sleep(0.3)
     admin.config_set("notify-keyspace-events", "")  # another tool turns them off
@@ -178,8 +147,8 @@ def test_events_turned_off_mid_run_are_a_gap_and_never_findings(url, stack):
 def test_events_still_off_when_the_capture_ends_are_an_open_gap(url, stack):
     admin = redis.Redis.from_url(url)
     stack.callback(admin.close)
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "before", "1", "EX", "60")
     time.sleep(0.3)
     admin.config_set("notify-keyspace-events", "")
@@ -202,7 +171,7 @@ def test_info_pids_with_a_password_it_lacks_is_unknown_and_says_what_to_pass(pri
     admin = redis.Redis.from_url(url)
     admin.config_set("requirepass", "s3cret")
     admin.close()
-    api = _client(stack, f"redis://:s3cret@127.0.0.1:{port}/0")
+    api = start_client(stack, f"redis://:s3cret@127.0.0.1:{port}/0")
     result = run_cli("info", "--pids", f"api={api.pid}", "--json")
     assert result.code == 1, (result.code, result.err)
     doc = result.json()
@@ -217,7 +186,7 @@ def test_info_pids_with_a_password_it_lacks_is_unknown_and_says_what_to_pass(pri
 
 def test_info_pids_refused_by_the_server_the_process_uses_is_unknown(private_server, stack):
     url = private_server.urls[0]
-    api = _client(stack, url)
+    api = start_client(stack, url)
     admin = redis.Redis.from_url(url)
     admin.config_set("maxclients", "1")  # the process's connection stays; ours will be refused
     admin.close()
@@ -240,10 +209,10 @@ def test_a_listed_process_connected_elsewhere_is_told_where(private_server, stac
     other_port = int(other.urls[0].rsplit(":", 1)[1].split("/")[0])
     url = private_server.urls[0]
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    api, lost = _client(stack, url), _client(stack, other.urls[0])
+    api, lost = start_client(stack, url), start_client(stack, other.urls[0])
     sleeper = subprocess.Popen(["sleep", "60"])
     stack.callback(sleeper.kill)
-    run = _monitor(stack, url, {"api": api.pid, "lost": lost.pid, "idle": sleeper.pid})
+    run = start_monitor(stack, url, {"api": api.pid, "lost": lost.pid, "idle": sleeper.pid})
     api.send("SET", "order:1", "x")
     lost.send("GET", "order:1")  # on the other server: nothing here shows it
     doc = run.stop_json()
@@ -259,7 +228,7 @@ def test_the_baseline_is_said_kept_in_the_trace_and_its_own_reads_are_not_shown(
     stack.callback(admin.close)
     admin.set("pre:1", "a", ex=100)
     admin.set("pre:2", "b")
-    api = _client(stack, url)
+    api = start_client(stack, url)
     out = tmp_path / "capture.jsonl"
     run = MonitorRun("--url", url, "--pids", f"api={api.pid}", "--enable-events", "--out", str(out))
     stack.callback(run.kill)
@@ -277,7 +246,7 @@ def test_the_baseline_is_said_kept_in_the_trace_and_its_own_reads_are_not_shown(
 
 def test_info_pids_whose_db_could_not_be_read_is_unknown(private_server, stack):
     url = private_server.urls[0]
-    api = _client(stack, url)
+    api = start_client(stack, url)
     admin = redis.Redis.from_url(url)
     stack.callback(admin.close)
     admin.acl_setuser("default", enabled=True, reset=False, commands=["-client|list"])  # INFO allowed

@@ -7,67 +7,37 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import ExitStack
 
-import pytest
 import redis
 
-from tests.clients import Client
-from tests.monitorrun import MonitorRun
-
-
-@pytest.fixture
-def url(private_server) -> str:
-    return private_server.urls[0]
-
-
-@pytest.fixture
-def stack():
-    with ExitStack() as stack:
-        yield stack
-
-
-def _client(stack: ExitStack, url: str, *, cli: bool = False) -> Client:
-    client = Client(url, cli=cli)
-    stack.callback(client.close)
-    return client
-
-
-def _monitor(stack: ExitStack, url: str, pids: dict[str, int], *extra: str) -> MonitorRun:
-    spec = ",".join(f"{label}={pid}" for label, pid in pids.items())
-    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events", *extra)
-    stack.callback(run.kill)
-    return run
-
-
-def _rules(doc: dict) -> list[str]:
-    return [f["rule"] for f in doc["findings"]]
+from tests.clients import Client, start_client
+from tests.monitorrun import MonitorRun, rules_of, start_monitor
 
 
 def test_a_connection_stuck_inside_multi_is_one_finding(url, stack):
-    wallet = _client(stack, url)
-    run = _monitor(stack, url, {"wallet": wallet.pid})
+    wallet = start_client(stack, url)
+    run = start_monitor(stack, url, {"wallet": wallet.pid})
     wallet.send("MULTI")
     for _ in range(6):  # each later MULTI is refused ("can not be nested") but MONITOR shows it
         wallet.send("INCRBY", "balance:1", "5")
         assert "nested" in wallet.send("MULTI").lower()
     doc = run.stop_json(settle=0.8)
-    assert _rules(doc) == ["transaction-not-executed"], doc["findings"]
+    assert rules_of(doc) == ["transaction-not-executed"], doc["findings"]
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == wallet.pid
     assert any("6 later MULTI" in line for line in finding["evidence"]), finding["evidence"]
 
 
 def test_px_under_a_second_then_a_wave_of_misses_is_ttl_unit_mismatch(url, stack):
-    catalog = _client(stack, url)
-    run = _monitor(stack, url, {"catalog": catalog.pid})
+    catalog = start_client(stack, url)
+    run = start_monitor(stack, url, {"catalog": catalog.pid})
     for _round in range(2):
         for product in range(3):  # cache.wrap(key, fn, 30): GET, miss, SET ... PX 30 meant as 30 s
             catalog.send("GET", f"product:{product}")
             catalog.send("SET", f"product:{product}", "{}", "PX", "30")
         time.sleep(0.2)
     doc = run.stop_json(settle=0.5)
-    assert _rules(doc) == ["ttl-unit-mismatch"], doc["findings"]
+    assert rules_of(doc) == ["ttl-unit-mismatch"], doc["findings"]
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == catalog.pid
     assert "did you mean 30 seconds?" in finding["summary"], finding["summary"]
@@ -75,8 +45,8 @@ def test_px_under_a_second_then_a_wave_of_misses_is_ttl_unit_mismatch(url, stack
 
 
 def test_a_sub_second_lock_nobody_reads_after_expiry_is_silent(url, stack):
-    worker = _client(stack, url)
-    run = _monitor(stack, url, {"worker": worker.pid})
+    worker = start_client(stack, url)
+    run = start_monitor(stack, url, {"worker": worker.pid})
     for job in range(3):
         worker.send("SET", f"lock:job:{job}", "token", "NX", "PX", "100")
         time.sleep(0.15)  # the lease lapses; the next taker just takes it again
@@ -96,20 +66,20 @@ def _flush_rounds(api: Client, flushers: list[Client], rounds: int = 3) -> None:
 
 
 def test_two_listed_instances_of_one_app_racing_for_a_key_is_consumed_by_other(url, stack):
-    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    api, first, second = start_client(stack, url), start_client(stack, url), start_client(stack, url)
     spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
     run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
     stack.callback(run.kill)
     _flush_rounds(api, [first, second])
     doc = run.stop_json(settle=0.5)
-    assert _rules(doc) == ["consumed-by-other"], doc["findings"]
+    assert rules_of(doc) == ["consumed-by-other"], doc["findings"]
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == first.pid
     assert f"pid {second.pid} came away empty" in finding["summary"], finding["summary"]
 
 
 def test_one_flushing_instance_of_two_is_silent(url, stack):
-    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    api, first, second = start_client(stack, url), start_client(stack, url), start_client(stack, url)
     spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
     run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
     stack.callback(run.kill)
@@ -121,7 +91,7 @@ def test_one_flushing_instance_of_two_is_silent(url, stack):
 
 
 def test_two_listed_instances_each_draining_batches_of_one_key_is_consumed_by_other(url, stack):
-    api, first, second = _client(stack, url), _client(stack, url), _client(stack, url)
+    api, first, second = start_client(stack, url), start_client(stack, url), start_client(stack, url)
     spec = f"api={api.pid},tracker={first.pid},tracker={second.pid}"
     run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
     stack.callback(run.kill)
@@ -130,15 +100,15 @@ def test_two_listed_instances_each_draining_batches_of_one_key_is_consumed_by_ot
             api.send("RPUSH", "events:pending", "view")
             flusher.send("LPOP", "events:pending", "50")
     doc = run.stop_json(settle=0.5)
-    assert _rules(doc) == ["consumed-by-other"], doc["findings"]
+    assert rules_of(doc) == ["consumed-by-other"], doc["findings"]
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] in (first.pid, second.pid)
     assert "2 instances of tracker" in finding["summary"] and "each take batches" in finding["summary"]
 
 
 def test_a_blocked_pop_that_times_out_in_another_db_is_different_db(url, stack):
-    api, worker = _client(stack, url), _client(stack, url.rsplit("/", 1)[0] + "/1")
-    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    api, worker = start_client(stack, url), start_client(stack, url.rsplit("/", 1)[0] + "/1")
+    run = start_monitor(stack, url, {"api": api.pid, "worker": worker.pid})
     api.send("RPUSH", "jobs:queue", "job-1")
     worker.send("BLPOP", "jobs:queue", "1")  # db 1: nobody pushes there, it times out
     doc = run.stop_json(settle=0.5)
@@ -148,8 +118,8 @@ def test_a_blocked_pop_that_times_out_in_another_db_is_different_db(url, stack):
 
 
 def test_a_blocked_pop_served_by_a_push_is_silent(url, stack):
-    api, worker = _client(stack, url), _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    api, worker = start_client(stack, url), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid, "worker": worker.pid})
     served = threading.Thread(target=worker.send, args=("BLPOP", "jobs:queue", "5"))
     served.start()
     time.sleep(0.3)  # the worker is blocked on an absent key
@@ -166,13 +136,13 @@ def test_a_client_blocked_since_before_the_capture_in_another_db_is_different_db
                               stdout=subprocess.DEVNULL)
     stack.callback(worker.wait)
     stack.callback(worker.kill)
-    api = _client(stack, url)
+    api = start_client(stack, url)
     time.sleep(0.5)  # blocked before anyone attaches: MONITOR will never show its BLPOP
-    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    run = start_monitor(stack, url, {"api": api.pid, "worker": worker.pid})
     for job in range(3):
         api.send("RPUSH", "jobs:queue", f"job-{job}")
     doc = run.stop_json(settle=0.8)
-    assert _rules(doc) == ["different-db"], doc["findings"]
+    assert rules_of(doc) == ["different-db"], doc["findings"]
     finding = doc["findings"][0]
     assert finding["culprit"]["pid"] == worker.pid
     assert any("blocked in BLPOP on db 1 since before the capture" in line for line in finding["evidence"])
@@ -191,9 +161,9 @@ def test_a_script_that_recreates_an_expired_counter_with_its_ttl_is_silent(stack
     stack.callback(admin.close)
     admin.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # only an access expires a key: the script's own
     admin.set("rl:client-1", 3, px=200)  # a window opened before the capture
-    gateway = _client(stack, url)
+    gateway = start_client(stack, url)
     time.sleep(0.4)  # its TTL has run out; the key is still there until someone touches it
-    run = _monitor(stack, url, {"gateway": gateway.pid})
+    run = start_monitor(stack, url, {"gateway": gateway.pid})
     gateway.send("EVAL", _LIMITER, "1", "rl:client-1", "5")  # INCRBY expires it on access, then recreates it
     doc = run.stop_json(settle=0.5)
     assert doc["findings"] == []
@@ -212,13 +182,13 @@ def test_a_script_that_recreates_an_expired_counter_without_a_ttl_is_recreated_w
     stack.callback(admin.close)
     admin.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
     admin.set("rl:client-1", 3, px=200)
-    gateway = _client(stack, url)
+    gateway = start_client(stack, url)
     time.sleep(0.4)
-    run = _monitor(stack, url, {"gateway": gateway.pid})
+    run = start_monitor(stack, url, {"gateway": gateway.pid})
     limiter = _LIMITER.replace("tonumber(ARGV[1])", "1")  # the TTL only when the counter reads 1: a cost-5 call
     gateway.send("EVAL", limiter, "1", "rl:client-1", "5")  # recreates it without one
     doc = run.stop_json(settle=1.5)
-    assert _rules(doc) == ["recreated-without-ttl"], doc["findings"]
+    assert rules_of(doc) == ["recreated-without-ttl"], doc["findings"]
     assert doc["findings"][0]["culprit"]["pid"] == gateway.pid
 
 
@@ -248,7 +218,7 @@ def test_same_millisecond_ttl_writes_from_several_processes_each_meet_their_own_
         stack.callback(proc.stdin.close)
         assert proc.stdout.readline().strip() == "ready"
         writers.append(proc)
-    run = _monitor(stack, url, {f"writer{index}": proc.pid for index, proc in enumerate(writers)})
+    run = start_monitor(stack, url, {f"writer{index}": proc.pid for index, proc in enumerate(writers)})
     for proc in writers:  # all at once: hundreds of SET EX / EXPIRE on 8 keys within a few milliseconds
         proc.stdin.write("\n")
         proc.stdin.flush()
@@ -261,8 +231,8 @@ def test_same_millisecond_ttl_writes_from_several_processes_each_meet_their_own_
 
 
 def test_a_multi_held_open_across_client_list_samples_then_executed_is_silent(url, stack):
-    wallet = _client(stack, url)
-    run = _monitor(stack, url, {"wallet": wallet.pid})
+    wallet = start_client(stack, url)
+    run = start_monitor(stack, url, {"wallet": wallet.pid})
     wallet.send("MULTI")
     wallet.send("INCRBY", "balance:1", "5")
     time.sleep(1.5)  # CLIENT LIST samples see flags=x meanwhile
@@ -277,8 +247,8 @@ def test_commands_inside_fcall_belong_to_the_caller(url, stack):
     admin.execute_command("FUNCTION", "LOAD", "REPLACE",
                           "#!lua name=jobs\nredis.register_function('take', function(keys) "
                           "return redis.call('GETDEL', keys[1]) end)")
-    api, worker = _client(stack, url), _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    api, worker = start_client(stack, url), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid, "worker": worker.pid})
     api.send("SET", "job:1", "payload")
     worker.send("FCALL", "take", "1", "job:1")  # MONITOR: FCALL from the worker, then [0 lua] GETDEL job:1
     doc = run.stop_json(settle=0.5)
@@ -293,9 +263,9 @@ def test_pops_on_a_list_made_before_the_capture_are_no_misses(url, stack, tmp_pa
     admin = redis.Redis.from_url(url)
     stack.callback(admin.close)
     admin.rpush("jobs:old", *[f"job-{n}" for n in range(5)])  # queued before anyone attached
-    worker = _client(stack, url)
+    worker = start_client(stack, url)
     out = tmp_path / "capture.jsonl"
-    run = _monitor(stack, url, {"worker": worker.pid}, "--out", str(out))
+    run = start_monitor(stack, url, {"worker": worker.pid}, "--out", str(out))
     worker.send("BLPOP", "jobs:old", "0")  # served at once: MONITOR shows it, the keyspace shows an lpop
     worker.send("LPOP", "jobs:old")
     doc = run.stop_json(settle=1.5)

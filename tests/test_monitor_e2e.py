@@ -4,37 +4,12 @@ defect against a real server while the real CLI captures; the doctor must name t
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
 
 import pytest
 import redis
 
-from tests.clients import Client
-from tests.monitorrun import MonitorRun
-
-
-@pytest.fixture
-def url(private_server) -> str:
-    return private_server.urls[0]
-
-
-@pytest.fixture
-def stack():
-    with ExitStack() as stack:
-        yield stack
-
-
-def _client(stack: ExitStack, url: str, *, cli: bool = False) -> Client:
-    client = Client(url, cli=cli)
-    stack.callback(client.close)
-    return client
-
-
-def _monitor(stack: ExitStack, url: str, pids: dict[str, int], *extra: str) -> MonitorRun:
-    spec = ",".join(f"{label}={pid}" for label, pid in pids.items())
-    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events", *extra)
-    stack.callback(run.kill)
-    return run
+from tests.clients import start_client
+from tests.monitorrun import MonitorRun, start_monitor
 
 
 def _finding(doc: dict, rule: str) -> dict:
@@ -52,8 +27,8 @@ def _culprit_is(finding: dict, pid: int) -> None:
 
 
 def test_deleted_by_client_names_the_deleting_redis_cli(url, stack):
-    api, processor = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "processor": processor.pid})
+    api, processor = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "processor": processor.pid})
     api.send("RPUSH", "batch:1", "m1")
     api.send("EXPIRE", "batch:1", "60")
     processor.send("DEL", "batch:1")  # the processor thinks the batch is ready: it is not
@@ -73,8 +48,8 @@ def test_a_one_shot_redis_cli_is_named_a_short_lived_connection_when_its_pid_was
     culprit is its address, and the finding says why there is no pid (unless a sample happened to catch it)."""
     import subprocess
 
-    api = _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("RPUSH", "batch:1", "m1")
     api.send("EXPIRE", "batch:1", "60")
     one_shot = subprocess.Popen(["redis-cli", "-u", url, "DEL", "batch:1"], stdout=subprocess.DEVNULL)
@@ -89,8 +64,8 @@ def test_a_one_shot_redis_cli_is_named_a_short_lived_connection_when_its_pid_was
 
 
 def test_healthy_consumption_is_no_finding(url, stack):
-    api, processor = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "processor": processor.pid})
+    api, processor = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "processor": processor.pid})
     api.send("RPUSH", "batch:1", "m1")
     api.send("EXPIRE", "batch:1", "2")
     time.sleep(1.2)  # the batch went quiet: processing it now is what everybody intended
@@ -101,9 +76,9 @@ def test_healthy_consumption_is_no_finding(url, stack):
 
 
 def test_consumed_by_an_unlisted_process(url, stack):
-    api, worker = _client(stack, url), _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid, "worker": worker.pid})
-    stale = _client(stack, url, cli=True)  # a stale worker nobody listed
+    api, worker = start_client(stack, url), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid, "worker": worker.pid})
+    stale = start_client(stack, url, cli=True)  # a stale worker nobody listed
     time.sleep(0.5)  # let CLIENT LIST see its connection
     for n in range(3):
         api.send("SET", f"job:{n}", "x", "EX", "60")
@@ -118,8 +93,8 @@ def test_consumed_by_an_unlisted_process(url, stack):
 
 
 def test_flushed_names_the_flushing_process(url, stack):
-    api, fixture = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "fixture": fixture.pid})
+    api, fixture = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "fixture": fixture.pid})
     api.send("SET", "session:1", "x", "EX", "60")
     fixture.send("FLUSHDB")
     doc = run.stop_json()
@@ -128,8 +103,8 @@ def test_flushed_names_the_flushing_process(url, stack):
 
 
 def test_renamed_away(url, stack):
-    api, mover = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "mover": mover.pid})
+    api, mover = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "mover": mover.pid})
     api.send("SET", "report:1", "x", "EX", "60")
     mover.send("RENAME", "report:1", "archive:report:1")
     api.send("GET", "report:1")  # the owner still uses the old name
@@ -138,8 +113,8 @@ def test_renamed_away(url, stack):
 
 
 def test_rename_nobody_misses_is_no_finding(url, stack):
-    api, mover = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "mover": mover.pid})
+    api, mover = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "mover": mover.pid})
     api.send("SET", "report:1", "x", "EX", "60")
     mover.send("RENAME", "report:1", "archive:report:1")
     api.send("GET", "archive:report:1")
@@ -150,8 +125,8 @@ def test_evicted_is_the_servers_doing(url, stack):
     admin = redis.Redis.from_url(url)
     admin.config_set("maxmemory", "3mb")
     admin.config_set("maxmemory-policy", "volatile-ttl")
-    api = _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "short:1", "x", "EX", "5")
     for n in range(80):
         api.send("SET", f"bulk:{n}", "y" * 65536, "EX", "300")
@@ -165,8 +140,8 @@ def test_evicted_is_the_servers_doing(url, stack):
 
 
 def test_ttl_refresh_missed_on_a_near_miss_name(url, stack):
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "batch:7", "x", "EX", "1")
     api.send("EXPIRE", "batch_7", "30")  # the refresh hits a key that does not exist
     time.sleep(1.6)
@@ -176,8 +151,8 @@ def test_ttl_refresh_missed_on_a_near_miss_name(url, stack):
 
 
 def test_refresh_that_works_and_expiry_on_time_are_no_finding(url, stack):
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "batch:7", "x", "EX", "1")
     api.send("EXPIRE", "batch:7", "1")
     time.sleep(1.6)
@@ -188,8 +163,8 @@ def test_refresh_that_works_and_expiry_on_time_are_no_finding(url, stack):
 
 
 def test_ttl_cleared_by_set(url, stack):
-    api, other = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "other": other.pid})
+    api, other = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "other": other.pid})
     api.send("SET", "limit:1", "1", "EX", "60")
     other.send("SET", "limit:1", "2")  # no KEEPTTL: the key now lives forever
     doc = run.stop_json()
@@ -197,16 +172,16 @@ def test_ttl_cleared_by_set(url, stack):
 
 
 def test_set_with_keepttl_is_no_finding(url, stack):
-    api, other = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "other": other.pid})
+    api, other = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "other": other.pid})
     api.send("SET", "limit:1", "1", "EX", "60")
     other.send("SET", "limit:1", "2", "KEEPTTL")
     assert run.stop_json()["findings"] == []
 
 
 def test_expire_in_the_past(url, stack):
-    api = _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "token:1", "x")
     api.send("EXPIREAT", "token:1", str(int(time.time()) - 3600))
     doc = run.stop_json()
@@ -218,8 +193,8 @@ def test_expire_in_the_past(url, stack):
 
 def test_different_db(url, stack):
     base = url.rsplit("/", 1)[0]
-    api, reader = _client(stack, f"{base}/0"), _client(stack, f"{base}/2", cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "reader": reader.pid})
+    api, reader = start_client(stack, f"{base}/0"), start_client(stack, f"{base}/2", cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "reader": reader.pid})
     api.send("SET", "order:9", "x", "EX", "60")
     reader.send("GET", "order:9")
     doc = run.stop_json()
@@ -227,16 +202,16 @@ def test_different_db(url, stack):
 
 
 def test_same_db_reads_are_no_finding(url, stack):
-    api, reader = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "reader": reader.pid})
+    api, reader = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "reader": reader.pid})
     api.send("SET", "order:9", "x", "EX", "60")
     reader.send("GET", "order:9")
     assert run.stop_json()["findings"] == []
 
 
 def test_key_prefix_mismatch(url, stack):
-    api, reader = _client(stack, url), _client(stack, url, cli=True)
-    run = _monitor(stack, url, {"api": api.pid, "reader": reader.pid})
+    api, reader = start_client(stack, url), start_client(stack, url, cli=True)
+    run = start_monitor(stack, url, {"api": api.pid, "reader": reader.pid})
     api.send("SET", "app:order:9", "x", "EX", "60")
     reader.send("GET", "app_order:9")
     doc = run.stop_json()
@@ -247,7 +222,7 @@ def test_different_server_across_two_watched_servers(stack):
     from redisprobe.sandbox import sandbox
 
     box = stack.enter_context(sandbox("split"))
-    api, reader = _client(stack, box.role_urls["api"]), _client(stack, box.role_urls["processor"], cli=True)
+    api, reader = start_client(stack, box.role_urls["api"]), start_client(stack, box.role_urls["processor"], cli=True)
     spec = f"api={api.pid},reader={reader.pid}"
     run = MonitorRun("--url", box.role_urls["api"], "--url", box.role_urls["processor"], "--pids", spec, "--json",
                      "--enable-events")
@@ -264,7 +239,7 @@ def test_different_server_across_two_watched_servers(stack):
 def test_ctrl_c_restores_config_prints_summary_and_keeps_a_readable_trace(url, stack, tmp_path):
     admin = redis.Redis.from_url(url)
     admin.config_set("notify-keyspace-events", "Kl")
-    api = _client(stack, url)
+    api = start_client(stack, url)
     out = tmp_path / "capture.jsonl"
     run = MonitorRun("--url", url, "--pids", f"api={api.pid}", "--enable-events", "--out", str(out))
     stack.callback(run.kill)
@@ -320,8 +295,8 @@ def test_live_timeline_of_a_busy_server_shows_what_matters_and_the_trace_keeps_a
 
 def test_stats_count_the_users_commands_not_redisprobes_own(url, stack):
     """The CLIENT LIST poller's INFO calls show in MONITOR too; `commands` counts only what clients sent."""
-    api = _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid})
     for command in (("SET", "a", "1"), ("GET", "a"), ("DEL", "a")):
         api.send(*command)
     doc = run.stop_json(settle=1.0)
@@ -330,8 +305,8 @@ def test_stats_count_the_users_commands_not_redisprobes_own(url, stack):
 
 
 def test_killed_keyspace_subscriber_is_reported_as_a_gap(url, stack):
-    api = _client(stack, url)
-    run = _monitor(stack, url, {"api": api.pid})
+    api = start_client(stack, url)
+    run = start_monitor(stack, url, {"api": api.pid})
     api.send("SET", "a", "1")
     redis.Redis.from_url(url).client_kill_filter(_type="pubsub")
     time.sleep(1.5)
@@ -341,7 +316,7 @@ def test_killed_keyspace_subscriber_is_reported_as_a_gap(url, stack):
 
 
 def test_events_off_without_consent_on_a_user_server(url, stack):
-    api = _client(stack, url)
+    api = start_client(stack, url)
     run = MonitorRun("--url", url, "--pids", f"api={api.pid}", "--json")
     stack.callback(run.kill)
     api.send("SET", "a", "1", "EX", "60")
@@ -352,9 +327,9 @@ def test_events_off_without_consent_on_a_user_server(url, stack):
 
 
 def test_redact_values_keeps_keys_and_hides_values(url, stack, tmp_path):
-    api = _client(stack, url)
+    api = start_client(stack, url)
     out = tmp_path / "r.jsonl"
-    run = _monitor(stack, url, {"api": api.pid}, "--redact-values", "--out", str(out))
+    run = start_monitor(stack, url, {"api": api.pid}, "--redact-values", "--out", str(out))
     api.send("SET", "user:1", "hunter2-secret-value", "EX", "60")
     doc = run.stop_json()
     text = out.read_bytes()
@@ -389,7 +364,7 @@ def test_redis_cli_monitor_log_is_analysed_offline(url, stack, tmp_path):
         watcher = subprocess.Popen(["redis-cli", "-u", url, "monitor"], stdout=handle)
         try:
             time.sleep(0.5)
-            api = _client(stack, url, cli=True)
+            api = start_client(stack, url, cli=True)
             api.send("SET", "batch:1", "x", "EX", "60")
             api.send("SET", "batch:1", "y")  # drops the TTL
             time.sleep(0.3)

@@ -11,27 +11,8 @@ import pytest
 import redis
 
 from redisprobe.sandbox import sandbox
-from tests.clients import Client
-from tests.monitorrun import MonitorRun
-
-
-@pytest.fixture
-def stack():
-    with ExitStack() as stack:
-        yield stack
-
-
-def _client(stack: ExitStack, url: str) -> Client:
-    client = Client(url)
-    stack.callback(client.close)
-    return client
-
-
-def _monitor(stack: ExitStack, url: str, pids: dict[str, int]) -> MonitorRun:
-    spec = ",".join(f"{label}={pid}" for label, pid in pids.items())
-    run = MonitorRun("--url", url, "--pids", spec, "--json", "--enable-events")
-    stack.callback(run.kill)
-    return run
+from tests.clients import Client, start_client
+from tests.monitorrun import MonitorRun, start_monitor
 
 
 def _writes(writer: Client, reader: Client, *, count: int = 12) -> list[str]:
@@ -62,8 +43,8 @@ def test_oom_under_noeviction_names_the_writer_and_the_memory_setting(private_se
     for n in range(40):
         admin.set(f"blob:{n}", "x" * 65536)  # what filled the memory before anyone looked
     admin.config_set("maxmemory", "1mb")
-    writer, reader = _client(stack, url), _client(stack, url)
-    run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+    writer, reader = start_client(stack, url), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
     replies = _writes(writer, reader)
     assert all("used memory > 'maxmemory'" in reply for reply in replies), replies
     doc = run.stop_json()
@@ -81,8 +62,8 @@ def test_oom_under_noeviction_names_the_writer_and_the_memory_setting(private_se
 def test_readonly_write_to_a_replica_names_the_writer():
     with sandbox("replica") as box, ExitStack() as stack:
         replica = box.servers[1].url
-        writer, reader = _client(stack, replica), _client(stack, replica)
-        run = _monitor(stack, replica, {"api": writer.pid, "reader": reader.pid})
+        writer, reader = start_client(stack, replica), start_client(stack, replica)
+        run = start_monitor(stack, replica, {"api": writer.pid, "reader": reader.pid})
         replies = _writes(writer, reader)
         assert all("read only replica" in reply for reply in replies), replies
         doc = run.stop_json()
@@ -97,8 +78,8 @@ def test_noperm_is_named_from_the_servers_acl_log(private_server, stack):
     admin = redis.Redis.from_url(url)
     admin.acl_setuser("reporting", enabled=True, passwords=["+secret-pw"], keys=["*"], commands=["+@all", "-set"])
     limited = url.replace("redis://", "redis://reporting:secret-pw@")
-    writer, reader = _client(stack, limited), _client(stack, url)
-    run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+    writer, reader = start_client(stack, limited), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
     replies = _writes(writer, reader, count=5)
     assert all("no permissions" in reply for reply in replies), replies
     doc = run.stop_json()
@@ -115,8 +96,8 @@ def test_misconf_after_a_failed_save_names_the_setting(stack):
         url = box.urls[0]
         admin = redis.Redis.from_url(url)
         admin.ping()
-        writer, reader = _client(stack, url), _client(stack, url)
-        run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+        writer, reader = start_client(stack, url), start_client(stack, url)
+        run = start_monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
         admin.bgsave()  # the save fails during the capture (a full or read-only disk)
         deadline = time.monotonic() + 30
         while admin.info("persistence")["rdb_last_bgsave_status"] != "err" and time.monotonic() < deadline:
@@ -135,8 +116,8 @@ def test_misconf_after_a_failed_save_names_the_setting(stack):
 
 def test_healthy_capture_with_ordinary_errors_is_silent(private_server, stack):
     url = private_server.urls[0]
-    writer, reader = _client(stack, url), _client(stack, url)
-    run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+    writer, reader = start_client(stack, url), start_client(stack, url)
+    run = start_monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
     replies = _writes(writer, reader, count=6)
     assert replies == ["true"] * 6, replies
     writer.send("GET")  # wrong arity: refused, but an ordinary error that hides nobody's writes
@@ -152,7 +133,7 @@ def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_s
     admin = redis.Redis.from_url(url)
     admin.acl_setuser("probe", enabled=True, passwords=["+probe-pw"], keys=["*"], channels=["*"],
                       commands=["+@all", *denied])
-    writer, reader = _client(stack, url), _client(stack, url)
+    writer, reader = start_client(stack, url), start_client(stack, url)
     run = MonitorRun("--url", url.replace("redis://", "redis://probe:probe-pw@"), "--pids",
                      f"api={writer.pid},reader={reader.pid}", "--json", "--enable-events")
     stack.callback(run.kill)
@@ -209,8 +190,8 @@ def test_a_server_already_in_misconf_is_attached_to_and_its_refusals_named(stack
             time.sleep(0.05)
         with pytest.raises(redis.ResponseError, match="MISCONF"):
             admin.ping()  # what every attach begins with
-        writer, reader = _client(stack, url), _client(stack, url)
-        run = _monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
+        writer, reader = start_client(stack, url), start_client(stack, url)
+        run = start_monitor(stack, url, {"api": writer.pid, "reader": reader.pid})
         replies = _writes(writer, reader)
         assert all("unable to persist to disk" in reply for reply in replies), replies
         doc = run.stop_json()
