@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from redisprobe.analysis.attribution import Who
-
 if TYPE_CHECKING:
     from redisprobe import trace
+    from redisprobe.analysis.attribution import Who
     from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 
 

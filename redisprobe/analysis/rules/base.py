@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, command_text, evidence_line
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 
 KEYS_LISTED = 10
 """Keys named in one finding; the rest are counted."""

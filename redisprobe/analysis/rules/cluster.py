@@ -10,8 +10,6 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from redis.crc import key_slot
-
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
 from redisprobe.analysis.rules.refused import HOW, _Client, _Refusal, refusals_by_code, sureness
@@ -55,6 +53,8 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
         for slot in missed:
             group.add_key(slot.key)
         group.add_evidence(inp.line(t, who, args, f"sent to {server} only ({count} scans there)", db))
+        from redis.crc import key_slot  # redis-py's package import is slow: only when a finding needs it
+
         for slot in missed[:MISSED_SHOWN]:
             life = slot.all_lives()[0] if slot.all_lives() else None
             made = f", written {clock(life.created_at)}" if life is not None and life.created_at else ""

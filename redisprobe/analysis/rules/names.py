@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
-from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, who_text
 from redisprobe.findings import Finding
 from redisprobe.text import clock
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 MIN_NAME = 3
 """Name parts shorter than this never count as a near-miss (`1` would match every id)."""

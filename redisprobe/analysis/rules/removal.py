@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
-from redisprobe.analysis.attribution import Who
-from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -20,6 +19,10 @@ from redisprobe.analysis.rules.base import (
 )
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, secs
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.attribution import Who
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 EARLY_FRACTION = 0.5
 """deleted-by-client: removed before this fraction of the TTL (counted from the last TTL set) had run."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
-from redisprobe.analysis.lifecycle import KeyLife, TtlSet
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -18,6 +19,9 @@ from redisprobe.analysis.rules.base import (
 from redisprobe.analysis.rules.names import near_miss
 from redisprobe.findings import Finding
 from redisprobe.text import clock, secs
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, TtlSet
 
 LATE_REFRESH_WINDOW = 5.0
 """ttl-refresh-missed: an EXPIRE on a key that had expired at most this many seconds earlier came too late."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+from typing import TYPE_CHECKING
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
 from redisprobe.analysis.attribution import ClientInfo, Who
-from redisprobe.analysis.lifecycle import KeyLife, Slot
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -25,6 +25,9 @@ from redisprobe.analysis.rules.cluster import cluster_nodes
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
 from redisprobe.visibility import same_replication_group
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 
 def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
