@@ -22,9 +22,9 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.analysis.rules.cluster import cluster_nodes
+from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
-from redisprobe.visibility import same_replication_group
 
 if TYPE_CHECKING:
     from redisprobe.analysis.lifecycle import KeyLife, Slot
