@@ -48,6 +48,7 @@ from redisprobe.monitor_parse import (
     parse_monitor_line,
 )
 from redisprobe.observers.commandcount import monitor_hidden, shown_in_info
+from redisprobe.observers.monitorfence import _FENCE_NAME, FENCE_NAME, FENCE_PREFIX, _fence_of, lost_commands
 from redisprobe.observers.monitorreader import ROTATE_BYTES, SPOOL_FAILED
 from redisprobe.target import connect_timeout
 
@@ -57,9 +58,6 @@ if TYPE_CHECKING:  # the reader child must not pay for importing redis-py (0.3 s
     from redisprobe.target import Target
 
 CONNECTION_NAME = "redisprobe:observer:monitor"
-FENCE_NAME = "redisprobe:observer:monitor-fence"
-FENCE_PREFIX = b"redisprobe:fence:"
-_FENCE_NAME = FENCE_NAME.encode()
 SOURCE = "monitor"
 
 _READ_BLOCK = 1 << 20  # the parent reads the spool this much at a time
@@ -591,26 +589,3 @@ class MonitorCapture:
         except Exception:  # retried on the next round; a Gap on timeout
             return False
         return True
-
-
-def lost_commands(mark: object, processed: object) -> int | None:
-    """How many commands the server ran between the last mark seen before a loss and the reconnection that MONITOR
-    did not deliver: INFO's count at reconnection, less the count at the mark, the mark itself, and the lines
-    delivered after it. None without a mark, or when the count went down (a restart resets it)."""
-    if not isinstance(mark, tuple) or not isinstance(processed, int):
-        return None
-    at_mark, delivered = mark
-    missed = processed - at_mark - 1 - delivered
-    return missed if processed >= at_mark else None
-
-
-def _fence_of(args: list[bytes]) -> bytes | None:
-    """Our fence ECHOs and marks, and the fence connection naming itself again after a reconnect, are not the
-    user's: the fence or mark token (b"" for the renaming), or None for a user's command."""
-    if len(args) == 2 and args[1].startswith(FENCE_PREFIX) and args[0].upper() in (b"ECHO", b"PING"):
-        return args[1]
-    if len(args) == 3 and args[2] == _FENCE_NAME and args[0].upper() == b"CLIENT":
-        return b""
-    if len(args) in (3, 4) and args[-1].startswith(FENCE_PREFIX) and args[0].upper() == b"INFO":
-        return args[-1]
-    return None
