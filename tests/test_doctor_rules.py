@@ -5,6 +5,7 @@ from __future__ import annotations
 from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
 from redisprobe.findings import Finding, to_builtins
+from redisprobe.visibility import analyse
 from tests.tracebuild import T0, TraceBuilder
 
 WATCHED = {100: "api", 200: "processor"}
@@ -571,6 +572,15 @@ def test_actors_fingerprints_disagree() -> None:
     finding = one(tb, "different-server")
     assert finding.culprit is not None and finding.culprit.pid == 200
     assert mentions(finding, "run_id aaaaaaaaaaaa") and mentions(finding, "run_id bbbbbbbbbbbb")
+    assert analyse(tb.events).findings == [finding]  # isolation and info say it in the same words: one rule
+
+
+def test_actors_on_servers_that_do_not_look_alike_are_two_servers_on_purpose() -> None:
+    tb = TraceBuilder()
+    tb.actor("api", pid=100, client_id=7, run_id="a" * 40, host="127.0.0.1")
+    tb.actor("cache", pid=200, client_id=3, run_id="b" * 40, host="127.0.0.2", server_port=6380, version="6.2.0",
+             target="redis://127.0.0.2:6380/0")
+    healthy(tb)
 
 
 def test_healthy_one_server() -> None:

@@ -26,16 +26,9 @@ def pair_findings(writer: trace.ActorStarted, reader: trace.ActorStarted, checks
     """different-server, else different-db and replica-read, for one writer and one reader."""
     ws, rs = writer.server, reader.server
     findings: list[Finding] = []
-    if ws.run_id != rs.run_id and not same_replication_group(ws, rs):
-        alike = [name for name, a, b in (("port", ws.port, rs.port), ("version", ws.version, rs.version),
-                                         ("db", writer.db, reader.db)) if a == b]
-        trap = f" even though {', '.join(alike)} agree" if alike else ""
-        findings.append(Finding(
-            rule="different-server", severity="error",
-            summary=f"{writer.role} and {reader.role} talk to two different servers{trap}: their run_ids differ",
-            evidence=[f"{_who(writer)} -> {_where(ws)}", f"{_who(reader)} -> {_where(rs)}"],
-            culprit=_actor(reader)))
-        return findings
+    elsewhere = different_server(writer, reader)
+    if elsewhere is not None:
+        return [elsewhere]
     if writer.db != reader.db:
         findings.append(Finding(
             rule="different-db", severity="error",
@@ -48,6 +41,22 @@ def pair_findings(writer: trace.ActorStarted, reader: trace.ActorStarted, checks
     if replica is not None:
         findings.append(replica)
     return findings
+
+
+def different_server(writer: trace.ActorStarted, reader: trace.ActorStarted) -> Finding | None:
+    """Two actors on two servers that hold different data (run_ids differ, not a primary and its replica, not
+    nodes of one cluster); what they agree on (port, version, db) is what hid it."""
+    ws, rs = writer.server, reader.server
+    if ws.run_id == rs.run_id or same_replication_group(ws, rs):
+        return None
+    alike = [name for name, a, b in (("port", ws.port, rs.port), ("version", ws.version, rs.version),
+                                     ("db", writer.db, reader.db)) if a == b]
+    trap = f" even though {', '.join(alike)} agree" if alike else ""
+    return Finding(
+        rule="different-server", severity="error",
+        summary=f"{writer.role} and {reader.role} talk to two different servers{trap}: their run_ids differ",
+        evidence=[f"{_who(writer)} -> {_where(ws)}", f"{_who(reader)} -> {_where(rs)}"],
+        culprit=_actor(reader))
 
 
 def _replica_read(writer: trace.ActorStarted, reader: trace.ActorStarted, checks: list[trace.Check],
@@ -108,4 +117,4 @@ def _cmd(op: trace.Op) -> str:
     return " ".join(a.decode("utf-8", "backslashreplace") for a in op.args)
 
 
-__all__ = ["pair_findings", "replica_read", "same_replication_group"]
+__all__ = ["different_server", "pair_findings", "replica_read", "same_replication_group"]

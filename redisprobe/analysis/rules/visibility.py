@@ -22,6 +22,7 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.analysis.rules.cluster import cluster_nodes
+from redisprobe.analysis.rules.fingerprints import different_server as fingerprint_different_server
 from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
@@ -273,35 +274,21 @@ def _server_summary(group: Group) -> str:
 
 
 def _actor_servers(inp: RuleInput) -> list[Finding]:
-    """Our actors were meant to share a server; their fingerprints say they did not (same port, other run_id)."""
-    actors = [a for a in inp.lifecycle.actors if a.server.run_id]
+    """Our actors were meant to share a server; their fingerprints say they did not (same port or version, other
+    run_id). Actors on servers that do not even look alike are apps with two servers on purpose."""
     by_run: dict[str, list[trace.ActorStarted]] = {}
-    for actor in actors:
-        by_run.setdefault(actor.server.run_id, []).append(actor)
-    if len(by_run) < 2:
-        return []
-    groups = list(by_run.values())
-    first = groups[0][0]
+    for actor in inp.lifecycle.actors:
+        if actor.server.run_id:
+            by_run.setdefault(actor.server.run_id, []).append(actor)
+    runs = list(by_run.values())
     findings = []
-    for others in groups[1:]:
-        other = others[0]
-        a, b = first.server, other.server
-        if a.master_replid and a.master_replid == b.master_replid:
-            continue  # a primary and its replica: replica-read's business
-        if a.redis_mode == "cluster" and b.redis_mode == "cluster":
-            continue  # nodes of a cluster: one dataset spread by slot
-        alike = [name for name, x, y in (("port", a.port, b.port), ("version", a.version, b.version)) if x == y]
-        if not alike:
+    for others in runs[1:]:
+        first, other = runs[0][0], others[0]
+        if first.server.port != other.server.port and first.server.version != other.server.version:
             continue
-        culprit = Actor(pid=other.pid, label=other.role, client_id=other.client_id or None, addr=other.addr)
-        findings.append(Finding(
-            rule="different-server", severity="error",
-            summary=f"{first.role} (pid {first.pid}) and {other.role} (pid {other.pid}) talk to two different "
-                    f"servers that look alike ({', '.join(alike)} agree): their run_ids differ",
-            evidence=[f"{clock(x.t)} pid {x.pid} ({x.role}) client id {x.client_id}: {x.target} -> "
-                      f"{x.server.host}:{x.server.port} run_id {x.server.run_id[:12]} v{x.server.version}"
-                      for x in (first, other)],
-            culprit=culprit))
+        finding = fingerprint_different_server(first, other)
+        if finding is not None:
+            findings.append(finding)
     return findings
 
 
