@@ -21,6 +21,7 @@ from redisprobe.observers.clients import ClientPoller
 from redisprobe.observers.keyspace import KeyspaceObserver
 from redisprobe.observers.monitor import MonitorCapture
 from redisprobe.observers.peers import PeerWatcher
+from redisprobe.observers.protocol import Observer
 from redisprobe.observers.refusals import RefusalSampler
 from redisprobe.pidmap import PidMapper
 from redisprobe.selectors import Selector
@@ -44,7 +45,9 @@ class CaptureSession:
                                     label=label)
         self.refusals = RefusalSampler(target, writer.emit, label=label)  # what MONITOR cannot show
         self.peers = PeerWatcher(target, writer.emit, self.mapper, label=label)  # between CLIENT LIST samples
-        self._started: list[object] = []
+        self.observers: list[Observer] = [self.peers, self.refusals, self.keyspace, self.clients, self.monitor]
+        """In the order they stop (MONITOR last: the others' last samples are taken while it still runs)."""
+        self._started: list[Observer] = []
         self._drained = False
 
     def start(self) -> None:
@@ -62,8 +65,12 @@ class CaptureSession:
             raise
 
     def pump(self) -> None:
-        """Move what MONITOR captured since the last call into the trace."""
-        self.writer.emit_many(self.monitor.poll())
+        """Move what the observers gathered since the last call into the trace (MONITOR's spooled lines; the
+        others write from their own threads)."""
+        for observer in self.observers:
+            gathered = observer.pump()
+            if gathered:
+                self.writer.emit_many(gathered)
 
     def stop(self) -> None:
         """Drain MONITOR into the trace, then stop every observer (restoring CONFIG).
@@ -79,9 +86,9 @@ class CaptureSession:
             except Exception:  # a failed drain is already recorded as a gap by the capture
                 pass
         self._drained = True
-        for observer in (self.peers, self.refusals, self.keyspace, self.clients, self.monitor):
+        for observer in self.observers:
             try:
-                observer.stop()  # type: ignore[attr-defined]
+                observer.stop()
             except KeyboardInterrupt as exc:
                 interrupted = exc
             except Exception:
@@ -101,9 +108,9 @@ class CaptureSession:
         if pending is not None:
             undone.append(f"restoring notify-keyspace-events on {where} to {pending!r}: the next redisprobe run "
                           f"that reaches it restores it (or run: CONFIG SET notify-keyspace-events {pending!r})")
-        for observer in (self.peers, self.refusals, self.keyspace, self.clients, self.monitor):
+        for observer in self.observers:
             with contextlib.suppress(Exception):
-                observer.abort()  # type: ignore[attr-defined]
+                observer.abort()
         shutil.rmtree(self._spool, ignore_errors=True)
         return undone
 

@@ -124,15 +124,15 @@ def _observed(targets: Targets, first: Target) -> list[Target]:
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
-    from redisprobe.analysis.doctor import diagnose_lives
-    from redisprobe.analysis.lifecycle import fold
+    """The doctor's findings for a run's events, exactly as `report` finds them in the trace the run wrote: the
+    doctor orders the events as they arrived (observers write from their own threads: nearly sorted only)."""
+    from redisprobe.analysis.doctor import Context, analyze
 
-    events = sorted(events, key=lambda e: e.t)  # observers write from their own threads: nearly sorted only
-    folded = fold(events, watched=watched)
-    lives = list(folded.lives())
-    findings = diagnose_lives(folded, watched=watched)
+    analysis = analyze(events, Context(watched=watched))
+    lives = list(analysis.lifecycle.lives())
+    events = sorted(events, key=lambda e: e.t)
     return Execution(
-        events=events, findings=findings, lives=lives,
+        events=events, findings=analysis.findings, lives=lives,
         crashed=[e for e in events if isinstance(e, trace.ActorExited) and e.crashed],
         timed_out=[e for e in events if isinstance(e, trace.ActorExited) and e.timed_out],
         gaps=[e for e in events if isinstance(e, trace.Gap)],

@@ -19,7 +19,7 @@ from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
 
 if TYPE_CHECKING:
-    from redisprobe.analysis.lifecycle import Lifecycle
+    from redisprobe.analysis.doctor import Analysis
     from redisprobe.monitorlog import MonitorLog
 
 
@@ -140,13 +140,13 @@ def summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None =
 
 def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
                key_patterns: Iterable[str]) -> Summary:
-    from redisprobe.analysis.lifecycle import fold
+    from redisprobe.analysis.doctor import Context, analyze
 
     tap = _Tap()
-    stream = tap.through(trace.time_ordered(iter(events)))
+    stream = tap.through(trace.time_ordered(iter(events)))  # the tap counts what the doctor reads, in its order
     try:
-        lives = fold(stream, watched=watched or {})
-        return _conclude(lives, tap, watched=watched, key_patterns=key_patterns)
+        analysis = analyze(stream, Context(watched=watched or {}), ordered=True)
+        return _conclude(analysis, tap, watched=watched, key_patterns=key_patterns)
     except KeyboardInterrupt:
         stream.close()  # publishes the counts so far
         raise SummaryInterrupted(Summary(clients=_clients(tap, watched), keys=[], findings=[], gaps=tap.gaps,
@@ -155,6 +155,7 @@ def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
 
 def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:
     """`summarise` for a redis-cli monitor log: its rows go straight into the fold, no event per line."""
+    from redisprobe.analysis.doctor import Context, analyze_folded
     from redisprobe.analysis.lifecycle import Lifecycle
 
     with gc_paused():
@@ -164,14 +165,12 @@ def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) 
         note = log.note()
         if note is not None:
             tap.notes.append(note)
-        return _conclude(lives, tap, watched={}, key_patterns=key_patterns)
+        return _conclude(analyze_folded(lives, Context()), tap, watched={}, key_patterns=key_patterns)
 
 
-def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
+def _conclude(analysis: Analysis, tap: _Tap, *, watched: dict[int, str] | None,
               key_patterns: Iterable[str]) -> Summary:
-    from redisprobe.analysis.doctor import diagnose_lives
-
-    findings = diagnose_lives(lives, watched=watched or {})
+    lives, findings = analysis.lifecycle, analysis.findings
     patterns = list(key_patterns)
     chosen = [life for life in lives.lives()
               if not patterns or any(fnmatch.fnmatchcase(life.key_text, p) for p in patterns)]

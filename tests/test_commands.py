@@ -58,6 +58,16 @@ def test_facts_that_replace_name_comparisons() -> None:
     assert C.removal_how(b"unlink") == "unlink" and C.removal_how(b"EXPIRE") == "del"
 
 
+def test_client_tracking_is_read_from_its_row() -> None:
+    """The fold learns that a connection caches on the client side from CLIENT's row, not from its name."""
+    client = C.lookup(b"client")
+    assert client.tracking_word == b"TRACKING" and client.kind == C.OTHER and not C.keys_of([b"CLIENT", b"LIST"])
+    assert C.tracking_switch(client, [b"CLIENT", b"tracking", b"on"]) is True
+    assert C.tracking_switch(client, [b"client", b"TRACKING", b"OFF", b"BCAST"]) is False
+    assert C.tracking_switch(client, [b"CLIENT", b"SETNAME", b"x"]) is None
+    assert C.tracking_switch(C.lookup(b"GET"), [b"GET", b"TRACKING", b"ON"]) is None
+
+
 def test_redaction_keeps_the_declared_option_words() -> None:
     shown = redact_args([b"ZADD", b"board", b"CH", b"10", b"alice"])
     assert shown[:4] == [b"ZADD", b"board", b"CH", b"10"] and shown[4].startswith(b"<redacted")

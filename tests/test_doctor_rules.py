@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
 from redisprobe.findings import Finding, to_builtins
+from redisprobe.visibility import analyse
 from tests.tracebuild import T0, TraceBuilder
 
 WATCHED = {100: "api", 200: "processor"}
@@ -570,6 +572,15 @@ def test_actors_fingerprints_disagree() -> None:
     finding = one(tb, "different-server")
     assert finding.culprit is not None and finding.culprit.pid == 200
     assert mentions(finding, "run_id aaaaaaaaaaaa") and mentions(finding, "run_id bbbbbbbbbbbb")
+    assert analyse(tb.events).findings == [finding]  # isolation and info say it in the same words: one rule
+
+
+def test_actors_on_servers_that_do_not_look_alike_are_two_servers_on_purpose() -> None:
+    tb = TraceBuilder()
+    tb.actor("api", pid=100, client_id=7, run_id="a" * 40, host="127.0.0.1")
+    tb.actor("cache", pid=200, client_id=3, run_id="b" * 40, host="127.0.0.2", server_port=6380, version="6.2.0",
+             target="redis://127.0.0.2:6380/0")
+    healthy(tb)
 
 
 def test_healthy_one_server() -> None:
@@ -944,3 +955,30 @@ def test_a_removal_right_after_the_last_write_that_nobody_misses_is_a_hand_over(
     tb.at(2.0)
     api("RPUSH", "batch:2", "a")  # the api moves on to the next batch
     healthy(tb, WATCHED)
+
+
+def _started(tb: TraceBuilder, role: str, pid: int, client_id: int, *, server_role: str, run_id: str) -> None:
+    tb.add(trace.ActorStarted(
+        t=tb.now, pid=pid, role=role, target=tb.target, client_id=client_id, client_name=f"redisprobe:{role}:{pid}",
+        db=0, addr=f"127.0.0.1:{40000 + client_id}", prefix="",
+        server=trace.ServerFingerprint(run_id=run_id, host="127.0.0.1", port=6379 if server_role == "master" else 6380,
+                                       version="7.0.15", uptime=100, role=server_role, master_replid="r" * 40,
+                                       master_host="127.0.0.1", master_port=6379)))
+    tb.tick()
+
+
+def test_a_reader_on_a_replica_is_replica_read_from_any_trace_with_actors() -> None:
+    """The doctor names replica-read from the actors' own connections, so `report` and `monitor` name it as
+    `isolation` does; a reader on the primary itself is silent."""
+    tb = TraceBuilder()
+    _started(tb, "api", 100, 11, server_role="master", run_id="a" * 40)
+    _started(tb, "processor", 200, 7, server_role="slave", run_id="b" * 40)
+    tb.add(trace.Op(t=tb.now, mono=0.0, pid=200, role="processor", client_id=7, db=0, args=[b"SET", b"ack", b"1"],
+                    error="READONLY You can't write against a read only replica."))
+    finding = one(tb, "replica-read")
+    assert finding.culprit is not None and finding.culprit.pid == 200 and finding.severity == "error"
+    assert mentions(finding, "reads a replica") and mentions(finding, "SET ack 1", "READONLY")
+    same = TraceBuilder()
+    _started(same, "api", 100, 11, server_role="master", run_id="a" * 40)
+    _started(same, "processor", 200, 7, server_role="master", run_id="a" * 40)
+    assert not [f for f in run(same) if f.rule == "replica-read"]

@@ -21,6 +21,16 @@ def test_version_from_module_and_console_script():
     assert module.returncode == 0 and module.stdout.strip() == f"redisprobe {redisprobe.__version__}"
 
 
+def test_help_does_not_load_the_fold_or_redis_py():
+    """`redisprobe --help` starts fast: the CLI reads the rule registry's ids, never the fold or redis-py."""
+    probe = ("import sys\nfrom redisprobe.cli import main\ncode = main(['--help'])\n"
+             "print(sorted(m for m in ('redis', 'redisprobe.analysis.lifecycle', 'redisprobe.analysis.doctor') "
+             "if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "ttl-race" in result.stdout, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_trace_header_carries_target_fingerprints(tmp_path):
     out = tmp_path / "t.jsonl"
     assert run_cli("info", "--topology", "split", "--out", str(out)).code == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from redisprobe.analysis import analyze
+from redisprobe.analysis import analyze, facts
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, Injection, doctor_rules, injectable, register
 from redisprobe.commands.catalog import catalog_markdown, catalog_rows
 from redisprobe.commands.ttlrace import RaceOptions, build_plan
@@ -106,3 +106,15 @@ def test_a_rule_that_fails_is_reported_and_the_others_still_run() -> None:
     assert "rule-failed" in rules and "deleted-by-client" in rules
     failed = next(f for f in findings if f.rule == "rule-failed")
     assert "test-broken" in failed.summary and "KeyError" in failed.summary
+
+
+def test_contributing_shows_the_registration_as_it_is() -> None:
+    """CONTRIBUTING.md's worked example of a rule is the real registration of write-rejected, and the fold's
+    records it names exist."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    spec = REGISTRY["write-rejected"]
+    assert f'register("write-rejected", VISIBILITY, "{spec.summary}",' in text
+    assert spec.inject is not None and f'how="{spec.inject.how[:40]}' in text
+    for name in ("writers", "takers", "misses", "patterns"):
+        assert f"facts.{name}(" in text and callable(getattr(facts, name))
+    assert {"who", "last_t"} <= set(facts.Writer._fields)

@@ -94,3 +94,13 @@ def test_svg_export(tmp_path):
     result = run_cli("ttl-race", "--batches", "1", "--svg", str(svg))
     assert result.code == 0, result.err
     assert svg.read_text().lstrip().startswith("<svg") and "batch" in svg.read_text()
+
+
+def test_live_findings_are_what_report_finds_in_the_trace(tmp_path):
+    """One doctor entry point: the findings a run prints are those `report` gives for the trace it wrote."""
+    out = tmp_path / "race.jsonl"
+    live = run_cli("ttl-race", "--bug", "ttl-cleared-by-set", "--out", str(out), "--json")
+    offline = run_cli("report", str(out), "--json")
+    assert live.code == offline.code == 1, live.err + offline.err
+    shown = [(f["rule"], f["summary"], f["evidence"]) for f in live.json()["findings"]]
+    assert shown and shown == [(f["rule"], f["summary"], f["evidence"]) for f in offline.json()["findings"]]

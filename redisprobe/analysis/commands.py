@@ -71,8 +71,8 @@ class Command:
     """
 
     __slots__ = ("all_dbs", "block_option", "blocking", "cond", "count_at", "first", "keys_fn", "kind", "last", "name",
-                 "options", "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step", "ttl_at",
-                 "ttl_form", "value_reply", "when_empty")
+                 "options", "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step",
+                 "tracking_word", "ttl_at", "ttl_form", "value_reply", "when_empty")
 
     def __init__(self, name: str, kind: int, first: int = 1, last: int = 1, step: int = 1,
                  keys_fn: KeysFn | None = None, single: bool = False) -> None:
@@ -98,6 +98,7 @@ class Command:
         self.all_dbs = False  # acts on every db (FLUSHALL)
         self.pattern_at = 0  # where its key pattern is (KEYS pattern); -1: after a MATCH option (SCAN)
         self.options: frozenset[bytes] = frozenset()  # its option words (kept when values are redacted)
+        self.tracking_word = b""  # its subcommand that turns client-side caching ON or OFF (CLIENT TRACKING)
 
     def keys(self, args: list[bytes]) -> list[bytes]:
         """The key arguments of `args` (args[0] is the command name)."""
@@ -259,6 +260,7 @@ _row(SCRIPT, "EVAL EVALSHA EVAL_RO EVALSHA_RO FCALL FCALL_RO", _numkeys_at(2))
 _row(MULTI, "MULTI", NONE)
 _row(EXEC, "EXEC", NONE)
 _row(DISCARD, "DISCARD", NONE)
+_row(OTHER, "CLIENT", NONE, tracking_word=b"TRACKING")
 
 
 def _build() -> dict[bytes, Command]:
@@ -518,6 +520,14 @@ def removal_how(name: bytes) -> str:
     return lookup(name).removes or "del"
 
 
+def tracking_switch(spec: Command, args: list[bytes]) -> bool | None:
+    """Whether a command turns the connection's client-side caching on (True) or off (False); None when it does
+    neither (`CLIENT TRACKING ON` / `OFF`)."""
+    if not spec.tracking_word or len(args) < 3 or args[1].upper() != spec.tracking_word:
+        return None
+    return args[2].upper() == b"ON"
+
+
 def option_words() -> frozenset[bytes]:
     """Every command's option words (value redaction keeps them: they explain a command, reveal no data)."""
     words: set[bytes] = set()
@@ -530,5 +540,5 @@ __all__ = [
     "BLOCKING_FEEDS", "COMMANDS", "EVENT_CAUSES", "GENERIC_EVENTS", "KIND_NAMES", "POP_EVENTS", "SERVER_EVENTS",
     "TAKING", "Command", "TtlChange", "block_timeout", "copy_replaces", "flush_all_dbs", "keys_of", "lookup",
     "move_target_db", "option_words", "pop_count", "push_count", "removal_how", "scan_pattern", "set_condition",
-    "ttl_change",
+    "tracking_switch", "ttl_change",
 ]

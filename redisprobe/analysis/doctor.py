@@ -1,7 +1,9 @@
 """The doctor: fold a trace once, run every rule, return findings (pure: no I/O, no rendering).
 
-`analyze` gives both the folded lifecycle (for the timeline) and the findings from one pass over the events,
-which matters when they are millions of MONITOR lines read from disk.
+`analyze` is the one entry point every command uses (monitor, report, run, ttl-race, isolation): it puts the
+events in time order the same way for a live run and for a saved trace, folds them in one pass and runs every
+registered rule, so the same trace gives the same findings however it is read. It gives both the folded
+lifecycle (for the timeline) and the findings, which matters when the events are millions of MONITOR lines.
 """
 
 from __future__ import annotations
@@ -28,11 +30,20 @@ class Analysis:
 
 
 def analyze(events: Iterable[trace.Event], context: Context | None = None, *,
-            rules: Iterable[str] | None = None) -> Analysis:
-    """One streaming pass over `events` (time order), then every rule (or only `rules`) over the result."""
+            rules: Iterable[str] | None = None, ordered: bool = False) -> Analysis:
+    """One streaming pass over `events`, then every rule (or only `rules`) over the result.
+
+    Events may come nearly sorted, as observers' threads deliver them and as a trace file holds them: they are
+    put in time order here (`trace.time_ordered`) unless the caller says they already are (`ordered`)."""
     context = context or Context()
-    lifecycle = fold(events, watched=context.watched, intended_ttls=context.intended_ttls)
+    stream = events if ordered else trace.time_ordered(iter(events))
+    lifecycle = fold(stream, watched=context.watched, intended_ttls=context.intended_ttls)
     return Analysis(lifecycle=lifecycle, findings=run_rules(lifecycle, context, rules))
+
+
+def analyze_folded(lifecycle: Lifecycle, context: Context | None = None) -> Analysis:
+    """The same, for a fold made another way (a `redis-cli monitor` log's rows go straight into the fold)."""
+    return Analysis(lifecycle=lifecycle, findings=run_rules(lifecycle, context or Context()))
 
 
 def run_rules(lifecycle: Lifecycle, context: Context | None = None,
@@ -65,7 +76,7 @@ def diagnose(events: Iterable[trace.Event], context: Context | None = None, *,
 
     `watched`/`intended_ttls` are shorthands for the same fields of `context`.
     """
-    return analyze(events, _context(context, watched, intended_ttls)).findings
+    return analyze(events, _context(context, watched, intended_ttls), ordered=True).findings
 
 
 def diagnose_lives(lives: Lifecycle, context: Context | None = None, *, watched: dict[int, str] | None = None,
@@ -84,4 +95,4 @@ def _context(context: Context | None, watched: dict[int, str] | None,
     return context
 
 
-__all__ = ["RULES", "Analysis", "Context", "analyze", "diagnose", "diagnose_lives", "run_rules"]
+__all__ = ["RULES", "Analysis", "Context", "analyze", "analyze_folded", "diagnose", "diagnose_lives", "run_rules"]

@@ -8,7 +8,6 @@ the server's lifetime). INFO tells which server this is: a new run_id or an upti
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
+from redisprobe.observers.protocol import Sampler
 from redisprobe.pidmap import PidMapper, ProcessInfo
 from redisprobe.target import Target, connect_timeout, describe_redis_error, ping
 
@@ -110,7 +110,7 @@ class _Record:
     gone: float | None = None  # first poll that no longer listed it
 
 
-class ClientPoller:
+class ClientPoller(Sampler):
     """Polls CLIENT LIST and INFO server every `interval` in a background thread.
 
     Emits `ClientSeen` when a client id first appears and when its addr/db/name/lib changes, `ServerSeen` at
@@ -118,26 +118,24 @@ class ClientPoller:
     be polled. `active` is False once nothing can be polled; `lost` says in one line what is missing.
     """
 
+    BLIND_SPOT = ("connections opened and closed between two polls (the peer watcher and MONITOR's peer addresses "
+                  "name them)")
+
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, pid_mapper: PidMapper | None,
                  interval: float = 0.2, label: str = "", timeout: float | None = None) -> None:
         self.target = target
-        self.emit = emit
         self.pid_mapper = pid_mapper
-        self.interval = interval
         self.where = f"{label} ({target.label})" if label else target.label
         self.timeout = connect_timeout() if timeout is None else timeout
+        super().__init__(emit, interval=interval, join_timeout=self.timeout + interval + 1.0)
         self.active = False
         self.lost: str | None = None
         self.server: trace.ServerFingerprint | None = None
         self.stats: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._records: dict[tuple[str, int], _Record] = {}
+        self._records: dict[tuple[str, int], _Record] = {}  # guarded by `_lock`
         self._by_addr: dict[str, list[_Record]] = {}
-        self._stopping = threading.Event()
         self._started = False
-        self._stopped = False
         self._client: redis.Redis | None = None
-        self._thread: threading.Thread | None = None
         self._can_list = True
         self._can_info = True
         self._last_ok = 0.0
@@ -164,36 +162,21 @@ class ClientPoller:
             raise
         if self._can_list or self._can_info:
             self.active = True
-            self._thread = threading.Thread(target=self._run, name="redisprobe-clients", daemon=True)
-            self._thread.start()
+            self._spawn(self._run, "redisprobe-clients")
         return self
 
-    def stop(self) -> None:
-        """End polling after one last look (final stats, late clients). Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self.timeout + self.interval + 1.0)
-            if self._gap_start is None and not self._thread.is_alive():
-                with contextlib.suppress(rex.RedisError, OSError):
-                    self._poll(final=True)
-            elif self._gap_start is not None:
-                self.emit(trace.Gap(t=self._gap_start, source="clients", target=self.target.label,
-                                    reason=f"{self._gap_reason}; still unreachable when the run ended"))
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-        self.active = False
+    def _last_look(self, *, ended: bool) -> None:
+        """One last poll (final stats, late clients), or the gap still open when the run ended (`stop`)."""
+        if self._gap_start is None and ended:
+            with contextlib.suppress(rex.RedisError, OSError):
+                self._poll(final=True)
+        elif self._gap_start is not None:
+            self.emit(trace.Gap(t=self._gap_start, source="clients", target=self.target.label,
+                                reason=f"{self._gap_reason}; still unreachable when the run ended"))
 
-    def abort(self) -> None:
-        """Stop waiting for the server: close the connection under a poll blocked on it."""
-        self._stopping.set()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.connection_pool.disconnect()
+    def _close(self) -> None:
+        super()._close()
+        self.active = False
 
     def __enter__(self) -> ClientPoller:
         return self.start()

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -77,6 +77,9 @@ class KeyspaceObserver:
     what is lost). After `start()` returns, every event the server publishes is captured.
     `active` says whether we are subscribed; `lost` is one line on what attribution is missing, or None.
     """
+
+    BLIND_SPOT = ("who did it: an event names the key and what happened, never the client (MONITOR's lines and "
+                  "CLIENT LIST name it); events the server publishes while we are disconnected")
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, enable: bool | None,
                  label: str = "", timeout: float | None = None, mark_interval: float = 0.5,
@@ -167,6 +170,9 @@ class KeyspaceObserver:
                 with contextlib.suppress(Exception):
                     self._admin.close()
             self.active = False
+
+    def pump(self) -> Sequence[trace.Recorded]:
+        return ()  # it writes from its reader thread
 
     def __enter__(self) -> KeyspaceObserver:
         return self.start()

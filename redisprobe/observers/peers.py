@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 
 import psutil
 
 from redisprobe import trace
+from redisprobe.observers.protocol import Sampler
 from redisprobe.pidmap import PidMapper, _proc_net_inet, describe_process, format_addr, normalize_ip
 from redisprobe.target import Target
 
@@ -33,18 +33,17 @@ COST_FACTOR = 20
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
-class PeerWatcher:
+class PeerWatcher(Sampler):
     """Reads the kernel's TCP table for new connections to one server and names their processes."""
+
+    BLIND_SPOT = "clients on other machines: it reads this machine's TCP table, so it names local processes only"
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], mapper: PidMapper, *,
                  label: str = "", interval: float = INTERVAL) -> None:
+        super().__init__(emit, interval=interval, join_timeout=2)
         self.target = target
-        self.emit = emit
         self.mapper = mapper
         self.label = label or target.label
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._ips: set[str] = set()
         self._port = target.port or 0
 
@@ -57,22 +56,16 @@ class PeerWatcher:
                          socket.getaddrinfo(self.target.host or "localhost", self._port, proto=socket.IPPROTO_TCP)}
         if not self._ips:
             return
-        self._thread = threading.Thread(target=self._run, name="redisprobe-peers", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+        self._spawn(self._run, "redisprobe-peers")
 
     def abort(self) -> None:
-        self.stop()
+        self.stop()  # no connection to cut: the wait for the thread is short
 
     def _run(self) -> None:
         known: set[tuple[str, int]] = set()
         own = os.getpid()
         pause = self.interval
-        while not self._stop.wait(pause):
+        while not self._stopping.wait(pause):
             began = time.monotonic()
             current = dict(self._connections())
             pause = max(self.interval, COST_FACTOR * (time.monotonic() - began))

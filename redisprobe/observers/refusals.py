@@ -16,7 +16,6 @@ CONFIG GET). Whatever the server does not let us run is skipped with one note, n
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.observers.clients import connect_observer, parse_client_list
+from redisprobe.observers.protocol import Sampler
 from redisprobe.target import Target, connect_timeout
 
 CONNECTION_NAME = "redisprobe:observer:refusals"
@@ -84,25 +84,23 @@ def acl_identity(entry: dict[str, str]) -> tuple[str, ...]:
     return (entry.get("reason", ""), entry.get("context", ""), entry.get("object", ""), entry.get("username", ""))
 
 
-class RefusalSampler:
+class RefusalSampler(Sampler):
     """Samples the server's refusal counters in a background thread; emits `trace.Refusals`.
 
     A sample is emitted at start, at stop, and whenever a count changed or ACL LOG has new entries, so a healthy
     capture adds two small events to the trace.
     """
 
+    BLIND_SPOT = ("which client a refused command came from: the server only counts refusals (ACL LOG names the "
+                  "NOPERM ones)")
+
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], *, interval: float = 0.5,
                  label: str = "", timeout: float | None = None) -> None:
         self.target = target
-        self.emit = emit
-        self.interval = interval
         self.where = f"{label} ({target.label})" if label else target.label
         self.timeout = connect_timeout() if timeout is None else timeout
+        super().__init__(emit, interval=interval, join_timeout=self.timeout + interval + 1.0)
         self._client: redis.Redis | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._stopped = False
-        self._lock = threading.Lock()
         self._last: tuple[dict[str, int], dict[str, int], dict[str, int]] | None = None
         self._acl: dict[tuple[str, ...], int] | None = None  # identity -> count summed over its entries
         self._acl_own: dict[tuple[str, ...], int] = {}  # the same for our own observers' connections
@@ -129,35 +127,14 @@ class RefusalSampler:
             self._close()
             return self
         if self._can["info"]:
-            self._thread = threading.Thread(target=self._run, name="redisprobe-refusals", daemon=True)
-            self._thread.start()
+            self._spawn(self._run, "redisprobe-refusals")
         return self
 
-    def stop(self) -> None:
-        """One last sample, then end. Idempotent."""
-        with self._lock:
-            if self._stopped:
-                return
-            self._stopped = True
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(self.timeout + self.interval + 1.0)
-            if not self._thread.is_alive():
-                with contextlib.suppress(rex.RedisError, OSError):
-                    self._sample(final=True)
-        self._close()
-
-    def abort(self) -> None:
-        """Stop waiting for the server: close the connection under a sample blocked on it."""
-        self._stopping.set()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.connection_pool.disconnect()
-
-    def _close(self) -> None:
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
+    def _last_look(self, *, ended: bool) -> None:
+        """One last sample (`stop`)."""
+        if ended:
+            with contextlib.suppress(rex.RedisError, OSError):
+                self._sample(final=True)
 
     def _run(self) -> None:
         while not self._stopping.wait(self.interval):

@@ -3,45 +3,41 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 
 import redis
 
 from redisprobe import trace
+from redisprobe.observers.protocol import Sampler
 from redisprobe.target import Target
 
 
-class TtlSampler:
+class TtlSampler(Sampler):
     """Every `interval` seconds: SCAN the pattern, PTTL each key (in one pipeline), emit a `TtlSample` each."""
+
+    BLIND_SPOT = "keys outside its pattern, and a TTL changed and changed back between two samples"
 
     def __init__(self, target: Target, emit: Callable[[trace.Event], None], pattern: str, *,
                  interval: float = 0.05) -> None:
+        super().__init__(emit, interval=interval, join_timeout=5.0)  # a sample under way (the thread is a daemon)
         self.target = target
-        self.emit = emit
         self.pattern = pattern
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="redisprobe-ttl", daemon=True)
         self._client: redis.Redis | None = None
 
     def start(self) -> TtlSampler:
         self._client = self.target.connect(name="redisprobe:observer:ttl")
-        self._thread.start()
+        self._spawn(self._run, "redisprobe-ttl")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End the sampling, waiting at most `timeout` for a sample under way (the thread is a daemon)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._client is not None:
-            self._client.close()
+        """End the sampling, waiting at most `timeout` for a sample under way (Ctrl-C waits less)."""
+        self._join_timeout = timeout
+        super().stop()
 
     def _run(self) -> None:
         assert self._client is not None
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             with contextlib.suppress(redis.RedisError, OSError):
                 keys = [k for k in self._client.scan_iter(match=self.pattern, count=1000) if not k.endswith(b":last")]
                 if keys:
@@ -53,7 +49,7 @@ class TtlSampler:
                         if pttl != -2:
                             self.emit(trace.TtlSample(t=now, db=self.target.db, key=key, pttl=int(pttl),
                                                       target=self.target.label))
-            self._stop.wait(self.interval)
+            self._stopping.wait(self.interval)
 
     def __enter__(self) -> TtlSampler:
         return self.start()

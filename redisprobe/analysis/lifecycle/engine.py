@@ -95,7 +95,7 @@ class Lifecycle(FoldState):
                     self._release(t)
                 if stale and stale[0][0] < t:
                     replies.settle_stale(self, t)
-                self._on_monitor(event)  # type: ignore[arg-type]
+                self._on_monitor(event)
             else:
                 seq += 1
                 push(held, (t, seq, event))

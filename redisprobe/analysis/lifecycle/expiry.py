@@ -111,7 +111,7 @@ def note_units(st: FoldState, server: str, peer: str, who: Who, change: C.TtlCha
         st.unit_users[(server, peer)] = who
     if change.unit == "s" and change.raw is not None and not change.absolute:
         if len(units) < MAX_SECOND_VALUES:
-            units.add(change.raw)  # type: ignore[arg-type]
+            units.add(change.raw)
     elif change.unit not in units:
         units.add(change.unit)
 

@@ -101,7 +101,7 @@ def cmd_set(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
         return
     else:
         cond = spec.cond
-        change = C.ttl_change(args, t)  # type: ignore[assignment]
+        change = C.ttl_change(args, t)
     if change is None:
         return
     set_one(st, server, db, peer, hint, t, args, args[1], cond, change)

@@ -92,9 +92,9 @@ def reply_correction(st: FoldState, server: str, op: trace.Op, spec: C.Command, 
 
 def annotate(st: FoldState, server: str, op: trace.Op, spec: C.Command) -> None:
     """On a monitored server an op only adds its reply: EXPIRE's 0/1 settles whether it took effect."""
-    name = op.args[0].upper()
-    if name == b"CLIENT" and len(op.args) > 2 and op.args[1].upper() == b"TRACKING":
-        (st.tracking.add if op.args[2].upper() == b"ON" else st.tracking.discard)((server, op.client_id))
+    tracking = C.tracking_switch(spec, op.args)
+    if tracking is not None:
+        (st.tracking.add if tracking else st.tracking.discard)((server, op.client_id))
         return
     if spec.kind == C.READ and (server, op.client_id) in st.tracking and len(op.args) > 1:
         stale_candidate(st, server, op)

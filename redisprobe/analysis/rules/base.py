@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from redisprobe.analysis.attribution import Attributor, Who, describe
-from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, command_text, evidence_line
 
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Lifecycle, Slot
+
 KEYS_LISTED = 10
 """Keys named in one finding; the rest are counted."""
+
+T = TypeVar("T")
 
 EVIDENCE_PER_FINDING = 12
 """Evidence lines kept per finding (the first examples; each names time, pid, client id and command)."""
@@ -31,34 +36,40 @@ class Context:
 
 @dataclass
 class RuleInput:
+    """What a rule reads: the finished fold (typed records of it in `redisprobe.analysis.facts`) and the context."""
+
     lifecycle: Lifecycle
     context: Context
     cache: dict[str, object] = field(default_factory=dict)  # shared lookups built once (the near-miss index)
+    _lived: list[tuple[Slot, list[KeyLife]]] | None = field(default=None, init=False, repr=False)
+    _lives: list[KeyLife] | None = field(default=None, init=False, repr=False)
+    _missed: list[Slot] | None = field(default=None, init=False, repr=False)
 
     @property
     def lived(self) -> list[tuple[Slot, list[KeyLife]]]:
         """Every key that existed during the trace with its kept lives (built once, shared by the rules)."""
-        cached = self.cache.get("lived")
-        if cached is None:
-            cached = self.cache["lived"] = [(slot, slot.all_lives()) for slot in self.lifecycle.slot_items()
-                                            if slot.count]
-        return cached  # type: ignore[return-value]
+        if self._lived is None:
+            self._lived = [(slot, slot.all_lives()) for slot in self.lifecycle.slot_items() if slot.count]
+        return self._lived
 
     @property
     def lives(self) -> list[KeyLife]:
-        cached = self.cache.get("lives")
-        if cached is None:
-            cached = self.cache["lives"] = [life for _slot, lives in self.lived for life in lives]
-        return cached  # type: ignore[return-value]
+        if self._lives is None:
+            self._lives = [life for _slot, lives in self.lived for life in lives]
+        return self._lives
 
     @property
     def missed(self) -> list[Slot]:
         """Keys somebody read (or expired, deleted) while they did not exist."""
-        cached = self.cache.get("missed")
-        if cached is None:
-            cached = self.cache["missed"] = [slot for slot in self.lifecycle.slot_items()
-                                             if slot.miss_log or slot.absent_ttl]
-        return cached  # type: ignore[return-value]
+        if self._missed is None:
+            self._missed = [slot for slot in self.lifecycle.slot_items() if slot.miss_log or slot.absent_ttl]
+        return self._missed
+
+    def shared(self, name: str, build: Callable[[], T]) -> T:
+        """A lookup several rules need (an index of names, of places), built by the first that asks."""
+        if name not in self.cache:
+            self.cache[name] = build()
+        return cast(T, self.cache[name])
 
     @property
     def attributor(self) -> Attributor:
@@ -134,6 +145,23 @@ class Group:
         if len(self.keys) < KEYS_LISTED:
             self.keys.append(key)
         return True
+
+    def actor(self, name: str) -> Actor | None:
+        """A process the rule put in `extra` (None when it put none there)."""
+        value = self.extra.get(name)
+        return value if isinstance(value, Actor) else None
+
+    def number(self, name: str) -> float:
+        """A number the rule put in `extra` (seconds, a count)."""
+        value = self.extra.get(name)
+        assert isinstance(value, int | float), f"{self.rule}: extra[{name!r}] is not a number"
+        return value
+
+    def texts(self, name: str) -> list[str]:
+        """A list of names the rule put in `extra` (servers, pids as text)."""
+        value = self.extra.get(name)
+        assert isinstance(value, list), f"{self.rule}: extra[{name!r}] is not a list"
+        return [str(item) for item in value]
 
     @property
     def first_key(self) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from redis.crc import key_slot
-
+from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
 from redisprobe.analysis.rules.refused import HOW, _Client, _Refusal, refusals_by_code, sureness
 from redisprobe.findings import Actor, Finding
@@ -32,13 +31,12 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
     nodes = cluster_nodes(inp)
     if len(nodes) < 2:
         return []
-    scanned: dict[tuple[object, ...], dict[str, tuple[int, float, object, list[bytes]]]] = {}
-    for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
-        if server in nodes:
-            key = (identity(inp.actor(who)), db, pattern)  # type: ignore[arg-type]
-            scanned.setdefault(key, {})[server] = (count, t, who, args)
+    scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
+    for used in facts.patterns(inp.lifecycle):
+        if used.server in nodes:
+            scanned.setdefault((identity(inp.actor(used.who)), used.pattern, used.db), {})[used.server] = used
     groups = Groups("scan-one-node")
-    for (ident, db, pattern), by_server in scanned.items():
+    for (ident, pattern, db), by_server in scanned.items():
         unasked = nodes - set(by_server)
         if not unasked:
             continue  # every node was scanned: a cluster-aware scan
@@ -47,13 +45,16 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
                   and regex.match(slot.key.decode("utf-8", "surrogateescape"))]
         if not missed:
             continue
-        server, (count, t, who, args) = min(by_server.items(), key=lambda item: item[1][1])
-        actor = inp.actor(who)  # type: ignore[arg-type]
+        first = min(by_server.values(), key=lambda used: used.t)
+        server, count, t, who, args = first.server, first.scans, first.t, first.who, first.args
+        actor = inp.actor(who)
         group = groups.get((ident, db, pattern), "error", actor, _summary)
         group.extra.update(actor=actor, pattern=arg_text(pattern), asked=sorted(by_server), unasked=sorted(unasked))
         for slot in missed:
             group.add_key(slot.key)
-        group.add_evidence(inp.line(t, who, args, f"sent to {server} only ({count} scans there)", db))  # type: ignore[arg-type]
+        group.add_evidence(inp.line(t, who, args, f"sent to {server} only ({count} scans there)", db))
+        from redis.crc import key_slot  # redis-py's package import is slow: only when a finding needs it
+
         for slot in missed[:MISSED_SHOWN]:
             life = slot.all_lives()[0] if slot.all_lives() else None
             made = f", written {clock(life.created_at)}" if life is not None and life.created_at else ""
@@ -63,11 +64,10 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
 
 
 def _summary(group: Group) -> str:
-    extra = group.extra
-    asked, unasked = extra["asked"], extra["unasked"]
-    return (f"{who_text(extra['actor'])} scanned for {extra['pattern']} on {len(asked)} of the cluster's "  # type: ignore[arg-type]
-            f"{len(asked) + len(unasked)} primaries ({', '.join(asked)}): {group.key_count} matching key(s) "  # type: ignore[arg-type]
-            f"on {', '.join(unasked)} were never seen; a cluster needs the scan on every primary "  # type: ignore[arg-type]
+    asked, unasked = group.texts("asked"), group.texts("unasked")
+    return (f"{who_text(group.actor('actor'))} scanned for {group.extra['pattern']} on {len(asked)} of the cluster's "
+            f"{len(asked) + len(unasked)} primaries ({', '.join(asked)}): {group.key_count} matching key(s) "
+            f"on {', '.join(unasked)} were never seen; a cluster needs the scan on every primary "
             "(a cluster client's scan over all nodes)")
 
 

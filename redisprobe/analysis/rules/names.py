@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import KeyLife, Slot
-from redisprobe.analysis.rules.base import Groups, RuleInput, family, identity, who_text
+from redisprobe.analysis import facts
+from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, who_text
 from redisprobe.findings import Finding
 from redisprobe.text import clock
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 MIN_NAME = 3
 """Name parts shorter than this never count as a near-miss (`1` would match every id)."""
@@ -185,14 +189,15 @@ def name_index(inp: RuleInput) -> NameIndex:
 
 def _note_misser(inp: RuleInput, index: NameIndex, slot: Slot) -> None:
     """Who missed the name first, and whether a blocking pop sat waiting on it."""
-    if slot.miss_log:
-        who = slot.miss_log[0][1]
+    miss = facts.first_miss(slot)
+    if miss is not None:
+        who = miss.who
     elif slot.absent_ttl:
         who = slot.absent_ttl[0].who
     else:
         return
     index.missers[(slot.server, slot.key)] = identity(inp.actor(who))
-    if any(args and C.lookup(args[0]).blocking for _t, _who, args, _certain in slot.miss_log or ()):
+    if any(miss.args and C.lookup(miss.args[0]).blocking for miss in facts.misses(slot)):
         index.waited.add((slot.server, slot.key))
 
 
@@ -202,8 +207,8 @@ def _writers(inp: RuleInput, lives: list[KeyLife]) -> set[object]:
     for life in lives:
         if life.created_by is not None:
             found.add(identity(inp.actor(life.created_by)))
-        for peer, entry in (life.writers or {}).items():
-            found.add(identity(inp.actor((life.server, peer, entry[2], entry[3]))))  # type: ignore[arg-type]
+        for writer in facts.writers(life):
+            found.add(identity(inp.actor(writer.who)))
     return found
 
 
@@ -216,13 +221,14 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
     groups = Groups("key-prefix-mismatch")
     index = name_index(inp)
     for slot in inp.missed:
-        if slot.count or not slot.miss_log:
+        miss = facts.first_miss(slot)
+        if slot.count or miss is None:
             continue
         found = index.find(slot.server, slot.key)
         if found is None:
             continue
         written, how = found
-        t, who, args, _certain = slot.miss_log[0]
+        t, who, args, _certain = miss
         reader = inp.actor(who)
         group = groups.get((identity(reader), how, family(slot.key)), "error", reader, _summary)
         group.extra.update(actor=reader, how=how, example=(_text(slot.key), written))
@@ -233,24 +239,28 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
             group.add_evidence(creator)
         group.add_evidence(inp.line(t, who, args, f"missed ({slot.misses}x): no such key; {written} exists, {how}",
                                     slot.db))
-    for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
-        _pattern(inp, groups, index, server, db, pattern, count, t, who, args)
+    for pattern in facts.patterns(inp.lifecycle):
+        _pattern(inp, groups, index, pattern)
     return groups.findings()
 
 
 def _creation(inp: RuleInput, index: NameIndex, server: str, key: bytes) -> str | None:
     slot = inp.lifecycle.slots.get((server, index.db_of.get((server, key), 0), key))
-    for life in slot.all_lives() if slot is not None else ():
+    if slot is None:
+        return None
+    for life in slot.all_lives():
         if life.created_by is not None:
-            return inp.line(life.created_at, life.created_by, life.created_args, "written", slot.db)  # type: ignore[union-attr]
+            return inp.line(life.created_at, life.created_by, life.created_args, "written", slot.db)
     return None
 
 
-def _summary(group: object) -> str:
-    extra = group.extra  # type: ignore[attr-defined]
-    missed, written = extra["example"]
-    more = "" if group.key_count == 1 else f" (and {group.key_count - 1} more like it)"  # type: ignore[attr-defined]
-    return (f"{who_text(extra['actor'])} looked for {missed}{more} but {written} was written: "
+def _summary(group: Group) -> str:
+    extra = group.extra
+    example = extra["example"]
+    assert isinstance(example, tuple)
+    missed, written = example
+    more = "" if group.key_count == 1 else f" (and {group.key_count - 1} more like it)"
+    return (f"{who_text(group.actor('actor'))} looked for {missed}{more} but {written} was written: "
             f"{extra['how']}")
 
 
@@ -258,8 +268,8 @@ def _glob(pattern: bytes) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(_text(pattern)), re.DOTALL)
 
 
-def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, server: str, db: int, pattern: bytes, count: int,
-             t: float, who: object, args: list[bytes]) -> None:
+def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, used: facts.Pattern) -> None:
+    server, db, pattern, count, t, who, args = used
     keys = [_text(k) for k in index.per_server.get(server, ())]
     if not keys or any(_glob(pattern).match(k) for k in keys):
         return
@@ -280,16 +290,16 @@ def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, server: str, db: 
         regex = _glob(variant)
         hits = [k for k, n in zip(keys, normalized, strict=True) if regex.match(n) or regex.match(k)]
         if hits:
-            actor = inp.actor(who)  # type: ignore[arg-type]
+            actor = inp.actor(who)
             group = groups.get((identity(actor), "pattern", _text(pattern)), "error", actor, _pattern_summary)
             group.extra.update(actor=actor, pattern=_text(pattern), how=how, hits=len(hits), example=hits[0])
             group.add_key(pattern)
-            group.add_evidence(inp.line(t, who, args, f"matched none of the written keys ({count} scans)", db),  # type: ignore[arg-type]
+            group.add_evidence(inp.line(t, who, args, f"matched none of the written keys ({count} scans)", db),
                                f"{clock(t)} {_text(variant)} would match {len(hits)} key(s), e.g. {hits[0]}: {how}")
             return
 
 
-def _pattern_summary(group: object) -> str:
-    extra = group.extra  # type: ignore[attr-defined]
-    return (f"{who_text(extra['actor'])} scanned for {extra['pattern']}, which matched none of the written keys; "
+def _pattern_summary(group: Group) -> str:
+    extra = group.extra
+    return (f"{who_text(group.actor('actor'))} scanned for {extra['pattern']}, which matched none of the written keys; "
             f"{extra['how']} ({extra['hits']} key(s) like {extra['example']})")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.attribution import Who
-from redisprobe.analysis.lifecycle import KeyLife, Slot
+from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -19,6 +19,10 @@ from redisprobe.analysis.rules.base import (
 )
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import clock, secs
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.attribution import Who
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 EARLY_FRACTION = 0.5
 """deleted-by-client: removed before this fraction of the TTL (counted from the last TTL set) had run."""
@@ -38,8 +42,8 @@ _CLIENT_REMOVALS = ("del", "unlink", "getdel", "pop")
 _APPENDS = (C.WRITE, C.WRITE_EXISTING, C.TTL)
 
 
-def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, list[object]]]:
-    return [(inp.actor((life.server, peer, entry[2], entry[3])), entry) for peer, entry in (life.writers or {}).items()]
+def _writers(inp: RuleInput, life: KeyLife) -> list[tuple[Actor | None, facts.Writer]]:
+    return [(inp.actor(writer.who), writer) for writer in facts.writers(life)]
 
 
 def deleted_by_client(inp: RuleInput) -> list[Finding]:
@@ -62,25 +66,26 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             others = [(actor, entry) for actor, entry in _writers(inp, life) if not same_process(actor, remover)]
             if not others:
                 continue
-            active = [(actor, entry) for actor, entry in others
-                      if life.removed_at - entry[2] <= _still_writing_window(entry, ttl)]  # type: ignore[operator]
+            active = [(actor, writer) for actor, writer in others
+                      if life.removed_at - writer.last_t <= _still_writing_window(writer, ttl)]
             back_window = min(CAME_BACK_WINDOW, ttl)
             came_back = []
-            for t, who, args, what, kind in life.after or ():
-                if who is None or kind not in _APPENDS or t - life.removed_at > back_window:
+            for later in facts.after(life):
+                if later.who is None or later.kind not in _APPENDS or later.t - life.removed_at > back_window:
                     continue
-                actor = inp.actor(who)
+                actor = inp.actor(later.who)
                 if any(same_process(actor, other) for other, _ in others):
-                    came_back.append((t, who, args, what, actor))
+                    came_back.append((later, actor))
             if life.removed_how == "pop":
                 # Emptying a queue is normal; it is this bug only when the writer's follow-up then failed.
                 following = lives[index + 1] if index + 1 < len(lives) else None
-                came_back = [c for c in came_back if c[3] == "ttl-missed"
-                             or (c[3] == "recreated" and following is not None and following.ttl_first is None)]
+                came_back = [(later, actor) for later, actor in came_back if later.what == "ttl-missed"
+                             or (later.what == "recreated" and following is not None
+                                 and following.ttl_first is None)]
                 active = []
             if not came_back:
                 continue  # the symptom: the writer came back to a key it did not know was gone
-            writer = (active[0][0] if active else came_back[0][4])
+            writer = (active[0][0] if active else came_back[0][1])
             group = groups.get((identity(remover), family(life.key)), "error", remover, _deleted_summary)
             age = life.removed_at - (life.created_at if life.created_at is not None else start)
             left = ttl - (life.removed_at - start)
@@ -90,45 +95,42 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             lines: list[tuple[float, str]] = []
             if last is not None:
                 lines.append((last.t, inp.line(last.t, last.who, last.args, f"TTL {secs(ttl)}", life.db)))
-            for actor, entry in active[:1]:
-                lines.append((entry[2], _last_write(inp, life, actor, entry)))  # type: ignore[arg-type]
+            for actor, still in active[:1]:
+                lines.append((still.last_t, _last_write(inp, life, actor, still, life.removed_at)))
             lines.append((life.removed_at, inp.line(life.removed_at, life.removed_by, life.removed_args,
                                                     f"removed {age:.3f}s after creation, {left:.3f}s before its "
                                                     "TTL ran out", life.db)))
-            for t, who, args, what, _actor in came_back[:2]:
+            for later, _actor in came_back[:2]:
                 effect = {"recreated": "recreated the key it did not know was gone",
-                          "ttl-missed": "EXPIRE hit nothing: the key was gone"}.get(what, what)
-                lines.append((t, inp.line(t, who, args, effect, life.db)))
+                          "ttl-missed": "EXPIRE hit nothing: the key was gone"}.get(later.what, later.what)
+                lines.append((later.t, inp.line(later.t, later.who, later.args, effect, life.db)))
             group.add_evidence(*(line for _t, line in sorted(lines, key=lambda item: item[0])))
     return groups.findings()
 
 
-def _still_writing_window(entry: list[object], ttl: float) -> float:
+def _still_writing_window(writer: facts.Writer, ttl: float) -> float:
     """How recent the writer's last append must be to call it "still writing" (0 without a rhythm to judge)."""
-    count, first_t, last_t, _hint, appends = entry
-    if appends < 2 or count < 2:  # type: ignore[operator]
+    if writer.appends < 2 or writer.writes < 2:
         return 0.0
-    cadence = (last_t - first_t) / (count - 1)  # type: ignore[operator]
+    cadence = (writer.last_t - writer.first_t) / (writer.writes - 1)
     return min(STILL_WRITING_FACTOR * cadence, STILL_WRITING_MAX, 0.25 * ttl)
 
 
-def _last_write(inp: RuleInput, life: KeyLife, actor: Actor | None, entry: list[object]) -> str:
+def _last_write(inp: RuleInput, life: KeyLife, actor: Actor | None, writer: facts.Writer, removed_at: float) -> str:
     """The writer's last command on the key before the removal, from the life's kept history."""
-    peer = next((p for p, value in (life.writers or {}).items() if value is entry), "")
-    gap = f"{life.removed_at - entry[2]:.3f}s before the removal"  # type: ignore[operator]
-    for t, who, args, effect in reversed(life.history()):
-        if who is not None and who[1] == peer and args and effect in ("written", "created", "overwritten"):
-            return inp.line(t, who, args, f"still writing: {gap} ({entry[0]} writes)", life.db)
-    return f"{clock(entry[2])} {who_text(actor)} db {life.db}: last wrote {life.key_text} {gap}"  # type: ignore[arg-type]
+    gap = f"{removed_at - writer.last_t:.3f}s before the removal"
+    for line in reversed(facts.history(life)):
+        if line.who is not None and line.who[1] == writer.peer and line.args \
+                and line.effect in ("written", "created", "overwritten"):
+            return inp.line(line.t, line.who, line.args, f"still writing: {gap} ({writer.writes} writes)", life.db)
+    return f"{clock(writer.last_t)} {who_text(actor)} db {life.db}: last wrote {life.key_text} {gap}"
 
 
 def _deleted_summary(group: Group) -> str:
-    remover = group.extra["remover"]
-    writer = group.extra.get("writer")
-    ttl, age = group.extra.get("ttl"), group.extra.get("age")
-    timing = (f" {age:.3f}s after it was created (TTL {secs(ttl)})" if group.key_count == 1  # type: ignore[arg-type]
-              else " long before their TTL")
-    return (f"{who_text(remover)} removed {keys_phrase(group)}{timing} while {who_text(writer)} "  # type: ignore[arg-type]
+    remover, writer = group.actor("remover"), group.actor("writer")
+    timing = (f" {group.number('age'):.3f}s after it was created (TTL {secs(group.number('ttl'))})"
+              if group.key_count == 1 else " long before their TTL")
+    return (f"{who_text(remover)} removed {keys_phrase(group)}{timing} while {who_text(writer)} "
             f"was still writing {'it' if group.key_count == 1 else 'them'}")
 
 
@@ -152,15 +154,14 @@ def consumed_by_other(inp: RuleInput) -> list[Finding]:
             continue
         fam = family(slot.key)
         consumers = families.setdefault(fam, {})
-        for peer, (count, first_t, hint, args) in slot.takers.items():
-            who = (slot.server, peer, first_t, hint)
-            actor = inp.actor(who)
+        for taker in facts.takers(slot):
+            actor = inp.actor(taker.who)
             consumer = consumers.get(identity(actor))
             if consumer is None:
                 consumer = consumers[identity(actor)] = _Consumer(actor)
-            consumer.count += count
+            consumer.count += taker.takes
             if len(consumer.examples) < 3:
-                consumer.examples.append((first_t, who, args, slot))
+                consumer.examples.append((taker.first_t, taker.who, taker.args, slot))
     groups = Groups("consumed-by-other")
     expectations = attributor.has_expectations
     for fam, consumers in families.items():
@@ -193,57 +194,63 @@ def _instances_raced(inp: RuleInput, groups: Groups) -> None:
     """Two listed instances of one program (PM2 cluster mode: one name, several pids) pop the same key and one
     comes away empty right after the other emptied it: each instance gets only part of what it expects."""
     for slot in inp.lifecycle.slot_items():
-        if slot.raced is None:
+        race = facts.raced(slot)
+        if race is None:
             _batch_takers(inp, groups, slot)
             continue
-        t, who, args, emptied = slot.raced
-        loser, taker = inp.actor(who), inp.actor(emptied.removed_by)
-        if not _instances_of_one_program(inp, taker, loser):
+        emptied = race.emptied
+        loser, taker = inp.actor(race.who), inp.actor(emptied.removed_by)
+        if taker is None or loser is None or not _instances_of_one_program(inp, taker, loser):
             continue
         fam = family(slot.key)
-        group = groups.get((taker.label, fam, "instances"), "error", taker, _raced_summary)  # type: ignore[union-attr]
+        group = groups.get((taker.label, fam, "instances"), "error", taker, _raced_summary)
         pids = group.extra.setdefault("pids", set())
         assert isinstance(pids, set)
-        pids.update({taker.pid, loser.pid})  # type: ignore[union-attr]
+        pids.update({taker.pid, loser.pid})
         group.extra.update(family=fam, actor=taker, loser=loser)
-        group.extra["races"] = group.extra.get("races", 0) + slot.raced_count  # type: ignore[operator]
+        group.extra["races"] = group.number("races") + race.races if "races" in group.extra else race.races
         if group.add_key(slot.key):
             group.add_evidence(
                 inp.line(emptied.removed_at, emptied.removed_by, emptied.removed_args, "took it: the key is empty",
                          slot.db),
-                inp.line(t, who, args, f"came away empty {t - (emptied.removed_at or t):.3f}s later "
-                                       f"({slot.raced_count} such race(s))", slot.db))
+                inp.line(race.t, race.who, race.args, f"came away empty {race.t - (emptied.removed_at or race.t):.3f}s "
+                                                      f"later ({race.races} such race(s))", slot.db))
 
 
 def _batch_takers(inp: RuleInput, groups: Groups, slot: Slot) -> None:
     """Two listed instances of one program both take batches (LPOP key 50) from one key: each drains what the
     other expected, whether or not one came away empty in this capture."""
-    takers = slot.takers
-    if not takers or len(takers) < 2:
+    if not slot.takers or len(slot.takers) < 2:
         return
-    batches = [(inp.actor((slot.server, peer, first_t, hint)), count, first_t, hint, args, peer)
-               for peer, (count, first_t, hint, args) in takers.items() if C.pop_count(args) > 1]
-    for (first, *_), (second, *_) in itertools.pairwise(batches):
-        if not _instances_of_one_program(inp, first, second):
+    batches = [(inp.actor(taker.who), taker) for taker in facts.takers(slot) if C.pop_count(taker.args) > 1]
+    for (first, _), (second, _) in itertools.pairwise(batches):
+        if first is None or second is None or not _instances_of_one_program(inp, first, second):
             continue
         fam = family(slot.key)
-        group = groups.get((first.label, fam, "instances"), "error", first, _batches_summary)  # type: ignore[union-attr]
+        group = groups.get((first.label, fam, "instances"), "error", first, _batches_summary)
         pids = group.extra.setdefault("pids", set())
         assert isinstance(pids, set)
-        pids.update({first.pid, second.pid})  # type: ignore[union-attr]
+        pids.update({first.pid, second.pid})
         group.extra.update(family=fam, actor=first)
         if group.add_key(slot.key):
-            for actor, n, at, at_hint, at_args, at_peer in batches:
-                if actor is not None and actor.label == first.label:  # type: ignore[union-attr]
-                    group.add_evidence(inp.line(at, (slot.server, at_peer, at, at_hint), at_args,
-                                                f"took a batch ({n} pops of this key)", slot.db))
+            for actor, taker in batches:
+                if actor is not None and actor.label == first.label:
+                    group.add_evidence(inp.line(taker.first_t, taker.who, taker.args,
+                                                f"took a batch ({taker.takes} pops of this key)", slot.db))
         return
+
+
+def _pids(group: Group) -> list[int]:
+    pids = group.extra["pids"]
+    assert isinstance(pids, set)
+    return sorted(pids)
 
 
 def _batches_summary(group: Group) -> str:
-    actor: Actor = group.extra["actor"]  # type: ignore[assignment]
-    pids = ", ".join(f"pid {pid}" for pid in sorted(group.extra["pids"]))  # type: ignore[call-overload]
-    return (f"{len(group.extra['pids'])} instances of {actor.label} ({pids}) each take batches from "  # type: ignore[arg-type]
+    actor = group.actor("actor")
+    pids = _pids(group)
+    label = actor.label if actor is not None else ""
+    return (f"{len(pids)} instances of {label} ({', '.join(f'pid {pid}' for pid in pids)}) each take batches from "
             f"{keys_phrase(group)}: each gets only part of what it is meant to process")
 
 
@@ -256,26 +263,24 @@ def _instances_of_one_program(inp: RuleInput, a: Actor | None, b: Actor | None) 
 
 
 def _raced_summary(group: Group) -> str:
-    taker: Actor = group.extra["actor"]  # type: ignore[assignment]
-    loser: Actor = group.extra["loser"]  # type: ignore[assignment]
-    pids = ", ".join(f"pid {pid}" for pid in sorted(group.extra["pids"]))  # type: ignore[call-overload]
-    count = len(group.extra["pids"])  # type: ignore[arg-type]
-    return (f"{count} instances of {taker.label} ({pids}) {'both' if count == 2 else 'all'} take {keys_phrase(group)}: "  # type: ignore[arg-type]
-            f"pid {loser.pid} came away empty right after pid {taker.pid} took it ({group.extra['races']} time(s)); "
-            "each instance gets only part of it")
+    taker, loser = group.actor("actor"), group.actor("loser")
+    assert taker is not None and loser is not None
+    pids = _pids(group)
+    count = len(pids)
+    return (f"{count} instances of {taker.label} ({', '.join(f'pid {pid}' for pid in pids)}) "
+            f"{'both' if count == 2 else 'all'} take {keys_phrase(group)}: pid {loser.pid} came away empty right "
+            f"after pid {taker.pid} took it ({group.extra['races']} time(s)); each instance gets only part of it")
 
 
 def _family_written_by_listed(inp: RuleInput, fam: str) -> bool:
     """Whether a listed process created keys of this family (one pass over keys, shared by all families)."""
-    cached = inp.cache.get("listed-families")
-    if cached is None:
-        written: set[str] = set()
-        for slot, lives in inp.lived:
+    return fam in inp.shared("listed-families", lambda: _families_written_by_listed(inp))
+
+
+def _families_written_by_listed(inp: RuleInput) -> set[str]:
+    return {family(slot.key) for slot, lives in inp.lived
             if any(life.created_by is not None and inp.attributor.is_listed(inp.actor(life.created_by))
-                   for life in lives):
-                written.add(family(slot.key))
-        inp.cache["listed-families"] = cached = written
-    return fam in cached  # type: ignore[operator]
+                   for life in lives)}
 
 
 def _same_program(inp: RuleInput, actor: Actor, listed: list[_Consumer]) -> Actor | None:
@@ -294,12 +299,11 @@ def _same_program(inp: RuleInput, actor: Actor, listed: list[_Consumer]) -> Acto
 
 
 def _consumed_summary(group: Group) -> str:
-    actor: Actor = group.extra["actor"]  # type: ignore[assignment]
-    twin = group.extra.get("twin")
+    actor, twin = group.actor("actor"), group.actor("twin")
     fam = group.extra["family"]
     what = keys_phrase(group) + ("" if group.key_count == 1 and fam == group.first_key else f" of {fam}")
     if twin is not None:
-        return (f"a second instance of {twin.label or 'a listed process'} ({who_text(actor)}, not one of the "  # type: ignore[attr-defined]
+        return (f"a second instance of {twin.label or 'a listed process'} ({who_text(actor)}, not one of the "
                 f"expected processes) took {what}")
     return f"{who_text(actor)}, not one of the expected processes, took {what}"
 
@@ -358,8 +362,7 @@ def flushed(inp: RuleInput) -> list[Finding]:
         owners: list[Actor | None] = []
         for life in record.removed:
             creator = inp.actor(life.created_by) if life.created_by is not None else None
-            others = [inp.actor((life.server, peer, entry[2], entry[3]))
-                      for peer, entry in (life.writers or {}).items()]
+            others = [inp.actor(writer.who) for writer in facts.writers(life)]
             foreign = [a for a in [creator, *others] if a is not None and not same_process(a, flusher)]
             if foreign or life.preexisting:
                 victims.append(life)
@@ -394,9 +397,9 @@ def renamed_away(inp: RuleInput) -> list[Finding]:
             if life.removed_how not in ("rename", "move") or life.removed_by is None or life.removed_at is None:
                 continue
             mover = inp.actor(life.removed_by)
-            later = [(t, who, args, what) for t, who, args, what, _kind in life.after or ()]
-            later += [(t, who, args, "missed") for t, who, args, _certain in slot.miss_log or ()
-                      if t > life.removed_at and not any(t == x[0] for x in later)]
+            later = [(t, who, args, what) for t, who, args, what, _kind in facts.after(life)]
+            later += [(miss.t, miss.who, miss.args, "missed") for miss in facts.misses(slot)
+                      if miss.t > life.removed_at and not any(miss.t == x[0] for x in later)]
             lookers = [(t, who, args, what) for t, who, args, what in later
                        if who is not None and not same_process(inp.actor(who), mover)]
             if not lookers:
@@ -412,5 +415,5 @@ def renamed_away(inp: RuleInput) -> list[Finding]:
 
 
 def _renamed_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['mover'])} renamed or moved {keys_phrase(group)} away while "  # type: ignore[arg-type]
-            f"{who_text(group.extra['looker'])} still used the old name")  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('mover'))} renamed or moved {keys_phrase(group)} away while "
+            f"{who_text(group.actor('looker'))} still used the old name")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import KeyLife, TtlSet
+from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -17,6 +19,9 @@ from redisprobe.analysis.rules.base import (
 from redisprobe.analysis.rules.names import near_miss
 from redisprobe.findings import Finding
 from redisprobe.text import clock, secs
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, TtlSet
 
 LATE_REFRESH_WINDOW = 5.0
 """ttl-refresh-missed: an EXPIRE on a key that had expired at most this many seconds earlier came too late."""
@@ -60,12 +65,12 @@ def ttl_refresh_missed(inp: RuleInput) -> list[Finding]:
             outcome = ""
             created = next((life for life in lives if life.ttl_before_create is record), None)
             previous = _life_before(lives, record.t)
-            if created is not None and created.ttl_first is None:
-                outcome = (f"it arrived {created.created_at - record.t:.3f}s before the key was created; "  # type: ignore[operator]
+            expired_at = previous.removed_at if previous is not None and previous.removed_how == "expired" else None
+            if created is not None and created.ttl_first is None and created.created_at is not None:
+                outcome = (f"it arrived {created.created_at - record.t:.3f}s before the key was created; "
                            "the key was then created without a TTL")
-            elif previous is not None and previous.removed_how == "expired" \
-                    and record.t - previous.removed_at <= LATE_REFRESH_WINDOW:  # type: ignore[operator]
-                outcome = f"too late: the key had expired {record.t - previous.removed_at:.3f}s earlier"  # type: ignore[operator]
+            elif expired_at is not None and record.t - expired_at <= LATE_REFRESH_WINDOW:
+                outcome = f"too late: the key had expired {record.t - expired_at:.3f}s earlier"
             else:
                 near = near_miss(inp, slot.server, slot.key)
                 if near is not None and not (previous is not None and previous.removed_by is not None):
@@ -85,7 +90,7 @@ def _add(inp: RuleInput, groups: Groups, key: bytes, db: int, record: TtlSet, ef
 
 
 def _missed_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])}'s EXPIRE on {keys_phrase(group)} did not take effect: "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))}'s EXPIRE on {keys_phrase(group)} did not take effect: "
             f"{group.extra['outcome']}")
 
 
@@ -94,9 +99,10 @@ def ttl_cleared_by_set(inp: RuleInput) -> list[Finding]:
     groups = Groups("ttl-cleared-by-set")
     end = inp.lifecycle.last_t
     for life in inp.lives:
-        if life.ttl_cleared is None:
+        cleared = facts.cleared(life)
+        if cleared is None:
             continue
-        t, who, args, dropped = life.ttl_cleared
+        t, who, args, dropped = cleared
         restored = life.ttl_restored_at
         if restored is not None and restored - t <= CLEAR_GRACE:
             continue
@@ -125,7 +131,7 @@ def ttl_cleared_by_set(inp: RuleInput) -> list[Finding]:
 
 
 def _cleared_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} overwrote {keys_phrase(group)} with a SET that dropped the TTL: "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} overwrote {keys_phrase(group)} with a SET that dropped the TTL: "
             f"{group.extra['outcome']}")
 
 
@@ -158,7 +164,7 @@ def recreated_without_ttl(inp: RuleInput) -> list[Finding]:
 
 
 def _recreated_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} recreated {keys_phrase(group)} after {group.extra['how']} "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} recreated {keys_phrase(group)} after {group.extra['how']} "
             "with no TTL: it will never expire")
 
 
@@ -193,8 +199,8 @@ def ttl_shortened(inp: RuleInput) -> list[Finding]:
 
 
 def _shortened_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} set a {secs(group.extra['short'])} TTL on {keys_phrase(group)} "  # type: ignore[arg-type]
-            f"whose owner {who_text(group.extra['owner'])} set {secs(group.extra['long'])}")  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} set a {secs(group.number('short'))} TTL on {keys_phrase(group)} "
+            f"whose owner {who_text(group.actor('owner'))} set {secs(group.number('long'))}")
 
 
 MISS_WAVE = 3
@@ -211,21 +217,21 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
         actor = inp.actor(lifecycle.unit_users[place])
         seconds_used.setdefault(identity(actor), set()).update(used)
     groups = Groups("ttl-unit-mismatch")
-    waves: dict[tuple[object, ...], list[tuple[KeyLife, TtlSet, list[tuple[float, object, object]]]]] = {}
+    waves: dict[tuple[object, ...], list[tuple[KeyLife, TtlSet, list[facts.After]]]] = {}
     for life in inp.lives:
         for record, issue in life.unit_suspects or ():
             actor = inp.actor(record.who)
             if record.unit == "ms":
                 first = life.ttl_first
-                same_key_in_seconds = first is not None and first is not record and first.unit == "s"
+                in_seconds = first if first is not None and first is not record and first.unit == "s" else None
                 same_number_in_seconds = record.raw in seconds_used.get(identity(actor), set())
-                if not same_key_in_seconds and not same_number_in_seconds:
+                if in_seconds is None and not same_number_in_seconds:
                     missed = _missed_after_expiry(life, record)
                     if missed:
                         waves.setdefault((identity(actor), family(life.key)), []).append((life, record, missed))
                     continue  # sub-second TTLs on purpose (locks, short leases) look just like this
                 severity = "error"
-                why = (f"this key had a TTL in seconds ({secs(first.seconds)})" if same_key_in_seconds  # type: ignore[union-attr]
+                why = (f"this key had a TTL in seconds ({secs(in_seconds.seconds)})" if in_seconds is not None
                        else f"the same process sets {record.raw}s TTLs elsewhere")
                 hint = f"did you mean {record.raw} seconds? {why}"
             else:
@@ -240,8 +246,8 @@ def ttl_unit_mismatch(inp: RuleInput) -> list[Finding]:
             hint = (f"did you mean {record.raw} seconds? {total} reads missed these keys after they expired")
             group = _unit_evidence(inp, groups, life, record, _issue_of(life, record), "error", hint)
             if group is not None:
-                t, who, args = missed[0]
-                group.add_evidence(inp.line(t, who, args, "missed: it had expired", life.db))  # type: ignore[arg-type]
+                miss = missed[0]
+                group.add_evidence(inp.line(miss.t, miss.who, miss.args, "missed: it had expired", life.db))
     return groups.findings()
 
 
@@ -249,12 +255,12 @@ def _issue_of(life: KeyLife, record: TtlSet) -> str:
     return next(issue for suspect, issue in life.unit_suspects or () if suspect is record)
 
 
-def _missed_after_expiry(life: KeyLife, record: TtlSet) -> list[tuple[float, object, object]]:
+def _missed_after_expiry(life: KeyLife, record: TtlSet) -> list[facts.After]:
     """Reads that missed this key after it expired on `record` (the key was looked for again: the TTL was short
     for its readers)."""
     if life.removed_how != "expired" or life.ttl_last is not record:
         return []
-    return [(t, who, args) for t, who, args, what, _kind in life.after or () if what == "missed"]
+    return [later for later in facts.after(life) if later.what == "missed"]
 
 
 def _unit_evidence(inp: RuleInput, groups: Groups, life: KeyLife, record: TtlSet, issue: str, severity: str,
@@ -273,7 +279,7 @@ def _unit_evidence(inp: RuleInput, groups: Groups, life: KeyLife, record: TtlSet
 
 
 def _unit_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} set a TTL in the wrong unit on {keys_phrase(group)}: "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} set a TTL in the wrong unit on {keys_phrase(group)}: "
             f"{group.extra['issue']}; {group.extra['hint']}")
 
 
@@ -298,5 +304,5 @@ def expire_in_past(inp: RuleInput) -> list[Finding]:
 
 
 def _past_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} set an expire time in the past on {keys_phrase(group)}: "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} set an expire time in the past on {keys_phrase(group)}: "
             "the server deleted it at once")

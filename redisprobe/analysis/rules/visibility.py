@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import re
+from typing import TYPE_CHECKING
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.attribution import ClientInfo
-from redisprobe.analysis.lifecycle import KeyLife, Slot
+from redisprobe.analysis import facts
+from redisprobe.analysis.attribution import ClientInfo, Who
 from redisprobe.analysis.rules.base import (
     Group,
     Groups,
@@ -21,23 +22,27 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.analysis.rules.cluster import cluster_nodes
+from redisprobe.analysis.rules.fingerprints import different_server as fingerprint_different_server
+from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
 from redisprobe.text import arg_text, clock, command_text
-from redisprobe.visibility import same_replication_group
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife, Slot
 
 
 def _missed_elsewhere(inp: RuleInput) -> dict[bytes, list[Slot]]:
     """For every key somebody missed: the places (server, db) where that key name did exist."""
-    cached = inp.cache.get("elsewhere")
-    if cached is not None:
-        return cached  # type: ignore[return-value]
+    return inp.shared("elsewhere", lambda: _places_of_missed(inp))
+
+
+def _places_of_missed(inp: RuleInput) -> dict[bytes, list[Slot]]:
     missed = {slot.key for slot in inp.missed if slot.miss_log}
     places: dict[bytes, list[Slot]] = {}
     if missed:
         for slot, _lives in inp.lived:
             if slot.key in missed:
                 places.setdefault(slot.key, []).append(slot)
-    inp.cache["elsewhere"] = places
     return places
 
 
@@ -99,8 +104,8 @@ def _blocked_elsewhere(inp: RuleInput) -> list[Finding]:
 
 
 def _blocked_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['reader'])} has been blocked in {group.extra['cmd']} on db "  # type: ignore[arg-type]
-            f"{group.extra['mine']} since before the capture, but {who_text(group.extra['writer'])} pushes "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('reader'))} has been blocked in {group.extra['cmd']} on db "
+            f"{group.extra['mine']} since before the capture, but {who_text(group.actor('writer'))} pushes "
             f"{keys_phrase(group)} in db {group.extra['theirs']}, where nobody takes "
             + ("it" if group.key_count == 1 else "them"))
 
@@ -118,15 +123,16 @@ MAX_KEYS_PER_DB = 100_000
 
 
 def _keys_by_place(inp: RuleInput) -> dict[tuple[str, int], list[Slot]]:
-    cached = inp.cache.get("places")
-    if cached is None:
-        places: dict[tuple[str, int], list[Slot]] = {}
-        for slot, _lives in inp.lived:
-            here = places.setdefault((slot.server, slot.db), [])
-            if len(here) < MAX_KEYS_PER_DB:
-                here.append(slot)
-        inp.cache["places"] = cached = places
-    return cached  # type: ignore[return-value]
+    return inp.shared("places", lambda: _slots_by_place(inp))
+
+
+def _slots_by_place(inp: RuleInput) -> dict[tuple[str, int], list[Slot]]:
+    places: dict[tuple[str, int], list[Slot]] = {}
+    for slot, _lives in inp.lived:
+        here = places.setdefault((slot.server, slot.db), [])
+        if len(here) < MAX_KEYS_PER_DB:
+            here.append(slot)
+    return places
 
 
 def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
@@ -136,7 +142,7 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     if not inp.lifecycle.patterns:
         return []
     places = _keys_by_place(inp)
-    for (server, db, pattern), (count, t, who, args) in inp.lifecycle.patterns.items():
+    for server, db, pattern, count, t, who, args in facts.patterns(inp.lifecycle):
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "backslashreplace")), re.DOTALL)
         if any(regex.match(slot.key.decode("utf-8", "backslashreplace")) for slot in places.get((server, db), ())):
             continue
@@ -176,7 +182,8 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     groups = Groups(rule)
     places = _missed_elsewhere(inp)
     for slot in inp.missed:
-        if slot.count or not slot.miss_log:
+        miss = facts.first_miss(slot)
+        if slot.count or miss is None:
             continue
         for other in places.get(slot.key, ()):
             if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
@@ -184,7 +191,7 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             if not same_server and (_one_dataset(inp, slot.server, other.server)
                                     or {other.server, slot.server} <= cluster_nodes(inp)):
                 continue  # a primary and its replica, or nodes of one cluster: one dataset
-            t, who, args, _certain = slot.miss_log[0]
+            t, who, args, _certain = miss
             life = _writer_life(other, t)
             if life is None:
                 continue
@@ -225,16 +232,14 @@ def _one_dataset(inp: RuleInput, a: str, b: str) -> bool:
     return any(same_replication_group(x, y) for x in _fingerprints(inp, a) for y in _fingerprints(inp, b))
 
 
-def _db_reasons(inp: RuleInput, server: str, who: object, db: int) -> list[str]:
+def _db_reasons(inp: RuleInput, server: str, who: Who, db: int) -> list[str]:
     """A stray SELECT by the reader, or CLIENT LIST showing its connection on another db."""
     lines = []
-    peer = who[1]  # type: ignore[index]
-    select = inp.lifecycle.selects.get((server, peer))
+    select = facts.select_of(inp.lifecycle, server, who[1])
     if select is not None:
-        count, t, hint, chosen = select
-        lines.append(inp.line(t, (server, peer, t, hint), [b"SELECT", str(chosen).encode()],
-                              f"this connection switched to db {chosen} ({count} SELECT)"))
-    actor = inp.actor(who)  # type: ignore[arg-type]
+        lines.append(inp.line(select.t, select.who, [b"SELECT", str(select.db).encode()],
+                              f"this connection switched to db {select.db} ({select.selects} SELECT)"))
+    actor = inp.actor(who)
     info = inp.attributor.client_info(server, actor.client_id if actor else None)
     if info is not None and info.samples:
         lines.append(f"{clock(info.last_seen)} CLIENT LIST: client id {info.client_id} ({info.addr}) "
@@ -259,45 +264,31 @@ def _looked_for(group: Group) -> str:
 
 
 def _db_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['reader'])} looked for {_looked_for(group)} in db {group.extra['mine']}, but "  # type: ignore[arg-type]
-            f"{who_text(group.extra['writer'])} wrote it in db {group.extra['theirs']}")  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} in db {group.extra['mine']}, but "
+            f"{who_text(group.actor('writer'))} wrote it in db {group.extra['theirs']}")
 
 
 def _server_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['reader'])} looked for {_looked_for(group)} on {group.extra['mine']}, but "  # type: ignore[arg-type]
-            f"{who_text(group.extra['writer'])} wrote it on another server, {group.extra['theirs']}")  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on {group.extra['mine']}, but "
+            f"{who_text(group.actor('writer'))} wrote it on another server, {group.extra['theirs']}")
 
 
 def _actor_servers(inp: RuleInput) -> list[Finding]:
-    """Our actors were meant to share a server; their fingerprints say they did not (same port, other run_id)."""
-    actors = [a for a in inp.lifecycle.actors if a.server.run_id]
+    """Our actors were meant to share a server; their fingerprints say they did not (same port or version, other
+    run_id). Actors on servers that do not even look alike are apps with two servers on purpose."""
     by_run: dict[str, list[trace.ActorStarted]] = {}
-    for actor in actors:
-        by_run.setdefault(actor.server.run_id, []).append(actor)
-    if len(by_run) < 2:
-        return []
-    groups = list(by_run.values())
-    first = groups[0][0]
+    for actor in inp.lifecycle.actors:
+        if actor.server.run_id:
+            by_run.setdefault(actor.server.run_id, []).append(actor)
+    runs = list(by_run.values())
     findings = []
-    for others in groups[1:]:
-        other = others[0]
-        a, b = first.server, other.server
-        if a.master_replid and a.master_replid == b.master_replid:
-            continue  # a primary and its replica: replica-read's business
-        if a.redis_mode == "cluster" and b.redis_mode == "cluster":
-            continue  # nodes of a cluster: one dataset spread by slot
-        alike = [name for name, x, y in (("port", a.port, b.port), ("version", a.version, b.version)) if x == y]
-        if not alike:
+    for others in runs[1:]:
+        first, other = runs[0][0], others[0]
+        if first.server.port != other.server.port and first.server.version != other.server.version:
             continue
-        culprit = Actor(pid=other.pid, label=other.role, client_id=other.client_id or None, addr=other.addr)
-        findings.append(Finding(
-            rule="different-server", severity="error",
-            summary=f"{first.role} (pid {first.pid}) and {other.role} (pid {other.pid}) talk to two different "
-                    f"servers that look alike ({', '.join(alike)} agree): their run_ids differ",
-            evidence=[f"{clock(x.t)} pid {x.pid} ({x.role}) client id {x.client_id}: {x.target} -> "
-                      f"{x.server.host}:{x.server.port} run_id {x.server.run_id[:12]} v{x.server.version}"
-                      for x in (first, other)],
-            culprit=culprit))
+        finding = fingerprint_different_server(first, other)
+        if finding is not None:
+            findings.append(finding)
     return findings
 
 
@@ -307,7 +298,7 @@ def transaction_not_executed(inp: RuleInput) -> list[Finding]:
     lifecycle = inp.lifecycle
     findings = []
     seen: set[tuple[object, ...]] = set()
-    for t, who, why in lifecycle.abandoned_multi:
+    for t, who, why in facts.abandoned_multis(lifecycle):
         actor = inp.actor(who)
         evidence = [inp.line(t, who, [b"MULTI"], why)]
         queued = lifecycle.queued_ops(who)
@@ -419,7 +410,8 @@ def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[byte
     for slot in inp.missed:
         if slot.server != server or not slot.miss_log or not slot.count:
             continue
-        if any(t > at for t, *_ in slot.miss_log) and any((life.created_at or 0) < at for life in slot.all_lives()):
+        if any(miss.t > at for miss in facts.misses(slot)) \
+                and any((life.created_at or 0) < at for life in slot.all_lives()):
             lost.append(slot.key)
     return lost
 
@@ -427,7 +419,7 @@ def _lost_at_restart(inp: RuleInput, server: str, at: float | None) -> list[byte
 def stale_client_cache(inp: RuleInput) -> list[Finding]:
     """A client with CLIENT TRACKING read a key from its local cache after another client changed it."""
     groups = Groups("stale-client-cache")
-    for server, peer, key, db, op, write_t, write_who, write_args in inp.lifecycle.stale_reads:
+    for server, peer, key, db, op, write_t, write_who, write_args in facts.stale_reads(inp.lifecycle):
         reader = inp.actor((server, peer, op.t, 0))
         group = groups.get((identity(reader), family(key)), "warning", reader, _stale_summary)
         group.extra.update(actor=reader, family=family(key))
@@ -440,5 +432,5 @@ def stale_client_cache(inp: RuleInput) -> list[Finding]:
 
 
 def _stale_summary(group: Group) -> str:
-    return (f"{who_text(group.extra['actor'])} uses client-side caching (CLIENT TRACKING) and read "  # type: ignore[arg-type]
+    return (f"{who_text(group.actor('actor'))} uses client-side caching (CLIENT TRACKING) and read "
             f"{keys_phrase(group)} from its cache after another client had changed it")
