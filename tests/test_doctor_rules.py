@@ -605,6 +605,23 @@ def test_reader_without_the_writers_prefix() -> None:
     assert mentions(finding, "pid 100 (api)", "SET bull:job:17 x")
 
 
+
+def test_one_rewrite_over_keys_of_every_kind_is_one_finding() -> None:
+    """The reader lacks the writer's prefix on a string, a hash and a list: one cause and one culprit, so one
+    finding that lists the three keys (not one per key family)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    api("SET", "app:run:string", "x")
+    api("HSET", "app:run:hash", "f", "v")
+    api("RPUSH", "app:run:list", "a")
+    reader = tb.client("processor", pid=200, client_id=8)
+    reader("GET", "run:string")
+    reader("HGETALL", "run:hash")
+    reader("LRANGE", "run:list", 0, -1)
+    finding = one(tb, "key-prefix-mismatch", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert sorted(finding.keys) == ["run:hash", "run:list", "run:string"]
+
 def test_doubled_prefix_and_separator() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)

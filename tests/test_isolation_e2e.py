@@ -86,3 +86,18 @@ def test_redis_url_environment_is_the_default(redis_url):
     assert result.code == 0, result.err
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     assert {a["server"]["port"] for a in result.json()["actors"]} == {port}
+
+
+def test_prefix_mismatch_is_one_finding_live_and_from_the_saved_trace(tmp_path):
+    """One finding for the one mismatch, whatever the keys' types (the actors' declared prefixes and the
+    doctor's name index agree on it), and `report` on the saved trace says exactly what the live run said."""
+    out = tmp_path / "isolation.jsonl"
+    live = run_cli("isolation", "--api-prefix", "app:", "--json", "--timeout", "0.5", "--out", str(out))
+    assert live.code == 1, live.err
+    findings = live.json()["findings"]
+    assert [f["rule"] for f in findings] == ["key-prefix-mismatch"], findings
+    assert len(findings[0]["keys"]) >= 3  # the string, hash and list the processor looked for
+    assert "prefix 'app:' vs ''" in findings[0]["summary"]
+    offline = run_cli("report", str(out), "--json")
+    assert offline.code == 1, offline.err
+    assert offline.json()["findings"] == findings

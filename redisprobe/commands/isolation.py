@@ -117,9 +117,7 @@ def run_isolation(targets: Targets, options: IsolationOptions, out: Path | None)
     with sampler:
         execution = execute(plan, targets, out)
     gap = sampler.largest if isinstance(sampler, ReplicationGapSampler) else None
-    report = analyse(execution.events, replication_gap=gap)
-    named = {f.rule for f in report.findings}
-    report.findings += [f for f in execution.findings if f.rule not in named]
+    report = analyse(execution.events, doctor=execution.findings, replication_gap=gap)
     if execution.interrupted:  # no verdict on waits that were cut short; causes already named stand
         report.verdict = "interrupted"
         report.crashed = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+from redisprobe import trace
 from redisprobe.errors import TraceFormatError
 from redisprobe.render.console import print_json, stdout_console
 from redisprobe.summary import Summary
@@ -52,10 +53,12 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
         else:
             print_info(stdout_console(), info, None)
         return len(info.findings)
+    from redisprobe.analysis.doctor import Context, analyze
     from redisprobe.render.isolation import isolation_json, print_isolation
     from redisprobe.visibility import analyse
 
-    report = analyse(events)
+    watched = {e.pid: e.role for e in events if isinstance(e, trace.ActorStarted)}
+    report = analyse(events, doctor=analyze(events, Context(watched=watched)).findings)  # what the live run said
     if json:
         print_json(isolation_json(report, str(path)))
     else:

@@ -160,12 +160,9 @@ def findings_of(execution: Execution) -> list[Finding]:
         from redisprobe.visibility import analyse
 
         have = {f.rule for f in findings}
-        for finding in analyse(execution.events, writer_role=WRITER_ROLE, reader_role=READER_ROLE).findings:
-            if finding.rule == "not-visible-unexplained" and findings:
-                continue  # the doctor did explain it
-            if finding.rule not in have:
-                findings.append(finding)
-                have.add(finding.rule)
+        visibility = analyse(execution.events, doctor=execution.findings, writer_role=WRITER_ROLE,
+                             reader_role=READER_ROLE)
+        findings += [f for f in visibility.findings if f.rule not in have]
     return findings
 
 

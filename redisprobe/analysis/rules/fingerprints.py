@@ -9,6 +9,7 @@ names a replica read as `isolation` does.
 from __future__ import annotations
 
 from redisprobe import trace
+from redisprobe.analysis import commands as C
 from redisprobe.analysis.rules.base import RuleInput
 from redisprobe.findings import Actor, Finding
 
@@ -23,7 +24,7 @@ def same_replication_group(a: trace.ServerFingerprint, b: trace.ServerFingerprin
 
 def pair_findings(writer: trace.ActorStarted, reader: trace.ActorStarted, checks: list[trace.Check],
                   ops: list[trace.Op], replication_gap: int | None) -> list[Finding]:
-    """different-server, else different-db and replica-read, for one writer and one reader."""
+    """different-server, else different-db, replica-read and key-prefix-mismatch, for one writer and one reader."""
     ws, rs = writer.server, reader.server
     findings: list[Finding] = []
     elsewhere = different_server(writer, reader)
@@ -40,7 +41,7 @@ def pair_findings(writer: trace.ActorStarted, reader: trace.ActorStarted, checks
     replica = _replica_read(writer, reader, checks, ops, replication_gap)
     if replica is not None:
         findings.append(replica)
-    return findings
+    return findings + _prefix_mismatch(writer, reader, ops, checks)
 
 
 def different_server(writer: trace.ActorStarted, reader: trace.ActorStarted) -> Finding | None:
@@ -99,6 +100,31 @@ def replica_read(inp: RuleInput) -> list[Finding]:
             named.add(reader.role)
             findings.append(finding)
     return findings
+
+
+_CREATES = frozenset({C.SET, C.WRITE, C.OVERWRITE})
+"""Command kinds that create the key they name."""
+
+
+def _prefix_mismatch(writer: trace.ActorStarted, reader: trace.ActorStarted, ops: list[trace.Op],
+                     checks: list[trace.Check]) -> list[Finding]:
+    """Each actor declares its key prefix (like ioredis `keyPrefix`): when they differ, every miss of the reader
+    is a name the writer spelled with its own prefix, however few the keys."""
+    if writer.prefix == reader.prefix:
+        return []
+    written = [key.decode("utf-8", "backslashreplace") for o in ops if o.role == writer.role and o.args
+               and C.lookup(o.args[0]).kind in _CREATES for key in C.keys_of(o.args)]
+    missed = [c for c in checks if c.role == reader.role and not c.ok]
+    evidence = [f"{writer.role} (pid {writer.pid}) uses key prefix {writer.prefix!r}, "
+                f"{reader.role} (pid {reader.pid}) uses {reader.prefix!r}"]
+    for check in missed:
+        near = next((w for w in written if w.endswith(check.key.rsplit(":", 1)[-1])), None)
+        evidence.append(f"{reader.role} looked for {check.key}" + (f", {writer.role} wrote {near}" if near else ""))
+    return [Finding(rule="key-prefix-mismatch", severity="error",
+                    summary=f"the two sides name the same keys differently: prefix {writer.prefix!r} vs "
+                            f"{reader.prefix!r}",
+                    evidence=evidence, keys=[c.key for c in missed],
+                    culprit=_actor(reader))]
 
 
 def _actor(actor: trace.ActorStarted) -> Actor:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
-from redisprobe.analysis.rules.base import Group, Groups, RuleInput, family, identity, who_text
+from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
 from redisprobe.findings import Finding
 from redisprobe.text import clock
 
@@ -230,7 +230,7 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
         written, how = found
         t, who, args, _certain = miss
         reader = inp.actor(who)
-        group = groups.get((identity(reader), how, family(slot.key)), "error", reader, _summary)
+        group = groups.get((identity(reader), how), "error", reader, _summary)  # one rewrite, one cause
         group.extra.update(actor=reader, how=how, example=(_text(slot.key), written))
         if not group.add_key(slot.key):
             continue
