@@ -9,7 +9,17 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import baseline, connection, expiry, keys, lives, pairing, refused, replies
+from redisprobe.analysis.lifecycle import (
+    baseline,
+    connection,
+    expiry,
+    keys,
+    lives,
+    pairing,
+    refused,
+    replicas,
+    replies,
+)
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
     INF,
@@ -35,6 +45,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,
     trace.Baseline: baseline.on_baseline,
+    trace.Topology: replicas.on_topology, trace.Replication: replicas.on_replication,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""
 
@@ -193,6 +204,8 @@ class Lifecycle(FoldState):
         if kind == 0:  # C.OTHER
             return
         server, state = known
+        if state.primary is not None and replicas.on_replica_line(self, server, state, t, db, peer, args, spec):
+            return
         if peer == "lua":
             peer, hint = state.script_peer, state.script_hint
         elif peer[0] == "u":

@@ -13,6 +13,7 @@ from redisprobe.analysis.rules.names import key_prefix_mismatch
 from redisprobe.analysis.rules.refused import write_rejected
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
 from redisprobe.analysis.rules.removal import consumed_by_other, deleted_by_client, evicted, flushed, renamed_away
+from redisprobe.analysis.rules.replicas import replica_read
 from redisprobe.analysis.rules.ttl import (
     expire_in_past,
     recreated_without_ttl,
@@ -106,10 +107,9 @@ register("cross-slot", VISIBILITY, "in a cluster, a multi-key command, MULTI/EXE
          "hash slots was refused with CROSSSLOT", cross_slot)
 register("cluster-unaware-client", VISIBILITY, "a plain client on one cluster node sends keys other nodes own and "
          "does not follow the MOVED/ASK it gets", cluster_unaware_client)
-# Known causes the doctor does not diagnose from a trace (yet): `isolation` names replica-read from the actors' own
-# connections.
-register("replica-read", VISIBILITY, "the reader reads a replica (asynchronous lag, read-only)",
-         named_by="`isolation` and `info`, from each side's own connection")
+# `isolation` and `info` name replica-read from the actors' own connections; the doctor, from a cluster replica's
+# MONITOR (a READONLY read before the primary's write arrived).
+register("replica-read", VISIBILITY, "the reader reads a replica (asynchronous lag, read-only)", replica_read)
 # Not root causes, but ids a run can report.
 register("not-visible-unexplained", FACT, "the reader did not see the writes and no known cause matched")
 register("expired-on-time", FACT, "the key expired at the TTL its owner set (not a bug)")

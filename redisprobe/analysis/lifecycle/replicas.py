@@ -1,0 +1,82 @@
+"""A cluster replica's MONITOR, read for what it is: the replication stream and replica reads.
+
+A replica's MONITOR repeats every write of its primary as it arrives over the replication link (the link's
+address is the primary's; CLIENT LIST flags it `M`): those lines are the replica catching up, never a client's
+commands, so they only say when each key reached the replica. Other clients there are READONLY readers: their
+reads are kept to be checked against the primary's key lives (`replica-read`). `Topology` events say which node
+is a replica of which; a client's write on a node still taken for a replica means it was promoted meanwhile.
+"""
+
+from __future__ import annotations
+
+from redisprobe import trace
+from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle.limits import MAX_RECORDS
+from redisprobe.analysis.lifecycle.records import ServerState
+from redisprobe.analysis.lifecycle.state import FoldState, normalize_target
+
+ARRIVALS_KEPT = 8
+"""Times a key's replicated writes reached one replica, kept per key (the latest)."""
+
+_NOT_WRITES = frozenset({C.OTHER, C.READ, C.SCAN, C.SCRIPT, C.SELECT, C.MULTI, C.EXEC, C.DISCARD})
+
+
+def on_topology(st: FoldState, event: trace.Topology) -> None:
+    server = st.server_of(event.target)
+    state = st.server_state(server)
+    if len(st.topology) < MAX_RECORDS:
+        st.topology.append(event)
+    if event.role == "replica" and event.primary:
+        state.primary = normalize_target(event.primary)
+        state.links = (state.links or set()) | {state.primary}
+    elif event.role == "primary" and state.primary is not None:
+        promote(st, state, event.t)
+
+
+def on_link(st: FoldState, server: str, addr: str) -> None:
+    """CLIENT LIST showed the replication link (flag M) on `server`."""
+    state = st.server_state(server)
+    if state.links is None:
+        state.links = set()
+    state.links.add(addr)
+
+
+def promote(st: FoldState, state: ServerState, t: float) -> None:
+    """The replica became a primary: from now on its lines are clients' commands."""
+    if len(st.promotions) < MAX_RECORDS:
+        st.promotions.append((t, state.server, state.primary or ""))
+    state.primary = None
+
+
+def on_replica_line(st: FoldState, server: str, state: ServerState, t: float, db: int, peer: str,
+                    args: list[bytes], spec: C.Command) -> bool:
+    """True when the line was the replica's own business (the replication stream, a replica read); False when the
+    node is a primary already: a client's write ran there, and writes are refused on a replica."""
+    links = state.links
+    if links is not None and peer in links:
+        arrivals = st.arrivals
+        for key in spec.keys(args):
+            seen = arrivals.get((server, db, key))
+            if seen is None:
+                arrivals[(server, db, key)] = [t]
+            else:
+                seen.append(t)
+                if len(seen) > ARRIVALS_KEPT:
+                    del seen[0]
+        return True
+    kind = spec.kind
+    if kind == C.READ:
+        if len(st.replica_reads) < MAX_RECORDS:
+            for key in spec.keys(args):
+                st.replica_reads.append((t, (server, peer, t, 0), db, key, state.primary or "", args))
+        return True
+    if kind in _NOT_WRITES:
+        return True
+    promote(st, state, t)
+    return False
+
+
+def on_replication(st: FoldState, event: trace.Replication) -> None:
+    samples = st.replication.setdefault(st.server_of(event.target), [])
+    if len(samples) < MAX_RECORDS:
+        samples.append(event)

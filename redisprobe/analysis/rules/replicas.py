@@ -1,0 +1,77 @@
+"""`replica-read` on a cluster: a READONLY reader asked a replica for a key its primary had written, before the
+write reached the replica (replication is asynchronous), so the replica answered as if the key did not exist.
+
+The symptom and its proof come from the replica's own MONITOR: the reader's read there, and the line where the
+primary's write arrived over the replication link, after it (or never). The replication offsets sampled during
+the capture say how far behind the replica was.
+"""
+
+from __future__ import annotations
+
+from redisprobe.analysis.lifecycle import KeyLife
+from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, keys_phrase, who_text
+from redisprobe.findings import Finding
+from redisprobe.text import clock
+
+FIX = ("read from the primary where a reader must see a write it was told about (or have the writer WAIT for "
+       "the replica before telling)")
+
+
+def replica_read(inp: RuleInput) -> list[Finding]:
+    """Reads on a cluster replica of keys the primary held at the time and the replica did not yet."""
+    st = inp.lifecycle
+    groups = Groups("replica-read")
+    for t, who, db, key, primary, args in st.replica_reads:
+        slot = st.slots.get((primary, db, key))
+        life = _alive_at(slot.all_lives(), t) if slot is not None else None
+        if life is None or life.created_at is None:
+            continue  # the primary did not have it either: no write was missed
+        replica = who[0]
+        arrived = next((a for a in st.arrivals.get((replica, db, key), ()) if a >= life.created_at), None)
+        if arrived is not None and arrived <= t:
+            continue  # the write had reached the replica: the reader saw it
+        actor = inp.actor(who)
+        group = groups.get((identity(actor), replica), "error", actor, _summary)
+        group.extra.update(actor=actor, replica=replica, primary=primary)
+        group.add_key(key)
+        group.add_evidence(inp.line(t, who, args, f"on replica {replica} (READONLY): not there yet", db))
+        group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args,
+                                    f"on its primary {primary}", db))
+        group.add_evidence(f"the write arrived on {replica} at {clock(arrived)}, {(arrived - t) * 1000:.0f} ms after "
+                           "the read" if arrived is not None else
+                           f"the write had not arrived on {replica} by the end of the capture")
+        gap = _offset_gap(inp, primary, replica, t)
+        if gap:
+            group.add_evidence(gap)
+    return groups.findings()
+
+
+def _alive_at(lives: list[KeyLife], t: float) -> KeyLife | None:
+    for life in lives:
+        if life.created_at is not None and life.created_at <= t and (life.removed_at is None or life.removed_at > t):
+            return life
+    return None
+
+
+def _offset_gap(inp: RuleInput, primary: str, replica: str, t: float) -> str:
+    """The replication offset gap sampled nearest the read (or the largest of the capture)."""
+    samples = [(s, s.offset - s.replicas[replica]) for s in inp.lifecycle.replication.get(primary, ())
+               if replica in s.replicas]
+    if not samples:
+        return ""
+    sample, gap = min(samples, key=lambda item: abs(item[0].t - t))
+    if gap <= 0:
+        sample, gap = max(samples, key=lambda item: item[1])
+        if gap <= 0:
+            return ""
+        return (f"largest replication offset gap sampled: {clock(sample.t)} {primary} at {sample.offset}, {replica} "
+                f"at {sample.replicas[replica]}: {gap} bytes behind")
+    return (f"replication offsets at {clock(sample.t)}: {primary} at {sample.offset}, {replica} at "
+            f"{sample.replicas[replica]}: {gap} bytes behind")
+
+
+def _summary(group: Group) -> str:
+    extra = group.extra
+    return (f"{who_text(extra['actor'])} read {keys_phrase(group)} on replica {extra['replica']} (READONLY) before "  # type: ignore[arg-type]
+            f"its primary {extra['primary']}'s write reached it: replication is asynchronous, and the replica "
+            f"answered as if the key did not exist; {FIX}")

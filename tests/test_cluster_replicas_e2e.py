@@ -1,0 +1,143 @@
+"""`monitor --url` on a cluster with replicas watches every replica too: the replication stream a replica's MONITOR
+repeats is recognised (nothing counted twice, no finding from it), and a READONLY reader that reads a replica
+before its primary's write arrived is `replica-read`, with the replication offset gap and the reader's pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from redis.cluster import LoadBalancingStrategy, RedisCluster
+
+from redisprobe.sandbox import sandbox
+from tests.clirun import cli_env
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with sandbox("cluster", replicas=1) as box:
+        yield box
+
+
+def _monitor(url: str, duration: float = 8) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
+                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    assert proc.stderr is not None
+    said = []
+    while True:  # once it says it is capturing, every node's MONITOR is on
+        line = proc.stderr.readline()
+        said.append(line)
+        assert line, "".join(said)
+        if "capturing" in line:
+            return proc
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[dict, str]:
+    out, err = proc.communicate(timeout=120)
+    return json.loads(out), err
+
+
+def _replica_of(cluster, port: int) -> int:
+    for server in cluster.servers:
+        client = redis.Redis(port=server.port)
+        try:
+            if client.info("replication").get("master_port") == port:
+                return server.port
+        finally:
+            client.close()
+    raise AssertionError(f"no replica of {port}")
+
+
+def test_a_healthy_cluster_app_with_replicas_watched_gets_silence(cluster):
+    proc = _monitor(cluster.urls[4])  # a replica as the seed: every node is found from it
+    client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+    reader = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port,
+                          load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS)
+    try:
+        for index in range(30):
+            client.set(f"user:{index}", index, ex=60)
+            client.incr(f"hits:{index}")
+            client.expire(f"hits:{index}", 60)
+            client.set(f"temp:{index}", "x", px=300)  # expires: the primary sends the replicas a DEL
+        client.eval("return redis.call('SET', KEYS[1], 'v', 'EX', 60)", 1, "script:1")
+        time.sleep(1)  # replicated
+        for index in range(30):
+            assert reader.get(f"user:{index}") == str(index).encode()  # READONLY reads of settled keys
+        for index in range(30):
+            client.delete(f"hits:{index}")
+        time.sleep(2.5)  # an app stays connected: its connections show in CLIENT LIST samples
+    finally:
+        client.close()
+        reader.close()
+    doc, err = _finish(proc)
+    assert proc.returncode == 0, (err, doc["findings"])
+    assert not doc["findings"]
+    notes = " ".join(n["text"] if isinstance(n, dict) else str(n) for n in doc["notes"])
+    assert "3 primaries and 3 replicas" in notes, notes
+    primaries = {f"127.0.0.1:{s.port}" for s in cluster.servers[:3]}
+    keys = [k for k in doc["keys"] if k["key"].startswith(("user:", "hits:", "temp:"))]
+    assert len(keys) == 90, sorted(k["key"] for k in keys)  # each key once, on the primary that owns it
+    assert all(any(p in k["server"] for p in primaries) for k in keys), {k["server"] for k in keys}
+    assert all(k["created_by"]["pid"] == os.getpid() for k in keys), [k["created_by"] for k in keys]
+    deleted = [k for k in keys if k["key"].startswith("hits:")]
+    assert all(k["removed"]["by"]["pid"] == os.getpid() for k in deleted), [k["removed"] for k in deleted]
+
+
+READER = """
+import sys
+import time
+import redis
+client = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+client.execute_command("READONLY")
+print(client.get(sys.argv[2]), flush=True)
+time.sleep(2)  # a service that goes on running
+client.close()
+"""
+
+
+def _read_on_the_replica(cluster, *, lagging: bool) -> tuple[dict, subprocess.CompletedProcess[str], str]:
+    seed = cluster.servers[0]
+    writer = RedisCluster(host="127.0.0.1", port=seed.port)
+    key = next(f"job:{i}:{'lag' if lagging else 'ok'}" for i in range(100)
+               if writer.get_node_from_key(f"job:{i}:{'lag' if lagging else 'ok'}").port == seed.port)
+    replica = _replica_of(cluster, seed.port)
+    proc = _monitor(seed.url)
+    paused = redis.Redis(port=replica)
+    try:
+        if lagging:  # the replication link stalls (READONLY reads are still answered): a lag of 1.5 s
+            paused.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+        writer.set(key, "done", ex=60)
+        if not lagging:
+            time.sleep(1)
+        reader = subprocess.run([sys.executable, "-c", READER, str(replica), key], capture_output=True, text=True,
+                                check=True, timeout=60)
+    finally:
+        writer.close()
+        paused.close()
+    doc, _err = _finish(proc)
+    return doc, reader, key
+
+
+def test_a_read_on_a_lagging_replica_is_replica_read_with_the_offset_gap(cluster):
+    doc, reader, key = _read_on_the_replica(cluster, lagging=True)
+    assert reader.stdout.strip() == "None"  # the reader really missed it
+    found = [f for f in doc["findings"] if f["rule"] == "replica-read"]
+    assert len(found) == 1, doc["findings"]
+    finding = found[0]
+    assert key in finding["keys"]
+    assert finding["culprit"]["pid"] not in (None, os.getpid())
+    text = " ".join(finding["evidence"])
+    assert "bytes behind" in text and "READONLY" in finding["summary"], finding
+    assert "arrived" in text, finding  # the replica's own stream says when the write reached it
+
+
+def test_a_read_on_a_replica_after_the_write_arrived_is_silent(cluster):
+    doc, reader, _key = _read_on_the_replica(cluster, lagging=False)
+    assert reader.stdout.strip() == "b'done'"
+    assert not doc["findings"], doc["findings"]
