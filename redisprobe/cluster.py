@@ -177,19 +177,22 @@ def describe_changes(before: list[ClusterNode], after: list[ClusterNode]) -> lis
     """What changed in a cluster's shape, one sentence each: failovers, slots that moved, nodes added or gone."""
     old = {n.node_id: n for n in before}
     new = {n.node_id: n for n in after}
-    lines = []
-    for node_id, node in new.items():
-        was = old.get(node_id)
-        if was is None:
-            lines.append(f"node {node.address} joined the cluster as a {node.role}")
-        elif was.role != node.role:
-            lines.append(f"failover: {node.address} is now a {node.role}"
-                         + (f" serving slots {_ranges(node.slots)}" if node.slots else ""))
-        elif was.slots != node.slots and node.role == "primary":
-            lines.append(f"slots moved: {node.address} now serves {_ranges(node.slots) or 'no slots'} "
-                         f"(before: {_ranges(was.slots) or 'none'})")
+    lines = [line for node_id, node in new.items() if (line := describe_node(old.get(node_id), node))]
     lines += [f"node {node.address} left the cluster" for node_id, node in old.items() if node_id not in new]
     return lines
+
+
+def describe_node(was: ClusterNode | None, node: ClusterNode) -> str:
+    """What changed for one node ("" when nothing said is worth saying)."""
+    if was is None:
+        return f"node {node.address} joined the cluster as a {node.role}"
+    if was.role != node.role:
+        return f"failover: {node.address} is now a {node.role}" + (
+            f" serving slots {_ranges(node.slots)}" if node.slots else "")
+    if was.slots != node.slots and node.role == "primary":
+        return (f"slots moved: {node.address} now serves {_ranges(node.slots) or 'no slots'} "
+                f"(before: {_ranges(was.slots) or 'none'})")
+    return ""
 
 
 def _ranges(slots: tuple[tuple[int, int], ...]) -> str:
@@ -251,7 +254,6 @@ class TopologyWatcher:
         return events, [(node_target(self.seed, n), looked if n.role == "primary" else None) for n in fresh]
 
     def _changes(self, before: list[ClusterNode], after: list[ClusterNode], looked: float) -> list[trace.Event]:
-        said = describe_changes(before, after)
         t = time.time()
         old = {n.node_id: n for n in before}
         by_id = {n.node_id: n for n in after}
@@ -260,7 +262,7 @@ class TopologyWatcher:
             was = old.get(node.node_id)
             if was is None or was.role != node.role or was.primary_id != node.primary_id or was.slots != node.slots:
                 primary = by_id[node.primary_id].address if node.primary_id in by_id else ""
-                text = next((line for line in said if node.address in line), "")
+                text = describe_node(was, node)
                 events.append(trace.Topology(t=t, target=node_target(self.seed, node).label, role=node.role,
                                              primary=primary, text=text, since=looked))
         events += [trace.Topology(t=t, target=node_target(self.seed, node).label, role="gone", since=looked,

@@ -34,9 +34,9 @@ def cluster():
         yield box
 
 
-def _monitor(url: str) -> subprocess.Popen[str]:
+def _monitor(url: str, duration: float = 8) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
-                             "8", "--enable-events", "--pids", f"app={os.getpid()}"],
+                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     assert proc.stderr is not None
     said = []
@@ -154,7 +154,7 @@ def test_a_failover_during_the_capture_is_said_and_the_new_primary_followed():
         replica = next(s for s in box.servers[3:]
                        if redis.Redis(port=s.port).info("replication").get("master_port") == old.port)
         probe.close()
-        proc = _monitor(seed.url)
+        proc = _monitor(seed.url, duration=14)  # a failover can take seconds on a loaded machine
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         try:
             promoted = redis.Redis(port=replica.port)

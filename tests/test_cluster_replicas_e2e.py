@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 
 from redisprobe.sandbox import sandbox
-from tests.clirun import cli_env
+from tests.clirun import cli_env, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,10 @@ def cluster():
         yield box
 
 
-def _monitor(url: str, duration: float = 8) -> subprocess.Popen[str]:
+def _monitor(url: str, duration: float = 8, out: Path | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
-                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}"],
+                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}",
+                             *(["--out", str(out)] if out else [])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     assert proc.stderr is not None
     said = []
@@ -141,3 +143,59 @@ def test_a_read_on_a_replica_after_the_write_arrived_is_silent(cluster):
     doc, reader, _key = _read_on_the_replica(cluster, lagging=False)
     assert reader.stdout.strip() == "b'done'"
     assert not doc["findings"], doc["findings"]
+
+
+def _promote(port: int) -> None:
+    promoted = redis.Redis(port=port)
+    try:
+        promoted.execute_command("CLUSTER", "FAILOVER", "FORCE")  # without waiting for the primary's last writes
+        deadline = time.monotonic() + 30
+        while promoted.info("replication")["role"] != "master":
+            assert time.monotonic() < deadline, "the failover did not happen"
+            time.sleep(0.1)
+    finally:
+        promoted.close()
+
+
+def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_path):
+    with sandbox("cluster", replicas=1) as box:
+        seed = box.servers[0]
+        replica = _replica_of(box, seed.port)
+        client = RedisCluster(host="127.0.0.1", port=seed.port)
+        keys = [f"order:{i}" for i in range(200) if client.get_node_from_key(f"order:{i}").port == seed.port][:4]
+        kept, lost = keys[:2], keys[2:]
+        saved = tmp_path / "failover.jsonl"
+        proc = _monitor(seed.url, duration=12, out=saved)
+        stalled = redis.Redis(port=replica)
+        try:
+            for key in kept:
+                client.set(key, "v", ex=120)
+            time.sleep(1)  # replicated
+            stalled.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # the link stalls: the next writes stay behind
+            for key in lost:
+                client.set(key, "v", ex=120)
+            _promote(replica)
+            time.sleep(2.5)  # the capture looks at the cluster's shape every second
+            client = RedisCluster(host="127.0.0.1", port=replica)  # the app reconnects after the failover
+            got = {key: client.get(key) for key in keys}
+            time.sleep(1)
+        finally:
+            client.close()
+            stalled.close()
+        doc, err = _finish(proc)
+    assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
+    found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
+    assert len(found) == 1, (doc["findings"], err)
+    finding = found[0]
+    assert sorted(finding["keys"]) == sorted(lost)
+    assert f"127.0.0.1:{replica}" in finding["summary"] and f"127.0.0.1:{seed.port}" in finding["summary"]
+    assert not [f for f in doc["findings"] if f["rule"] != "failover-lost-write"], doc["findings"]
+    ends = {k["key"]: k["removed"] for k in doc["keys"] if k["key"] in keys}
+    assert all(ends[key] and ends[key]["how"] == "failover" for key in lost), ends
+    assert all(not ends[key] for key in kept), ends  # followed on the new primary, still there
+    # the failover is in the trace as events: the saved trace gives the same answer
+    events = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert any(e.get("type") == "topology" and e.get("role") == "primary" and str(replica) in e["target"]
+               and "failover" in e["text"] for e in events), [e for e in events if e.get("type") == "topology"]
+    again = run_cli("report", str(saved), "--json")
+    assert again.json()["findings"] == doc["findings"]

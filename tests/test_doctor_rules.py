@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
+from redisprobe.analysis.lifecycle import fold
 from redisprobe.findings import Finding, to_builtins
 from tests.tracebuild import T0, TraceBuilder
 
@@ -943,4 +945,88 @@ def test_a_removal_right_after_the_last_write_that_nobody_misses_is_a_hand_over(
     tb.ks("del", "batch:1")
     tb.at(2.0)
     api("RPUSH", "batch:2", "a")  # the api moves on to the next batch
+    healthy(tb, WATCHED)
+
+
+# -- cluster replicas: replica-read, failover-lost-write -----------------------------------------------------------
+
+PRIMARY = "redis://127.0.0.1:7000/0"
+REPLICA = "redis://127.0.0.1:7003/0"
+
+
+def _cluster(tb: TraceBuilder) -> tuple[object, object, object]:
+    """A primary (7000) and its replica (7003): roles, the replication link on the replica, a writer, a reader."""
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary"))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000"))
+    writer = tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    reader = tb.client("processor", pid=200, client_id=8, port=5002, target=REPLICA)
+    link = tb.client(client_id=3, addr="127.0.0.1:7000", flags="M", target=REPLICA)
+    return writer, reader, link
+
+
+def test_replica_read_before_the_write_arrived() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, reader, link = _cluster(tb)
+    writer("SET", "job:1", "x", "EX", "60")
+    tb.at(0.1)
+    reader("READONLY")
+    reader("GET", "job:1")  # the replica does not have it yet
+    tb.add(trace.Replication(t=tb.now, target=PRIMARY, offset=500, replicas={"127.0.0.1:7003": 420}))
+    tb.at(0.4)
+    link("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))  # the replication stream brings it
+    finding = one(tb, "replica-read", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert finding.keys == ["job:1"]
+    assert mentions(finding, "GET job:1", "127.0.0.1:7003") and mentions(finding, "80 bytes behind")
+    assert mentions(finding, "arrived on 127.0.0.1:7003", "ms after the read")
+
+
+def test_replica_read_after_the_write_arrived_is_healthy_and_the_stream_counts_once() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, reader, link = _cluster(tb)
+    writer("SET", "job:1", "x", "EX", "60")
+    tb.ks("set", "job:1", target=PRIMARY)
+    link("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))
+    tb.ks("set", "job:1", target=REPLICA)  # the replica's own event for the replicated write
+    tb.at(0.2)
+    reader("GET", "job:1")
+    writer("DEL", "job:1")
+    link("DEL", "job:1")
+    healthy(tb, WATCHED)
+    folded = fold(tb.events, watched=WATCHED)
+    assert [(life.server, life.removed_how) for life in folded.lives_of("job:1")] == [("127.0.0.1:7000", "del")]
+
+
+def test_failover_before_replication_ends_the_life_and_a_later_miss_names_it() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, _reader, link = _cluster(tb)
+    writer("SET", "kept", "x")
+    link("SET", "kept", "x")
+    tb.at(0.1)
+    writer("SET", "job:1", "x")  # never replicated
+    tb.at(1.0)
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="primary", since=T0 + 0.5,
+                          text="failover: 127.0.0.1:7003 is now a primary"))
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="replica", primary="127.0.0.1:7003", since=T0 + 0.5))
+    tb.at(1.5)
+    after = tb.client("processor", pid=200, client_id=9, port=5003, target=REPLICA)
+    after("GET", "job:1")
+    after("GET", "kept")
+    finding = one(tb, "failover-lost-write", WATCHED)
+    assert finding.keys == ["job:1"] and finding.culprit is None
+    assert "127.0.0.1:7003 took over" in finding.summary
+    assert mentions(finding, "GET job:1", "missed")
+    assert [f.rule for f in run(tb, WATCHED)] == ["failover-lost-write"]  # `kept` went on on the new primary
+
+
+def test_failover_after_replication_is_healthy() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, _reader, link = _cluster(tb)
+    writer("SET", "job:1", "x")
+    link("SET", "job:1", "x")
+    tb.at(1.0)
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="primary", since=T0 + 0.5))
+    tb.at(1.5)
+    after = tb.client("processor", pid=200, client_id=9, port=5003, target=REPLICA)
+    after("GET", "job:1")
     healthy(tb, WATCHED)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
+from redisprobe.analysis.lifecycle import lives
 from redisprobe.analysis.lifecycle.limits import MAX_RECORDS
 from redisprobe.analysis.lifecycle.records import ServerState
 from redisprobe.analysis.lifecycle.state import FoldState, normalize_target
+from redisprobe.text import clock
 
 ARRIVALS_KEPT = 8
 """Times a key's replicated writes reached one replica, kept per key (the latest)."""
@@ -30,7 +32,7 @@ def on_topology(st: FoldState, event: trace.Topology) -> None:
         state.primary = normalize_target(event.primary)
         state.links = (state.links or set()) | {state.primary}
     elif event.role == "primary" and state.primary is not None:
-        promote(st, state, event.t)
+        promote(st, state, event.t, event.since)
 
 
 def on_link(st: FoldState, server: str, addr: str) -> None:
@@ -41,11 +43,39 @@ def on_link(st: FoldState, server: str, addr: str) -> None:
     state.links.add(addr)
 
 
-def promote(st: FoldState, state: ServerState, t: float) -> None:
-    """The replica became a primary: from now on its lines are clients' commands."""
+def promote(st: FoldState, state: ServerState, t: float, since: float | None = None) -> None:
+    """The replica became a primary (between `since` and `t`): from now on its lines are clients' commands, and the
+    keys its former primary held are followed here, each life that had reached it going on, each that had not
+    ended by the failover (its writes were never replicated: the new primary does not have them)."""
+    former = state.primary or ""
     if len(st.promotions) < MAX_RECORDS:
-        st.promotions.append((t, state.server, state.primary or ""))
+        st.promotions.append((t, since if since is not None else t, state.server, former))
     state.primary = None
+    if not former or former not in st.servers:
+        return
+    for db, index in list(st.server_state(former).live.items()):
+        for key, slot in list(index.items()):
+            life = slot.live
+            if life is None:
+                continue
+            index.pop(key, None)
+            slot.live = None
+            slot.count -= 1
+            moved = st.slot(state.server, db, key)
+            if moved.live is not None:
+                continue  # written on the new primary already
+            moved.live = life
+            moved.count += 1
+            st.server_state(state.server).live.setdefault(db, {})[key] = moved
+            made = life.created_at
+            if made is None or any(a >= made for a in st.arrivals.get((state.server, db, key), ())):
+                continue  # it had reached the new primary: the same life goes on there
+            window = f"between {clock(since)} and {clock(t)}" if since is not None and since < t else f"at {clock(t)}"
+            lives.close(st, moved, life, t, "failover", None, None,
+                        detail=f"written on {former} and not yet replicated to {state.server} when it took over as "
+                               f"primary ({window}): the write was lost")
+            if len(st.failover_lost) < MAX_RECORDS:
+                st.failover_lost.append((t, since if since is not None else t, former, state.server, moved, life))
 
 
 def on_replica_line(st: FoldState, server: str, state: ServerState, t: float, db: int, peer: str,

@@ -13,7 +13,7 @@ from redisprobe.analysis.rules.names import key_prefix_mismatch
 from redisprobe.analysis.rules.refused import write_rejected
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
 from redisprobe.analysis.rules.removal import consumed_by_other, deleted_by_client, evicted, flushed, renamed_away
-from redisprobe.analysis.rules.replicas import replica_read
+from redisprobe.analysis.rules.replicas import failover_lost_write, replica_read
 from redisprobe.analysis.rules.ttl import (
     expire_in_past,
     recreated_without_ttl,
@@ -87,6 +87,8 @@ register("key-prefix-mismatch", VISIBILITY,
          "a read or SCAN/KEYS pattern missed written keys by a prefix, suffix or separator", key_prefix_mismatch,
          inject=Injection(how="the processor scans batch_* while the api writes batch:*",
                           processor={"match": "{ns}batch_*"}))
+register("failover-lost-write", TTL, "a cluster primary failed over before replicating writes: the new primary "
+         "never had those keys", failover_lost_write)
 register("server-restarted", TTL, "the server restarted mid-trace (run_id changed, uptime reset): its keys are gone",
          server_restarted)
 register("write-rejected", VISIBILITY, "the writer's command was refused (OOM, READONLY, MISCONF, NOPERM)",

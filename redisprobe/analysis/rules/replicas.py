@@ -9,6 +9,7 @@ the capture say how far behind the replica was.
 from __future__ import annotations
 
 from redisprobe.analysis.lifecycle import KeyLife
+from redisprobe.analysis.lifecycle.limits import INF
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, keys_phrase, who_text
 from redisprobe.findings import Finding
 from redisprobe.text import clock
@@ -21,7 +22,12 @@ def replica_read(inp: RuleInput) -> list[Finding]:
     """Reads on a cluster replica of keys the primary held at the time and the replica did not yet."""
     st = inp.lifecycle
     groups = Groups("replica-read")
+    promoted = {}
+    for _t, since, server, _former in st.promotions:
+        promoted.setdefault(server, since)
     for t, who, db, key, primary, args in st.replica_reads:
+        if t >= promoted.get(who[0], INF):
+            continue  # the node may have been a primary already: not a replica read
         slot = st.slots.get((primary, db, key))
         life = _alive_at(slot.all_lives(), t) if slot is not None else None
         if life is None or life.created_at is None:
@@ -75,3 +81,39 @@ def _summary(group: Group) -> str:
     return (f"{who_text(extra['actor'])} read {keys_phrase(group)} on replica {extra['replica']} (READONLY) before "  # type: ignore[arg-type]
             f"its primary {extra['primary']}'s write reached it: replication is asynchronous, and the replica "
             f"answered as if the key did not exist; {FIX}")
+
+
+LOST_FIX = ("a write the app must not lose needs WAIT 1 <timeout> after it (the replica has it before the app goes "
+            "on), or min-replicas-to-write on the primaries")
+
+
+def failover_lost_write(inp: RuleInput) -> list[Finding]:
+    """Keys written on a primary that failed over before replicating them, looked for afterwards and missed."""
+    st = inp.lifecycle
+    groups = Groups("failover-lost-write")
+    for t, since, former, promoted, slot, life in st.failover_lost:
+        misses = [(at, who, args) for at, who, args, _certain in slot.miss_log or () if at >= since]
+        misses += [(at, who, args) for at, who, db, key, _primary, args in st.replica_reads
+                   if who[0] == promoted and at >= since and db == slot.db and key == slot.key]
+        if not misses:
+            continue  # nobody looked for it after: a loss, in its life's end, but no symptom
+        group = groups.get((former, promoted), "error", None, _lost_summary)
+        group.extra.update(former=former, promoted=promoted, since=since, t=t)
+        group.add_key(slot.key)
+        group.add_evidence(inp.line(life.created_at, life.created_by, life.created_args, f"on {former}", slot.db))
+        group.add_evidence(f"{promoted} took over as primary "
+                           + (f"between {clock(since)} and {clock(t)}" if since < t else f"at {clock(t)}")
+                           + "; its replication stream never carried this write")
+        gap = _offset_gap(inp, former, promoted, since)
+        if gap:
+            group.add_evidence(gap)
+        at, who, args = min(misses, key=lambda m: m[0])
+        group.add_evidence(inp.line(at, who, args, "missed: no such key", slot.db))
+    return groups.findings()
+
+
+def _lost_summary(group: Group) -> str:
+    extra = group.extra
+    return (f"{keys_phrase(group)} written on {extra['former']} were lost in a failover: {extra['promoted']} "
+            f"took over as primary before the writes were replicated to it, and readers missed them after; "
+            f"{LOST_FIX}")
