@@ -137,11 +137,11 @@ def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str], list
             continue
         fresh = [n for n in nodes if n.address not in seen and n.health != "fail"]
         nodes_targets = [node_target(target, node) for node in fresh]
-        watchers.append(TopologyWatcher(target, nodes))
+        clocks = {node.address: measure_clock(t) for node, t in zip(fresh, nodes_targets, strict=True)}
+        watchers.append(TopologyWatcher(target, nodes, clocks=clocks))
         out += nodes_targets
         seen.update(n.address for n in fresh)
-        offsets = [clock_offset(t) for t in nodes_targets]
-        skew = max(offsets, key=abs, default=0.0)
+        skew = max((abs(offset) + uncertainty for offset, uncertainty in clocks.values()), default=0.0)
         primaries = sum(n.role == "primary" for n in fresh)
         notes.append(f"{target.label} is a node of a Redis Cluster of {len(nodes)} nodes: watching its {primaries} "
                      f"primaries and {len(fresh) - primaries} replicas; their clocks are within "
@@ -161,16 +161,31 @@ def node_target(seed: Target, node: ClusterNode) -> Target:
 
 def clock_offset(target: Target) -> float:
     """The server's clock minus ours, in seconds (TIME, halfway through the round trip)."""
+    return measure_clock(target)[0]
+
+
+CLOCK_TRIES = 3
+"""TIME round trips per node; the shortest is kept (the least room for the server's answer to sit anywhere)."""
+
+
+def measure_clock(target: Target) -> tuple[float, float]:
+    """(the server's clock minus ours, how far off that may be), in seconds: TIME, halfway through the shortest of
+    a few round trips, whose half is the uncertainty. (0, 0) when TIME cannot be asked."""
     client = target.connect()
+    best: tuple[float, float] | None = None
     try:
-        before = time.time()
-        seconds, micros = client.time()
-        after = time.time()
+        for _ in range(CLOCK_TRIES):
+            before = time.time()
+            seconds, micros = client.time()
+            after = time.time()
+            sample = (seconds + micros / 1e6 - (before + after) / 2, (after - before) / 2)
+            if best is None or sample[1] < best[1]:
+                best = sample
     except Exception:
-        return 0.0
+        return best or (0.0, 0.0)
     finally:
         client.close()
-    return seconds + micros / 1e6 - (before + after) / 2
+    return best or (0.0, 0.0)
 
 
 def describe_changes(before: list[ClusterNode], after: list[ClusterNode]) -> list[str]:
@@ -199,11 +214,16 @@ def _ranges(slots: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(f"{first}-{last}" if first != last else str(first) for first, last in slots)
 
 
-def roles_at_start(nodes: list[ClusterNode], seed: Target, t: float) -> list[trace.Topology]:
-    """Each node's role as the capture begins: the fold reads a replica's MONITOR by it."""
+def roles_at_start(nodes: list[ClusterNode], seed: Target, t: float,
+                   clocks: dict[str, tuple[float, float]] | None = None) -> list[trace.Topology]:
+    """Each node's role and clock as the capture begins: the fold reads a replica's MONITOR by the role, and puts
+    each node's MONITOR times on our clock with its offset."""
     by_id = {n.node_id: n for n in nodes}
+    clocks = clocks or {}
     return [trace.Topology(t=t, target=node_target(seed, n).label, role=n.role,
-                           primary=by_id[n.primary_id].address if n.primary_id in by_id else "")
+                           primary=by_id[n.primary_id].address if n.primary_id in by_id else "",
+                           clock_offset=clocks.get(n.address, (0.0, 0.0))[0],
+                           clock_uncertainty=clocks.get(n.address, (0.0, 0.0))[1])
             for n in nodes]
 
 
@@ -212,8 +232,10 @@ class TopologyWatcher:
     `Topology` event, a node that joined is handed to the capture to watch (a primary with a gap from the last look,
     since its commands meanwhile were not captured), and each primary's replication offsets are sampled."""
 
-    def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0) -> None:
+    def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0,
+                 clocks: dict[str, tuple[float, float]] | None = None) -> None:
         self.seed = seed
+        self.clocks = dict(clocks or {})
         self.nodes = nodes
         self.every = every
         self.watched = {n.address for n in nodes if n.health != "fail"}
@@ -221,7 +243,7 @@ class TopologyWatcher:
         self._looked = time.time()
 
     def start_events(self) -> list[trace.Topology]:
-        return roles_at_start(self.nodes, self.seed, self._looked)
+        return roles_at_start(self.nodes, self.seed, self._looked, self.clocks)
 
     def poll(self) -> tuple[list[trace.Event], list[tuple[Target, float | None]]]:
         """(events to record: topology changes and replication offsets; nodes to watch from now on, each with the
@@ -244,13 +266,15 @@ class TopologyWatcher:
                 client.close()
         else:
             return [], []
+        fresh = [n for n in now if n.address not in self.watched and n.health != "fail"]
+        self.watched |= {n.address for n in fresh}
+        for node in fresh:
+            self.clocks[node.address] = measure_clock(node_target(self.seed, node))
         events: list[trace.Event] = []
         if now != self.nodes:
             events += self._changes(self.nodes, now, looked)
         self.nodes = now
         events += self._offsets()
-        fresh = [n for n in now if n.address not in self.watched and n.health != "fail"]
-        self.watched |= {n.address for n in fresh}
         return events, [(node_target(self.seed, n), looked if n.role == "primary" else None) for n in fresh]
 
     def _changes(self, before: list[ClusterNode], after: list[ClusterNode], looked: float) -> list[trace.Event]:
@@ -263,8 +287,10 @@ class TopologyWatcher:
             if was is None or was.role != node.role or was.primary_id != node.primary_id or was.slots != node.slots:
                 primary = by_id[node.primary_id].address if node.primary_id in by_id else ""
                 text = describe_node(was, node)
+                offset, uncertainty = self.clocks.get(node.address, (0.0, 0.0))
                 events.append(trace.Topology(t=t, target=node_target(self.seed, node).label, role=node.role,
-                                             primary=primary, text=text, since=looked))
+                                             primary=primary, text=text, since=looked, clock_offset=offset,
+                                             clock_uncertainty=uncertainty))
         events += [trace.Topology(t=t, target=node_target(self.seed, node).label, role="gone", since=looked,
                                   text=f"node {node.address} left the cluster")
                    for node_id, node in old.items() if node_id not in by_id]

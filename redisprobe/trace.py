@@ -308,6 +308,8 @@ class Topology(msgspec.Struct, frozen=True, kw_only=True, tag="topology"):
     primary: str = ""  # a replica's primary, host:port
     text: str = ""  # the change as said ("" for the roles at capture start)
     since: float | None = None
+    clock_offset: float = 0.0  # the node's clock minus ours, in seconds (TIME): its MONITOR times less this are ours
+    clock_uncertainty: float = 0.0  # how far off that measure may be (half its round trip)
 
 
 class Replication(msgspec.Struct, frozen=True, kw_only=True, tag="replication"):

@@ -197,5 +197,7 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
     events = [json.loads(line) for line in saved.read_text().splitlines()]
     assert any(e.get("type") == "topology" and e.get("role") == "primary" and str(replica) in e["target"]
                and "failover" in e["text"] for e in events), [e for e in events if e.get("type") == "topology"]
+    starting = [e for e in events if e.get("type") == "topology" and not e["text"]]
+    assert len(starting) == 6 and all(e["clock_uncertainty"] > 0 for e in starting), starting  # each clock measured
     again = run_cli("report", str(saved), "--json")
     assert again.json()["findings"] == doc["findings"]

@@ -1030,3 +1030,33 @@ def test_failover_after_replication_is_healthy() -> None:
     after = tb.client("processor", pid=200, client_id=9, port=5003, target=REPLICA)
     after("GET", "job:1")
     healthy(tb, WATCHED)
+
+
+def _clocked(replica_offset: float, uncertainty: float) -> TraceBuilder:
+    """A write on the primary at 0.100 s, then a replica read stamped (by the replica's clock) 30 ms later and the
+    write's arrival there 80 ms later; the replica's clock is `replica_offset` ahead of ours."""
+    tb = TraceBuilder(PRIMARY)
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary", clock_uncertainty=uncertainty))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000",
+                          clock_offset=replica_offset, clock_uncertainty=uncertainty))
+    tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    tb.client("processor", pid=200, client_id=8, port=5002, target=REPLICA)
+    tb.client(client_id=3, addr="127.0.0.1:7000", flags="M", target=REPLICA)
+    tb.add(trace.Monitor(t=T0 + 0.100, db=0, peer="127.0.0.1:5001", args=[b"SET", b"job:1", b"x"], target=PRIMARY))
+    tb.add(trace.Monitor(t=T0 + 0.130, db=0, peer="127.0.0.1:5002", args=[b"GET", b"job:1"], target=REPLICA))
+    tb.add(trace.Monitor(t=T0 + 0.180, db=0, peer="127.0.0.1:7000", args=[b"SET", b"job:1", b"x"], target=REPLICA))
+    tb.at(1.0)
+    return tb
+
+
+def test_each_nodes_clock_offset_is_applied_before_events_are_ordered() -> None:
+    assert one(_clocked(0.0, 0.0001), "replica-read", WATCHED)  # same clocks: the read came after the write
+    # the replica's clock runs 50 ms ahead: its read was at 0.080 s on ours, before the write existed anywhere
+    healthy(_clocked(0.050, 0.0001), WATCHED)
+
+
+def test_events_closer_than_the_clocks_uncertainty_are_said_to_be_of_uncertain_order() -> None:
+    sure = one(_clocked(0.0, 0.0001), "replica-read", WATCHED)
+    assert not mentions(sure, "order uncertain")
+    unsure = one(_clocked(0.025, 0.004), "replica-read", WATCHED)  # 5 ms apart, each clock known to ±4 ms
+    assert mentions(unsure, "order uncertain", "5.0 ms apart", "±8.0 ms")

@@ -167,7 +167,8 @@ class Lifecycle(FoldState):
         known = self.monitored_targets.get(event.target)
         if known is None:
             known = self._monitor_target(event.target)
-        self._on_line(known, event.t, event.db, event.peer, event.args)
+        offset = known[1].clock_offset  # a cluster node's clock, measured: its lines are put on the capture's clock
+        self._on_line(known, event.t - offset if offset else event.t, event.db, event.peer, event.args)
 
     def run_rows(self, batches: Iterable[list[MonitorRow]], target: str = "") -> Lifecycle:
         """Fold one server's MONITOR lines given as (t, db, peer, args) rows, in the order the server ran them.

@@ -28,6 +28,8 @@ def on_topology(st: FoldState, event: trace.Topology) -> None:
     state = st.server_state(server)
     if len(st.topology) < MAX_RECORDS:
         st.topology.append(event)
+    if event.clock_offset or event.clock_uncertainty:
+        state.clock_offset, state.clock_uncertainty = event.clock_offset, event.clock_uncertainty
     if event.role == "replica" and event.primary:
         state.primary = normalize_target(event.primary)
         state.links = (state.links or set()) | {state.primary}

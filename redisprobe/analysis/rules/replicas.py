@@ -49,7 +49,17 @@ def replica_read(inp: RuleInput) -> list[Finding]:
         gap = _offset_gap(inp, primary, replica, t)
         if gap:
             group.add_evidence(gap)
+        unsure = _uncertainty(inp, primary, replica)
+        if t - life.created_at < unsure:
+            group.add_evidence(f"order uncertain: the write on {primary} and the read on {replica} are "
+                               f"{(t - life.created_at) * 1000:.1f} ms apart, within their clocks' uncertainty "
+                               f"(±{unsure * 1000:.1f} ms): the read may have come first")
     return groups.findings()
+
+
+def _uncertainty(inp: RuleInput, *servers: str) -> float:
+    """How far apart two nodes' events may be and still be in either order: their clock measures' uncertainty."""
+    return sum(inp.lifecycle.servers[s].clock_uncertainty for s in servers if s in inp.lifecycle.servers)
 
 
 def _alive_at(lives: list[KeyLife], t: float) -> KeyLife | None:
