@@ -201,3 +201,22 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
     assert len(starting) == 6 and all(e["clock_uncertainty"] > 0 for e in starting), starting  # each clock measured
     again = run_cli("report", str(saved), "--json")
     assert again.json()["findings"] == doc["findings"]
+
+
+def test_the_live_timeline_shows_each_write_once_with_replicas_watched(cluster):
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", cluster.urls[0], "--duration",
+                             "6", "--enable-events", "--keys", "live:*"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    assert proc.stderr is not None
+    while "capturing" not in (line := proc.stderr.readline()):
+        assert line
+    client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+    try:
+        for index in range(6):
+            client.set(f"live:{index}", "v", ex=60)
+        time.sleep(1)
+    finally:
+        client.close()
+    out, err = proc.communicate(timeout=120)
+    rows = [line for line in out.splitlines() if " SET " in line and "live:" in line]
+    assert len(rows) == 6, (out, err)
