@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -220,3 +221,48 @@ def test_the_live_timeline_shows_each_write_once_with_replicas_watched(cluster):
     out, err = proc.communicate(timeout=120)
     rows = [line for line in out.splitlines() if " SET " in line and "live:" in line]
     assert len(rows) == 6, (out, err)
+
+
+def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sent():
+    with sandbox("cluster", replicas=1) as box:
+        seed, victim = box.servers[0], box.servers[1]
+        replica = _replica_of(box, victim.port)
+        client = RedisCluster(host="127.0.0.1", port=seed.port)
+        keys = [f"cart:{i}" for i in range(200) if client.get_node_from_key(f"cart:{i}").port == victim.port][:4]
+        kept, lost = keys[:2], keys[2:]
+        proc = _monitor(seed.url, duration=20)
+        primary = redis.Redis(port=victim.port)
+        try:
+            for key in kept:
+                client.set(key, "v", ex=120)
+            time.sleep(1)  # replicated
+            stopped = next(s for s in box.servers if s.port == replica).proc
+            os.kill(stopped.pid, signal.SIGSTOP)  # the replica cannot reconnect in time
+            try:
+                primary.client_kill_filter(_type="replica")  # the link drops: the next writes stay on the primary
+                for key in lost:
+                    client.set(key, "v", ex=120)
+                victim.proc.kill()  # the primary dies before its replica is back
+            finally:
+                os.kill(stopped.pid, signal.SIGCONT)
+            promoted = redis.Redis(port=replica)
+            deadline = time.monotonic() + 30
+            while promoted.info("replication")["role"] != "master":
+                assert time.monotonic() < deadline, "the replica was not promoted"
+                time.sleep(0.2)
+            promoted.close()
+            time.sleep(2.5)  # the capture looks at the cluster's shape every second
+            client.close()
+            client = RedisCluster(host="127.0.0.1", port=seed.port)
+            got = {key: client.get(key) for key in keys}
+            time.sleep(1)
+        finally:
+            client.close()
+            primary.close()
+        doc, err = _finish(proc)
+    assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
+    found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
+    assert len(found) == 1 and sorted(found[0]["keys"]) == sorted(lost), (doc["findings"], err)
+    assert f"127.0.0.1:{replica} took over" in found[0]["summary"]
+    assert [f["rule"] for f in doc["findings"]] == ["failover-lost-write"], doc["findings"]
+    assert any(str(victim.port) in g["target"] for g in doc["gaps"])  # the dead node's hole is said
