@@ -75,7 +75,7 @@ class _Tap:
     """Counts and collects the small things while the big stream flows on to the lifecycle fold."""
 
     def __init__(self) -> None:
-        self.clients: dict[int, trace.ClientSeen] = {}
+        self.clients: dict[tuple[str, int], trace.ClientSeen] = {}  # (server, client id): ids repeat across servers
         self.gaps: list[trace.Gap] = []
         self.notes: list[trace.Note] = []
         self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0, "own_commands": 0}
@@ -106,7 +106,7 @@ class _Tap:
                 elif kind is op:
                     ops += 1
                 elif kind is trace.ClientSeen:
-                    self.clients[event.client_id] = event  # type: ignore[union-attr]
+                    self.clients[(event.target, event.client_id)] = event  # type: ignore[union-attr]
                     if event.name.startswith(OBSERVER_PREFIX):  # type: ignore[union-attr]
                         own.add((event.target, event.addr))  # type: ignore[union-attr]
                 elif kind is trace.Gap:
@@ -192,4 +192,10 @@ def _conclude(lives: Lifecycle, tap: _Tap, *, watched: dict[int, str] | None,
 def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
     return [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
              "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {}) else ""),
-             "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]
+             "process": c.process} for c in tap.clients.values()
+            if not c.name.startswith(OBSERVER_PREFIX) and not _REPLICATION_LINK & set(c.flags)]
+
+
+_REPLICATION_LINK = {"M", "S"}
+"""CLIENT LIST flags of the servers' own replication connections (a replica's link to its primary, a primary's to
+its replica): no application client."""
