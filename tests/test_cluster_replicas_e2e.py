@@ -88,6 +88,7 @@ def test_a_healthy_cluster_app_with_replicas_watched_gets_silence(cluster):
     assert len(keys) == 90, sorted(k["key"] for k in keys)  # each key once, on the primary that owns it
     assert all(any(p in k["server"] for p in primaries) for k in keys), {k["server"] for k in keys}
     assert all(k["created_by"]["pid"] == os.getpid() for k in keys), [k["created_by"] for k in keys]
+    assert doc["stats"]["replicated"] > 0  # the replicas' repeated writes, counted apart from clients' commands
     deleted = [k for k in keys if k["key"].startswith("hits:")]
     assert all(k["removed"]["by"]["pid"] == os.getpid() for k in deleted), [k["removed"] for k in deleted]
 
