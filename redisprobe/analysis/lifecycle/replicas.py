@@ -29,7 +29,10 @@ def on_topology(st: FoldState, event: trace.Topology) -> None:
     if len(st.topology) < MAX_RECORDS:
         st.topology.append(event)
     if event.clock_offset or event.clock_uncertainty:
-        state.clock_offset, state.clock_uncertainty = event.clock_offset, event.clock_uncertainty
+        # An offset within its own uncertainty is no offset measured (nodes on one host share a clock): shifting by
+        # it would only add that error to every line.
+        offset = event.clock_offset if abs(event.clock_offset) > event.clock_uncertainty else 0.0
+        state.clock_offset, state.clock_uncertainty = offset, event.clock_uncertainty
     if event.role == "replica" and event.primary:
         state.primary = normalize_target(event.primary)
         state.links = (state.links or set()) | {state.primary}
@@ -70,6 +73,8 @@ def promote(st: FoldState, state: ServerState, t: float, since: float | None = N
             moved.count += 1
             st.server_state(state.server).live.setdefault(db, {})[key] = moved
             made = life.created_at
+            if made is not None:  # the write's time is the former primary's clock, the arrival this node's
+                made -= st.server_state(former).clock_uncertainty + state.clock_uncertainty
             if made is None or any(a >= made for a in st.arrivals.get((state.server, db, key), ())):
                 continue  # it had reached the new primary: the same life goes on there
             window = f"between {clock(since)} and {clock(t)}" if since is not None and since < t else f"at {clock(t)}"

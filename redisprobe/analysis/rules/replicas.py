@@ -33,7 +33,8 @@ def replica_read(inp: RuleInput) -> list[Finding]:
         if life is None or life.created_at is None:
             continue  # the primary did not have it either: no write was missed
         replica = who[0]
-        arrived = next((a for a in st.arrivals.get((replica, db, key), ()) if a >= life.created_at), None)
+        unsure = _uncertainty(inp, primary, replica)  # the write's time is the primary's, the arrival the replica's
+        arrived = next((a for a in st.arrivals.get((replica, db, key), ()) if a >= life.created_at - unsure), None)
         if arrived is not None and arrived <= t:
             continue  # the write had reached the replica: the reader saw it
         actor = inp.actor(who)
@@ -49,7 +50,6 @@ def replica_read(inp: RuleInput) -> list[Finding]:
         gap = _offset_gap(inp, primary, replica, t)
         if gap:
             group.add_evidence(gap)
-        unsure = _uncertainty(inp, primary, replica)
         if t - life.created_at < unsure:
             group.add_evidence(f"order uncertain: the write on {primary} and the read on {replica} are "
                                f"{(t - life.created_at) * 1000:.1f} ms apart, within their clocks' uncertainty "
