@@ -1066,3 +1066,20 @@ def test_an_offset_within_its_own_uncertainty_is_not_applied() -> None:
     # 40 ms measured ±50 ms (a loaded host): no offset known; the read stays 30 ms after the write, order uncertain
     finding = one(_clocked(0.040, 0.050), "replica-read", WATCHED)
     assert mentions(finding, "order uncertain", "30.0 ms apart")
+
+
+def test_a_link_under_another_address_before_client_list_shows_it_is_no_promotion() -> None:
+    tb = TraceBuilder(PRIMARY)
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary"))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000"))
+    writer = tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    natted = tb.client(client_id=3, addr="10.0.0.5:7000", target=REPLICA, sample=False)  # the link as NAT shows it
+    writer("SET", "job:1", "x", "EX", "60")
+    natted("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))
+    tb.at(0.5)
+    writer("DEL", "job:1")
+    natted("DEL", "job:1")
+    healthy(tb, WATCHED)
+    folded = fold(tb.events, watched=WATCHED)
+    assert [(life.server, life.removed_how) for life in folded.lives_of("job:1")] == [("127.0.0.1:7000", "del")]
+    assert not folded.promotions

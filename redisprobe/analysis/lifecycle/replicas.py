@@ -46,6 +46,7 @@ def on_link(st: FoldState, server: str, addr: str) -> None:
     if state.links is None:
         state.links = set()
     state.links.add(addr)
+    state.link_listed = True
 
 
 def promote(st: FoldState, state: ServerState, t: float, since: float | None = None) -> None:
@@ -61,14 +62,12 @@ def promote(st: FoldState, state: ServerState, t: float, since: float | None = N
     for db, index in list(st.server_state(former).live.items()):
         for key, slot in list(index.items()):
             life = slot.live
-            if life is None:
-                continue
+            moved = st.slot(state.server, db, key)
+            if life is None or moved.live is not None:
+                continue  # (the new primary has a life of its own for the key already: it was a primary before)
             index.pop(key, None)
             slot.live = None
             slot.count -= 1
-            moved = st.slot(state.server, db, key)
-            if moved.live is not None:
-                continue  # written on the new primary already
             moved.live = life
             moved.count += 1
             st.server_state(state.server).live.setdefault(db, {})[key] = moved
@@ -90,6 +89,12 @@ def on_replica_line(st: FoldState, server: str, state: ServerState, t: float, db
     """True when the line was the replica's own business (the replication stream, a replica read); False when the
     node is a primary already: a client's write ran there, and writes are refused on a replica."""
     links = state.links
+    kind = spec.kind
+    if not state.link_listed and kind not in _NOT_WRITES and not (links and peer in links):
+        # A write from an address the topology did not give, before CLIENT LIST has shown the link (flag M): the
+        # link seen under another address (NAT, a container's), not a promotion.
+        state.links = (links or set()) | {peer}
+        links = state.links
     if links is not None and peer in links:
         arrivals = st.arrivals
         for key in spec.keys(args):
@@ -101,7 +106,6 @@ def on_replica_line(st: FoldState, server: str, state: ServerState, t: float, db
                 if len(seen) > ARRIVALS_KEPT:
                     del seen[0]
         return True
-    kind = spec.kind
     if kind == C.READ:
         if len(st.replica_reads) < MAX_RECORDS:
             for key in spec.keys(args):
