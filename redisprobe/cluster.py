@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from redisprobe import trace
 from redisprobe.errors import ProbeError
 from redisprobe.target import Target
 
@@ -105,12 +106,13 @@ def _text(value: object) -> str:
 
 
 def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str], list[TopologyWatcher]]:
-    """Each target that is a cluster node becomes every primary of its cluster (the credentials carried over),
-    each once; returns the targets and a note per cluster found (its nodes, and how far their clocks are from
-    ours, which bounds how exactly their events interleave).
+    """Each target that is a cluster node becomes every node of its cluster, primaries then replicas (the
+    credentials carried over), each once; returns the targets and a note per cluster found (its nodes, and how far
+    their clocks are from ours, which bounds how exactly their events interleave).
 
-    Replicas are not watched yet: their MONITOR shows every write again, sent by the primary over the replication
-    link, which the fold would take for a client's own commands (a DEL after each expiry on the primary)."""
+    A replica's MONITOR repeats its primary's writes as they arrive over the replication link (the link's address
+    is the primary's, flag `M` in CLIENT LIST): the fold takes those lines as the replica catching up, not as a
+    client's commands, and what other clients do there (READONLY reads) as replica reads."""
     import redis
 
     out: list[Target] = []
@@ -133,15 +135,16 @@ def expand_cluster(targets: list[Target]) -> tuple[list[Target], list[str], list
             out.append(target)
             seen.add(target.address)
             continue
-        fresh = [n for n in nodes if n.address not in seen and n.role == "primary"]
+        fresh = [n for n in nodes if n.address not in seen and n.health != "fail"]
         nodes_targets = [node_target(target, node) for node in fresh]
-        watchers.append(TopologyWatcher(target, nodes))
+        clocks = {node.address: measure_clock(t) for node, t in zip(fresh, nodes_targets, strict=True)}
+        watchers.append(TopologyWatcher(target, nodes, clocks=clocks))
         out += nodes_targets
         seen.update(n.address for n in fresh)
-        skew = max((clock_offset(t) for t in nodes_targets), key=abs, default=0.0)
-        primaries = sum(n.role == "primary" for n in nodes)
+        skew = max((abs(offset) + uncertainty for offset, uncertainty in clocks.values()), default=0.0)
+        primaries = sum(n.role == "primary" for n in fresh)
         notes.append(f"{target.label} is a node of a Redis Cluster of {len(nodes)} nodes: watching its {primaries} "
-                     f"primaries ({len(nodes) - primaries} replicas not watched); their clocks are within "
+                     f"primaries and {len(fresh) - primaries} replicas; their clocks are within "
                      f"{abs(skew) * 1000:.1f} ms of ours, so events on different nodes closer than that may be shown "
                      "out of order")
     return out, notes, watchers
@@ -158,61 +161,97 @@ def node_target(seed: Target, node: ClusterNode) -> Target:
 
 def clock_offset(target: Target) -> float:
     """The server's clock minus ours, in seconds (TIME, halfway through the round trip)."""
+    return measure_clock(target)[0]
+
+
+CLOCK_TRIES = 3
+"""TIME round trips per node; the shortest is kept (the least room for the server's answer to sit anywhere)."""
+
+
+def measure_clock(target: Target) -> tuple[float, float]:
+    """(the server's clock minus ours, how far off that may be), in seconds: TIME, halfway through the shortest of
+    a few round trips, whose half is the uncertainty. (0, 0) when TIME cannot be asked."""
     client = target.connect()
+    best: tuple[float, float] | None = None
     try:
-        before = time.time()
-        seconds, micros = client.time()
-        after = time.time()
+        for _ in range(CLOCK_TRIES):
+            before = time.time()
+            seconds, micros = client.time()
+            after = time.time()
+            sample = (seconds + micros / 1e6 - (before + after) / 2, (after - before) / 2)
+            if best is None or sample[1] < best[1]:
+                best = sample
     except Exception:
-        return 0.0
+        return best or (0.0, 0.0)
     finally:
         client.close()
-    return seconds + micros / 1e6 - (before + after) / 2
+    return best or (0.0, 0.0)
 
 
 def describe_changes(before: list[ClusterNode], after: list[ClusterNode]) -> list[str]:
     """What changed in a cluster's shape, one sentence each: failovers, slots that moved, nodes added or gone."""
     old = {n.node_id: n for n in before}
     new = {n.node_id: n for n in after}
-    lines = []
-    for node_id, node in new.items():
-        was = old.get(node_id)
-        if was is None:
-            lines.append(f"node {node.address} joined the cluster as a {node.role}")
-        elif was.role != node.role:
-            lines.append(f"failover: {node.address} is now a {node.role}"
-                         + (f" serving slots {_ranges(node.slots)}" if node.slots else ""))
-        elif was.slots != node.slots and node.role == "primary":
-            lines.append(f"slots moved: {node.address} now serves {_ranges(node.slots) or 'no slots'} "
-                         f"(before: {_ranges(was.slots) or 'none'})")
+    lines = [line for node_id, node in new.items() if (line := describe_node(old.get(node_id), node))]
     lines += [f"node {node.address} left the cluster" for node_id, node in old.items() if node_id not in new]
     return lines
+
+
+def describe_node(was: ClusterNode | None, node: ClusterNode) -> str:
+    """What changed for one node ("" when nothing said is worth saying)."""
+    if was is None:
+        return f"node {node.address} joined the cluster as a {node.role}"
+    if was.role != node.role:
+        return f"failover: {node.address} is now a {node.role}" + (
+            f" serving slots {_ranges(node.slots)}" if node.slots else "")
+    if was.slots != node.slots and node.role == "primary":
+        return (f"slots moved: {node.address} now serves {_ranges(node.slots) or 'no slots'} "
+                f"(before: {_ranges(was.slots) or 'none'})")
+    return ""
 
 
 def _ranges(slots: tuple[tuple[int, int], ...]) -> str:
     return ", ".join(f"{first}-{last}" if first != last else str(first) for first, last in slots)
 
 
-class TopologyWatcher:
-    """During a capture, re-reads the cluster's shape every `every` seconds: each change is said (a note in the
-    trace), and a node that became a primary is handed to the capture to watch, with a gap from the last look
-    (when it was still a replica or absent) to now, since its commands meanwhile were not captured."""
+def roles_at_start(nodes: list[ClusterNode], seed: Target, t: float,
+                   clocks: dict[str, tuple[float, float]] | None = None) -> list[trace.Topology]:
+    """Each node's role and clock as the capture begins: the fold reads a replica's MONITOR by the role, and puts
+    each node's MONITOR times on our clock with its offset."""
+    by_id = {n.node_id: n for n in nodes}
+    clocks = clocks or {}
+    return [trace.Topology(t=t, target=node_target(seed, n).label, role=n.role,
+                           primary=by_id[n.primary_id].address if n.primary_id in by_id else "",
+                           clock_offset=clocks.get(n.address, (0.0, 0.0))[0],
+                           clock_uncertainty=clocks.get(n.address, (0.0, 0.0))[1])
+            for n in nodes]
 
-    def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0) -> None:
+
+class TopologyWatcher:
+    """During a capture, re-reads the cluster's shape every `every` seconds: each change is said and recorded as a
+    `Topology` event, a node that joined is handed to the capture to watch (a primary with a gap from the last look,
+    since its commands meanwhile were not captured), and each primary's replication offsets are sampled."""
+
+    def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0,
+                 clocks: dict[str, tuple[float, float]] | None = None) -> None:
         self.seed = seed
+        self.clocks = dict(clocks or {})
         self.nodes = nodes
         self.every = every
-        self.watched = {n.address for n in nodes if n.role == "primary"}
+        self.watched = {n.address for n in nodes if n.health != "fail"}
         self._next = time.monotonic() + every
         self._looked = time.time()
 
-    def poll(self) -> tuple[list[str], list[tuple[Target, float]], list[str]]:
-        """(changes said, new primaries to watch with the time since which they were not watched, addresses of
-        watched nodes that are primaries no more: a replica's MONITOR shows its primary's writes again)."""
+    def start_events(self) -> list[trace.Topology]:
+        return roles_at_start(self.nodes, self.seed, self._looked, self.clocks)
+
+    def poll(self) -> tuple[list[trace.Event], list[tuple[Target, float | None]]]:
+        """(events to record: topology changes and replication offsets; nodes to watch from now on, each with the
+        time since which a primary's commands were not captured)."""
         import redis
 
         if time.monotonic() < self._next:
-            return [], [], []
+            return [], []
         self._next = time.monotonic() + self.every
         looked, self._looked = self._looked, time.time()
         for node in self.nodes:  # any node that still answers will tell
@@ -226,11 +265,55 @@ class TopologyWatcher:
             finally:
                 client.close()
         else:
-            return [], [], []
-        changes = describe_changes(self.nodes, now)
+            return [], []
+        fresh = [n for n in now if n.address not in self.watched and n.health != "fail"]
+        self.watched |= {n.address for n in fresh}
+        for node in fresh:
+            self.clocks[node.address] = measure_clock(node_target(self.seed, node))
+        events: list[trace.Event] = []
+        if now != self.nodes:
+            events += self._changes(self.nodes, now, looked)
         self.nodes = now
-        primaries = {n.address for n in now if n.role == "primary"}
-        fresh = [n for n in now if n.role == "primary" and n.address not in self.watched]
-        demoted = sorted(self.watched - primaries)
-        self.watched = primaries
-        return changes, [(node_target(self.seed, n), looked) for n in fresh], demoted
+        events += self._offsets()
+        return events, [(node_target(self.seed, n), looked if n.role == "primary" else None) for n in fresh]
+
+    def _changes(self, before: list[ClusterNode], after: list[ClusterNode], looked: float) -> list[trace.Event]:
+        t = time.time()
+        old = {n.node_id: n for n in before}
+        by_id = {n.node_id: n for n in after}
+        events: list[trace.Event] = []
+        for node in after:
+            was = old.get(node.node_id)
+            if was is None or was.role != node.role or was.primary_id != node.primary_id or was.slots != node.slots:
+                primary = by_id[node.primary_id].address if node.primary_id in by_id else ""
+                text = describe_node(was, node)
+                offset, uncertainty = self.clocks.get(node.address, (0.0, 0.0))
+                events.append(trace.Topology(t=t, target=node_target(self.seed, node).label, role=node.role,
+                                             primary=primary, text=text, since=looked, clock_offset=offset,
+                                             clock_uncertainty=uncertainty))
+        events += [trace.Topology(t=t, target=node_target(self.seed, node).label, role="gone", since=looked,
+                                  text=f"node {node.address} left the cluster")
+                   for node_id, node in old.items() if node_id not in by_id]
+        return events
+
+    def _offsets(self) -> list[trace.Event]:
+        """Each primary's replication offset and its replicas' (one INFO replication per primary)."""
+        import redis
+
+        events: list[trace.Event] = []
+        for node in self.nodes:
+            if node.role != "primary" or node.health == "fail":
+                continue
+            target = node_target(self.seed, node)
+            client = target.connect(timeout=1.0)
+            try:
+                info = client.info("replication")
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                client.close()
+            replicas = {f"{v.get('ip')}:{v.get('port')}": int(v.get("offset", 0) or 0)
+                        for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)}
+            events.append(trace.Replication(t=time.time(), target=target.label,
+                                            offset=int(info.get("master_repl_offset", 0) or 0), replicas=replicas))
+        return events

@@ -75,19 +75,22 @@ class _Tap:
     """Counts and collects the small things while the big stream flows on to the lifecycle fold."""
 
     def __init__(self) -> None:
-        self.clients: dict[int, trace.ClientSeen] = {}
+        self.clients: dict[tuple[str, int], trace.ClientSeen] = {}  # (server, client id): ids repeat across servers
         self.gaps: list[trace.Gap] = []
         self.notes: list[trace.Note] = []
         self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0, "own_commands": 0}
         self._own: set[tuple[str, str]] = set()  # (target, addr) of redisprobe's observer connections
+        self._links: set[tuple[str, str]] = set()  # (target, addr) of a cluster replica's link to its primary
         self.ttl: dict[bytes, list[int]] = {}
 
     def through(self, events: Iterable[trace.Event]) -> Iterator[trace.Event]:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
         own = self._own
+        links = self._links
+        replicas: set[str] = set()  # targets that are cluster replicas now
         scanning: dict[tuple[str, str], float] = {}  # (target, peer) of a baseline scan -> when it ended
-        commands = keyspace_events = ops = others = own_commands = 0
+        commands = keyspace_events = ops = others = own_commands = replicated = 0
         try:
             for event in events:
                 kind = type(event)
@@ -98,17 +101,28 @@ class _Tap:
                         until = scanning.get((event.target, event.peer))  # type: ignore[union-attr]
                         if until is not None and event.t <= until:
                             continue  # the baseline's own SCAN/TYPE/PTTL: not the application's reads
+                    elif links and (event.target, event.peer) in links:  # type: ignore[union-attr]
+                        replicated += 1  # a replica repeating its primary's writes: counted once, on the primary
                     yield event
                     continue
                 others += 1
                 if kind is keyspace:
-                    keyspace_events += 1
+                    if not replicas or event.target not in replicas:  # type: ignore[union-attr]
+                        keyspace_events += 1  # a cluster replica's events echo its primary's
                 elif kind is op:
                     ops += 1
                 elif kind is trace.ClientSeen:
-                    self.clients[event.client_id] = event  # type: ignore[union-attr]
+                    self.clients[(event.target, event.client_id)] = event  # type: ignore[union-attr]
                     if event.name.startswith(OBSERVER_PREFIX):  # type: ignore[union-attr]
                         own.add((event.target, event.addr))  # type: ignore[union-attr]
+                    elif "M" in event.flags:  # type: ignore[union-attr]
+                        links.add((event.target, event.addr))  # type: ignore[union-attr]
+                elif kind is trace.Topology:
+                    if event.role == "replica" and event.primary:  # type: ignore[union-attr]
+                        links.add((event.target, event.primary))  # type: ignore[union-attr]
+                        replicas.add(event.target)  # type: ignore[union-attr]
+                    else:
+                        replicas.discard(event.target)  # type: ignore[union-attr]
                 elif kind is trace.Gap:
                     self.gaps.append(event)  # type: ignore[arg-type]
                 elif kind is trace.Note:
@@ -121,7 +135,9 @@ class _Tap:
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others
-            stats["commands"] += commands - own_commands  # what clients sent, not redisprobe's own polling
+            stats["commands"] += commands - own_commands - replicated  # what clients sent, not redisprobe's polling
+            if replicated:  # nor the replication stream cluster replicas repeat
+                stats["replicated"] = stats.get("replicated", 0) + replicated
             stats["own_commands"] += own_commands
             stats["keyspace_events"] += keyspace_events
             stats["ops"] += ops
@@ -191,4 +207,10 @@ def _conclude(analysis: Analysis, tap: _Tap, *, watched: dict[int, str] | None,
 def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
     return [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
              "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {}) else ""),
-             "process": c.process} for c in tap.clients.values() if not c.name.startswith(OBSERVER_PREFIX)]
+             "process": c.process} for c in tap.clients.values()
+            if not c.name.startswith(OBSERVER_PREFIX) and not _REPLICATION_LINK & set(c.flags)]
+
+
+_REPLICATION_LINK = {"M", "S"}
+"""CLIENT LIST flags of the servers' own replication connections (a replica's link to its primary, a primary's to
+its replica): no application client."""

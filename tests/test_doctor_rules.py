@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
+from redisprobe.analysis.lifecycle import fold
 from redisprobe.findings import Finding, to_builtins
 from redisprobe.visibility import analyse
 from tests.tracebuild import T0, TraceBuilder
@@ -999,3 +1000,140 @@ def test_a_reader_on_a_replica_is_replica_read_from_any_trace_with_actors() -> N
     _started(same, "api", 100, 11, server_role="master", run_id="a" * 40)
     _started(same, "processor", 200, 7, server_role="master", run_id="a" * 40)
     assert not [f for f in run(same) if f.rule == "replica-read"]
+
+
+# -- cluster replicas: replica-read, failover-lost-write -----------------------------------------------------------
+
+PRIMARY = "redis://127.0.0.1:7000/0"
+REPLICA = "redis://127.0.0.1:7003/0"
+
+
+def _cluster(tb: TraceBuilder) -> tuple[object, object, object]:
+    """A primary (7000) and its replica (7003): roles, the replication link on the replica, a writer, a reader."""
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary"))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000"))
+    writer = tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    reader = tb.client("processor", pid=200, client_id=8, port=5002, target=REPLICA)
+    link = tb.client(client_id=3, addr="127.0.0.1:7000", flags="M", target=REPLICA)
+    return writer, reader, link
+
+
+def test_replica_read_before_the_write_arrived() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, reader, link = _cluster(tb)
+    writer("SET", "job:1", "x", "EX", "60")
+    tb.at(0.1)
+    reader("READONLY")
+    reader("GET", "job:1")  # the replica does not have it yet
+    tb.add(trace.Replication(t=tb.now, target=PRIMARY, offset=500, replicas={"127.0.0.1:7003": 420}))
+    tb.at(0.4)
+    link("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))  # the replication stream brings it
+    finding = one(tb, "replica-read", WATCHED)
+    assert finding.culprit is not None and finding.culprit.pid == 200
+    assert finding.keys == ["job:1"]
+    assert mentions(finding, "GET job:1", "127.0.0.1:7003") and mentions(finding, "80 bytes behind")
+    assert mentions(finding, "arrived on 127.0.0.1:7003", "ms after the read")
+
+
+def test_replica_read_after_the_write_arrived_is_healthy_and_the_stream_counts_once() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, reader, link = _cluster(tb)
+    writer("SET", "job:1", "x", "EX", "60")
+    tb.ks("set", "job:1", target=PRIMARY)
+    link("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))
+    tb.ks("set", "job:1", target=REPLICA)  # the replica's own event for the replicated write
+    tb.at(0.2)
+    reader("GET", "job:1")
+    writer("DEL", "job:1")
+    link("DEL", "job:1")
+    healthy(tb, WATCHED)
+    folded = fold(tb.events, watched=WATCHED)
+    assert [(life.server, life.removed_how) for life in folded.lives_of("job:1")] == [("127.0.0.1:7000", "del")]
+
+
+def test_failover_before_replication_ends_the_life_and_a_later_miss_names_it() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, _reader, link = _cluster(tb)
+    writer("SET", "kept", "x")
+    link("SET", "kept", "x")
+    tb.at(0.1)
+    writer("SET", "job:1", "x")  # never replicated
+    tb.at(1.0)
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="primary", since=T0 + 0.5,
+                          text="failover: 127.0.0.1:7003 is now a primary"))
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="replica", primary="127.0.0.1:7003", since=T0 + 0.5))
+    tb.at(1.5)
+    after = tb.client("processor", pid=200, client_id=9, port=5003, target=REPLICA)
+    after("GET", "job:1")
+    after("GET", "kept")
+    finding = one(tb, "failover-lost-write", WATCHED)
+    assert finding.keys == ["job:1"] and finding.culprit is None
+    assert "127.0.0.1:7003 took over" in finding.summary
+    assert mentions(finding, "GET job:1", "missed")
+    assert [f.rule for f in run(tb, WATCHED)] == ["failover-lost-write"]  # `kept` went on on the new primary
+
+
+def test_failover_after_replication_is_healthy() -> None:
+    tb = TraceBuilder(PRIMARY)
+    writer, _reader, link = _cluster(tb)
+    writer("SET", "job:1", "x")
+    link("SET", "job:1", "x")
+    tb.at(1.0)
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="primary", since=T0 + 0.5))
+    tb.at(1.5)
+    after = tb.client("processor", pid=200, client_id=9, port=5003, target=REPLICA)
+    after("GET", "job:1")
+    healthy(tb, WATCHED)
+
+
+def _clocked(replica_offset: float, uncertainty: float) -> TraceBuilder:
+    """A write on the primary at 0.100 s, then a replica read stamped (by the replica's clock) 30 ms later and the
+    write's arrival there 80 ms later; the replica's clock is `replica_offset` ahead of ours."""
+    tb = TraceBuilder(PRIMARY)
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary", clock_uncertainty=uncertainty))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000",
+                          clock_offset=replica_offset, clock_uncertainty=uncertainty))
+    tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    tb.client("processor", pid=200, client_id=8, port=5002, target=REPLICA)
+    tb.client(client_id=3, addr="127.0.0.1:7000", flags="M", target=REPLICA)
+    tb.add(trace.Monitor(t=T0 + 0.100, db=0, peer="127.0.0.1:5001", args=[b"SET", b"job:1", b"x"], target=PRIMARY))
+    tb.add(trace.Monitor(t=T0 + 0.130, db=0, peer="127.0.0.1:5002", args=[b"GET", b"job:1"], target=REPLICA))
+    tb.add(trace.Monitor(t=T0 + 0.180, db=0, peer="127.0.0.1:7000", args=[b"SET", b"job:1", b"x"], target=REPLICA))
+    tb.at(1.0)
+    return tb
+
+
+def test_each_nodes_clock_offset_is_applied_before_events_are_ordered() -> None:
+    assert one(_clocked(0.0, 0.0001), "replica-read", WATCHED)  # same clocks: the read came after the write
+    # the replica's clock runs 50 ms ahead: its read was at 0.080 s on ours, before the write existed anywhere
+    healthy(_clocked(0.050, 0.0001), WATCHED)
+
+
+def test_events_closer_than_the_clocks_uncertainty_are_said_to_be_of_uncertain_order() -> None:
+    sure = one(_clocked(0.0, 0.0001), "replica-read", WATCHED)
+    assert not mentions(sure, "order uncertain")
+    unsure = one(_clocked(0.025, 0.004), "replica-read", WATCHED)  # 5 ms apart, each clock known to ±4 ms
+    assert mentions(unsure, "order uncertain", "5.0 ms apart", "±8.0 ms")
+
+
+def test_an_offset_within_its_own_uncertainty_is_not_applied() -> None:
+    # 40 ms measured ±50 ms (a loaded host): no offset known; the read stays 30 ms after the write, order uncertain
+    finding = one(_clocked(0.040, 0.050), "replica-read", WATCHED)
+    assert mentions(finding, "order uncertain", "30.0 ms apart")
+
+
+def test_a_link_under_another_address_before_client_list_shows_it_is_no_promotion() -> None:
+    tb = TraceBuilder(PRIMARY)
+    tb.add(trace.Topology(t=tb.now, target=PRIMARY, role="primary"))
+    tb.add(trace.Topology(t=tb.now, target=REPLICA, role="replica", primary="127.0.0.1:7000"))
+    writer = tb.client("api", pid=100, client_id=7, port=5001, target=PRIMARY)
+    natted = tb.client(client_id=3, addr="10.0.0.5:7000", target=REPLICA, sample=False)  # the link as NAT shows it
+    writer("SET", "job:1", "x", "EX", "60")
+    natted("SET", "job:1", "x", "PXAT", str(int((T0 + 60) * 1000)))
+    tb.at(0.5)
+    writer("DEL", "job:1")
+    natted("DEL", "job:1")
+    healthy(tb, WATCHED)
+    folded = fold(tb.events, watched=WATCHED)
+    assert [(life.server, life.removed_how) for life in folded.lives_of("job:1")] == [("127.0.0.1:7000", "del")]
+    assert not folded.promotions

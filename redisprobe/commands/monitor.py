@@ -95,10 +95,16 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     interrupted = capturing = False
     looking: _Whereabouts | None = None
     deadline = time.monotonic() + options.duration if options.duration else None
+    replicas = {labels[label].address for label, found in servers.items()
+                if found.role == "slave" and found.redis_mode == "cluster"}
+    for watcher in options.topology:  # each node's role before its first line: a replica's MONITOR is read by it
+        writer.emit_many(watcher.start_events())
     try:
         for session in sessions:
             session.start()
         for session in sessions:  # MONITOR is on: what exists now existed before anything it will show
+            if session.target.address in replicas:
+                continue  # a cluster replica holds its primary's keys: they are followed there
             found = take_baseline(session.target, options.key_patterns)
             writer.emit_many(found.events)
             writer.note(found.note, level=found.level)
@@ -146,28 +152,27 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
 
 def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: MonitorOptions,
             sessions: list[CaptureSession]) -> list[CaptureSession]:
-    """A cluster's changes said in the trace; a node that became a primary watched from now on, with a gap since
-    the last look."""
-    changes, fresh, demoted = watcher.poll()
-    for change in changes:
-        writer.note(f"cluster topology changed: {change}", level="warning")
-    for session in [s for s in sessions if s.target.address in demoted]:
-        stop_sessions([session], budget=connect_timeout())
-        sessions.remove(session)
-        writer.note(f"{session.target.label} is a replica now: no longer watched (its primary's writes would show "
-                    "there again)")
+    """A cluster's changes recorded in the trace (events, and a warning each); a node that joined watched from now
+    on (a primary with a gap since the last look)."""
+    events, fresh = watcher.poll()
+    writer.emit_many(events)
+    for event in events:
+        if isinstance(event, trace.Topology) and event.text:
+            writer.note(f"cluster topology changed: {event.text}", level="warning")
     started = []
     for target, since in fresh:
         session = CaptureSession(target, writer, watched=dict(spec.labels), enable_events=options.enable_events,
                                  selectors=spec.selectors)
         session.start()
+        started.append(session)
+        if since is None:
+            continue  # a replica: its primary's keys are followed on the primary
         found = take_baseline(session.target, options.key_patterns)  # what it holds already is not a miss
         writer.emit_many(found.events)
         writer.note(found.note, level=found.level)
         writer.emit(trace.Gap(t=since, until=time.time(), source="monitor", target=target.label,
-                              reason=f"{target.label} became a primary of the cluster between two looks at its "
+                              reason=f"{target.label} joined the cluster as a primary between two looks at its "
                                      "shape: its commands until it was watched were not captured"))
-        started.append(session)
     return started
 
 

@@ -93,6 +93,7 @@ class LiveTimeline:
         literals = [_literal(p) for p in self.patterns]
         self._everything = any(text is None for text in literals)  # a pattern with no literal: any line may match
         self._needles = [text for text in literals if text]
+        self._links: dict[str, set[str]] = {}  # a cluster replica's target -> its replication link's addresses
 
     def header(self) -> None:
         self.console.print(Text(f"{'time':<12} {'who':<24} {'client':>6} {'db':>3}  {'command':<10} {'key':<40} effect",
@@ -111,6 +112,13 @@ class LiveTimeline:
                 self._lines(event)
             elif isinstance(event, trace.ClientSeen):
                 self.clients[event.addr] = event
+                if "M" in event.flags:  # a replica's link to its primary
+                    self._links.setdefault(event.target, set()).add(event.addr)
+            elif isinstance(event, trace.Topology):
+                if event.role == "replica" and event.primary:
+                    self._links.setdefault(event.target, set()).add(event.primary)
+                elif event.role == "primary":
+                    self._links.pop(event.target, None)
             elif isinstance(event, trace.Baseline) and event.peer:
                 self._scans[event.peer] = event.until  # the baseline's own SCAN/TYPE/PTTL are not shown
             elif isinstance(event, trace.Monitor):
@@ -118,6 +126,8 @@ class LiveTimeline:
                     self._monitor(event)
                 else:
                     self._skipped += 1
+            elif isinstance(event, trace.Keyspace) and event.target in self._links:
+                pass  # a cluster replica's events echo its primary's, shown there
             elif isinstance(event, trace.Keyspace) and event.event in _SERVER_EVENTS:
                 if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
@@ -199,6 +209,8 @@ class LiveTimeline:
     def _monitor(self, event: trace.Monitor) -> None:
         if not event.args or (self._scans and event.t <= self._scans.get(event.peer, 0.0)):
             return
+        if self._links and event.peer in self._links.get(event.target, ()):
+            return  # a cluster replica repeating its primary's writes: shown once, on the primary
         command = cmds.lookup(event.args[0])
         kind = command.kind
         if kind == cmds.OTHER and command.first == 0:

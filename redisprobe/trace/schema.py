@@ -287,9 +287,35 @@ class PeerSeen(msgspec.Struct, frozen=True, kw_only=True, tag="peer"):
     shared_with: tuple[int, ...] = ()
 
 
+class Topology(msgspec.Struct, frozen=True, kw_only=True, tag="topology"):
+    """A cluster node's role: each node's at capture start, then every change seen (a failover, a node that joined
+    or left). The fold reads a replica's MONITOR by it (lines from `primary` are the replication stream) and ends
+    the lives a failover lost; `since` is the previous look at the cluster: the change happened in between."""
+
+    t: float
+    target: str  # the node's label
+    role: str  # primary / replica / gone
+    primary: str = ""  # a replica's primary, host:port
+    text: str = ""  # the change as said ("" for the roles at capture start)
+    since: float | None = None
+    clock_offset: float = 0.0  # the node's clock minus ours, in seconds (TIME): its MONITOR times less this are ours
+    clock_uncertainty: float = 0.0  # how far off that measure may be (half its round trip)
+
+
+class Replication(msgspec.Struct, frozen=True, kw_only=True, tag="replication"):
+    """A primary's replication offset and each replica's acknowledged one (INFO replication), sampled during a
+    cluster capture: the gap is how far behind a replica read was."""
+
+    t: float
+    target: str  # the primary's label
+    offset: int
+    replicas: dict[str, int] = {}  # replica host:port -> its offset
+
+
 Event = (
     ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
     | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply | Baseline | PeerSeen
+    | Topology | Replication
 )
 Recorded = Event | MonitorLines
 """What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""

@@ -26,6 +26,10 @@ def on_client(st: FoldState, event: trace.ClientSeen) -> None:
     st.attributor.client_seen(event, server)
     if "t" in event.flags:
         st.tracking.add((server, event.client_id))
+    if "M" in event.flags:  # a replica's link to its primary: what it sends is the replication stream
+        from redisprobe.analysis.lifecycle.replicas import on_link
+
+        on_link(st, server, event.addr)
     st.clients_first_t.setdefault(server, event.t)
     blocked = st.blocked.get((server, event.client_id))
     if blocked is not None:

@@ -9,7 +9,17 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import baseline, connection, expiry, keys, lives, pairing, refused, replies
+from redisprobe.analysis.lifecycle import (
+    baseline,
+    connection,
+    expiry,
+    keys,
+    lives,
+    pairing,
+    refused,
+    replicas,
+    replies,
+)
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
     INF,
@@ -35,6 +45,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,
     trace.Baseline: baseline.on_baseline,
+    trace.Topology: replicas.on_topology, trace.Replication: replicas.on_replication,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""
 
@@ -156,7 +167,8 @@ class Lifecycle(FoldState):
         known = self.monitored_targets.get(event.target)
         if known is None:
             known = self._monitor_target(event.target)
-        self._on_line(known, event.t, event.db, event.peer, event.args)
+        offset = known[1].clock_offset  # a cluster node's clock, measured: its lines are put on the capture's clock
+        self._on_line(known, event.t - offset if offset else event.t, event.db, event.peer, event.args)
 
     def run_rows(self, batches: Iterable[list[MonitorRow]], target: str = "") -> Lifecycle:
         """Fold one server's MONITOR lines given as (t, db, peer, args) rows, in the order the server ran them.
@@ -193,6 +205,8 @@ class Lifecycle(FoldState):
         if kind == 0:  # C.OTHER
             return
         server, state = known
+        if state.primary is not None and replicas.on_replica_line(self, server, state, t, db, peer, args, spec):
+            return
         if peer == "lua":
             peer, hint = state.script_peer, state.script_hint
         elif peer[0] == "u":

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
     server = st.server_of(event.target)
     state = st.server_state(server)
+    if state.primary is not None:
+        return  # a cluster replica's events echo its primary's writes, followed on the primary
     state.keyspace = True
     st.keyspace_seen = True
     t = event.t

@@ -340,6 +340,11 @@ class ServerState:
     dbs: set[int] | None = None
     ks_last_t: float = -INF  # the latest keyspace event seen from this server
     live: dict[int, dict[bytes, Slot]] = field(default_factory=dict)  # db -> key -> slot with a live life
+    primary: str | None = None  # a cluster replica's primary (host:port): its MONITOR repeats that one's writes
+    links: set[str] | None = None  # the replication link's addresses as this server's MONITOR names them
+    link_listed: bool = False  # CLIENT LIST has shown the link (flag M): its address is known for sure
+    clock_offset: float = 0.0  # this server's clock minus the capture's (a cluster node's, measured with TIME)
+    clock_uncertainty: float = 0.0  # how far off that may be: events closer than this have no sure order
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,14 @@ class FoldState:
         self.finished = False
         self.pairing = True  # TTL commands are remembered per key for keyspace events and replies to pair with
         self.baselines: dict[str, dict[int, trace.Baseline]] = {}  # server -> db -> what existed at capture start
+        self.topology: list[trace.Topology] = []  # cluster roles and their changes, in time order
+        self.promotions: list[tuple[float, float, str, str]] = []  # (t, since, replica promoted, former primary)
+        self.failover_lost: list[tuple[float, float, str, str, Any, Any]] = []  # (t, since, former, promoted, slot,
+        # life): lives a failover ended, their writes never replicated
+        self.arrivals: dict[tuple[str, int, bytes], list[float]] = {}  # (replica, db, key) -> replicated writes' times
+        self.replica_reads: list[tuple[float, Any, int, bytes, str, list[bytes]]] = []  # (t, who, db, key, primary,
+        # args): clients' reads on a cluster replica
+        self.replication: dict[str, list[trace.Replication]] = {}  # primary -> its offsets sampled
 
     def server_of(self, target: str) -> str:
         server = self.target_servers.get(target)

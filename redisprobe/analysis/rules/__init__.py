@@ -9,11 +9,11 @@ to add one.
 from __future__ import annotations
 
 from redisprobe.analysis.rules.cluster import cluster_unaware_client, cross_slot, scan_one_node
-from redisprobe.analysis.rules.fingerprints import replica_read
 from redisprobe.analysis.rules.names import key_prefix_mismatch
 from redisprobe.analysis.rules.refused import write_rejected
 from redisprobe.analysis.rules.registry import FACT, REGISTRY, TTL, VISIBILITY, Injection, RuleSpec, register
 from redisprobe.analysis.rules.removal import consumed_by_other, deleted_by_client, evicted, flushed, renamed_away
+from redisprobe.analysis.rules.replicas import failover_lost_write, replica_read
 from redisprobe.analysis.rules.ttl import (
     expire_in_past,
     recreated_without_ttl,
@@ -87,6 +87,8 @@ register("key-prefix-mismatch", VISIBILITY,
          "a read or SCAN/KEYS pattern missed written keys by a prefix, suffix or separator", key_prefix_mismatch,
          inject=Injection(how="the processor scans batch_* while the api writes batch:*",
                           processor={"match": "{ns}batch_*"}))
+register("failover-lost-write", TTL, "a cluster primary failed over before replicating writes: the new primary "
+         "never had those keys", failover_lost_write)
 register("server-restarted", TTL, "the server restarted mid-trace (run_id changed, uptime reset): its keys are gone",
          server_restarted)
 register("write-rejected", VISIBILITY, "the writer's command was refused (OOM, READONLY, MISCONF, NOPERM)",
@@ -107,6 +109,8 @@ register("cross-slot", VISIBILITY, "in a cluster, a multi-key command, MULTI/EXE
          "hash slots was refused with CROSSSLOT", cross_slot)
 register("cluster-unaware-client", VISIBILITY, "a plain client on one cluster node sends keys other nodes own and "
          "does not follow the MOVED/ASK it gets", cluster_unaware_client)
+# replica-read from our actors' own connections (as `isolation` and `info` name it) and from a cluster replica's
+# MONITOR (a READONLY read before the primary's write arrived).
 register("replica-read", VISIBILITY, "the reader reads a replica (asynchronous lag, read-only)", replica_read)
 # Not root causes, but ids a run can report.
 register("not-visible-unexplained", FACT, "the reader did not see the writes and no known cause matched")

@@ -21,9 +21,10 @@ MISSED_SHOWN = 6
 
 
 def cluster_nodes(inp: RuleInput) -> set[str]:
-    """The watched servers that said they are cluster nodes (INFO's redis_mode)."""
+    """The watched servers that said they are cluster nodes (INFO's redis_mode), primaries only."""
     return {name for name, state in inp.lifecycle.servers.items()
-            if state.last_sample is not None and state.last_sample.server.redis_mode == "cluster"}
+            if state.last_sample is not None and state.last_sample.server.redis_mode == "cluster"
+            and state.primary is None}
 
 
 def scan_one_node(inp: RuleInput) -> list[Finding]:

@@ -2,8 +2,8 @@
 db), so two actors that meant to share a server can be compared without any capture.
 
 `pair_findings` compares one writer with one reader (the `isolation` and `info` commands name the pair); the
-doctor rule `replica_read` finds such pairs in any trace that holds actors (a scenario, `ttl-race`), so `report`
-names a replica read as `isolation` does.
+doctor's `replica-read` rule finds such pairs (`actor_replica_read`) in any trace that holds actors (a scenario,
+`ttl-race`), so `report` names a replica read as `isolation` does.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _replica_read(writer: trace.ActorStarted, reader: trace.ActorStarted, checks
         evidence=evidence, culprit=_actor(reader))
 
 
-def replica_read(inp: RuleInput) -> list[Finding]:
+def actor_replica_read(inp: RuleInput) -> list[Finding]:
     """An actor connected to a replica of the primary another actor writes: it reads what replication has
     brought so far, and its own writes are refused (READONLY). One finding per reading role."""
     lifecycle = inp.lifecycle
@@ -143,4 +143,4 @@ def _cmd(op: trace.Op) -> str:
     return " ".join(a.decode("utf-8", "backslashreplace") for a in op.args)
 
 
-__all__ = ["different_server", "pair_findings", "replica_read", "same_replication_group"]
+__all__ = ["actor_replica_read", "different_server", "pair_findings", "same_replication_group"]
