@@ -152,3 +152,20 @@ def test_a_value_in_many_segments_is_read_whole() -> None:
     result = run(wire.segments)
     assert [(e.args[0], e.reply) for e in result.exchanges] == [(b"SET", b"OK"), (b"GET", value)]
     assert result.exchanges[0].args[2] == value
+
+
+def test_inline_commands_and_resp3_replies_through_the_conversation() -> None:
+    inline = Wire()
+    inline.send(b"SET a 1\r\nGET a\r\n")
+    inline.answer(b"+OK\r\n$1\r\n1\r\n")
+    assert [(e.args, e.reply) for e in run(inline.segments).exchanges] == [([b"SET", b"a", b"1"], b"OK"),
+                                                                            ([b"GET", b"a"], b"1")]
+    resp3 = Wire()
+    resp3.send(cmd(b"HELLO", b"3") + cmd(b"GET", b"a") + cmd(b"HGETALL", b"h") + cmd(b"INCR", b"h"))
+    resp3.answer(b"%1\r\n+proto\r\n:3\r\n" + b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n_\r\n")
+    resp3.answer(b"%1\r\n$1\r\nf\r\n,1.5\r\n-WRONGTYPE Operation against a key\r\n")
+    exchanges = run(resp3.segments).exchanges
+    assert [(e.args[0], e.reply, e.error) for e in exchanges] == [
+        (b"HELLO", {b"proto": 3}, None), (b"GET", None, None), (b"HGETALL", {b"f": 1.5}, None),
+        (b"INCR", None, "WRONGTYPE Operation against a key")]
+    assert all(e.replied is not None for e in exchanges)
