@@ -129,6 +129,7 @@ class Conversation:
     _reply_off: bool = False
     _skip_next: bool = False
     _server_seen: int = -1  # offset after the last server byte seen
+    _talked: bool = False  # exchanges were taken already (`out` no longer says whether any were seen)
     _hreq: hiredis.Reader | None = None  # the request stream's C reader (None: `_req` and the Python parser)
     _hrep: hiredis.Reader | None = None  # the reply stream's
 
@@ -151,7 +152,7 @@ class Conversation:
             self._req.clear()
             self._hreq = _reader()  # a sync point starts a RESP array
         elif self._hreq is None and not self._req:
-            if self.clean and not self.out and not self._waiting and chunk.data[:1] == b"\x16":
+            if self.clean and not self.out and not self._talked and not self._waiting and chunk.data[:1] == b"\x16":
                 self.mode = "tls"
                 return
             if chunk.data[:1] == b"*":
@@ -191,6 +192,12 @@ class Conversation:
     def finish(self) -> None:
         """The capture ended: requests still waiting are emitted without a reply, in order."""
         self._drop_waiting()
+
+    def take(self) -> list[Exchange]:
+        """The exchanges complete so far, handed over (a streaming parse takes them as it goes)."""
+        out, self.out = self.out, []
+        self._talked = self._talked or bool(out)
+        return out
 
     # -- synchronisation -------------------------------------------------------------------------------------
 
@@ -240,7 +247,7 @@ class Conversation:
                 need = more.need - pos if more.need else 0
                 break
             except resp.Malformed:
-                if self.clean and not self._joined and not self.out and not self._waiting:
+                if self.clean and not self._joined and not self.out and not self._talked and not self._waiting:
                     self.mode = "unreadable"
                 else:
                     self._lost_sync()
@@ -277,7 +284,7 @@ class Conversation:
                 if self.mode != "rr":
                     return
         except (hiredis.ProtocolError, resp.Malformed):
-            if self.clean and not self._joined and not self.out and not self._waiting:
+            if self.clean and not self._joined and not self.out and not self._talked and not self._waiting:
                 self.mode = "unreadable"
             else:
                 self._lost_sync()

@@ -1,4 +1,7 @@
-"""A wire spool, read after the capture: packets to connections, connections to exchanges, drops to gaps."""
+"""A wire spool read: packets to connections, connections to exchanges, drops to gaps.
+
+Incremental: `Reassembler` takes records as the spool follower reads them during the capture, and `take()` hands
+over the exchanges complete so far (a connection's in order); `parse_spool` reads a whole spool after the fact."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ class WireResult:
     notes: list[str] = field(default_factory=list)
     packets: int = 0
     kernel_drops: int = 0
+    skipped: int = 0  # packets the reader did not spool (over its disk budget)
     connections: list[Conversation] = field(default_factory=list)
     started: float | None = None
     stopped: float | None = None
@@ -43,6 +47,7 @@ class Reassembler:
         self.target = target
         self.live: dict[tuple[str, str], Connection] = {}
         self.result = WireResult()
+        self._done: list[Exchange] = []  # exchanges of closed connections, not taken yet
 
     def segment(self, seg: packets.Segment) -> None:
         if seg.dport == self.port:
@@ -106,8 +111,14 @@ class Reassembler:
                              (conn.to_client, conn.conversation.from_server)):
             for chunk in stream.skip_hole():
                 feed(chunk)
-        conn.conversation.finish()
-        self.result.connections.append(conn.conversation)
+        conversation = conn.conversation
+        conversation.finish()
+        self._done.extend(conversation.take())
+        self.result.connections.append(conversation)
+        if conversation.mode == "tls":
+            self.result.notes.append(f"connection {conversation.client} is TLS: its commands are unreadable")
+        elif conversation.mode == "unreadable":
+            self.result.notes.append(f"connection {conversation.client} does not speak RESP: skipped")
         self.live.pop(key, None)
 
     def status(self, t: float, status: dict[str, object]) -> None:
@@ -125,37 +136,53 @@ class Reassembler:
                     t=since, until=t, source=SOURCE, target=self.target,
                     reason=f"wire: the kernel dropped {drops:,} packets in this window (the capture fell behind); "
                            "the connections they belonged to were resynchronised"))
+        elif event == "skipped":
+            count = int(status.get("packets") or 0)  # type: ignore[call-overload]
+            budget = int(status.get("budget") or 0)  # type: ignore[call-overload]
+            since = float(status.get("since") or t)  # type: ignore[arg-type]
+            self.result.skipped += count
+            self.result.gaps.append(trace.Gap(
+                t=since, until=t, source=SOURCE, target=self.target,
+                reason=f"wire: {count:,} packets in this window were not spooled: the unparsed spool had reached "
+                       f"its disk budget ({budget / 2**30:.1f} GiB); the connections they belonged to were "
+                       "resynchronised"))
         elif event == "truncated":
             self.result.notes.append("a packet larger than the capture buffer was cut short")
 
+    def take(self) -> list[Exchange]:
+        """The exchanges complete since the last `take`: closed connections' first, then each open one's."""
+        out, self._done = self._done, []
+        for conn in self.live.values():
+            if conn.conversation.out:
+                out.extend(conn.conversation.take())
+        return out
+
     def finish(self) -> WireResult:
+        """Every connection closed (the capture ended): the result, with the exchanges not taken yet."""
         for key, conn in list(self.live.items()):
             self._close(key, conn)
-        result = self.result
-        for conversation in result.connections:
-            result.exchanges.extend(conversation.out)
-            if conversation.mode == "tls":
-                result.notes.append(f"connection {conversation.client} is TLS: its commands are unreadable")
-            elif conversation.mode == "unreadable":
-                result.notes.append(f"connection {conversation.client} does not speak RESP: skipped")
-        return result
+        self.result.exchanges.extend(self.take())
+        return self.result
+
+
+    def records(self, records: Iterable[Record]) -> None:
+        decode, segment = packets.decode, self.segment
+        count = 0
+        for kind, t, body in records:
+            if kind == PACKET:
+                count += 1
+                seg = decode(t, body)
+                if seg is not None:
+                    segment(seg)
+            elif kind == STATUS:
+                self.status(t, body)
+        self.result.packets += count
 
 
 def parse_records(records: Iterable[Record], port: int, target: str = "") -> WireResult:
     reassembler = Reassembler(port, target)
-    decode = packets.decode
-    count = 0
-    for kind, t, body in records:
-        if kind == PACKET:
-            count += 1
-            seg = decode(t, body)
-            if seg is not None:
-                reassembler.segment(seg)
-        elif kind == STATUS:
-            reassembler.status(t, body)
-    result = reassembler.finish()
-    result.packets = count
-    return result
+    reassembler.records(records)
+    return reassembler.finish()
 
 
 def parse_spool(path: Path, port: int, target: str = "") -> WireResult:

@@ -1,0 +1,128 @@
+"""`monitor --source wire` streams: the spool is parsed while the capture runs, so commands and replies reach the
+trace and the live timeline as they come; the spool is written in segments deleted once parsed, and a spool over
+its disk budget is a gap with a count, never a silent loss."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from redisprobe import trace
+from redisprobe.sandbox import Sandbox
+from redisprobe.wire.capture import WireCapture
+from redisprobe.wire.offline import Reassembler
+from redisprobe.wire.spool import SpoolFollower
+from tests.monitorrun import MonitorRun
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a packet capture needs root or CAP_NET_RAW")
+
+
+class Lines(threading.Thread):
+    """A running command's stdout, collected as it comes."""
+
+    def __init__(self, run: MonitorRun) -> None:
+        super().__init__(daemon=True)
+        self.stream = run.proc.stdout
+        self.lines: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        assert self.stream is not None
+        for line in self.stream:
+            self.lines.append(line)
+
+
+def wait_for(check: object, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def trace_commands(path: Path) -> list[list[bytes]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_bytes().splitlines()[1:]:
+        try:
+            event = trace.decode_event(line)
+        except Exception:  # a line being written
+            continue
+        if isinstance(event, trace.Monitor):
+            out.append(event.args)
+    return out
+
+
+def load(url: str, commands: int) -> None:
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=False)
+    for n in range(commands):
+        pipe.set(f"seg:{n % 500}", "x" * 100)
+        if len(pipe) >= 200:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+
+
+def test_the_spool_is_segmented_and_each_segment_goes_once_parsed(private_server: Sandbox, tmp_path: Path) -> None:
+    server = private_server.servers[0]
+    wire = WireCapture(server.port, tmp_path, interface="lo", segment_bytes=256 << 10)
+    wire.start()
+    follower = SpoolFollower(wire.spool)
+    reassembler = Reassembler(server.port)
+    most_on_disk = created = 0
+    try:
+        worker = threading.Thread(target=load, args=(server.url, 20_000))
+        worker.start()
+        while worker.is_alive():
+            reassembler.records(follower.read())
+            while follower.more:  # caught up: what is on disk now is what the reader wrote since
+                reassembler.records(follower.read())
+            on_disk = wire.segments()
+            most_on_disk = max(most_on_disk, len(on_disk))
+            created = max([created, *(int(p.suffix[1:]) for p in on_disk if p.suffix[1:].isdigit())])
+            time.sleep(0.05)
+        worker.join()
+        time.sleep(0.3)
+        wire.stop()
+        while True:
+            reassembler.records(follower.read())
+            if not follower.more:
+                break
+        result = reassembler.finish()
+    finally:
+        follower.close()
+        wire.stop()
+        wire.remove()
+    sets = [ex for ex in result.exchanges if ex.args[0] == b"SET" and ex.reply == b"OK"]
+    assert len(sets) == 20_000 and not result.gaps
+    assert created >= 8  # more than 2 MB went by in 256 KiB segments
+    assert most_on_disk <= 3  # the current one, and what was written between the read and the look
+    assert wire.segments() == []
+
+
+def test_a_spool_over_its_disk_budget_is_a_gap_with_a_count(private_server: Sandbox, tmp_path: Path) -> None:
+    server = private_server.servers[0]
+    wire = WireCapture(server.port, tmp_path, interface="lo", segment_bytes=128 << 10, budget_bytes=512 << 10)
+    wire.start()
+    try:
+        load(server.url, 20_000)  # about 3 MB of packets, nothing parsing them meanwhile
+        time.sleep(0.3)
+        wire.stop()
+        on_disk = sum(path.stat().st_size for path in wire.segments())
+        result = wire.result()
+    finally:
+        wire.stop()
+        wire.remove()
+    assert on_disk < (512 + 128 + 64) << 10  # the budget, a segment, and what one flush may add
+    assert result.skipped > 0
+    gaps = [g for g in result.gaps if "disk budget" in g.reason]
+    assert gaps and f"{result.skipped:,} packets" in gaps[0].reason and gaps[0].until > gaps[0].t
+    assert sum(1 for ex in result.exchanges if ex.args[0] == b"SET" and ex.reply == b"OK") < 20_000
