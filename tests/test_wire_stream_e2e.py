@@ -60,6 +60,52 @@ def trace_commands(path: Path) -> list[list[bytes]]:
     return out
 
 
+def test_commands_and_replies_reach_the_trace_and_the_timeline_while_capturing(private_server: Sandbox,
+                                                                                tmp_path: Path) -> None:
+    url = private_server.servers[0].url
+    out = tmp_path / "trace.jsonl"
+    run = MonitorRun("--url", url, "--source", "wire", "--out", str(out), "--no-enable-events")
+    stdout = Lines(run)
+    try:
+        client = redis.Redis.from_url(url, single_connection_client=True)
+        client.set("stream:a", "1")
+        assert client.get("stream:missing") is None
+        assert client.expire("stream:missing", 100) is False
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")
+        try:
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                client.set("stream:refused", "x")
+        finally:
+            client.config_set("maxmemory", "0")
+        # Still capturing: the commands are in the trace file and the timeline already.
+        assert wait_for(lambda: [b"EXPIRE", b"stream:missing", b"100"] in trace_commands(out)), trace_commands(out)
+        assert [b"SET", b"stream:refused", b"x"] not in trace_commands(out)  # the server never ran it
+
+        def row(command: str, key: str) -> str:
+            found = [x for x in stdout.lines if f" {command} " in x and key in x]
+            return found[0] if found else ""
+
+        assert wait_for(lambda: row("EXPIRE", "stream:missing")), "".join(stdout.lines)
+        assert "MISS" in row("GET", "stream:missing")
+        assert "did nothing" in row("EXPIRE", "stream:missing")
+        assert "REFUSED: OOM" in row("SET", "stream:refused")
+        assert "MISS" not in row("SET", "stream:a") and "REFUSED" not in row("SET", "stream:a")
+        client.close()
+        assert run.proc.poll() is None
+        code, _out, err = run.stop()
+        assert code == 130 and "Traceback" not in err, err
+    finally:
+        run.kill()
+    _header, events = trace.load_trace(out)
+    mine = [e.args for e in events if isinstance(e, trace.Monitor) and e.args[0] in (b"SET", b"GET", b"EXPIRE")]
+    assert mine.count([b"SET", b"stream:a", b"1"]) == 1  # streamed once, not again at the end
+    newest = float("-inf")
+    for event in events:
+        assert event.t >= newest - trace.REORDER_WINDOW
+        newest = max(newest, event.t)
+
+
 def load(url: str, commands: int) -> None:
     client = redis.Redis.from_url(url)
     pipe = client.pipeline(transaction=False)
