@@ -34,7 +34,7 @@ class WireResult:
     packets: int = 0
     kernel_drops: int = 0
     skipped: int = 0  # packets the reader did not spool (over its disk budget)
-    connections: list[Conversation] = field(default_factory=list)
+    connections: int = 0  # connections closed (their exchanges handed over, their state let go)
     started: float | None = None
     stopped: float | None = None
 
@@ -114,7 +114,7 @@ class Reassembler:
         conversation = conn.conversation
         conversation.finish()
         self._done.extend(conversation.take())
-        self.result.connections.append(conversation)
+        self.result.connections += 1
         if conversation.mode == "tls":
             self.result.notes.append(f"connection {conversation.client} is TLS: its commands are unreadable")
         elif conversation.mode == "unreadable":

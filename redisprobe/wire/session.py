@@ -103,6 +103,8 @@ class WireSource:
         self._thread.start()
 
     def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own nice value; elsewhere as is
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
         try:
             while not self._stopping.is_set():
                 if not self._pump_all():
@@ -176,6 +178,9 @@ LATE_AFTER = 3.0
 """Seconds: a wire event older than this when parsed is merged at the end, not written at once (the trace may be
 out of time order by `trace.REORDER_WINDOW` at most)."""
 _PARSE_EVERY = 0.1
+_NICE = 10
+"""The parse thread yields the CPU to the server (and to the reader process) on a loaded machine: the backlog
+waits on disk, within the reader's budget, and is parsed when the load eases or at the end."""
 
 
 class _Stream:
