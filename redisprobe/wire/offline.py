@@ -26,6 +26,17 @@ class Connection:
     closing: int = 0  # FINs seen
 
 
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A closed connection, in short: its parser state is let go (a long capture sees many connections)."""
+
+    client: str
+    mode: str  # rr, pubsub, monitor, tls, unreadable
+    subscribed: bool
+    resyncs: int
+    unanswered: int
+
+
 @dataclass
 class WireResult:
     exchanges: list[Exchange] = field(default_factory=list)  # per connection in order; connections by first use
@@ -34,7 +45,7 @@ class WireResult:
     packets: int = 0
     kernel_drops: int = 0
     skipped: int = 0  # packets the reader did not spool (over its disk budget)
-    connections: int = 0  # connections closed (their exchanges handed over, their state let go)
+    connections: list[Closed] = field(default_factory=list)  # what each closed connection was (its state let go)
     started: float | None = None
     stopped: float | None = None
 
@@ -114,7 +125,8 @@ class Reassembler:
         conversation = conn.conversation
         conversation.finish()
         self._done.extend(conversation.take())
-        self.result.connections += 1
+        self.result.connections.append(Closed(conversation.client, conversation.mode, conversation.subscribed,
+                                              conversation.resyncs, conversation.unanswered))
         if conversation.mode == "tls":
             self.result.notes.append(f"connection {conversation.client} is TLS: its commands are unreadable")
         elif conversation.mode == "unreadable":
