@@ -69,8 +69,24 @@ def _read_segment(path: Path) -> Iterator[Record]:
     except OSError as exc:
         raise ProbeError(f"cannot read the wire spool {str(path)!r}: {exc.strerror}") from None
     with data:
-        for record, _end in _records(data, len(MAGIC)):
-            yield record
+        yield from _plain_records(data, len(MAGIC))
+
+
+def _plain_records(data: mmap.mmap, pos: int) -> Iterator[Record]:
+    """`_records` without the positions: the offline parse's loop."""
+    size, head = len(data), HEAD.size
+    unpack = HEAD.unpack_from
+    while pos + head <= size:
+        kind, length, t_ns = unpack(data, pos)
+        start = pos + head
+        end = start + length
+        if end > size:
+            return
+        if kind == PACKET:
+            yield PACKET, t_ns / 1e9, data[start:end]
+        elif kind == STATUS:
+            yield STATUS, t_ns / 1e9, json.loads(data[start:end])
+        pos = end
 
 
 def _records(data: bytes | mmap.mmap, pos: int) -> Iterator[tuple[Record, int]]:
