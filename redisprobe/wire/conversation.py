@@ -162,6 +162,24 @@ class Conversation:
         elif self._req.add(chunk.data):
             self._read_requests(chunk.t)
 
+    def client_bytes(self, t: float, data: bytes) -> bool:
+        """In-order request bytes with no hole before them: read at once when the stream is synced and read by
+        hiredis (what `from_client` would do); False: hand them to `from_client` instead."""
+        if self._hreq is None or not self._req_synced or self.mode != "rr":
+            return False
+        self._read_requests_fast(t, data)
+        return True
+
+    def server_bytes(self, t: float, seq: int, data: bytes) -> bool:
+        """As `client_bytes`, for reply bytes starting at offset `seq`."""
+        if self._hrep is None or not self._rep_synced or self.mode != "rr":
+            return False
+        end = seq + len(data)
+        if end > self._server_seen:
+            self._server_seen = end
+        self._read_replies_fast(t, data)
+        return True
+
     def from_server(self, chunk: Delivered) -> None:
         self._server_seen = max(self._server_seen, chunk.seq + len(chunk.data))
         if self.mode != "rr":

@@ -118,6 +118,16 @@ class Reassembler:
                     self._hole(t, conn, not outbound)
                 for chunk in skipped:
                     feed_theirs(chunk)
+        if payload and not flags & packets.SYN:
+            following = mine.next
+            if following is not None and not mine.pending and \
+                    following + ((seq - (following % _MOD) + _HALF) % _MOD) - _HALF == following:
+                # In order with nothing waiting (nearly every segment): the bytes go straight to the parser.
+                conversation = conn.conversation
+                if conversation.client_bytes(t, payload) if outbound else \
+                        conversation.server_bytes(t, following, payload):
+                    mine.next = following + len(payload)
+                    return
         if payload:
             base = theirs.next
             if base is not None:  # `theirs.unwrap(ack)`, inlined: per packet

@@ -45,48 +45,47 @@ def segment_path(first: Path, index: int) -> Path:
 
 def read_spool(path: Path) -> Iterator[Record]:
     """The records of every segment in order, from `path` on; a record cut short at the end (a killed reader) is
-    left out. A segment's `rotate` record is followed, not yielded."""
+    left out. A segment's `rotate` record is followed, not yielded. (One generator, the records read inline: the
+    offline parse's loop.)"""
+    head = HEAD.size
+    unpack = HEAD.unpack_from
     while True:
+        data = _open_segment(path)
+        if data is None:
+            return
         following: Path | None = None
-        for record in _read_segment(path):
-            if record[0] == STATUS and record[2].get("ev") == "rotate":
-                following = path.with_name(Path(str(record[2]["next"])).name)
-                break
-            yield record
+        with data:
+            pos, size = len(MAGIC), len(data)
+            while pos + head <= size:
+                kind, length, t_ns = unpack(data, pos)
+                start = pos + head
+                pos = start + length
+                if pos > size:
+                    break
+                if kind == PACKET:
+                    yield PACKET, t_ns / 1e9, data[start:pos]
+                elif kind == STATUS:
+                    status = json.loads(data[start:pos])
+                    if status.get("ev") == "rotate":
+                        following = path.with_name(Path(str(status["next"])).name)
+                        break
+                    yield STATUS, t_ns / 1e9, status
         if following is None or not following.exists():
             return
         path = following
 
 
-def _read_segment(path: Path) -> Iterator[Record]:
+def _open_segment(path: Path) -> mmap.mmap | None:
+    """A segment mapped (a long capture's spool stays on disk); None when it holds nothing yet."""
     try:
         with path.open("rb") as handle:
             if handle.read(len(MAGIC)) != MAGIC:
                 raise ProbeError(f"{path}: not a redisprobe wire spool")
             if path.stat().st_size == len(MAGIC):
-                return
-            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)  # a long capture's spool stays on disk
+                return None
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise ProbeError(f"cannot read the wire spool {str(path)!r}: {exc.strerror}") from None
-    with data:
-        yield from _plain_records(data, len(MAGIC))
-
-
-def _plain_records(data: mmap.mmap, pos: int) -> Iterator[Record]:
-    """`_records` without the positions: the offline parse's loop."""
-    size, head = len(data), HEAD.size
-    unpack = HEAD.unpack_from
-    while pos + head <= size:
-        kind, length, t_ns = unpack(data, pos)
-        start = pos + head
-        end = start + length
-        if end > size:
-            return
-        if kind == PACKET:
-            yield PACKET, t_ns / 1e9, data[start:end]
-        elif kind == STATUS:
-            yield STATUS, t_ns / 1e9, json.loads(data[start:end])
-        pos = end
 
 
 def _records(data: bytes | mmap.mmap, pos: int) -> Iterator[tuple[Record, int]]:
