@@ -134,7 +134,11 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
         interrupted = interrupted or again
         if wire is not None:
-            wire.finish()  # the rest of the wire spool, into the trace and the timeline
+            try:
+                wire.finish()  # the rest of the wire spool, into the trace and the timeline
+            except KeyboardInterrupt:
+                interrupted = True
+            interrupted = interrupted or wire.cut
         if live is not None:
             _flush_live(live, pending)
             live.finish()  # type: ignore[attr-defined]

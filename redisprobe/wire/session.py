@@ -86,6 +86,7 @@ class WireSource:
         self._stopping = threading.Event()
         self._failed: BaseException | None = None
         self._finished = False
+        self.cut = False  # Ctrl-C stopped the parse of the backlog
 
     def start(self) -> None:
         try:
@@ -146,10 +147,15 @@ class WireSource:
             self._thread.join()
         if self._failed is not None:
             raise self._failed
-        while self._pump_all():
-            pass
-        for stream in self._streams:
-            stream.finish(self._deliver)
+        try:
+            while self._pump_all():
+                pass
+            for stream in self._streams:
+                stream.finish(self._deliver)
+        except KeyboardInterrupt:  # Ctrl-C while the backlog is parsed: what is left is a gap, said
+            self.cut = True
+            for stream in self._streams:
+                self._deliver([stream.cut()])
 
     def stop(self) -> None:
         for capture, _targets in self.captures:
@@ -194,13 +200,22 @@ class _Stream:
         self.commands = source == "wire"  # `both`: MONITOR has the commands
         self._gaps = 0
         self._notes = 0
+        self.parsed_until = 0.0  # capture time of the last record parsed
 
     def pump(self, deliver: Callable[[list[trace.Event]], None]) -> bool:
         records = self.follower.read()
         if records:
             self.reassembler.records(records)
+            self.parsed_until = records[-1][1]
             deliver(self._events())
         return self.follower.more
+
+    def cut(self) -> trace.Gap:
+        """The gap for the spool left unparsed (Ctrl-C at the end of the capture)."""
+        return trace.Gap(t=self.parsed_until or time.time(), until=time.time(), source="wire",
+                         target=self.capture.target,
+                         reason="wire: Ctrl-C stopped the parse of the spool's backlog; what was captured after "
+                                "this was not read")
 
     def finish(self, deliver: Callable[[list[trace.Event]], None]) -> None:
         self.reassembler.finish()
