@@ -79,14 +79,16 @@ def test_commands_and_replies_reach_the_trace_and_the_timeline_while_capturing(p
         finally:
             client.config_set("maxmemory", "0")
         # Still capturing: the commands are in the trace file and the timeline already.
-        assert wait_for(lambda: [b"EXPIRE", b"stream:missing", b"100"] in trace_commands(out)), trace_commands(out)
+        assert wait_for(lambda: [b"CONFIG", b"SET", b"maxmemory", b"0"] in trace_commands(out)), trace_commands(out)
+        assert [b"EXPIRE", b"stream:missing", b"100"] in trace_commands(out)
         assert [b"SET", b"stream:refused", b"x"] not in trace_commands(out)  # the server never ran it
 
         def row(command: str, key: str) -> str:
             found = [x for x in stdout.lines if f" {command} " in x and key in x]
             return found[0] if found else ""
 
-        assert wait_for(lambda: row("EXPIRE", "stream:missing")), "".join(stdout.lines)
+        rows = (("SET", "stream:a"), ("GET", "stream:missing"), ("EXPIRE", "stream:missing"), ("SET", "stream:refused"))
+        assert wait_for(lambda: all(row(*r) for r in rows)), "".join(stdout.lines)
         assert "MISS" in row("GET", "stream:missing")
         assert "did nothing" in row("EXPIRE", "stream:missing")
         assert "REFUSED: OOM" in row("SET", "stream:refused")
