@@ -14,8 +14,10 @@ import redis
 
 from redisprobe import trace
 from redisprobe.sandbox import Sandbox
+from redisprobe.wire import session
 from redisprobe.wire.capture import WireCapture
 from redisprobe.wire.offline import Reassembler
+from redisprobe.wire.session import LATE_AFTER
 from redisprobe.wire.spool import SpoolFollower
 from tests.monitorrun import MonitorRun
 
@@ -174,3 +176,49 @@ def test_a_spool_over_its_disk_budget_is_a_gap_with_a_count(private_server: Sand
     gaps = [g for g in result.gaps if "disk budget" in g.reason]
     assert gaps and f"{result.skipped:,} packets" in gaps[0].reason and gaps[0].until > gaps[0].t
     assert sum(1 for ex in result.exchanges if ex.args[0] == b"SET" and ex.reply == b"OK") < 20_000
+
+
+def test_a_blocking_command_answered_late_is_merged_into_the_trace_in_time_order(private_server: Sandbox,
+                                                                                 tmp_path: Path) -> None:
+    url = private_server.servers[0].url
+    out = tmp_path / "trace.jsonl"
+    run = MonitorRun("--url", url, "--source", "wire", "--json", "--out", str(out), "--no-enable-events")
+    try:
+        waiter = redis.Redis.from_url(url, single_connection_client=True)
+        pusher = redis.Redis.from_url(url, single_connection_client=True)
+        popped: list[object] = []
+        blocked = threading.Thread(target=lambda: popped.append(waiter.blpop(["late:q"], timeout=30)))
+        blocked.start()
+        time.sleep(LATE_AFTER + 1.5)  # its reply comes later than the trace's order allows a streamed event
+        pusher.rpush("late:q", "job")
+        blocked.join(30)
+        assert popped == [(b"late:q", b"job")]
+        assert wait_for(lambda: [b"RPUSH", b"late:q", b"job"] in trace_commands(out))
+        assert [b"BLPOP", b"late:q", b"30"] not in trace_commands(out)  # kept aside while capturing
+        run.stop_json()
+    finally:
+        run.kill()
+    _header, events = trace.load_trace(out)
+    order = [e.args[0] for e in events if isinstance(e, trace.Monitor) and e.args[0] in (b"BLPOP", b"RPUSH")]
+    assert order == [b"BLPOP", b"RPUSH"]  # merged at its place: it was sent first
+    reply = next(e for e in events if isinstance(e, trace.WireReply) and e.reply == ["late:q", "job"])
+    assert reply.latency > LATE_AFTER
+    newest = float("-inf")
+    for event in events:
+        assert event.t >= newest - trace.REORDER_WINDOW
+        newest = max(newest, event.t)
+
+
+def test_events_kept_aside_spill_to_sorted_runs_and_come_back_in_order(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "_RUN", 50)
+    late = session._LateEvents(tmp_path)
+    times = [1000.0 + (n * 7919 % 401) / 10 for n in range(401)]  # every time once, out of order
+    for start in range(0, len(times), 30):
+        late.add([trace.Monitor(t=t, db=0, peer="1.2.3.4:5", args=[b"GET", b"k%d" % n])
+                  for n, t in enumerate(times[start:start + 30], start)])
+    assert len(late.runs) >= 5 and all(path.stat().st_mode & 0o077 == 0 for path in late.runs)
+    back = list(late.ordered())
+    assert [e.t for e in back] == sorted(times)
+    late.remove()
+    assert not list(tmp_path.iterdir())
