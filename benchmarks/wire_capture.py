@@ -293,8 +293,8 @@ def table(runs: list[mc.Run], args: argparse.Namespace) -> bool:
               f"{'-' if drain is None else f'{drain:.2f}':>7} {'-' if parse is None else f'{parse:.2f}':>7}")
     print("CPU s capture: the monitoring side during load and drain (redis-cli; the command and its reader child; "
           "the reader alone). (c)'s MiB per 1M is its trace file; (e)'s the spool. (d)'s drain s: from the end of "
-          "the load until its streamed trace held every SET. (e)'s parse s: the offline parse of one run's spool. "
-          "lost: kernel drops and packets over the spool budget.")
+          "the load until its streamed trace held every SET, or stopped growing for 2 s. (e)'s parse s: the "
+          "offline parse of one run's spool. lost: kernel drops and packets over the spool budget.")
     print(f"(d): {live:.1%} of the SETs were in the trace while capturing (the rest, parsed more than "
           f"{LATE_AFTER:.0f} s late, merged at the end); Ctrl-C to exit {ends:.2f} s (median)")
     print("nothing lost" if not lost else "LOST COMMANDS")
