@@ -31,6 +31,13 @@ HOT_MODULES = [
     "redisprobe/analysis/rules/removal.py",
     "redisprobe/analysis/rules/ttl.py",
     "redisprobe/analysis/rules/visibility.py",
+    # the wire capture's offline parse (every packet and command of `monitor --source wire` goes through these)
+    "redisprobe/wire/tcp.py",
+    "redisprobe/wire/packets.py",
+    "redisprobe/wire/spool.py",
+    "redisprobe/wire/conversation.py",
+    "redisprobe/wire/offline.py",
+    "redisprobe/wire/events.py",
 ]
 
 

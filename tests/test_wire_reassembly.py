@@ -4,9 +4,16 @@ Redis's own behaviour is checked on real servers in test_wire_capture.py."""
 
 from __future__ import annotations
 
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
 from redisprobe.wire import resp
 from redisprobe.wire.offline import Reassembler, WireResult
 from redisprobe.wire.packets import ACK, FIN, SYN, Segment
+from redisprobe.wire.spool import PACKET
 
 CLIENT, SERVER = "10.0.0.1:50000", "10.0.0.2:6379"
 C_ISN, S_ISN = 0xFFFFFF00, 1000  # the client's numbers wrap past 2**32 during the test
@@ -51,10 +58,33 @@ def cmd(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
+def packet(seg: Segment) -> bytes:
+    """The segment as the capture spools it: an IPv4 header (no options) and a TCP header, then the data."""
+    src, dst = (socket.inet_aton(addr.rsplit(":", 1)[0]) for addr in (seg.src, seg.dst))
+    tcp = struct.pack("!HHIIBBHHH", seg.sport, seg.dport, seg.seq, seg.ack, 5 << 4, seg.flags, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(seg.payload), 0, 0x4000, 64, 6, 0, src, dst)
+    return ip + tcp + seg.payload
+
+
+@pytest.fixture(params=["segments", "packets"], autouse=True)
+def path(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test twice: segments handed to `segment`, and packets through `records` (its fast path for the
+    segments of a connection it knows)."""
+    global _PATH
+    _PATH = request.param
+    yield
+
+
+_PATH = "segments"
+
+
 def run(segments: list[Segment], statuses: tuple[tuple[float, dict[str, object]], ...] = ()) -> WireResult:
     reassembler = Reassembler(6379)
-    for seg in segments:
-        reassembler.segment(seg)
+    if _PATH == "packets":
+        reassembler.records([(PACKET, seg.t, packet(seg)) for seg in segments])
+    else:
+        for seg in segments:
+            reassembler.segment(seg)
     for t, status in statuses:
         reassembler.status(t, status)
     return reassembler.finish()
@@ -152,3 +182,20 @@ def test_a_value_in_many_segments_is_read_whole() -> None:
     result = run(wire.segments)
     assert [(e.args[0], e.reply) for e in result.exchanges] == [(b"SET", b"OK"), (b"GET", value)]
     assert result.exchanges[0].args[2] == value
+
+
+def test_inline_commands_and_resp3_replies_through_the_conversation() -> None:
+    inline = Wire()
+    inline.send(b"SET a 1\r\nGET a\r\n")
+    inline.answer(b"+OK\r\n$1\r\n1\r\n")
+    assert [(e.args, e.reply) for e in run(inline.segments).exchanges] == [([b"SET", b"a", b"1"], b"OK"),
+                                                                            ([b"GET", b"a"], b"1")]
+    resp3 = Wire()
+    resp3.send(cmd(b"HELLO", b"3") + cmd(b"GET", b"a") + cmd(b"HGETALL", b"h") + cmd(b"INCR", b"h"))
+    resp3.answer(b"%1\r\n+proto\r\n:3\r\n" + b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n_\r\n")
+    resp3.answer(b"%1\r\n$1\r\nf\r\n,1.5\r\n-WRONGTYPE Operation against a key\r\n")
+    exchanges = run(resp3.segments).exchanges
+    assert [(e.args[0], e.reply, e.error) for e in exchanges] == [
+        (b"HELLO", {b"proto": 3}, None), (b"GET", None, None), (b"HGETALL", {b"f": 1.5}, None),
+        (b"INCR", None, "WRONGTYPE Operation against a key")]
+    assert all(e.replied is not None for e in exchanges)

@@ -48,13 +48,14 @@ class CaptureOutcome:
 
 def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
             live: object | None = None, on_ready: Callable[[], None] | None = None,
-            say: Callable[[str], None] | None = None) -> CaptureOutcome:
+            say: Callable[[str], None] | None = None, wire: Any = None) -> CaptureOutcome:
     """Capture until the duration passes or Ctrl-C; the trace is complete and observers stopped either way (a
-    temporary trace is removed if the capture fails)."""
+    temporary trace is removed if the capture fails). `wire`: a started `WireSource`, parsed into the trace as
+    the capture goes."""
     temporary = out is None
     path = out or temp_file("monitor", ".jsonl")
     try:
-        return _capture(targets, spec, options, path, temporary, live, on_ready, say or (lambda line: None))
+        return _capture(targets, spec, options, path, temporary, live, on_ready, say or (lambda line: None), wire)
     except BaseException:
         if temporary:
             path.unlink(missing_ok=True)
@@ -62,7 +63,8 @@ def capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: 
 
 
 def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path: Path, temporary: bool,
-             live: object | None, on_ready: Callable[[], None] | None, say: Callable[[str], None]) -> CaptureOutcome:
+             live: object | None, on_ready: Callable[[], None] | None, say: Callable[[str], None],
+             wire: Any = None) -> CaptureOutcome:
     labels = {f"server{index}" if index else "server": t for index, t in enumerate(targets)}
     servers = fingerprints(labels)
     labels, same = _one_per_server(labels, servers)
@@ -92,6 +94,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
                 for t in targets]
     if options.source == "wire":
         _without_monitor(sessions)
+    if wire is not None:
+        wire.attach(writer, pending.extend if live is not None else None)
     interrupted = capturing = False
     looking: _Whereabouts | None = None
     deadline = time.monotonic() + options.duration if options.duration else None
@@ -135,6 +139,12 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             looking = _Whereabouts(unseen, spec, servers)
         gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
         interrupted = interrupted or again
+        if wire is not None:
+            try:
+                wire.finish()  # the rest of the wire spool, into the trace and the timeline
+            except KeyboardInterrupt:
+                interrupted = True
+            interrupted = interrupted or wire.cut
         if live is not None:
             _flush_live(live, pending)
             live.finish()  # type: ignore[attr-defined]
@@ -179,8 +189,8 @@ def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: Mon
 def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,
                  live: object | None = None, on_ready: Callable[[], None] | None = None,
                  say: Callable[[str], None] | None = None) -> CaptureOutcome:
-    """`capture`, with the wire reader beside it when `options.source` is wire or both: its exchanges are merged
-    into the trace once the capture has stopped."""
+    """`capture`, with the wire reader beside it when `options.source` is wire or both: its exchanges reach the
+    trace as the capture goes (those parsed too late for the trace's time order are merged in at the end)."""
     if options.source == "monitor":
         return capture(targets, spec, options, out, live, on_ready, say)
     from redisprobe.wire.session import WireSource, merge_into_trace
@@ -189,10 +199,10 @@ def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, 
     wire.start()
     try:
         try:
-            outcome = capture(targets, spec, options, out, live, on_ready, say)
+            outcome = capture(targets, spec, options, out, live, on_ready, say, wire=wire)
         finally:
             wire.stop()
-        merge_into_trace(outcome.trace_path, wire.events())
+        merge_into_trace(outcome.trace_path, wire.late_events())
     finally:
         wire.remove()
     return outcome

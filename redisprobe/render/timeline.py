@@ -5,6 +5,10 @@ A busy server runs far more commands than anyone can read, and parsing each one 
 at the MONITOR lines that remove a key or change a TTL, or that mention a `--keys` pattern's literal text (found
 by plain text search in the lines as the server sent them), and says how many lines it passed over. The trace
 and the summary at the end have every command either way.
+
+With `--source wire` each command comes with its reply (a `WireReply` right after its `Monitor`): the row then
+says what the server answered where it matters (a read that found nothing is a miss, an EXPIRE or DEL that did
+nothing, an error), and a command the server refused (OOM, READONLY...), which MONITOR never shows, gets a row.
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ class LiveTimeline:
             self._flush()
 
     def _feed(self, events: Iterable[trace.Recorded]) -> None:
-        for event in events:
+        events = events if isinstance(events, list) else list(events)
+        last = len(events) - 1
+        for index, event in enumerate(events):
             self._tick()
             if isinstance(event, trace.MonitorLines):
                 self._lines(event)
@@ -123,11 +129,16 @@ class LiveTimeline:
                 self._scans[event.peer] = event.until  # the baseline's own SCAN/TYPE/PTTL are not shown
             elif isinstance(event, trace.Monitor):
                 if self._shown < ROWS_PER_SECOND:
-                    self._monitor(event)
+                    reply = events[index + 1] if index < last else None
+                    paired = type(reply) is trace.WireReply and reply.peer == event.peer and reply.sent == event.t
+                    self._monitor(event, reply if paired else None)  # type: ignore[arg-type]
                 else:
                     self._skipped += 1
             elif isinstance(event, trace.Keyspace) and event.target in self._links:
                 pass  # a cluster replica's events echo its primary's, shown there
+            elif isinstance(event, trace.WireReply):
+                if event.refused and self._shown < ROWS_PER_SECOND:
+                    self._refused(event)
             elif isinstance(event, trace.Keyspace) and event.event in _SERVER_EVENTS:
                 if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
@@ -206,7 +217,17 @@ class LiveTimeline:
         who = f"{label}:{seen.pid}" if seen.pid else label
         return who, str(seen.client_id)
 
-    def _monitor(self, event: trace.Monitor) -> None:
+    def _refused(self, reply: trace.WireReply) -> None:
+        """A command the server did not run: MONITOR never shows it, the wire does."""
+        command = cmds.lookup(reply.refused[0])
+        keys = command.keys(reply.refused) or [b""]
+        if not self._wanted(keys) and keys != [b""]:
+            return
+        who, client_id = self._who(reply.peer)
+        self._row(reply.sent, who, client_id, reply.db, _text(reply.refused[0].upper(), 10), keys[0],
+                  f"REFUSED: {reply.error or 'not run'}", "bold red")
+
+    def _monitor(self, event: trace.Monitor, reply: trace.WireReply | None = None) -> None:
         if not event.args or (self._scans and event.t <= self._scans.get(event.peer, 0.0)):
             return
         if self._links and event.peer in self._links.get(event.target, ()):
@@ -238,6 +259,8 @@ class LiveTimeline:
         elif self._emptying:
             for key in keys:  # another command on the key: a later `del` event is its own
                 self._emptying.pop((event.db, key), None)
+        if reply is not None:
+            effect, style = _answered(effect, style, kind, removing, reply)
         self._row(event.t, who, client_id, event.db, _text(event.args[0].upper(), 10), keys[0], effect, style)
 
     def _wanted(self, keys: Sequence[bytes]) -> bool:
@@ -261,6 +284,19 @@ class LiveTimeline:
         if self._pending:
             self.console.print(self._pending, end="", soft_wrap=True)
             self._pending = Text()
+
+
+def _answered(effect: str, style: str, kind: int, removing: bool, reply: trace.WireReply) -> tuple[str, str]:
+    """A row's effect and style with what the server answered, where the answer tells something."""
+    if reply.error is not None:
+        return f"{effect}: ERROR {reply.error[:60]}", "red"
+    if kind == cmds.READ and reply.reply is None and "no-reply" not in reply.flags:
+        return f"{effect}: MISS (nil)", "yellow"
+    if kind == cmds.TTL and reply.reply == 0:
+        return f"{effect}: did nothing (0)", "yellow"
+    if removing and reply.reply == 0:
+        return f"{effect}: nothing there (0)", style
+    return effect, style
 
 
 def _clock(t: float) -> str:

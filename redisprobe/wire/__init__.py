@@ -6,15 +6,17 @@ throughput. The TCP traffic of the server's port shows all three for the price o
 | module | its one job |
 |---|---|
 | `bpf` | the kernel filter: TCP to or from one port, IPv4 and IPv6, loopback packets once |
-| `spool` | the spool file format: raw packets with their kernel timestamps, and the reader's status records |
-| `reader` | the capture process (`python -m redisprobe.wire.reader`): AF_PACKET socket to spool, nothing else |
+| `spool` | the spool format (segments of raw packets with kernel timestamps, status records), read whole or followed |
+| `reader` | the capture process (`python -m redisprobe.wire.reader`): AF_PACKET socket to spool, under a budget |
 | `capture` | `WireCapture`: starts and stops the reader from a parent, one clear line when privilege is missing |
 | `packets` | IPv4/IPv6 + TCP headers of a spooled packet |
 | `tcp` | reassembly per connection and direction: retransmissions, reordering, holes |
-| `resp` | an incremental RESP2/RESP3 parser |
+| `resp` | a pure-Python RESP2/RESP3 parser (inline commands; hiredis reads the rest, see `conversation`) |
 | `conversation` | one connection's requests paired with their replies: pipelining, MULTI/EXEC, SELECT, pub/sub |
-| `offline` | a spool to `Exchange` records and gaps |
+| `offline` | spool records to `Exchange` records and gaps, incrementally (`Reassembler.take`) or whole |
 | `events` | `Exchange` records to trace events: `trace.Monitor` for the command, `trace.WireReply` for the answer |
+| `session` | `monitor --source wire|both`: the readers, their spools parsed into the trace as they are written |
 
-Capture happens live and costs only copies; parsing waits until the spool is read, like the MONITOR spool.
+The reader process only copies packets; `session.WireSource` parses the spool in the capturing process as it is
+written (a nice-10 thread: a loaded server comes first) and deletes each segment read.
 """

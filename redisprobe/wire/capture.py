@@ -1,8 +1,8 @@
-"""`WireCapture`: the wire reader process, started and stopped from the parent; its spool is parsed afterwards.
+"""`WireCapture`: the wire reader process, started and stopped from the parent.
 
 The reader (`python -m redisprobe.wire.reader`) needs root or CAP_NET_RAW; without them `start()` raises a
-`ProbeError` with its one line. The spool stays on disk until `stop()` (or longer with `keep_spool`), to be read
-by `redisprobe.wire.offline.parse_spool`.
+`ProbeError` with its one line. Its spool is read while it runs (`follower()`, which deletes each segment it has
+read) or afterwards (`result()`); `remove()` deletes what is left unless `keep_spool`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from types import TracebackType
 from redisprobe import procs
 from redisprobe.errors import ProbeError
 from redisprobe.wire.offline import WireResult, parse_spool
-from redisprobe.wire.reader import NO_PRIVILEGE
-from redisprobe.wire.spool import STATUS, read_spool
+from redisprobe.wire.reader import BUDGET_BYTES, NO_PRIVILEGE, SEGMENT_BYTES
+from redisprobe.wire.spool import STATUS, SpoolFollower, read_spool
 
 _READER_START = 10.0
 
@@ -33,8 +33,11 @@ class WireCapture:
     """Captures TCP to and from `port` (on every interface, or `interface`) into a spool under `spool_dir`."""
 
     def __init__(self, port: int, spool_dir: Path, *, interface: str | None = None, target: str = "",
-                 keep_spool: bool = False, rcvbuf: int | None = None) -> None:
+                 keep_spool: bool = False, rcvbuf: int | None = None, segment_bytes: int = SEGMENT_BYTES,
+                 budget_bytes: int = BUDGET_BYTES) -> None:
         self.port = port
+        self.segment_bytes = segment_bytes
+        self.budget_bytes = budget_bytes  # the unparsed spool on disk at most (past it: packets counted, a gap)
         self.rcvbuf = rcvbuf  # the kernel's buffer for packets not read yet (default: the reader's 64 MiB)
         self.interface = interface
         self.target = target
@@ -57,6 +60,7 @@ class WireCapture:
             argv += ["--interface", self.interface]
         if self.rcvbuf:
             argv += ["--rcvbuf", str(self.rcvbuf)]
+        argv += ["--segment-bytes", str(self.segment_bytes), "--budget-bytes", str(self.budget_bytes)]
         with self._stderr.open("wb") as errors:
             self.proc = procs.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                     env=env, close_fds=True)
@@ -103,10 +107,19 @@ class WireCapture:
         """The spool parsed: exchanges, gaps, notes."""
         return parse_spool(self.spool, self.port, self.target)
 
+    def follower(self) -> SpoolFollower:
+        """Reads the spool as it is written, deleting each segment read (unless `keep_spool`)."""
+        return SpoolFollower(self.spool, keep=self.keep_spool)
+
+    def segments(self) -> list[Path]:
+        """The spool's segment files still on disk."""
+        return sorted(self.spool_dir.glob(self.spool.name + "*"))
+
     def remove(self) -> None:
         if not self.keep_spool:
-            with contextlib.suppress(OSError):
-                self.spool.unlink()
+            for path in self.segments():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def __enter__(self) -> WireCapture:
         self.start()

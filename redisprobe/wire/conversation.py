@@ -10,6 +10,11 @@ A stream joined mid-way (open before the capture, or after a hole) is resynchron
 moment the server had nothing unacknowledged in flight: the client's segment starts a command and acknowledges
 every reply byte the server had sent, so the replies from that acknowledgement on answer that command and the
 following ones. Every exchange after a resynchronisation says so (`resynced`).
+
+Speed: the offline parse must keep up with a loaded server, so RESP is read by hiredis's C reader (a dependency of
+redis-py's fast path) wherever a stream starts at a RESP boundary; `resp`'s pure-Python parser reads the rest (an
+inline command stream, a telnet session). hiredis reads RESP3 too; it returns a big number (`(`) as its digits,
+and never sees an attribute (`|`), which Redis sends only to `DEBUG PROTOCOL attrib`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import hiredis  # type: ignore[import-not-found,unused-ignore]
 
 from redisprobe.wire import resp
 from redisprobe.wire.tcp import Delivered
@@ -32,6 +39,8 @@ _REDACTED = b"(redacted)"
 _SPECIAL = frozenset({b"AUTH", b"HELLO", b"MIGRATE", b"CLIENT", b"MULTI", b"EXEC", b"DISCARD"}) | _SUBSCRIBE | \
     _UNSUBSCRIBE
 """Commands `_request` looks at more closely (secrets, transactions, reply modes, pub/sub)."""
+_STATEFUL = frozenset({b"SELECT", b"RESET", b"MONITOR", b"HELLO"}) | _SUBSCRIBE
+"""Commands whose successful reply changes how the connection goes on (`_reply` looks at them)."""
 
 
 @dataclass(slots=True)
@@ -89,10 +98,11 @@ class _Unparsed:
         return self.size > 0
 
 
-@dataclass(slots=True)
-class _Waiting:
-    exchange: Exchange
-    kind: str  # "plain", "multi", "queue", "exec", "discard"
+_Waiting = tuple[Exchange, str]  # the request, and its kind: "plain", "multi", "queue", "exec", "discard"
+
+
+def _reader() -> hiredis.Reader:
+    return hiredis.Reader(replyError=resp.RespError)
 
 
 @dataclass
@@ -119,11 +129,15 @@ class Conversation:
     _reply_off: bool = False
     _skip_next: bool = False
     _server_seen: int = -1  # offset after the last server byte seen
+    _talked: bool = False  # exchanges were taken already (`out` no longer says whether any were seen)
+    _hreq: hiredis.Reader | None = None  # the request stream's C reader (None: `_req` and the Python parser)
+    _hrep: hiredis.Reader | None = None  # the reply stream's
 
     def __post_init__(self) -> None:
         if self.clean:
             self.db = 0
             self._req_synced = self._rep_synced = True
+            self._hrep = _reader()
 
     # -- input -----------------------------------------------------------------------------------------------
 
@@ -136,11 +150,35 @@ class Conversation:
             if not self._try_sync(chunk):
                 return
             self._req.clear()
-        elif self.clean and not self._req and not self.out and not self._waiting and chunk.data[:1] == b"\x16":
-            self.mode = "tls"
-            return
-        if self._req.add(chunk.data):
+            self._hreq = _reader()  # a sync point starts a RESP array
+        elif self._hreq is None and not self._req:
+            if self.clean and not self.out and not self._talked and not self._waiting and chunk.data[:1] == b"\x16":
+                self.mode = "tls"
+                return
+            if chunk.data[:1] == b"*":
+                self._hreq = _reader()
+        if self._hreq is not None:
+            self._read_requests_fast(chunk.t, chunk.data)
+        elif self._req.add(chunk.data):
             self._read_requests(chunk.t)
+
+    def client_bytes(self, t: float, data: bytes) -> bool:
+        """In-order request bytes with no hole before them: read at once when the stream is synced and read by
+        hiredis (what `from_client` would do); False: hand them to `from_client` instead."""
+        if self._hreq is None or not self._req_synced or self.mode != "rr":
+            return False
+        self._read_requests_fast(t, data)
+        return True
+
+    def server_bytes(self, t: float, seq: int, data: bytes) -> bool:
+        """As `client_bytes`, for reply bytes starting at offset `seq`."""
+        if self._hrep is None or not self._rep_synced or self.mode != "rr":
+            return False
+        end = seq + len(data)
+        if end > self._server_seen:
+            self._server_seen = end
+        self._read_replies_fast(t, data)
+        return True
 
     def from_server(self, chunk: Delivered) -> None:
         self._server_seen = max(self._server_seen, chunk.seq + len(chunk.data))
@@ -163,12 +201,21 @@ class Conversation:
             data = data[self._rep_from - chunk.seq:]
             self._rep_synced = True
             self._rep.clear()
-        if self._rep.add(data):
+            self._hrep = _reader()
+        if self._hrep is not None:
+            self._read_replies_fast(chunk.t, data)
+        elif self._rep.add(data):
             self._read_replies(chunk.t)
 
     def finish(self) -> None:
         """The capture ended: requests still waiting are emitted without a reply, in order."""
         self._drop_waiting()
+
+    def take(self) -> list[Exchange]:
+        """The exchanges complete so far, handed over (a streaming parse takes them as it goes)."""
+        out, self.out = self.out, []
+        self._talked = self._talked or bool(out)
+        return out
 
     # -- synchronisation -------------------------------------------------------------------------------------
 
@@ -193,6 +240,7 @@ class Conversation:
         self._drop_waiting(lost=True)
         self._req.clear()
         self._rep.clear()
+        self._hreq = self._hrep = None
         self._req_synced = self._rep_synced = False
         self._rep_from = None
         self._multi_open, self._tx = False, None
@@ -217,7 +265,7 @@ class Conversation:
                 need = more.need - pos if more.need else 0
                 break
             except resp.Malformed:
-                if self.clean and not self._joined and not self.out and not self._waiting:
+                if self.clean and not self._joined and not self.out and not self._talked and not self._waiting:
                     self.mode = "unreadable"
                 else:
                     self._lost_sync()
@@ -228,10 +276,41 @@ class Conversation:
                 return
         self._req.keep(buf[pos:] if pos else buf, need)
 
+    def _read_requests_fast(self, t: float, data: bytes) -> None:
+        """Every request `data` completes, read by hiredis: the hot loop of the offline parse."""
+        reader = self._hreq
+        assert reader is not None
+        reader.feed(data)
+        waiting = self._waiting
+        client, server, joined = self.client, self.server, self._joined
+        try:
+            while True:
+                args = reader.gets()
+                if args is False:
+                    return
+                if type(args) is not list:
+                    raise resp.Malformed("a request is an array")
+                for arg in args:
+                    if type(arg) is not bytes:
+                        raise resp.Malformed("a request's arguments are bulk strings")
+                if not args:
+                    continue
+                if args[0].upper() not in _SPECIAL and not (self._multi_open or self._reply_off or self._skip_next):
+                    waiting.append((Exchange(t, client, server, args, None, None, None, None, joined), "plain"))
+                    continue
+                self._request(t, args)
+                if self.mode != "rr":
+                    return
+        except (hiredis.ProtocolError, resp.Malformed):
+            if self.clean and not self._joined and not self.out and not self._talked and not self._waiting:
+                self.mode = "unreadable"
+            else:
+                self._lost_sync()
+
     def _request(self, t: float, args: list[bytes]) -> None:
         name = args[0].upper()
         if name not in _SPECIAL and not self._multi_open and not self._reply_off and not self._skip_next:
-            self._waiting.append(_Waiting(Exchange(t, self.client, self.server, args, resynced=self._joined), "plain"))
+            self._waiting.append((Exchange(t, self.client, self.server, args, resynced=self._joined), "plain"))
             return  # the common case, kept short: the offline parse spends its time here
         args = _redacted(name, args)
         exchange = Exchange(t=t, client=self.client, server=self.server, args=args, resynced=self._joined)
@@ -239,7 +318,7 @@ class Conversation:
             self._skip_next = False
             if name == b"CLIENT" and len(args) > 2 and args[1].upper() == b"REPLY" and args[2].upper() == b"ON":
                 self._reply_off = False
-                self._waiting.append(_Waiting(exchange, "plain"))
+                self._waiting.append((exchange, "plain"))
                 return
             self._emit(exchange)
             return
@@ -265,7 +344,7 @@ class Conversation:
             kind = "queue"
         else:
             kind = "plain"
-        self._waiting.append(_Waiting(exchange, kind))
+        self._waiting.append((exchange, kind))
 
     # -- replies ---------------------------------------------------------------------------------------------
 
@@ -291,8 +370,37 @@ class Conversation:
                 return
         self._rep.keep(buf[pos:] if pos else buf, need)
 
+    def _read_replies_fast(self, t: float, data: bytes) -> None:
+        """Every reply `data` completes, read by hiredis, each paired with the oldest request waiting."""
+        reader = self._hrep
+        assert reader is not None
+        reader.feed(data)
+        waiting, out = self._waiting, self.out
+        try:
+            while True:
+                value = reader.gets()
+                if value is False:
+                    return
+                if type(value) is hiredis.PushNotification:
+                    continue
+                if not waiting:  # a reply to nothing we saw: we are not where we thought
+                    self._lost_sync()
+                    return
+                pair = waiting.popleft()
+                exchange = pair[0]
+                if (pair[1] == "plain" and type(value) is not resp.RespError
+                        and exchange.args[0].upper() not in _STATEFUL):
+                    exchange.replied, exchange.reply, exchange.db = t, value, self.db
+                    out.append(exchange)
+                    continue
+                self._reply(pair, value, t)
+                if self.mode != "rr":
+                    return
+        except hiredis.ProtocolError:
+            self._lost_sync()
+
     def _reply(self, waiting: _Waiting, value: Any, t: float) -> None:
-        exchange, kind = waiting.exchange, waiting.kind
+        exchange, kind = waiting
         _answer(exchange, value, t)
         name = exchange.args[0].upper()
         if kind == "multi":
@@ -348,7 +456,7 @@ class Conversation:
 
     def _drop_waiting(self, lost: bool = False) -> None:
         while self._waiting:
-            exchange = self._waiting.popleft().exchange
+            exchange = self._waiting.popleft()[0]
             if lost:
                 self.unanswered += 1
             self._emit(exchange)

@@ -1,17 +1,24 @@
 """The wire capture process: an AF_PACKET socket with the kernel filter, spooled as it comes, nothing parsed.
 
-    python -m redisprobe.wire.reader --port 6379 --spool FILE [--interface lo]
+    python -m redisprobe.wire.reader --port 6379 --spool FILE [--interface lo] [--segment-bytes N]
+        [--budget-bytes N]
 
 Run as a process of its own, like the MONITOR reader: the less it does per packet, the fewer the kernel drops.
 Each packet is stored with its kernel timestamp (SO_TIMESTAMPNS); every second the kernel's counts
 (PACKET_STATISTICS: packets queued and dropped since the last read) become a `stats` status record, so a drop is
 a gap with a count and a window. SIGTERM ends it after what the socket still holds is spooled.
 Without root or CAP_NET_RAW it prints one line and exits 2 (`NO_PRIVILEGE`).
+
+The spool is written in segments of `--segment-bytes` (`FILE`, `FILE.1`, ...): the parent parses them while the
+capture runs and deletes each one it has read. If the segments still on disk reach `--budget-bytes` (the parent
+fell behind, or it reads only at the end), packets are read and counted but not spooled until there is room
+again, and a `skipped` record says how many and when: a gap with a count and a window, never a silent one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import os
@@ -21,9 +28,10 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 
 from redisprobe.wire import bpf
-from redisprobe.wire.spool import MAGIC, packet_record, status_record
+from redisprobe.wire.spool import MAGIC, packet_record, segment_path, status_record
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -35,6 +43,8 @@ NO_PRIVILEGE = 2
 SPOOL_FAILED = 3
 _RCVBUF = 64 << 20  # asked of the kernel: a burst waits here instead of being dropped
 _FLUSH_BYTES = 1 << 20
+SEGMENT_BYTES = 64 << 20  # a new spool segment after this much
+BUDGET_BYTES = 2 << 30  # the segments on disk at most at once (the unparsed backlog)
 _STATS_EVERY = 1.0
 _TIMESPEC = struct.Struct("qq")
 
@@ -93,7 +103,81 @@ def _packet_stats(sock: socket.socket) -> tuple[int, int]:
     return struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
 
 
-def _pump(sock: socket.socket, fd: int, stopping: list[bool]) -> None:
+class _Spool:
+    """The segment the reader appends to, moved on to the next every `segment_bytes`; what is still on disk
+    (the segments the parent has not deleted yet) kept under `budget_bytes`."""
+
+    def __init__(self, first: Path, segment_bytes: int, budget_bytes: int) -> None:
+        self.first = first
+        self.segment_bytes = segment_bytes
+        self.budget_bytes = budget_bytes
+        self.index = 0
+        self.fd = self._create(first)
+        self.written = 0
+        self.older: list[Path] = []  # full segments, deleted by the parent once parsed
+        self.older_bytes = 0
+        self.skipped = 0  # packets not spooled since the budget was reached
+        self.skipped_bytes = 0
+        self.skipped_since = 0
+
+    @staticmethod
+    def _create(path: Path) -> int:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise _SpoolFailed(f"{path}: {exc.strerror or exc}") from None
+        _write_all(fd, MAGIC)
+        return fd
+
+    def write(self, data: bytes) -> None:
+        """Whole records only, so that a rotation never splits one."""
+        _write_all(self.fd, data)
+        self.written += len(data)
+        if self.written >= self.segment_bytes:
+            self.rotate()
+
+    def rotate(self) -> None:
+        self.index += 1
+        following = segment_path(self.first, self.index)
+        fd = self._create(following)  # exists before the old segment names it
+        _write_all(self.fd, status_record(time.time_ns(), ev="rotate", next=following.name))
+        os.close(self.fd)
+        self.older.append(segment_path(self.first, self.index - 1))
+        self.older_bytes += self.written
+        self.fd, self.written = fd, 0
+
+    def room(self) -> bool:
+        """Whether the disk budget allows spooling (the parent's deletions are noticed here)."""
+        if self.older_bytes + self.written < self.budget_bytes:
+            return True
+        kept: list[Path] = []
+        size = 0
+        for path in self.older:
+            with contextlib.suppress(OSError):
+                size += path.stat().st_size
+                kept.append(path)
+        self.older, self.older_bytes = kept, size
+        return size + self.written < self.budget_bytes
+
+    def skip(self, t_ns: int, size: int) -> None:
+        if not self.skipped:
+            self.skipped_since = t_ns
+        self.skipped += 1
+        self.skipped_bytes += size
+
+    def said_skipped(self) -> None:
+        """The packets not spooled since the budget was reached, as one record (once there is room again)."""
+        if self.skipped:
+            now = time.time_ns()
+            _write_all(self.fd, status_record(now, ev="skipped", packets=self.skipped, bytes=self.skipped_bytes,
+                                              since=self.skipped_since / 1e9, budget=self.budget_bytes))
+            self.skipped = self.skipped_bytes = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _pump(sock: socket.socket, spool: _Spool, stopping: list[bool]) -> None:
     """Spool packets until `stopping[0]` (set by SIGTERM) and the socket is empty; whole records only."""
     recvmsg = sock.recvmsg
     cmsg_space = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -101,6 +185,7 @@ def _pump(sock: socket.socket, fd: int, stopping: list[bool]) -> None:
     out: list[bytes] = []
     next_stats = time.monotonic() + _STATS_EVERY
     stats_from = time.time_ns()
+    room = spool.room()
     while True:
         size = 0
         empty = False
@@ -117,22 +202,29 @@ def _pump(sock: socket.socket, fd: int, stopping: list[bool]) -> None:
                     t_ns = sec * 1_000_000_000 + nsec
             if not t_ns:
                 t_ns = time.time_ns()
-            out.append(packet_record(t_ns, data))
             size += len(data) + 16
+            if not room:
+                spool.skip(t_ns, len(data))
+                continue
+            out.append(packet_record(t_ns, data))
             if flags & socket.MSG_TRUNC:
                 out.append(status_record(t_ns, ev="truncated"))
         if out:
-            _write_all(fd, b"".join(out))
+            spool.write(b"".join(out))
             out.clear()
+        room = spool.room()
+        if room:
+            spool.said_skipped()
         now = time.monotonic()
         done = stopping[0] and empty
         if now >= next_stats or done:
             packets, drops = _packet_stats(sock)
             t_ns = time.time_ns()
-            _write_all(fd, status_record(t_ns, ev="stats", packets=packets, drops=drops, since=stats_from / 1e9))
+            spool.write(status_record(t_ns, ev="stats", packets=packets, drops=drops, since=stats_from / 1e9))
             stats_from = t_ns
             next_stats = now + _STATS_EVERY
         if done:
+            spool.said_skipped()  # over budget or not: the last record says what was not spooled
             return
         if empty:
             select.select([sock], [], [], 0.2)  # a signal ends the wait early (PEP 475 retries only the rest)
@@ -157,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spool", required=True)
     parser.add_argument("--interface", default=None, help="one interface (default: all)")
     parser.add_argument("--rcvbuf", type=int, default=_RCVBUF, help="the socket's receive buffer, bytes")
+    parser.add_argument("--segment-bytes", type=int, default=SEGMENT_BYTES, help="a new spool segment after this")
+    parser.add_argument("--budget-bytes", type=int, default=BUDGET_BYTES,
+                        help="the spool segments on disk at most at once")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
 
@@ -174,21 +269,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(message + "\n")
         return NO_PRIVILEGE if exc.errno in (errno.EPERM, errno.EACCES) else 1
     try:
-        fd = os.open(args.spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-    except OSError as exc:
-        sys.stderr.write(f"cannot write the wire spool {args.spool!r}: {exc.strerror}\n")
+        spool = _Spool(Path(args.spool), args.segment_bytes, args.budget_bytes)
+    except _SpoolFailed as exc:
+        sys.stderr.write(f"cannot write the wire spool {exc}\n")
+        sock.close()
         return SPOOL_FAILED
     try:
-        _write_all(fd, MAGIC + status_record(time.time_ns(), ev="started", port=args.port,
-                                             interface=args.interface or "any", pid=os.getpid()))
+        spool.write(status_record(time.time_ns(), ev="started", port=args.port, interface=args.interface or "any",
+                                  pid=os.getpid(), segment_bytes=args.segment_bytes, budget_bytes=args.budget_bytes))
         signal.signal(signal.SIGTERM, on_term)
-        _pump(sock, fd, stopping)
-        _write_all(fd, status_record(time.time_ns(), ev="stopped"))
+        _pump(sock, spool, stopping)
+        spool.write(status_record(time.time_ns(), ev="stopped"))
     except _SpoolFailed as exc:
         sys.stderr.write(f"cannot write the wire spool: {exc}\n")
         return SPOOL_FAILED
     finally:
-        os.close(fd)
+        spool.close()
         sock.close()
     return 0
 

@@ -1,17 +1,21 @@
-"""`monitor --source wire|both`: the wire reader beside a capture, its exchanges merged into the trace at the end.
+"""`monitor --source wire|both`: the wire reader beside a capture, its exchanges streamed into the trace.
 
 `both`: MONITOR gives the commands as today, the wire adds what MONITOR cannot show (each reply, and the commands
 the server refused), as `trace.WireReply` events. `wire`: MONITOR is not started at all (its cost to the server
-is the point), the wire gives the commands as `trace.Monitor` events too. The spool is parsed once the capture has
-stopped, so a loaded server pays only for the packet copies; the trace is then rewritten in time order.
+is the point), the wire gives the commands as `trace.Monitor` events too. The reader process only copies packets
+to its spool; this process parses the spool while the capture runs (see `WireSource`), so events reach the trace
+and the live timeline as they come, and the spool on disk is only the backlog not parsed yet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import os
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from redisprobe import trace
@@ -20,6 +24,8 @@ from redisprobe.leftovers import temp_dir
 from redisprobe.target import Target
 from redisprobe.wire.capture import WireCapture
 from redisprobe.wire.events import exchange_events
+from redisprobe.wire.offline import Reassembler
+from redisprobe.wire.reader import BUDGET_BYTES
 
 SOURCES = ("monitor", "wire", "both")
 
@@ -50,9 +56,18 @@ class NoMonitor:
 
 
 class WireSource:
-    """One wire reader per watched port (targets on the same port share it)."""
+    """One wire reader per watched port (targets on the same port share it), its spool parsed as it is written.
 
-    def __init__(self, targets: list[Target], source: str) -> None:
+    `attach(writer, show)` starts the parse in a thread of this process: every `_PARSE_EVERY` seconds the new
+    spool records are read (each segment deleted once read: the disk holds only the unparsed backlog, at most
+    the reader's budget), and the exchanges complete so far become trace events, emitted into the trace as the
+    capture goes on (and so into the live timeline). An event older than `LATE_AFTER` seconds when it is ready
+    (the parse fell behind, or a blocking command answered late) would break the trace's near time order: it is
+    kept aside instead (`late_events()`, spilled to disk in sorted runs) and merged in when the capture ends;
+    `show` still gets it for the timeline. `finish()` stops the readers and parses what is left.
+    """
+
+    def __init__(self, targets: list[Target], source: str, *, budget_bytes: int = BUDGET_BYTES) -> None:
         self.source = source
         self._spool = temp_dir("wire")
         self.captures: list[tuple[WireCapture, list[Target]]] = []
@@ -61,7 +76,17 @@ class WireSource:
             if target.port is not None:
                 by_port.setdefault(target.port, []).append(target)
         for port, same_port in by_port.items():
-            self.captures.append((WireCapture(port, self._spool, target=same_port[0].label), same_port))
+            capture = WireCapture(port, self._spool, target=same_port[0].label, budget_bytes=budget_bytes)
+            self.captures.append((capture, same_port))
+        self._streams: list[_Stream] = []
+        self._late = _LateEvents(self._spool)
+        self._writer: trace.TraceWriter | None = None
+        self._show: Callable[[list[trace.Event]], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._failed: BaseException | None = None
+        self._finished = False
+        self.cut = False  # Ctrl-C stopped the parse of the backlog
 
     def start(self) -> None:
         try:
@@ -70,31 +95,196 @@ class WireSource:
         except BaseException:
             self.stop()
             raise
+        self._streams = [_Stream(capture, same_port, self.source) for capture, same_port in self.captures]
+
+    def attach(self, writer: trace.TraceWriter, show: Callable[[list[trace.Event]], None] | None = None) -> None:
+        """Parse as the capture goes, into `writer` (and `show`, for late events the writer will not pass on)."""
+        self._writer, self._show = writer, show
+        self._thread = threading.Thread(target=self._run, name="redisprobe-wire-parse", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread's own nice value; elsewhere as is
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        try:
+            while not self._stopping.is_set():
+                if not self._pump_all():
+                    self._stopping.wait(_PARSE_EVERY)
+        except BaseException as exc:  # said by `finish`, in the capture's thread
+            self._failed = exc
+
+    def _pump_all(self) -> bool:
+        """One read of every spool; whether any had more waiting."""
+        more = False
+        for stream in self._streams:
+            more = stream.pump(self._deliver) or more
+        return more
+
+    def _deliver(self, events: list[trace.Event]) -> None:
+        if not events:
+            return
+        cutoff = time.time() - LATE_AFTER
+        on_time = [e for e in events if e.t >= cutoff]
+        if len(on_time) < len(events):
+            late = [e for e in events if e.t < cutoff]
+            self._late.add(late)
+            if self._show is not None:
+                self._show(late)
+        if on_time:
+            if self._writer is not None:
+                self._writer.emit_many(on_time)
+            else:
+                self._late.add(on_time)
+
+    def finish(self) -> None:
+        """The capture is ending: stop the readers, parse the rest of their spools, close every connection."""
+        if self._finished:
+            return
+        self._finished = True
+        self.stop()
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._failed is not None:
+            raise self._failed
+        try:
+            while self._pump_all():
+                pass
+            for stream in self._streams:
+                stream.finish(self._deliver)
+        except KeyboardInterrupt:  # Ctrl-C while the backlog is parsed: what is left is a gap, said
+            self.cut = True
+            for stream in self._streams:
+                self._deliver([stream.cut()])
 
     def stop(self) -> None:
         for capture, _targets in self.captures:
             capture.stop()
 
+    def late_events(self) -> Iterator[trace.Event]:
+        """The events kept aside (see the class), in time order: to merge into the finished trace."""
+        self.finish()
+        return self._late.ordered()
+
     def events(self) -> list[trace.Event]:
-        """Every capture's spool parsed: replies (and, for `wire`, the commands), gaps, notes; by time."""
-        out: list[trace.Event] = []
-        for capture, same_port in self.captures:
-            result = capture.result()
-            for event in exchange_events(result.exchanges, target=_labeller(same_port)):
-                if self.source == "wire" or type(event) is trace.WireReply:
-                    out.append(event)
-            out.extend(result.gaps)
-            out.extend(trace.Note(t=result.started or 0.0, level="warning", text=f"wire: {note}")
-                       for note in result.notes)
-            capture.remove()
-        out.sort(key=lambda e: e.t)
-        return out
+        """Everything, at once, in time order (when no trace writer was attached)."""
+        return list(self.late_events())
 
     def remove(self) -> None:
+        for stream in self._streams:
+            stream.close()
         for capture, _targets in self.captures:
             capture.remove()
+        self._late.remove()
         with contextlib.suppress(OSError):
             self._spool.rmdir()
+
+
+LATE_AFTER = 3.0
+"""Seconds: a wire event older than this when parsed is merged at the end, not written at once (the trace may be
+out of time order by `trace.REORDER_WINDOW` at most)."""
+_PARSE_EVERY = 0.1
+_NICE = 10
+"""The parse thread yields the CPU to the server (and to the reader process) on a loaded machine: the backlog
+waits on disk, within the reader's budget, and is parsed when the load eases or at the end."""
+
+
+class _Stream:
+    """One capture's spool, followed and parsed incrementally."""
+
+    def __init__(self, capture: WireCapture, targets: list[Target], source: str) -> None:
+        self.capture = capture
+        self.follower = capture.follower()
+        self.reassembler = Reassembler(capture.port, capture.target)
+        self.label = _labeller(targets)
+        self.commands = source == "wire"  # `both`: MONITOR has the commands
+        self._gaps = 0
+        self._notes = 0
+        self.parsed_until = 0.0  # capture time of the last record parsed
+
+    def pump(self, deliver: Callable[[list[trace.Event]], None]) -> bool:
+        records = self.follower.read()
+        if records:
+            self.reassembler.records(records)
+            self.parsed_until = records[-1][1]
+            deliver(self._events())
+        return self.follower.more
+
+    def cut(self) -> trace.Gap:
+        """The gap for the spool left unparsed (Ctrl-C at the end of the capture)."""
+        return trace.Gap(t=self.parsed_until or time.time(), until=time.time(), source="wire",
+                         target=self.capture.target,
+                         reason="wire: Ctrl-C stopped the parse of the spool's backlog; what was captured after "
+                                "this was not read")
+
+    def finish(self, deliver: Callable[[list[trace.Event]], None]) -> None:
+        self.reassembler.finish()
+        deliver(self._events())
+        self.follower.close()
+
+    def _events(self) -> list[trace.Event]:
+        out: list[trace.Event] = []
+        for event in exchange_events(self.reassembler.take(), target=self.label):
+            if self.commands or type(event) is trace.WireReply:
+                out.append(event)
+        result = self.reassembler.result
+        out.extend(result.gaps[self._gaps:])
+        self._gaps = len(result.gaps)
+        started = result.started or time.time()
+        out.extend(trace.Note(t=started, level="warning", text=f"wire: {note}") for note in result.notes[self._notes:])
+        self._notes = len(result.notes)
+        return out
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+_RUN = 200_000  # late events kept in memory; more are sorted and spilled to disk as a run
+
+
+class _LateEvents:
+    """Events kept aside until the end, in bounded memory: sorted runs on disk, merged when read."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.buffer: list[trace.Event] = []
+        self.runs: list[Path] = []
+
+    def add(self, events: list[trace.Event]) -> None:
+        self.buffer.extend(events)
+        if len(self.buffer) >= _RUN:
+            self._spill()
+
+    def _spill(self) -> None:
+        self.buffer.sort(key=_time)
+        path = self.directory / f"late-{len(self.runs)}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # commands carry values: ours only
+        with os.fdopen(fd, "wb") as out:
+            for start in range(0, len(self.buffer), 4096):
+                out.write(b"".join(trace.encode(e) for e in self.buffer[start:start + 4096]))
+        self.runs.append(path)
+        self.buffer = []
+
+    def ordered(self) -> Iterator[trace.Event]:
+        self.buffer.sort(key=_time)
+        if not self.runs:
+            return iter(self.buffer)
+        return heapq.merge(self.buffer, *(_read_run(path) for path in self.runs), key=_time)
+
+    def remove(self) -> None:
+        for path in self.runs:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _time(event: trace.Event) -> float:
+    return event.t
+
+
+def _read_run(path: Path) -> Iterator[trace.Event]:
+    with path.open("rb") as handle:
+        for line in handle:
+            yield trace.decode_event(line)
 
 
 def _labeller(targets: list[Target]) -> Callable[[str], str]:
@@ -112,10 +302,13 @@ def _labeller(targets: list[Target]) -> Callable[[str], str]:
     return label_of
 
 
-def merge_into_trace(path: Path, extra: list[trace.Event]) -> None:
+def merge_into_trace(path: Path, extra: Iterable[trace.Event]) -> None:
     """Rewrite a finished trace with `extra` (sorted by time) merged in, so the file stays nearly time-ordered."""
-    if not extra:
+    extra = iter(extra)
+    first = next(extra, None)
+    if first is None:
         return
+    extra = itertools.chain((first,), extra)
     with path.open("rb") as handle:
         header = handle.readline()
     _header, stream = trace.read_trace(path)

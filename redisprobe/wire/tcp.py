@@ -49,8 +49,11 @@ class Stream:
         self.pending_bytes = 0
 
     def peer_acked(self, ack: int) -> None:
-        if self.next is not None:
-            self.acked = max(self.acked, self.unwrap(ack))
+        following = self.next
+        if following is not None:
+            ack = following + ((ack - (following % _MOD) + _HALF) % _MOD) - _HALF  # `unwrap`, inlined: per packet
+            if ack > self.acked:
+                self.acked = ack
 
     def add(self, t: float, seq: int, data: bytes, ack: int) -> list[Delivered]:
         """What this segment makes deliverable, in order."""
@@ -59,7 +62,8 @@ class Stream:
             first = Delivered(t, seq, data, ack, False, True)
             self.next += len(data)
             return [first, *self._flush(False)]
-        seq = self.unwrap(seq)
+        following = self.next
+        seq = following + ((seq - (following % _MOD) + _HALF) % _MOD) - _HALF  # `unwrap`, inlined: per packet
         end = seq + len(data)
         if end <= self.next:
             return []  # a retransmission of what was delivered
@@ -77,6 +81,8 @@ class Stream:
                 return self.skip_hole()
             return []
         self.next = end
+        if not self.pending:
+            return [Delivered(t, seq, data, ack, False, start)]
         return [Delivered(t, seq, data, ack, False, start), *self._flush(False)]
 
     def _flush(self, hole: bool) -> list[Delivered]:
