@@ -1,11 +1,13 @@
 """Exchanges read off the wire as trace events: the command as the `trace.Monitor` event the fold already reads,
-its answer as a `trace.WireReply` next to it (the fold's use of replies comes later)."""
+its answer as a `trace.WireReply` next to it (for reads and TTL commands, with the command's arguments: the fold
+reads their replies)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from redisprobe import trace
+from redisprobe.analysis import commands as C
 from redisprobe.wire.conversation import Exchange
 
 
@@ -27,5 +29,14 @@ def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str],
         out.append(trace.WireReply(
             t=ex.replied if ex.replied is not None else ex.t, sent=ex.t, peer=ex.client, db=db,
             reply=None if ex.error is not None else trace.jsonable_reply(ex.reply), error=ex.error,
-            latency=ex.latency or 0.0, target=target, refused=ex.args if ex.refused else [], flags=flags))
+            latency=ex.latency or 0.0, target=target, refused=ex.args if ex.refused else [], flags=flags,
+            command=ex.args if not ex.refused and _reply_read(ex.args) else []))
     return out
+
+
+_REPLY_READ = frozenset({C.READ, C.TTL})
+
+
+def _reply_read(args: list[bytes]) -> bool:
+    """A command whose reply the fold reads (a read: did its key exist; a TTL command: did it take)."""
+    return bool(args) and (C.COMMANDS.get(args[0]) or C.lookup(args[0])).kind in _REPLY_READ

@@ -9,7 +9,17 @@ from typing import Any
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import baseline, connection, expiry, keys, lives, pairing, refused, replies
+from redisprobe.analysis.lifecycle import (
+    baseline,
+    connection,
+    expiry,
+    keys,
+    lives,
+    pairing,
+    refused,
+    replies,
+    wirereplies,
+)
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
     INF,
@@ -34,7 +44,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,
-    trace.Baseline: baseline.on_baseline,
+    trace.Baseline: baseline.on_baseline, trace.WireReply: wirereplies.on_wire_reply,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""
 
