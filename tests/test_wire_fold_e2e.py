@@ -5,13 +5,15 @@ processes, the real CLI.
   baseline scans), and a value reply means the key existed: never a miss. MONITOR, with no replies, must say
   'unknown' for the same reads and name nothing.
 - An EXPIRE that replied 0 set no TTL, whatever the fold guessed.
-- A write refused with OOM is named from its own error reply: command, key, connection and pid.
+- A write refused with OOM is named from its own error reply: command, key, connection and pid; so are the MOVED
+  and CROSSSLOT replies a plain client gets from a cluster node.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import redis
 from redisprobe import trace
 from redisprobe.analysis import fold
 from redisprobe.observers.baseline import MAX_KEYS
-from redisprobe.sandbox import Sandbox
+from redisprobe.sandbox import Sandbox, sandbox
 from tests.clients import Client
 from tests.monitorrun import MonitorRun
 
@@ -58,7 +60,7 @@ def _products(url: str) -> None:
         pipe.execute()
 
 
-@pytest.mark.parametrize("source", ["wire", "monitor"])
+@pytest.mark.parametrize("source", ["wire", "both", "monitor"])
 def test_a_nil_reply_is_a_miss_of_a_key_made_before_the_capture(private_server: Sandbox, stack: ExitStack,
                                                                 source: str) -> None:
     """The catalog reads product:sku-N, the pricing job products:sku-N (a name nobody writes); every product was
@@ -131,3 +133,43 @@ def test_write_rejected_names_the_refused_command_and_pid_from_its_reply(private
     evidence = "\n".join(finding["evidence"])
     assert "5 OOM error replies read off the wire" in evidence, evidence
     assert f"pid {writer.pid}" in evidence and "SET session:0 data -> refused: OOM" in evidence, evidence
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Sandbox]:
+    with sandbox("cluster") as box:
+        yield box
+
+
+def test_redirects_and_crossslot_are_named_from_their_replies(cluster: Sandbox, stack: ExitStack) -> None:
+    """A plain client on node 0 writes keys other nodes own (MOVED) and an MSET over two slots (CROSSSLOT)."""
+    url = cluster.urls[0]
+    node0 = redis.Redis.from_url(url)
+    stack.callback(node0.close)
+    elsewhere = [key for key in (f"order:{n}" for n in range(200)) if node0.cluster("keyslot", key) not in
+                 _slots(node0, cluster.servers[0].port)][:3]
+    app = _client(stack, url)
+    run = _monitor(stack, "--url", url, "--source", "wire", "--pids", f"app={app.pid}", "--json",
+                   "--no-enable-events")
+    for key in elsewhere:
+        assert app.send("SET", key, "paid").startswith('"error: ')  # redis-py drops the word MOVED
+    assert "same slot" in app.send("MSET", "cart:1", "a", "cart:2", "b")
+    doc = run.stop_json()
+    by_rule = {f["rule"]: f for f in doc["findings"]}
+    for rule, error, command in (("cluster-unaware-client", "MOVED", f"SET {elsewhere[0]} paid"),
+                                 ("cross-slot", "CROSSSLOT", "MSET cart:1 a cart:2 b")):
+        assert rule in by_rule, doc["findings"]
+        finding = by_rule[rule]
+        assert finding["culprit"]["pid"] == app.pid, finding
+        evidence = "\n".join(finding["evidence"])
+        assert "read off the wire" in evidence and f"{command} -> refused: {error}" in evidence, evidence
+        assert f"pid {app.pid}" in evidence, evidence
+
+
+def _slots(client: redis.Redis, port: int) -> set[int]:
+    """The hash slots the node on `port` owns."""
+    owned: set[int] = set()
+    for start, end, *nodes in client.execute_command("CLUSTER", "SLOTS"):
+        if int(nodes[0][1]) == port:
+            owned.update(range(int(start), int(end) + 1))
+    return owned
