@@ -1,0 +1,99 @@
+"""How the fold and the doctor read `trace.WireReply` events, on hand-made traces (the real capture is proven in
+tests/test_wire_fold_e2e.py): which replies settle a read, which refusals count, and what is left alone."""
+
+from __future__ import annotations
+
+from redisprobe import trace
+from redisprobe.analysis import Context, diagnose, fold
+from tests.tracebuild import TraceBuilder, _b
+
+WORKER = {100: "worker"}
+
+
+def _reply(tb: TraceBuilder, peer: str, *, sent: float, reply: object = None, error: str | None = None,
+           command: tuple[object, ...] = (), refused: tuple[object, ...] = (), db: int = 0,
+           flags: tuple[str, ...] = ()) -> None:
+    tb.add(trace.WireReply(t=tb.now, sent=sent, peer=peer, db=db, reply=reply, error=error, target=tb.target,
+                           command=[_b(a) for a in command], refused=[_b(a) for a in refused], flags=list(flags)))
+    tb.tick()
+
+
+def _baseline_cut(tb: TraceBuilder) -> None:
+    """A baseline that stopped at its bound: keys it lacks are of unknown state."""
+    tb.add(trace.Baseline(t=tb.now, until=tb.now + 0.01, db=0, keys=[b"other"], types=["string"], expires_at=[None],
+                          complete=False, reason="10000 keys", peer="127.0.0.1:39999", target=tb.target))
+    tb.at(0.1)
+
+
+def test_a_nil_reply_under_both_sources_clock_is_a_miss_beyond_the_baseline() -> None:
+    """With --source both the MONITOR line is stamped by the server, a little after the wire saw the request."""
+    tb = TraceBuilder()
+    _baseline_cut(tb)
+    worker = tb.client("worker", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    tb.tick(0.002)
+    worker("GET", "job:42")
+    _reply(tb, worker.peer, sent=sent, command=("GET", "job:42"))
+    lifecycle = fold(tb.events, watched=WORKER)
+    [slot] = [s for s in lifecycle.slot_items() if s.key == b"job:42"]
+    assert slot.misses == 1 and slot.miss_log and slot.miss_log[0][3] is True
+    assert not [row for row in lifecycle.rows if row[5].startswith("unknown")]
+
+
+def test_a_value_reply_retracts_the_miss_and_the_key_existed_before() -> None:
+    """No baseline (a plain MONITOR log): the fold called the read a miss; its value reply says otherwise."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    worker("GET", "job:42")
+    _reply(tb, worker.peer, sent=sent, reply="payload", command=("GET", "job:42"))
+    worker("HLEN", "job:43")
+    _reply(tb, worker.peer, sent=tb.now - 0.001, reply=0, command=("HLEN", "job:43"))
+    lifecycle = fold(tb.events, watched=WORKER)
+    [life] = lifecycle.lives_of("job:42")
+    assert life.preexisting and life.reads == 1
+    assert not [s for s in lifecycle.slot_items() if s.key == b"job:42" and s.misses]
+    assert [s.misses for s in lifecycle.slot_items() if s.key == b"job:43"] == [1]
+
+
+def test_a_reply_whose_db_is_a_guess_is_left_alone_where_client_list_says_another_db() -> None:
+    tb = TraceBuilder()
+    _baseline_cut(tb)
+    worker = tb.client("worker", pid=100, client_id=7, port=5001, db=2)
+    sent = tb.now
+    worker("GET", "job:42", db=2)
+    _reply(tb, worker.peer, sent=sent, command=("GET", "job:42"), flags=("resynced", "db-unknown"))
+    lifecycle = fold(tb.events, watched=WORKER)
+    assert not [s for s in lifecycle.slot_items() if s.misses]
+
+
+def test_the_baselines_own_replies_are_not_reads() -> None:
+    tb = TraceBuilder()
+    _baseline_cut(tb)
+    _reply(tb, "127.0.0.1:39999", sent=tb.now, reply="none", command=("TYPE", "gone"))
+    assert not [s for s in fold(tb.events).slot_items() if s.key == b"gone"]
+
+
+def test_busy_refuses_a_write_not_a_read_and_noscript_is_no_refusal() -> None:
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=100, client_id=7, port=5001)
+    reader = tb.client("reader", pid=200, client_id=8, port=5002)
+    busy = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    for n in range(3):
+        _reply(tb, worker.peer, sent=tb.now, error=busy, refused=("SET", f"job:{n}", "x"))
+        _reply(tb, reader.peer, sent=tb.now, error=busy, refused=("GET", f"job:{n}"))
+    reader("EVALSHA", "a" * 40, "0")
+    _reply(tb, reader.peer, sent=tb.now - 0.001, error="NOSCRIPT No matching script. Please use EVAL.")
+    findings = diagnose(tb.events, Context(watched={100: "worker", 200: "reader"}))
+    [finding] = findings
+    assert finding.rule == "write-rejected" and finding.culprit is not None and finding.culprit.pid == 100
+    assert "3 BUSY error replies read off the wire (SET x3)" in finding.evidence[0], finding.evidence
+    assert any("pid 100 (worker)" in line and "SET job:0 x -> refused: BUSY" in line for line in finding.evidence)
+
+
+def test_refused_commands_of_connection_housekeeping_are_no_finding() -> None:
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=100, client_id=7, port=5001)
+    _reply(tb, worker.peer, sent=tb.now, error="NOPERM this user has no permissions to run the 'info' command",
+           refused=("INFO", "stats"))
+    assert diagnose(tb.events, Context(watched=WORKER)) == []
