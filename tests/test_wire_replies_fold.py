@@ -97,3 +97,19 @@ def test_refused_commands_of_connection_housekeeping_are_no_finding() -> None:
     _reply(tb, worker.peer, sent=tb.now, error="NOPERM this user has no permissions to run the 'info' command",
            refused=("INFO", "stats"))
     assert diagnose(tb.events, Context(watched=WORKER)) == []
+
+
+def test_each_reply_settles_its_own_read_of_a_key_read_many_times() -> None:
+    """Two reads 100 ms apart, both misses to a fold with no baseline: the first found nothing, the second a value
+    (a script made the key in between, out of the wire's sight). Only the second miss is retracted."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=100, client_id=7, port=5001)
+    first = tb.now
+    worker("GET", "job:42")
+    _reply(tb, worker.peer, sent=first, command=("GET", "job:42"))
+    tb.at(0.1)
+    second = tb.now
+    worker("GET", "job:42")
+    _reply(tb, worker.peer, sent=second, reply="payload", command=("GET", "job:42"))
+    [slot] = [s for s in fold(tb.events, watched=WORKER).slot_items() if s.key == b"job:42"]
+    assert slot.misses == 1 and slot.miss_log is not None and [m[0] for m in slot.miss_log] == [first]

@@ -100,11 +100,13 @@ def _db_agrees(st: FoldState, server: str, event: trace.WireReply) -> bool:
 
 
 def _miss_at(slot: Slot | None, peer: str, t: float) -> int | None:
-    """Where, in the key's miss log, the fold put the miss this connection's read at `t` made."""
+    """Where, in the key's miss log, the fold put the miss this connection's read at `t` made (the nearest in time:
+    a connection may read one key many times a second)."""
+    best, gap = None, KS_MATCH_WINDOW
     for index, (when, who, _args, _certain) in enumerate(slot.miss_log or () if slot is not None else ()):
-        if who[1] == peer and abs(when - t) <= KS_MATCH_WINDOW:
-            return index
-    return None
+        if who[1] == peer and abs(when - t) <= gap:
+            best, gap = index, abs(when - t)
+    return best
 
 
 def _absent(st: FoldState, server: str, event: trace.WireReply, args: list[bytes], key: bytes) -> None:
