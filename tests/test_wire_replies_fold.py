@@ -113,3 +113,24 @@ def test_each_reply_settles_its_own_read_of_a_key_read_many_times() -> None:
     _reply(tb, worker.peer, sent=second, reply="payload", command=("GET", "job:42"))
     [slot] = [s for s in fold(tb.events, watched=WORKER).slot_items() if s.key == b"job:42"]
     assert slot.misses == 1 and slot.miss_log is not None and [m[0] for m in slot.miss_log] == [first]
+
+
+def test_a_set_with_ex_that_replied_ok_took_effect_without_its_keyspace_event() -> None:
+    """A wire capture starts before the keyspace subscription: the first SET ... EX has no `expire` event, yet its
+    reply says it set the TTL (no 'did nothing' from a missing event)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    api("SET", "shop:profile:1", "{}", "EX", "30")
+    _reply(tb, api.peer, sent=sent, reply="OK", command=("SET", "shop:profile:1"))
+    tb.at(0.5)
+    for n in range(2, 6):  # the subscription is up: these have their events
+        api("SET", f"shop:profile:{n}", "{}", "EX", "30")
+        tb.ks("set", f"shop:profile:{n}")
+        tb.ks("expire", f"shop:profile:{n}")
+        tb.at(0.5 + n / 10)
+    tb.at(2.0)
+    api("PING")
+    assert diagnose(tb.events, Context(watched={100: "api"})) == []
+    tb.events = [e for e in tb.events if not isinstance(e, trace.WireReply)]
+    assert [f.rule for f in diagnose(tb.events, Context(watched={100: "api"}))] == ["ttl-refresh-missed"]

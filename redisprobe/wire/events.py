@@ -1,6 +1,6 @@
 """Exchanges read off the wire as trace events: the command as the `trace.Monitor` event the fold already reads,
-its answer as a `trace.WireReply` next to it (for reads and TTL commands, with the command's arguments: the fold
-reads their replies)."""
+its answer as a `trace.WireReply` next to it (for reads, TTL commands and SETs with a TTL, with what the fold needs
+of the command to read the reply)."""
 
 from __future__ import annotations
 
@@ -30,13 +30,23 @@ def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str],
             t=ex.replied if ex.replied is not None else ex.t, sent=ex.t, peer=ex.client, db=db,
             reply=None if ex.error is not None else trace.jsonable_reply(ex.reply), error=ex.error,
             latency=ex.latency or 0.0, target=target, refused=ex.args if ex.refused else [], flags=flags,
-            command=ex.args if not ex.refused and _reply_read(ex.args) else []))
+            command=[] if ex.refused else _command(ex.args)))
     return out
 
 
 _REPLY_READ = frozenset({C.READ, C.TTL})
+_SET_TTL = frozenset({C.TTL_ARG_S, C.TTL_ARG_MS})
 
 
-def _reply_read(args: list[bytes]) -> bool:
-    """A command whose reply the fold reads (a read: did its key exist; a TTL command: did it take)."""
-    return bool(args) and (C.COMMANDS.get(args[0]) or C.lookup(args[0])).kind in _REPLY_READ
+def _command(args: list[bytes]) -> list[bytes]:
+    """What of a command its `WireReply` repeats, for the fold to read the reply: a read's or TTL command's
+    arguments (did its key exist, did its TTL take), a SET-with-TTL's name and key (it replied: its TTL was set);
+    nothing for the rest."""
+    if not args:
+        return []
+    spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
+    if spec.kind in _REPLY_READ:
+        return args
+    if spec.kind == C.SET and (spec.ttl_form in _SET_TTL or (spec.ttl_form == C.TTL_SET_OPTIONS and len(args) > 3)):
+        return args[:2]
+    return []

@@ -1,7 +1,8 @@
 """Replies read off the network (`trace.WireReply`, `monitor --source wire|both`) settle what MONITOR leaves open.
 
 A read's reply says whether its key existed: a nil GET is a miss even of a key the capture never saw made and its
-baseline did not cover, and a value means the key was there (never a miss). An EXPIRE that replied 0 set no TTL.
+baseline did not cover, and a value means the key was there (never a miss). An EXPIRE that replied 0 set no TTL,
+one that replied 1 (or a SET with EX that replied OK) did, keyspace event or not.
 A command the server refused (it never reached MONITOR) is counted per server, error, connection and command for
 the rules that name who sent it (`write-rejected`, `cross-slot`, `cluster-unaware-client`).
 
@@ -53,6 +54,9 @@ def on_wire_reply(st: FoldState, event: trace.WireReply) -> None:
     spec = C.lookup(args[0])
     if spec.kind == C.TTL and spec.ttl_form in C.EXPIRE_FORMS:
         _ttl_reply(st, server, event, args)
+        return
+    if spec.kind == C.SET:
+        _set_reply(st, server, event, args)
         return
     for key, existed in existence(spec, args, event.reply):
         if existed:
@@ -180,6 +184,19 @@ def _ttl_reply(st: FoldState, server: str, event: trace.WireReply, args: list[by
         if record.who[1] == event.peer and record.args == args and abs(record.t - event.sent) <= KS_MATCH_WINDOW:
             expiry.ttl_verdict(st, slot, record, bool(reply), "the command replied 0")  # type: ignore[arg-type]
             record.confirmed = True
+            return
+
+
+def _set_reply(st: FoldState, server: str, event: trace.WireReply, args: list[bytes]) -> None:
+    """A SET with EX/PX (or SETEX) that replied OK (or, with GET, the old value) wrote the key and its TTL: no
+    keyspace event is needed to say so (one missing may only mean the subscription was not up yet)."""
+    if event.reply is None:
+        return  # NX/XX: it did nothing, as the fold decided from what it knew
+    slot = st.slots.get((server, event.db, args[1]))
+    for record in reversed(slot.ttl_recent or ()) if slot is not None else ():
+        if record.who[1] == event.peer and record.args[:2] == args and abs(record.t - event.sent) <= KS_MATCH_WINDOW:
+            if record.effective:
+                record.confirmed = True
             return
 
 
