@@ -134,3 +134,22 @@ def test_a_set_with_ex_that_replied_ok_took_effect_without_its_keyspace_event() 
     assert diagnose(tb.events, Context(watched={100: "api"})) == []
     tb.events = [e for e in tb.events if not isinstance(e, trace.WireReply)]
     assert [f.rule for f in diagnose(tb.events, Context(watched={100: "api"}))] == ["ttl-refresh-missed"]
+
+
+def test_a_blocking_pop_the_wire_saw_never_served_is_a_miss_even_before_the_baseline_ended() -> None:
+    """BullMQ's worker blocks on its marker for 5 s; the wire saw the BZPOPMIN sent just before the baseline scan
+    ended, and no reply by the end: the key was absent all along (MONITOR alone cannot say: unknown)."""
+    tb = TraceBuilder()
+    tb.add(trace.Baseline(t=tb.now, until=tb.now + 0.05, db=0, keys=[], types=[], expires_at=[], complete=True,
+                          peer="127.0.0.1:39999", target=tb.target))
+    worker = tb.client("mailer", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    worker("BZPOPMIN", "bull:emails:marker", "5")
+    tb.at(3.0)
+    worker("PING")
+    with_reply = [*tb.events, trace.WireReply(t=tb.now, sent=sent, peer=worker.peer, db=0, target=tb.target,
+                                              command=[b"BZPOPMIN", b"bull:emails:marker", b"5"],
+                                              flags=["no-reply"])]
+    missed = [s for s in fold(with_reply).slot_items() if s.key == b"bull:emails:marker" and s.misses]
+    assert len(missed) == 1 and missed[0].miss_log and missed[0].miss_log[0][1][1] == worker.peer
+    assert not [s for s in fold(tb.events).slot_items() if s.key == b"bull:emails:marker" and s.misses]

@@ -39,13 +39,13 @@ _SET_TTL = frozenset({C.TTL_ARG_S, C.TTL_ARG_MS})
 
 
 def _command(args: list[bytes]) -> list[bytes]:
-    """What of a command its `WireReply` repeats, for the fold to read the reply: a read's or TTL command's
-    arguments (did its key exist, did its TTL take), a SET-with-TTL's name and key (it replied: its TTL was set);
-    nothing for the rest."""
+    """What of a command its `WireReply` repeats, for the fold to read the reply: a read's, TTL command's or
+    blocking pop's arguments (did its key exist, did its TTL take, was it ever served), a SET-with-TTL's name and
+    key (it replied: its TTL was set); nothing for the rest."""
     if not args:
         return []
     spec = C.COMMANDS.get(args[0]) or C.lookup(args[0])
-    if spec.kind in _REPLY_READ:
+    if spec.kind in _REPLY_READ or spec.blocking:
         return args
     if spec.kind == C.SET and (spec.ttl_form in _SET_TTL or (spec.ttl_form == C.TTL_SET_OPTIONS and len(args) > 3)):
         return args[:2]

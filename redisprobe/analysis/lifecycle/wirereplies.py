@@ -2,7 +2,8 @@
 
 A read's reply says whether its key existed: a nil GET is a miss even of a key the capture never saw made and its
 baseline did not cover, and a value means the key was there (never a miss). An EXPIRE that replied 0 set no TTL,
-one that replied 1 (or a SET with EX that replied OK) did, keyspace event or not.
+one that replied 1 (or a SET with EX that replied OK) did, keyspace event or not. A blocking pop never served
+(a nil reply, or none by the end) waited on an absent key.
 A command the server refused (it never reached MONITOR) is counted per server, error, connection and command for
 the rules that name who sent it (`write-rejected`, `cross-slot`, `cluster-unaware-client`).
 
@@ -47,11 +48,15 @@ def on_wire_reply(st: FoldState, event: trace.WireReply) -> None:
         _refused(st, server, event)
         return
     args = event.command
-    if len(args) < 2 or event.error is not None or "no-reply" in event.flags or _ours(st, server, event.peer):
-        return
-    if "db-unknown" in event.flags and not _db_agrees(st, server, event):
+    if len(args) < 2 or event.error is not None or _ours(st, server, event.peer):
         return
     spec = C.lookup(args[0])
+    if spec.blocking or (spec.block_option and C.block_timeout(args, spec.block_option) is not None):
+        if event.reply is None:  # it timed out, or was still blocked when the capture ended: never served
+            st.unserved.setdefault((server, event.peer), []).append(event.sent)
+        return
+    if "no-reply" in event.flags or ("db-unknown" in event.flags and not _db_agrees(st, server, event)):
+        return
     if spec.kind == C.TTL and spec.ttl_form in C.EXPIRE_FORMS:
         _ttl_reply(st, server, event, args)
         return
@@ -87,6 +92,12 @@ def existence(spec: C.Command, args: list[bytes], reply: Any) -> list[tuple[byte
             return [(key, True)] if any(value is not None for value in reply) else []
         return [(key, True)] if reply is not None and reply != "" else []
     return []
+
+
+def unserved(st: FoldState, server: str, peer: str, t: float) -> bool:
+    """Whether the wire saw this connection's blocking pop sent at `t` never served (a nil reply, or none by the
+    end): the key was absent all along, whatever the baseline could say."""
+    return any(abs(sent - t) <= KS_MATCH_WINDOW for sent in st.unserved.get((server, peer), ()))
 
 
 def _ours(st: FoldState, server: str, peer: str) -> bool:
