@@ -173,3 +173,20 @@ def _slots(client: redis.Redis, port: int) -> set[int]:
         if int(nodes[0][1]) == port:
             owned.update(range(int(start), int(end) + 1))
     return owned
+
+
+def test_a_connection_in_db_2_since_before_the_capture_is_folded_in_db_2(private_server: Sandbox, stack: ExitStack,
+                                                                        tmp_path: Path) -> None:
+    """Its SELECT went by before the wire looked: CLIENT LIST's db stands for it (not a guessed 0)."""
+    url = private_server.urls[0]
+    shop = Client(url.rsplit("/", 1)[0] + "/2")
+    stack.callback(shop.close)
+    out = tmp_path / "trace.jsonl"
+    run = _trace(stack, url, out, "--no-enable-events")
+    assert shop.send("SET", "order:1", "paid") == "true"
+    run.stop_json()
+    _header, events = trace.load_trace(out)
+    [line] = [e for e in events if isinstance(e, trace.Monitor) and e.args[:2] == [b"SET", b"order:1"]]
+    assert line.db == 2
+    [reply] = [e for e in events if isinstance(e, trace.WireReply) and e.peer == line.peer and e.sent == line.t]
+    assert reply.db == 2 and "db-unknown" not in reply.flags and "resynced" in reply.flags

@@ -178,7 +178,7 @@ def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, 
     into the trace once the capture has stopped."""
     if options.source == "monitor":
         return capture(targets, spec, options, out, live, on_ready, say)
-    from redisprobe.wire.session import WireSource, merge_into_trace
+    from redisprobe.wire.session import WireSource, client_dbs, merge_into_trace
 
     wire = WireSource(targets, options.source)
     wire.start()
@@ -187,7 +187,8 @@ def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, 
             outcome = capture(targets, spec, options, out, live, on_ready, say)
         finally:
             wire.stop()
-        merge_into_trace(outcome.trace_path, wire.events())
+        dbs = client_dbs(outcome.trace_path) if options.source == "wire" else None  # (both: MONITOR says the db)
+        merge_into_trace(outcome.trace_path, wire.events(dbs))
     finally:
         wire.remove()
     return outcome

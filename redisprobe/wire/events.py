@@ -4,28 +4,30 @@ of the command to read the reply)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from redisprobe import trace
 from redisprobe.analysis import commands as C
 from redisprobe.wire.conversation import Exchange
 
 
-def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str], str] = ""
-                    ) -> list[trace.Monitor | trace.WireReply]:
+def exchange_events(exchanges: Iterable[Exchange], target: str | Callable[[str], str] = "",
+                    dbs: Mapping[tuple[str, str], int] | None = None) -> list[trace.Monitor | trace.WireReply]:
     """Per exchange: its `Monitor` (unless the server did not run it) and its `WireReply`. `target`: the label of
-    the watched server, or a function from the server's address to it."""
+    the watched server, or a function from the server's address to it. `dbs`: each connection's db as CLIENT LIST
+    showed it, by (target, client address), for connections open before the capture that never SELECTed."""
     out: list[trace.Monitor | trace.WireReply] = []
     label_of = target if callable(target) else None
     for ex in exchanges:
         if label_of is not None:
             target = label_of(ex.server)
         assert isinstance(target, str)
-        db = ex.db if ex.db is not None else 0
+        known = ex.db if ex.db is not None else dbs.get((target, ex.client)) if dbs else None
+        db = known if known is not None else 0
         if not ex.refused:
             out.append(trace.Monitor(t=ex.t, db=db, peer=ex.client, args=ex.args, target=target))
         flags = [name for name, on in (("resynced", ex.resynced), ("queued", ex.queued),
-                                       ("db-unknown", ex.db is None), ("no-reply", ex.replied is None)) if on]
+                                       ("db-unknown", known is None), ("no-reply", ex.replied is None)) if on]
         out.append(trace.WireReply(
             t=ex.replied if ex.replied is not None else ex.t, sent=ex.t, peer=ex.client, db=db,
             reply=None if ex.error is not None else trace.jsonable_reply(ex.reply), error=ex.error,

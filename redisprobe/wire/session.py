@@ -75,12 +75,13 @@ class WireSource:
         for capture, _targets in self.captures:
             capture.stop()
 
-    def events(self) -> list[trace.Event]:
-        """Every capture's spool parsed: replies (and, for `wire`, the commands), gaps, notes; by time."""
+    def events(self, dbs: dict[tuple[str, str], int] | None = None) -> list[trace.Event]:
+        """Every capture's spool parsed: replies (and, for `wire`, the commands), gaps, notes; by time. `dbs`: see
+        `client_dbs`."""
         out: list[trace.Event] = []
         for capture, same_port in self.captures:
             result = capture.result()
-            for event in exchange_events(result.exchanges, target=_labeller(same_port)):
+            for event in exchange_events(result.exchanges, target=_labeller(same_port), dbs=dbs):
                 if self.source == "wire" or type(event) is trace.WireReply:
                     out.append(event)
             out.extend(result.gaps)
@@ -95,6 +96,17 @@ class WireSource:
             capture.remove()
         with contextlib.suppress(OSError):
             self._spool.rmdir()
+
+
+def client_dbs(path: Path) -> dict[tuple[str, str], int]:
+    """Each connection's db as CLIENT LIST first showed it, by (target, address): a connection open before the
+    capture that never SELECTs has a db the wire cannot see (without it, its commands would all count as db 0)."""
+    out: dict[tuple[str, str], int] = {}
+    _header, events = trace.read_trace(path)
+    for event in events:
+        if type(event) is trace.ClientSeen:
+            out.setdefault((event.target, event.addr), event.db)
+    return out
 
 
 def _labeller(targets: list[Target]) -> Callable[[str], str]:
