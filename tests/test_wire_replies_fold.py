@@ -153,3 +153,19 @@ def test_a_blocking_pop_the_wire_saw_never_served_is_a_miss_even_before_the_base
     missed = [s for s in fold(with_reply).slot_items() if s.key == b"bull:emails:marker" and s.misses]
     assert len(missed) == 1 and missed[0].miss_log and missed[0].miss_log[0][1][1] == worker.peer
     assert not [s for s in fold(tb.events).slot_items() if s.key == b"bull:emails:marker" and s.misses]
+
+
+def test_a_slow_ok_reverses_a_did_nothing_already_judged_from_the_keyspace_clock() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    api("SET", "user:1:profile", "{}", "EX", "3")  # its events were lost; its reply is slow
+    for n in range(2, 8):
+        tb.at(n / 5)
+        api("SET", f"user:{n}:profile", "{}", "EX", "3")
+        tb.ks("set", f"user:{n}:profile")
+        tb.ks("expire", f"user:{n}:profile")
+    _reply(tb, api.peer, sent=sent, reply="OK", command=("SET", "user:1:profile"))
+    tb.at(2.0)
+    api("PING")
+    assert diagnose(tb.events, Context(watched={100: "api"})) == []

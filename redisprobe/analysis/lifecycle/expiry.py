@@ -251,6 +251,9 @@ def ttl_verdict(st: FoldState, slot: Slot, record: TtlSet, effective: bool, reas
     life.note(record.t, record.who, record.args, f"TTL not changed ({reason})")
 
 
+NO_EXPIRE_EVENT = "no keyspace `expire` event followed"
+
+
 def settle(st: FoldState, now: float) -> None:
     """EXPIREs the fold called effective but that no keyspace `expire` event confirmed did not happen.
 
@@ -278,7 +281,7 @@ def settle(st: FoldState, now: float) -> None:
             continue  # removed right after: its event may never have been needed
         slot = st.slots.get((life.server, life.db, life.key)) if life is not None else None
         if slot is not None:
-            ttl_verdict(st, slot, record, False, "no keyspace `expire` event followed")
+            ttl_verdict(st, slot, record, False, NO_EXPIRE_EVENT)
 
 
 def describe_unit_issue(record: TtlSet) -> str:

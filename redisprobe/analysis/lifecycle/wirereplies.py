@@ -24,6 +24,7 @@ from redisprobe.analysis.lifecycle.limits import KS_MATCH_WINDOW, LOG_CAP, MAX_R
 from redisprobe.analysis.lifecycle.records import Slot
 from redisprobe.analysis.lifecycle.state import FoldState
 
+_COMMANDS = C.COMMANDS
 ROWS_SEARCHED = 256
 """Timeline rows looked back through to replace the row the fold wrote for a read its reply has now settled."""
 
@@ -43,14 +44,17 @@ class WireRefused:
 
 
 def on_wire_reply(st: FoldState, event: trace.WireReply) -> None:
-    server = st.server_of(event.target)
-    if event.refused:
-        _refused(st, server, event)
-        return
     args = event.command
-    if len(args) < 2 or event.error is not None or _ours(st, server, event.peer):
+    if not args:  # a write's reply, or a refusal (the common cases first: this runs once per command)
+        if event.refused:
+            _refused(st, st.server_of(event.target), event)
         return
-    spec = C.lookup(args[0])
+    if len(args) < 2 or event.error is not None:
+        return
+    server = st.server_of(event.target)
+    if st.baselines and _ours(st, server, event.peer):
+        return
+    spec = _COMMANDS.get(args[0]) or C.lookup(args[0])
     if spec.blocking or (spec.block_option and C.block_timeout(args, spec.block_option) is not None):
         if event.reply is None:  # it timed out, or was still blocked when the capture ended: never served
             st.unserved.setdefault((server, event.peer), []).append(event.sent)
@@ -153,6 +157,8 @@ def _found(st: FoldState, server: str, event: trace.WireReply, args: list[bytes]
     """The server answered with the key's value: it existed, whatever the capture saw of it."""
     db, t = event.db, event.sent
     slot = st.slots.get((server, db, key))
+    if slot is not None and slot.live is not None and slot.miss_log is None:
+        return  # a hit, as the fold had it (the commonest read)
     index = _miss_at(slot, event.peer, t)
     if index is not None:
         assert slot is not None and slot.miss_log is not None
@@ -206,6 +212,8 @@ def _set_reply(st: FoldState, server: str, event: trace.WireReply, args: list[by
     slot = st.slots.get((server, event.db, args[1]))
     for record in reversed(slot.ttl_recent or ()) if slot is not None else ():
         if record.who[1] == event.peer and record.args[:2] == args and abs(record.t - event.sent) <= KS_MATCH_WINDOW:
+            if not record.effective and record.reason == expiry.NO_EXPIRE_EVENT:  # judged before a slow reply came
+                expiry.ttl_verdict(st, slot, record, True, "")  # type: ignore[arg-type]
             if record.effective:
                 record.confirmed = True
             return
