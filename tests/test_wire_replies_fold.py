@@ -169,3 +169,26 @@ def test_a_slow_ok_reverses_a_did_nothing_already_judged_from_the_keyspace_clock
     tb.at(2.0)
     api("PING")
     assert diagnose(tb.events, Context(watched={100: "api"})) == []
+
+
+def test_a_set_with_ex_before_the_keyspace_subscription_is_not_judged_by_its_missing_event() -> None:
+    """The wire began first: a SET ... EX whose reply it did not see either (the capture began between the two) and
+    whose `expire` event came before anyone subscribed is no refresh that 'did nothing'. A MONITOR trace, which
+    begins after the subscription, keeps its verdict."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7, port=5001)
+    sent = tb.now
+    api("SET", "user:1:profile", "{}", "EX", "3")
+    _reply(tb, api.peer, sent=sent, command=("SET", "user:1:profile"), flags=("resynced", "no-reply"))
+    tb.at(0.1)
+    for n in range(2, 8):
+        api("SET", f"user:{n}:profile", "{}", "EX", "3")
+        _reply(tb, api.peer, sent=tb.now - 0.001, reply="OK", command=("SET", f"user:{n}:profile"))
+        tb.ks("set", f"user:{n}:profile")
+        tb.ks("expire", f"user:{n}:profile")
+        tb.at(n / 5)
+    tb.at(2.0)
+    api("PING")
+    assert diagnose(tb.events, Context(watched={100: "api"})) == []
+    tb.events = [e for e in tb.events if not isinstance(e, trace.WireReply)]
+    assert [f.rule for f in diagnose(tb.events, Context(watched={100: "api"}))] == ["ttl-refresh-missed"]

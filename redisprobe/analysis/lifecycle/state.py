@@ -75,6 +75,7 @@ class FoldState:
         self.finished = False
         self.pairing = True  # TTL commands are remembered per key for keyspace events and replies to pair with
         self.baselines: dict[str, dict[int, trace.Baseline]] = {}  # server -> db -> what existed at capture start
+        self.wire_servers: set[str] = set()  # servers whose replies the wire captured
         self.unserved: dict[tuple[str, str], list[float]] = {}  # (server, peer) -> when it sent a blocking pop the
         # wire saw never served
         self.wire_refused: dict[tuple[str, str, str, str], Any] = {}  # (server, error code, peer, command) -> the

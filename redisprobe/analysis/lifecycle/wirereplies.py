@@ -44,6 +44,7 @@ class WireRefused:
 
 
 def on_wire_reply(st: FoldState, event: trace.WireReply) -> None:
+    st.wire_servers.add(event.target)
     args = event.command
     if not args:  # a write's reply, or a refusal (the common cases first: this runs once per command)
         if event.refused:
