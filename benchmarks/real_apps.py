@@ -5,6 +5,7 @@ right root cause and culprit on bug apps, and how often it stays silent on healt
     .venv/bin/python benchmarks/real_apps.py --runs 3 -v     # 3 rounds; every finding of every app
     .venv/bin/python benchmarks/real_apps.py --only bullmq,celery --json out.json
     .venv/bin/python benchmarks/real_apps.py --from-json out.json    # the table of a saved run again
+    sudo .venv/bin/python benchmarks/real_apps.py --source wire --only audit-oom,pricing-key-misnamed
 
 Needs `npm ci` in tests/apps/node and the `apps` extra (`pip install -e '.[apps]'`).
 """
@@ -28,10 +29,10 @@ BUG_COLUMNS = ("right", "wrong", "missed", "error")
 TWIN_COLUMNS = ("silent", "false", "error")
 
 
-def run_corpus(names: list[str], parallel: int) -> list[Capture]:
+def run_corpus(names: list[str], parallel: int, source: str = "monitor") -> list[Capture]:
     """Every app once, `parallel` at a time; bug apps and twins interleaved so a slow pair does not queue up."""
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return list(pool.map(lambda name: run_app(BY_NAME[name]), names))
+        return list(pool.map(lambda name: run_app(BY_NAME[name], source=source), names))
 
 
 def false_rules(capture: Capture) -> list[str]:
@@ -82,6 +83,8 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=2, help="apps at once (2 cores: 2)")
     parser.add_argument("--only", default="", help="comma-separated app names")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every finding of every app")
+    parser.add_argument("--source", default="monitor", choices=("monitor", "wire", "both"),
+                        help="monitor --source (wire and both read the network: root or CAP_NET_RAW)")
     parser.add_argument("--json", type=Path, help="write every capture's verdict and findings here")
     parser.add_argument("--from-json", type=Path, help="print the table of a --json file again, run nothing")
     args = parser.parse_args()
@@ -104,7 +107,7 @@ def main() -> int:
     began = time.monotonic()
     for index in range(args.runs):
         start = time.monotonic()
-        captures = run_corpus(names, args.parallel)
+        captures = run_corpus(names, args.parallel, args.source)
         rounds.append(captures)
         print(f"# round {index + 1}: {len(captures)} apps in {time.monotonic() - start:.0f} s", flush=True)
         for capture in captures:
@@ -113,10 +116,12 @@ def main() -> int:
     wall = time.monotonic() - began
     print()
     print(table(rounds))
-    print(f"\n{len(names)} apps x {args.runs} run(s), {args.parallel} at a time: {wall:.0f} s wall")
+    print(f"\n{len(names)} apps x {args.runs} run(s), {args.parallel} at a time, --source {args.source}: "
+          f"{wall:.0f} s wall")
     if args.json:
         args.json.write_text(json.dumps([
-            [{"app": c.app.name, "verdict": c.verdict(), "code": c.code, "seconds": round(c.seconds, 1),
+            [{"app": c.app.name, "source": c.source, "verdict": c.verdict(), "code": c.code,
+              "seconds": round(c.seconds, 1),
               "pids": {k: sorted(v) for k, v in c.pids.items()}, "findings": c.findings} for c in captures]
             for captures in rounds], indent=1))
     return 0

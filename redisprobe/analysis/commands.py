@@ -62,6 +62,16 @@ TTL_ARG_AT_MS: Final = "arg-at-ms"  # unix milliseconds (PEXPIREAT)
 TTL_RESTORE: Final = "restore"  # RESTORE key ttl value: ms, 0 for none, absolute with ABSTTL
 EXPIRE_FORMS: Final = frozenset({TTL_ARG_S, TTL_ARG_MS, TTL_ARG_AT_S, TTL_ARG_AT_MS})
 
+# -- what a read's reply says of its key (`reply_says`) ---------------------------------------------------------
+REPLY_VALUE: Final = "value"  # nil: no such key; anything else: it existed (GET, GETEX, DUMP)
+REPLY_COUNT: Final = "count"  # 0: no such key (empty collections do not exist); more: it existed (LLEN, SCARD)
+REPLY_MEMBERS: Final = "members"  # empty: no such key; not empty: it existed (HGETALL, SMEMBERS)
+REPLY_TTL: Final = "ttl"  # -2: no such key; anything else: it existed (TTL, PTTL, EXPIRETIME)
+REPLY_TYPE: Final = "type"  # "none": no such key (TYPE)
+REPLY_FOUND: Final = "found"  # nil or empty says nothing (a missing field); anything else: it existed (HGET, MGET's
+# per-key values)
+REPLY_SAYS: Final = (REPLY_VALUE, REPLY_COUNT, REPLY_MEMBERS, REPLY_TTL, REPLY_TYPE, REPLY_FOUND)
+
 
 class Command:
     """One command's facts (read on every MONITOR line: a slotted class, which compiled code reads directly).
@@ -71,8 +81,8 @@ class Command:
     """
 
     __slots__ = ("all_dbs", "block_option", "blocking", "cond", "count_at", "first", "keys_fn", "kind", "last", "name",
-                 "options", "pairs", "pattern_at", "pushes", "removes", "single", "source_first", "step",
-                 "tracking_word", "ttl_at", "ttl_form", "value_reply", "when_empty")
+                 "options", "pairs", "pattern_at", "pushes", "removes", "reply_says", "single", "source_first",
+                 "step", "tracking_word", "ttl_at", "ttl_form", "value_reply", "when_empty")
 
     def __init__(self, name: str, kind: int, first: int = 1, last: int = 1, step: int = 1,
                  keys_fn: KeysFn | None = None, single: bool = False) -> None:
@@ -93,6 +103,7 @@ class Command:
         self.pairs = False  # key value key value... (MSET)
         self.source_first = False  # its first key is read, the others are written (SORT ... STORE dest)
         self.value_reply = False  # a non-nil reply means the key existed (GET): actors' replies correct the fold
+        self.reply_says = ""  # what its reply (read off the wire) says of its key's existence: one of REPLY_SAYS
         self.count_at = 0  # where an optional element count is (LPOP key count)
         self.pushes = False  # adds args[2:] as elements (the list length is tracked to see pops empty it)
         self.all_dbs = False  # acts on every db (FLUSHALL)
@@ -183,7 +194,7 @@ NONE: Final = (0, 0, 1)
 ALL: Final = (1, -1, 1)
 
 # reads
-_row(READ, "GET", value_reply=True)
+_row(READ, "GET", value_reply=True, reply_says=REPLY_VALUE)
 _row(READ, "STRLEN GETRANGE SUBSTR TTL PTTL TYPE EXPIRETIME PEXPIRETIME HGET HGETALL HMGET HEXISTS HLEN HKEYS "
            "HVALS HSTRLEN HRANDFIELD HSCAN LRANGE LLEN LINDEX LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SRANDMEMBER "
            "SSCAN ZSCORE ZMSCORE ZRANK ZREVRANK ZCARD ZCOUNT ZLEXCOUNT ZRANDMEMBER ZSCAN XRANGE XREVRANGE XLEN XINFO "
@@ -196,6 +207,20 @@ _row(READ, "OBJECT", (2, 2, 1))
 _row(READ, "SINTERCARD ZINTERCARD ZDIFF ZINTER ZUNION", _numkeys_at(1))
 _row(READ, "XREAD XREADGROUP", _xread_keys, block_option=b"BLOCK")
 _row(READ, "SORT_RO")
+
+
+def _replies(says: str, names: str) -> None:
+    """What the replies of these (already declared) commands say of their key."""
+    for name in names.split():
+        _ROWS[name].reply_says = says
+
+
+_replies(REPLY_COUNT, "LLEN SCARD ZCARD HLEN XLEN")
+_replies(REPLY_MEMBERS, "HGETALL SMEMBERS HKEYS HVALS")
+_replies(REPLY_TTL, "TTL PTTL EXPIRETIME PEXPIRETIME")
+_replies(REPLY_TYPE, "TYPE")
+_replies(REPLY_VALUE, "DUMP")
+_replies(REPLY_FOUND, "HGET HMGET LINDEX ZSCORE ZMSCORE MGET")
 # writes in place (created when missing, the TTL kept)
 _row(WRITE, "APPEND SETRANGE INCR INCRBY INCRBYFLOAT DECR DECRBY HSET HSETNX HMSET HINCRBY HINCRBYFLOAT SADD "
             "ZINCRBY XADD XGROUP XACK XCLAIM XAUTOCLAIM XSETID PFADD SETBIT BITFIELD GEOADD GEORADIUS "
@@ -243,7 +268,8 @@ _row(TTL, "PEXPIRE", ttl_form=TTL_ARG_MS, options=EXPIRE_OPTIONS)
 _row(TTL, "EXPIREAT", ttl_form=TTL_ARG_AT_S, options=EXPIRE_OPTIONS)
 _row(TTL, "PEXPIREAT", ttl_form=TTL_ARG_AT_MS, options=EXPIRE_OPTIONS)
 _row(TTL, "PERSIST", ttl_form=TTL_PERSIST)
-_row(TTL, "GETEX", ttl_form=TTL_GETEX_OPTIONS, options=frozenset({b"EX", b"PX", b"EXAT", b"PXAT", b"PERSIST"}))
+_row(TTL, "GETEX", ttl_form=TTL_GETEX_OPTIONS, reply_says=REPLY_VALUE,
+     options=frozenset({b"EX", b"PX", b"EXAT", b"PXAT", b"PERSIST"}))
 # keys moving under another name or db
 _row(RENAME, "RENAME", (1, 2, 1), removes="rename")
 _row(RENAME, "RENAMENX", (1, 2, 1), removes="rename", cond="NX")

@@ -94,8 +94,6 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
                 for t in targets]
     if options.source == "wire":
         _without_monitor(sessions)
-    if wire is not None:
-        wire.attach(writer, pending.extend if live is not None else None)
     interrupted = capturing = False
     looking: _Whereabouts | None = None
     deadline = time.monotonic() + options.duration if options.duration else None
@@ -106,6 +104,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     try:
         for session in sessions:
             session.start()
+        if wire is not None:  # CLIENT LIST has looked: it knows the db of connections open before the capture
+            wire.attach(writer, pending.extend if live is not None else None, db_of=_client_db(sessions))
         for session in sessions:  # MONITOR is on: what exists now existed before anything it will show
             if session.target.address in replicas:
                 continue  # a cluster replica holds its primary's keys: they are followed there
@@ -184,6 +184,17 @@ def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: Mon
                               reason=f"{target.label} joined the cluster as a primary between two looks at its "
                                      "shape: its commands until it was watched were not captured"))
     return started
+
+
+def _client_db(sessions: list[CaptureSession]) -> Callable[[str, str], int | None]:
+    """The db CLIENT LIST showed for a client address on a watched server (by its label)."""
+    def db_of(label: str, addr: str) -> int | None:
+        for session in sessions:
+            if session.target.label == label:
+                seen = session.clients.client_for_addr(addr)
+                return seen.db if seen is not None else None
+        return None
+    return db_of
 
 
 def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, out: Path | None,

@@ -247,6 +247,9 @@ class WireReply(msgspec.Struct, frozen=True, kw_only=True, tag="wire-reply", gc=
     latency: float = 0.0
     target: str = ""
     refused: list[bytes] = []  # the arguments of a command the server did not run
+    command: list[bytes] = []  # the arguments of a read or TTL command that ran (a SET with a TTL: its name and
+    # key): its reply says whether its key existed or its TTL took, read without pairing it to its `Monitor` event
+    # (whose clock, with `both`, differs)
     flags: list[str] = []  # resynced (joined mid-stream: open before the capture, or after a hole), queued
     # (ran in MULTI/EXEC), db-unknown (open before the capture, no SELECT seen: `db` says 0), no-reply (none seen)
 

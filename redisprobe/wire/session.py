@@ -97,9 +97,14 @@ class WireSource:
             raise
         self._streams = [_Stream(capture, same_port, self.source) for capture, same_port in self.captures]
 
-    def attach(self, writer: trace.TraceWriter, show: Callable[[list[trace.Event]], None] | None = None) -> None:
-        """Parse as the capture goes, into `writer` (and `show`, for late events the writer will not pass on)."""
+    def attach(self, writer: trace.TraceWriter, show: Callable[[list[trace.Event]], None] | None = None,
+               db_of: Callable[[str, str], int | None] | None = None) -> None:
+        """Parse as the capture goes, into `writer` (and `show`, for late events the writer will not pass on).
+        `db_of(target, client address)`: the db CLIENT LIST shows for a connection open before the capture that
+        never SELECTs on the wire (without it, its commands would all count as db 0); attach once it has looked."""
         self._writer, self._show = writer, show
+        for stream in self._streams:
+            stream.db_of = db_of
         self._thread = threading.Thread(target=self._run, name="redisprobe-wire-parse", daemon=True)
         self._thread.start()
 
@@ -198,6 +203,7 @@ class _Stream:
         self.reassembler = Reassembler(capture.port, capture.target)
         self.label = _labeller(targets)
         self.commands = source == "wire"  # `both`: MONITOR has the commands
+        self.db_of: Callable[[str, str], int | None] | None = None
         self._gaps = 0
         self._notes = 0
         self.parsed_until = 0.0  # capture time of the last record parsed
@@ -224,7 +230,7 @@ class _Stream:
 
     def _events(self) -> list[trace.Event]:
         out: list[trace.Event] = []
-        for event in exchange_events(self.reassembler.take(), target=self.label):
+        for event in exchange_events(self.reassembler.take(), target=self.label, db_of=self.db_of):
             if self.commands or type(event) is trace.WireReply:
                 out.append(event)
         result = self.reassembler.result

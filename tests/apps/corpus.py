@@ -1,5 +1,8 @@
 """The corpus: every app, its defect (or none), the rule and culprit expected, and what today's tool says.
 
+`WIRE` lists the apps also captured with `monitor --source wire` (their expectations are the same; `TODAY_WIRE`
+says where that source gets one wrong).
+
 A bug app names the rule id and the process (by its PM2 name or role) whose pid the finding must name; `culprit`
 None means the server itself did it (eviction). A healthy twin has `rule` None: zero findings and exit 0.
 `today` records what today's redisprobe says instead where it gets the app wrong (the tests mark those
@@ -162,6 +165,18 @@ APPS: list[App] = [
         [Proc("api", "node/audit/api.mjs"), Proc("audit", "node/audit/audit.mjs")],
         rule="write-rejected", culprit="audit", server_args=["--maxmemory", "4mb", "--maxmemory-policy",
                                                               "noeviction"]),
+    # --- a cache made before the capture, read under a wrong name ----------------------------------------------
+    App("pricing", "redis-py", "pm2 (python interpreter)", "a price catalog caches 10,500 products at start and "
+        "re-prices a few a second; the quote service reads product:<sku>",
+        [Proc("catalog", "py/price_catalog.py", interpreter="python"),
+         Proc("quotes", "py/pricing.py", interpreter="python", env={"PRODUCT_KEY": "product:{sku}"})],
+        twin="pricing-key-misnamed"),
+    App("pricing-key-misnamed", "redis-py", "pm2 (python interpreter)", "the quote service's PRODUCT_KEY is "
+        "products:{sku} (copied from another service): every price it reads is missing, while product:<sku> was "
+        "cached before anyone looked",
+        [Proc("catalog", "py/price_catalog.py", interpreter="python"),
+         Proc("quotes", "py/pricing.py", interpreter="python", env={"PRODUCT_KEY": "products:{sku}"})],
+        rule="key-prefix-mismatch", culprit="quotes", twin="pricing"),
     # --- rq ---------------------------------------------------------------------------------------------------------
     App("rq-batches", "rq + redis-py", "rq worker", "messages appended to batch:<n> (EXPIRE 10); a flush job "
         "enqueued when the batch is complete reads and deletes it",
@@ -213,6 +228,9 @@ TODAY: dict[str, str] = {
                                 "rq's bookkeeping false findings (see rq-batches) come with it",
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
+    "pricing-key-misnamed": "with --source monitor, silent: every product was cached before the capture, beyond "
+                            "the 10,000 keys the baseline reads, and MONITOR shows no reply, so a read of "
+                            "products:<sku> is of unknown state, never a miss (named with --source wire)",
     # healthy twins the tool reports on
     "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
                   "about 10 ms: the kernel's socket table, read every 5 ms, names some horses as the worker's "
@@ -226,6 +244,13 @@ TODAY: dict[str, str] = {
 }
 SOMETIMES = {"rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
+
+WIRE = ["audit-oom", "pricing", "pricing-key-misnamed"]
+"""Apps also run with `monitor --source wire`: the bug apps MONITOR cannot name for lack of replies (or names only
+by inference: the refused writes) and their twins. The wire capture needs root or CAP_NET_RAW."""
+
+TODAY_WIRE: dict[str, str] = {}
+"""What today's tool says instead with `--source wire`, where it gets a WIRE app wrong."""
 
 for _app in APPS:
     _app.today = TODAY.get(_app.name, "")

@@ -89,6 +89,7 @@ class Capture:
     argv: list[str]
     logs: str = ""
     seconds: float = 0.0
+    source: str = "monitor"  # `monitor --source`: monitor, wire or both
 
     @property
     def findings(self) -> list[dict]:
@@ -129,7 +130,8 @@ class Capture:
 
     def explain(self) -> str:
         """What the tool said, short: each finding's rule, culprit and summary (for failures and the table)."""
-        lines = [f"{self.app.name}: exit {self.code}, verdict {self.verdict()}, pids "
+        source = "" if self.source == "monitor" else f" (--source {self.source})"
+        lines = [f"{self.app.name}{source}: exit {self.code}, verdict {self.verdict()}, pids "
                  + ", ".join(f"{name}={sorted(pids)}" for name, pids in self.pids.items())]
         for finding in self.findings:
             culprit = finding.get("culprit") or {}
@@ -279,10 +281,12 @@ def ecosystem(app: App, url: str, ports: dict[str, str]) -> dict:
     return {"apps": entries}
 
 
-def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, trace: Path | None = None) -> Capture:
+def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, trace: Path | None = None,
+            source: str = "monitor") -> Capture:
     """Start the app on a server of its own, capture it with `redisprobe monitor`, stop everything.
 
-    `trace`: also keep the capture's trace there (`monitor --out`), to read with `redisprobe report`."""
+    `trace`: also keep the capture's trace there (`monitor --out`), to read with `redisprobe report`. `source`:
+    `monitor --source` (wire and both read the network: root or CAP_NET_RAW)."""
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix=f"redisprobe-app-{app.name}-"))
     env = node_env()
@@ -291,7 +295,7 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, tra
     try:
         with sandbox("single", extra=["--notify-keyspace-events", "KEA", *app.server_args]) as box:
             try:
-                return _run(app, box.servers[0].url, workdir, pm2, plain, warmup, duration, began, trace)
+                return _run(app, box.servers[0].url, workdir, pm2, plain, warmup, duration, began, trace, source)
             finally:  # the app stops before its server does
                 pm2.kill()
                 for child in plain:
@@ -305,7 +309,7 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, tra
 
 
 def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Popen[bytes]],
-         warmup: float, duration: float, began: float, trace: Path | None) -> Capture:
+         warmup: float, duration: float, began: float, trace: Path | None, source: str = "monitor") -> Capture:
     env = pm2.env.copy()
     env.pop("PM2_HOME", None)
     roots: dict[str, set[int]] = {}
@@ -350,6 +354,8 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
                 "--duration", str(duration), "--enable-events", "--json"]
         if trace is not None:
             argv += ["--out", str(trace)]
+        if source != "monitor":
+            argv += ["--source", source]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, stdin=subprocess.DEVNULL,
                               env={k: v for k, v in os.environ.items() if k != "REDIS_URL"})
     finally:
@@ -363,4 +369,4 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
         if not proc.script and log.exists():
             logs.append(f"--- {proc.name}\n{log.read_text(errors='replace')[-1500:]}")
     return Capture(app=app, code=done.returncode, doc=doc, stderr=done.stderr, pids=pids, argv=argv,
-                   logs="\n".join(logs), seconds=time.monotonic() - began)
+                   logs="\n".join(logs), seconds=time.monotonic() - began, source=source)

@@ -10,8 +10,9 @@ same db, nearest preceding command that can produce it); `expired`/`evicted` hav
 command is kept as a `Who` token and turned into an `Actor` at the end, once every CLIENT LIST sample is known.
 
 The package by concern: `records` (what is kept), `state` (the fold's state), `engine` (ordering, dispatch),
-`dispatch` (command kind -> handler), `keys`, `expiry`, `pairing`, `connection`, `replies` (the handlers), `lives`
-(a life's start and end), `baseline` and `coverage` (what existed when a capture began), `limits` (the numbers).
+`dispatch` (command kind -> handler), `keys`, `expiry`, `pairing`, `connection`, `replies`, `wirereplies` (the
+handlers; the last reads replies captured off the wire), `lives` (a life's start and end), `baseline` and
+`coverage` (what existed when a capture began), `limits` (the numbers).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from redisprobe.analysis.lifecycle import (
     refused,
     replicas,
     replies,
+    wirereplies,
 )
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
@@ -44,7 +45,7 @@ EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,
-    trace.Baseline: baseline.on_baseline,
+    trace.Baseline: baseline.on_baseline, trace.WireReply: wirereplies.on_wire_reply,
     trace.Topology: replicas.on_topology, trace.Replication: replicas.on_replication,
 }
 """Every event but MONITOR lines (those go straight to `_on_line`), by type."""

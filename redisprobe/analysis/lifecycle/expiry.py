@@ -251,6 +251,9 @@ def ttl_verdict(st: FoldState, slot: Slot, record: TtlSet, effective: bool, reas
     life.note(record.t, record.who, record.args, f"TTL not changed ({reason})")
 
 
+NO_EXPIRE_EVENT = "no keyspace `expire` event followed"
+
+
 def settle(st: FoldState, now: float) -> None:
     """EXPIREs the fold called effective but that no keyspace `expire` event confirmed did not happen.
 
@@ -276,9 +279,16 @@ def settle(st: FoldState, now: float) -> None:
         if life is not None and life.removed_how is not None and life.removed_at is not None \
                 and life.removed_at <= record.t + KS_MATCH_WINDOW:
             continue  # removed right after: its event may never have been needed
+        if record.t < state.ks_first_t and st.wire_servers and _wire_captured(st, record):
+            continue  # the wire began before the keyspace subscription: no event yet is no verdict
         slot = st.slots.get((life.server, life.db, life.key)) if life is not None else None
         if slot is not None:
-            ttl_verdict(st, slot, record, False, "no keyspace `expire` event followed")
+            ttl_verdict(st, slot, record, False, NO_EXPIRE_EVENT)
+
+
+def _wire_captured(st: FoldState, record: TtlSet) -> bool:
+    """Whether the command's server was captured off the wire (`wire_servers` holds targets as traced)."""
+    return any(st.server_of(target) == record.who[0] for target in st.wire_servers)
 
 
 def describe_unit_issue(record: TtlSet) -> str:

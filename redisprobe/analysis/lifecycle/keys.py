@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import expiry, lives
+from redisprobe.analysis.lifecycle import expiry, lives, wirereplies
 from redisprobe.analysis.lifecycle.limits import (
     BLOCKED_MISS_AFTER,
     INF,
@@ -280,7 +280,8 @@ def settle_waits(st: FoldState, end: float) -> None:
         slot = st.slots.get((server, db, key))
         if slot is not None and any(_there_between(life, t, until) for life in slot.all_lives()):
             continue
-        lives.miss(st, server, db, peer, hint, t, args, key, slot)
+        certain = True if st.unserved and wirereplies.unserved(st, server, peer, t) else None
+        lives.miss(st, server, db, peer, hint, t, args, key, slot, certain=certain)
     st.waits = []
 
 

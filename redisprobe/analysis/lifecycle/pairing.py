@@ -28,6 +28,8 @@ def on_keyspace(st: FoldState, event: trace.Keyspace) -> None:
     t = event.t
     if t > state.ks_last_t:
         state.ks_last_t = t
+    if t < state.ks_first_t:
+        state.ks_first_t = t
     name = event.event
     if name in C.GENERIC_EVENTS:
         state.ks_generic = True

@@ -339,6 +339,7 @@ class ServerState:
     gaps: list[trace.Gap] | None = None
     dbs: set[int] | None = None
     ks_last_t: float = -INF  # the latest keyspace event seen from this server
+    ks_first_t: float = INF  # the first one
     live: dict[int, dict[bytes, Slot]] = field(default_factory=dict)  # db -> key -> slot with a live life
     primary: str | None = None  # a cluster replica's primary (host:port): its MONITOR repeats that one's writes
     links: set[str] | None = None  # the replication link's addresses as this server's MONITOR names them

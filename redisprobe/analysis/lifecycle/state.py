@@ -83,6 +83,11 @@ class FoldState:
         self.replica_reads: list[tuple[float, Any, int, bytes, str, list[bytes]]] = []  # (t, who, db, key, primary,
         # args): clients' reads on a cluster replica
         self.replication: dict[str, list[trace.Replication]] = {}  # primary -> its offsets sampled
+        self.wire_servers: set[str] = set()  # servers whose replies the wire captured
+        self.unserved: dict[tuple[str, str], list[float]] = {}  # (server, peer) -> when it sent a blocking pop the
+        # wire saw never served
+        self.wire_refused: dict[tuple[str, str, str, str], Any] = {}  # (server, error code, peer, command) -> the
+        # refused commands the wire saw (a `wirereplies.WireRefused`)
 
     def server_of(self, target: str) -> str:
         server = self.target_servers.get(target)

@@ -12,7 +12,15 @@ import re
 
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
-from redisprobe.analysis.rules.refused import HOW, _Client, _Refusal, refusals_by_code, sureness
+from redisprobe.analysis.rules.refused import (
+    HOW,
+    _Client,
+    _Refusal,
+    counted,
+    refusals_by_code,
+    refused_servers,
+    sureness,
+)
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import arg_text, clock
 
@@ -94,14 +102,14 @@ def _sender_lines(clients: list[_Client]) -> list[str]:
         cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
         strongest = next(how for how in HOW if how in client.how)
         lines.append(f"{who_text(client.actor)}: {cmds} refused ({sureness(client)}: {HOW[strongest]})")
-    return lines
+    return lines + [line for client in clients[:4] for line in client.seen[:2]]
 
 
 def cross_slot(inp: RuleInput) -> list[Finding]:
     """Multi-key commands, transactions or scripts over keys in different hash slots, refused with CROSSSLOT."""
     nodes = cluster_nodes(inp)
     findings = []
-    for server, samples in inp.lifecycle.refusals.items():
+    for server, samples in refused_servers(inp).items():
         if server not in nodes:
             continue
         refusal = refusals_by_code(inp, server, samples, ("CROSSSLOT",)).get("CROSSSLOT")
@@ -115,8 +123,7 @@ def cross_slot(inp: RuleInput) -> list[Finding]:
             summary=f"{who} sent {refusal.count} command(s) over keys in different hash slots to {server}, refused "
                     f"with CROSSSLOT" + (f" ({commands})" if commands else "") + ": nothing they would have "
                     f"written exists; {CROSSSLOT_FIX}",
-            evidence=[f"{clock(refusal.first)}-{clock(refusal.last)} {server}: errorstat CROSSSLOT +{refusal.count}"
-                      + (f"; rejected_calls {commands}" if commands else ""), *_sender_lines(clients)]))
+            evidence=[counted(refusal, server), *_sender_lines(clients)]))
     return findings
 
 
@@ -124,7 +131,7 @@ def cluster_unaware_client(inp: RuleInput) -> list[Finding]:
     """A client that sends keys to a node that does not own them and never follows the MOVED/ASK it gets."""
     nodes = cluster_nodes(inp)
     findings = []
-    for server, samples in inp.lifecycle.refusals.items():
+    for server, samples in refused_servers(inp).items():
         if server not in nodes:
             continue
         by_code = refusals_by_code(inp, server, samples, ("MOVED", "ASK"))
@@ -144,12 +151,18 @@ def cluster_unaware_client(inp: RuleInput) -> list[Finding]:
                     f"redirects (" + " and ".join(f"{code} x{r.count}" for code, r in by_code.items() if r.count)
                     + "): those writes never happened; use a cluster client (ioredis Cluster, redis-py "
                     "RedisCluster), which sends each key to the node of its slot",
-            evidence=[f"{clock(min(r.first or 0 for r in by_code.values()))} {server}: errorstat "
-                      + ", ".join(f"{code} +{r.count}" for code, r in by_code.items() if r.count)
-                      + (f"; rejected_calls {commands}" if commands else ""),
-                      *_sender_lines(unaware or clients),
+            evidence=[*_counts(by_code, server, commands), *_sender_lines(unaware or clients),
                       *(f"{who_text(c.actor)} has connections to {server} only" for c in unaware[:2])]))
     return findings
+
+
+def _counts(by_code: dict[str, _Refusal], server: str, commands: str) -> list[str]:
+    """How many redirects, counted by the server (errorstat) or seen one by one on the wire."""
+    if any(r.wire for r in by_code.values()):
+        return [counted(r, server) for r in by_code.values() if r.count]
+    return [f"{clock(min(r.first or 0 for r in by_code.values()))} {server}: errorstat "
+            + ", ".join(f"{code} +{r.count}" for code, r in by_code.items() if r.count)
+            + (f"; rejected_calls {commands}" if commands else "")]
 
 
 def _nodes_of(inp: RuleInput, actor: Actor | None, nodes: set[str]) -> set[str]:

@@ -7,6 +7,8 @@ of the capture. Who sent them, as surely as the evidence allows:
 - the client says: one of our actors recorded the error as its reply; sure.
 - CLIENT LIST says: when the refusals of a command grew, the connections whose last command (`cmd=`) was that
   command; likely when one connection alone had it, possibly when several did (the count is shared out).
+- the wire says (`monitor --source wire|both`): each refused command with its error reply, its connection and so
+  its pid; sure, and counted exactly. The server's counters then only add what the wire did not see.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ REFUSALS = {
     "MISCONF": "writes stopped after a failed save",
     "NOPERM": "no ACL permission",
     "NOREPLICAS": "not enough replicas to write",
+    "BUSY": "the server was busy running a script or function",
 }
 """The errors that refuse a command before it runs, and what each means, in the order findings are listed."""
+
+WIRE_ONLY = frozenset({"BUSY"})
+"""Refusals counted from error replies only: the server's BUSY count mixes reads, pings and writes alike."""
 
 EXAMPLES = 4
 """Refused ops of our own actors kept per client."""
@@ -42,8 +48,9 @@ class _Client:
     actor: Actor | None
     count: float = 0.0
     commands: dict[str, float] = field(default_factory=dict)
-    how: set[str] = field(default_factory=set)  # "acl", "reply", "sole", "shared"
+    how: set[str] = field(default_factory=set)  # "wire", "acl", "reply", "sole", "shared"
     ops: list[trace.Op] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)  # refused commands read off the wire, as evidence lines
 
     def add(self, command: str, count: float, how: str) -> None:
         self.count += count
@@ -60,6 +67,8 @@ class _Refusal:
     first: float | None = None
     last: float | None = None
     acl: list[dict[str, str]] = field(default_factory=list)
+    wire: bool = False  # counted from the error replies read off the wire
+    sampled: int | None = None  # with `wire`: what the server's own counters said over the capture
 
     def client(self, actor: Actor | None) -> _Client:
         key = identity(actor)
@@ -72,7 +81,7 @@ class _Refusal:
 def write_rejected(inp: RuleInput) -> list[Finding]:
     """Commands the server refused during the capture, with the setting behind it and who sent them."""
     findings: list[Finding] = []
-    for server, samples in inp.lifecycle.refusals.items():
+    for server, samples in refused_servers(inp).items():
         refusals = refusals_by_code(inp, server, samples)
         settings = _settings(samples)
         for code in REFUSALS:
@@ -82,10 +91,50 @@ def write_rejected(inp: RuleInput) -> list[Finding]:
     return findings
 
 
+def refused_servers(inp: RuleInput) -> dict[str, list[trace.Refusals]]:
+    """Every server the capture knows refusals of: by its sampled counters, or by error replies off the wire."""
+    servers = dict(inp.lifecycle.refusals)
+    for server, *_rest in inp.lifecycle.wire_refused:
+        servers.setdefault(server, [])
+    return servers
+
+
 def refusals_by_code(inp: RuleInput, server: str, samples: list[trace.Refusals],
                      codes: Collection[str] = tuple(REFUSALS)) -> dict[str, _Refusal]:
-    """Per error code (of `codes`): how many were refused between consecutive samples of one server run, and by
-    whom."""
+    """Per error code (of `codes`): how many commands one server refused, and by whom. Error replies read off the
+    wire count each one and name its sender; without them, the server's counters between consecutive samples of
+    one server run, put down to senders as surely as ACL LOG, our actors' replies and CLIENT LIST allow."""
+    out = _sampled(inp, server, samples, [code for code in codes if code not in WIRE_ONLY])
+    for code, refusal in _wire(inp, server, codes).items():
+        sampled = out.get(code)
+        refusal.sampled = sampled.count if sampled is not None else None
+        out[code] = refusal
+    return out
+
+
+def _wire(inp: RuleInput, server: str, codes: Collection[str]) -> dict[str, _Refusal]:
+    """The refused commands read off the wire, per error code: each one's connection, command and key."""
+    out: dict[str, _Refusal] = {}
+    for (where, code, peer, command), seen in inp.lifecycle.wire_refused.items():
+        if where != server or code not in codes or not _on_data(command):
+            continue
+        if code in WIRE_ONLY and C.lookup(command.encode()).kind in (C.READ, C.SCAN, C.OTHER):
+            continue  # a read refused while a script ran hides nothing anybody wrote
+        refusal = out.setdefault(code, _Refusal(code, wire=True))
+        refusal.count += seen.count
+        refusal.first = seen.first if refusal.first is None else min(refusal.first, seen.first)
+        refusal.last = seen.last if refusal.last is None else max(refusal.last, seen.last)
+        refusal.commands[command] = refusal.commands.get(command, 0) + seen.count
+        client = refusal.client(inp.actor((server, peer, seen.first, 0)))
+        client.add(command, float(seen.count), "wire")
+        for t, args, error in seen.examples:
+            if len(client.seen) < EXAMPLES:
+                client.seen.append(inp.line(t, (server, peer, t, 0), args, f"refused: {error}", seen.db))
+    return out
+
+
+def _sampled(inp: RuleInput, server: str, samples: list[trace.Refusals],
+             codes: Collection[str]) -> dict[str, _Refusal]:
     out: dict[str, _Refusal] = {}
     ops = _refused_ops(inp, server, codes)
     for before, after in itertools.pairwise(samples):
@@ -236,14 +285,15 @@ def _mb(value: str | None) -> str:
         return ""
 
 
-HOW = {"acl": "the server's ACL LOG names it", "reply": "its own replies were the error",
-        "sole": "CLIENT LIST showed its last command was the refused one, and no other connection's was",
-        "shared": "CLIENT LIST showed its last command was the refused one (as for other connections: the count "
-                  "is shared out)"}
+HOW = {"wire": "the server's error replies to it, read off the wire",
+       "acl": "the server's ACL LOG names it", "reply": "its own replies were the error",
+       "sole": "CLIENT LIST showed its last command was the refused one, and no other connection's was",
+       "shared": "CLIENT LIST showed its last command was the refused one (as for other connections: the count "
+                 "is shared out)"}
 
 
 def sureness(client: _Client) -> str:
-    if client.how & {"acl", "reply"}:
+    if client.how & {"wire", "acl", "reply"}:
         return "sure"
     return "likely" if "sole" in client.how else "possibly"
 
@@ -263,6 +313,19 @@ def _missed_meanwhile(inp: RuleInput, server: str, refusal: _Refusal) -> list[st
     return lines + [inp.line(t, who, args, "missed: no such key") for t, who, args in misses[:MISSES_QUOTED]]
 
 
+def counted(refusal: _Refusal, where: str) -> str:
+    """How many were refused and who counted them: the wire (each reply seen) or the server's counters."""
+    commands = ", ".join(f"{cmd.upper()} x{n}" for cmd, n in sorted(refusal.commands.items(), key=lambda i: -i[1]))
+    span = f"{clock(refusal.first)}-{clock(refusal.last)} {where}"
+    if refusal.wire:
+        text = f"{span}: {refusal.count} {refusal.code} error repl{'y' if refusal.count == 1 else 'ies'} read off " \
+               f"the wire ({commands})"
+        if refusal.sampled is not None:
+            text += f"; the server's errorstat {refusal.code} +{refusal.sampled} over its samples"
+        return text
+    return f"{span}: errorstat {refusal.code} +{refusal.count}" + (f"; rejected_calls {commands}" if commands else "")
+
+
 def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: list[str]) -> Finding:
     code = refusal.code
     clients = sorted(refusal.clients.values(), key=lambda c: -c.count)
@@ -276,9 +339,7 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: l
                    f"({sureness(culprit)})"
         if code == "OOM" and len(clients) > 1:
             summary += ", the writer that keeps writing into the full server"
-    evidence = [f"{clock(refusal.first)}-{clock(refusal.last)} {where}: errorstat {code} +{refusal.count}"
-                + (f"; rejected_calls {commands}" if commands else ""),
-                f"why: {_why(code, settings, refusal)}"]
+    evidence = [counted(refusal, where), f"why: {_why(code, settings, refusal)}"]
     for client in clients[:CLIENTS_LISTED]:
         cmds = ", ".join(f"{cmd.upper()} x{round(n)}" for cmd, n in client.commands.items())
         strongest = next(how for how in HOW if how in client.how)
@@ -288,6 +349,7 @@ def _finding(refusal: _Refusal, server: str, settings: dict[str, str], missed: l
     if not clients:
         evidence.append("who sent them is unknown: no ACL LOG entry, and CLIENT LIST showed no connection whose last "
                         "command was a refused one")
+    evidence += [line for client in clients[:CLIENTS_LISTED] for line in client.seen[:2]]
     evidence += missed
     for op in [op for client in clients[:CLIENTS_LISTED] for op in client.ops[:2]]:
         evidence.append(f"{clock(op.t)} pid {op.pid} ({op.role}) client id {op.client_id}: "
