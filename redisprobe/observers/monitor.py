@@ -368,25 +368,21 @@ class MonitorCapture:
             start = mark + 2
 
     def _lines(self, data: bytes) -> None:
-        """Queue the lines as they are; only a block holding a fence is looked at line by line."""
+        """Queue the lines as they are; only the lines holding a fence token are looked at, one by one (found with
+        `bytes.find`: a block of a megabyte holds about ten thousand lines, and a mark comes every second)."""
         last = line_time(data, last_line_start(data))
         if last is not None:
             self._last_t = max(self._last_t, last)
-        if FENCE_PREFIX not in data and _FENCE_NAME not in data:
-            self._queue_raw(data)
-            return
-        run: list[bytes] = []
-        for line in data.split(b"\r\n")[:-1]:
+        start = 0  # the first byte not yet queued
+        for begin, end in _token_lines(data):
             fence = None
-            if FENCE_PREFIX in line or _FENCE_NAME in line:
-                with contextlib.suppress(MonitorParseError):
-                    fence = _fence_of(parse_monitor_line(line).args)
+            with contextlib.suppress(MonitorParseError):
+                fence = _fence_of(parse_monitor_line(data[begin:end - 2]).args)
             if fence is None:
-                run.append(line)
-                continue
-            if run:
-                self._queue_raw(b"\r\n".join(run) + b"\r\n")
-                run = []
+                continue  # a user's line that happens to hold the token: queued with its neighbours
+            if begin > start:
+                self._queue_raw(data[start:begin])
+            start = end
             processed = self._marks.pop(fence, None)
             if processed is not None:
                 self._mark = (processed, 0)
@@ -394,8 +390,8 @@ class MonitorCapture:
             if self._mark is not None:
                 self._mark = (self._mark[0], self._mark[1] + 1)
             self._pending.append(_Fence(fence))
-        if run:
-            self._queue_raw(b"\r\n".join(run) + b"\r\n")
+        if start < len(data):
+            self._queue_raw(data[start:] if start else data)
 
     def _queue_raw(self, data: bytes) -> None:
         lines = data.count(b"\n")
@@ -600,6 +596,21 @@ def lost_commands(mark: object, processed: object) -> int | None:
     at_mark, delivered = mark
     missed = processed - at_mark - 1 - delivered
     return missed if processed >= at_mark else None
+
+
+def _token_lines(data: bytes) -> list[tuple[int, int]]:
+    """(start, end after its CRLF) of each line of a block of complete lines that holds a fence token or the fence
+    connection's name, in order."""
+    found: dict[int, int] = {}
+    for token in (FENCE_PREFIX, _FENCE_NAME):
+        at = data.find(token)
+        while at >= 0:
+            begin = data.rfind(b"\r\n", 0, at) + 2 if at else 0
+            begin = 0 if begin == 1 else begin  # no CRLF before it: the block's first line
+            end = data.index(b"\r\n", at) + 2
+            found[begin] = end
+            at = data.find(token, end)
+    return sorted(found.items())
 
 
 def _fence_of(args: list[bytes]) -> bytes | None:
