@@ -43,10 +43,11 @@ class PeerWatcher:
         self.mapper = mapper
         self.label = label or target.label
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._joined = False
         self._ips: set[str] = set()
         self._port = target.port or 0
+        self._known: set[tuple[str, int]] = set()
+        self._own = os.getpid()
 
     def start(self) -> None:
         """Start watching (nothing to do for a unix socket, or without the kernel's table)."""
@@ -57,32 +58,23 @@ class PeerWatcher:
                          socket.getaddrinfo(self.target.host or "localhost", self._port, proto=socket.IPPROTO_TCP)}
         if not self._ips:
             return
-        self._thread = threading.Thread(target=self._run, name="redisprobe-peers", daemon=True)
-        self._thread.start()
+        _SharedTable.join(self)
+        self._joined = True
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+        if self._joined:
+            _SharedTable.leave(self)
+            self._joined = False
 
     def abort(self) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        known: set[tuple[str, int]] = set()
-        own = os.getpid()
-        pause = self.interval
-        while not self._stop.wait(pause):
-            began = time.monotonic()
-            current = dict(self._connections())
-            pause = max(self.interval, COST_FACTOR * (time.monotonic() - began))
-            for local in current.keys() - known:
-                self._name(local, current[local], own)
-            known = set(current)
-
-    def _connections(self) -> list[tuple[tuple[str, int], int]]:
-        """(local address, socket inode) of connections to the watched server."""
-        return [(local, inode) for inode, local, remote in _proc_net_inet(self._port) if remote[0] in self._ips]
+    def seen(self, connections: list[tuple[int, tuple[str, int], tuple[str, int]]]) -> None:
+        """One read of the table, the lines to this watcher's port: name the connections new since the last."""
+        current = {local: inode for inode, local, remote in connections if remote[0] in self._ips}
+        for local in current.keys() - self._known:
+            self._name(local, current[local], self._own)
+        self._known = set(current)
 
     def _name(self, local: tuple[str, int], inode: int, own: int) -> None:
         # A job forked by a listed process (rq's work horse) is gone in tens of milliseconds: look at the listed
@@ -103,6 +95,65 @@ class PeerWatcher:
         """The server address a local address talks to (the same family)."""
         family_v6 = ":" in local[0]
         return next((ip for ip in sorted(self._ips) if (":" in ip) == family_v6), next(iter(self._ips)))
+
+
+class _SharedTable:
+    """The one reader of the kernel's TCP table in this process, for every watcher: the table is the host's, so the
+    nodes of a cluster (one watcher each) cost one read every `INTERVAL`, not one each."""
+
+    _lock = threading.Lock()
+    _current: _SharedTable | None = None
+
+    def __init__(self) -> None:
+        self.watchers: list[PeerWatcher] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redisprobe-peers", daemon=True)
+
+    @classmethod
+    def join(cls, watcher: PeerWatcher) -> None:
+        with cls._lock:
+            if cls._current is None:
+                cls._current = _SharedTable()
+                cls._current._thread.start()
+            cls._current.watchers = [*cls._current.watchers, watcher]
+
+    @classmethod
+    def leave(cls, watcher: PeerWatcher) -> None:
+        with cls._lock:
+            table = cls._current
+            if table is None or watcher not in table.watchers:
+                return
+            table.watchers = [w for w in table.watchers if w is not watcher]
+            if table.watchers:
+                return
+            cls._current = None
+            table._stop.set()
+        if table._thread is not threading.current_thread():
+            table._thread.join(2)
+
+    def _run(self) -> None:
+        pause = INTERVAL
+        while not self._stop.wait(pause):
+            watchers = self.watchers
+            if not watchers:
+                continue
+            began = time.monotonic()
+            by_port = _connections_by_port({w._port for w in watchers})
+            interval = min(w.interval for w in watchers)
+            pause = max(interval, COST_FACTOR * (time.monotonic() - began))
+            for watcher in watchers:
+                watcher.seen(by_port.get(watcher._port, []))
+
+
+def _connections_by_port(ports: set[int]) -> dict[int, list[tuple[int, tuple[str, int], tuple[str, int]]]]:
+    """The kernel's connected TCP sockets to any of `ports`, read once, by remote port."""
+    if len(ports) == 1:
+        port = next(iter(ports))
+        return {port: list(_proc_net_inet(port))}
+    found: dict[int, list[tuple[int, tuple[str, int], tuple[str, int]]]] = {}
+    for inode, local, remote in _proc_net_inet(None, ports):
+        found.setdefault(remote[1], []).append((inode, local, remote))
+    return found
 
 
 def _held_by_child(inode: int, watched: dict[int, str]) -> int | None:
