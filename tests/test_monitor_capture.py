@@ -519,3 +519,13 @@ def test_only_the_lines_holding_a_fence_token_are_looked_at_one_by_one():
     data = b"".join(line + b"\r\n" for line in lines)
     found = [data[begin:end] for begin, end in _token_lines(data)]
     assert found == [lines[0] + b"\r\n", lines[2] + b"\r\n", lines[3] + b"\r\n"]
+
+
+def test_a_fence_token_at_the_start_of_a_block_and_a_lookalike_near_it():
+    from redisprobe.observers.monitor import FENCE_PREFIX, _token_lines
+
+    first = b'+1.0 [0 127.0.0.1:1] "ECHO" "' + FENCE_PREFIX + b'm"\r\n'
+    assert [first[b:e] for b, e in _token_lines(first)] == [first]
+    lookalike = b'+1.0 [0 127.0.0.1:2] "SET" "fence" "a-fence-and-' + FENCE_PREFIX[:-1] + b'"\r\n'
+    assert _token_lines(lookalike) == []
+    assert _token_lines(b'"fence"\r\n' + first) == [(9, 9 + len(first))]

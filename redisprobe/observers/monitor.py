@@ -61,6 +61,8 @@ CONNECTION_NAME = "redisprobe:observer:monitor"
 FENCE_NAME = "redisprobe:observer:monitor-fence"
 FENCE_PREFIX = b"redisprobe:fence:"
 _FENCE_NAME = FENCE_NAME.encode()
+_FENCE_WORD = b"fence"
+_FENCE_WORD_AT = (FENCE_PREFIX.index(_FENCE_WORD), _FENCE_NAME.index(_FENCE_WORD))
 SOURCE = "monitor"
 
 _RECV_BUFFER = 4 << 20  # the reader's receive buffer (grows for a longer line)
@@ -601,16 +603,20 @@ def lost_commands(mark: object, processed: object) -> int | None:
 def _token_lines(data: bytes) -> list[tuple[int, int]]:
     """(start, end after its CRLF) of each line of a block of complete lines that holds a fence token or the fence
     connection's name, in order."""
-    found: dict[int, int] = {}
-    for token in (FENCE_PREFIX, _FENCE_NAME):
-        at = data.find(token)
-        while at >= 0:
-            begin = data.rfind(b"\r\n", 0, at) + 2 if at else 0
+    found: list[tuple[int, int]] = []
+    at = data.find(_FENCE_WORD)  # one pass for both tokens: each holds the word
+    while at >= 0:
+        prefix_at, name_at = at - _FENCE_WORD_AT[0], at - _FENCE_WORD_AT[1]
+        if (prefix_at >= 0 and data.startswith(FENCE_PREFIX, prefix_at)) or (
+                name_at >= 0 and data.startswith(_FENCE_NAME, name_at)):
+            begin = data.rfind(b"\r\n", 0, at) + 2
             begin = 0 if begin == 1 else begin  # no CRLF before it: the block's first line
             end = data.index(b"\r\n", at) + 2
-            found[begin] = end
-            at = data.find(token, end)
-    return sorted(found.items())
+            found.append((begin, end))
+            at = data.find(_FENCE_WORD, end)
+        else:
+            at = data.find(_FENCE_WORD, at + 1)
+    return found
 
 
 def _fence_of(args: list[bytes]) -> bytes | None:
