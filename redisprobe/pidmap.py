@@ -7,6 +7,7 @@ The server only knows a client as `ip:port`; the kernel knows which process hold
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -506,8 +507,12 @@ def _proc_net_inet(remote_port: int | None = None, remote_ports: Collection[int]
                 yield int(fields[9]), _hex_addr(fields[1], width), remote
 
 
+@functools.lru_cache(maxsize=8192)
 def _hex_addr(text: str, width: int) -> tuple[str, int]:
-    """`0100007F:1F90` (the kernel's byte order, 32-bit words) -> ("127.0.0.1", 8080)."""
+    """`0100007F:1F90` (the kernel's byte order, 32-bit words) -> ("127.0.0.1", 8080).
+
+    Cached: the table is read every few milliseconds and its lines are mostly the same connections again (on a
+    loaded host, turning them into addresses was most of a read)."""
     host, _sep, port = text.partition(":")
     raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, width, 8))
     ip = ipaddress.IPv4Address(raw) if width == 8 else ipaddress.IPv6Address(raw)
