@@ -224,6 +224,7 @@ def profile(ports: list[int], requests: int, folder: Path) -> None:
     rps = load(ports[0], requests)
     took = time.monotonic() - started
     readers_cpu = cpu(readers) - readers_before
+    readers_rss = [reader.memory_info().rss for reader in readers]
     spent: dict[str, float] = {}
     for tid, name in threads.items():
         spent[name] = spent.get(name, 0.0) + thread_cpu(tid) - before[tid]
@@ -232,7 +233,8 @@ def profile(ports: list[int], requests: int, folder: Path) -> None:
     stop_sessions(sessions, budget=10)
     writer.close()
     print(f"{len(ports)} primaries, {requests:,} SETs at {rps:,.0f} req/s in {took:.1f}s; CPU seconds:")
-    print(f"  MONITOR reader processes (one per node): {readers_cpu:.2f}")
+    print(f"  MONITOR reader processes (one per node): {readers_cpu:.2f} (RSS {min(readers_rss) / 2**20:.0f} to "
+          f"{max(readers_rss) / 2**20:.0f} MiB each)")
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         if name != "MainThread":
             print(f"  {name} (all nodes together): {seconds:.2f}")
