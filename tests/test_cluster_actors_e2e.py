@@ -153,3 +153,22 @@ def test_a_scenario_on_a_cluster_runs_its_actors_as_cluster_clients(tmp_path):
     assert result.code == 0, result.err + result.out
     doc = json.loads(result.out)
     assert doc["scenarios"][0]["status"] == "passed", doc
+
+
+def test_ttl_race_given_a_replica_of_a_cluster_works_on_the_primaries(tmp_path):
+    out = tmp_path / "race.jsonl"
+    with sandbox("cluster", replicas=1) as box:
+        replica = box.servers[4].url  # a cluster client may be given any node: it finds the primaries
+        result = run_cli("ttl-race", "--url", replica, *CLUSTER, "--json", "--out", str(out))
+        assert result.code == 0, result.err + result.out
+        assert result.json()["findings"] == []
+        ops, _ = _ops_and_starts(out)
+        primaries = {server.url for server in box.servers[:3]}
+        assert not [op for op in ops if op.error]
+        assert {op.target for op in ops} <= primaries  # no scan or write went to the replica
+        import redis
+
+        for server in box.servers[:3]:
+            client = redis.Redis(host=server.host, port=server.port)
+            assert not list(client.scan_iter("redisprobe:*"))
+            client.close()

@@ -59,6 +59,7 @@ class ClusterRouter:
         """Learn the slot map again (from the default node) and connect to any primary not yet known."""
         from redisprobe.cluster import discover, node_target
 
+        primaries: list[NodeConnection] = []
         for node in discover(self.default.client):
             if node.role != "primary":
                 continue
@@ -69,11 +70,13 @@ class ClusterRouter:
                 self.nodes[target.address] = self._connect(target)
             for first, last in node.slots:
                 self._slots[first:last + 1] = [target.address] * (last - first + 1)
+            primaries.append(self.nodes[target.address])
+        self._primaries = primaries
 
     def primaries(self) -> list[NodeConnection]:
-        """Every primary this actor is connected to, the default node first."""
-        others = {id(n): n for n in self.nodes.values() if n is not self.default}
-        return [self.default, *others.values()]
+        """Every primary of the cluster (where a cluster client scans or flushes), the default node first if it is
+        one (the node we were given may be a replica)."""
+        return sorted(self._primaries, key=lambda node: node is not self.default)
 
     def node_for(self, args: list[bytes]) -> NodeConnection:
         if self._pinned is not None:
