@@ -2,19 +2,28 @@
 
 Run by hand (not part of pytest), from the repository root:
 
-    .venv/bin/python benchmarks/cluster_capture.py [--primaries 3] [--requests 300000] [--rounds 4]
+    .venv/bin/python benchmarks/cluster_capture.py [--primaries 3] [--requests 300000] [--rounds 4] [--before REV]
+    .venv/bin/python benchmarks/cluster_capture.py --profile [--primaries 3] [--requests 1000000]
 
 A sandbox cluster of N primaries; `redis-benchmark --cluster -P 16 -t set -n R -q` against it with
 (a) one `redis-cli monitor > /dev/null` per primary attached, and (b) the whole `redisprobe monitor --url <first
-node> --json --out FILE` command (it finds every primary and runs one MONITOR reader per node), in ABBA order.
-Reported per mode: throughput, commands captured against sent (b), CPU seconds and peak RSS of the monitor
-processes (their whole process trees), and the trace size.
+node> --json --out FILE` command (it finds every primary and runs one MONITOR reader per node), and with `--before
+REV` (c) the same command as it was at git revision REV (extracted and run from a folder of its own), so a change
+is measured against what it replaces in the same run; each round rotates which mode goes first.
+Reported per mode: throughput, commands captured against sent, CPU seconds and peak RSS of the monitor
+processes (their whole process trees) during the load, and the trace size. On a shared 2-core machine the
+throughput of one round swings by 2x; the CPU seconds per round are the steadier measure.
+
+`--profile` runs the command's parts in this process instead (one capture per primary, pumped every 50 ms as the
+command does) and prints the CPU seconds of each: the MONITOR reader processes, the pump that copies their spools
+into the trace, the CLIENT LIST poller, the peer watcher, the keyspace observer and the refusal sampler.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import signal
 import statistics
@@ -23,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +48,18 @@ from redisprobe.sandbox import sandbox
 _RPS = re.compile(r"SET: ([\d.]+) requests per second")
 CLI = "(a) redis-cli monitor per node"
 COMMAND = "(b) redisprobe monitor"
+BEFORE = "(c) redisprobe monitor, --before revision"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def extract(revision: str, folder: Path) -> Path:
+    """The `redisprobe` package as it was at `revision`, in a folder of its own (run from there)."""
+    code = folder / "before"
+    code.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "redisprobe"], capture_output=True,
+                             check=True, timeout=120).stdout
+    subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True, timeout=120)
+    return code
 
 
 @dataclass
@@ -124,11 +146,15 @@ def run_cli(ports: list[int], requests: int) -> Run:
     return run
 
 
-def run_command(ports: list[int], requests: int, folder: Path) -> Run:
-    run = Run(COMMAND)
+def run_command(ports: list[int], requests: int, folder: Path, code: Path | None = None) -> Run:
+    """(b): this checkout's `redisprobe monitor`, or (c) the one in `code` (an older revision, extracted)."""
+    run = Run(BEFORE if code is not None else COMMAND)
     out = folder / "trace.jsonl"
+    env = {**os.environ, "REDISPROBE_PURE_PYTHON": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     command = procs.spawn([sys.executable, "-m", "redisprobe", "monitor", "--url", f"redis://127.0.0.1:{ports[0]}/0",
-                           "--json", "--out", str(out), "--no-enable-events"],
+                           "--json", "--out", str(out), "--no-enable-events"], cwd=str(code or ROOT), env=env,
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         monitors_attached(ports, 1)
@@ -147,37 +173,117 @@ def run_command(ports: list[int], requests: int, folder: Path) -> Run:
     return run
 
 
+def thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) of one thread of this process, from the kernel's per-task stat."""
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def profile(ports: list[int], requests: int, folder: Path) -> None:
+    """Where a capture's CPU goes, per node: `redisprobe monitor`'s own parts run in this process (one
+    CaptureSession per primary, pumped every 50 ms as the command does), each thread's CPU read from the kernel,
+    each MONITOR reader process's too, while redis-benchmark loads the cluster."""
+    from redisprobe import trace
+    from redisprobe.capture import CaptureSession, stop_sessions
+    from redisprobe.session import make_header
+    from redisprobe.target import parse_target
+
+    targets = [parse_target(f"redis://127.0.0.1:{port}/0") for port in ports]
+    writer = trace.TraceWriter(folder / "profile.jsonl", make_header("monitor", {f"n{i}": t for i, t in
+                                                                                  enumerate(targets)}), keep=False)
+    sessions = [CaptureSession(t, writer, enable_events=False) for t in targets]
+    for session in sessions:
+        session.start()
+    monitors_attached(ports, 1)
+    stop = threading.Event()
+    pump_cpu = [0.0]
+
+    def pump() -> None:
+        began = time.thread_time()
+        while not stop.is_set():
+            for session in sessions:
+                session.pump()
+            writer.check()
+            time.sleep(0.05)
+        pump_cpu[0] = time.thread_time() - began
+
+    pumper = threading.Thread(target=pump, name="pump (main loop)", daemon=True)
+    pumper.start()
+    time.sleep(0.5)
+    threads = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    before = {tid: thread_cpu(tid) for tid in threads}
+    readers = [psutil.Process(s.monitor.proc.pid) for s in sessions]
+    readers_before = cpu(readers)
+    started = time.monotonic()
+    rps = load(ports[0], requests)
+    took = time.monotonic() - started
+    readers_cpu = cpu(readers) - readers_before
+    readers_rss = [reader.memory_info().rss for reader in readers]
+    spent: dict[str, float] = {}
+    for tid, name in threads.items():
+        spent[name] = spent.get(name, 0.0) + thread_cpu(tid) - before[tid]
+    stop.set()
+    pumper.join()
+    stop_sessions(sessions, budget=10)
+    writer.close()
+    print(f"{len(ports)} primaries, {requests:,} SETs at {rps:,.0f} req/s in {took:.1f}s; CPU seconds:")
+    print(f"  MONITOR reader processes (one per node): {readers_cpu:.2f} (RSS {min(readers_rss) / 2**20:.0f} to "
+          f"{max(readers_rss) / 2**20:.0f} MiB each)")
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        if name != "MainThread":
+            print(f"  {name} (all nodes together): {seconds:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--primaries", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300_000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--profile", action="store_true", help="where the capture's CPU goes, per part and node")
+    parser.add_argument("--before", metavar="REVISION",
+                        help="also run (c), the monitor command of this git revision, in the same rounds")
     args = parser.parse_args()
+    if args.profile:
+        with sandbox("cluster", primaries=args.primaries) as box, tempfile.TemporaryDirectory() as folder:
+            profile([server.port for server in box.servers], args.requests, Path(folder))
+        return 0
     runs: list[Run] = []
     with sandbox("cluster", primaries=args.primaries) as box, tempfile.TemporaryDirectory() as folder:
         ports = [server.port for server in box.servers]
+        before = extract(args.before, Path(folder)) if args.before else None
+        modes: list[Callable[[], Run]] = [lambda: run_cli(ports, args.requests),
+                                          lambda: run_command(ports, args.requests, Path(folder))]
+        if before is not None:
+            modes.append(lambda: run_command(ports, args.requests, Path(folder), before))
         for index in range(args.rounds):
-            order = [run_cli, run_command] if index % 2 == 0 else [run_command, run_cli]
-            for mode in order:
-                run = mode(ports, args.requests) if mode is run_cli else run_command(ports, args.requests,
-                                                                                      Path(folder))
+            shift = index % len(modes)  # each mode goes first, second... in turn: no mode always runs warm
+            for mode in modes[shift:] + modes[:shift]:
+                run = mode()
                 runs.append(run)
                 print(f"round {index + 1} {run.mode}: {run.rps:,.0f} req/s, cpu {run.cpu_s:.2f}s, "
                       f"rss peak {run.rss_peak / 2**20:.0f} MiB"
                       + (f", captured {run.captured:,}/{args.requests:,}, trace {run.trace_bytes / 1e6:.1f} MB"
                          if run.captured is not None else ""), flush=True)
     cli = [r for r in runs if r.mode == CLI]
-    ours = [r for r in runs if r.mode == COMMAND]
-    ratios = [b.rps / a.rps for a, b in zip(cli, ours, strict=True)]
     print(f"{args.primaries} primaries, {args.requests:,} SETs per round, {args.rounds} rounds")
-    print(f"throughput ratio (b)/(a): median {statistics.median(ratios):.3f} (rounds: "
-          + ", ".join(f"{r:.2f}" for r in ratios) + ")")
-    print(f"captured: {min(r.captured or 0 for r in ours):,} to {max(r.captured or 0 for r in ours):,} of "
-          f"{args.requests:,}")
-    print(f"cpu s per round: (a) {statistics.median(r.cpu_s for r in cli):.2f}, "
-          f"(b) {statistics.median(r.cpu_s for r in ours):.2f}; rss peak: (a) "
-          f"{max(r.rss_peak for r in cli) / 2**20:.0f} MiB, (b) {max(r.rss_peak for r in ours) / 2**20:.0f} MiB; "
-          f"trace {statistics.median(r.trace_bytes for r in ours) / 1e6:.1f} MB per round")
+    for name in (COMMAND, BEFORE):
+        ours = [r for r in runs if r.mode == name]
+        if not ours:
+            continue
+        ratios = [b.rps / a.rps for a, b in zip(cli, ours, strict=True)]
+        print(f"{name}: throughput ratio to (a) median {statistics.median(ratios):.3f} (rounds: "
+              + ", ".join(f"{r:.2f}" for r in ratios) + f"); captured {min(r.captured or 0 for r in ours):,} to "
+              f"{max(r.captured or 0 for r in ours):,} of {args.requests:,}; cpu s per round "
+              f"{statistics.median(r.cpu_s for r in ours):.2f}; rss peak {max(r.rss_peak for r in ours) / 2**20:.0f} "
+              f"MiB; trace {statistics.median(r.trace_bytes for r in ours) / 1e6:.1f} MB per round")
+    print(f"{CLI}: cpu s per round {statistics.median(r.cpu_s for r in cli):.2f}; rss peak "
+          f"{max(r.rss_peak for r in cli) / 2**20:.0f} MiB")
     return 0
 
 

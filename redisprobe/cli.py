@@ -54,6 +54,10 @@ def _complete(values: Any) -> Callable[[str], list[str]]:
 
 TopologyOpt = Annotated[str, typer.Option("--topology", metavar="|".join(TOPOLOGIES), help="Sandbox topology.",
                                           autocompletion=_complete(TOPOLOGIES))]
+ActorTopologyOpt = Annotated[str, typer.Option(
+    "--topology", metavar="|".join(SANDBOX_TOPOLOGIES), autocompletion=_complete(SANDBOX_TOPOLOGIES),
+    help="Sandbox topology (cluster: three primaries, the actors cluster clients). With --url, cluster says your "
+         "server is a Redis Cluster node: the actors reach every primary through its slot map.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of the report.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", metavar="FILE",
                                              help="Write the trace (JSON lines) to this file.")]
@@ -162,7 +166,7 @@ def isolation(
     url: UrlOpt = None,
     api_url: ApiUrlOpt = None,
     processor_url: ProcUrlOpt = None,
-    topology: TopologyOpt = "single",
+    topology: ActorTopologyOpt = "single",
     ttl: Annotated[int, typer.Option(min=1, metavar="SECONDS", help="TTL of the marker keys.")] = 60,
     timeout: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
                                            help="How long each side waits to see the other.")] = 5.0,
@@ -345,6 +349,10 @@ def _check_source(source: str, targets: list[Any], redact_values: bool) -> None:
 @handled
 def ttl_race(
     url: UrlOpt = None,
+    topology: Annotated[str, typer.Option(
+        "--topology", metavar="single|cluster", autocompletion=_complete(("single", "cluster")),
+        help="Sandbox topology (cluster: three primaries, every actor a cluster client). With --url, cluster says "
+             "your server is a Redis Cluster node: the actors reach every primary through its slot map.")] = "single",
     ttl: Annotated[float, typer.Option(min=0.1, metavar="SECONDS",
                                        help="TTL set on each batch and refreshed per message.")] = 1.0,
     messages: Annotated[int, typer.Option(min=1, metavar="N", help="Messages per batch.")] = 8,
@@ -382,7 +390,10 @@ def ttl_race(
     options = RaceOptions(ttl=ttl, messages=messages, spacing=spacing, batches=batches, refresh=refresh,
                           processors=processors, policy=policy, quiet=quiet, duration=duration, bug=bug)
     options.validate()
-    with open_targets(url, server_args=server_args(options)) as targets:
+    if topology not in ("single", "cluster"):
+        raise ProbeError(f"unknown --topology {topology!r}: ttl-race runs on single or cluster")
+    options.check_topology(topology)
+    with open_targets(url, topology=topology, server_args=server_args(options)) as targets:
         check_allowed(options, targets.owned, allow_writes)
         plan = build_plan(targets, options)
         events = enable_events if enable_events is not None else (True if targets.owned else None)

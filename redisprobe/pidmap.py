@@ -7,12 +7,13 @@ The server only knows a client as `ip:port`; the kernel knows which process hold
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -480,10 +481,13 @@ def socket_holders() -> dict[int, list[int]] | None:
     return holders
 
 
-def _proc_net_inet(remote_port: int | None = None) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
-    """(inode, local, remote) of each connected TCP socket in /proc/net/tcp and tcp6 (only those to `remote_port`
-    when given: the other lines are passed over before they are parsed)."""
-    suffix = f":{remote_port:04X} " if remote_port else ""
+def _proc_net_inet(remote_port: int | None = None, remote_ports: Collection[int] = (),
+                   ) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
+    """(inode, local, remote) of each connected TCP socket in /proc/net/tcp and tcp6 (only those to `remote_port`,
+    or to any of `remote_ports`, when given: the other lines are passed over before they are parsed)."""
+    ports = {remote_port} if remote_port else set(remote_ports)
+    suffixes = tuple(f":{port:04X} " for port in ports)
+    ends = tuple(suffix[:-1] for suffix in suffixes)
     for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
         try:
             with open(path, encoding="ascii") as handle:
@@ -491,20 +495,24 @@ def _proc_net_inet(remote_port: int | None = None) -> Iterator[tuple[int, tuple[
         except OSError:
             continue
         for line in lines:
-            if suffix and suffix not in line:
+            if suffixes and not any(suffix in line for suffix in suffixes):
                 continue
             fields = line.split()
             if len(fields) < 10 or fields[3] == _TCP_LISTEN or fields[9] == "0":
                 continue
-            if suffix and not fields[2].endswith(suffix[:-1]):
+            if ends and not fields[2].endswith(ends):
                 continue
             remote = _hex_addr(fields[2], width)
             if remote[1]:
                 yield int(fields[9]), _hex_addr(fields[1], width), remote
 
 
+@functools.lru_cache(maxsize=8192)
 def _hex_addr(text: str, width: int) -> tuple[str, int]:
-    """`0100007F:1F90` (the kernel's byte order, 32-bit words) -> ("127.0.0.1", 8080)."""
+    """`0100007F:1F90` (the kernel's byte order, 32-bit words) -> ("127.0.0.1", 8080).
+
+    Cached: the table is read every few milliseconds and its lines are mostly the same connections again (on a
+    loaded host, turning them into addresses was most of a read)."""
     host, _sep, port = text.partition(":")
     raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, width, 8))
     ip = ipaddress.IPv4Address(raw) if width == 8 else ipaddress.IPv6Address(raw)

@@ -56,7 +56,7 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     observed = targets.by_role.get("api") or next(iter(targets.by_role.values()))
     watched: dict[int, str] = {}
     captures: list[Any] = []
-    sampler = None
+    samplers: list[Any] = []
     interrupted = False
     try:
         if plan.observe:
@@ -68,7 +68,8 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         if plan.ttl_pattern:
             from redisprobe.observers.ttl import TtlSampler
 
-            sampler = TtlSampler(observed, writer.emit, plan.ttl_pattern).start()
+            samplers = [TtlSampler(target, writer.emit, plan.ttl_pattern).start()
+                        for target in _observed(targets, observed)]  # a cluster: each primary holds some keys
         for spec in plan.actors:
             spec.guarded = spec.guarded or not targets.owned  # the user's server: every command passes the gate
             run = supervisor.start(spec)
@@ -84,13 +85,13 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
             writer.check()
             time.sleep(0.05)
         supervisor.wait_all(timeout=max(0.0, deadline - time.monotonic()) + 1, limit=plan.max_seconds)
-        if sampler is not None:
+        if samplers:
             time.sleep(0.1)
     except KeyboardInterrupt:  # the report of what was seen so far follows; the command exits 130
         interrupted = True
     finally:
         supervisor.stop_all(timeout=0.5 if interrupted else 3.0)
-        if sampler is not None:
+        for sampler in samplers:
             sampler.stop(timeout=0.2 if interrupted else 5.0)
         if captures:
             from redisprobe.capture import stop_sessions
@@ -118,9 +119,9 @@ def _observed(targets: Targets, first: Target) -> list[Target]:
     """What the capture watches: the api's server, and on a sandbox cluster every primary (a key lives on the node
     that owns its slot)."""
     nodes = [target for role, target in targets.by_role.items() if role.startswith("node")]
-    if targets.sandbox is None or targets.sandbox.topology != "cluster":
+    if not targets.cluster:
         return [first]
-    return [first, *(node for node in nodes if node.address != first.address)]
+    return nodes or [first]
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:
@@ -157,7 +158,10 @@ def _cleanup(targets: Targets, patterns: list[str], *, timeout: float | None = N
             for pattern in patterns:
                 assert pattern.startswith("redisprobe:")
                 keys = list(client.scan_iter(match=pattern, count=1000))
-                if keys:
+                if keys and targets.cluster:  # one DEL of keys in several slots is refused (CROSSSLOT)
+                    for key in keys:
+                        client.delete(key)
+                elif keys:
                     client.delete(*keys)
         except (redis.RedisError, OSError) as error:
             undone.append(f"removing this run's keys ({', '.join(patterns)}) on {target.label}: "

@@ -23,6 +23,7 @@ class Targets:
 
     by_role: dict[str, Target]
     sandbox: Sandbox | None
+    cluster: bool = False  # a Redis Cluster (`--topology cluster`): actors are cluster clients, nodes are `nodeN`
 
     @property
     def owned(self) -> bool:
@@ -49,11 +50,47 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
             raise ProbeError(f"no URL for the {' and '.join(missing)} role: give --url or --{missing[0]}-url")
         by_role = {role: parse_target(str(chosen[role])) for role in roles}
         _check_all(by_role)
-        yield Targets(by_role=by_role, sandbox=None)
+        if topology == "cluster":
+            by_role.update(cluster_nodes(by_role))
+        yield Targets(by_role=by_role, sandbox=None, cluster=topology == "cluster")
         return
     with sandbox(topology, extra=server_args) as box:
         nodes = tuple(role for role in box.role_urls if role.startswith("node") and role not in roles)
-        yield Targets(by_role={role: box.target(role) for role in (*roles, *nodes)}, sandbox=box)
+        yield Targets(by_role={role: box.target(role) for role in (*roles, *nodes)}, sandbox=box,
+                      cluster=topology == "cluster")
+
+
+def cluster_nodes(by_role: dict[str, Target]) -> dict[str, Target]:
+    """`--topology cluster` with your URLs: each must be a node of one Redis Cluster; its primaries become roles
+    `node0`.. (the capture watches them all, the actors reach them through the slot map). One clear line if not."""
+    import redis
+
+    from redisprobe.cluster import discover, is_cluster, node_target
+    from redisprobe.errors import ProbeError
+
+    found: dict[str, Target] = {}
+    for role, target in by_role.items():
+        if target.unix_path is not None:
+            raise ProbeError(f"--topology cluster: the {role} URL {target.label} is a unix socket; give a cluster "
+                             "node's host:port")
+        client = target.connect()
+        try:
+            if not is_cluster(client):
+                raise ProbeError(f"--topology cluster: {target.label} is not a Redis Cluster node (INFO server says "
+                                 "redis_mode is not cluster); drop --topology cluster to test it as one server")
+            if target.db != 0:
+                raise ProbeError(f"--topology cluster: {target.label} asks for db {target.db}; a cluster has db 0 "
+                                 "only")
+            nodes = [node for node in discover(client) if node.role == "primary"]
+        except (redis.RedisError, OSError) as exc:
+            raise ProbeError(f"--topology cluster: could not read the cluster's nodes from {target.label}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        finally:
+            client.close()
+        if found and {t.address for t in found.values()} != {node_target(target, n).address for n in nodes}:
+            raise ProbeError(f"--topology cluster: {target.label} is a node of another cluster than the first URL's")
+        found = {f"node{index}": node_target(target, node) for index, node in enumerate(nodes)}
+    return found
 
 
 def _check_all(by_role: dict[str, Target]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
 from redisprobe.analysis.lifecycle import fold
@@ -1137,3 +1139,37 @@ def test_a_link_under_another_address_before_client_list_shows_it_is_no_promotio
     folded = fold(tb.events, watched=WATCHED)
     assert [(life.server, life.removed_how) for life in folded.lives_of("job:1")] == [("127.0.0.1:7000", "del")]
     assert not folded.promotions
+
+
+def _two_nodes(cluster: bool) -> tuple[TraceBuilder, str, str]:
+    """Two servers sampled by the capture, nodes of one Redis Cluster or two unrelated servers."""
+    tb = TraceBuilder()
+    nodes = ("redis://127.0.0.1:7001/0", "redis://127.0.0.1:7002/0")
+    for index, node in enumerate(nodes):
+        tb.add(trace.ServerSeen(t=tb.now, target=node, server=trace.ServerFingerprint(
+            run_id=str(index) * 40, port=7001 + index, redis_mode="cluster" if cluster else msgspec.UNSET)))
+    return tb, nodes[0], nodes[1]
+
+
+def _near_miss_on_another_node(tb: TraceBuilder, first: str, second: str) -> None:
+    api = tb.client("api", pid=100, client_id=7, target=first)
+    keeper = tb.client("keeper", pid=150, client_id=12, target=second)
+    api("SET", "session:42", "data", "EX", 1)
+    tb.ks("set", "session:42", target=first).ks("expire", "session:42", target=first)
+    tb.at(0.5)
+    keeper("EXPIRE", "session_42", 1)  # the near-miss name hashes to another node of the cluster
+    tb.at(1.1).ks("expired", "session:42", target=first)
+
+
+def test_a_near_miss_name_on_another_node_of_a_cluster_is_a_near_miss() -> None:
+    tb, first, second = _two_nodes(cluster=True)
+    _near_miss_on_another_node(tb, first, second)
+    finding = one(tb, "ttl-refresh-missed")
+    assert finding.culprit is not None and finding.culprit.pid == 150
+    assert mentions(finding, "session:42 exists")
+
+
+def test_a_lookalike_name_on_an_unrelated_server_is_no_near_miss() -> None:
+    tb, first, second = _two_nodes(cluster=False)
+    _near_miss_on_another_node(tb, first, second)
+    assert "ttl-refresh-missed" not in {f.rule for f in run(tb)}

@@ -506,3 +506,26 @@ def no_reader_left() -> Iterator[None]:
             if "redisprobe.observers.monitor" in " ".join(psutil.Process(pid).cmdline()):
                 leftovers.append(pid)
     assert not leftovers, f"MONITOR readers left running: {leftovers}"
+
+
+def test_only_the_lines_holding_a_fence_token_are_looked_at_one_by_one():
+    from redisprobe.observers.monitor import FENCE_NAME, FENCE_PREFIX, _token_lines
+
+    lines = [b'+1.0 [0 127.0.0.1:1] "ECHO" "' + FENCE_PREFIX + b'mark:1"',
+             b'+1.1 [0 127.0.0.1:2] "SET" "k" "v"',
+             b'+1.2 [0 127.0.0.1:2] "SET" "k" "' + FENCE_PREFIX + b'x" "' + FENCE_PREFIX + b'y"',
+             b'+1.3 [0 127.0.0.1:3] "CLIENT" "SETNAME" "' + FENCE_NAME.encode() + b'"',
+             b'+1.4 [0 127.0.0.1:2] "GET" "k"']
+    data = b"".join(line + b"\r\n" for line in lines)
+    found = [data[begin:end] for begin, end in _token_lines(data)]
+    assert found == [lines[0] + b"\r\n", lines[2] + b"\r\n", lines[3] + b"\r\n"]
+
+
+def test_a_fence_token_at_the_start_of_a_block_and_a_lookalike_near_it():
+    from redisprobe.observers.monitor import FENCE_PREFIX, _token_lines
+
+    first = b'+1.0 [0 127.0.0.1:1] "ECHO" "' + FENCE_PREFIX + b'm"\r\n'
+    assert [first[b:e] for b, e in _token_lines(first)] == [first]
+    lookalike = b'+1.0 [0 127.0.0.1:2] "SET" "fence" "a-fence-and-' + FENCE_PREFIX[:-1] + b'"\r\n'
+    assert _token_lines(lookalike) == []
+    assert _token_lines(b'"fence"\r\n' + first) == [(9, 9 + len(first))]

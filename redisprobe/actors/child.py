@@ -18,9 +18,10 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from redisprobe import trace
+from redisprobe.actors.cluster import ClusterRouter, NodeConnection
 from redisprobe.actors.steps import GateRefusal, StepRunner
 from redisprobe.gate import Gate
-from redisprobe.target import describe_redis_error, parse_target
+from redisprobe.target import Target, describe_redis_error, parse_target
 
 
 class ActorSpec(msgspec.Struct, kw_only=True):
@@ -34,6 +35,7 @@ class ActorSpec(msgspec.Struct, kw_only=True):
     listed: bool = True  # False: a process the user did not expect (a stale worker, a second instance)
     guarded: bool = False  # a server redisprobe does not own: every command passes the gate (redisprobe.gate)
     allow_scripts: bool = False  # the scenario opted in to scripts and the user passed --allow-writes
+    cluster: bool = False  # a cluster client: connects to every primary, sends each key where its slot lives
 
 
 def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.ServerFingerprint:
@@ -64,8 +66,9 @@ class _Emitter:
         self._out.flush()
 
 
-def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | None = None) -> int:
-    target = parse_target(spec.url)
+def _connect_node(spec: ActorSpec, target: Target, emit: Callable[[trace.Event], None]) -> NodeConnection:
+    """Connect to one server and announce the connection (pid, role, its client id there, the server's identity);
+    a cluster actor does this once per primary."""
     pid = os.getpid()
     name = f"redisprobe:{spec.role}:{pid}"
     # Like an application's pool, an actor reconnects after a dropped connection (a restart takes a moment to come
@@ -73,24 +76,39 @@ def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | Non
     # by --connect-timeout).
     reconnect = Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 10, supported_errors=(redis.ConnectionError,))
     client = target.connect(name=name, retry=reconnect)
-    try:
-        client_id = int(client.client_id())
-        info = client.client_info()
-        fingerprint = server_fingerprint(client, target.host or target.address, target.port or 0)
-    except (redis.RedisError, OSError) as exc:
-        emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=3, crashed=True,
-                               detail=describe_redis_error(exc, target)))
-        return 3
+    client_id = int(client.client_id())
+    info = client.client_info()
+    fingerprint = server_fingerprint(client, target.host or target.address, target.port or 0)
     emit(trace.ActorStarted(
         t=time.time(), pid=pid, role=spec.role, target=target.label, client_id=client_id, client_name=name,
         db=int(info.get("db", target.db)), addr=str(info.get("addr", "")), laddr=str(info.get("laddr", "")),
         prefix=spec.prefix, server=fingerprint,
     ))
+    return NodeConnection(target=target, client=client, client_id=client_id)
+
+
+def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | None = None) -> int:
+    target = parse_target(spec.url)
+    pid = os.getpid()
+    router: ClusterRouter | None = None
+    connected: list[trace.Event] = []  # said once every connection is up: the start line waits for all of them
+    try:
+        seed = _connect_node(spec, target, connected.append)
+        if spec.cluster:
+            router = ClusterRouter(seed, lambda node: _connect_node(spec, node, emit if router else connected.append))
+    except (redis.RedisError, OSError) as exc:
+        for event in connected:
+            emit(event)
+        emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=3, crashed=True,
+                               detail=describe_redis_error(exc, target)))
+        return 3
+    for event in connected:
+        emit(event)
     if wait_for_go is not None:
         wait_for_go()  # every actor connects first, then all start together: no head start on a slow machine
     gate = Gate(scripts=spec.allow_scripts) if spec.guarded else None
-    runner = StepRunner(client, emit=emit, pid=pid, role=spec.role, client_id=client_id, db=target.db,
-                        variables=dict(spec.vars), gate=gate)
+    runner = StepRunner(seed.client, emit=emit, pid=pid, role=spec.role, client_id=seed.client_id, db=target.db,
+                        variables=dict(spec.vars), gate=gate, router=router)
     try:
         runner.run(spec.steps)
     except GateRefusal as exc:

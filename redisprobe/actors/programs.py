@@ -101,17 +101,28 @@ def batch_processor(runner: StepRunner, params: dict[str, Any]) -> None:
         time.sleep(poll)
 
 
+def _primaries(runner: StepRunner) -> list[Any]:
+    """Where a keyless command goes: every primary for a cluster client (as its scan_iter and flushdb do), else
+    the one connection (None)."""
+    return list(runner.router.primaries()) if runner.router is not None else [None]
+
+
 def _scan_all(runner: StepRunner, pattern: bytes, *, record: bool = False) -> list[bytes]:
-    """Every key matching `pattern`: SCAN pages until the cursor comes back to 0 (a busy server needs many)."""
-    cursor, found = b"0", []
-    while True:
-        reply, _ = runner.command([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"], record=record)
-        if not reply:
-            return found
-        cursor = reply[0]
-        found += [k for k in reply[1] if not k.endswith(b":last")]
-        if cursor in (b"0", 0):
-            return found
+    """Every key matching `pattern`: SCAN pages until the cursor comes back to 0 (a busy server needs many), on
+    every primary of a cluster."""
+    found: list[bytes] = []
+    for node in _primaries(runner):
+        cursor = b"0"
+        while True:
+            reply, _ = runner.command([b"SCAN", cursor, b"MATCH", pattern, b"COUNT", b"1000"], record=record,
+                                      node=node)
+            if not reply:
+                break
+            cursor = reply[0]
+            found += [k for k in reply[1] if not k.endswith(b":last")]
+            if cursor in (b"0", 0):
+                break
+    return found
 
 
 def _batches_present(runner: StepRunner, ns: str, timeout: float = 15.0) -> None:
@@ -129,14 +140,18 @@ def janitor(runner: StepRunner, params: dict[str, Any]) -> None:
     time.sleep(float(params.get("delay", 0.3)))
     action = str(params.get("action", "shorten"))
     if action == "flush":
-        runner.command([b"FLUSHDB"])
+        for node in _primaries(runner):
+            runner.command([b"FLUSHDB"], node=node)
         return
     for key in _scan_all(runner, f"{ns}batch:*".encode(), record=True):
         if action == "shorten":
             runner.command([b"EXPIRE", key, _b(int(params.get("ttl", 1)))])
         elif action == "rename":
-            runner.command([b"RENAME", key, key.replace(b"batch:", b"archive:")])
-            runner.command([b"EXPIRE", key.replace(b"batch:", b"archive:"), b"5"])
+            archive = key.replace(b"batch:", b"archive:")
+            if runner.router is not None:  # on a cluster, RENAME stays in one slot: the hash tag is the old name
+                archive = key.partition(b"batch:")[0] + b"archive:{" + key + b"}"
+            runner.command([b"RENAME", key, archive])
+            runner.command([b"EXPIRE", archive, b"5"])
 
 
 def filler(runner: StepRunner, params: dict[str, Any]) -> None:

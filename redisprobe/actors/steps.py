@@ -22,6 +22,7 @@ import redis
 from redisprobe import trace
 
 if TYPE_CHECKING:
+    from redisprobe.actors.cluster import ClusterRouter, NodeConnection
     from redisprobe.gate import Gate
 
 CONFIG_KEYS = ("maxmemory", "maxmemory-policy", "notify-keyspace-events", "databases", "timeout")
@@ -69,8 +70,10 @@ class StepRunner:
     """Runs steps on one connection, emitting an `Op` per command (and a `Check` per wait)."""
 
     def __init__(self, client: redis.Redis, *, emit: Callable[[trace.Event], None], pid: int, role: str,
-                 client_id: int, db: int, variables: dict[str, Any], gate: Gate | None = None) -> None:
+                 client_id: int, db: int, variables: dict[str, Any], gate: Gate | None = None,
+                 router: ClusterRouter | None = None) -> None:
         self.client = client
+        self.router = router  # a cluster client: each command goes to the node of its slot
         self.gate = gate
         self.emit = emit
         self.pid = pid
@@ -169,10 +172,13 @@ class StepRunner:
         finally:
             self.client.connection_pool.release(connection)
 
-    def command(self, args: list[bytes], *, record: bool = True) -> tuple[Any, str | None]:
+    def command(self, args: list[bytes], *, record: bool = True,
+                node: NodeConnection | None = None) -> tuple[Any, str | None]:
         """Send one command; the reply or the error is recorded either way.
 
-        On a server redisprobe does not own, the gate sees every command first: a refused one is never sent.
+        On a server redisprobe does not own, the gate sees every command first: a refused one is never sent. A
+        cluster actor sends it to the node of its keys' slot (or `node`), split per slot where a cluster client
+        splits it (DEL of keys in several slots), each part recorded with the connection that ran it.
         """
         if self.gate is not None:
             refusal = self.gate.refusal(args)
@@ -180,22 +186,37 @@ class StepRunner:
                 self.emit(trace.Note(t=time.time(), level="warning",
                                      text=f"{self.role} (pid {self.pid}) did not send it: {refusal}"))
                 raise GateRefusal(refusal)
+        if self.router is not None and node is None:
+            parts = self.router.split(args)
+            if parts is not None:
+                replies = [self.command(part, record=record) for part in parts]
+                errors = [error for _, error in replies if error]
+                return sum(int(reply or 0) for reply, _ in replies), errors[0] if errors else None
         if args and args[0].upper() == b"SELECT" and len(args) > 1:
             self.db = int(args[1])
         started_wall, started = time.time(), time.monotonic()
         reply: Any = None
         error: str | None = None
         cached = self._from_cache(args)
+        client_id, target = self.client_id, ""
         try:
-            reply = cached[0] if cached else self._execute(*args)
+            if cached:
+                reply = cached[0]
+            elif self.router is not None:
+                reply, node = self.router.execute(args, node)
+            else:
+                reply = self._execute(*args)
         except redis.ResponseError as exc:
             error = error_text(exc)
+            node = self.router.last if self.router is not None else None
+        if node is not None:
+            client_id, target = node.client_id, node.label
         self._remember(args, reply, error)
         latency = time.monotonic() - started
         if record:
             self.emit(trace.Op(t=started_wall, mono=started, pid=self.pid, role=self.role,
-                               client_id=self.client_id, db=self.db, args=args,
-                               reply=trace.jsonable_reply(reply), error=error, latency=latency))
+                               client_id=client_id, db=self.db, args=args,
+                               reply=trace.jsonable_reply(reply), error=error, latency=latency, target=target))
         return reply, error
 
     def wait(self, items: list[dict[str, Any]], timeout: float, interval: float) -> None:
@@ -230,9 +251,10 @@ class StepRunner:
     def _checked(self, item: dict[str, Any], args: list[bytes], ok: bool, started: float, attempts: int,
                  first_miss: bool) -> None:
         key = args[1].decode("utf-8", "backslashreplace") if len(args) > 1 else ""
+        target = self.router.node_for(args).label if self.router is not None else ""
         self.emit(trace.Check(t=time.time(), pid=self.pid, role=self.role, name=str(item.get("name", key)),
                               key=key, ok=ok, waited=time.monotonic() - started, attempts=attempts,
-                              first_miss=first_miss))
+                              first_miss=first_miss, target=target))
 
     def inspect(self) -> None:
         """What this connection sees: INFO sections, CLIENT INFO and the CONFIG values that matter here."""

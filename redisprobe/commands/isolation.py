@@ -52,10 +52,10 @@ def actor_specs(targets: Targets, options: IsolationOptions, run_id: str) -> lis
     ]
     return [
         ActorSpec(role="api", url=targets.by_role["api"].url, steps=api_steps, prefix=options.api_prefix,
-                  vars={"ns": namespace(options.api_prefix, run_id), "run": run_id}),
+                  vars={"ns": namespace(options.api_prefix, run_id), "run": run_id}, cluster=targets.cluster),
         ActorSpec(role="processor", url=targets.by_role["processor"].url, steps=processor_steps,
                   prefix=options.processor_prefix,
-                  vars={"ns": namespace(options.processor_prefix, run_id), "run": run_id}),
+                  vars={"ns": namespace(options.processor_prefix, run_id), "run": run_id}, cluster=targets.cluster),
     ]
 
 

@@ -52,6 +52,12 @@ class RaceOptions:
         if self.policy not in POLICIES:
             raise ProbeError(f"unknown --policy {self.policy!r}: one of {', '.join(POLICIES)}")
 
+    def check_topology(self, topology: str) -> None:
+        """A defect that needs what a cluster does not have is one clear line, not a crashed actor."""
+        if topology == "cluster" and self.bug == "different-db":
+            raise ProbeError("--bug different-db needs a second logical db, and a Redis Cluster has db 0 only "
+                             "(SELECT is refused): drop --topology cluster")
+
     @property
     def run_seconds(self) -> float:
         """Long enough for the last batch to be processed or to expire, plus a margin."""
@@ -91,19 +97,21 @@ def build_plan(targets: Targets, options: RaceOptions) -> Plan:
                                  "poll": min(0.05, options.spacing / 4), "duration": options.run_seconds,
                                  "policy": options.policy, **injection.processor}
     variables = {"ns": ns, "run": run_id}
-    actors = [ActorSpec(role="api", url=api_url, steps=[api], vars=variables)]
-    actors += [ActorSpec(role="processor", url=processor_url, steps=[processor], vars=variables)
+    cluster = targets.cluster  # every actor a cluster client: its keys go to the primaries that own their slots
+    actors = [ActorSpec(role="api", url=api_url, steps=[api], vars=variables, cluster=cluster)]
+    actors += [ActorSpec(role="processor", url=processor_url, steps=[processor], vars=variables, cluster=cluster)
                for _ in range(options.processors)]
     if injection.stale_processor:
         # A second instance nobody listed: a stale worker from the last deploy, with an older, shorter quiet
         # threshold (still longer than the message spacing), so it reaches every batch first.
         stale = {**processor, "quiet": max(options.quiet * 0.6, options.spacing * 1.2)}
-        actors.append(ActorSpec(role="processor", url=processor_url, steps=[stale], vars=variables, listed=False))
+        actors.append(ActorSpec(role="processor", url=processor_url, steps=[stale], vars=variables, listed=False,
+                                cluster=cluster))
     if injection.helper is not None:
         helper = dict(injection.helper)
         role = str(helper.pop("role"))
         delay = options.messages * options.spacing + 0.1 if injection.helper_after_api else options.spacing * 2
-        actors.append(ActorSpec(role=role, url=api_url, vars=variables, steps=[
+        actors.append(ActorSpec(role=role, url=api_url, vars=variables, cluster=cluster, steps=[
             {"ns": "{ns}", "delay": delay, **helper}]))
     return Plan(command="ttl-race", actors=actors, max_seconds=options.run_seconds + 15,
                 ttl_pattern=f"{ns}batch:*", cleanup_patterns=[f"{ns}*"],

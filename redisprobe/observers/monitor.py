@@ -48,7 +48,7 @@ from redisprobe.monitor_parse import (
     parse_monitor_line,
 )
 from redisprobe.observers.commandcount import monitor_hidden, shown_in_info
-from redisprobe.observers.monitorfence import _FENCE_NAME, FENCE_NAME, FENCE_PREFIX, _fence_of, lost_commands
+from redisprobe.observers.monitorfence import FENCE_NAME, FENCE_PREFIX, _fence_of, _token_lines, lost_commands
 from redisprobe.observers.monitorreader import ROTATE_BYTES, SPOOL_FAILED
 from redisprobe.target import connect_timeout
 
@@ -368,25 +368,21 @@ class MonitorCapture:
             start = mark + 2
 
     def _lines(self, data: bytes) -> None:
-        """Queue the lines as they are; only a block holding a fence is looked at line by line."""
+        """Queue the lines as they are; only the lines holding a fence token are looked at, one by one (found with
+        `bytes.find`: a block of a megabyte holds about ten thousand lines, and a mark comes every second)."""
         last = line_time(data, last_line_start(data))
         if last is not None:
             self._last_t = max(self._last_t, last)
-        if FENCE_PREFIX not in data and _FENCE_NAME not in data:
-            self._queue_raw(data)
-            return
-        run: list[bytes] = []
-        for line in data.split(b"\r\n")[:-1]:
+        start = 0  # the first byte not yet queued
+        for begin, end in _token_lines(data):
             fence = None
-            if FENCE_PREFIX in line or _FENCE_NAME in line:
-                with contextlib.suppress(MonitorParseError):
-                    fence = _fence_of(parse_monitor_line(line).args)
+            with contextlib.suppress(MonitorParseError):
+                fence = _fence_of(parse_monitor_line(data[begin:end - 2]).args)
             if fence is None:
-                run.append(line)
-                continue
-            if run:
-                self._queue_raw(b"\r\n".join(run) + b"\r\n")
-                run = []
+                continue  # a user's line that happens to hold the token: queued with its neighbours
+            if begin > start:
+                self._queue_raw(data[start:begin])
+            start = end
             processed = self._marks.pop(fence, None)
             if processed is not None:
                 self._mark = (processed, 0)
@@ -394,8 +390,8 @@ class MonitorCapture:
             if self._mark is not None:
                 self._mark = (self._mark[0], self._mark[1] + 1)
             self._pending.append(_Fence(fence))
-        if run:
-            self._queue_raw(b"\r\n".join(run) + b"\r\n")
+        if start < len(data):
+            self._queue_raw(data[start:] if start else data)
 
     def _queue_raw(self, data: bytes) -> None:
         lines = data.count(b"\n")

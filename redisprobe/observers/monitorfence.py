@@ -9,6 +9,8 @@ from __future__ import annotations
 FENCE_NAME = "redisprobe:observer:monitor-fence"
 FENCE_PREFIX = b"redisprobe:fence:"
 _FENCE_NAME = FENCE_NAME.encode()
+_FENCE_WORD = b"fence"
+_FENCE_WORD_AT = (FENCE_PREFIX.index(_FENCE_WORD), _FENCE_NAME.index(_FENCE_WORD))
 
 
 def lost_commands(mark: object, processed: object) -> int | None:
@@ -20,6 +22,25 @@ def lost_commands(mark: object, processed: object) -> int | None:
     at_mark, delivered = mark
     missed = processed - at_mark - 1 - delivered
     return missed if processed >= at_mark else None
+
+
+def _token_lines(data: bytes) -> list[tuple[int, int]]:
+    """(start, end after its CRLF) of each line of a block of complete lines that holds a fence token or the fence
+    connection's name, in order."""
+    found: list[tuple[int, int]] = []
+    at = data.find(_FENCE_WORD)  # one pass for both tokens: each holds the word
+    while at >= 0:
+        prefix_at, name_at = at - _FENCE_WORD_AT[0], at - _FENCE_WORD_AT[1]
+        if (prefix_at >= 0 and data.startswith(FENCE_PREFIX, prefix_at)) or (
+                name_at >= 0 and data.startswith(_FENCE_NAME, name_at)):
+            begin = data.rfind(b"\r\n", 0, at) + 2
+            begin = 0 if begin == 1 else begin  # no CRLF before it: the block's first line
+            end = data.index(b"\r\n", at) + 2
+            found.append((begin, end))
+            at = data.find(_FENCE_WORD, end)
+        else:
+            at = data.find(_FENCE_WORD, at + 1)
+    return found
 
 
 def _fence_of(args: list[bytes]) -> bytes | None:

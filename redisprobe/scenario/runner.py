@@ -65,7 +65,8 @@ def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None
                 own[key] = _fill(value, {**own, **decl.vars, key: ""})
             steps = [_program_defaults(step) for step in decl.steps]
             actors.append(ActorSpec(role=decl.role, url=url, steps=steps, vars=own, prefix=decl.prefix,
-                                    allow_scripts=scenario.allow_scripts and (targets.owned or allow_writes)))
+                                    allow_scripts=scenario.allow_scripts and (targets.owned or allow_writes),
+                                    cluster=targets.cluster and not decl.server.startswith("node")))
     ttl_pattern = _fill(scenario.ttl_pattern, shared) if scenario.ttl_pattern else None
     return Plan(command="run", actors=actors, max_seconds=scenario.max_seconds, observe=scenario.observe,
                 ttl_pattern=ttl_pattern, cleanup_patterns=[f"{ns}*"],

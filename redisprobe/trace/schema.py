@@ -74,6 +74,7 @@ class Op(msgspec.Struct, frozen=True, kw_only=True, tag="op"):
     reply: Reply = None
     error: str | None = None
     latency: float = 0.0
+    target: str = ""  # the node that ran it, for a cluster actor (its ops go to every primary); else its own server
 
 
 class Check(msgspec.Struct, frozen=True, kw_only=True, tag="check"):
@@ -88,6 +89,7 @@ class Check(msgspec.Struct, frozen=True, kw_only=True, tag="check"):
     waited: float
     attempts: int
     first_miss: bool = False
+    target: str = ""  # the node it polled, for a cluster actor; else its own server
 
 
 class Inspect(msgspec.Struct, frozen=True, kw_only=True, tag="inspect"):

@@ -18,8 +18,8 @@ from redisprobe.analysis.lifecycle.state import FoldState
 
 
 def on_op(st: FoldState, event: trace.Op) -> None:
-    server = st.attributor.actor_server.get(event.pid)
-    if server is None:
+    server = st.server_of(event.target) if event.target else st.attributor.actor_server.get(event.pid)
+    if server is None:  # a cluster actor's op names its node; another's is on the server it announced
         server = st.attributor.server_of(event.pid, event.client_id)
     state = st.server_state(server)
     args = event.args
@@ -150,7 +150,7 @@ def on_check(st: FoldState, event: trace.Check) -> None:
     if event.ok and not event.first_miss:
         return
     started = st.attributor.actor_pids.get(event.pid)
-    server = st.server_for_pid(event.pid)
+    server = st.server_for(event)
     db = started.db if started is not None else 0
     key = event.key.encode()
     slot = st.slots.get((server, db, key))

@@ -113,6 +113,10 @@ class FoldState:
     def server_for_pid(self, pid: int) -> str:
         return self.attributor.actor_server.get(pid, "")
 
+    def server_for(self, event: trace.Op | trace.Check) -> str:
+        """The server an actor's op or check went to: the node it names (a cluster actor), else the actor's."""
+        return self.server_of(event.target) if event.target else self.server_for_pid(event.pid)
+
     def queued_ops(self, who: Who) -> list[trace.Op]:
         """An actor's ops queued in a MULTI that never ran (ops-sourced traces only)."""
         if not who[1].startswith("id:"):

@@ -62,7 +62,9 @@ class NameIndex:
     id read under a prefix nobody writes while all of them exist under another is one misconfigured name.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spaces: dict[str, str] | None = None) -> None:
+        self.spaces = spaces or {}  # server -> its key space: the nodes of one cluster share one
+        self.servers: dict[tuple[str, bytes], str] = {}  # (space, written key) -> the server it lived on
         self.matches: dict[tuple[str, bytes], tuple[str, str]] = {}
         self.per_server: dict[str, list[bytes]] = {}
         self.db_of: dict[tuple[str, bytes], int] = {}
@@ -77,8 +79,14 @@ class NameIndex:
         self.waited: set[tuple[str, bytes]] = set()  # missed names a blocking pop waited on in vain
         self._candidates: dict[tuple[object, ...], dict[bytes, tuple[str, str]]] = {}  # rewrite -> its matches
 
+    def space(self, server: str) -> str:
+        """Where names are compared: a server, or for a node of a cluster the whole cluster (a key and its
+        near-miss usually hash to different slots, so live on different nodes)."""
+        return self.spaces.get(server, server)
+
     def want(self, server: str, key: bytes) -> None:
         """A missed name to find near-misses for (call before `add`)."""
+        server = self.space(server)
         norm = _norm(key)
         self._norm.setdefault((server, norm), []).append(key)
         parts = norm.split(b":")
@@ -97,7 +105,9 @@ class NameIndex:
 
     def add(self, server: str, key: bytes, db: int = 0) -> None:
         """A written key: record every missed name it nearly matches."""
+        real, server = server, self.space(server)
         self.db_of[(server, key)] = db
+        self.servers[(server, key)] = real
         keys = self.per_server.setdefault(server, [])
         if len(keys) < MAX_PATTERN_KEYS:
             keys.append(key)
@@ -160,6 +170,7 @@ class NameIndex:
 
     def find(self, server: str, key: bytes) -> tuple[str, str] | None:
         """(written key, how the names differ) for a missed key, or None when no written key is that close."""
+        server = self.space(server)
         if (server, key) in self.db_of:
             return None  # it was written itself
         return self.matches.get((server, key))
@@ -170,7 +181,10 @@ def name_index(inp: RuleInput) -> NameIndex:
     cached = inp.cache.get("names")
     if isinstance(cached, NameIndex):
         return cached
-    index = NameIndex()
+    from redisprobe.analysis.rules.cluster import cluster_nodes
+
+    nodes = sorted(cluster_nodes(inp))
+    index = NameIndex({node: nodes[0] for node in nodes})
     for slot in inp.missed:
         if not slot.count:
             index.want(slot.server, slot.key)
@@ -179,7 +193,7 @@ def name_index(inp: RuleInput) -> NameIndex:
         if count >= MAX_INDEX_KEYS:
             break
         index.add(slot.server, slot.key, slot.db)
-        head = (slot.server, _norm(slot.key).partition(b":")[0])
+        head = (index.space(slot.server), _norm(slot.key).partition(b":")[0])
         if head in index._heads_written:
             index.head_writers.setdefault(head, set()).update(_writers(inp, lives))
     index.finish()
@@ -196,9 +210,9 @@ def _note_misser(inp: RuleInput, index: NameIndex, slot: Slot) -> None:
         who = slot.absent_ttl[0].who
     else:
         return
-    index.missers[(slot.server, slot.key)] = identity(inp.actor(who))
+    index.missers[(index.space(slot.server), slot.key)] = identity(inp.actor(who))
     if any(miss.args and C.lookup(miss.args[0]).blocking for miss in facts.misses(slot)):
-        index.waited.add((slot.server, slot.key))
+        index.waited.add((index.space(slot.server), slot.key))
 
 
 def _writers(inp: RuleInput, lives: list[KeyLife]) -> set[object]:
@@ -245,7 +259,8 @@ def key_prefix_mismatch(inp: RuleInput) -> list[Finding]:
 
 
 def _creation(inp: RuleInput, index: NameIndex, server: str, key: bytes) -> str | None:
-    slot = inp.lifecycle.slots.get((server, index.db_of.get((server, key), 0), key))
+    space = index.space(server)
+    slot = inp.lifecycle.slots.get((index.servers.get((space, key), server), index.db_of.get((space, key), 0), key))
     if slot is None:
         return None
     for life in slot.all_lives():
@@ -270,7 +285,7 @@ def _glob(pattern: bytes) -> re.Pattern[str]:
 
 def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, used: facts.Pattern) -> None:
     server, db, pattern, count, t, who, args = used
-    keys = [_text(k) for k in index.per_server.get(server, ())]
+    keys = [_text(k) for k in index.per_server.get(index.space(server), ())]
     if not keys or any(_glob(pattern).match(k) for k in keys):
         return
     variants: list[tuple[bytes, str]] = [(_norm(pattern), "separators differ")]

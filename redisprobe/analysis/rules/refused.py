@@ -190,7 +190,7 @@ def _count(value: str | None) -> int:
 def _refused_ops(inp: RuleInput, server: str, codes: Collection[str]) -> list[trace.Op]:
     """Our actors' own commands whose reply was one of the refusals (they know they were refused)."""
     return [op for op in inp.lifecycle.op_errors
-            if _code(op) in codes and inp.lifecycle.server_for_pid(op.pid) in ("", server)]
+            if _code(op) in codes and inp.lifecycle.server_for(op) in ("", server)]
 
 
 def _code(op: trace.Op) -> str:

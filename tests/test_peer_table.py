@@ -1,0 +1,60 @@
+"""The kernel's TCP table is read once for every watched server (a cluster's nodes), and each watcher still names
+the connections to its own server only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from redisprobe import trace
+from redisprobe.observers.peers import PeerWatcher
+from redisprobe.pidmap import PidMapper
+from redisprobe.sandbox import sandbox
+from redisprobe.target import parse_target
+
+HOLD = """
+import sys, time, redis
+client = redis.Redis.from_url(sys.argv[1])
+client.ping()
+time.sleep(1.5)
+"""
+
+
+def _not_our_child(url: str) -> psutil.Process:
+    """A client started through a shell that exits at once, so its parent is not this process."""
+    out = subprocess.run(["sh", "-c", '"$0" -c "$1" "$2" >/dev/null 2>&1 & echo $!', sys.executable, HOLD, url],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return psutil.Process(int(out.stdout.strip()))
+
+
+def _peer_threads() -> int:
+    return sum(thread.name == "redisprobe-peers" and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_two_servers_one_table_reader_each_watcher_names_its_own_clients(shared_sandbox):
+    with sandbox("single") as other:
+        urls = [shared_sandbox.urls[0], other.urls[0]]
+        seen: list[list[trace.PeerSeen]] = [[], []]
+        watchers = [PeerWatcher(parse_target(url), lambda e, i=index: seen[i].append(e), PidMapper())
+                    for index, url in enumerate(urls)]
+        for watcher in watchers:
+            watcher.start()
+        try:
+            assert _peer_threads() == 1
+            clients = [_not_our_child(url) for url in urls]  # a watcher leaves our own children out
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not all(
+                    any(e.pid == client.pid for e in found) for client, found in zip(clients, seen, strict=True)):
+                time.sleep(0.05)
+            psutil.wait_procs(clients, timeout=30)
+        finally:
+            for watcher in watchers:
+                watcher.stop()
+        assert _peer_threads() == 0
+        for index, client in enumerate(clients):
+            assert any(e.pid == client.pid for e in seen[index]), seen[index]
+            assert not any(e.pid == clients[1 - index].pid for e in seen[index])  # the other server's client
