@@ -118,6 +118,26 @@ def test_healthy_a_forked_horse_removes_what_its_worker_writes() -> None:
     healthy(tb, {300: "worker", 100: "api"})
 
 
+def test_healthy_a_horse_caught_by_client_list_without_its_pid() -> None:
+    """A CLIENT LIST sample caught the horse's connection, but the process had gone before its pid was read; the
+    kernel's table had named it a moment before: that sighting names the client."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=300, client_id=9)
+    key = "rq:worker:ab12:executions"
+    worker("SADD", key, "job0")
+    tb.ks("sadd", key)
+    worker("EXPIRE", key, 90)
+    tb.ks("expire", key)
+    tb.at(0.35)
+    _forked_horse(tb, 301, 45001)
+    horse = tb.client("", client_id=27, port=45001)  # sampled, no pid
+    horse("SREM", key, "job0")
+    tb.ks("srem", key).ks("del", key)
+    tb.at(0.4)
+    worker("EXPIRE", key, 480)
+    healthy(tb, {300: "worker", 100: "api"})
+
+
 def test_a_forked_horse_removes_what_another_process_writes() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)
