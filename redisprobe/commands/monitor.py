@@ -94,7 +94,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         _without_monitor(sessions)
     interrupted = capturing = False
     looking: _Whereabouts | None = None
-    deadline = time.monotonic() + options.duration if options.duration else None
+    deadline = None
     try:
         for session in sessions:
             session.start()
@@ -105,6 +105,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             if found.level != "warning" or live is None:  # a warning reaches the live timeline by itself
                 say(found.note)
         capturing = True
+        # --duration is capture time: starting the observers can take seconds on a busy host
+        deadline = time.monotonic() + options.duration if options.duration else None
         if on_ready is not None:
             on_ready()
         look_at = time.monotonic() + UNSEEN_AFTER
