@@ -207,24 +207,16 @@ APPS: list[App] = [
 
 TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
-    "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
-                                "short-lived connection with no pid (rq forks a horse per job that connects, runs "
-                                "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "
-                                "rq's bookkeeping false findings (see rq-batches) come with it",
     "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
                           "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     # healthy twins the tool reports on
-    "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
-                  "about 10 ms: the kernel's socket table, read every 5 ms, names some horses as the worker's "
-                  "children, not all): consumed-by-other on rq:execution:* and deleted-by-client on "
-                  "rq:worker:<id>:executions, blamed on a 'short-lived connection'",
     "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
                              "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
                              "counter 'did nothing (no keyspace expire event followed)' and 'the key then expired on "
                              "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
                              "refresh",
 }
-SOMETIMES = {"rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
+SOMETIMES = {"rate-limiter-flexible", "feed-ttl-shortened"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 for _app in APPS:

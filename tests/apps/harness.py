@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -162,6 +163,11 @@ def check_installed() -> str:
         except ImportError:
             return f"the Python package {module} is missing: pip install -e '.[apps]'"
     return ""
+
+
+_LOGGED_PID = re.compile(r"\[pid (\d+)\]")
+"""A job that logs `[pid N]` ran in process N (rq's work horse lives tens of milliseconds: the 50 ms tracker may
+never see it; its own log line says where it ran)."""
 
 
 class _Tracker(threading.Thread):
@@ -361,6 +367,8 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
     for proc in app.procs:
         log = workdir / f"{proc.name}.log"
         if not proc.script and log.exists():
-            logs.append(f"--- {proc.name}\n{log.read_text(errors='replace')[-1500:]}")
+            text = log.read_text(errors="replace")
+            pids.setdefault(proc.name, set()).update(int(pid) for pid in _LOGGED_PID.findall(text))
+            logs.append(f"--- {proc.name}\n{text[-1500:]}")
     return Capture(app=app, code=done.returncode, doc=doc, stderr=done.stderr, pids=pids, argv=argv,
                    logs="\n".join(logs), seconds=time.monotonic() - began)
