@@ -146,7 +146,8 @@ APPS: list[App] = [
         [Proc("login", "node/profilesync/api.mjs"), Proc("sync", "py/profile_sync.py", interpreter="python")],
         rule="ttl-cleared-by-set", culprit="sync", twin="profile-sync"),
     App("feed-ttl-shortened", "ioredis + redis-py", "pm2 (python interpreter for the ranker)", "the api caches "
-        "feeds EX 30; the ranking worker pushes a post and sets its own CACHE_TTL=2 on the feed",
+        "feeds EX 30; the ranking worker ranks each new feed once: pushes a post and sets its own CACHE_TTL=2 on it "
+        "(every feed expires 2 s after it was ranked)",
         [Proc("feeds", "node/feed/api.mjs"),
          Proc("ranker", "py/ranker.py", interpreter="python", env={"CACHE_TTL": "2"})],
         rule="ttl-shortened", culprit="ranker"),
@@ -207,8 +208,6 @@ APPS: list[App] = [
 
 TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
-    "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
-                          "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     # healthy twins the tool reports on
     "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
                              "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
@@ -216,7 +215,7 @@ TODAY: dict[str, str] = {
                              "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
                              "refresh",
 }
-SOMETIMES = {"rate-limiter-flexible", "feed-ttl-shortened"}
+SOMETIMES = {"rate-limiter-flexible"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 for _app in APPS:
