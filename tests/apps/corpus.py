@@ -204,6 +204,39 @@ APPS: list[App] = [
                               "--concurrency", "2"], env={"TZ": "UTC", "STATS_SINGLE_CONNECTION": "1"}),
          Proc("shop", argv=[PY, "shop_producer.py"], start_after=0.3)],
         rule="shared-connection", culprit="worker", twin="celery"),
+    # --- Redis Cluster (3 primaries; monitor --url names one node and watches all) -------------------------------
+    App("cluster-sessions", "ioredis Cluster", "pm2", "sessions on a cluster; the sessions report counts them with "
+        "SCAN MATCH session:* on every primary (cluster.nodes('master'))",
+        [Proc("web", "node/clustersessions/web.mjs"),
+         Proc("report", "node/clustersessions/sweeper.mjs", env={"SWEEP": "every-primary"})],
+        topology="cluster", twin="cluster-sessions-scan-one-node"),
+    App("cluster-sessions-scan-one-node", "ioredis Cluster", "pm2", "the report still scans the one node "
+        "REDIS_URL names (new Redis(REDIS_URL), as before the move to a cluster) and trusts its count: the sessions "
+        "the two other primaries hold are never seen",
+        [Proc("web", "node/clustersessions/web.mjs"),
+         Proc("report", "node/clustersessions/sweeper.mjs", env={"SWEEP": "url"})],
+        rule="scan-one-node", culprit="report", topology="cluster", twin="cluster-sessions"),
+    App("cluster-queue", "ioredis Cluster", "pm2", "orders queued on a cluster; the worker's reliable queue LMOVEs "
+        "{orders}:pending to {orders}:processing (one hash tag, one slot)",
+        [Proc("shop", "node/clusterqueue/producer.mjs"), Proc("fulfilment", "node/clusterqueue/worker.mjs")],
+        topology="cluster", twin="cluster-queue-cross-slot"),
+    App("cluster-queue-cross-slot", "ioredis Cluster", "pm2", "the lists are orders:pending and "
+        "orders:processing, without the hash tag: every LMOVE is refused with CROSSSLOT and orders pile up",
+        [Proc("shop", "node/clusterqueue/producer.mjs", env={"QUEUE_PENDING": "orders:pending"}),
+         Proc("fulfilment", "node/clusterqueue/worker.mjs",
+              env={"QUEUE_PENDING": "orders:pending", "QUEUE_PROCESSING": "orders:processing"})],
+        rule="cross-slot", culprit="fulfilment", topology="cluster", twin="cluster-queue"),
+    App("cluster-profiles", "redis-py RedisCluster", "pm2 (python interpreter)", "profiles cached on a cluster "
+        "by the api; the last-seen sync stamps them through RedisCluster (SET ... KEEPTTL on the key's node)",
+        [Proc("accounts", "py/cluster_profiles_api.py", interpreter="python"),
+         Proc("sync", "py/cluster_profiles_sync.py", interpreter="python", env={"CLUSTER_CLIENT": "1"})],
+        topology="cluster", twin="cluster-profiles-unaware-client"),
+    App("cluster-profiles-unaware-client", "redis-py RedisCluster + redis-py", "pm2 (python interpreter)", "the "
+        "sync still uses redis.Redis on the node REDIS_URL names: every profile another node owns is refused with "
+        "MOVED and never stamped",
+        [Proc("accounts", "py/cluster_profiles_api.py", interpreter="python"),
+         Proc("sync", "py/cluster_profiles_sync.py", interpreter="python")],
+        rule="cluster-unaware-client", culprit="sync", topology="cluster", twin="cluster-profiles"),
 ]
 
 TODAY: dict[str, str] = {
