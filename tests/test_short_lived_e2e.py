@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from tests.clirun import new_marker
 from tests.monitorrun import MonitorRun
@@ -91,3 +92,29 @@ def test_a_forked_job_of_a_few_milliseconds_is_named_with_its_own_pid(shared_san
     # caught while open even when it lives 3 ms: all of them on an idle machine; on one with 5 runnable processes
     # per core the watcher waits for a core longer than some of them live (never naming another pid)
     assert len(named) >= 9, created
+
+
+def test_the_watcher_keeps_nothing_per_finished_job(shared_sandbox):
+    """A worker that forks a job per second for hours must not grow the watcher: what it noted about a child's
+    sockets goes when the child does."""
+    from redisprobe import trace
+    from redisprobe.observers.peers import PeerWatcher
+    from redisprobe.pidmap import PidMapper
+    from redisprobe.target import parse_target
+
+    url = shared_sandbox.urls[0]
+    worker = subprocess.Popen([sys.executable, "-c", FORKING_WORKER, url, new_marker(), "6"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    seen: list[trace.Event] = []
+    watcher = PeerWatcher(parse_target(url), seen.append, PidMapper({worker.pid: "worker"}))
+    watcher.start()
+    try:
+        out, _err = worker.communicate("go\n", timeout=60)
+        time.sleep(0.2)
+    finally:
+        watcher.stop()
+        worker.kill()
+        worker.wait()
+    horses = {int(pid) for pid in out.split()}
+    assert {event.pid for event in seen if isinstance(event, trace.PeerSeen)} & horses
+    assert not watcher._named and not watcher._sockets and not watcher._pending

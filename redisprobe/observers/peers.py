@@ -150,8 +150,20 @@ class PeerWatcher:
             self._adopt(self._new_children(self._last_pid, last), now)
             self._last_pid = last
         for pid, (born, label) in list(self._young.items()):
-            if now - born > YOUNG or not self._read_sockets(pid, label, known):
+            alive = self._read_sockets(pid, label, known)
+            if not alive or now - born > YOUNG:
                 del self._young[pid]
+            if not alive:
+                self._forget(pid)
+
+    def _forget(self, pid: int) -> None:
+        """A young child has gone, and its sockets with it: what was kept about them goes too (a long capture of a
+        worker that forks per job keeps no record per job)."""
+        self._named.pop(pid, None)
+        for inode in [inode for inode, (holder, _label) in self._sockets.items() if holder == pid]:
+            del self._sockets[inode]
+            self._looked.discard(inode)
+            self._pending.pop(inode, None)
 
     def _new_children(self, before: int, last: int) -> list[tuple[int, str]]:
         """(pid, label) of the processes created since `before` whose parent is listed or a young child."""
