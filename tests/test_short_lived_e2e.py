@@ -89,9 +89,10 @@ def test_a_forked_job_of_a_few_milliseconds_is_named_with_its_own_pid(shared_san
     named = [by for by in created.values() if by.get("pid") in horses]
     assert all(by.get("pid") in horses or by.get("pid") is None for by in created.values()), created
     assert all(by.get("label") == "worker" for by in named), [by for by in named if by.get("label") != "worker"]
-    # caught while open even when it lives 3 ms: all of them on an idle machine; on one with 5 runnable processes
-    # per core the watcher waits for a core longer than some of them live (never naming another pid)
-    assert len(named) >= 9, created
+    # caught while open even when it lives 3 ms: all of them on an idle machine (none before the young children's
+    # watch); on one with 5 runnable processes per core the watcher may wait for a core longer than some of them
+    # live, and leaves those without a pid (never naming another)
+    assert len(named) >= 6, created
 
 
 def test_the_watcher_keeps_nothing_per_finished_job(shared_sandbox):

@@ -38,7 +38,7 @@ from redisprobe.pidmap import (
 )
 from redisprobe.target import Target
 
-TICK = 0.004
+TICK = 0.005
 """Seconds between two looks for new children of the listed processes (rq's horse lives 7 ms and more)."""
 
 YOUNG_TICK = 0.001
@@ -51,9 +51,10 @@ MAX_YOUNG = 16
 INTERVAL = 0.005
 """Seconds between two reads of the table of connections to the server, for connections of any process; on a host
 whose table is big enough that a read costs more than a twentieth of that (in CPU time: waiting for a core on a
-busy host costs nothing), proportionally more, so the reads never take more than about 5% of a core."""
+busy host costs nothing), proportionally more, so the reads never take more than about 2.5% of a core (a forked
+job is caught by the young children's watch, not by these reads)."""
 
-COST_FACTOR = 20
+COST_FACTOR = 40
 
 YOUNG = 1.0
 """Seconds a new child's file descriptors are read every tick (rq's horse lives tens of milliseconds; a
