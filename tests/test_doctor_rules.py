@@ -93,6 +93,69 @@ def test_deleted_by_client_then_the_writers_expire_misses() -> None:
     assert mentions(finding, "GETDEL report:9") and mentions(finding, "EXPIRE report:9 30", "hit nothing")
 
 
+def _forked_horse(tb: TraceBuilder, pid: int, port: int, label: str = "worker") -> object:
+    """A connection the kernel showed between CLIENT LIST samples: a job a listed worker forked (rq's work horse)."""
+    addr = f"127.0.0.1:{port}"
+    tb.add(trace.PeerSeen(t=tb.now, addr=addr, pid=pid, process="python", cmdline="python -m rq.cli worker",
+                          label=label, target=tb.target))
+    return tb.client(label, client_id=0, addr=addr, sample=False)
+
+
+def test_healthy_a_forked_horse_removes_what_its_worker_writes() -> None:
+    """rq's worker writes rq:worker:<id>:executions and its horse (a child carrying the worker's label) removes
+    it with the job's last SREM: one actor's bookkeeping, whatever the worker's EXPIRE then finds."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=300, client_id=9)
+    key = "rq:worker:ab12:executions"
+    for i in range(3):
+        tb.at(i * 0.1)
+        worker("SADD", key, f"job{i}")
+        tb.ks("sadd", key)
+        worker("EXPIRE", key, 90)
+        tb.ks("expire", key)
+    tb.at(0.35)
+    horse = _forked_horse(tb, 301, 45001)
+    horse("SREM", key, "job0", "job1", "job2")
+    tb.ks("srem", key).ks("del", key)
+    tb.at(0.4)
+    worker("EXPIRE", key, 480)  # hits nothing
+    healthy(tb, {300: "worker", 100: "api"})
+
+
+def test_healthy_a_horse_caught_by_client_list_without_its_pid() -> None:
+    """A CLIENT LIST sample caught the horse's connection, but the process had gone before its pid was read; the
+    kernel's table had named it a moment before: that sighting names the client."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=300, client_id=9)
+    key = "rq:worker:ab12:executions"
+    worker("SADD", key, "job0")
+    tb.ks("sadd", key)
+    worker("EXPIRE", key, 90)
+    tb.ks("expire", key)
+    tb.at(0.35)
+    _forked_horse(tb, 301, 45001)
+    horse = tb.client("", client_id=27, port=45001)  # sampled, no pid
+    horse("SREM", key, "job0")
+    tb.ks("srem", key).ks("del", key)
+    tb.at(0.4)
+    worker("EXPIRE", key, 480)
+    healthy(tb, {300: "worker", 100: "api"})
+
+
+def test_a_forked_horse_removes_what_another_process_writes() -> None:
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    tb.client("worker", pid=300, client_id=9)
+    _batch(tb, api, 0.0, 4)
+    tb.at(0.35)
+    horse = _forked_horse(tb, 301, 45001)
+    horse("DEL", "batch:1")
+    tb.ks("del", "batch:1")
+    _batch(tb, api, 0.4, 2)
+    finding = one(tb, "deleted-by-client", {300: "worker", 100: "api"})
+    assert finding.culprit is not None and finding.culprit.pid == 301 and finding.culprit.label == "worker"
+
+
 def test_healthy_processor_deletes_a_batch_that_went_quiet() -> None:
     tb = TraceBuilder()
     api = tb.client("api", pid=100, client_id=7)

@@ -143,9 +143,13 @@ class Attributor:
             self.children[event.pid] = event.label
         self._cache.clear()
 
-    def _peer_actor(self, server: str, peer: str, t: float) -> Actor | None:
-        """The process the kernel showed behind a peer no CLIENT LIST sample caught (the sighting nearest `t`)."""
+    def _peer_actor(self, server: str, peer: str, t: float, client: ClientInfo | None = None) -> Actor | None:
+        """The process the kernel showed behind a peer no CLIENT LIST sample caught (the sighting nearest `t`), or
+        behind `client` while it was connected (a port is reused by later connections)."""
         seen = self._peers.get((server, peer))
+        if seen and client is not None:
+            start = client.connected_at if client.connected_at is not None else client.first_seen - 1.0
+            seen = [e for e in seen if start <= e.t <= client.last_seen + 1.0]
         if not seen:
             return None
         event = min(seen, key=lambda e: abs(e.t - t))
@@ -250,7 +254,14 @@ class Attributor:
             if found is not None:
                 return found
             return Actor(addr=peer, label=SHORT_LIVED if server in self._sampled else "")
-        return self.actor_for_client(server, client_id, peer)
+        actor = self.actor_for_client(server, client_id, peer)
+        if actor.pid is None:
+            # a sample caught the connection after its process had gone (a fork's job): the kernel's table may have
+            # named it while it was open
+            found = self._peer_actor(server, peer, t, self.clients.get((server, client_id)))
+            if found is not None:
+                return Actor(pid=found.pid, label=found.label, client_id=client_id, addr=peer)
+        return actor
 
     def actor_for_client(self, server: str, client_id: int, addr: str = "") -> Actor:
         key = (server, addr, client_id)

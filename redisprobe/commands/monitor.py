@@ -96,7 +96,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
         _without_monitor(sessions)
     interrupted = capturing = False
     looking: _Whereabouts | None = None
-    deadline = time.monotonic() + options.duration if options.duration else None
+    deadline = None
     replicas = {labels[label].address for label, found in servers.items()
                 if found.role == "slave" and found.redis_mode == "cluster"}
     for watcher in options.topology:  # each node's role before its first line: a replica's MONITOR is read by it
@@ -115,6 +115,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             if found.level != "warning" or live is None:  # a warning reaches the live timeline by itself
                 say(found.note)
         capturing = True
+        # --duration is capture time: starting the observers can take seconds on a busy host
+        deadline = time.monotonic() + options.duration if options.duration else None
         if on_ready is not None:
             on_ready()
         look_at = time.monotonic() + UNSEEN_AFTER

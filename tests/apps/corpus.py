@@ -149,7 +149,8 @@ APPS: list[App] = [
         [Proc("login", "node/profilesync/api.mjs"), Proc("sync", "py/profile_sync.py", interpreter="python")],
         rule="ttl-cleared-by-set", culprit="sync", twin="profile-sync"),
     App("feed-ttl-shortened", "ioredis + redis-py", "pm2 (python interpreter for the ranker)", "the api caches "
-        "feeds EX 30; the ranking worker pushes a post and sets its own CACHE_TTL=2 on the feed",
+        "feeds EX 30; the ranking worker ranks each new feed once: pushes a post and sets its own CACHE_TTL=2 on it "
+        "(every feed expires 2 s after it was ranked)",
         [Proc("feeds", "node/feed/api.mjs"),
          Proc("ranker", "py/ranker.py", interpreter="python", env={"CACHE_TTL": "2"})],
         rule="ttl-shortened", culprit="ranker"),
@@ -218,31 +219,54 @@ APPS: list[App] = [
                               "--concurrency", "2"], env={"TZ": "UTC", "STATS_SINGLE_CONNECTION": "1"}),
          Proc("shop", argv=[PY, "shop_producer.py"], start_after=0.3)],
         rule="shared-connection", culprit="worker", twin="celery"),
+    # --- Redis Cluster (3 primaries; monitor --url names one node and watches all) -------------------------------
+    App("cluster-sessions", "ioredis Cluster", "pm2", "sessions on a cluster; the sessions report counts them with "
+        "SCAN MATCH session:* on every primary (cluster.nodes('master'))",
+        [Proc("web", "node/clustersessions/web.mjs"),
+         Proc("report", "node/clustersessions/sweeper.mjs", env={"SWEEP": "every-primary"})],
+        topology="cluster", twin="cluster-sessions-scan-one-node"),
+    App("cluster-sessions-scan-one-node", "ioredis Cluster", "pm2", "the report still scans the one node "
+        "REDIS_URL names (new Redis(REDIS_URL), as before the move to a cluster) and trusts its count: the sessions "
+        "the two other primaries hold are never seen",
+        [Proc("web", "node/clustersessions/web.mjs"),
+         Proc("report", "node/clustersessions/sweeper.mjs", env={"SWEEP": "url"})],
+        rule="scan-one-node", culprit="report", topology="cluster", twin="cluster-sessions"),
+    App("cluster-queue", "ioredis Cluster", "pm2", "orders queued on a cluster; the worker's reliable queue LMOVEs "
+        "{orders}:pending to {orders}:processing (one hash tag, one slot)",
+        [Proc("shop", "node/clusterqueue/producer.mjs"), Proc("fulfilment", "node/clusterqueue/worker.mjs")],
+        topology="cluster", twin="cluster-queue-cross-slot"),
+    App("cluster-queue-cross-slot", "ioredis Cluster", "pm2", "the lists are orders:pending and "
+        "orders:processing, without the hash tag: every LMOVE is refused with CROSSSLOT and orders pile up",
+        [Proc("shop", "node/clusterqueue/producer.mjs", env={"QUEUE_PENDING": "orders:pending"}),
+         Proc("fulfilment", "node/clusterqueue/worker.mjs",
+              env={"QUEUE_PENDING": "orders:pending", "QUEUE_PROCESSING": "orders:processing"})],
+        rule="cross-slot", culprit="fulfilment", topology="cluster", twin="cluster-queue"),
+    App("cluster-profiles", "redis-py RedisCluster", "pm2 (python interpreter)", "profiles cached on a cluster "
+        "by the api; the last-seen sync stamps them through RedisCluster (SET ... KEEPTTL on the key's node)",
+        [Proc("accounts", "py/cluster_profiles_api.py", interpreter="python"),
+         Proc("sync", "py/cluster_profiles_sync.py", interpreter="python", env={"CLUSTER_CLIENT": "1"})],
+        topology="cluster", twin="cluster-profiles-unaware-client"),
+    App("cluster-profiles-unaware-client", "redis-py RedisCluster + redis-py", "pm2 (python interpreter)", "the "
+        "sync still uses redis.Redis on the node REDIS_URL names: every profile another node owns is refused with "
+        "MOVED and never stamped",
+        [Proc("accounts", "py/cluster_profiles_api.py", interpreter="python"),
+         Proc("sync", "py/cluster_profiles_sync.py", interpreter="python")],
+        rule="cluster-unaware-client", culprit="sync", topology="cluster", twin="cluster-profiles"),
 ]
 
 TODAY: dict[str, str] = {
     # bug apps the tool gets wrong
-    "rq-batches-flushed-early": "in most runs, deleted-by-client is found but names the work horse as a "
-                                "short-lived connection with no pid (rq forks a horse per job that connects, runs "
-                                "and exits in ~50 ms, so a 0.2 s CLIENT LIST sample catches it only by chance); "
-                                "rq's bookkeeping false findings (see rq-batches) come with it",
-    "feed-ttl-shortened": "in some runs, silent: ttl-shortened is named once a shortened feed has expired on the "
-                          "ranker's 2 s TTL, and a 4 s capture does not always see one expire",
     "pricing-key-misnamed": "with --source monitor, silent: every product was cached before the capture, beyond "
                             "the 10,000 keys the baseline reads, and MONITOR shows no reply, so a read of "
                             "products:<sku> is of unknown state, never a miss (named with --source wire)",
     # healthy twins the tool reports on
-    "rq-batches": "rq's own bookkeeping, done by the work horse rq forks per job (it connects, runs and exits in "
-                  "about 10 ms: the kernel's socket table, read every 5 ms, names some horses as the worker's "
-                  "children, not all): consumed-by-other on rq:execution:* and deleted-by-client on "
-                  "rq:worker:<id>:executions, blamed on a 'short-lived connection'",
     "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
                              "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
                              "counter 'did nothing (no keyspace expire event followed)' and 'the key then expired on "
                              "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
                              "refresh",
 }
-SOMETIMES = {"rq-batches-flushed-early", "rate-limiter-flexible", "feed-ttl-shortened"}
+SOMETIMES = {"rate-limiter-flexible"}
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 WIRE = ["audit-oom", "pricing", "pricing-key-misnamed"]

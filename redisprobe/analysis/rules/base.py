@@ -101,6 +101,21 @@ def same_process(a: Actor | None, b: Actor | None) -> bool:
     return identity(a) == identity(b)
 
 
+def same_actor(attributor: Attributor, a: Actor | None, b: Actor | None) -> bool:
+    """One process, or a forked child and the listed process it belongs to (the child carries its label: rq's
+    work horse finishing its worker's bookkeeping). Two listed pids are never one actor, even under one label
+    (PM2 cluster instances)."""
+    if same_process(a, b):
+        return True
+    if a is None or b is None or a.pid is None or b.pid is None:
+        return False
+    children = attributor.children
+    child, other = (a, b) if a.pid in children else (b, a)
+    if child.pid not in children or other.pid is None:
+        return False
+    return children[child.pid] == (attributor.watched.get(other.pid) or children.get(other.pid))
+
+
 def family(key: bytes | str) -> str:
     """`batch:1234:items` -> `batch:*:items`: keys that differ only by ids are one family."""
     text = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
@@ -231,5 +246,6 @@ def life_key(life: KeyLife) -> str:
 
 __all__ = [
     "EVIDENCE_PER_FINDING", "KEYS_LISTED", "Context", "Group", "Groups", "Rule", "RuleInput", "clock",
-    "command_text", "evidence_line", "family", "identity", "keys_phrase", "life_key", "same_process", "who_text",
+    "command_text", "evidence_line", "family", "identity", "keys_phrase", "life_key", "same_actor", "same_process",
+    "who_text",
 ]

@@ -14,6 +14,7 @@ from redisprobe.analysis.rules.base import (
     family,
     identity,
     keys_phrase,
+    same_actor,
     same_process,
     who_text,
 )
@@ -63,7 +64,8 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
             if not ttl or start is None or life.removed_at - start >= EARLY_FRACTION * ttl:
                 continue
             remover = inp.actor(life.removed_by)
-            others = [(actor, entry) for actor, entry in _writers(inp, life) if not same_process(actor, remover)]
+            others = [(actor, entry) for actor, entry in _writers(inp, life)
+                      if not same_actor(inp.attributor, actor, remover)]
             if not others:
                 continue
             active = [(actor, writer) for actor, writer in others
@@ -74,7 +76,7 @@ def deleted_by_client(inp: RuleInput) -> list[Finding]:
                 if later.who is None or later.kind not in _APPENDS or later.t - life.removed_at > back_window:
                     continue
                 actor = inp.actor(later.who)
-                if any(same_process(actor, other) for other, _ in others):
+                if any(same_actor(inp.attributor, actor, other) for other, _ in others):
                     came_back.append((later, actor))
             if life.removed_how == "pop":
                 # Emptying a queue is normal; it is this bug only when the writer's follow-up then failed.

@@ -13,4 +13,5 @@ def flush_batch(key: str) -> int:
     messages = [json.loads(raw) for raw in r.lrange(key, 0, -1)]
     r.hincrby("ingest:totals", "messages", len(messages))
     r.delete(key)
+    print(f"flushed {key}: {len(messages)} messages [pid {os.getpid()}]", flush=True)
     return len(messages)

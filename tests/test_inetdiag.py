@@ -1,0 +1,52 @@
+"""The kernel's sock_diag answers what /proc/net/tcp says about connections to one port, a tenth as dearly."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from redisprobe.inetdiag import open_connections
+from redisprobe.pidmap import _proc_net_inet
+
+
+def test_open_connections_to_the_server_are_the_kernel_tables(shared_sandbox):
+    url = shared_sandbox.urls[0]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        found = open_connections(port)
+        if found is None:
+            pytest.skip("no sock_diag here")
+        assert sorted(found) == sorted(_proc_net_inet(port))
+        assert {sock.getsockname()[:2] for sock in socks} <= {local for _inode, local, _remote in found}
+        assert all(remote[1] == port for _inode, _local, remote in found)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_closed_connection_is_no_longer_there(shared_sandbox):
+    url = shared_sandbox.urls[0]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    sock = socket.create_connection(("127.0.0.1", port))
+    local = sock.getsockname()[:2]
+    before = open_connections(port)
+    if before is None:
+        pytest.skip("no sock_diag here")
+    assert local in {entry[1] for entry in before}
+    sock.close()
+    assert local not in {entry[1] for entry in open_connections(port) or []}
+
+
+def test_another_port_is_left_out(shared_sandbox):
+    url = shared_sandbox.urls[0]
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    sock = socket.create_connection(("127.0.0.1", port))
+    try:
+        found = open_connections(port + 1 if port < 65535 else port - 1)
+        if found is None:
+            pytest.skip("no sock_diag here")
+        assert sock.getsockname()[:2] not in {entry[1] for entry in found}
+    finally:
+        sock.close()
