@@ -165,8 +165,9 @@ def _summarise(events: Iterable[trace.Event], *, watched: dict[int, str] | None,
         return _conclude(analysis, tap, watched=watched, key_patterns=key_patterns)
     except KeyboardInterrupt:
         stream.close()  # publishes the counts so far
+        counted = tap.stats if tap.stats["events"] else {}  # none yet: no counts, not zeros read as an empty capture
         raise SummaryInterrupted(Summary(clients=_clients(tap, watched), keys=[], findings=[], gaps=tap.gaps,
-                                         notes=tap.notes, stats=tap.stats)) from None
+                                         notes=tap.notes, stats=counted)) from None
 
 
 def summarise_monitor_log(log: MonitorLog, *, key_patterns: Iterable[str] = ()) -> Summary:

@@ -63,8 +63,8 @@ def different_server(writer: trace.ActorStarted, reader: trace.ActorStarted) -> 
 def _replica_read(writer: trace.ActorStarted, reader: trace.ActorStarted, checks: list[trace.Check],
                   ops: list[trace.Op], replication_gap: int | None) -> Finding | None:
     ws, rs = writer.server, reader.server
-    if rs.role != "slave" or ws.run_id == rs.run_id:
-        return None
+    if rs.role != "slave" or ws.run_id == rs.run_id or rs.redis_mode == "cluster":
+        return None  # a cluster actor given a replica sends each command to its slot's primary
     reader_checks = [c for c in checks if c.role == reader.role]
     lag = [c for c in reader_checks if c.first_miss and c.ok]
     failed_writes = [o for o in ops if o.role == reader.role and o.error and "READONLY" in o.error]
