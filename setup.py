@@ -11,7 +11,7 @@ import sys
 from setuptools import setup
 
 HOT_MODULES = [
-    "redisprobe/analysis/commands.py",
+    "redisprobe/semantics/command_table.py",
     "redisprobe/analysis/attribution.py",
     "redisprobe/text.py",
     "redisprobe/analysis/lifecycle/limits.py",
@@ -24,6 +24,11 @@ HOT_MODULES = [
     "redisprobe/analysis/lifecycle/connection.py",
     "redisprobe/analysis/lifecycle/dispatch.py",
     "redisprobe/analysis/lifecycle/replies.py",
+    "redisprobe/analysis/lifecycle/wirereplies.py",
+    "redisprobe/analysis/lifecycle/replica_stream.py",
+    "redisprobe/analysis/lifecycle/preexisting.py",
+    "redisprobe/analysis/lifecycle/coverage.py",
+    "redisprobe/analysis/lifecycle/refusal_samples.py",
     "redisprobe/analysis/lifecycle/engine.py",
     "redisprobe/analysis/doctor.py",
     "redisprobe/analysis/rules/base.py",
@@ -32,12 +37,12 @@ HOT_MODULES = [
     "redisprobe/analysis/rules/ttl.py",
     "redisprobe/analysis/rules/visibility.py",
     # the wire capture's offline parse (every packet and command of `monitor --source wire` goes through these)
-    "redisprobe/wire/tcp.py",
-    "redisprobe/wire/packets.py",
-    "redisprobe/wire/spool.py",
-    "redisprobe/wire/conversation.py",
-    "redisprobe/wire/offline.py",
-    "redisprobe/wire/events.py",
+    "redisprobe/producers/wire/tcp.py",
+    "redisprobe/producers/wire/packets.py",
+    "redisprobe/producers/wire/spool.py",
+    "redisprobe/producers/wire/conversation.py",
+    "redisprobe/producers/wire/offline.py",
+    "redisprobe/producers/wire/events.py",
 ]
 
 

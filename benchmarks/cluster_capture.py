@@ -42,8 +42,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.monitor_capture import count_sets
-from redisprobe import procs
-from redisprobe.sandbox import sandbox
+from redisprobe.producers import procs
+from redisprobe.targets.sandbox import sandbox
 
 _RPS = re.compile(r"SET: ([\d.]+) requests per second")
 CLI = "(a) redis-cli monitor per node"
@@ -190,9 +190,9 @@ def profile(ports: list[int], requests: int, folder: Path) -> None:
     CaptureSession per primary, pumped every 50 ms as the command does), each thread's CPU read from the kernel,
     each MONITOR reader process's too, while redis-benchmark loads the cluster."""
     from redisprobe import trace
-    from redisprobe.capture import CaptureSession, stop_sessions
-    from redisprobe.session import make_header
-    from redisprobe.target import parse_target
+    from redisprobe.producers.capture import CaptureSession, stop_sessions
+    from redisprobe.targets.resolve import make_header
+    from redisprobe.targets.url import parse_target
 
     targets = [parse_target(f"redis://127.0.0.1:{port}/0") for port in ports]
     writer = trace.TraceWriter(folder / "profile.jsonl", make_header("monitor", {f"n{i}": t for i, t in

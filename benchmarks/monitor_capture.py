@@ -38,10 +38,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from redisprobe import procs, trace
-from redisprobe.observers.monitor import MonitorCapture
-from redisprobe.sandbox import sandbox
-from redisprobe.target import parse_target
+from redisprobe import trace
+from redisprobe.producers import procs
+from redisprobe.producers.observers.monitor_capture import MonitorCapture
+from redisprobe.targets.sandbox import sandbox
+from redisprobe.targets.url import parse_target
 
 _RPS = re.compile(r"SET: ([\d.]+) requests per second")
 COMMAND = "(b) redisprobe monitor"

@@ -41,10 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import monitor_capture as mc
 
-from redisprobe import procs
-from redisprobe.sandbox import sandbox
-from redisprobe.wire.capture import WireCapture
-from redisprobe.wire.session import LATE_AFTER
+from redisprobe.producers import procs
+from redisprobe.producers.wire.sniffer import WireCapture
+from redisprobe.producers.wire.source import LATE_AFTER
+from redisprobe.targets.sandbox import sandbox
 
 NONE = "(a) nothing"
 COMMAND = "(d) monitor --source wire"
@@ -67,7 +67,7 @@ def run_wire_command(host: str, port: int, client: redis.Redis, requests: int, s
                 raise RuntimeError(f"monitor --source wire exited: {command.wait()}")
         time.sleep(0.5)  # as for the others: the same settling time before the load
         readers = [c for c in psutil.Process(command.pid).children(recursive=True)
-                   if "redisprobe.wire.reader" in " ".join(c.cmdline())]
+                   if "redisprobe.producers.wire.reader" in " ".join(c.cmdline())]
         sampler = mc.Sampler(client, run, [command.pid] + [r.pid for r in readers])
         reader_cpu = mc.cpu_seconds(readers)
         sampler.start()
@@ -132,8 +132,8 @@ def parse_spool_main(spool: str, port: int) -> int:
     """`--parse-spool`: what a streaming capture does with a spool, in a process of its own: packets to trace
     events (each encoded, as the trace writer does). Prints the commands and the seconds."""
     from redisprobe import trace
-    from redisprobe.wire.events import exchange_events
-    from redisprobe.wire.offline import parse_spool
+    from redisprobe.producers.wire.events import exchange_events
+    from redisprobe.producers.wire.offline import parse_spool
 
     started = time.perf_counter()
     result = parse_spool(Path(spool), port)

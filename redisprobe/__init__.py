@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from redisprobe.monitor_parse import MonitorLine, MonitorParseError, parse_monitor_line
+from redisprobe.trace.monitor_text import MonitorLine, MonitorParseError, parse_monitor_line
 
 __all__ = ["MonitorLine", "MonitorParseError", "__version__", "parse_monitor_line"]

@@ -21,11 +21,11 @@ from redisprobe import __version__
 from redisprobe.commands.ttlrace import POLICIES, REFRESH, bug_ids
 from redisprobe.errors import ExitCode, ProbeError
 from redisprobe.outputs import check_output
-from redisprobe.procs import sigterm_as_interrupt
+from redisprobe.producers.procs import sigterm_as_interrupt
 from redisprobe.render.console import print_json, save_svg, stderr_console, stdout_console
 from redisprobe.render.escape import shown
-from redisprobe.sandbox import SANDBOX_TOPOLOGIES, TOPOLOGIES
-from redisprobe.target import given_url, redact, set_connect_timeout
+from redisprobe.targets.sandbox import SANDBOX_TOPOLOGIES, TOPOLOGIES
+from redisprobe.targets.url import given_url, redact, set_connect_timeout
 
 if TYPE_CHECKING:
     from redisprobe import trace
@@ -182,8 +182,8 @@ def isolation(
     set_connect_timeout(connect_timeout)
     check_output(out, "--out", regular=True)
     from redisprobe.commands.isolation import IsolationOptions, run_isolation
-    from redisprobe.render.isolation import isolation_json, print_isolation
-    from redisprobe.session import open_targets
+    from redisprobe.render.isolation_report import isolation_json, print_isolation
+    from redisprobe.targets.resolve import open_targets
 
     options = IsolationOptions(ttl=ttl, timeout=timeout, api_prefix=api_prefix, processor_prefix=processor_prefix)
     with open_targets(url, api_url, processor_url, topology) as targets:
@@ -225,8 +225,8 @@ def info(
         _exit_for(findings)
         return
     from redisprobe.commands.info import run_info
-    from redisprobe.render.info import info_json, print_info
-    from redisprobe.session import open_targets
+    from redisprobe.render.info_table import info_json, print_info
+    from redisprobe.targets.resolve import open_targets
 
     with open_targets(url, api_url, processor_url, topology) as targets:
         report = run_info(targets, out)
@@ -277,11 +277,11 @@ def monitor(
     check_output(out, "--out", regular=True)
     check_output(svg, "--svg")
     from redisprobe.commands.monitor import MonitorOptions, capture_from, summarise_capture
-    from redisprobe.pidmap import parse_pid_spec
+    from redisprobe.producers.processes.pidmap import parse_pid_spec
     from redisprobe.render.summary import print_summary
     from redisprobe.render.timeline import LiveTimeline
-    from redisprobe.session import check_user_target, open_targets
-    from redisprobe.target import parse_target
+    from redisprobe.targets.resolve import check_user_target, open_targets
+    from redisprobe.targets.url import parse_target
 
     spec = parse_pid_spec(pids or [], pm2_all=pm2)
     err = stderr_console()
@@ -293,7 +293,7 @@ def monitor(
         watched_targets = [targets.by_role["api"], *[parse_target(u) for u in urls[1:]]]
         for extra in watched_targets[1:]:
             check_user_target(extra)
-        from redisprobe.cluster import expand_cluster
+        from redisprobe.targets.topology import expand_cluster
 
         watched_targets, cluster_notes, cluster_watchers = expand_cluster(watched_targets)
         _check_source(source, watched_targets, redact_values)
@@ -340,7 +340,7 @@ def monitor(
 
 
 def _check_source(source: str, targets: list[Any], redact_values: bool) -> None:
-    from redisprobe.wire.session import check_source
+    from redisprobe.producers.wire.source import check_source
 
     check_source(source, targets, redact_values=redact_values)
 
@@ -383,9 +383,9 @@ def ttl_race(
     check_output(out, "--out", regular=True)
     check_output(svg, "--svg")
     from redisprobe.commands.ttlrace import RaceOptions, build_plan, check_allowed, server_args
-    from redisprobe.pipeline import execute
+    from redisprobe.producers.plan import execute
     from redisprobe.render.race import print_race, race_json
-    from redisprobe.session import open_targets
+    from redisprobe.targets.resolve import open_targets
 
     options = RaceOptions(ttl=ttl, messages=messages, spacing=spacing, batches=batches, refresh=refresh,
                           processors=processors, policy=policy, quiet=quiet, duration=duration, bug=bug)
@@ -461,7 +461,7 @@ def sandbox(
     """Start a disposable sandbox for your own experiments; prints its URLs and stops it on Ctrl-C."""
     import time
 
-    from redisprobe.sandbox import sandbox as start_sandbox
+    from redisprobe.targets.sandbox import sandbox as start_sandbox
 
     if replicas and topology != "cluster":
         raise ProbeError("--replicas goes with --topology cluster")
@@ -469,7 +469,7 @@ def sandbox(
     with start_sandbox(topology, replicas=replicas) as box:
         console = stdout_console()
         if topology == "cluster":
-            from redisprobe.cluster import discover
+            from redisprobe.targets.topology import discover
 
             client = box.target("api").connect()
             try:

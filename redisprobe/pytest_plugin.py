@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from redisprobe.sandbox import Sandbox
     from redisprobe.scenario.model import ScenarioResult
+    from redisprobe.targets.sandbox import Sandbox
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -154,7 +154,7 @@ def redisprobe_sandbox(request: pytest.FixtureRequest) -> Iterator[RedisprobeSer
             pytest.skip(f"needs the sandbox's {topology} topology (--redisprobe-url gives one server)")
         yield RedisprobeServer(url=url, urls=[url], role_urls={"api": url, "processor": url}, topology="url")
         return
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     with sandbox(topology) as box:
         yield RedisprobeServer(url=box.urls[0], urls=list(box.urls), role_urls=dict(box.role_urls),

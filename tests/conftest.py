@@ -11,7 +11,7 @@ import psutil
 import pytest
 import redis
 
-from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.targets.sandbox import Sandbox, sandbox
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redisprobe import trace
-from redisprobe.summary import summarise
+from redisprobe.analysis.digest import summarise
 from tests.tracebuild import T0, TARGET, TraceBuilder
 
 

@@ -96,8 +96,8 @@ def test_the_baseline_gives_a_key_made_before_the_capture_its_ttl(url, stack):
 
 
 def test_the_baseline_is_bounded_and_says_when_it_was_cut(url):
-    from redisprobe.observers.baseline import take_baseline
-    from redisprobe.target import parse_target
+    from redisprobe.producers.observers.baseline_scan import take_baseline
+    from redisprobe.targets.url import parse_target
 
     admin = redis.Redis.from_url(url)
     admin.mset({f"bulk:{n}": n for n in range(50)})
@@ -203,7 +203,7 @@ def test_info_pids_refused_by_the_server_the_process_uses_is_unknown(private_ser
 
 
 def test_a_listed_process_connected_elsewhere_is_told_where(private_server, stack):
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     other = stack.enter_context(sandbox("single"))
     other_port = int(other.urls[0].rsplit(":", 1)[1].split("/")[0])
@@ -260,8 +260,8 @@ def test_info_pids_whose_db_could_not_be_read_is_unknown(private_server, stack):
 
 
 def test_a_baseline_the_server_refuses_is_said_and_leaves_key_states_unknown(url):
-    from redisprobe.observers.baseline import take_baseline
-    from redisprobe.target import parse_target
+    from redisprobe.producers.observers.baseline_scan import take_baseline
+    from redisprobe.targets.url import parse_target
 
     admin = redis.Redis.from_url(url)
     admin.set("k", "v")

@@ -27,7 +27,7 @@ def _wait_for_actors(proc: subprocess.Popen[str], count: int, timeout: float = 6
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         actors = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                  if "redisprobe.actors.child" in " ".join(p.cmdline())]
+                  if "redisprobe.producers.actors.child" in " ".join(p.cmdline())]
         path = Path(str(trace_path)) if trace_path is not None else None
         connected = path is None or (path.exists() and path.read_text().count('"actor-started"') >= count)
         if len(actors) >= count and connected:

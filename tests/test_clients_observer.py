@@ -10,12 +10,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from redisprobe import procs, trace
+from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
-from redisprobe.observers.clients import CONNECTION_NAME, STAT_KEYS, ClientPoller, lib_of, parse_client_list
-from redisprobe.pidmap import PidMapper
-from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import parse_target
+from redisprobe.producers import procs
+from redisprobe.producers.observers.clients import CONNECTION_NAME, STAT_KEYS, ClientPoller, lib_of, parse_client_list
+from redisprobe.producers.processes.pidmap import PidMapper
+from redisprobe.targets.sandbox import Sandbox, sandbox
+from redisprobe.targets.url import parse_target
 from tests.sink import Sink
 
 # One connection (SELECT sticks) driven line by line from stdin: "SELECT 3", "CLIENT SETNAME x", ...

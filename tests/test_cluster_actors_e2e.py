@@ -12,7 +12,7 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.analysis.rules.registry import injectable
-from redisprobe.sandbox import sandbox
+from redisprobe.targets.sandbox import sandbox
 from tests.clirun import run_cli
 
 CLUSTER = ("--topology", "cluster")

@@ -14,7 +14,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from redisprobe.sandbox import sandbox
+from redisprobe.targets.sandbox import sandbox
 from tests.clirun import cli_env
 
 DELETER = """

@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 
-from redisprobe.sandbox import sandbox
+from redisprobe.targets.sandbox import sandbox
 from tests.clirun import cli_env, run_cli
 
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from redisprobe.cluster import discover, is_cluster, parse_cluster_nodes
-from redisprobe.sandbox import CLUSTER_SLOTS, sandbox
+from redisprobe.targets.sandbox import CLUSTER_SLOTS, sandbox
+from redisprobe.targets.topology import discover, is_cluster, parse_cluster_nodes
 from tests.clirun import cli_env, run_cli
 
 

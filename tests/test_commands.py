@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redisprobe.analysis import commands as C
-from redisprobe.redact import redact_args
+from redisprobe.semantics import command_table as C
+from redisprobe.trace.redact import redact_args
 
 ROWS = {command.name: command for command in C.COMMANDS.values()}
 

@@ -20,11 +20,12 @@ import psutil
 import pytest
 import redis
 
-from redisprobe import procs, trace
+from redisprobe import trace
 from redisprobe.analysis import Context, analyze
 from redisprobe.findings import Finding, to_builtins
-from redisprobe.monitor_parse import parse_monitor_line
-from redisprobe.sandbox import Sandbox
+from redisprobe.producers import procs
+from redisprobe.targets.sandbox import Sandbox
+from redisprobe.trace.monitor_text import parse_monitor_line
 
 POLL = 0.05
 _OBSERVER = "redisprobe:observer"

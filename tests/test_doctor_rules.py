@@ -7,8 +7,8 @@ import msgspec
 from redisprobe import trace
 from redisprobe.analysis import RULES, Context, analyze, diagnose
 from redisprobe.analysis.lifecycle import fold
+from redisprobe.analysis.verdict import analyse
 from redisprobe.findings import Finding, to_builtins
-from redisprobe.visibility import analyse
 from tests.tracebuild import T0, TraceBuilder
 
 WATCHED = {100: "api", 200: "processor"}

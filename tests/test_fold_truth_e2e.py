@@ -153,7 +153,7 @@ _LIMITER = ("local n = redis.call('INCRBY', KEYS[1], ARGV[1]) "
 
 
 def test_a_script_that_recreates_an_expired_counter_with_its_ttl_is_silent(stack):
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     box = stack.enter_context(sandbox("single", extra=["--enable-debug-command", "yes"]))
     url = box.urls[0]
@@ -174,7 +174,7 @@ def test_a_script_that_recreates_an_expired_counter_with_its_ttl_is_silent(stack
 
 
 def test_a_script_that_recreates_an_expired_counter_without_a_ttl_is_recreated_without_ttl(stack):
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     box = stack.enter_context(sandbox("single", extra=["--enable-debug-command", "yes"]))
     url = box.urls[0]

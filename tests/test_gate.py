@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from redisprobe.gate import Gate
+from redisprobe.targets.gate import Gate
 
 
 def refusal(*args: str, scripts: bool = False) -> str | None:

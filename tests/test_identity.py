@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from redisprobe import procs
-from redisprobe.identity import command_identity, identity_of, parse_cgroup, pm2_of, program_of
+from redisprobe.producers import procs
+from redisprobe.producers.processes.identity import command_identity, identity_of, parse_cgroup, pm2_of, program_of
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -21,8 +21,8 @@ import psutil
 import pytest
 import redis
 
-from redisprobe import procs
-from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.producers import procs
+from redisprobe.targets.sandbox import Sandbox, sandbox
 from tests.apps.harness import NODE_DIR, PM2, check_installed, node_env
 from tests.clirun import cli_env, run_cli
 from tests.monitorrun import MonitorRun

@@ -55,7 +55,7 @@ def test_info_replica_shows_roles_and_names_replica_read():
 def test_info_pids_for_live_processes_on_lookalike_servers():
     import subprocess
 
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     with sandbox("split") as box:
         api = subprocess.Popen(["redis-cli", "-u", box.role_urls["api"], "BLPOP", "never", "30"],

@@ -9,7 +9,7 @@ import redis
 
 from redisprobe import trace
 from redisprobe.errors import ConnectionProblem
-from redisprobe.observers.keyspace import (
+from redisprobe.producers.observers.keyspace import (
     CONNECTION_NAME,
     KeyspaceObserver,
     expand_flags,
@@ -17,8 +17,8 @@ from redisprobe.observers.keyspace import (
     missing_flags,
     parse_channel,
 )
-from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import parse_target
+from redisprobe.targets.sandbox import Sandbox, sandbox
+from redisprobe.targets.url import parse_target
 from tests.sink import Sink
 
 

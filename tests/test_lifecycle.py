@@ -7,10 +7,10 @@ import time
 import pytest
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import Lifecycle, fold
 from redisprobe.analysis.lifecycle.limits import HISTORY_HEAD, HISTORY_TAIL, LIVES_KEPT, REMARKABLE_KEPT
 from redisprobe.analysis.lifecycle.state import normalize_target
+from redisprobe.semantics import command_table as C
 from tests.tracebuild import T0, TraceBuilder
 
 

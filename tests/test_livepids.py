@@ -16,11 +16,11 @@ import psutil
 import pytest
 import redis
 
-from redisprobe import procs
-from redisprobe.livepids import LiveReport, inspect_pids
-from redisprobe.pidmap import parse_pid_spec
-from redisprobe.sandbox import Sandbox, sandbox
-from redisprobe.target import parse_target
+from redisprobe.producers import procs
+from redisprobe.producers.processes.connected import LiveReport, inspect_pids
+from redisprobe.producers.processes.pidmap import parse_pid_spec
+from redisprobe.targets.sandbox import Sandbox, sandbox
+from redisprobe.targets.url import parse_target
 
 # Holds one connection (db from the URL) until stdin closes; extra args are host:port of raw TCP peers to hold.
 CHILD = ("import socket, sys, redis; r = redis.Redis.from_url(sys.argv[1], single_connection_client=True); "

@@ -22,9 +22,11 @@ import redis
 
 from redisprobe import trace
 from redisprobe.errors import ProbeError
-from redisprobe.observers.monitor import FENCE_PREFIX, MonitorCapture
-from redisprobe.sandbox import Sandbox, free_port, sandbox
-from redisprobe.target import Target, parse_target
+from redisprobe.producers.observers.monitor_capture import FENCE_PREFIX, MonitorCapture
+from redisprobe.targets.sandbox import Sandbox, free_port, sandbox
+from redisprobe.targets.url import Target, parse_target
+
+READER = "redisprobe.producers.observers.monitorreader"  # the MONITOR reader child's module
 
 Event = trace.Monitor | trace.Gap | trace.MonitorLines
 def flat(events: list[Event]) -> list[trace.Monitor | trace.Gap]:
@@ -170,7 +172,7 @@ def test_poll_max_lines(redis_url: str, r: redis.Redis, spool: Path, prefix: byt
 def test_what_nobody_polled_waits_in_the_spool_not_in_memory(redis_url: str, r: redis.Redis, spool: Path,
                                                               prefix: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory stays flat: a poll reads the spool at most one block beyond what it hands out."""
-    import redisprobe.observers.monitor as module
+    import redisprobe.producers.observers.monitor_capture as module
 
     monkeypatch.setattr(module, "_READ_BLOCK", 4096)
     with MonitorCapture(parse_target(redis_url), spool) as capture:
@@ -193,7 +195,7 @@ def test_what_nobody_polled_waits_in_the_spool_not_in_memory(redis_url: str, r: 
 def test_spool_files_rotate_and_what_was_read_is_removed(redis_url: str, r: redis.Redis, spool: Path,
                                                          prefix: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """Disk stays bounded too: the reader moves to a new spool file every so often, read files are deleted."""
-    import redisprobe.observers.monitor as module
+    import redisprobe.producers.observers.monitor_capture as module
 
     monkeypatch.setattr(module, "_ROTATE_BYTES", 16 << 10)
     with MonitorCapture(parse_target(redis_url), spool) as capture:
@@ -212,7 +214,7 @@ def test_spool_files_rotate_and_what_was_read_is_removed(redis_url: str, r: redi
 
 def test_a_restarted_reader_goes_on_in_the_current_spool_file(private_server: Sandbox, spool: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import redisprobe.observers.monitor as module
+    import redisprobe.producers.observers.monitor_capture as module
 
     monkeypatch.setattr(module, "_ROTATE_BYTES", 16 << 10)
     client = redis.Redis.from_url(private_server.urls[0])
@@ -456,7 +458,7 @@ def test_reader_is_gone_after_stop_and_stop_is_idempotent(redis_url: str, spool:
     pid, spool_file = capture.proc.pid, capture.spool
     assert psutil.Process(pid).is_running()
     cmdline = " ".join(psutil.Process(pid).cmdline())
-    assert "redisprobe.observers.monitor" in cmdline and "127.0.0.1" not in cmdline  # nothing secret in argv
+    assert READER in cmdline and "127.0.0.1" not in cmdline  # nothing secret in argv
     assert spool_file.stat().st_mode & 0o077 == 0  # the spool holds values: ours only
     capture.stop()
     capture.stop()
@@ -476,8 +478,8 @@ def test_reader_dies_with_a_killed_parent(redis_url: str, tmp_path: Path) -> Non
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from redisprobe.observers.monitor import MonitorCapture
-        from redisprobe.target import parse_target
+        from redisprobe.producers.observers.monitor_capture import MonitorCapture
+        from redisprobe.targets.url import parse_target
         capture = MonitorCapture(parse_target({redis_url!r}), Path({str(tmp_path / "spool")!r}))
         capture.start()
         print(capture.proc.pid, flush=True)
@@ -503,13 +505,13 @@ def no_reader_left() -> Iterator[None]:
     leftovers = []
     for pid in descendants_now():
         with contextlib.suppress(psutil.NoSuchProcess):
-            if "redisprobe.observers.monitor" in " ".join(psutil.Process(pid).cmdline()):
+            if READER in " ".join(psutil.Process(pid).cmdline()):
                 leftovers.append(pid)
     assert not leftovers, f"MONITOR readers left running: {leftovers}"
 
 
 def test_only_the_lines_holding_a_fence_token_are_looked_at_one_by_one():
-    from redisprobe.observers.monitor import FENCE_NAME, FENCE_PREFIX, _token_lines
+    from redisprobe.producers.observers.monitor_capture import FENCE_NAME, FENCE_PREFIX, _token_lines
 
     lines = [b'+1.0 [0 127.0.0.1:1] "ECHO" "' + FENCE_PREFIX + b'mark:1"',
              b'+1.1 [0 127.0.0.1:2] "SET" "k" "v"',
@@ -522,7 +524,7 @@ def test_only_the_lines_holding_a_fence_token_are_looked_at_one_by_one():
 
 
 def test_a_fence_token_at_the_start_of_a_block_and_a_lookalike_near_it():
-    from redisprobe.observers.monitor import FENCE_PREFIX, _token_lines
+    from redisprobe.producers.observers.monitor_capture import FENCE_PREFIX, _token_lines
 
     first = b'+1.0 [0 127.0.0.1:1] "ECHO" "' + FENCE_PREFIX + b'm"\r\n'
     assert [first[b:e] for b, e in _token_lines(first)] == [first]

@@ -219,7 +219,7 @@ def test_key_prefix_mismatch(url, stack):
 
 
 def test_different_server_across_two_watched_servers(stack):
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     box = stack.enter_context(sandbox("split"))
     api, reader = start_client(stack, box.role_urls["api"]), start_client(stack, box.role_urls["processor"], cli=True)

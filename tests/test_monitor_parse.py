@@ -17,14 +17,14 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redisprobe.monitor_parse import (
+from redisprobe.targets.sandbox import Sandbox, sandbox
+from redisprobe.trace.monitor_text import (
     MonitorLine,
     MonitorParseError,
     parse_complete_lines,
     parse_monitor_chunk,
     parse_monitor_line,
 )
-from redisprobe.sandbox import Sandbox, sandbox
 
 # ---------------------------------------------------------------------------------------------- unit shapes
 

@@ -10,7 +10,7 @@ from conftest import descendants
 
 from redisprobe import trace
 from redisprobe.errors import TraceFormatError
-from redisprobe.monitorlog import read_monitor_log
+from redisprobe.trace.cli_log import read_monitor_log
 
 
 def _log(path: Path, lines: int, *, crlf: bool = False, odd: bool = True) -> None:
@@ -62,7 +62,7 @@ def test_a_helper_that_dies_is_an_error_not_a_short_log(tmp_path: Path) -> None:
     next(stream)
     import psutil
 
-    helpers = [p for p in psutil.Process().children() if "redisprobe.monitorlog" in " ".join(p.cmdline())]
+    helpers = [p for p in psutil.Process().children() if "redisprobe.trace.cli_log" in " ".join(p.cmdline())]
     assert len(helpers) == 1
     helpers[0].kill()
     with pytest.raises(TraceFormatError, match="the parser stopped"):
@@ -83,8 +83,8 @@ def test_report_on_a_big_log_uses_the_helper_and_matches_the_inline_analysis(tmp
 
     from clirun import cli_env
 
-    from redisprobe.monitorlog import PARALLEL_FROM_BYTES, MonitorLog
-    from redisprobe.summary import summarise_monitor_log
+    from redisprobe.analysis.digest import summarise_monitor_log
+    from redisprobe.trace.cli_log import PARALLEL_FROM_BYTES, MonitorLog
 
     log = tmp_path / "monitor.log"
     rng = random.Random(5)

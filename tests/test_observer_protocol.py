@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from redisprobe import trace
-from redisprobe.capture import CaptureSession
-from redisprobe.observers.clients import ClientPoller
-from redisprobe.observers.keyspace import KeyspaceObserver
-from redisprobe.observers.monitor import MonitorCapture
-from redisprobe.observers.peers import PeerWatcher
-from redisprobe.observers.refusals import RefusalSampler
-from redisprobe.observers.ttl import TtlSampler
-from redisprobe.target import parse_target
+from redisprobe.producers.capture import CaptureSession
+from redisprobe.producers.observers.clients import ClientPoller
+from redisprobe.producers.observers.keyspace import KeyspaceObserver
+from redisprobe.producers.observers.monitor_capture import MonitorCapture
+from redisprobe.producers.observers.peers import PeerWatcher
+from redisprobe.producers.observers.refusals import RefusalSampler
+from redisprobe.producers.observers.ttl_sampler import TtlSampler
+from redisprobe.targets.url import parse_target
 
 OBSERVERS = (MonitorCapture, KeyspaceObserver, ClientPoller, RefusalSampler, PeerWatcher, TtlSampler)
 

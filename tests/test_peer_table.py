@@ -11,10 +11,10 @@ import time
 import psutil
 
 from redisprobe import trace
-from redisprobe.observers.peers import PeerWatcher
-from redisprobe.pidmap import PidMapper
-from redisprobe.sandbox import sandbox
-from redisprobe.target import parse_target
+from redisprobe.producers.observers.peers import PeerWatcher
+from redisprobe.producers.processes.pidmap import PidMapper
+from redisprobe.targets.sandbox import sandbox
+from redisprobe.targets.url import parse_target
 
 HOLD = """
 import sys, time, redis

@@ -15,10 +15,10 @@ import psutil
 import pytest
 import redis
 
-from redisprobe import procs
 from redisprobe.errors import ProbeError
-from redisprobe.pidmap import PidMapper, parse_pid_spec, redact_cmdline, split_addr
-from redisprobe.sandbox import ServerProcess, find_server_binary
+from redisprobe.producers import procs
+from redisprobe.producers.processes.pidmap import PidMapper, parse_pid_spec, redact_cmdline, split_addr
+from redisprobe.targets.sandbox import ServerProcess, find_server_binary
 
 # Holds its connection until the test closes its stdin.
 CHILD = ("import sys, redis; r = redis.Redis.from_url(sys.argv[1]); r.client_setname(sys.argv[2]); "
@@ -220,7 +220,7 @@ def test_only_a_process_its_descendants_and_their_siblings_can_share_a_socket():
     import subprocess
     import sys
 
-    from redisprobe.pidmap import forked_holders
+    from redisprobe.producers.processes.pidmap import forked_holders
 
     a = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     b = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])

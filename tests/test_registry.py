@@ -13,8 +13,8 @@ from redisprobe.commands.catalog import catalog_markdown, catalog_rows
 from redisprobe.commands.ttlrace import RaceOptions, build_plan
 from redisprobe.errors import ProbeError
 from redisprobe.scenario.loader import loads, program_params
-from redisprobe.session import Targets
-from redisprobe.target import parse_target
+from redisprobe.targets.resolve import Targets
+from redisprobe.targets.url import parse_target
 from tests.tracebuild import TraceBuilder
 
 ROOT = Path(__file__).resolve().parent.parent

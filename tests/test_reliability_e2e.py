@@ -21,6 +21,8 @@ from tests.clirun import cli_env, run_cli
 from tests.fakeservers import fake_server
 from tests.monitorrun import MonitorRun
 
+READER = "redisprobe.producers.observers.monitorreader"  # the MONITOR reader child's module
+
 
 def _children(pid: int, module: str) -> list[psutil.Process]:
     found = []
@@ -74,7 +76,7 @@ def test_monitor_cut_by_output_buffer_limit_reports_the_true_window_and_the_lost
     client.config_set("client-output-buffer-limit", "normal 256kb 0 0")  # MONITOR clients are "normal" ones
     run = MonitorRun("--url", url, "--json", "--no-enable-events", "--keys", "none")
     try:
-        reader = _children(run.proc.pid, "redisprobe.observers.monitor")[0]
+        reader = _children(run.proc.pid, READER)[0]
         _load(client, "warm", 10)  # captured before the reader stalls
         time.sleep(1.5)  # at least one mark (server time + command count) reaches the spool
         reader.suspend()  # a reader that stopped reading: the server buffers MONITOR's output for it
@@ -282,7 +284,7 @@ def _ctrl_c_when(args: list[str], ready: str | None, tmp_path, *, after: float =
 
     def actor_running() -> bool:
         now = time.time()
-        return any(now - p.create_time() > 3 for p in _children(proc.pid, "redisprobe.actors.child"))
+        return any(now - p.create_time() > 3 for p in _children(proc.pid, "redisprobe.producers.actors.child"))
 
     try:
         if ready is None:
@@ -447,7 +449,7 @@ def test_kill_9_of_the_monitor_reader(server, tmp_path):
     run = MonitorRun("--url", url, "--json", "--no-enable-events", "--keys", "while-dead:*", env=_env(tmp_path))
     try:
         time.sleep(1.5)  # a mark
-        reader = _children(run.proc.pid, "redisprobe.observers.monitor")[0]
+        reader = _children(run.proc.pid, READER)[0]
         killed = time.time()
         reader.kill()
         reader.wait(10)
@@ -455,7 +457,7 @@ def test_kill_9_of_the_monitor_reader(server, tmp_path):
         for index in range(200):
             pipe.set(f"while-dead:{index}", "v")
         pipe.execute()  # most likely before a new reader runs: lost, and counted
-        _wait(lambda: any(p.pid != reader.pid for p in _children(run.proc.pid, "redisprobe.observers.monitor"))
+        _wait(lambda: any(p.pid != reader.pid for p in _children(run.proc.pid, READER))
               and _named(client, "redisprobe:observer:monitor"), what="a new reader")
         doc = _finish(run, tmp_path)
     finally:

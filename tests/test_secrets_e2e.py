@@ -18,7 +18,7 @@ import pytest
 import redis
 from clirun import cli_env, run_cli
 
-from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.targets.sandbox import Sandbox, sandbox
 
 PASSWORD = "Zq@Secret-4471"
 FRAGMENTS = (PASSWORD, quote(PASSWORD, safe=""), "Secret-4471")

@@ -99,9 +99,9 @@ def test_the_watcher_keeps_nothing_per_finished_job(shared_sandbox):
     """A worker that forks a job per second for hours must not grow the watcher: what it noted about a child's
     sockets goes when the child does."""
     from redisprobe import trace
-    from redisprobe.observers.peers import PeerWatcher
-    from redisprobe.pidmap import PidMapper
-    from redisprobe.target import parse_target
+    from redisprobe.producers.observers.peers import PeerWatcher
+    from redisprobe.producers.processes.pidmap import PidMapper
+    from redisprobe.targets.url import parse_target
 
     url = shared_sandbox.urls[0]
     worker = subprocess.Popen([sys.executable, "-c", FORKING_WORKER, url, new_marker(), "6"], stdin=subprocess.PIPE,

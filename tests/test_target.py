@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from redisprobe.errors import ProbeError
-from redisprobe.target import parse_target, redact
+from redisprobe.targets.url import parse_target, redact
 
 
 def test_parse_db_from_path_and_password():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from redisprobe.analysis import commands as cmds
 from redisprobe.render.timeline import _busy_commands, _literal, _trie
+from redisprobe.semantics import command_table as cmds
 
 
 def test_busy_pattern_finds_exactly_the_removing_and_ttl_commands_in_either_case() -> None:

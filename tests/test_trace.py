@@ -6,7 +6,7 @@ import pytest
 
 from redisprobe import trace
 from redisprobe.errors import TraceFormatError
-from redisprobe.monitor_parse import parse_monitor_line
+from redisprobe.trace.monitor_text import parse_monitor_line
 from tests.clirun import run_cli
 
 
@@ -140,7 +140,7 @@ def test_a_malformed_stored_line_becomes_a_gap_where_it_was(tmp_path):
 
 def test_writer_hands_listeners_and_transforms_monitor_events_not_blocks(tmp_path):
     """An in-memory run (isolation, ttl-race) and the live timeline see Monitor events; redaction applies."""
-    from redisprobe.redact import redacting
+    from redisprobe.trace.redact import redacting
 
     seen: list[trace.Event] = []
     path = tmp_path / "t.jsonl"

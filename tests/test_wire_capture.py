@@ -20,13 +20,13 @@ import pytest
 import redis
 
 from redisprobe import trace
-from redisprobe.observers.commandcount import monitor_hidden
-from redisprobe.observers.monitor import MonitorCapture, _fence_of
-from redisprobe.sandbox import Sandbox
-from redisprobe.target import parse_target
-from redisprobe.wire.capture import WireCapture
-from redisprobe.wire.conversation import Exchange
-from redisprobe.wire.events import exchange_events
+from redisprobe.producers.observers.commandcount import monitor_hidden
+from redisprobe.producers.observers.monitor_capture import MonitorCapture, _fence_of
+from redisprobe.producers.wire.conversation import Exchange
+from redisprobe.producers.wire.events import exchange_events
+from redisprobe.producers.wire.sniffer import WireCapture
+from redisprobe.targets.sandbox import Sandbox
+from redisprobe.targets.url import parse_target
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a packet capture needs root or CAP_NET_RAW")
 
@@ -265,7 +265,7 @@ def test_without_privilege_the_reader_says_so_in_one_line(tmp_path: Path) -> Non
     os.chmod(tmp_path, 0o755)
     root = str(Path(__file__).resolve().parents[1])
     proc = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                           sys.executable, "-m", "redisprobe.wire.reader", "--port", "6379",
+                           sys.executable, "-m", "redisprobe.producers.wire.reader", "--port", "6379",
                            "--spool", str(spool_dir / "x.spool")],
                           capture_output=True, text=True, timeout=60, cwd=root,
                           env={**os.environ, "PYTHONPATH": root})

@@ -22,8 +22,8 @@ import redis
 
 from redisprobe import trace
 from redisprobe.analysis import fold
-from redisprobe.observers.baseline import MAX_KEYS
-from redisprobe.sandbox import Sandbox, sandbox
+from redisprobe.producers.observers.baseline_scan import MAX_KEYS
+from redisprobe.targets.sandbox import Sandbox, sandbox
 from tests.clients import Client
 from tests.monitorrun import MonitorRun
 

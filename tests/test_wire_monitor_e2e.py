@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from redisprobe import trace
-from redisprobe.sandbox import Sandbox
+from redisprobe.targets.sandbox import Sandbox
 from tests.clirun import cli_env
 from tests.monitorrun import MonitorRun
 

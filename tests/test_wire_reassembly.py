@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from redisprobe.wire import resp
-from redisprobe.wire.offline import Reassembler, WireResult
-from redisprobe.wire.packets import ACK, FIN, SYN, Segment
-from redisprobe.wire.spool import PACKET
+from redisprobe.producers.wire import resp
+from redisprobe.producers.wire.offline import Reassembler, WireResult
+from redisprobe.producers.wire.packets import ACK, FIN, SYN, Segment
+from redisprobe.producers.wire.spool import PACKET
 
 CLIENT, SERVER = "10.0.0.1:50000", "10.0.0.2:6379"
 C_ISN, S_ISN = 0xFFFFFF00, 1000  # the client's numbers wrap past 2**32 during the test

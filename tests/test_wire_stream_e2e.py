@@ -13,12 +13,12 @@ import pytest
 import redis
 
 from redisprobe import trace
-from redisprobe.sandbox import Sandbox
-from redisprobe.wire import session
-from redisprobe.wire.capture import WireCapture
-from redisprobe.wire.offline import Reassembler
-from redisprobe.wire.session import LATE_AFTER
-from redisprobe.wire.spool import SpoolFollower
+from redisprobe.producers.wire import source as session
+from redisprobe.producers.wire.offline import Reassembler
+from redisprobe.producers.wire.sniffer import WireCapture
+from redisprobe.producers.wire.source import LATE_AFTER
+from redisprobe.producers.wire.spool import SpoolFollower
+from redisprobe.targets.sandbox import Sandbox
 from tests.monitorrun import MonitorRun
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a packet capture needs root or CAP_NET_RAW")

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 import pytest
 import redis
 
-from redisprobe.sandbox import sandbox
+from redisprobe.targets.sandbox import sandbox
 from tests.clients import Client, start_client
 from tests.monitorrun import MonitorRun, start_monitor
 
@@ -149,8 +149,8 @@ def test_a_probe_user_without_acl_log_gets_a_note_and_no_false_finding(private_s
 
 def test_refusals_of_redisprobes_own_connections_are_not_counted(private_server):
     """Another redisprobe observer refused mid-capture (its ACL LOG entry names it): not the app's refusal."""
-    from redisprobe.observers.refusals import RefusalSampler
-    from redisprobe.target import parse_target
+    from redisprobe.producers.observers.refusals import RefusalSampler
+    from redisprobe.targets.url import parse_target
 
     url = private_server.urls[0]
     admin = redis.Redis.from_url(url)

@@ -16,7 +16,7 @@ from typing import Final
 
 from redisprobe import trace
 from redisprobe.findings import Actor
-from redisprobe.instances import program_of
+from redisprobe.producers.processes.instances import program_of
 
 # (server, peer, server time, hint): `peer` is the MONITOR peer (`ip:port`, `unix:...`) or `id:<client id>` for
 # an actor's own op; `hint` is a hash of the command's args for unix-socket peers (matched to actors' ops), else 0.

@@ -53,7 +53,7 @@ class After(NamedTuple):
     who: Who | None
     args: list[bytes] | None
     what: str
-    kind: int  # the command's kind (redisprobe.analysis.commands)
+    kind: int  # the command's kind (redisprobe.semantics.command_table)
 
 
 class Line(NamedTuple):

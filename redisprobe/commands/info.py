@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redisprobe import trace
-from redisprobe.actors.child import ActorSpec
-from redisprobe.actors.supervisor import Supervisor
+from redisprobe.analysis.verdict import analyse
 from redisprobe.findings import Finding
-from redisprobe.session import Targets, make_header
-from redisprobe.visibility import analyse
+from redisprobe.producers.actors.child import ActorSpec
+from redisprobe.producers.actors.supervisor import Supervisor
+from redisprobe.targets.resolve import Targets, make_header
 
 
 @dataclass

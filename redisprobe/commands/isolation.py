@@ -10,11 +10,11 @@ from pathlib import Path
 
 import redis
 
-from redisprobe.actors.child import ActorSpec
-from redisprobe.pipeline import Execution, Plan, execute
-from redisprobe.session import Targets
-from redisprobe.target import Target
-from redisprobe.visibility import VisibilityReport, analyse
+from redisprobe.analysis.verdict import VisibilityReport, analyse
+from redisprobe.producers.actors.child import ActorSpec
+from redisprobe.producers.plan import Execution, Plan, execute
+from redisprobe.targets.resolve import Targets
+from redisprobe.targets.url import Target
 
 DATA_KEYS = ("string", "hash", "list")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from redisprobe.livepids import inspect_pids
-from redisprobe.pidmap import parse_pid_spec
+from redisprobe.producers.processes.connected import inspect_pids
+from redisprobe.producers.processes.pidmap import parse_pid_spec
 from redisprobe.render.console import print_json, stderr_console, stdout_console
 from redisprobe.render.escape import shown
 from redisprobe.render.live_connections import live_view
-from redisprobe.target import parse_target
+from redisprobe.targets.url import parse_target
 
 
 def run_live_info(pids: list[str], url: str | None, *, json: bool, pm2: bool = False) -> int:

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from redisprobe import trace
-from redisprobe.capture import CaptureSession, stop_sessions
+from redisprobe.analysis.digest import Summary
 from redisprobe.leftovers import temp_file
-from redisprobe.observers.baseline import take_baseline
-from redisprobe.pidmap import PidSpec
-from redisprobe.session import fingerprints, make_header
-from redisprobe.summary import Summary
-from redisprobe.target import Target, connect_timeout
+from redisprobe.producers.capture import CaptureSession, stop_sessions
+from redisprobe.producers.observers.baseline_scan import take_baseline
+from redisprobe.producers.processes.pidmap import PidSpec
+from redisprobe.targets.resolve import fingerprints, make_header
+from redisprobe.targets.url import Target, connect_timeout
 
 _SAY_ANALYSING = 1 << 20  # a trace bigger than this (bytes) takes a noticeable time to analyse: say so
 INTERRUPT_BUDGET = 1.0
@@ -34,7 +34,7 @@ class MonitorOptions:
     redact_values: bool = False
     notes: tuple[str, ...] = ()  # said at the start and kept in the trace (a cluster found, its nodes)
     topology: tuple[Any, ...] = ()  # cluster.TopologyWatcher: failovers and slot moves during the capture
-    source: str = "monitor"  # monitor, wire or both: see redisprobe/wire/session.py
+    source: str = "monitor"  # monitor, wire or both: see redisprobe/producers/wire/source.py
 
 
 @dataclass
@@ -86,7 +86,7 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
     for note in options.notes:
         writer.note(note)
     if options.redact_values:
-        from redisprobe.redact import redacting
+        from redisprobe.trace.redact import redacting
 
         writer.transform = redacting
     sessions = [CaptureSession(t, writer, watched=dict(spec.labels), enable_events=options.enable_events,
@@ -206,7 +206,7 @@ def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, 
     trace as the capture goes (those parsed too late for the trace's time order are merged in at the end)."""
     if options.source == "monitor":
         return capture(targets, spec, options, out, live, on_ready, say)
-    from redisprobe.wire.session import WireSource, merge_into_trace
+    from redisprobe.producers.wire.source import WireSource, merge_into_trace
 
     wire = WireSource(targets, options.source)
     wire.start()
@@ -223,7 +223,7 @@ def capture_from(targets: list[Target], spec: PidSpec, options: MonitorOptions, 
 
 def _without_monitor(sessions: list[CaptureSession]) -> None:
     """`--source wire`: the sessions keep their keyspace and CLIENT LIST observers; MONITOR never starts."""
-    from redisprobe.wire.session import NoMonitor
+    from redisprobe.producers.wire.source import NoMonitor
 
     for session in sessions:
         session.monitor = NoMonitor()  # type: ignore[assignment]
@@ -272,7 +272,7 @@ def _where_instead(pid: int, spec: PidSpec, servers: dict[str, trace.ServerFinge
     that it is no Redis client at all; None when it is connected to a watched server after all."""
     import psutil
 
-    from redisprobe.livepids import whereabouts
+    from redisprobe.producers.processes.connected import whereabouts
 
     watched = ", ".join(f"{s.host}:{s.port}" if s.port else s.host for s in servers.values()) or "the watched server"
     run_ids = {s.run_id for s in servers.values() if s.run_id}
@@ -316,7 +316,7 @@ def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tupl
                       say: Callable[[str], None]) -> tuple[Summary, bool]:
     """The summary of a finished capture, and whether Ctrl-C cut it short (then it has what was ready: clients,
     gaps, notes and counts, no key lives or findings). A temporary trace is removed either way."""
-    from redisprobe.summary import SummaryInterrupted, summarise
+    from redisprobe.analysis.digest import SummaryInterrupted, summarise
     from redisprobe.trace import read_trace
 
     try:

@@ -6,9 +6,9 @@ import gc
 from pathlib import Path
 
 from redisprobe import trace
+from redisprobe.analysis.digest import Summary
 from redisprobe.errors import TraceFormatError
 from redisprobe.render.console import print_json, stdout_console
-from redisprobe.summary import Summary
 from redisprobe.trace import read_trace
 
 _CAPTURES = {"monitor", "ttl-race", "scenario", "run"}
@@ -24,15 +24,15 @@ def _first_line(path: Path) -> bytes:
 
 def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) -> int:
     """Re-render a trace by the command that made it; returns the number of findings."""
-    from redisprobe.monitorlog import looks_like_monitor_log
+    from redisprobe.trace.cli_log import looks_like_monitor_log
 
     first = _first_line(path)
     # A short-lived process that builds millions of acyclic objects: the cyclic collector would only rescan
     # them (seconds for a big log), so it stays off until the process exits.
     gc.disable()
     if looks_like_monitor_log(first):
-        from redisprobe.monitorlog import MonitorLog
-        from redisprobe.summary import summarise_monitor_log
+        from redisprobe.analysis.digest import summarise_monitor_log
+        from redisprobe.trace.cli_log import MonitorLog
 
         with MonitorLog(path) as log:
             summary = summarise_monitor_log(log, key_patterns=key_patterns)
@@ -45,7 +45,7 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
     events = list(stream)  # small traces (isolation, info): already open, read once
     if header.command == "info":
         from redisprobe.commands.info import info_report
-        from redisprobe.render.info import info_json, print_info
+        from redisprobe.render.info_table import info_json, print_info
 
         info = info_report(events)
         if json:
@@ -54,8 +54,8 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
             print_info(stdout_console(), info, None)
         return len(info.findings)
     from redisprobe.analysis.doctor import Context, analyze
-    from redisprobe.render.isolation import isolation_json, print_isolation
-    from redisprobe.visibility import analyse
+    from redisprobe.analysis.verdict import analyse
+    from redisprobe.render.isolation_report import isolation_json, print_isolation
 
     watched = {e.pid: e.role for e in events if isinstance(e, trace.ActorStarted)}
     report = analyse(events, doctor=analyze(events, Context(watched=watched)).findings)  # what the live run said
@@ -68,7 +68,7 @@ def run_report(path: Path, *, json: bool, key_patterns: tuple[str, ...] = ()) ->
 
 def _summary(events, watched: dict[int, str], path: Path, *, json: bool,  # type: ignore[no-untyped-def]
              key_patterns: tuple[str, ...]) -> int:
-    from redisprobe.summary import SummaryInterrupted, summarise
+    from redisprobe.analysis.digest import SummaryInterrupted, summarise
 
     try:
         summary = summarise(events, watched=watched, key_patterns=key_patterns)

@@ -15,8 +15,8 @@ from redisprobe.analysis.rules.registry import Injection, injectable
 from redisprobe.errors import ProbeError
 
 if TYPE_CHECKING:  # the CLI reads this module's choices for --help: it must not import redis-py for that
-    from redisprobe.pipeline import Plan
-    from redisprobe.session import Targets
+    from redisprobe.producers.plan import Plan
+    from redisprobe.targets.resolve import Targets
 
 REFRESH = ("expire", "pexpire", "set-ex", "set-keepttl")
 
@@ -79,8 +79,8 @@ def check_allowed(options: RaceOptions, targets_owned: bool, allow_writes: bool)
 
 
 def build_plan(targets: Targets, options: RaceOptions) -> Plan:
-    from redisprobe.actors.child import ActorSpec
-    from redisprobe.pipeline import Plan
+    from redisprobe.producers.actors.child import ActorSpec
+    from redisprobe.producers.plan import Plan
 
     options.validate()
     injection = injectable().get(options.bug or "") or Injection(how="")

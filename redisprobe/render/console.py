@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.segment import Segment
 
 from redisprobe.render.escape import escape
-from redisprobe.target import redact
+from redisprobe.targets.url import redact
 
 # Characters a terminal acts on, other than the line breaks rich lays out: never written from text.
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")

@@ -7,10 +7,10 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
-from redisprobe.livepids import LiveReport
+from redisprobe.producers.processes.connected import LiveReport
 from redisprobe.render.escape import shown, shown_key
-from redisprobe.render.findings import findings_block
 from redisprobe.render.layout import Records
+from redisprobe.render.verdicts import findings_block
 
 
 def process_cell(label: str, pid: int, identity: str) -> str:

@@ -10,11 +10,11 @@ from rich.text import Text
 from redisprobe import trace
 from redisprobe.analysis.rules.registry import injectable
 from redisprobe.commands.ttlrace import RaceOptions
-from redisprobe.pipeline import Execution
+from redisprobe.producers.plan import Execution
 from redisprobe.render.escape import shown, shown_key
-from redisprobe.render.findings import findings_block
 from redisprobe.render.layout import Records
 from redisprobe.render.summary import sparkline, who
+from redisprobe.render.verdicts import findings_block
 
 
 def _batches(result: Execution) -> list[dict[str, Any]]:

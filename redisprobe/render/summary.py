@@ -10,10 +10,10 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from redisprobe.analysis.digest import Summary
 from redisprobe.render.escape import shown, shown_key
-from redisprobe.render.findings import findings_block
 from redisprobe.render.layout import Records
-from redisprobe.summary import Summary
+from redisprobe.render.verdicts import findings_block
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 _REMOVED_STYLE = {"expired": "magenta", "evicted": "bold magenta", "flush": "bold red"}

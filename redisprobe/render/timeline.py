@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.text import Text
 
 from redisprobe import trace
-from redisprobe.analysis import commands as cmds
-from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
-from redisprobe.pidmap import JOINED
+from redisprobe.producers.processes.pidmap import JOINED
 from redisprobe.render.escape import shown, shown_key
+from redisprobe.semantics import command_table as cmds
+from redisprobe.trace.monitor_text import MonitorParseError, parse_monitor_line
 
 ROWS_PER_SECOND: Final = 500
 _EMPTYING_KEPT: Final = 10_000  # keys a pop or HDEL may have emptied, waiting for their `del` event

@@ -50,7 +50,7 @@ def junit_xml(results: list[ScenarioResult], *, suite: str = "redisprobe") -> ET
 def write_junit(results: list[ScenarioResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     from redisprobe.errors import ProbeError
-    from redisprobe.target import redact
+    from redisprobe.targets.url import redact
 
     root = junit_xml(results).getroot()
     text = redact(ET.tostring(root, encoding="unicode"))

@@ -8,8 +8,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from redisprobe.analysis.commands import lookup
-from redisprobe.sandbox import CLUSTER_NODE_ROLES, SANDBOX_TOPOLOGIES
 from redisprobe.scenario.locate import Locator
 from redisprobe.scenario.model import (
     ActorDecl,
@@ -19,6 +17,8 @@ from redisprobe.scenario.model import (
     Scenario,
     ScenarioError,
 )
+from redisprobe.semantics.command_table import lookup
+from redisprobe.targets.sandbox import CLUSTER_NODE_ROLES, SANDBOX_TOPOLOGIES
 
 SERVERS = ("api", "processor")
 STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork", "cache")
@@ -42,7 +42,7 @@ def program_params(program: str) -> dict[str, tuple[str, tuple[str, ...] | None]
     """The parameters a built-in program reads, as the program declares them; None for an unknown program.
 
     batch-api's `bug` takes the defects the rule registry injects through it (`ttl-race --bug`)."""
-    from redisprobe.actors.programs import PARAMS
+    from redisprobe.producers.actors.programs import PARAMS
 
     params = PARAMS.get(program)
     if params is None:
@@ -344,7 +344,7 @@ class _Validator:
             program = self.typed(step["program"], "string", (*at, "program"))
             params = program_params(program)
             if params is None:
-                from redisprobe.actors.programs import PROGRAMS
+                from redisprobe.producers.actors.programs import PROGRAMS
 
                 raise self.fail((*at, "program"), f"unknown program {program!r}: one of {', '.join(PROGRAMS)}")
             self.fields(step, ("program", "when", *params), at, f"the {program} program")

@@ -13,12 +13,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redisprobe import trace
-from redisprobe.actors.child import ActorSpec
 from redisprobe.errors import ProbeError
 from redisprobe.findings import Finding
-from redisprobe.pipeline import Execution, Plan
+from redisprobe.producers.actors.child import ActorSpec
+from redisprobe.producers.plan import Execution, Plan
 from redisprobe.scenario.model import Scenario, ScenarioResult
-from redisprobe.session import Targets
+from redisprobe.targets.resolve import Targets
 
 WRITER_ROLE = "api"
 READER_ROLE = "processor"
@@ -85,8 +85,8 @@ def _program_defaults(step: dict[str, Any]) -> dict[str, Any]:
 def run_scenario(scenario: Scenario, *, url: str | None = None, out: Path | None = None,
                  enable_events: bool | None = None, allow_writes: bool = False) -> ScenarioResult:
     """Run one scenario end to end; a problem running it (not a failed expectation) becomes status `error`."""
-    from redisprobe.pipeline import execute
-    from redisprobe.session import open_targets
+    from redisprobe.producers.plan import execute
+    from redisprobe.targets.resolve import open_targets
 
     started = time.monotonic()
     common = {"name": scenario.name, "path": str(scenario.path), "catalog_id": scenario.catalog_id}
@@ -127,7 +127,7 @@ def diagnose(scenario: Scenario, execution: Execution) -> Execution:
     its own reports (start, ops, checks) are kept from the doctor, which sees it only through the server
     (MONITOR, CLIENT LIST, keyspace events), as it would see a stranger.
     """
-    from redisprobe.pipeline import diagnose_events
+    from redisprobe.producers.plan import diagnose_events
 
     unlisted = {decl.role for decl in scenario.actors if not decl.listed}
     events = execution.events
@@ -158,7 +158,7 @@ def findings_of(execution: Execution) -> list[Finding]:
     checks = [e for e in execution.events if isinstance(e, trace.Check)]
     roles = {e.role for e in execution.events if isinstance(e, trace.ActorStarted)}
     if checks and WRITER_ROLE in roles and READER_ROLE in roles:
-        from redisprobe.visibility import analyse
+        from redisprobe.analysis.verdict import analyse
 
         have = {f.rule for f in findings}
         visibility = analyse(execution.events, doctor=execution.findings, writer_role=WRITER_ROLE,

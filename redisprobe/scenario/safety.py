@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from redisprobe.gate import SCRIPT_COMMANDS, Gate
+from redisprobe.targets.gate import SCRIPT_COMMANDS, Gate
 
 if TYPE_CHECKING:
     from redisprobe.scenario.model import ActorDecl, Scenario

@@ -31,7 +31,7 @@ def monitor_lines(data: bytes, target: str = "", default_t: float | None = None)
 
     `default_t` stands for a time no line gives (every line malformed); by default, now.
     """
-    from redisprobe.monitor_parse import last_line_start, line_time
+    from redisprobe.trace.monitor_text import last_line_start, line_time
 
     first, last = line_time(data), line_time(data, last_line_start(data))
     t = first if first is not None else last if last is not None else \
@@ -42,7 +42,7 @@ def monitor_lines(data: bytes, target: str = "", default_t: float | None = None)
 
 def expand_monitor_lines(block: MonitorLines) -> list[Monitor | Gap]:
     """One `Monitor` per line of the block; lines that do not parse become one `Gap` each run, where they were."""
-    from redisprobe.monitor_parse import parse_complete_lines
+    from redisprobe.trace.monitor_text import parse_complete_lines
 
     target = block.target
 
@@ -61,7 +61,7 @@ def expand_monitor_lines(block: MonitorLines) -> list[Monitor | Gap]:
 
 def _expand_line_by_line(data: bytes, make: Any, block: MonitorLines) -> list[Monitor | Gap]:
     """The rare block with a bad line: parse line by line so that each run of bad lines is a Gap in its place."""
-    from redisprobe.monitor_parse import MonitorParseError, parse_monitor_line
+    from redisprobe.trace.monitor_text import MonitorParseError, parse_monitor_line
 
     out: list[Monitor | Gap] = []
     bad: list[str] = []
@@ -105,6 +105,6 @@ def _encode_shown(record: Header | Recorded) -> bytes:
     line = encode(record)
     if type(record) is MonitorLines or type(record) is Monitor or type(record) is Op:
         return line
-    from redisprobe.target import redact
+    from redisprobe.targets.url import redact
 
     return redact(line.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from redisprobe.sandbox import free_port, sandbox
+from redisprobe.targets.sandbox import free_port, sandbox
 
 APPS_DIR = Path(__file__).resolve().parent
 NODE_DIR = APPS_DIR / "node"

@@ -4,7 +4,6 @@ samples and gaps."""
 from __future__ import annotations
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import lives
 from redisprobe.analysis.lifecycle.limits import (
     FIRST_SAMPLE_SPAN,
@@ -14,6 +13,7 @@ from redisprobe.analysis.lifecycle.limits import (
 )
 from redisprobe.analysis.lifecycle.records import BlockedClient, ServerState
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 
 def on_peer(st: FoldState, event: trace.PeerSeen) -> None:
@@ -27,7 +27,7 @@ def on_client(st: FoldState, event: trace.ClientSeen) -> None:
     if "t" in event.flags:
         st.tracking.add((server, event.client_id))
     if "M" in event.flags:  # a replica's link to its primary: what it sends is the replication stream
-        from redisprobe.analysis.lifecycle.replicas import on_link
+        from redisprobe.analysis.lifecycle.replica_stream import on_link
 
         on_link(st, server, event.addr)
     st.clients_first_t.setdefault(server, event.t)

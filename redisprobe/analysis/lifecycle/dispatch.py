@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import connection, expiry, keys
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 Handler = Callable[[FoldState, str, int, str, int, float, list[bytes], C.Command], None]
 """(state, server, db, peer, hint, t, args, spec): one command line folded."""

@@ -8,19 +8,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
-from redisprobe.analysis.lifecycle import (
-    baseline,
-    connection,
-    expiry,
-    keys,
-    lives,
-    pairing,
-    refused,
-    replicas,
-    replies,
-    wirereplies,
-)
+from redisprobe.analysis.lifecycle import connection, expiry, keys, lives, pairing, replies, wirereplies
+from redisprobe.analysis.lifecycle import preexisting as baseline
+from redisprobe.analysis.lifecycle import refusal_samples as refused
+from redisprobe.analysis.lifecycle import replica_stream as replicas
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
     INF,
@@ -34,6 +25,7 @@ from redisprobe.analysis.lifecycle.limits import (
 from redisprobe.analysis.lifecycle.records import ServerState
 from redisprobe.analysis.lifecycle.state import FoldState
 from redisprobe.gcpause import gc_paused
+from redisprobe.semantics import command_table as C
 from redisprobe.text import ARG_KEPT
 
 MonitorRow = tuple[float, int, str, list[bytes]]

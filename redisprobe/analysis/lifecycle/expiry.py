@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import lives
 from redisprobe.analysis.lifecycle.limits import (
     EX_MS_SUSPECT,
@@ -21,6 +20,7 @@ from redisprobe.analysis.lifecycle.limits import (
 )
 from redisprobe.analysis.lifecycle.records import KeyLife, ServerState, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 from redisprobe.text import secs
 
 if TYPE_CHECKING:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import expiry, lives, wirereplies
 from redisprobe.analysis.lifecycle.limits import (
     BLOCKED_MISS_AFTER,
@@ -16,6 +15,7 @@ from redisprobe.analysis.lifecycle.limits import (
 )
 from redisprobe.analysis.lifecycle.records import FlushRecord, KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 from redisprobe.text import command_text, text
 
 if TYPE_CHECKING:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle.coverage import known_absent
 from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
@@ -17,6 +16,7 @@ from redisprobe.analysis.lifecycle.limits import (
 )
 from redisprobe.analysis.lifecycle.records import KeyLife, Slot, intended
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 if TYPE_CHECKING:
     from redisprobe.analysis.attribution import Who

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import expiry, keys, lives
 from redisprobe.analysis.lifecycle.limits import (
     KS_MATCH_WINDOW,
@@ -13,6 +12,7 @@ from redisprobe.analysis.lifecycle.limits import (
 )
 from redisprobe.analysis.lifecycle.records import BlockedClient, KeyLife, Slot, TtlSet
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 if TYPE_CHECKING:
     from redisprobe.analysis.attribution import Who

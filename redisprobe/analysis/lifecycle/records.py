@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle.limits import (
     COMPACT_HEAD,
     COMPACT_TAIL,
@@ -16,6 +15,7 @@ from redisprobe.analysis.lifecycle.limits import (
     INF,
     ON_TIME_TOLERANCE,
 )
+from redisprobe.semantics import command_table as C
 from redisprobe.text import actor_json, command_text, evidence_line, secs
 
 if TYPE_CHECKING:

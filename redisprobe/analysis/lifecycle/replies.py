@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import connection, expiry, lives
 from redisprobe.analysis.lifecycle.dispatch import HANDLERS
 from redisprobe.analysis.lifecycle.limits import (
@@ -15,6 +14,7 @@ from redisprobe.analysis.lifecycle.limits import (
     MAX_RECORDS,
 )
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 
 def on_op(st: FoldState, event: trace.Op) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.lifecycle import expiry, lives
 from redisprobe.analysis.lifecycle.coverage import known_absent
 from redisprobe.analysis.lifecycle.limits import KS_MATCH_WINDOW, LOG_CAP, MAX_RECORDS
 from redisprobe.analysis.lifecycle.records import Slot
 from redisprobe.analysis.lifecycle.state import FoldState
+from redisprobe.semantics import command_table as C
 
 _COMMANDS = C.COMMANDS
 ROWS_SEARCHED = 256

@@ -9,9 +9,9 @@ doctor's `replica-read` rule finds such pairs (`actor_replica_read`) in any trac
 from __future__ import annotations
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.rules.base import RuleInput
 from redisprobe.findings import Actor, Finding
+from redisprobe.semantics import command_table as C
 
 
 def same_replication_group(a: trace.ServerFingerprint, b: trace.ServerFingerprint) -> bool:

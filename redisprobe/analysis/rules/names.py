@@ -10,10 +10,10 @@ import fnmatch
 import re
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
 from redisprobe.findings import Finding
+from redisprobe.semantics import command_table as C
 from redisprobe.text import clock
 
 if TYPE_CHECKING:

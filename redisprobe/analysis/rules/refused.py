@@ -18,9 +18,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis.rules.base import EVIDENCE_PER_FINDING, RuleInput, identity, who_text
 from redisprobe.findings import Actor, Finding
+from redisprobe.semantics import command_table as C
 from redisprobe.text import clock, command_text
 
 REFUSALS = {

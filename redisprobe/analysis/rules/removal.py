@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import (
     Group,
@@ -19,6 +18,7 @@ from redisprobe.analysis.rules.base import (
     who_text,
 )
 from redisprobe.findings import Actor, Finding, listed_keys
+from redisprobe.semantics import command_table as C
 from redisprobe.text import clock, secs
 
 if TYPE_CHECKING:

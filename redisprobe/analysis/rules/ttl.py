@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import (
     Group,
@@ -18,6 +17,7 @@ from redisprobe.analysis.rules.base import (
 )
 from redisprobe.analysis.rules.names import near_miss
 from redisprobe.findings import Finding
+from redisprobe.semantics import command_table as C
 from redisprobe.text import clock, secs
 
 if TYPE_CHECKING:

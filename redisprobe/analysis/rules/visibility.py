@@ -8,7 +8,6 @@ import re
 from typing import TYPE_CHECKING
 
 from redisprobe import trace
-from redisprobe.analysis import commands as C
 from redisprobe.analysis import facts
 from redisprobe.analysis.attribution import ClientInfo, Who
 from redisprobe.analysis.rules.base import (
@@ -25,6 +24,7 @@ from redisprobe.analysis.rules.cluster import cluster_nodes
 from redisprobe.analysis.rules.fingerprints import different_server as fingerprint_different_server
 from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
+from redisprobe.semantics import command_table as C
 from redisprobe.text import arg_text, clock, command_text
 
 if TYPE_CHECKING:
