@@ -31,11 +31,8 @@ HOT_MODULES = [
     "redisprobe/analysis/lifecycle/refusal_samples.py",
     "redisprobe/analysis/lifecycle/engine.py",
     "redisprobe/analysis/doctor.py",
-    "redisprobe/analysis/rules/base.py",
-    "redisprobe/analysis/rules/names.py",
-    "redisprobe/analysis/rules/removal.py",
-    "redisprobe/analysis/rules/ttl.py",
-    "redisprobe/analysis/rules/visibility.py",
+    # Not the rules: they name the fold's classes for type checking only (so `--help` never loads the fold), and a
+    # compiled module whose classes name another compiled module's classes needs that module loaded first.
     # the wire capture's offline parse (every packet and command of `monitor --source wire` goes through these)
     "redisprobe/producers/wire/tcp.py",
     "redisprobe/producers/wire/packets.py",
