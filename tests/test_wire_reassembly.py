@@ -161,6 +161,17 @@ def test_refusals_auth_secrets_and_tls() -> None:
     assert run(tls.segments).notes == [f"connection {CLIENT} is TLS: its commands are unreadable"]
 
 
+
+def test_errors_of_commands_that_ran_are_not_refusals() -> None:
+    """BUSYGROUP, BUSYKEY (a command that ran and said no) are not BUSY (a server that refused to run it)."""
+    wire = Wire()
+    wire.send(cmd(b"XGROUP", b"CREATE", b"s", b"g", b"$") + cmd(b"RESTORE", b"k", b"0", b"x") + cmd(b"SET", b"a", b"1"))
+    wire.answer(b"-BUSYGROUP Consumer Group name already exists\r\n-BUSYKEY Target key name already exists.\r\n"
+                b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n")
+    result = run(wire.segments)
+    assert [(e.args[0], e.refused) for e in result.exchanges] == [(b"XGROUP", False), (b"RESTORE", False),
+                                                                   (b"SET", True)]
+
 def test_resp3_values() -> None:
     data = (b"%2\r\n+a\r\n,1.5\r\n$1\r\nb\r\n#t\r\n", b"~2\r\n:1\r\n(12345678901234567890\r\n",
             b"|1\r\n+ttl\r\n:3\r\n$2\r\nhi\r\n", b">2\r\n$7\r\nmessage\r\n_\r\n", b"=8\r\ntxt:some\r\n",

@@ -28,10 +28,11 @@ import hiredis  # type: ignore[import-not-found,unused-ignore]
 from redisprobe.producers.wire import resp
 from redisprobe.producers.wire.tcp import Delivered
 
-REFUSED_PREFIXES = ("ERR unknown command", "ERR wrong number of arguments", "ERR unknown subcommand", "NOAUTH",
-                    "NOPERM", "OOM", "READONLY", "MISCONF", "MOVED", "ASK", "CROSSSLOT", "CLUSTERDOWN",
-                    "TRYAGAIN", "LOADING", "BUSY", "MASTERDOWN", "NOREPLICAS", "ERR Can't execute")
-"""Errors the server gives before running a command (MONITOR never shows these commands)."""
+REFUSED_PREFIXES = ("ERR unknown command", "ERR wrong number of arguments", "ERR unknown subcommand", "NOAUTH ",
+                    "NOPERM ", "OOM ", "READONLY ", "MISCONF ", "MOVED ", "ASK ", "CROSSSLOT ", "CLUSTERDOWN ",
+                    "TRYAGAIN ", "LOADING ", "BUSY ", "MASTERDOWN ", "NOREPLICAS ", "ERR Can't execute")
+"""Errors the server gives before running a command (MONITOR never shows these commands); each code is a whole
+word (BUSYGROUP and BUSYKEY are commands that ran and said no)."""
 
 _SUBSCRIBE = frozenset({b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE"})
 _UNSUBSCRIBE = frozenset({b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"})
