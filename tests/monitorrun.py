@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 from tests.clirun import cli_env
 
@@ -57,3 +58,26 @@ def start_monitor(stack: ExitStack, url: str, pids: dict[str, int], *extra: str)
 
 def rules_of(doc: dict) -> list[str]:
     return [f["rule"] for f in doc["findings"]]
+
+
+def monitor_this_process(url: str, duration: float = 8, out: Path | None = None) -> subprocess.Popen[str]:
+    """`monitor --url URL --duration D --json --enable-events --pids app=<this test's pid>`, returned once it says
+    it is capturing (on a cluster: once every node's MONITOR is on)."""
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
+                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}",
+                             *(["--out", str(out)] if out else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    assert proc.stderr is not None
+    said = []
+    while True:
+        line = proc.stderr.readline()
+        said.append(line)
+        assert line, "".join(said)
+        if "capturing" in line:
+            return proc
+
+
+def finished_json(proc: subprocess.Popen[str]) -> tuple[dict, str]:
+    """The JSON a `monitor_this_process` run printed, and its stderr."""
+    out, err = proc.communicate(timeout=120)
+    return json.loads(out), err

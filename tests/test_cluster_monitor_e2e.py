@@ -4,7 +4,6 @@ its pid."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from redisprobe.targets.sandbox import sandbox
-from tests.clirun import cli_env
+from tests.monitorrun import finished_json, monitor_this_process
 
 DELETER = """
 import sys
@@ -34,27 +33,10 @@ def cluster():
         yield box
 
 
-def _monitor(url: str, duration: float = 8) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
-                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
-    assert proc.stderr is not None
-    said = []
-    while True:  # once it says it is capturing, every node's MONITOR is on
-        line = proc.stderr.readline()
-        said.append(line)
-        assert line, "".join(said)
-        if "capturing" in line:
-            return proc
-
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[dict, str]:
-    out, err = proc.communicate(timeout=120)
-    return json.loads(out), err
 
 
 def test_a_healthy_cluster_app_is_followed_on_every_primary_and_gets_silence(cluster):
-    proc = _monitor(cluster.urls[1])
+    proc = monitor_this_process(cluster.urls[1])
     client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
     try:
         for index in range(30):
@@ -63,7 +45,7 @@ def test_a_healthy_cluster_app_is_followed_on_every_primary_and_gets_silence(clu
         time.sleep(2.5)  # an app stays connected: its connections show in CLIENT LIST samples
     finally:
         client.close()
-    doc, err = _finish(proc)
+    doc, err = finished_json(proc)
     assert proc.returncode == 0, (err, doc["findings"])
     keys = [k for k in doc["keys"] if k["key"].startswith("user:")]
     assert len(keys) == 30  # each key once, on its own node
@@ -76,7 +58,7 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
     client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
     seed = cluster.servers[0]
     key = next(f"batch:{i}" for i in range(100) if client.get_node_from_key(f"batch:{i}").port != seed.port)
-    proc = _monitor(seed.url)
+    proc = monitor_this_process(seed.url)
     try:
         client.rpush(key, "m1")
         client.expire(key, 60)
@@ -85,7 +67,7 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
         client.rpush(key, "m2")  # the writer comes back to a batch it did not know was gone
     finally:
         client.close()
-    doc, err = _finish(proc)
+    doc, err = finished_json(proc)
     assert proc.returncode == 1, err
     found = [f for f in doc["findings"] if f["rule"] == "deleted-by-client"]
     assert found and found[0]["culprit"]["pid"] == deleter.pid, doc["findings"]
@@ -110,7 +92,7 @@ client.close()
 
 def _scan_while_batches_exist(cluster, cluster_aware: bool) -> tuple[dict, int, int]:
     seed = cluster.servers[0]
-    proc = _monitor(seed.url)
+    proc = monitor_this_process(seed.url)
     writer = RedisCluster(host="127.0.0.1", port=seed.port)
     try:
         for index in range(20):
@@ -124,7 +106,7 @@ def _scan_while_batches_exist(cluster, cluster_aware: bool) -> tuple[dict, int, 
             writer.delete(f"batch:{index}")
     finally:
         writer.close()
-    doc, _err = _finish(proc)
+    doc, _err = finished_json(proc)
     return doc, int(scanner.stdout.strip()), proc.returncode
 
 
@@ -154,7 +136,7 @@ def test_a_failover_during_the_capture_is_said_and_the_new_primary_followed():
         replica = next(s for s in box.servers[3:]
                        if redis.Redis(port=s.port).info("replication").get("master_port") == old.port)
         probe.close()
-        proc = _monitor(seed.url, duration=14)  # a failover can take seconds on a loaded machine
+        proc = monitor_this_process(seed.url, duration=14)  # a failover can take seconds on a loaded machine
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         try:
             promoted = redis.Redis(port=replica.port)
@@ -171,7 +153,7 @@ def test_a_failover_during_the_capture_is_said_and_the_new_primary_followed():
             time.sleep(1.5)
         finally:
             client.close()
-        doc, err = _finish(proc)
+        doc, err = finished_json(proc)
     notes = " ".join(n["text"] if isinstance(n, dict) else str(n) for n in doc["notes"])
     assert f"failover: 127.0.0.1:{replica.port} is now a primary" in notes, (notes, err)
     # the replica was watched all along: its commands as a primary were captured from the first

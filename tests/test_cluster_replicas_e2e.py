@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,6 +17,7 @@ from redis.cluster import LoadBalancingStrategy, RedisCluster
 
 from redisprobe.targets.sandbox import sandbox
 from tests.clirun import cli_env, run_cli
+from tests.monitorrun import finished_json, monitor_this_process
 
 
 @pytest.fixture(scope="module")
@@ -26,24 +26,6 @@ def cluster():
         yield box
 
 
-def _monitor(url: str, duration: float = 8, out: Path | None = None) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
-                             str(duration), "--enable-events", "--pids", f"app={os.getpid()}",
-                             *(["--out", str(out)] if out else [])],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
-    assert proc.stderr is not None
-    said = []
-    while True:  # once it says it is capturing, every node's MONITOR is on
-        line = proc.stderr.readline()
-        said.append(line)
-        assert line, "".join(said)
-        if "capturing" in line:
-            return proc
-
-
-def _finish(proc: subprocess.Popen[str]) -> tuple[dict, str]:
-    out, err = proc.communicate(timeout=120)
-    return json.loads(out), err
 
 
 def _replica_of(cluster, port: int) -> int:
@@ -58,7 +40,7 @@ def _replica_of(cluster, port: int) -> int:
 
 
 def test_a_healthy_cluster_app_with_replicas_watched_gets_silence(cluster):
-    proc = _monitor(cluster.urls[4])  # a replica as the seed: every node is found from it
+    proc = monitor_this_process(cluster.urls[4])  # a replica as the seed: every node is found from it
     client = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
     reader = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port,
                           load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN_REPLICAS)
@@ -78,7 +60,7 @@ def test_a_healthy_cluster_app_with_replicas_watched_gets_silence(cluster):
     finally:
         client.close()
         reader.close()
-    doc, err = _finish(proc)
+    doc, err = finished_json(proc)
     assert proc.returncode == 0, (err, doc["findings"])
     assert not doc["findings"]
     notes = " ".join(n["text"] if isinstance(n, dict) else str(n) for n in doc["notes"])
@@ -111,7 +93,7 @@ def _read_on_the_replica(cluster, *, lagging: bool) -> tuple[dict, subprocess.Co
     key = next(f"job:{i}:{'lag' if lagging else 'ok'}" for i in range(100)
                if writer.get_node_from_key(f"job:{i}:{'lag' if lagging else 'ok'}").port == seed.port)
     replica = _replica_of(cluster, seed.port)
-    proc = _monitor(seed.url)
+    proc = monitor_this_process(seed.url)
     paused = redis.Redis(port=replica)
     try:
         if lagging:  # the replication link stalls (READONLY reads are still answered): a lag of 1.5 s
@@ -124,7 +106,7 @@ def _read_on_the_replica(cluster, *, lagging: bool) -> tuple[dict, subprocess.Co
     finally:
         writer.close()
         paused.close()
-    doc, _err = _finish(proc)
+    doc, _err = finished_json(proc)
     return doc, reader, key
 
 
@@ -167,7 +149,7 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
         keys = [f"order:{i}" for i in range(200) if client.get_node_from_key(f"order:{i}").port == seed.port][:4]
         kept, lost = keys[:2], keys[2:]
         saved = tmp_path / "failover.jsonl"
-        proc = _monitor(seed.url, duration=12, out=saved)
+        proc = monitor_this_process(seed.url, duration=12, out=saved)
         stalled = redis.Redis(port=replica)
         try:
             for key in kept:
@@ -184,7 +166,7 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
         finally:
             client.close()
             stalled.close()
-        doc, err = _finish(proc)
+        doc, err = finished_json(proc)
     assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
     found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
     assert len(found) == 1, (doc["findings"], err)
@@ -231,7 +213,7 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         keys = [f"cart:{i}" for i in range(200) if client.get_node_from_key(f"cart:{i}").port == victim.port][:4]
         kept, lost = keys[:2], keys[2:]
-        proc = _monitor(seed.url, duration=20)
+        proc = monitor_this_process(seed.url, duration=20)
         primary = redis.Redis(port=victim.port)
         try:
             for key in kept:
@@ -260,7 +242,7 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
         finally:
             client.close()
             primary.close()
-        doc, err = _finish(proc)
+        doc, err = finished_json(proc)
     assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
     found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
     assert len(found) == 1 and sorted(found[0]["keys"]) == sorted(lost), (doc["findings"], err)
