@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -83,7 +83,7 @@ class _Tap:
         self._links: set[tuple[str, str]] = set()  # (target, addr) of a cluster replica's link to its primary
         self.ttl: dict[bytes, list[int]] = {}
 
-    def through(self, events: Iterable[trace.Event]) -> Iterator[trace.Event]:
+    def through(self, events: Iterable[trace.Event]) -> Generator[trace.Event, None, None]:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
         own = self._own
@@ -93,45 +93,45 @@ class _Tap:
         commands = keyspace_events = ops = others = own_commands = replicated = 0
         try:
             for event in events:
-                kind = type(event)
-                if kind is monitor:
+                if type(event) is monitor:
+                    line = cast(trace.Monitor, event)  # `type() is` is the fast test; mypy narrows on isinstance
                     commands += 1
-                    if own and (event.target, event.peer) in own:  # type: ignore[union-attr]
+                    if own and (line.target, line.peer) in own:
                         own_commands += 1
-                        until = scanning.get((event.target, event.peer))  # type: ignore[union-attr]
-                        if until is not None and event.t <= until:
+                        until = scanning.get((line.target, line.peer))
+                        if until is not None and line.t <= until:
                             continue  # the baseline's own SCAN/TYPE/PTTL: not the application's reads
-                    elif links and (event.target, event.peer) in links:  # type: ignore[union-attr]
+                    elif links and (line.target, line.peer) in links:
                         replicated += 1  # a replica repeating its primary's writes: counted once, on the primary
                     yield event
                     continue
                 others += 1
-                if kind is keyspace:
-                    if not replicas or event.target not in replicas:  # type: ignore[union-attr]
+                if isinstance(event, keyspace):
+                    if not replicas or event.target not in replicas:
                         keyspace_events += 1  # a cluster replica's events echo its primary's
-                elif kind is op:
+                elif isinstance(event, op):
                     ops += 1
-                elif kind is trace.ClientSeen:
-                    self.clients[(event.target, event.client_id)] = event  # type: ignore[union-attr]
-                    if event.name.startswith(OBSERVER_PREFIX):  # type: ignore[union-attr]
-                        own.add((event.target, event.addr))  # type: ignore[union-attr]
-                    elif "M" in event.flags:  # type: ignore[union-attr]
-                        links.add((event.target, event.addr))  # type: ignore[union-attr]
-                elif kind is trace.Topology:
-                    if event.role == "replica" and event.primary:  # type: ignore[union-attr]
-                        links.add((event.target, event.primary))  # type: ignore[union-attr]
-                        replicas.add(event.target)  # type: ignore[union-attr]
+                elif isinstance(event, trace.ClientSeen):
+                    self.clients[(event.target, event.client_id)] = event
+                    if event.name.startswith(OBSERVER_PREFIX):
+                        own.add((event.target, event.addr))
+                    elif "M" in event.flags:
+                        links.add((event.target, event.addr))
+                elif isinstance(event, trace.Topology):
+                    if event.role == "replica" and event.primary:
+                        links.add((event.target, event.primary))
+                        replicas.add(event.target)
                     else:
-                        replicas.discard(event.target)  # type: ignore[union-attr]
-                elif kind is trace.Gap:
-                    self.gaps.append(event)  # type: ignore[arg-type]
-                elif kind is trace.Note:
-                    self.notes.append(event)  # type: ignore[arg-type]
-                elif kind is trace.TtlSample:
-                    self.ttl.setdefault(event.key, []).append(event.pttl)  # type: ignore[union-attr]
-                elif kind is trace.Baseline and event.peer:  # type: ignore[union-attr]
-                    own.add((event.target, event.peer))  # type: ignore[union-attr]
-                    scanning[(event.target, event.peer)] = event.until  # type: ignore[union-attr]
+                        replicas.discard(event.target)
+                elif isinstance(event, trace.Gap):
+                    self.gaps.append(event)
+                elif isinstance(event, trace.Note):
+                    self.notes.append(event)
+                elif isinstance(event, trace.TtlSample):
+                    self.ttl.setdefault(event.key, []).append(event.pttl)
+                elif isinstance(event, trace.Baseline) and event.peer:
+                    own.add((event.target, event.peer))
+                    scanning[(event.target, event.peer)] = event.until
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others
