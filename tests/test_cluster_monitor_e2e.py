@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 import redis
 from redis.cluster import RedisCluster
@@ -25,6 +26,14 @@ client.delete(sys.argv[2])
 time.sleep(2)  # a service that goes on running, not a one-shot script
 client.close()
 """
+
+
+def _not_our_child(script: str, *args: str) -> psutil.Process:
+    """Another service: started through a shell that exits at once, so it is no child of the listed test process
+    (a listed process's children belong to it)."""
+    out = subprocess.run(["sh", "-c", '"$0" -c "$1" "$2" "$3" >/dev/null 2>&1 & echo $!', sys.executable, script,
+                          *args], capture_output=True, text=True, check=True, timeout=30)
+    return psutil.Process(int(out.stdout.strip()))
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +71,8 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
     try:
         client.rpush(key, "m1")
         client.expire(key, 60)
-        deleter = subprocess.Popen([sys.executable, "-c", DELETER, str(seed.port), key])
-        deleter.wait(timeout=60)
+        deleter = _not_our_child(DELETER, str(seed.port), key)  # our children are the listed app's own
+        psutil.wait_procs([deleter], timeout=60)
         client.rpush(key, "m2")  # the writer comes back to a batch it did not know was gone
     finally:
         client.close()
