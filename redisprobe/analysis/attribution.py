@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from redisprobe import trace
+from redisprobe.analysis.connection_roles import OBSERVER_PREFIX
 from redisprobe.findings import Actor
 from redisprobe.producers.processes.instances import program_of
 
@@ -29,7 +30,6 @@ OP_MATCH_WINDOW = 2.0
 """Seconds between an actor's recorded op and the MONITOR line it matches (unix-socket attribution)."""
 
 _NAME_PREFIX = "redisprobe:"
-_OBSERVER_PREFIX = "redisprobe:observer"
 
 
 @dataclass
@@ -306,7 +306,7 @@ class Attributor:
         candidates = []
         for client_id in self._unix_peers.get(server, ()):
             info = self.clients[(server, client_id)]
-            if info.name.startswith(_OBSERVER_PREFIX):
+            if info.name.startswith(OBSERVER_PREFIX):
                 continue  # our own observers (a capture over the unix socket) never send what MONITOR shows
             start = info.connected_at if info.connected_at is not None else info.first_seen
             if start <= t <= info.last_seen + UNIX_ALIVE_SLACK:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 
 from redisprobe import trace
+from redisprobe.analysis.connection_roles import OBSERVER_PREFIX, ConnectionRoles
 from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
 
@@ -44,9 +45,6 @@ class Summary:
             "notes": [{"level": n.level, "text": n.text} for n in self.notes],
             "stats": self.stats,
         }
-
-
-OBSERVER_PREFIX = "redisprobe:observer"
 
 
 class SummaryInterrupted(KeyboardInterrupt):
@@ -79,17 +77,14 @@ class _Tap:
         self.gaps: list[trace.Gap] = []
         self.notes: list[trace.Note] = []
         self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0, "own_commands": 0}
-        self._own: set[tuple[str, str]] = set()  # (target, addr) of redisprobe's observer connections
-        self._links: set[tuple[str, str]] = set()  # (target, addr) of a cluster replica's link to its primary
+        self.roles = ConnectionRoles()
         self.ttl: dict[bytes, list[int]] = {}
 
     def through(self, events: Iterable[trace.Event]) -> Generator[trace.Event, None, None]:
         stats = self.stats
         monitor, keyspace, op = trace.Monitor, trace.Keyspace, trace.Op
-        own = self._own
-        links = self._links
-        replicas: set[str] = set()  # targets that are cluster replicas now
-        scanning: dict[tuple[str, str], float] = {}  # (target, peer) of a baseline scan -> when it ended
+        roles = self.roles
+        own, links, replicas, scanning = roles.own, roles.links, roles.replicas, roles.scans
         commands = keyspace_events = ops = others = own_commands = replicated = 0
         try:
             for event in events:
@@ -113,25 +108,17 @@ class _Tap:
                     ops += 1
                 elif isinstance(event, trace.ClientSeen):
                     self.clients[(event.target, event.client_id)] = event
-                    if event.name.startswith(OBSERVER_PREFIX):
-                        own.add((event.target, event.addr))
-                    elif "M" in event.flags:
-                        links.add((event.target, event.addr))
+                    roles.learn(event)
                 elif isinstance(event, trace.Topology):
-                    if event.role == "replica" and event.primary:
-                        links.add((event.target, event.primary))
-                        replicas.add(event.target)
-                    else:
-                        replicas.discard(event.target)
+                    roles.learn(event)
                 elif isinstance(event, trace.Gap):
                     self.gaps.append(event)
                 elif isinstance(event, trace.Note):
                     self.notes.append(event)
                 elif isinstance(event, trace.TtlSample):
                     self.ttl.setdefault(event.key, []).append(event.pttl)
-                elif isinstance(event, trace.Baseline) and event.peer:
-                    own.add((event.target, event.peer))
-                    scanning[(event.target, event.peer)] = event.until
+                elif isinstance(event, trace.Baseline):
+                    roles.learn(event)
                 yield event
         finally:  # counted in locals (this loop sees every line), published when the stream ends
             stats["events"] += commands + others

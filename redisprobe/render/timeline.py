@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from redisprobe import trace
+from redisprobe.analysis.connection_roles import ConnectionRoles
 from redisprobe.producers.processes.pidmap import JOINED
 from redisprobe.render.escape import shown, shown_key
 from redisprobe.semantics import command_table as cmds
@@ -84,7 +85,6 @@ class LiveTimeline:
         self.watched = watched or {}
         self.show_reads = show_reads
         self.clients: dict[str, trace.ClientSeen] = {}
-        self._scans: dict[str, float] = {}  # peer of a baseline scan -> when it ended
         self.said: set[str] = set()  # warnings printed, so that the summary does not repeat them
         self.rows = 0
         self._last_script_peer = ""
@@ -97,7 +97,7 @@ class LiveTimeline:
         literals = [_literal(p) for p in self.patterns]
         self._everything = any(text is None for text in literals)  # a pattern with no literal: any line may match
         self._needles = [text for text in literals if text]
-        self._links: dict[str, set[str]] = {}  # a cluster replica's target -> its replication link's addresses
+        self._roles = ConnectionRoles()  # our own baseline scan and replicas' links: not rows
 
     def header(self) -> None:
         self.console.print(Text(f"{'time':<12} {'who':<24} {'client':>6} {'db':>3}  {'command':<10} {'key':<40} effect",
@@ -118,15 +118,9 @@ class LiveTimeline:
                 self._lines(event)
             elif isinstance(event, trace.ClientSeen):
                 self.clients[event.addr] = event
-                if "M" in event.flags:  # a replica's link to its primary
-                    self._links.setdefault(event.target, set()).add(event.addr)
-            elif isinstance(event, trace.Topology):
-                if event.role == "replica" and event.primary:
-                    self._links.setdefault(event.target, set()).add(event.primary)
-                elif event.role == "primary":
-                    self._links.pop(event.target, None)
-            elif isinstance(event, trace.Baseline) and event.peer:
-                self._scans[event.peer] = event.until  # the baseline's own SCAN/TYPE/PTTL are not shown
+                self._roles.learn(event)
+            elif isinstance(event, (trace.Topology, trace.Baseline)):
+                self._roles.learn(event)
             elif isinstance(event, trace.Monitor):
                 if self._shown < ROWS_PER_SECOND:
                     reply = events[index + 1] if index < last else None
@@ -134,7 +128,7 @@ class LiveTimeline:
                     self._monitor(event, reply if paired else None)  # type: ignore[arg-type]
                 else:
                     self._skipped += 1
-            elif isinstance(event, trace.Keyspace) and event.target in self._links:
+            elif isinstance(event, trace.Keyspace) and event.target in self._roles.replicas:
                 pass  # a cluster replica's events echo its primary's, shown there
             elif isinstance(event, trace.WireReply):
                 if event.refused and self._shown < ROWS_PER_SECOND:
@@ -228,9 +222,10 @@ class LiveTimeline:
                   f"REFUSED: {reply.error or 'not run'}", "bold red")
 
     def _monitor(self, event: trace.Monitor, reply: trace.WireReply | None = None) -> None:
-        if not event.args or (self._scans and event.t <= self._scans.get(event.peer, 0.0)):
+        roles = self._roles
+        if not event.args or (roles.scans and roles.in_baseline_scan(event.target, event.peer, event.t)):
             return
-        if self._links and event.peer in self._links.get(event.target, ()):
+        if roles.links and roles.is_link(event.target, event.peer):
             return  # a cluster replica repeating its primary's writes: shown once, on the primary
         command = cmds.lookup(event.args[0])
         kind = command.kind
