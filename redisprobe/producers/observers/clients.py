@@ -21,15 +21,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redisprobe import trace
-from redisprobe.errors import ConnectionProblem
-from redisprobe.producers.observers.protocol import Sampler
+from redisprobe.producers.observers.protocol import DROPPED, Sampler, starting
 from redisprobe.producers.processes.pidmap import PidMapper, ProcessInfo
 from redisprobe.targets.url import Target, connect_timeout, describe_redis_error, ping
 
 CONNECTION_NAME = "redisprobe:observer:clients"
 STAT_KEYS = ("evicted_keys", "expired_keys", "used_memory", "maxmemory", "connected_clients", "master_repl_offset")
 MAX_RECORDS = 100_000  # gone connections kept for lookups; the oldest are dropped past this
-_DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 
 def connect_observer(target: Target, name: str, *, timeout: float, **kwargs: Any) -> tuple[redis.Redis, bool]:
@@ -150,16 +148,10 @@ class ClientPoller(Sampler):
             if self._started:
                 return self
             self._started = True
-        try:
+        with starting(self.stop, self.target):
             self._client, _named = connect_observer(self.target, CONNECTION_NAME, timeout=self.timeout,
                                                     retry=Retry(NoBackoff(), 0))
             self._poll()
-        except _DROPPED as exc:
-            self.stop()
-            raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
-        except BaseException:
-            self.stop()
-            raise
         if self._can_list or self._can_info:
             self.active = True
             self._spawn(self._run, "redisprobe-clients")
@@ -220,7 +212,7 @@ class ClientPoller(Sampler):
         while not self._stopping.wait(delay):
             try:
                 self._poll()
-            except _DROPPED as exc:
+            except DROPPED as exc:
                 if self._gap_start is None:
                     self._gap_start = self._last_ok or time.time()
                     self._gap_reason = f"cannot poll CLIENT LIST ({describe_redis_error(exc, self.target)})"

@@ -21,9 +21,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redisprobe import trace
-from redisprobe.errors import ConnectionProblem
 from redisprobe.producers.observers.clients import connect_observer
 from redisprobe.producers.observers.commandcount import monitor_hidden, shown_in_info
+from redisprobe.producers.observers.protocol import DROPPED, starting
 from redisprobe.targets import configledger
 from redisprobe.targets.url import Target, connect_timeout, describe_redis_error
 
@@ -37,7 +37,6 @@ LOST = "expiries, evictions and whether an EXPIRE took effect cannot be attribut
 _CHANNEL_PREFIX = b"__keyevent@"
 _MARK_PREFIX = b"redisprobe:fence:keyspace:"  # a MONITOR capture leaves our marks out of the trace
 _MARKS_KEPT = 64
-_DROPPED = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 
 def expand_flags(flags: str) -> set[str]:
@@ -129,7 +128,7 @@ class KeyspaceObserver:
             if self._started:
                 return self
             self._started = True
-        try:
+        with starting(self.stop, self.target):
             self._admin, self._named = connect_observer(self.target, CONNECTION_NAME, timeout=self.timeout)
             try:
                 self._conn = self._subscribe()
@@ -144,12 +143,6 @@ class KeyspaceObserver:
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
             self._thread.start()
-        except _DROPPED as exc:
-            self.stop()
-            raise ConnectionProblem(describe_redis_error(exc, self.target)) from None
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def stop(self) -> None:
@@ -352,7 +345,7 @@ class KeyspaceObserver:
         while conn is not None and not self._stopping.is_set():
             try:
                 self._pump(conn)
-            except _DROPPED as exc:
+            except DROPPED as exc:
                 if self._stopping.is_set():
                     break
                 with contextlib.suppress(Exception):
@@ -449,7 +442,7 @@ class KeyspaceObserver:
             delay = min(delay * 2, 1.0)
             try:
                 conn = self._subscribe()
-            except _DROPPED:
+            except DROPPED:
                 if self.give_up_after is not None and time.monotonic() - started > self.give_up_after:
                     reason = (f"lost the keyspace subscription ({cause}) and could not reconnect in "
                               f"{self.give_up_after:.0f}s; no keyspace events after this point")
@@ -474,7 +467,7 @@ class KeyspaceObserver:
                               "subscriber cut off by client-output-buffer-limit pubsub; events meanwhile are lost")
                 self._run_id = run_id or self._run_id
                 self._settle_config()  # a restarted server has its startup config again: re-apply what we may
-            except _DROPPED:
+            except DROPPED:
                 conn.disconnect()
                 continue
             processed_now = self._processed()

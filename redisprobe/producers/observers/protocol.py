@@ -11,19 +11,29 @@ them into the trace. The capture drives every observer the same way:
   longer answers (close the connections under whoever waits on them);
 - `BLIND_SPOT`: one line saying what it cannot see, which another observer (or nobody) covers.
 
-`Sampler` is the stop sequence the observers that sample from a thread share: stop once, wake the thread, wait
-for it a bounded time, take the last sample only if it ended, close the connection.
+`starting` is the failure handling every start shares, and `Sampler` the stop sequence the observers that
+sample from a thread share: stop once, wake the thread, wait for it a bounded time, take the last sample only if
+it ended, close the connection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+
+import redis.exceptions as rex
+
+from redisprobe.errors import ConnectionProblem
+from redisprobe.targets.url import describe_redis_error
 
 if TYPE_CHECKING:
     from redisprobe import trace
+    from redisprobe.targets.url import Target
+
+DROPPED: Final = (rex.ConnectionError, rex.TimeoutError, OSError)
+"""A connection that failed or went away (unlike an error reply, which the server sent and the observer reads)."""
 
 
 class Observer(Protocol):
@@ -36,6 +46,20 @@ class Observer(Protocol):
     def stop(self) -> None: ...
 
     def abort(self) -> None: ...
+
+
+@contextlib.contextmanager
+def starting(stop: Callable[[], None], target: Target) -> Iterator[None]:
+    """An observer's start: whatever fails stops what was begun (threads, changed config, connections), and a server
+    that cannot be reached or went away becomes one `ConnectionProblem` line."""
+    try:
+        yield
+    except DROPPED as exc:
+        stop()
+        raise ConnectionProblem(describe_redis_error(exc, target)) from None
+    except BaseException:
+        stop()
+        raise
 
 
 class Sampler:
@@ -89,4 +113,4 @@ class Sampler:
                 self._client.close()
 
 
-__all__ = ["Observer", "Sampler"]
+__all__ = ["DROPPED", "Observer", "Sampler", "starting"]
