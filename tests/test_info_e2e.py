@@ -83,3 +83,46 @@ def test_info_pids_for_live_processes_on_lookalike_servers():
 def test_info_unknown_pid_is_an_error():
     result = run_cli("info", "--pids", "999999998")
     assert result.code == 2 and "999999998" in result.err and "Traceback" not in result.err
+
+
+def _pids_info_while_subscribed(urls: dict[str, str]) -> tuple[dict[str, int], object]:
+    """`info --pids` while one redis-cli per label holds a connection open (SUBSCRIBE works on replicas too)."""
+    import subprocess
+    import time
+
+    procs = {label: subprocess.Popen(["redis-cli", "-u", url, "SUBSCRIBE", "news"], stdout=subprocess.DEVNULL)
+             for label, url in urls.items()}
+    try:
+        time.sleep(0.5)
+        spec = ",".join(f"{label}={proc.pid}" for label, proc in procs.items())
+        return {label: proc.pid for label, proc in procs.items()}, run_cli("info", "--pids", spec, "--json")
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
+def test_info_pids_on_a_primary_and_its_replica_is_one_dataset_not_different_servers():
+    from redisprobe.targets.sandbox import sandbox
+
+    with sandbox("replica") as box:
+        pids, result = _pids_info_while_subscribed({"api": box.role_urls["api"], "worker": box.role_urls["processor"]})
+    assert result.code == 0, (result.out, result.err)
+    doc = result.json()
+    assert doc["findings"] == []
+    assert {p["label"]: p["pid"] for p in doc["pids"]} == pids
+    roles = {p["label"]: p["connections"][0]["server"]["role"] for p in doc["pids"]}
+    assert roles == {"api": "master", "worker": "slave"}
+
+
+def test_info_pids_on_two_nodes_of_one_cluster_is_one_dataset_not_different_servers():
+    from redisprobe.targets.sandbox import sandbox
+
+    with sandbox("cluster") as box:
+        pids, result = _pids_info_while_subscribed({"api": box.role_urls["node0"], "worker": box.role_urls["node1"]})
+    assert result.code == 0, (result.out, result.err)
+    doc = result.json()
+    assert doc["findings"] == []
+    assert {p["label"]: p["pid"] for p in doc["pids"]} == pids
+    ran = {p["label"]: p["connections"][0]["server"]["run_id"] for p in doc["pids"]}
+    assert ran["api"] != ran["worker"]  # two servers, and yet one dataset

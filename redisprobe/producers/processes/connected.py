@@ -48,6 +48,7 @@ class LiveServer(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 0
     version: str = ""
     role: str = ""  # master / slave
+    dataset: str = ""  # the data it serves: a primary and its replicas share it, so do the nodes of one cluster
 
 
 class LiveConnection(msgspec.Struct, frozen=True, kw_only=True):
@@ -328,7 +329,7 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
             return endpoint
         endpoint.server = LiveServer(run_id=str(info.get("run_id", "")), host=split[0] if split else address,
                                      port=split[1] if split else 0, version=str(info.get("redis_version", "")),
-                                     role=str(info.get("role", "")))
+                                     role=str(info.get("role", "")), dataset=_dataset(client, info))
         try:
             endpoint.clients = parse_client_list(client.execute_command("CLIENT", "LIST"))
         except (rex.RedisError, OSError) as exc:
@@ -337,6 +338,21 @@ def _probe(address: str, auth: Target | None, timeout: float) -> _Endpoint:
         with contextlib.suppress(Exception):
             client.close()
     return endpoint
+
+
+def _dataset(client: redis.Redis, info: dict[str, Any]) -> str:
+    """Which data a server serves, so that a process on a replica and one on its primary, or two processes on two
+    nodes of one cluster, are not taken for processes on different servers. A primary and its replicas share
+    `master_replid` (unrelated servers never do); a cluster's nodes share the list of node ids they know."""
+    if info.get("redis_mode") == "cluster":
+        with contextlib.suppress(rex.RedisError, OSError):
+            nodes = client.execute_command("CLUSTER", "NODES")
+            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+            ids = [line.split(" ", 1)[0] for line in text.splitlines() if line.strip()]
+            if ids:
+                return f"cluster:{min(ids)}"
+    replid = str(info.get("master_replid", ""))
+    return f"replid:{replid}" if replid else f"run_id:{info.get('run_id', '')}"
 
 
 REDIS_PORTS = range(6379, 6400)
@@ -398,22 +414,27 @@ def _connection(sock: _Socket, endpoint: _Endpoint) -> LiveConnection:
 
 
 def _findings(entries: list[LivePid]) -> list[Finding]:
-    """different-server when the processes share no server; different-db when they share one but no db."""
+    """different-server when the processes share no data (a replica shares its primary's, a cluster node its
+    cluster's); different-db when they share a server's data but no db."""
     reaching = [entry for entry in entries if any(c.server.run_id for c in entry.connections)]
     if len(reaching) < 2:
         return []
-    runs = {entry.pid: {c.server.run_id for c in entry.connections if c.server.run_id} for entry in reaching}
-    common = set.intersection(*runs.values())
+    shared = {entry.pid: {_data_of(c.server) for c in entry.connections if c.server.run_id} for entry in reaching}
+    common = set.intersection(*shared.values())
     if not common:
         return [_different_server(reaching)]
     findings = []
-    for run_id in sorted(common):
-        dbs = {entry.pid: {c.db for c in entry.connections if c.server.run_id == run_id and c.db is not None}
+    for dataset in sorted(common):
+        dbs = {entry.pid: {c.db for c in entry.connections if _data_of(c.server) == dataset and c.db is not None}
                for entry in reaching}
         known = {pid: found for pid, found in dbs.items() if found}
         if len(known) >= 2 and not set.intersection(*known.values()):
-            findings.append(_different_db(reaching, run_id, known))
+            findings.append(_different_db(reaching, dataset, known))
     return findings
+
+
+def _data_of(server: LiveServer) -> str:
+    return server.dataset or f"run_id:{server.run_id}"
 
 
 def _evidence(entry: LivePid, conn: LiveConnection) -> str:
@@ -446,15 +467,19 @@ def _different_server(reaching: list[LivePid]) -> Finding:
     return Finding(rule="different-server", severity="error", summary=summary, evidence=evidence)
 
 
-def _different_db(reaching: list[LivePid], run_id: str, dbs: dict[int, set[int]]) -> Finding:
+def _different_db(reaching: list[LivePid], dataset: str, dbs: dict[int, set[int]]) -> Finding:
     evidence = []
+    run_ids = set()
     for entry in reaching:
         for conn in entry.connections:
-            if conn.server.run_id == run_id:
+            if _data_of(conn.server) == dataset:
                 evidence.append(_evidence(entry, conn))
+                run_ids.add(conn.server.run_id)
     parts = [f"{entry.label} uses db {', '.join(str(db) for db in sorted(dbs[entry.pid]))}"
              for entry in reaching if entry.pid in dbs]
-    summary = f"same server (run_id {run_id[:12]}) but different databases: {'; '.join(parts)}"
+    where = f"same server (run_id {next(iter(run_ids))[:12]})" if len(run_ids) == 1 else \
+        f"same data ({len(run_ids)} servers of one replication group)"
+    summary = f"{where} but different databases: {'; '.join(parts)}"
     return Finding(rule="different-db", severity="error", summary=summary, evidence=evidence)
 
 
