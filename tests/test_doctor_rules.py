@@ -1236,3 +1236,54 @@ def test_a_lookalike_name_on_an_unrelated_server_is_no_near_miss() -> None:
     tb, first, second = _two_nodes(cluster=False)
     _near_miss_on_another_node(tb, first, second)
     assert "ttl-refresh-missed" not in {f.rule for f in run(tb)}
+
+
+def test_two_clients_that_each_scan_every_node_in_either_order_are_no_scan_one_node() -> None:
+    """Each scanner is followed on its own: the first to scan a node must not stand for everyone who scanned it."""
+    tb, first, second = _two_nodes(cluster=True)
+    writer = tb.client("api", pid=100, client_id=7, target=first)
+    elsewhere = tb.client("api", pid=100, client_id=8, target=second)
+    writer("RPUSH", "batch:a", "m")
+    elsewhere("RPUSH", "batch:b", "m")
+    processor = {node: tb.client("processor", pid=200, client_id=20 + n, target=node)
+                 for n, node in enumerate((first, second))}
+    janitor = {node: tb.client("janitor", pid=300, client_id=30 + n, target=node)
+               for n, node in enumerate((first, second))}
+    tb.at(0.2)
+    processor[first]("SCAN", "0", "MATCH", "batch:*", "COUNT", "1000")
+    janitor[first]("SCAN", "0", "MATCH", "batch:*", "COUNT", "1000")
+    janitor[second]("SCAN", "0", "MATCH", "batch:*", "COUNT", "1000")
+    processor[second]("SCAN", "0", "MATCH", "batch:*", "COUNT", "1000")
+    assert "scan-one-node" not in {f.rule for f in run(tb)}
+
+
+def test_a_scanner_that_asked_one_node_is_named_even_when_another_scanned_that_node_first() -> None:
+    tb, first, second = _two_nodes(cluster=True)
+    tb.client("api", pid=100, client_id=8, target=second)("RPUSH", "batch:b", "m")
+    tb.at(0.2)
+    tb.client("auditor", pid=400, client_id=40, target=first)("SCAN", "0", "MATCH", "batch:*")
+    tb.client("processor", pid=200, client_id=20, target=first)("SCAN", "0", "MATCH", "batch:*")
+    assert {f.culprit.pid for f in run(tb) if f.rule == "scan-one-node" and f.culprit} == {200, 400}
+
+
+def test_a_key_written_on_another_node_after_the_last_scan_was_not_missed_by_it() -> None:
+    tb, first, second = _two_nodes(cluster=True)
+    scanner = tb.client("processor", pid=200, client_id=20, target=first)
+    scanner("SCAN", "0", "MATCH", "batch:*")
+    tb.at(0.5)
+    scanner("SCAN", "0", "MATCH", "batch:*")
+    tb.at(1.0)
+    tb.client("api", pid=100, client_id=8, target=second)("RPUSH", "batch:b", "m")
+    assert "scan-one-node" not in {f.rule for f in run(tb)}
+    tb.at(1.5)
+    scanner("SCAN", "0", "MATCH", "batch:*")  # now the key was there while it scanned one node only
+    assert "scan-one-node" in {f.rule for f in run(tb)}
+
+
+def test_a_node_scanned_by_a_connection_of_unknown_process_may_be_the_scanners_own() -> None:
+    tb, first, second = _two_nodes(cluster=True)
+    tb.client("api", pid=100, client_id=8, target=second)("RPUSH", "batch:b", "m")
+    tb.at(0.2)
+    tb.client("processor", pid=200, client_id=20, target=first)("SCAN", "0", "MATCH", "batch:*")
+    tb.client(client_id=21, target=second)("SCAN", "0", "MATCH", "batch:*")  # no pid: its own, maybe
+    assert "scan-one-node" not in {f.rule for f in run(tb)}

@@ -85,7 +85,7 @@ class Cleared(NamedTuple):
 
 
 class Pattern(NamedTuple):
-    """A SCAN/KEYS pattern one connection used on one server and db (its first use)."""
+    """A SCAN/KEYS pattern one connection used on one server and db (its first use, and when it last used it)."""
 
     server: str
     db: int
@@ -94,6 +94,7 @@ class Pattern(NamedTuple):
     t: float
     who: Who
     args: list[bytes]
+    last: float
 
 
 class Select(NamedTuple):
@@ -162,8 +163,8 @@ def cleared(life: KeyLife) -> Cleared | None:
 
 
 def patterns(lifecycle: Lifecycle) -> list[Pattern]:
-    return [Pattern(server, db, pattern, count, t, who, args)
-            for (server, db, pattern), (count, t, who, args) in lifecycle.patterns.items()]
+    return [Pattern(server, db, pattern, count, t, who, args, last)
+            for (server, db, pattern, _peer), (count, t, who, args, last) in lifecycle.patterns.items()]
 
 
 def select_of(lifecycle: Lifecycle, server: str, peer: str) -> Select | None:

@@ -110,12 +110,13 @@ def cmd_scan(st: FoldState, server: str, db: int, peer: str, hint: int, t: float
     pattern = C.scan_pattern(args)
     if pattern is None:
         return
-    entry = st.patterns.get((server, db, pattern))
+    entry = st.patterns.get((server, db, pattern, peer))  # each scanner its own: the first is not everyone
     if entry is None:
         if len(st.patterns) < MAX_PATTERNS:
-            st.patterns[(server, db, pattern)] = [1, t, (server, peer, t, hint), args]
+            st.patterns[(server, db, pattern, peer)] = [1, t, (server, peer, t, hint), args, t]
     else:
         entry[0] += 1
+        entry[4] = t
 
 
 def cmd_script(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],

@@ -40,7 +40,9 @@ class FoldState:
         self.last_exec: dict[tuple[str, str], float] = {}  # (server, peer) -> its last EXEC or DISCARD (INF: a
         # MULTI opened just before the end of the trace, whose EXEC may come after it)
         self.selects: dict[tuple[str, str], list[Any]] = {}  # (server, peer) -> [count, t, hint, db]
-        self.patterns: dict[tuple[str, int, bytes], list[Any]] = {}  # -> [count, t, who]
+        # (server, db, pattern, peer) -> [count, t, who, args, last t]: each connection's first use of a SCAN/KEYS
+        # pattern, and its last
+        self.patterns: dict[tuple[str, int, bytes, str], list[Any]] = {}
         self.units: dict[tuple[str, str], set[str | int]] = {}  # (server, peer) -> "ms" and the seconds it wrote
         self.unit_users: dict[tuple[str, str], Who] = {}
         self.checks: list[trace.Check] = []

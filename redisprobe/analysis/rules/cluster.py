@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from typing import TYPE_CHECKING
 
 from redisprobe.analysis import facts
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
@@ -23,6 +24,9 @@ from redisprobe.analysis.rules.refused import (
 )
 from redisprobe.findings import Actor, Finding
 from redisprobe.text import arg_text, clock
+
+if TYPE_CHECKING:
+    from redisprobe.analysis.lifecycle import KeyLife
 
 MISSED_SHOWN = 6
 """Missed keys given as evidence (slot and node each); the rest are counted."""
@@ -41,17 +45,25 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
     if len(nodes) < 2:
         return []
     scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
+    anonymous: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by connections of no known process
     for used in facts.patterns(inp.lifecycle):
         if used.server in nodes:
-            scanned.setdefault((identity(inp.actor(used.who)), used.pattern, used.db), {})[used.server] = used
+            actor = inp.actor(used.who)
+            scanned.setdefault((identity(actor), used.pattern, used.db), {})[used.server] = used
+            if actor is None or actor.pid is None:
+                anonymous.setdefault((used.pattern, used.db), set()).add(used.server)
     groups = Groups("scan-one-node")
     for (ident, pattern, db), by_server in scanned.items():
-        unasked = nodes - set(by_server)
+        # a node some connection of unknown process scanned may have been this scanner's own connection there
+        unasked = nodes - set(by_server) - anonymous.get((pattern, db), set())
         if not unasked:
             continue  # every node was scanned: a cluster-aware scan
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "surrogateescape")), re.DOTALL)
-        missed = [slot for slot, _lives in inp.lived if slot.server in unasked and slot.db == db
-                  and regex.match(slot.key.decode("utf-8", "surrogateescape"))]
+        since = min(used.t for used in by_server.values())
+        until = max(used.last for used in by_server.values())
+        missed = [slot for slot, lives in inp.lived if slot.server in unasked and slot.db == db
+                  and regex.match(slot.key.decode("utf-8", "surrogateescape"))
+                  and any(_alive_between(life, since, until) for life in lives)]
         if not missed:
             continue
         first = min(by_server.values(), key=lambda used: used.t)
@@ -70,6 +82,13 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
             group.add_evidence(f"{arg_text(slot.key)}: slot {key_slot(slot.key)}, on {slot.server}{made}: "
                                "the scan never asked that node")
     return groups.findings()
+
+
+def _alive_between(life: KeyLife, since: float, until: float) -> bool:
+    """The key was there while the scanner scanned (a key written after its last scan, or gone before its first,
+    was never one it missed)."""
+    return (life.created_at is None or life.created_at <= until) and \
+        (life.removed_at is None or life.removed_at >= since)
 
 
 def _summary(group: Group) -> str:

@@ -284,7 +284,7 @@ def _glob(pattern: bytes) -> re.Pattern[str]:
 
 
 def _pattern(inp: RuleInput, groups: Groups, index: NameIndex, used: facts.Pattern) -> None:
-    server, db, pattern, count, t, who, args = used
+    server, db, pattern, count, t, who, args, _last = used
     keys = [_text(k) for k in index.per_server.get(index.space(server), ())]
     if not keys or any(_glob(pattern).match(k) for k in keys):
         return

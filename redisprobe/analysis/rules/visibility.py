@@ -142,7 +142,7 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     if not inp.lifecycle.patterns:
         return []
     places = _keys_by_place(inp)
-    for server, db, pattern, count, t, who, args in facts.patterns(inp.lifecycle):
+    for server, db, pattern, count, t, who, args, _last in facts.patterns(inp.lifecycle):
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "backslashreplace")), re.DOTALL)
         if any(regex.match(slot.key.decode("utf-8", "backslashreplace")) for slot in places.get((server, db), ())):
             continue
