@@ -260,3 +260,37 @@ def test_slow_subscriber_cut_off_by_buffer_limit_is_a_gap(private_server: Sandbo
         assert len(received) < len(burst)  # the rest was lost, and the gap says so
         admin.set("after-cut", 1)
         sink.keyspace("set", b"after-cut")
+
+
+def test_a_read_cut_by_stop_closing_the_link_ends_the_thread_quietly(private_server: Sandbox,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under load the reader can outlive `stop`'s wait; `stop` then closes the link under its read. The reader
+    must end without a traceback (the parser raises whatever it raises on a socket taken from under it)."""
+    import threading
+
+    crashed: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    observer = KeyspaceObserver(private_server.target("api"), Sink(), enable=True)
+    observer.start()
+    conn = observer._conn
+    assert conn is not None
+    cut = threading.Event()
+    real_can_read = conn.can_read
+
+    def can_read_cut_by_stop(timeout: float = 0) -> bool:
+        if cut.is_set():
+            def stop_gives_up_waiting() -> None:
+                observer._stopping.set()
+                conn.disconnect()  # what stop() does once its wait for the reader has run out
+
+            threading.Timer(0.05, stop_gives_up_waiting).start()
+            return bool(conn._parser.can_read(0.5))  # the read under way when the socket is taken
+        return bool(real_can_read(timeout))
+
+    monkeypatch.setattr(conn, "can_read", can_read_cut_by_stop)
+    cut.set()
+    assert observer._thread is not None
+    observer._thread.join(10)
+    observer.stop()
+    assert not observer._thread.is_alive()
+    assert crashed == []

@@ -351,7 +351,9 @@ class KeyspaceObserver:
                 with contextlib.suppress(Exception):
                     conn.disconnect()
                 conn = self._conn = self._recover(exc)
-            except rex.RedisError as exc:  # a protocol surprise: say so rather than die silently
+            except Exception as exc:  # a protocol surprise, or the parser's on a socket closed under its read
+                if self._stopping.is_set():
+                    break  # stop() gave up waiting for this read and closed the link: nothing is lost after stop
                 self._note(f"keyspace observer on {self.where} stopped: {_reason(exc)}", "warning")
                 self.emit(trace.Gap(t=time.time(), source="keyspace", reason=f"observer stopped: {_reason(exc)}",
                                     target=self.target.label))
