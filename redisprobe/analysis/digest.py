@@ -32,6 +32,7 @@ class Summary:
     notes: list[trace.Note]
     stats: dict[str, int]
     ttl_curves: dict[str, list[int]] = field(default_factory=dict)
+    cluster: bool = False  # a Redis Cluster was watched: the report says each key's node
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +83,7 @@ class _Tap:
         self._own: set[tuple[str, str]] = set()  # (target, addr) of redisprobe's observer connections
         self._links: set[tuple[str, str]] = set()  # (target, addr) of a cluster replica's link to its primary
         self.ttl: dict[bytes, list[int]] = {}
+        self.cluster = False
 
     def through(self, events: Iterable[trace.Event]) -> Generator[trace.Event, None, None]:
         stats = self.stats
@@ -118,6 +120,7 @@ class _Tap:
                     elif "M" in event.flags:
                         links.add((event.target, event.addr))
                 elif isinstance(event, trace.Topology):
+                    self.cluster = True
                     if event.role == "replica" and event.primary:
                         links.add((event.target, event.primary))
                         replicas.add(event.target)
@@ -202,7 +205,7 @@ def _conclude(analysis: Analysis, tap: _Tap, *, watched: dict[int, str] | None,
     clients = _clients(tap, watched)
     curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
     return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
-                   stats=tap.stats, ttl_curves=curves)
+                   stats=tap.stats, ttl_curves=curves, cluster=tap.cluster)
 
 
 def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
