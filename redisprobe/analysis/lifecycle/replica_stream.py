@@ -71,6 +71,7 @@ def promote(st: FoldState, state: ServerState, t: float, since: float | None = N
             moved.live = life
             moved.count += 1
             life.server = state.server  # listed under the node that owns the key now
+            life.moved_from = former
             st.server_state(state.server).live.setdefault(db, {})[key] = moved
             made = life.created_at
             if made is not None:  # the write's time is the former primary's clock, the arrival this node's
