@@ -188,3 +188,31 @@ def test_a_node_that_joins_is_said_and_watched_and_one_forgotten_is_said(cluster
     events = [json.loads(line) for line in saved.read_text().splitlines()]
     assert any(e.get("type") == "topology" and e["role"] == "gone" and str(joiner.port) in e["target"]
                for e in events)
+
+
+def test_a_migrate_between_two_servers_moves_a_key_and_a_copy_leaves_it(stack, tmp_path):
+    """Outside a cluster MIGRATE sends the target a plain RESTORE: the key moved is still one life, on the target;
+    with COPY the source keeps its own and the target's is a new one, made by whoever ran the MIGRATE."""
+    source, target = stack.enter_context(sandbox("single")), stack.enter_context(sandbox("single"))
+    src = redis.Redis.from_url(source.urls[0])
+    stack.callback(src.close)
+    run = start_monitor(stack, source.urls[0], {"app": os.getpid()}, "--url", target.urls[0])
+    src.set("moving", "v", ex=120)
+    src.set("copied", "v", ex=120)
+    port = target.servers[0].port
+    src.execute_command("MIGRATE", "127.0.0.1", port, "moving", 0, 5000)
+    src.execute_command("MIGRATE", "127.0.0.1", port, "copied", 0, 5000, "COPY")
+    dst = redis.Redis.from_url(target.urls[0])
+    stack.callback(dst.close)
+    assert dst.get("moving") == b"v" and dst.get("copied") == b"v" and src.get("copied") == b"v"
+    doc = run.stop_json(settle=1.0)
+    assert not doc["findings"], json.dumps(doc["findings"], indent=1) + json.dumps(doc["keys"], indent=1)
+    where = {(k["key"], k["server"]): k for k in doc["keys"] if k["key"] in ("moving", "copied")}
+    on_target, on_source = f"127.0.0.1:{port}", f"127.0.0.1:{source.servers[0].port}"
+    assert sorted(where) == sorted([("moving", on_target), ("copied", on_source), ("copied", on_target)]), where
+    moved = where[("moving", on_target)]
+    assert not moved["removed"] and moved["created_with"].startswith("SET moving") and moved["reads"] == 1, moved
+    assert moved["created_by"]["pid"] == os.getpid()
+    copy = where[("copied", on_target)]
+    assert copy["created_with"].startswith("MIGRATE") and copy["created_by"]["pid"] == os.getpid(), copy
+    assert not where[("copied", on_source)]["removed"] and not copy["removed"]

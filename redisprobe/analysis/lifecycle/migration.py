@@ -5,7 +5,8 @@ The source's MONITOR shows `MIGRATE host port key|"" db timeout [COPY] [REPLACE]
 target's shows the RESTORE-ASKING each key arrived with (MONITOR times are taken once a command ran); the source's
 keyspace then says `del` for each key it handed over. Whichever line comes first moves the key's live life to the
 target (listed there from then on); the other only adds who ran it. The source's `del` event of a moved key is the
-move's. MIGRATE ... COPY leaves the source its key and gives the target a life of its own.
+move's. Outside a cluster the target gets a plain RESTORE instead: the life it made is the same key arriving.
+MIGRATE ... COPY leaves the source its key and gives the target a life of its own.
 """
 
 from __future__ import annotations
@@ -41,25 +42,53 @@ def cmd_migrate(st: FoldState, server: str, db: int, peer: str, hint: int, t: fl
         to_db = int(args[4])
     except ValueError:
         return
-    words = {arg.upper() for arg in args[6:]}
+    copy = any(arg.upper() == b"COPY" for arg in args[6:])
     shown = _without_secrets(args)
     who = (server, peer, t, hint)
     for key in spec.keys(args):
-        there = st.slots.get((target, to_db, key))
-        arrived = there.live if there is not None else None
-        if arrived is not None and arrived.moved_from == server:
-            arrived.note(t, who, shown, f"migrated from {server} to {target}")
+        there = st.slot(target, to_db, key)
+        arrived = there.live
+        if arrived is not None and arrived.moved_from == server and not copy:
+            arrived.note(t, who, shown, f"migrated from {server} to {target}")  # its RESTORE-ASKING came first
             continue
         slot = st.slots.get((server, db, key))
         life = slot.live if slot is not None else None
+        if copy:
+            if arrived is not None and arrived.moved_from == server and slot is not None:
+                _move(st, there, arrived, server, db, t)  # RESTORE-ASKING took it for a move: it stays here
+                st.migrated_out.pop((target, to_db, key), None)
+                arrived = None
+            if arrived is not None and not _restored(arrived, t):  # COPY REPLACE over a key the target had
+                lives.close(st, there, arrived, t, "del", None, None, confirmed=True,
+                            detail=f"replaced by the same key copied from {server}")
+                arrived = None
+            if arrived is None:
+                arrived = lives.create(st, there, t, who, shown, C.WRITE)
+            else:  # the RESTORE the source sent: made by whoever ran the MIGRATE
+                arrived.created_by, arrived.created_args = who, shown
+            arrived.note(t, who, shown, f"copied from {server} to {target} (MIGRATE ... COPY)")
+            continue
         if slot is None or life is None:
             continue
-        if b"COPY" in words:
-            copy = lives.create(st, st.slot(target, to_db, key), t, who, shown, C.WRITE)
-            copy.note(t, who, shown, f"copied from {server} (MIGRATE ... COPY)")
-            continue
+        if arrived is not None and _restored(arrived, t):  # the RESTORE that carried it (a server not in a
+            _forget(st, there)                             # cluster): the same key arriving, not another life
         _move(st, slot, life, target, to_db, t)
         life.note(t, who, shown, f"migrated from {server} to {target}")
+
+
+def _restored(life: KeyLife, t: float) -> bool:
+    """A life a RESTORE made just now: what a MIGRATE outside a cluster sends the target."""
+    made = life.created_args
+    return bool(made) and made is not None and made[0].upper() == b"RESTORE" and life.created_at is not None \
+        and t - life.created_at <= KS_MATCH_WINDOW
+
+
+def _forget(st: FoldState, slot: Slot) -> None:
+    index = st.server_state(slot.server).live.get(slot.db)
+    if index is not None:
+        index.pop(slot.key, None)
+    slot.live = None
+    slot.count -= 1
 
 
 def cmd_restore_asking(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
@@ -85,11 +114,7 @@ def cmd_restore_asking(st: FoldState, server: str, db: int, peer: str, hint: int
 
 def _move(st: FoldState, slot: Slot, life: KeyLife, target: str, to_db: int, t: float) -> None:
     """The same life, from `slot` to the target's slot for the key; the source's `del` to come is the move's."""
-    index = st.server_state(slot.server).live.get(slot.db)
-    if index is not None:
-        index.pop(slot.key, None)
-    slot.live = None
-    slot.count -= 1
+    _forget(st, slot)
     there = st.slot(target, to_db, slot.key)
     if there.live is not None:  # MIGRATE ... REPLACE over a key the target had
         lives.close(st, there, there.live, t, "del", None, None, confirmed=True,
