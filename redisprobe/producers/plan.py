@@ -128,10 +128,11 @@ def _observed(targets: Targets, first: Target) -> list[Target]:
 
 
 def _watched(targets: Targets, first: Target, writer: trace.TraceWriter, watchers: list[Any]) -> list[Target]:
-    """What the captures watch: on a cluster every node, replicas too (a failover is followed, and what a replica
-    had when it took over is known), each node's role recorded first; `watchers` gets the cluster's watcher."""
-    if not targets.cluster:
-        return [first]
+    """What the captures watch: the api's server; on a cluster every primary, and with the sandbox's replicas every
+    node (a failover is followed, and what a replica had when it took over is known), each node's role recorded
+    first; `watchers` gets the cluster's watcher."""
+    if not targets.cluster or not any(role.startswith("replica") for role in targets.by_role):
+        return _observed(targets, first)
     from redisprobe.targets.topology import expand_cluster
 
     found, notes, cluster_watchers = expand_cluster([first])
