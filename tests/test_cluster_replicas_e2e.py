@@ -258,3 +258,5 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
     assert f"127.0.0.1:{replica} took over" in found[0]["summary"]
     assert [f["rule"] for f in doc["findings"]] == ["failover-lost-write"], doc["findings"]
     assert any(str(victim.port) in g["target"] for g in doc["gaps"])  # the dead node's hole is said
+    listed = {k["key"]: k["server"] for k in doc["keys"] if k["key"] in kept}  # under the node that has them now
+    assert listed == dict.fromkeys(kept, f"127.0.0.1:{replica}"), listed
