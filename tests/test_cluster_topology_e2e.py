@@ -64,6 +64,19 @@ def _set_slot_everywhere(ports: list[int], slot: int, owner_port: int) -> None:
             client.close()
 
 
+def _known_everywhere(ports: list[int], node_id: str, timeout: float = 30) -> None:
+    """Every node has heard of `node_id` (a MEET spreads by gossip): SETSLOT NODE is refused where it has not."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        client = redis.Redis(port=port, decode_responses=True)
+        try:
+            while node_id not in client.execute_command("CLUSTER", "NODES"):
+                assert time.monotonic() < deadline, f"127.0.0.1:{port} never heard of {node_id}"
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+
 def _cluster_ok(ports: list[int], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     for port in ports:
@@ -154,6 +167,7 @@ def test_a_node_that_joins_is_said_and_watched_and_one_forgotten_is_said(cluster
     run = start_monitor(stack, f"redis://127.0.0.1:{ports[0]}/0", {"app": os.getpid()}, "--out", str(saved))
     seed.execute_command("CLUSTER", "MEET", "127.0.0.1", joiner.port)
     _wait_in_trace(saved, f"node 127.0.0.1:{joiner.port} joined the cluster")
+    _known_everywhere(ports, _node_id(joiner.port))
     # an empty slot of the first primary handed to the newcomer: a key written there now lives on it
     key = next(f"fresh:{index}" for index in range(1000)
                if client.get_node_from_key(f"fresh:{index}").port == ports[0]
