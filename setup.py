@@ -26,6 +26,7 @@ HOT_MODULES = [
     "redisprobe/analysis/lifecycle/replies.py",
     "redisprobe/analysis/lifecycle/wirereplies.py",
     "redisprobe/analysis/lifecycle/replica_stream.py",
+    "redisprobe/analysis/lifecycle/migration.py",
     "redisprobe/analysis/lifecycle/preexisting.py",
     "redisprobe/analysis/lifecycle/coverage.py",
     "redisprobe/analysis/lifecycle/refusal_samples.py",

@@ -4,9 +4,11 @@ both long-lived (so their connection, and so their pid, can be seen) and fed com
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
+from pathlib import Path
 
 _PY_CLIENT = r"""
 import json, sys, redis
@@ -67,3 +69,16 @@ def start_client(stack: ExitStack, url: str, *, cli: bool = False) -> Client:
     client = Client(url, cli=cli)
     stack.callback(client.close)
     return client
+
+
+def run_as_another_service(script: str, *args: str, output: Path, timeout: float = 60) -> str:
+    """Run a python `script` as another service: started through a shell that exits at once, so it is no child of
+    the test process (a listed process's children are its own). Waits for it; returns what it printed."""
+    import psutil
+
+    shell = 'python=$0 script=$1; shift; "$python" -c "$script" "$@" >"$OUT" 2>&1 & echo $!'
+    started = subprocess.run(["sh", "-c", shell, sys.executable, script, *args], capture_output=True, text=True,
+                             check=True, timeout=30, env={**os.environ, "OUT": str(output)})
+    with suppress(psutil.NoSuchProcess):
+        psutil.wait_procs([psutil.Process(int(started.stdout.strip()))], timeout=timeout)
+    return output.read_text()

@@ -177,6 +177,15 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
     ends = {k["key"]: k["removed"] for k in doc["keys"] if k["key"] in keys}
     assert all(ends[key] and ends[key]["how"] == "failover" for key in lost), ends
     assert all(not ends[key] for key in kept), ends  # followed on the new primary, still there
+    # a kept key is listed once, under the node that owns it now, its life going on there (the read after)
+    listed = [k for k in doc["keys"] if k["key"] in kept]
+    assert sorted(k["key"] for k in listed) == sorted(kept), listed
+    assert all(k["server"] == f"127.0.0.1:{replica}" for k in listed), [(k["key"], k["server"]) for k in listed]
+    assert all(k["created_by"]["pid"] == os.getpid() and k["reads"] >= 1 for k in listed), listed
+    assert all(any("failover" in line and str(replica) in line for line in k["events"]) for k in listed), listed
+    shown = run_cli("report", str(saved), env={**cli_env(), "COLUMNS": "220"})
+    rows = [line for line in shown.out.splitlines() if kept[0] in line]
+    assert rows and all(f"127.0.0.1:{replica}" in row for row in rows), shown.out
     # the failover is in the trace as events: the saved trace gives the same answer
     events = [json.loads(line) for line in saved.read_text().splitlines()]
     assert any(e.get("type") == "topology" and e.get("role") == "primary" and str(replica) in e["target"]
@@ -249,3 +258,5 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
     assert f"127.0.0.1:{replica} took over" in found[0]["summary"]
     assert [f["rule"] for f in doc["findings"]] == ["failover-lost-write"], doc["findings"]
     assert any(str(victim.port) in g["target"] for g in doc["gaps"])  # the dead node's hole is said
+    listed = {k["key"]: k["server"] for k in doc["keys"] if k["key"] in kept}  # under the node that has them now
+    assert listed == dict.fromkeys(kept, f"127.0.0.1:{replica}"), listed

@@ -503,3 +503,39 @@ def test_restore_sets_the_ttl_its_argument_gives() -> None:
     assert b.expires_at is None
     assert c.expires_at == pytest.approx(T0 + 60.0, abs=0.01)
     assert d.expires_at is None  # REPLACE with no TTL: the old one is gone
+
+
+# -- MIGRATE: a key handed to another node ------------------------------------------------------------------------
+
+SOURCE, TARGET_NODE = "redis://127.0.0.1:7000/0", "redis://127.0.0.1:7001/0"
+
+
+def test_migrate_keys_are_its_key_argument_or_those_after_keys() -> None:
+    assert C.keys_of([b"MIGRATE", b"h", b"7001", b"k", b"0", b"5000", b"COPY"]) == [b"k"]
+    assert C.keys_of([b"MIGRATE", b"h", b"7001", b"", b"0", b"5000", b"AUTH", b"pw", b"KEYS", b"a", b"b"]) == [b"a",
+                                                                                                                b"b"]
+
+
+def test_a_migrated_key_goes_on_on_its_new_node_whichever_line_comes_first() -> None:
+    tb = TraceBuilder(SOURCE)
+    app = tb.client("app", pid=100, client_id=7, port=5001)
+    tool = tb.client("", client_id=9, port=5009)
+    app("SET", "{t}:a", "v", "EX", "100")
+    app("SET", "{t}:b", "v", "EX", "100")
+    tool("MIGRATE", "127.0.0.1", "7001", "", "0", "5000", "AUTH2", "admin", "s3cret", "KEYS", "{t}:a", "{t}:b")
+    tb.ks("del", "{t}:a").ks("del", "{t}:b")
+    link = tb.client("", client_id=3, port=6001, target=TARGET_NODE)
+    link("RESTORE-ASKING", "{t}:a", "99000", "payload")
+    link("RESTORE-ASKING", "{t}:b", "99000", "payload")
+    app2 = tb.client("app", pid=100, client_id=8, port=5002, target=TARGET_NODE)
+    app2("GET", "{t}:a")
+    lives = fold(tb.events, watched={100: "app"})
+    for key in ("{t}:a", "{t}:b"):
+        (life,) = only(lives, key)
+        assert life.server == "127.0.0.1:7001" and life.removed_how is None, (life.server, life.removed_how)
+        assert life.created_by is not None and life.created_by[1] == "127.0.0.1:5001"
+        assert life.expires_at is not None and life.expires_at > T0 + 90  # its TTL went with it
+        text = " ".join(life.history_lines())
+        assert "migrated from 127.0.0.1:7000 to 127.0.0.1:7001" in text, text
+        assert "s3cret" not in text and "admin" not in text, text
+    assert only(lives, "{t}:a")[0].reads == 1

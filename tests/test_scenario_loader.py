@@ -95,7 +95,7 @@ def test_unknown_step(tmp_path: Path) -> None:
     error = error_of(tmp_path, text)
     line = line_of(text, "dooo")
     assert str(error) == (f"{tmp_path / 'x.toml'}:{line}: actors[1].steps[0]: unknown step 'dooo': one of do, sleep, "
-                          "wait, repeat, inspect, program, fork, cache")
+                          "wait, repeat, inspect, program, fork, cache, stall, failover")
 
 
 def test_bad_type_top_level(tmp_path: Path) -> None:
@@ -271,3 +271,51 @@ def test_fork_step_needs_steps(tmp_path: Path) -> None:
     error = error_of(tmp_path, text)
     assert "missing field 'steps' (what the forked child runs)" in str(error)
     assert f"x.toml:{line_of(text, 'fork = true')}:" in str(error)
+
+
+CLUSTER = GOOD.replace('catalog_id = "healthy"\n', 'catalog_id = "healthy"\ntopology = "cluster"\nreplicas = 1\n')
+
+
+def with_api_step(step: str, text: str = CLUSTER) -> str:
+    return text.replace('  { do = ["SET", "{ns}job", "v", "EX", "10"] },',
+                        f'  {step},\n  {{ do = ["SET", "{{ns}}job", "v", "EX", "10"] }},')
+
+
+def test_stall_and_failover_steps_load() -> None:
+    text = with_api_step('{ stall = "replica0", seconds = 1.5 },\n  { failover = "replica0", mode = "force", '
+                         'timeout = 20 }')
+    scenario = loads(text, "x.toml")
+    assert scenario.replicas == 1
+    assert scenario.actors[0].steps[:2] == [{"stall": "replica0", "seconds": 1.5},
+                                            {"failover": "replica0", "mode": "force", "timeout": 20}]
+
+
+@pytest.mark.parametrize(("step", "field", "said"), [
+    ('{ stall = "replica7", seconds = 1 }', "stall", "unknown replica 'replica7': one of replica0, replica1, "
+                                                     "replica2"),
+    ('{ stall = 0, seconds = 1 }', "stall", "expected a string, got integer 0"),
+    ('{ stall = "replica0" }', "", "missing field 'seconds' (how long the replica applies no write)"),
+    ('{ stall = "replica0", seconds = -1 }', "seconds", "must be above 0 and at most 60, got -1"),
+    ('{ stall = "replica0", seconds = "2s" }', "seconds", "expected a number, got string '2s'"),
+    ('{ stall = "replica0", seconds = 1, mode = "force" }', "", "unknown field 'mode' in a stall step"),
+    ('{ failover = "replica1", mode = "hard" }', "mode", "unknown mode 'hard': one of coordinated, force, takeover"),
+    ('{ failover = "replica1", timeout = 0 }', "timeout", "timeout must be above 0 and at most 600 seconds"),
+    ('{ failover = "replica1", seconds = 1 }', "", "unknown field 'seconds' in a failover step"),
+])
+def test_a_malformed_stall_or_failover_is_one_line(tmp_path: Path, step: str, field: str, said: str) -> None:
+    text = with_api_step(step)
+    error = error_of(tmp_path, text)
+    assert said in str(error), str(error)
+    assert f"x.toml:{line_of(text, step)}:" in str(error)
+    assert error.where.endswith(field), error.where
+
+
+def test_stall_and_failover_need_the_clusters_replicas(tmp_path: Path) -> None:
+    no_replicas = with_api_step('{ failover = "replica0" }', CLUSTER.replace("replicas = 1\n", ""))
+    assert "needs the sandbox cluster's replicas: set topology = \"cluster\" and replicas = 1" in str(
+        error_of(tmp_path, no_replicas))
+    single = GOOD.replace('catalog_id = "healthy"\n', 'catalog_id = "healthy"\nreplicas = 1\n')
+    error = error_of(tmp_path, single)
+    assert error.where == "replicas" and "replicas go with topology = \"cluster\"" in str(error)
+    many = CLUSTER.replace("replicas = 1", "replicas = 5")
+    assert "replicas 5 is out of range 0..2" in str(error_of(tmp_path, many))

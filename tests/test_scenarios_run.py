@@ -146,3 +146,16 @@ def test_url_runs_on_the_given_server_and_skips_sandbox_only(tmp_path: Path, red
     assert result.status == "passed", result.failures
     result = run_scenario(load(SCENARIOS / "flushed.toml"), url=redis_url)
     assert result.status == "skipped" and "sandbox only" in (result.skipped or "")
+
+
+def test_a_malformed_failover_step_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    from tests.clirun import run_cli
+
+    path = tmp_path / "bad-failover.toml"
+    path.write_text((SCENARIOS / "failover-lost-write.toml").read_text().replace('mode = "force"', 'mode = "now"'))
+    result = run_cli("run", str(path))
+    assert result.code == 2, (result.code, result.err)
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.err, result.err
+    assert "failover-lost-write" not in result.out
+    assert f"{path}:" in lines[0] and "mode: unknown mode 'now': one of coordinated, force, takeover" in lines[0]

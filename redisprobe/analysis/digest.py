@@ -33,6 +33,7 @@ class Summary:
     notes: list[trace.Note]
     stats: dict[str, int]
     ttl_curves: dict[str, list[int]] = field(default_factory=dict)
+    cluster: bool = False  # a Redis Cluster was watched: the report says each key's node
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +80,7 @@ class _Tap:
         self.stats = {"commands": 0, "events": 0, "keyspace_events": 0, "ops": 0, "own_commands": 0}
         self.roles = ConnectionRoles()
         self.ttl: dict[bytes, list[int]] = {}
+        self.cluster = False
 
     def through(self, events: Iterable[trace.Event]) -> Generator[trace.Event, None, None]:
         stats = self.stats
@@ -110,6 +112,7 @@ class _Tap:
                     self.clients[(event.target, event.client_id)] = event
                     roles.learn(event)
                 elif isinstance(event, trace.Topology):
+                    self.cluster = True
                     roles.learn(event)
                 elif isinstance(event, trace.Gap):
                     self.gaps.append(event)
@@ -189,7 +192,7 @@ def _conclude(analysis: Analysis, tap: _Tap, *, watched: dict[int, str] | None,
     clients = _clients(tap, watched)
     curves = {k.decode("utf-8", "backslashreplace"): v for k, v in tap.ttl.items()}
     return Summary(clients=clients, keys=keys, findings=findings, gaps=tap.gaps, notes=tap.notes,
-                   stats=tap.stats, ttl_curves=curves)
+                   stats=tap.stats, ttl_curves=curves, cluster=tap.cluster)
 
 
 def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:

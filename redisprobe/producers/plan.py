@@ -57,12 +57,13 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
     watched: dict[int, str] = {}
     captures: list[Any] = []
     samplers: list[Any] = []
+    watchers: list[Any] = []  # a cluster's TopologyWatcher: failovers, slot moves, nodes that join or leave
     interrupted = False
     try:
         if plan.observe:
             from redisprobe.producers.capture import CaptureSession
 
-            for target in _observed(targets, observed):
+            for target in _watched(targets, observed, writer, watchers):
                 captures.append(CaptureSession(target, writer, watched=watched, enable_events=enable_events))
                 captures[-1].start()
         if plan.ttl_pattern:
@@ -80,6 +81,8 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         supervisor.release()
         deadline = time.monotonic() + plan.max_seconds
         while any(run.proc.poll() is None for run in supervisor.runs) and time.monotonic() < deadline:
+            for watcher in watchers:
+                captures += _follow(watcher, writer, watched, enable_events)
             for capture in captures:
                 capture.pump()
             writer.check()
@@ -122,6 +125,40 @@ def _observed(targets: Targets, first: Target) -> list[Target]:
     if not targets.cluster:
         return [first]
     return nodes or [first]
+
+
+def _watched(targets: Targets, first: Target, writer: trace.TraceWriter, watchers: list[Any]) -> list[Target]:
+    """What the captures watch: the api's server; on a cluster every primary, and with the sandbox's replicas every
+    node (a failover is followed, and what a replica had when it took over is known), each node's role recorded
+    first; `watchers` gets the cluster's watcher."""
+    if not targets.cluster or not any(role.startswith("replica") for role in targets.by_role):
+        return _observed(targets, first)
+    from redisprobe.targets.topology import expand_cluster
+
+    found, notes, cluster_watchers = expand_cluster([first])
+    for note in notes:
+        writer.note(note)
+    for watcher in cluster_watchers:  # each node's role before its first line: a replica's MONITOR is read by it
+        writer.emit_many(watcher.start_events())
+    watchers += cluster_watchers
+    return found
+
+
+def _follow(watcher: Any, writer: trace.TraceWriter, watched: dict[int, str],
+            enable_events: bool | None) -> list[Any]:
+    """The cluster's changes recorded (events, and a warning each); a node that joined watched from now on."""
+    from redisprobe.producers.capture import CaptureSession
+
+    events, fresh = watcher.poll()
+    writer.emit_many(events)
+    for event in events:
+        if isinstance(event, trace.Topology) and event.text:
+            writer.note(f"cluster topology changed: {event.text}", level="warning")
+    started = []
+    for target, _since in fresh:
+        started.append(CaptureSession(target, writer, watched=watched, enable_events=enable_events))
+        started[-1].start()
+    return started
 
 
 def diagnose_events(events: list[trace.Event], watched: dict[int, str], trace_path: str | None) -> Execution:

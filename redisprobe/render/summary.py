@@ -60,6 +60,10 @@ def _seconds(value: float | None) -> str:
 def keys_table(summary: Summary, *, limit: int = 50) -> Records:
     curves = bool(summary.ttl_curves)
     headers = ("key", "db", "created by", "TTL set", "lifetime", "removed", "by", "TTL curve")[:8 if curves else 7]
+    # Keys on several servers (a cluster's nodes): each row says the node that owns the key (now, after a failover)
+    nodes = summary.cluster or len({life.get("server") for life in summary.keys}) > 1
+    if nodes:
+        headers = (headers[0], "node", *headers[1:])
     rows = []
     for life in summary.keys[:limit]:
         removed = life.get("removed") or {}
@@ -70,6 +74,8 @@ def keys_table(summary: Summary, *, limit: int = 50) -> Records:
                  _seconds(life.get("lifetime")), Text(how, style=style), who(removed.get("by")) if removed else ""]
         if curves:
             cells.append(sparkline(summary.ttl_curves.get(str(life.get("key")), [])))
+        if nodes:
+            cells.insert(1, shown(str(life.get("server") or "")))
         rows.append(cells)
     caption = f"{len(summary.keys) - limit} more keys in --json / the trace" if len(summary.keys) > limit else None
     return Records(headers, rows, title="Each key's life", caption=caption, foldable=("key", "TTL curve"))

@@ -18,10 +18,13 @@ from redisprobe.scenario.model import (
     ScenarioError,
 )
 from redisprobe.semantics.command_table import lookup
-from redisprobe.targets.sandbox import CLUSTER_NODE_ROLES, SANDBOX_TOPOLOGIES
+from redisprobe.targets.sandbox import CLUSTER_NODE_ROLES, CLUSTER_REPLICA_ROLES, SANDBOX_TOPOLOGIES
 
 SERVERS = ("api", "processor")
-STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork", "cache")
+STEP_KINDS = ("do", "sleep", "wait", "repeat", "inspect", "program", "fork", "cache", "stall", "failover")
+FAILOVER_MODES = ("coordinated", "force", "takeover")  # CLUSTER FAILOVER, ... FORCE, ... TAKEOVER
+MAX_STALL = 60.0
+MAX_REPLICAS = 2
 REMOVED_HOW = ("expired", "evicted", "del", "unlink", "getdel", "pop", "rename", "move", "flush")
 RESERVED_VARS = ("ns", "run", "i", "prefix", "instance", "role")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -31,7 +34,7 @@ NAMESPACE = "redisprobe:"
 SAMPLE_NS = "redisprobe:scenario:x:0:"  # what `{ns}` stands for when checking keys at load time
 
 TOP_FIELDS = ("name", "description", "catalog_id", "topology", "server_args", "observe", "max_seconds",
-              "ttl_pattern", "vars", "actors", "expect", "pending", "allow_scripts")
+              "ttl_pattern", "vars", "actors", "expect", "pending", "allow_scripts", "replicas")
 ACTOR_FIELDS = ("role", "db", "prefix", "count", "server", "listed", "vars", "steps")
 EXPECT_FIELDS = ("visible", "findings", "no_findings", "clean", "lifetime", "removed")
 
@@ -111,6 +114,7 @@ class _Validator:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.locator = Locator(text)
+        self.replica_roles: tuple[str, ...] = ()  # what stall and failover steps may name
 
     # -- reporting ----------------------------------------------------------------------------------------------
 
@@ -162,6 +166,12 @@ class _Validator:
         if topology not in SANDBOX_TOPOLOGIES:
             raise self.fail(("topology",), f"unknown topology {topology!r}: one of {', '.join(SANDBOX_TOPOLOGIES)}")
         server_args = self.strings(data.get("server_args", []), ("server_args",))
+        replicas = self.typed(data.get("replicas", 0), "integer", ("replicas",))
+        if replicas and topology != "cluster":
+            raise self.fail(("replicas",), "replicas go with topology = \"cluster\" (each primary's replicas)")
+        if not 0 <= replicas <= MAX_REPLICAS:
+            raise self.fail(("replicas",), f"replicas {replicas} is out of range 0..{MAX_REPLICAS}")
+        self.replica_roles = CLUSTER_REPLICA_ROLES if replicas else ()
         observe = self.typed(data.get("observe", True), "boolean", ("observe",))
         allow_scripts = self.typed(data.get("allow_scripts", False), "boolean", ("allow_scripts",))
         max_seconds = float(self.typed(data.get("max_seconds", 20.0), "number", ("max_seconds",)))
@@ -195,7 +205,7 @@ class _Validator:
         return Scenario(name=name, path=self.path, actors=actors, expect=expect, description=description,
                         catalog_id=catalog_id, topology=topology, server_args=server_args, observe=observe,
                         max_seconds=max_seconds, ttl_pattern=ttl_pattern, vars=variables, pending=pending,
-                        allow_scripts=allow_scripts)
+                        allow_scripts=allow_scripts, replicas=replicas)
 
     def variables(self, raw: Any, at: tuple[str | int, ...]) -> dict[str, Any]:
         self.typed(raw, "table", at)
@@ -333,6 +343,8 @@ class _Validator:
         elif kind == "cache":
             self.fields(step, ("cache", "when"), at, "a cache step")
             self.typed(step["cache"], "boolean", (*at, "cache"))
+        elif kind in ("stall", "failover"):
+            self.replica_step(step, at, kind)
         elif kind == "fork":
             self.fields(step, ("fork", "steps", "when"), at, "a fork step")
             self.typed(step["fork"], "boolean", (*at, "fork"))
@@ -366,6 +378,32 @@ class _Validator:
                     self.namespaced(value, (*at, key), names, "it")
                 if isinstance(value, int | float) and value < 0:
                     raise self.fail((*at, key), f"{key} must not be negative")
+
+    def replica_step(self, step: dict[str, Any], at: tuple[str | int, ...], kind: str) -> None:
+        """`stall = "replica0", seconds = 1.5` and `failover = "replica0"` (`mode`, `timeout`): on the sandbox
+        cluster's replicas, so the scenario needs `replicas = 1`."""
+        if kind == "stall":
+            self.fields(step, ("stall", "seconds", "when"), at, "a stall step")
+        else:
+            self.fields(step, ("failover", "mode", "timeout", "when"), at, "a failover step")
+        name = self.typed(step[kind], "string", (*at, kind))
+        if not self.replica_roles:
+            raise self.fail((*at, kind), f"a {kind} step needs the sandbox cluster's replicas: set "
+                                         "topology = \"cluster\" and replicas = 1")
+        if name not in self.replica_roles:
+            raise self.fail((*at, kind), f"unknown replica {name!r}: one of {', '.join(self.replica_roles)}")
+        if kind == "stall":
+            if "seconds" not in step:
+                raise self.fail(at, "missing field 'seconds' (how long the replica applies no write)")
+            seconds = self.typed(step["seconds"], "number", (*at, "seconds"))
+            if not 0 < seconds <= MAX_STALL:
+                raise self.fail((*at, "seconds"), f"must be above 0 and at most {MAX_STALL:g}, got {seconds:g}")
+            return
+        mode = self.typed(step.get("mode", "coordinated"), "string", (*at, "mode"))
+        if mode not in FAILOVER_MODES:
+            raise self.fail((*at, "mode"), f"unknown mode {mode!r}: one of {', '.join(FAILOVER_MODES)}")
+        if "timeout" in step and not 0 < self.typed(step["timeout"], "number", (*at, "timeout")) <= 600:
+            raise self.fail((*at, "timeout"), "timeout must be above 0 and at most 600 seconds")
 
     def placeholders(self, text: str, at: tuple[str | int, ...], names: dict[str, Any], in_repeat: bool) -> None:
         try:

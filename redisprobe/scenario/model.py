@@ -75,6 +75,7 @@ class Scenario:
     vars: dict[str, Any] = field(default_factory=dict)
     pending: str | None = None
     allow_scripts: bool = False  # scripts may run on a user's server (with --allow-writes too)
+    replicas: int = 0  # a sandbox cluster's replicas per primary (roles replica0..), for stall and failover steps
 
     def sandbox_only(self, *, allow_writes: bool = False) -> str | None:
         """Why this scenario must not run on a user's server (`--url`), or None when it may."""

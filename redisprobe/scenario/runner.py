@@ -63,7 +63,7 @@ def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None
             own = {**shared, "role": decl.role, "prefix": decl.prefix, "instance": instance}
             for key, value in decl.vars.items():
                 own[key] = _fill(value, {**own, **decl.vars, key: ""})
-            steps = [_program_defaults(step) for step in decl.steps]
+            steps = [_program_defaults(_replica_urls(step, targets)) for step in decl.steps]
             actors.append(ActorSpec(role=decl.role, url=url, steps=steps, vars=own, prefix=decl.prefix,
                                     allow_scripts=scenario.allow_scripts and (targets.owned or allow_writes),
                                     cluster=targets.cluster and not decl.server.startswith("node")))
@@ -72,6 +72,16 @@ def compile_plan(scenario: Scenario, targets: Targets, run_id: str | None = None
                 ttl_pattern=ttl_pattern, cleanup_patterns=[f"{ns}*"],
                 options={"scenario": scenario.name, "file": str(scenario.path), "catalog_id": scenario.catalog_id,
                          "run_id": run_id, "ns": ns, "topology": scenario.topology})
+
+
+def _replica_urls(step: dict[str, Any], targets: Targets) -> dict[str, Any]:
+    """A stall or failover step with the URL of the replica it names (the actor knows its own server only)."""
+    for kind in ("stall", "failover"):
+        if kind in step:
+            return {**step, "url": targets.by_role[str(step[kind])].url}
+    if isinstance(step.get("steps"), list):
+        return {**step, "steps": [_replica_urls(inner, targets) for inner in step["steps"]]}
+    return step
 
 
 def _program_defaults(step: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +110,8 @@ def run_scenario(scenario: Scenario, *, url: str | None = None, out: Path | None
             return ScenarioResult(**common, passed=False, failures=[], findings=[], seconds=0.0,
                                   skipped=f"sandbox only ({reason}); not run on --url")
     try:
-        with open_targets(url, topology=scenario.topology, server_args=list(scenario.server_args)) as targets:
+        with open_targets(url, topology=scenario.topology, server_args=list(scenario.server_args),
+                          replicas=scenario.replicas) as targets:
             plan = compile_plan(scenario, targets, allow_writes=allow_writes)
             events = True if targets.owned else enable_events
             execution = execute(plan, targets, out, enable_events=events)

@@ -38,12 +38,15 @@ SCRIPT: Final = 18  # EVAL / EVALSHA / FCALL (+ _RO): the `lua` lines that follo
 MULTI: Final = 19
 EXEC: Final = 20
 DISCARD: Final = 21
+MIGRATE: Final = 22  # MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH..] [KEYS k..]: a key to another node
+MIGRATED_IN: Final = 23  # RESTORE-ASKING: a key arriving from the source of a migration
 
 KIND_NAMES = {
     OTHER: "other", READ: "read", WRITE: "write", WRITE_EXISTING: "write", SET: "set", OVERWRITE: "overwrite",
     REMOVE: "remove", POP: "pop", TRIM: "trim", MOVE_ELEMENT: "move-element", TTL: "ttl", RENAME: "rename",
     MOVE: "move", COPY: "copy", FLUSH: "flush", SWAPDB: "swapdb", SELECT: "select", SCAN: "scan",
-    SCRIPT: "script", MULTI: "multi", EXEC: "exec", DISCARD: "discard",
+    SCRIPT: "script", MULTI: "multi", EXEC: "exec", DISCARD: "discard", MIGRATE: "migrate",
+    MIGRATED_IN: "migrated-in",
 }
 
 KeysFn = Callable[[list[bytes]], list[bytes]]
@@ -161,6 +164,18 @@ def _xread_keys(args: list[bytes]) -> list[bytes]:
     return []
 
 
+def _migrate_keys(args: list[bytes]) -> list[bytes]:
+    """MIGRATE host port key db timeout, or MIGRATE host port "" db timeout ... KEYS k1 k2."""
+    if len(args) < 6:
+        return []
+    if args[3]:
+        return [args[3]]
+    for index in range(6, len(args)):
+        if args[index].upper() == b"KEYS":
+            return args[index + 1:]
+    return []
+
+
 def _sort_keys(args: list[bytes]) -> list[bytes]:
     """SORT key ... [STORE dest]: the source, then the destination if any."""
     keys = args[1:2]
@@ -275,6 +290,9 @@ _row(RENAME, "RENAME", (1, 2, 1), removes="rename")
 _row(RENAME, "RENAMENX", (1, 2, 1), removes="rename", cond="NX")
 _row(MOVE, "MOVE", removes="move")
 _row(COPY, "COPY", (1, 2, 1), options=frozenset({b"DB", b"REPLACE"}))
+_row(MIGRATE, "MIGRATE", _migrate_keys, options=frozenset({b"COPY", b"REPLACE", b"AUTH", b"AUTH2", b"KEYS"}))
+_row(MIGRATED_IN, "RESTORE-ASKING", ttl_form=TTL_RESTORE, options=frozenset({b"REPLACE", b"ABSTTL", b"IDLETIME",
+                                                                             b"FREQ"}))
 # the whole db or server, and the connection
 _row(FLUSH, "FLUSHDB", NONE, removes="flush", options=frozenset({b"ASYNC", b"SYNC"}))
 _row(FLUSH, "FLUSHALL", NONE, removes="flush", all_dbs=True, options=frozenset({b"ASYNC", b"SYNC"}))

@@ -36,8 +36,9 @@ class Targets:
 @contextlib.contextmanager
 def open_targets(url: str | None, api_url: str | None = None, processor_url: str | None = None,
                  topology: str = "single", roles: tuple[str, ...] = ROLES,
-                 server_args: list[str] | None = None) -> Iterator[Targets]:
-    """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after."""
+                 server_args: list[str] | None = None, replicas: int = 0) -> Iterator[Targets]:
+    """Resolve the targets, check each answers (one clear error if not), and clean up a sandbox after.
+    `replicas`: a sandbox cluster's replicas per primary (roles `replica0`..)."""
     url, api_url = given_url(url), given_url(api_url, "--api-url")
     processor_url = given_url(processor_url, "--processor-url")
     url = url or os.environ.get("REDIS_URL") or None
@@ -54,8 +55,8 @@ def open_targets(url: str | None, api_url: str | None = None, processor_url: str
             by_role.update(cluster_nodes(by_role))
         yield Targets(by_role=by_role, sandbox=None, cluster=topology == "cluster")
         return
-    with sandbox(topology, extra=server_args) as box:
-        nodes = tuple(role for role in box.role_urls if role.startswith("node") and role not in roles)
+    with sandbox(topology, extra=server_args, replicas=replicas) as box:
+        nodes = tuple(role for role in box.role_urls if role.startswith(("node", "replica")) and role not in roles)
         yield Targets(by_role={role: box.target(role) for role in (*roles, *nodes)}, sandbox=box,
                       cluster=topology == "cluster")
 

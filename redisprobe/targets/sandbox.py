@@ -2,8 +2,8 @@
 
 Topologies: `single`; `split`, two independent servers on the same port (127.0.0.1 and 127.0.0.2) that look
 identical to a config check; `replica`, a primary and a replica with the processor reading the replica;
-`cluster` (the `sandbox` command only, for now), a Redis Cluster of three primaries (and a replica each with
-`replicas=1`) put together with CLUSTER ADDSLOTSRANGE and MEET, so no cluster tooling is needed.
+`cluster`, a Redis Cluster of three primaries (and a replica each with `replicas=1`) put together with CLUSTER
+ADDSLOTSRANGE and MEET, so no cluster tooling is needed.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ TOPOLOGIES = ("single", "split", "replica")
 SANDBOX_TOPOLOGIES = (*TOPOLOGIES, "cluster")
 """What the `sandbox` command and scenario files start: the cluster too. Its roles `node0`..`node2` are the
 primaries, `api` and `processor` the first of them; a scenario's actors are plain clients, each on the node it
-names (`server = "node1"`), so a scenario says which node every key lives on (hash tags)."""
+names (`server = "node1"`), so a scenario says which node every key lives on (hash tags). With replicas,
+`replica0`..`replica2` are the first replica of each primary (what a scenario stalls and fails over to)."""
 
 CLUSTER_NODE_ROLES = ("node0", "node1", "node2")
+CLUSTER_REPLICA_ROLES = ("replica0", "replica1", "replica2")
 
 CLUSTER_PRIMARIES = 3
 CLUSTER_SLOTS = 16384
@@ -211,7 +213,9 @@ def sandbox(topology: str = "single", *, extra: list[str] | None = None, replica
         elif topology == "cluster":
             start_cluster(binary, workdir, servers, replicas=replicas, extra=extra, primaries=primaries)
             role_urls = {"api": servers[0].url, "processor": servers[0].url,
-                         **{f"node{index}": servers[index].url for index in range(primaries)}}
+                         **{f"node{index}": servers[index].url for index in range(primaries)},
+                         **{f"replica{index}": servers[primaries + index].url
+                            for index in range(primaries) if replicas}}
         else:
             primary_port = free_port()
             # No 5 s wait for more replicas before the first (diskless) sync: there is only one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redisprobe.analysis.lifecycle import connection, expiry, keys
+from redisprobe.analysis.lifecycle import connection, expiry, keys, migration
 from redisprobe.analysis.lifecycle.state import FoldState
 from redisprobe.semantics import command_table as C
 
@@ -17,5 +17,6 @@ HANDLERS: dict[int, Handler] = {
     C.MOVE_ELEMENT: keys.cmd_move_element, C.TTL: expiry.cmd_ttl, C.RENAME: keys.cmd_rename, C.MOVE: keys.cmd_move,
     C.COPY: keys.cmd_copy, C.FLUSH: keys.cmd_flush, C.SWAPDB: keys.cmd_swapdb, C.SELECT: connection.cmd_select,
     C.SCAN: connection.cmd_scan, C.SCRIPT: connection.cmd_script, C.MULTI: connection.cmd_multi,
-    C.EXEC: connection.cmd_exec, C.DISCARD: connection.cmd_exec,
+    C.EXEC: connection.cmd_exec, C.DISCARD: connection.cmd_exec, C.MIGRATE: migration.cmd_migrate,
+    C.MIGRATED_IN: migration.cmd_restore_asking,
 }

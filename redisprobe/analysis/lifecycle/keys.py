@@ -184,7 +184,9 @@ def cmd_overwrite(st: FoldState, server: str, db: int, peer: str, hint: int, t: 
         if spec.ttl_form == C.TTL_RESTORE:  # its TTL argument
             change = C.ttl_change(args, t)
             if change is not None and change.action == "set":
-                expiry.apply_ttl(st, slot, life, TtlSet(t, who, args, change), server, peer, quiet=True)
+                restored = TtlSet(t, who, args, change)
+                expiry.apply_ttl(st, slot, life, restored, server, peer, quiet=True)
+                restored.confirmed = True  # RESTORE sends no `expire` event: the key comes with its TTL or not at all
             elif change is not None and change.action == "past":
                 lives.close_past_ttl(st, slot, life, t, who, args)
                 continue

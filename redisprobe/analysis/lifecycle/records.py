@@ -113,6 +113,7 @@ class KeyLife:
     tail_at = 0  # where the oldest tail entry is, once the tail is full
     n_events = 0
     resolver: Attributor | None = None
+    moved_from = ""  # the node a migration (MIGRATE) or a failover moved this life from
 
     def __init__(self, server: str, db: int, key: bytes) -> None:
         self.server = server

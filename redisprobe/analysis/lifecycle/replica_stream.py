@@ -70,11 +70,14 @@ def promote(st: FoldState, state: ServerState, t: float, since: float | None = N
             slot.count -= 1
             moved.live = life
             moved.count += 1
+            life.server = state.server  # listed under the node that owns the key now
+            life.moved_from = former
             st.server_state(state.server).live.setdefault(db, {})[key] = moved
             made = life.created_at
             if made is not None:  # the write's time is the former primary's clock, the arrival this node's
                 made -= st.server_state(former).clock_uncertainty + state.clock_uncertainty
             if made is None or any(a >= made for a in st.arrivals.get((state.server, db, key), ())):
+                life.note(t, None, None, f"followed on {state.server}: it took over from {former} (failover)")
                 continue  # it had reached the new primary: the same life goes on there
             window = f"between {clock(since)} and {clock(t)}" if since is not None and since < t else f"at {clock(t)}"
             lives.close(st, moved, life, t, "failover", None, None,

@@ -85,6 +85,7 @@ class FoldState:
         self.replica_reads: list[tuple[float, Any, int, bytes, str, list[bytes]]] = []  # (t, who, db, key, primary,
         # args): clients' reads on a cluster replica
         self.replication: dict[str, list[trace.Replication]] = {}  # primary -> its offsets sampled
+        self.migrated_out: dict[tuple[str, int, bytes], float] = {}  # (source, db, key) -> when MIGRATE moved it
         self.wire_servers: set[str] = set()  # servers whose replies the wire captured
         self.unserved: dict[tuple[str, str], list[float]] = {}  # (server, peer) -> when it sent a blocking pop the
         # wire saw never served

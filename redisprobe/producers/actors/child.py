@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from redisprobe import trace
 from redisprobe.producers.actors.cluster_client import ClusterRouter, NodeConnection
+from redisprobe.producers.actors.replica_steps import ReplicaStepError
 from redisprobe.producers.actors.steps import GateRefusal, StepRunner
 from redisprobe.targets.gate import Gate
 from redisprobe.targets.url import Target, describe_redis_error, parse_target
@@ -115,6 +116,9 @@ def run(spec: ActorSpec, emit: _Emitter, wait_for_go: Callable[[], object] | Non
         emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=4, crashed=True,
                                detail=f"refused to send to your server: {exc}"))
         return 4
+    except ReplicaStepError as exc:
+        emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=1, crashed=True, detail=str(exc)))
+        return 1
     emit(trace.ActorExited(t=time.time(), pid=pid, role=spec.role, returncode=0))
     return 0
 

@@ -6,7 +6,8 @@ Steps are plain dicts (they come from JSON or a TOML scenario), e.g.
 `{"repeat": 3, "steps": [...]}` (with `{i}` counting from 0), `{"inspect": true}`,
 `{"fork": true, "steps": [...]}` (a forked child runs the steps on this very connection: shared-connection),
 `{"cache": true}` (CLIENT TRACKING on, and later GETs answered from a local cache that misses invalidations:
-stale-client-cache).
+stale-client-cache), `{"stall": "replica0", "seconds": 1.5}` and `{"failover": "replica0", "mode": "force"}` (a
+sandbox cluster's replica: see replica_steps).
 A step with `"when": "checks-ok"` runs only if every wait so far succeeded.
 """
 
@@ -111,6 +112,10 @@ class StepRunner:
         elif "cache" in step:
             self.command([b"CLIENT", b"TRACKING", b"ON"])
             self.cache = {}
+        elif "stall" in step or "failover" in step:
+            from redisprobe.producers.actors import replica_steps
+
+            (replica_steps.stall if "stall" in step else replica_steps.failover)(self, step)
         elif "program" in step:
             from redisprobe.producers.actors.programs import PROGRAMS
 

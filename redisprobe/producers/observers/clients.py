@@ -28,6 +28,7 @@ from redisprobe.targets.url import Target, connect_timeout, describe_redis_error
 CONNECTION_NAME = "redisprobe:observer:clients"
 STAT_KEYS = ("evicted_keys", "expired_keys", "used_memory", "maxmemory", "connected_clients", "master_repl_offset")
 MAX_RECORDS = 100_000  # gone connections kept for lookups; the oldest are dropped past this
+_REPLICATION_LINK = frozenset("MS")  # CLIENT LIST flags of a replication link: M on the replica, S on its primary
 
 
 def connect_observer(target: Target, name: str, *, timeout: float, **kwargs: Any) -> tuple[redis.Redis, bool]:
@@ -331,19 +332,22 @@ class ClientPoller(Sampler):
             process = self.pid_mapper.lookup(addr, fields.get("laddr") or None, not_before=mono,
                                              fd=fields.get("fd"))
         age = _int(fields.get("age"))
+        shared = process.shared_with if process else ()
+        if shared and _REPLICATION_LINK & set(fields.get("flags", "")):
+            shared = ()  # a replica's link: a server's fork (an RDB for a replica) holds its sockets, nobody writes
         seen = trace.ClientSeen(
             t=now, client_id=client_id, addr=addr, db=_int(fields.get("db")), name=fields.get("name", ""),
             lib=lib_of(fields), age=age, flags=fields.get("flags", ""), cmd=fields.get("cmd", ""),
             pid=process.pid if process else None, process=process.process if process else "",
             cmdline=process.cmdline if process else "", label=process.label if process else "",
-            target=self.target.label, shared_with=process.shared_with if process else ())
+            target=self.target.label, shared_with=shared)
         record = _Record(seen=seen, run_id=run_id, created=now - age - 1.0, last_seen=now)
         with self._lock:
             self._records[(run_id, client_id)] = record
             self._by_addr.setdefault(addr, []).append(record)
         self.emit(seen)
-        if process is not None and process.shared_with:
-            pids = ", ".join(str(pid) for pid in (process.pid, *process.shared_with))
+        if process is not None and shared:
+            pids = ", ".join(str(pid) for pid in (process.pid, *shared))
             self.emit(trace.Note(t=now, level="warning", text=(
                 f"client {client_id} ({addr}) on {self.where} is one socket held by pids {pids}: a forked process "
                 "shares its parent's connection, so replies can cross")))
