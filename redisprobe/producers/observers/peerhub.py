@@ -74,7 +74,7 @@ class PeerHub:
 
     def _run(self) -> None:
         due = 0.0
-        while not self._stopping.wait(self._pause()):
+        while not self._stopping.wait(self._pause(due)):
             with self._round:
                 watchers = self.watchers
                 if not watchers:
@@ -95,13 +95,18 @@ class PeerHub:
                 for watcher in watchers:
                     watcher.seen(table.get(watcher.port, []))
 
-    def _pause(self) -> float:
+    def _pause(self, due: float) -> float:
+        """Until the next look: a young child's tick, a listed process's tick, else until the table is due (with no
+        process listed there are no children to catch being born)."""
         watchers = self.watchers
         if not watchers:
             return 0.005
         if any(watcher.busy for watcher in watchers):
             return min(watcher.young_tick for watcher in watchers)
-        return min(watcher.tick for watcher in watchers)
+        tick = min(watcher.tick for watcher in watchers)
+        if any(watcher.mapper.watched for watcher in watchers):
+            return tick
+        return max(tick, due - time.monotonic())
 
     def _table(self, ports: set[int]) -> dict[int, list[Connection]]:
         """The open connections to each of `ports`, from one read of the kernel's table."""

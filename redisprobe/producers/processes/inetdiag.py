@@ -25,7 +25,7 @@ _REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext
 _ATTR = struct.Struct("=HH")  # nlattr: len, type
 _OP = struct.Struct("=BBH")  # inet_diag_bc_op: code, yes, no
 _ID = struct.Struct("!HH16s16s")  # inet_diag_msg.id (after family, state, timer, retrans): ports in network order
-_ID_AT, _INODE_AT = 4, 68  # offsets in inet_diag_msg
+_ID_AT, _ID_END, _INODE_AT = 4, 52, 68  # offsets in inet_diag_msg (the queue sizes between change)
 
 Connection = tuple[int, tuple[str, int], tuple[str, int]]  # inode, local (ip, port), remote (ip, port)
 
@@ -81,11 +81,25 @@ def _filter(ports: list[int]) -> bytes:
 def _parse(data: bytes, at: int, family: int, ports: set[int]) -> Connection | None:
     if len(data) < at + _INODE_AT + 4:
         return None
+    key = data[at + _ID_AT:at + _ID_END] + data[at + _INODE_AT:at + _INODE_AT + 4]  # the socket's id and inode
+    known = _parsed.get(key)
+    if known is not None:
+        return known if known[2][1] in ports else None
     sport, dport, src, dst = _ID.unpack_from(data, at + _ID_AT)
     inode = struct.unpack_from("=I", data, at + _INODE_AT)[0]
     if dport not in ports or not inode:
         return None
-    return inode, (_ip(src, family), sport), (_ip(dst, family), dport)
+    if len(_parsed) >= _PARSED_KEPT:
+        _parsed.clear()
+    connection = _parsed[key] = inode, (_ip(src, family), sport), (_ip(dst, family), dport)
+    return connection
+
+
+_parsed: dict[bytes, Connection] = {}
+"""Each connection's entry as parsed before: the table is read every few milliseconds and holds mostly the same
+connections again (turning addresses into text was most of a read's CPU)."""
+
+_PARSED_KEPT = 8192
 
 
 def _ip(raw: bytes, family: int) -> str:
