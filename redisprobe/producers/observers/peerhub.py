@@ -44,7 +44,7 @@ class PeerHub:
     def join(cls, watcher: PeerWatcher) -> None:
         with cls._lock:
             hub = cls._current
-            if hub is None:
+            if hub is None or not hub._thread.is_alive():  # (a forked child inherits no thread)
                 hub = cls._current = PeerHub()
                 hub.watchers = (watcher,)
                 hub._thread.start()
@@ -142,3 +142,12 @@ class _LastPid:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: its first watcher starts a hub of its own."""
+    PeerHub._lock = threading.Lock()
+    PeerHub._current = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
