@@ -90,10 +90,11 @@ class PeerHub:
                     continue
                 spent = time.thread_time()
                 table = self._table({watcher.port for watcher in watchers})
+                read_at = time.monotonic()
                 # CPU time, not a busy host's waits for a core
                 due = now + max(min(w.interval for w in watchers), COST_FACTOR * (time.thread_time() - spent))
                 for watcher in watchers:
-                    watcher.seen(table.get(watcher.port, []))
+                    watcher.seen(table.get(watcher.port, []), read_at)
 
     def _pause(self, due: float) -> float:
         """Until the next look: a young child's tick, a listed process's tick, else until the table is due (with no

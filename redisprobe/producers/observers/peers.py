@@ -129,8 +129,9 @@ class PeerWatcher(Sampler):
         """A socket a young child opened is waiting to be found in the table: read it now."""
         return bool(self._pending)
 
-    def seen(self, connections: list[Connection]) -> None:
-        """One read of the table, its connections to this watcher's port: name those new since the last read."""
+    def seen(self, connections: list[Connection], read_at: float) -> None:
+        """One read of the table, its connections to this watcher's port, ended at `read_at` (monotonic): name
+        those new since the last read."""
         current = {local: inode for inode, local, remote in connections if remote[0] in self._ips}
         inodes = set(current.values())
         for inode in list(self._pending):
@@ -138,7 +139,7 @@ class PeerWatcher(Sampler):
             if inode in inodes or self._pending[inode] <= 0:
                 del self._pending[inode]
         for local in current.keys() - self._known.keys():
-            self._name(local, current[local])
+            self._name(local, current[local], read_at)
         self._known = current
 
     # -- the listed processes' young children ----------------------------------------------------------------
@@ -226,7 +227,7 @@ class PeerWatcher(Sampler):
 
     # -- the table of connections ----------------------------------------------------------------------------
 
-    def _name(self, local: tuple[str, int], inode: int) -> None:
+    def _name(self, local: tuple[str, int], inode: int, read_at: float) -> None:
         info = self._held_by_young(inode)
         if info is None:
             # A child of a listed process not caught young is still looked at first (a few file descriptor
@@ -236,7 +237,7 @@ class PeerWatcher(Sampler):
                 info = describe_process(pid, self.mapper.watched)
             else:
                 info = self.mapper.lookup(format_addr(*local), format_addr(self._ip_for(local), self.port),
-                                          not_before=time.monotonic())
+                                          not_before=read_at)  # a scan since includes it
         if info is None or info.pid is None or info.pid == self._own or _is_ours(info.pid, self._own):
             return
         self.emit(trace.PeerSeen(t=time.time(), addr=format_addr(*local), pid=info.pid, process=info.process,
