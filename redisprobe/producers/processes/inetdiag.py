@@ -20,6 +20,8 @@ INET_DIAG_BC_JMP, INET_DIAG_BC_D_GE, INET_DIAG_BC_D_LE = 1, 4, 5
 TCP_ESTABLISHED, TCP_SYN_SENT, TCP_CLOSE_WAIT = 1, 2, 8
 OPEN_STATES = (1 << TCP_ESTABLISHED) | (1 << TCP_SYN_SENT) | (1 << TCP_CLOSE_WAIT)
 """A connection some process still holds (after close() the kernel keeps the socket, but without an inode)."""
+NOT_LISTENING = ((1 << 12) - 1) & ~(1 << 10) & ~1
+"""Every state but LISTEN: what /proc/net/tcp lists (the sockets without an inode are left out all the same)."""
 
 _REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, id (unused in a dump)
 _ATTR = struct.Struct("=HH")  # nlattr: len, type
@@ -31,10 +33,11 @@ Connection = tuple[int, tuple[str, int], tuple[str, int]]  # inode, local (ip, p
 
 
 def open_connections(*remote_ports: int) -> list[Connection] | None:
-    """(inode, local, remote) of every open TCP connection to any of `remote_ports`, IPv4 and IPv6; None when the
-    kernel's sock_diag cannot be asked (not Linux, no netlink in this sandbox): the caller reads /proc instead."""
+    """(inode, local, remote) of every open TCP connection to any of `remote_ports` (no port: every connected TCP
+    socket held by a process, what /proc/net/tcp lists), IPv4 and IPv6; None when the kernel's sock_diag cannot be
+    asked (not Linux, no netlink in this sandbox): the caller reads /proc instead."""
     ports = sorted(set(remote_ports))
-    sock = sock_diag_socket(2.0) if ports else None
+    sock = sock_diag_socket(2.0)
     if sock is None:
         return None
     found: list[Connection] = []
@@ -52,6 +55,8 @@ def open_connections(*remote_ports: int) -> list[Connection] | None:
 
 
 def _request(family: int, ports: list[int]) -> bytes:
+    if not ports:
+        return _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, NOT_LISTENING)
     code = _filter(ports)
     attr = _ATTR.pack(_ATTR.size + len(code), INET_DIAG_REQ_BYTECODE) + code
     return _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, OPEN_STATES) + attr
@@ -84,10 +89,10 @@ def _parse(data: bytes, at: int, family: int, ports: set[int]) -> Connection | N
     key = data[at + _ID_AT:at + _ID_END] + data[at + _INODE_AT:at + _INODE_AT + 4]  # the socket's id and inode
     known = _parsed.get(key)
     if known is not None:
-        return known if known[2][1] in ports else None
+        return known if not ports or known[2][1] in ports else None
     sport, dport, src, dst = _ID.unpack_from(data, at + _ID_AT)
     inode = struct.unpack_from("=I", data, at + _INODE_AT)[0]
-    if dport not in ports or not inode:
+    if not inode or not dport or (ports and dport not in ports):
         return None
     if len(_parsed) >= _PARSED_KEPT:
         _parsed.clear()
