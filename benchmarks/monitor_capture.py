@@ -2,7 +2,7 @@
 
 Run by hand (not part of pytest), from the repository root:
 
-    .venv/bin/python benchmarks/monitor_capture.py [--requests 300000] [--rounds 10] [--library]
+    .venv/bin/python benchmarks/monitor_capture.py [--requests 300000] [--rounds 10] [--library] [--before REV]
 
 One sandbox server; `redis-benchmark -P 16 -t set -n N -q` against it with
 (a) `redis-cli monitor > /dev/null` attached, and (b) the whole `redisprobe monitor --json --out FILE` command
@@ -12,6 +12,9 @@ Meanwhile CLIENT LIST is polled every 50 ms for the monitor client's `omem` (wha
 and psutil samples RSS and CPU of the monitor processes. With `--library`, each round also runs (b-lib), the
 capture library alone (`MonitorCapture`, polled every 50 ms, lines counted and dropped).
 With `--live`, each round also runs (b-live): the command without `--json`, its live timeline printing.
+With `--before REV`, each round also runs (c): the command as it was at git revision REV (extracted and run from a
+folder of its own), next to (b) in the round's order (a b c, c b a, ...), so a change is measured against what it
+replaces in the same run.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from redisprobe.targets.url import parse_target
 
 _RPS = re.compile(r"SET: ([\d.]+) requests per second")
 COMMAND = "(b) redisprobe monitor"
+BEFORE = "(c) monitor, --before rev"
 CLI = "(a) redis-cli monitor"
 
 
@@ -168,15 +172,17 @@ def count_sets(path: Path) -> int:
 
 
 def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *,
-                live: bool = False) -> Run:
+                live: bool = False, code: Path | None = None) -> Run:
     """(b) the whole `redisprobe monitor` command, Ctrl-C'd once the load ends; `drain s` is from the end of the
     load until the trace on disk holds every SET; `end s` from Ctrl-C until the command has printed its summary.
-    `live`: without --json, so the live timeline prints (to /dev/null)."""
-    run = Run("(b-live) monitor, timeline" if live else COMMAND)
+    `live`: without --json, so the live timeline prints (to /dev/null). `code`: (c), the package extracted there
+    (an older revision) instead of this checkout's."""
+    run = Run("(b-live) monitor, timeline" if live else BEFORE if code is not None else COMMAND)
     out = spool_dir / "command-trace.jsonl"
+    env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
     command = procs.spawn([sys.executable, "-m", "redisprobe", "monitor", "--url", f"redis://{host}:{port}/0",
                            *([] if live else ["--json"]), "--out", str(out), "--no-enable-events"],
-                          stdin=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL, cwd=None if code is None else str(code), env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_monitor_attached(client)
@@ -270,13 +276,22 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="(a)/(b) pairs, in ABBA order")
     parser.add_argument("--library", action="store_true", help="also the capture library alone, each round")
     parser.add_argument("--live", action="store_true", help="also the command with its live timeline, each round")
+    parser.add_argument("--before", metavar="REVISION",
+                        help="also run (c), the monitor command of this git revision, in the same rounds")
     parser.add_argument("--flat-check", type=int, default=1_000_000, metavar="N",
                         help="one more (b) run with N requests, to see that memory does not grow with N (0: skip)")
     args = parser.parse_args()
     runs: list[Run] = []
     pairs: list[tuple[Run, Run]] = []
+    befores: list[Run] = []
     spool_dir = Path(tempfile.mkdtemp(prefix="redisprobe-bench-"))
     try:
+        code = None
+        if args.before:
+            from benchmarks.cluster_capture import extract
+
+            (spool_dir / "code").mkdir()
+            code = extract(args.before, spool_dir / "code")
         with sandbox("single") as box:
             server = box.servers[0]
             global SERVER_PID
@@ -290,7 +305,10 @@ def main() -> int:
                     cli = run_redis_cli(host, port, client, args.requests)
                     ours = run_command(host, port, client, args.requests, spool_dir)
                     runs += [cli, ours]
-                else:
+                if code is not None:
+                    befores.append(run_command(host, port, client, args.requests, spool_dir, code=code))
+                    runs.append(befores[-1])
+                if index % 2 == 1:
                     ours = run_command(host, port, client, args.requests, spool_dir)
                     cli = run_redis_cli(host, port, client, args.requests)
                     runs += [ours, cli]
@@ -333,6 +351,11 @@ def main() -> int:
         cpu_ours = statistics.median(ours.cpu["monitor"] for _, ours in pairs)
         print(f"CPU s of the monitor side per run, medians: redis-cli {cpu_cli:.2f}, redisprobe monitor "
               f"(command + reader child) {cpu_ours:.2f}")
+    if befores:
+        before_ratios = sorted(before.rps / cli.rps for (cli, _), before in zip(pairs, befores, strict=True))
+        print(f"ratio (c)/(a), the --before revision: median {statistics.median(before_ratios):.3f} (range "
+              f"{before_ratios[0]:.3f}-{before_ratios[-1]:.3f}); CPU s of the monitor side per run, median "
+              f"{statistics.median(before.cpu['monitor'] for before in befores):.2f}")
     lost = [r for r in runs if r.captured is not None and r.captured != r.sent]
     print("nothing lost" if not lost else f"LOST COMMANDS in {[r.mode for r in lost]}")
     return 0 if not lost else 1

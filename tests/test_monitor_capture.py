@@ -531,3 +531,16 @@ def test_a_fence_token_at_the_start_of_a_block_and_a_lookalike_near_it():
     lookalike = b'+1.0 [0 127.0.0.1:2] "SET" "fence" "a-fence-and-' + FENCE_PREFIX[:-1] + b'"\r\n'
     assert _token_lines(lookalike) == []
     assert _token_lines(b'"fence"\r\n' + first) == [(9, 9 + len(first))]
+
+
+def test_a_status_line_after_a_users_exclamation_mark_is_still_found(tmp_path: Path):
+    """The spool's status lines are found from the first "!" of a block: a user's "!" before one must not hide it."""
+    capture = MonitorCapture(parse_target("redis://127.0.0.1:1/0"), tmp_path)
+    block = (b'+1.0 [0 127.0.0.1:2] "SET" "k" "hi!"\r\n'
+             b'!{"ev": "monitoring", "t": 2.0}\r\n'
+             b'+3.0 [0 127.0.0.1:2] "SET" "k" "!"\r\n')
+    capture._process(block)
+    assert capture.connected
+    out: list = []
+    capture._take(out, None)
+    assert [e.args for e in flat(out)] == [[b"SET", b"k", b"hi!"], [b"SET", b"k", b"!"]]

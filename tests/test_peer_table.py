@@ -1,5 +1,5 @@
-"""Two watched servers (a cluster's nodes): each server's peer watcher names the connections to its own server
-only, and every watcher's thread is gone once stopped."""
+"""Two watched servers (a cluster's nodes): one thread reads the kernel's tables for both watchers, each watcher
+names the connections to its own server only, and the thread is gone once the last watcher stopped."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _peer_threads() -> int:
     return sum(thread.name == "redisprobe-peers" and thread.is_alive() for thread in threading.enumerate())
 
 
-def test_two_servers_each_watcher_names_its_own_clients(shared_sandbox):
+def test_two_servers_one_table_reader_each_watcher_names_its_own_clients(shared_sandbox):
     with sandbox("single") as other:
         urls = [shared_sandbox.urls[0], other.urls[0]]
         seen: list[list[trace.PeerSeen]] = [[], []]
@@ -44,7 +44,7 @@ def test_two_servers_each_watcher_names_its_own_clients(shared_sandbox):
         for watcher in watchers:
             watcher.start()
         try:
-            assert _peer_threads() == 2
+            assert _peer_threads() == 1
             clients = [_not_our_child(url) for url in urls]  # a watcher leaves our own children out
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not all(
@@ -58,3 +58,24 @@ def test_two_servers_each_watcher_names_its_own_clients(shared_sandbox):
         for index, client in enumerate(clients):
             assert any(e.pid == client.pid for e in seen[index]), seen[index]
             assert not any(e.pid == clients[1 - index].pid for e in seen[index])  # the other server's client
+
+
+def test_a_watcher_that_stops_leaves_the_others_watching(shared_sandbox):
+    with sandbox("single") as other:
+        seen: list[trace.PeerSeen] = []
+        first = PeerWatcher(parse_target(other.urls[0]), lambda e: None, PidMapper())
+        second = PeerWatcher(parse_target(shared_sandbox.urls[0]), seen.append, PidMapper())
+        first.start()
+        second.start()
+        try:
+            first.stop()
+            assert _peer_threads() == 1
+            client = _not_our_child(shared_sandbox.urls[0])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(e.pid == client.pid for e in seen):
+                time.sleep(0.05)
+            psutil.wait_procs([client], timeout=30)
+        finally:
+            second.stop()
+        assert _peer_threads() == 0
+        assert any(e.pid == client.pid for e in seen), seen

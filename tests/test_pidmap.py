@@ -237,3 +237,31 @@ def test_only_a_process_its_descendants_and_their_siblings_can_share_a_socket():
             child.kill()
             child.wait()
         os.kill(other, 9)
+
+
+def test_a_mapper_takes_another_mappers_recent_scan(redis_url: str, r: redis.Redis) -> None:
+    """The nodes of a cluster have a mapper each and see a burst of new connections at once: the second mapper
+    answers from the first one's scan instead of scanning every process again; a connection that scan cannot hold
+    (made after it) is still found by a scan of its own."""
+    children = []
+    try:
+        children.append(spawn_python(redis_url, "pidmap-shared-1"))
+        assert children[0].stdout is not None
+        first_id = int(children[0].stdout.readline())
+        first_client = wait_client(r, lambda c: int(c["id"]) == first_id)
+        first, second = PidMapper(), PidMapper()
+        info = first.lookup(first_client["addr"], first_client["laddr"], not_before=time.monotonic())
+        assert info is not None and info.pid == children[0].pid
+        info = second.lookup(first_client["addr"], first_client["laddr"])
+        assert info is not None and info.pid == children[0].pid
+        assert second._taken == first._taken  # the first mapper's scan, not one of its own
+        children.append(spawn_python(redis_url, "pidmap-shared-2"))
+        assert children[1].stdout is not None
+        later_id = int(children[1].stdout.readline())
+        later_client = wait_client(r, lambda c: int(c["id"]) == later_id)
+        info = second.lookup(later_client["addr"], later_client["laddr"], not_before=time.monotonic())
+        assert info is not None and info.pid == children[1].pid
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()

@@ -108,3 +108,17 @@ def _encode_shown(record: Header | Recorded) -> bytes:
     from redisprobe.targets.url import redact
 
     return redact(line.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+def _encode_shown_many(records: Sequence[Header | Recorded]) -> bytearray:
+    """`_encode_shown` of each record, one line each, into one buffer: MONITOR blocks are encoded in place (a
+    megabyte each, copied neither to add the newline nor to join the lines)."""
+    out = bytearray()
+    for record in records:
+        kind = type(record)
+        if kind is MonitorLines or kind is Monitor or kind is Op:
+            _encoder.encode_into(record, out, -1)
+            out += b"\n"
+        else:
+            out += _encode_shown(record)
+    return out

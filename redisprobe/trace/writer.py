@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from redisprobe.errors import TraceFormatError
-from redisprobe.trace.codec import _encode_shown, _expanded
+from redisprobe.trace.codec import _encode_shown, _encode_shown_many, _expanded
 from redisprobe.trace.schema import Event, Header, MonitorLines, Note, Recorded
 
 
@@ -69,7 +69,7 @@ class TraceWriter:
             if self._keep:
                 self.events.extend(events)
             if self._file is not None:
-                self._write(b"".join(map(_encode_shown, stored)))
+                self._write(_encode_shown_many(stored))
             for listener in self._listeners:
                 for event in events:
                     listener(event)
@@ -77,7 +77,7 @@ class TraceWriter:
                 for record in stored:
                     listener(record)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         """Write and flush; a failure (disk full, file too large) stops the writing and is kept for `check()`:
         observers write from their own threads, where raising would only end the thread."""
         assert self._file is not None

@@ -361,7 +361,10 @@ class MonitorCapture:
                 self._status(data[start:end])
                 start = end
                 continue
-            mark = data.find(b"\r\n!", start)
+            # A status line is rare and "!" rarer still in MONITOR's output: memchr finds the first "!" (or none)
+            # far faster than a search for the three bytes that begin a status line, which starts from there
+            bang = data.find(b"!", start)
+            mark = -1 if bang < 0 else data.find(b"\r\n!", max(start, bang - 2))
             if mark < 0:
                 self._lines(data[start:] if start else data)
                 return

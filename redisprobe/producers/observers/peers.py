@@ -11,8 +11,9 @@ connection inside it 3 ms and up), so its MONITOR lines would name no process. T
 - every `INTERVAL` (less often where reading the table costs more), the table of open connections to the watched
   server (sock_diag, else /proc/net/tcp) for new connections of anyone, each mapped at once to its process.
 
-What it finds is a `trace.PeerSeen`; when nothing could be learnt (the process had already gone, or is not ours
-to see) the connection stays marked short-lived.
+The watchers of one process (a cluster's nodes) share one thread (`peerhub.PeerHub`) that makes each look once for
+all of them. What it finds is a `trace.PeerSeen`; when nothing could be learnt (the process had already gone, or is
+not ours to see) the connection stays marked short-lived.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from collections.abc import Callable
 import psutil
 
 from redisprobe import trace
+from redisprobe.producers.observers.peerhub import PeerHub
 from redisprobe.producers.observers.protocol import Sampler
-from redisprobe.producers.processes.inetdiag import Connection, open_connections
+from redisprobe.producers.processes.inetdiag import Connection
 from redisprobe.producers.processes.pidmap import (
     PidMapper,
     ProcessInfo,
-    _proc_net_inet,
     describe_process,
     format_addr,
     normalize_ip,
@@ -53,8 +54,6 @@ INTERVAL = 0.005
 whose table is big enough that a read costs more than a twentieth of that (in CPU time: waiting for a core on a
 busy host costs nothing), proportionally more, so the reads never take more than about 2.5% of a core (a forked
 job is caught by the young children's watch, not by these reads)."""
-
-COST_FACTOR = 40
 
 YOUNG = 1.0
 """Seconds a new child's file descriptors are read every tick (rq's horse lives tens of milliseconds; a
@@ -85,11 +84,10 @@ class PeerWatcher(Sampler):
         self.tick = tick
         self.young_tick = young_tick
         self._ips: set[str] = set()
-        self._port = target.port or 0
-        self._netlink = True  # sock_diag answers (else /proc/net/tcp)
+        self.port = target.port or 0
         self._own = os.getpid()
-        self._pid_counter = _LastPid()
-        self._last_pid = 0
+        self._joined = False
+        self._known: dict[tuple[str, int], int] = {}  # local address -> inode, from the last table read
         self._young: dict[int, tuple[float, str]] = {}  # child pid -> (first seen, its listed ancestor's label)
         self._gone: set[int] = set()  # listed pids that exited
         self._sockets: dict[int, tuple[int, str]] = {}  # socket inode -> (young child holding it, label)
@@ -99,55 +97,64 @@ class PeerWatcher(Sampler):
 
     def start(self) -> None:
         """Start watching (nothing to do for a unix socket, or without the kernel's table)."""
-        if self.target.unix_path is not None or not os.path.exists(_TABLES[0]) or not self._port:
+        if self.target.unix_path is not None or not os.path.exists(_TABLES[0]) or not self.port:
             return
         with contextlib.suppress(OSError):
             self._ips = {normalize_ip(str(info[4][0])) for info in
-                         socket.getaddrinfo(self.target.host or "localhost", self._port, proto=socket.IPPROTO_TCP)}
+                         socket.getaddrinfo(self.target.host or "localhost", self.port, proto=socket.IPPROTO_TCP)}
         if not self._ips:
             return
-        self._last_pid = self._pid_counter()
-        self._spawn(self._run, "redisprobe-peers")
+        PeerHub.join(self)
+        self._joined = True
+
+    def stop(self) -> None:
+        """Leave the shared thread (once this returns, nothing more is emitted). Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._joined:
+            PeerHub.leave(self, self._join_timeout)
 
     def abort(self) -> None:
-        self.stop()  # no connection to cut: the wait for the thread is short
+        self.stop()  # no connection to cut: the wait for the round under way is short
 
-    def _close(self) -> None:
-        if self._thread is None or not self._thread.is_alive():  # else the thread still reads the last pid
-            self._pid_counter.close()
+    @property
+    def busy(self) -> bool:
+        """Young children to follow, or their sockets to find in the table: look every `young_tick`."""
+        return bool(self._young or self._pending)
 
-    def _run(self) -> None:
-        known: dict[tuple[str, int], int] = {}  # local address -> inode, from the last table read
-        due = 0.0
-        pause = self.interval
-        while not self._stopping.wait(self.young_tick if self._young or self._pending else self.tick):
-            now = time.monotonic()
-            self._watch_children(now, set(known.values()))
-            if not self._pending and now < due:
-                continue
-            spent = time.thread_time()
-            current = dict((local, inode) for inode, local, _remote in self._connections())
-            pause = max(self.interval, COST_FACTOR * (time.thread_time() - spent))  # CPU, not a busy host's waits
-            due = now + pause
-            inodes = set(current.values())
-            for inode in list(self._pending):
-                self._pending[inode] -= 1
-                if inode in inodes or self._pending[inode] <= 0:
-                    del self._pending[inode]
-            for local in current.keys() - known.keys():
-                self._name(local, current[local])
-            known = current
+    @property
+    def waiting(self) -> bool:
+        """A socket a young child opened is waiting to be found in the table: read it now."""
+        return bool(self._pending)
+
+    def seen(self, connections: list[Connection], read_at: float) -> None:
+        """One read of the table, its connections to this watcher's port, ended at `read_at` (monotonic): name
+        those new since the last read."""
+        current = {local: inode for inode, local, remote in connections if remote[0] in self._ips}
+        inodes = set(current.values())
+        for inode in list(self._pending):
+            self._pending[inode] -= 1
+            if inode in inodes or self._pending[inode] <= 0:
+                del self._pending[inode]
+        for local in current.keys() - self._known.keys():
+            self._name(local, current[local], read_at)
+        self._known = current
 
     # -- the listed processes' young children ----------------------------------------------------------------
 
-    def _watch_children(self, now: float, known: set[int]) -> None:
-        last = self._pid_counter()
-        if last != self._last_pid:
-            self._adopt(self._new_children(self._last_pid, last), now)
-            self._last_pid = last
-        for pid, (born, label) in list(self._young.items()):
+    def watch_children(self, now: float, born: tuple[int, int] | None, parents: dict[int, int | None]) -> None:
+        """A tick: adopt the listed processes' children born since the last (`born`: the last pid before and now;
+        `parents`: the new pids' parents, shared with the other watchers), read the young ones' sockets."""
+        if born is not None and (self.mapper.watched or self._young):  # else no new pid can be one of ours
+            self._adopt(self._new_children(*born, parents), now)
+        if not self._young:
+            return
+        known = set(self._known.values())
+        for pid, (born_at, label) in list(self._young.items()):
             alive = self._read_sockets(pid, label, known)
-            if not alive or now - born > YOUNG:
+            if not alive or now - born_at > YOUNG:
                 del self._young[pid]
             if not alive:
                 self._forget(pid)
@@ -161,11 +168,14 @@ class PeerWatcher(Sampler):
             self._looked.discard(inode)
             self._pending.pop(inode, None)
 
-    def _new_children(self, before: int, last: int) -> list[tuple[int, str]]:
+    def _new_children(self, before: int, last: int, parents: dict[int, int | None]) -> list[tuple[int, str]]:
         """(pid, label) of the processes created since `before` whose parent is listed or a young child."""
         if 0 < last - before <= MAX_NEW_PIDS:
+            for pid in range(before + 1, last + 1):
+                if pid not in parents:
+                    parents[pid] = _parent_of(pid)
             return [(pid, label) for pid in range(before + 1, last + 1)
-                    if (label := self._family_label(_parent_of(pid))) and pid != self._own]
+                    if (label := self._family_label(parents[pid])) and pid != self._own]
         found = []
         for root, label in list(self.mapper.watched.items()):
             if root in self._gone:
@@ -217,15 +227,7 @@ class PeerWatcher(Sampler):
 
     # -- the table of connections ----------------------------------------------------------------------------
 
-    def _connections(self) -> list[Connection]:
-        """(inode, local address, remote address) of open connections to the watched server."""
-        found = open_connections(self._port) if self._netlink else None
-        if found is None:
-            self._netlink = False
-            found = list(_proc_net_inet(self._port))
-        return [item for item in found if item[2][0] in self._ips]
-
-    def _name(self, local: tuple[str, int], inode: int) -> None:
+    def _name(self, local: tuple[str, int], inode: int, read_at: float) -> None:
         info = self._held_by_young(inode)
         if info is None:
             # A child of a listed process not caught young is still looked at first (a few file descriptor
@@ -234,8 +236,8 @@ class PeerWatcher(Sampler):
             if pid is not None:
                 info = describe_process(pid, self.mapper.watched)
             else:
-                info = self.mapper.lookup(format_addr(*local), format_addr(self._ip_for(local), self._port),
-                                          not_before=time.monotonic())
+                info = self.mapper.lookup(format_addr(*local), format_addr(self._ip_for(local), self.port),
+                                          not_before=read_at)  # a scan since includes it
         if info is None or info.pid is None or info.pid == self._own or _is_ours(info.pid, self._own):
             return
         self.emit(trace.PeerSeen(t=time.time(), addr=format_addr(*local), pid=info.pid, process=info.process,
@@ -253,30 +255,6 @@ class PeerWatcher(Sampler):
         """The server address a local address talks to (the same family)."""
         family_v6 = ":" in local[0]
         return next((ip for ip in sorted(self._ips) if (":" in ip) == family_v6), next(iter(self._ips)))
-
-
-class _LastPid:
-    """The last pid the kernel allocated in our pid namespace (the last field of /proc/loadavg), read through one
-    open descriptor: 4 microseconds a look. 0 when unknown."""
-
-    def __init__(self) -> None:
-        try:
-            self._fd: int | None = os.open("/proc/loadavg", os.O_RDONLY)
-        except OSError:
-            self._fd = None
-
-    def __call__(self) -> int:
-        if self._fd is None:
-            return 0
-        try:
-            return int(os.pread(self._fd, 128, 0).split()[-1])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def _parent_of(pid: int) -> int | None:

@@ -15,14 +15,11 @@ import socket
 import struct
 from dataclasses import dataclass
 
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_DONE, NLMSG_ERROR = 3, 2
+from redisprobe.producers.processes.sockdiag import dump, sock_diag_socket
+
 UDIAG_SHOW_NAME, UDIAG_SHOW_PEER = 0x1, 0x4
 UNIX_DIAG_NAME, UNIX_DIAG_PEER = 0, 2
 TCP_LISTEN = 10
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _REQUEST = struct.Struct("=BBHIIIII")  # unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
 _MESSAGE = struct.Struct("=BBBBIII")  # unix_diag_msg: family, type, state, pad, ino, cookie[2]
 _ATTR = struct.Struct("=HH")  # rtattr: len, type
@@ -39,43 +36,20 @@ class UnixSocket:
 def unix_sockets() -> dict[int, UnixSocket] | None:
     """inode -> UnixSocket for every unix socket of our network namespace; None when sock_diag is unavailable
     (not Linux, or the kernel module is missing)."""
-    if not hasattr(socket, "AF_NETLINK"):
+    sock = sock_diag_socket(5.0)
+    if sock is None:
         return None
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-    except OSError:
-        return None
+    found: dict[int, UnixSocket] = {}
     with sock:
         request = _REQUEST.pack(socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0, UDIAG_SHOW_NAME | UDIAG_SHOW_PEER, 0, 0)
-        header = _HEADER.pack(_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
         try:
-            sock.settimeout(5.0)
-            sock.send(header + request)
-            return _read_dump(sock)
+            for data, start, end in dump(sock, request):
+                parsed = _parse(data[start:end])
+                if parsed is not None:
+                    found[parsed.inode] = parsed
         except OSError:
             return None
-
-
-def _read_dump(sock: socket.socket) -> dict[int, UnixSocket] | None:
-    found: dict[int, UnixSocket] = {}
-    while True:
-        data = sock.recv(1 << 16)
-        if not data:
-            return found
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, kind, _flags, _seq, _pid = _HEADER.unpack_from(data, offset)
-            if length < _HEADER.size:
-                return found
-            if kind == NLMSG_DONE:
-                return found
-            if kind == NLMSG_ERROR:
-                return None
-            body = data[offset + _HEADER.size: offset + length]
-            parsed = _parse(body)
-            if parsed is not None:
-                found[parsed.inode] = parsed
-            offset += (length + 3) & ~3
+    return found
 
 
 def _parse(body: bytes) -> UnixSocket | None:
