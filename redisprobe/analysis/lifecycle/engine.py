@@ -32,8 +32,8 @@ MonitorRow = tuple[float, int, str, list[bytes]]
 _COMMANDS = C.COMMANDS  # a static here: no module attribute lookup per line
 
 EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
-    trace.Keyspace: pairing.on_keyspace, trace.Op: replies.on_op, trace.ClientSeen: connection.on_client,
-    trace.PeerSeen: connection.on_peer,
+    trace.Keyspace: pairing.on_keyspace, trace.KeyspaceMark: pairing.on_mark, trace.Op: replies.on_op,
+    trace.ClientSeen: connection.on_client, trace.PeerSeen: connection.on_peer,
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,

@@ -340,6 +340,8 @@ class ServerState:
     dbs: set[int] | None = None
     ks_last_t: float = -INF  # the latest keyspace event seen from this server
     ks_first_t: float = INF  # the first one
+    ks_marked: bool = False  # the keyspace link's marks are in the trace: its lag is measured
+    ks_mark_sent: float = -INF  # the sending time of the latest mark answered: every event before it has been read
     live: dict[int, dict[bytes, Slot]] = field(default_factory=dict)  # db -> key -> slot with a live life
     primary: str | None = None  # a cluster replica's primary (host:port): its MONITOR repeats that one's writes
     links: set[str] | None = None  # the replication link's addresses as this server's MONITOR names them

@@ -426,6 +426,7 @@ class KeyspaceObserver:
             mark = self._sent.pop(message[1], None) if isinstance(message[1], bytes) else None
             if mark is not None:
                 self._mark = mark
+                self.emit(trace.KeyspaceMark(t=time.time(), sent=mark[0], target=self.target.label))
             return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return  # subscription confirmations
