@@ -291,3 +291,61 @@ def test_a_blocked_pop_that_timed_out_before_a_key_was_made_is_not_a_look_after_
     findings = run(tb, {300: "worker", 100: "api"})
     assert "renamed-away" not in rules(findings), [to_builtins(f) for f in findings]
     assert fold(tb.events).slots[("127.0.0.1:6379", 0, b"jobs:1")].misses == 1
+
+
+def _horse_job(tb: TraceBuilder, horse: int, own: int, job: int, *, job_seen: bool) -> None:
+    """rq's work horse `horse` (forked by the listed worker): its bookkeeping connection, which the fork watcher
+    names, and inside it the job's own connection, open 2 ms: named too, or caught by nothing (a starved watcher)."""
+    bookkeeping = tb.client(port=own, client_id=0, sample=False)
+    job_client = tb.client(port=own + 1, client_id=0, sample=False)
+    tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own}", pid=horse, process="python -m rq.cli worker",
+                          label="worker", target=TARGET))
+    bookkeeping("HSET", f"rq:job:{job}", "status", "started")
+    if job_seen:
+        tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own + 1}", pid=horse, process="python -m rq.cli worker",
+                              label="worker", target=TARGET))
+    job_client("LRANGE", f"batch:{job}", 0, -1)
+    job_client("DEL", f"batch:{job}")
+    bookkeeping("HSET", f"rq:job:{job}", "status", "finished")
+    tb.tick(0.05)
+    tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own}", pid=horse, process="python -m rq.cli worker",
+                          label="worker", target=TARGET))
+
+
+def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not_another_consumer():
+    """rq-batches under CPU starvation: the fork watcher named the horse's bookkeeping connection but not the
+    job's own (open 2 ms, inside the horse's life). It took batch:2 as every job does: the listed worker's tree,
+    not an unknown consumer."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for job, own in ((1, 44300), (2, 44400)):
+        for message in range(3):
+            api("RPUSH", f"batch:{job}", f"m{message}")
+            tb.ks("rpush", f"batch:{job}")
+        tb.tick(0.2)
+        _horse_job(tb, 700 + job, own, job, job_seen=job == 1)
+        tb.ks("del", f"batch:{job}")
+        tb.tick(0.5)
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_short_lived_consumer_while_no_forked_child_runs_is_still_another_consumer():
+    """The same unnamed short-lived connection, but seconds away from any work horse: nothing ties it to the
+    listed worker, so it stays an unexpected consumer."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for message in range(3):
+        api("RPUSH", "batch:1", f"m{message}")
+    _horse_job(tb, 701, 44300, 1, job_seen=True)
+    tb.at(3.0)
+    for message in range(3):
+        api("RPUSH", "batch:2", f"m{message}")
+    stranger = tb.client(port=44999, client_id=0, sample=False)
+    stranger("LRANGE", "batch:2", 0, -1)
+    stranger("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert rules(findings) == ["consumed-by-other"], [to_builtins(f) for f in findings]
+    assert findings[0].culprit is not None and findings[0].culprit.addr == "127.0.0.1:44999"

@@ -55,6 +55,10 @@ class ClientInfo:
 
 SHORT_LIVED: Final = "short-lived connection: in no CLIENT LIST sample"
 
+CHILD_SLACK: Final = 0.25
+"""Seconds around a listed process's forked child's sightings within which a connection no sample or watcher caught
+counts as opened while that child ran (a starved watcher sees a work horse late)."""
+
 
 class Attributor:
     """Joins MONITOR peers to connections and processes; fed in trace order, queried at the end."""
@@ -76,6 +80,8 @@ class Attributor:
         self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
         self._peers: dict[tuple[str, str], list[trace.PeerSeen]] = {}  # (server, addr) -> what the kernel showed
+        self._child_spans: dict[str, list[tuple[float, float, int]]] | None = None  # server -> (first, last, pid)
+        # of each listed process's forked child's sightings there
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -134,6 +140,7 @@ class Attributor:
         if info.connected_at is None or connected < info.connected_at:
             info.connected_at = connected
         self._cache.clear()
+        self._child_spans = None
         self._place(server, event.addr, event.client_id, connected)
 
     def peer_seen(self, event: trace.PeerSeen, server: str) -> None:
@@ -142,6 +149,7 @@ class Attributor:
         if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
             self.children[event.pid] = event.label
         self._cache.clear()
+        self._child_spans = None
 
     def _peer_actor(self, server: str, peer: str, t: float, client: ClientInfo | None = None) -> Actor | None:
         """The process the kernel showed behind a peer no CLIENT LIST sample caught (the sighting nearest `t`), or
@@ -155,6 +163,40 @@ class Attributor:
         event = min(seen, key=lambda e: abs(e.t - t))
         label = self.watched.get(event.pid) or self.children.get(event.pid) or event.label or event.process
         return Actor(pid=event.pid, label=label, addr=peer)
+
+    def _forked_tree(self, server: str, peer: str, t: float) -> Actor | None:
+        """The listed process whose forked child was running when a connection nothing named sent a command: rq's
+        work horse opens the job's own connection for a few ms inside its life, which a watcher starved of CPU
+        misses while it still names the horse's other connection. Only when every child running then belongs to one
+        listed pid; the child itself is not named (the connection may be its sibling's)."""
+        spans = self._spans_of_children().get(server, ())
+        labels = {self.children[pid] for first, last, pid in spans
+                  if first - CHILD_SLACK <= t <= last + CHILD_SLACK}
+        if len(labels) != 1:
+            return None
+        [label] = labels
+        roots = [pid for pid, listed in self.watched.items() if listed == label]
+        if len(roots) != 1:
+            return None
+        return Actor(pid=roots[0], label=f"{label}: a forked child's connection, its pid unseen (opened while the "
+                                         "child ran)", addr=peer)
+
+    def _spans_of_children(self) -> dict[str, list[tuple[float, float, int]]]:
+        if self._child_spans is not None:
+            return self._child_spans
+        seen: dict[tuple[str, int], list[float]] = {}
+        for (server, _addr), events in self._peers.items():
+            for event in events:
+                if event.pid in self.children:
+                    seen.setdefault((server, event.pid), []).append(event.t)
+        for (server, _id), info in self.clients.items():
+            if info.pid is not None and info.pid in self.children and info.samples:
+                seen.setdefault((server, info.pid), []).extend((info.first_seen, info.last_seen))
+        spans: dict[str, list[tuple[float, float, int]]] = {}
+        for (server, pid), times in seen.items():
+            spans.setdefault(server, []).append((min(times), max(times), pid))
+        self._child_spans = spans
+        return spans
 
     def _is_watched_label(self, label: str) -> bool:
         if label in self.watched.values():
@@ -253,7 +295,9 @@ class Attributor:
             found = self._peer_actor(server, peer, t)
             if found is not None:
                 return found
-            return Actor(addr=peer, label=SHORT_LIVED if server in self._sampled else "")
+            if server in self._sampled:
+                return self._forked_tree(server, peer, t) or Actor(addr=peer, label=SHORT_LIVED)
+            return Actor(addr=peer)
         actor = self.actor_for_client(server, client_id, peer)
         if actor.pid is None:
             # a sample caught the connection after its process had gone (a fork's job): the kernel's table may have
