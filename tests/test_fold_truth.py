@@ -4,6 +4,8 @@ list, blocking pops, a script that recreates an expired counter, same-millisecon
 
 from __future__ import annotations
 
+import pytest
+
 from redisprobe import trace
 from redisprobe.analysis import Context, diagnose
 from redisprobe.analysis.lifecycle import fold
@@ -293,11 +295,12 @@ def test_a_blocked_pop_that_timed_out_before_a_key_was_made_is_not_a_look_after_
     assert fold(tb.events).slots[("127.0.0.1:6379", 0, b"jobs:1")].misses == 1
 
 
-def _horse_job(tb: TraceBuilder, horse: int, own: int, job: int, *, job_seen: bool) -> None:
+def _horse_job(tb: TraceBuilder, horse: int, own: int, job: int, *, job_seen: bool, job_sampled: bool = False) -> None:
     """rq's work horse `horse` (forked by the listed worker): its bookkeeping connection, which the fork watcher
-    names, and inside it the job's own connection, open 2 ms: named too, or caught by nothing (a starved watcher)."""
+    names, and inside it the job's own connection, open 2 ms: named too, or caught by nothing (a starved watcher),
+    or by a CLIENT LIST sample without its pid (the process had gone when the pid map looked)."""
     bookkeeping = tb.client(port=own, client_id=0, sample=False)
-    job_client = tb.client(port=own + 1, client_id=0, sample=False)
+    job_client = tb.client(port=own + 1, client_id=own, sample=job_sampled)
     tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own}", pid=horse, process="python -m rq.cli worker",
                           label="worker", target=TARGET))
     bookkeeping("HSET", f"rq:job:{job}", "status", "started")
@@ -312,7 +315,8 @@ def _horse_job(tb: TraceBuilder, horse: int, own: int, job: int, *, job_seen: bo
                           label="worker", target=TARGET))
 
 
-def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not_another_consumer():
+@pytest.mark.parametrize("job_sampled", [False, True])
+def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not_another_consumer(job_sampled):
     """rq-batches under CPU starvation: the fork watcher named the horse's bookkeeping connection but not the
     job's own (open 2 ms, inside the horse's life). It took batch:2 as every job does: the listed worker's tree,
     not an unknown consumer."""
@@ -324,7 +328,7 @@ def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not
             api("RPUSH", f"batch:{job}", f"m{message}")
             tb.ks("rpush", f"batch:{job}")
         tb.tick(0.2)
-        _horse_job(tb, 700 + job, own, job, job_seen=job == 1)
+        _horse_job(tb, 700 + job, own, job, job_seen=job == 1, job_sampled=job_sampled and job == 2)
         tb.ks("del", f"batch:{job}")
         tb.tick(0.5)
     findings = run(tb, {500: "worker", 600: "api"})

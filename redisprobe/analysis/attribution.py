@@ -82,6 +82,7 @@ class Attributor:
         self._peers: dict[tuple[str, str], list[trace.PeerSeen]] = {}  # (server, addr) -> what the kernel showed
         self._child_spans: dict[str, list[tuple[float, float, int]]] | None = None  # server -> (first, last, pid)
         # of each listed process's forked child's sightings there
+        self._local_hosts: set[str] = set()  # client IPs of connections whose process the pid map named
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -168,8 +169,11 @@ class Attributor:
         """The listed process whose forked child was running when a connection nothing named sent a command: rq's
         work horse opens the job's own connection for a few ms inside its life, which a watcher starved of CPU
         misses while it still names the horse's other connection. Only when every child running then belongs to one
-        listed pid; the child itself is not named (the connection may be its sibling's)."""
+        listed pid, and from this host (an address of a process the pid map named); the child itself is not named
+        (the connection may be its sibling's)."""
         spans = self._spans_of_children().get(server, ())
+        if not spans or _host(peer) not in self._local_hosts:
+            return None
         labels = {self.children[pid] for first, last, pid in spans
                   if first - CHILD_SLACK <= t <= last + CHILD_SLACK}
         if len(labels) != 1:
@@ -185,11 +189,16 @@ class Attributor:
         if self._child_spans is not None:
             return self._child_spans
         seen: dict[tuple[str, int], list[float]] = {}
-        for (server, _addr), events in self._peers.items():
+        local = self._local_hosts
+        local.clear()
+        for (server, addr), events in self._peers.items():
+            local.add(_host(addr))
             for event in events:
                 if event.pid in self.children:
                     seen.setdefault((server, event.pid), []).append(event.t)
         for (server, _id), info in self.clients.items():
+            if info.pid is not None and info.addr:
+                local.add(_host(info.addr))
             if info.pid is not None and info.pid in self.children and info.samples:
                 seen.setdefault((server, info.pid), []).extend((info.first_seen, info.last_seen))
         spans: dict[str, list[tuple[float, float, int]]] = {}
@@ -303,6 +312,8 @@ class Attributor:
             # a sample caught the connection after its process had gone (a fork's job): the kernel's table may have
             # named it while it was open
             found = self._peer_actor(server, peer, t, self.clients.get((server, client_id)))
+            if found is None:
+                found = self._forked_tree(server, peer, t)
             if found is not None:
                 return Actor(pid=found.pid, label=found.label, client_id=client_id, addr=peer)
         return actor
@@ -410,6 +421,11 @@ class Attributor:
         if client_id is None:
             return None
         return self.clients.get((server, client_id))
+
+
+def _host(addr: str) -> str:
+    """`127.0.0.1:5000` -> `127.0.0.1` (`[::1]:5000` -> `[::1]`)."""
+    return addr.rpartition(":")[0]
 
 
 def _is_unix(addr: str) -> bool:
