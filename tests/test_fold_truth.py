@@ -353,3 +353,40 @@ def test_a_short_lived_consumer_while_no_forked_child_runs_is_still_another_cons
     findings = run(tb, {500: "worker", 600: "api"})
     assert rules(findings) == ["consumed-by-other"], [to_builtins(f) for f in findings]
     assert findings[0].culprit is not None and findings[0].culprit.addr == "127.0.0.1:44999"
+
+
+def _mailer_blocked_since_before(prefix: str) -> TraceBuilder:
+    """bullmq: the mail worker was blocked in BZPOPMIN <prefix>:emails:marker 5 when the capture began (CLIENT
+    LIST alone shows it), the api enqueues on mail:emails:*; the worker's wait runs out 3.8 s in and it waits
+    again, 0.2 s before the end."""
+    tb = TraceBuilder()
+    tb.add(trace.Baseline(t=tb.now, until=tb.now + 0.01, db=0, keys=[b"mail:emails:marker"], types=["zset"],
+                          expires_at=[None], target=TARGET))
+    api = tb.client("api", pid=600, client_id=4, process="node producer.mjs", age=14)
+    mailer = tb.client("mailer", pid=700, client_id=5, port=40005, sample=False)
+    tb.add(trace.ClientSeen(t=tb.now, client_id=5, addr="127.0.0.1:40005", db=0, flags="b", cmd="bzpopmin",
+                            pid=700, process="node worker.mjs", label="mailer", age=14, target=TARGET))
+    for job in range(1, 19):
+        tb.at(job * 0.2)
+        api("ZADD", "mail:emails:marker", 0, 0)
+        tb.ks("zadd", "mail:emails:marker")
+        if prefix == "mail" and job == 3:
+            tb.ks("zpopmin", "mail:emails:marker")  # the blocked worker took it: served
+    tb.at(3.8)
+    mailer("bzpopmin", f"{prefix}:emails:marker", 5)
+    tb.at(4.0)
+    api("PING")
+    return tb
+
+
+def test_a_wait_blocked_since_before_the_capture_that_ran_out_is_a_miss():
+    """bullmq-prefix: MONITOR shows the mailer's BZPOPMIN only once, 0.2 s before the end; the one it replaces
+    was there from the start (CLIENT LIST) and came back empty: bull:emails:marker was never written."""
+    findings = run(_mailer_blocked_since_before("bull"), {600: "api", 700: "mailer"})
+    assert rules(findings) == ["key-prefix-mismatch"], [to_builtins(f) for f in findings]
+    assert findings[0].culprit is not None and findings[0].culprit.pid == 700
+
+
+def test_a_wait_blocked_since_before_the_capture_that_was_served_is_no_miss():
+    findings = run(_mailer_blocked_since_before("mail"), {600: "api", 700: "mailer"})
+    assert findings == [], [to_builtins(f) for f in findings]

@@ -203,7 +203,8 @@ def on_del(st: FoldState, server: str, db: int, key: bytes, slot: Slot | None, t
 def blocked_taker(st: FoldState, server: str, db: int, t: float) -> BlockedClient | None:
     """The one client CLIENT LIST showed blocked in a pop on this db since before the capture, not yet served."""
     found = [blocked for (where, _id), blocked in st.blocked.items() if where == server and blocked.db == db
-             and not blocked.served and blocked.first_t <= t and blocked.cmd in C.BLOCKING_FEEDS]
+             and not blocked.served and not blocked.returned and blocked.first_t <= t
+             and blocked.cmd in C.BLOCKING_FEEDS]
     if len(found) != 1:
         return None
     found[0].served = True

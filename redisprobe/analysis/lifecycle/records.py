@@ -378,7 +378,7 @@ class BlockedClient:
     """A connection CLIENT LIST showed blocked (flags=b) from its first sample: its BLPOP/BLMOVE/XREAD... was sent
     before the capture, so CLIENT LIST (`cmd=`, `db=`) is the only evidence of what it waits for and where."""
 
-    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "served", "still")
+    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "returned", "served", "still")
 
     def __init__(self, t: float, client_id: int, addr: str, db: int, cmd: str) -> None:
         self.first_t = t
@@ -389,6 +389,7 @@ class BlockedClient:
         self.cmd = cmd
         self.still = True  # still blocked in the same command at the last sample
         self.served = False  # a keyspace event with no command seen was put down to it
+        self.returned = False  # MONITOR showed the connection's next command: this wait was over by then
 
 
 @dataclass
