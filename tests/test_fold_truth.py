@@ -390,3 +390,30 @@ def test_a_wait_blocked_since_before_the_capture_that_ran_out_is_a_miss():
 def test_a_wait_blocked_since_before_the_capture_that_was_served_is_no_miss():
     findings = run(_mailer_blocked_since_before("mail"), {600: "api", 700: "mailer"})
     assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_rate_limiters_set_nx_on_a_counter_made_before_the_capture_is_no_failed_refresh():
+    """rate-limiter-flexible: each request runs SET rl:<client> 0 EX 1 NX then INCRBY. On a counter made before the
+    capture (and outside the baseline), the SET NX is the server's no-op: no `expire` event follows, and the key
+    expires on the TTL set before. The fold cannot know the key was there: the NX is the "open a window once"
+    idiom, never a refresh that failed."""
+    tb = TraceBuilder()
+    gateway = tb.client("gateway", pid=100, client_id=7)
+    sha = "a1de965f42e177aa339706bd580f049065eca79a"
+    for at in (0.1, 0.4):
+        tb.at(at)
+        gateway("evalsha", sha, 1, "rl:client8", 5, 1, 40, 1)
+        tb.lua("set", "rl:client8", 0, "EX", 1, "NX")
+        tb.lua("incrby", "rl:client8", 5)
+        tb.ks("incrby", "rl:client8")
+    tb.at(0.7).ks("expired", "rl:client8")  # the window opened before the capture closes
+    tb.at(0.9)
+    gateway("evalsha", sha, 1, "rl:client8", 5, 1, 40, 1)
+    tb.lua("set", "rl:client8", 0, "EX", 1, "NX")
+    tb.lua("incrby", "rl:client8", 5)
+    tb.ks("set", "rl:client8").ks("expire", "rl:client8").ks("incrby", "rl:client8")
+    tb.at(3.0).ks("expired", "rl:client8")
+    tb.at(3.5)
+    gateway("PING")
+    findings = run(tb, {100: "gateway"})
+    assert findings == [], [to_builtins(f) for f in findings]
