@@ -417,3 +417,18 @@ def test_a_rate_limiters_set_nx_on_a_counter_made_before_the_capture_is_no_faile
     gateway("PING")
     findings = run(tb, {100: "gateway"})
     assert findings == [], [to_builtins(f) for f in findings]
+
+
+@pytest.mark.parametrize(("read_at", "missed"), [(1.2075, 0), (1.2079, 0), (1.2081, 1)])
+def test_a_key_expires_when_the_server_says_so_to_the_millisecond(read_at, missed):
+    """The server keeps a TTL in whole milliseconds from the command's millisecond and expires a key only once the
+    clock is past it: SET ... PX 1000 at .2071 (its ms 207) lives through ms 1207, so a read at 1.2075 still finds
+    it (a counter a rate limiter's script touches right at the end of its window is not recreated)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    tb.at(0.2071)
+    api("SET", "rl:client1", 0, "PX", 1000)
+    tb.at(read_at)
+    api("GET", "rl:client1")
+    slot = fold(tb.events).slots[("127.0.0.1:6379", 0, b"rl:client1")]
+    assert slot.misses == missed
