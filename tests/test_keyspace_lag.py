@@ -84,3 +84,27 @@ def test_no_verdict_while_no_mark_sent_after_the_write_has_come_back() -> None:
     lives = fold(lagging_trace(refresh, marks_until=2.5).events)
     [life] = lives.lives_of("session:x")
     assert not life.ttl_missed and life.ttl_set == 10
+
+
+def test_events_read_before_the_readers_first_mark_wait_for_a_mark() -> None:
+    """Under load the reader thread may send its first PING seconds after subscribing: the events published
+    meanwhile are read before any periodic mark comes back. The subscription's own mark (sent as it began) puts
+    the fold in measured mode from the start, so those events' writes are not judged on the receipt clock."""
+    tb = TraceBuilder()
+    login = tb.client("login", pid=100, client_id=7)
+    tb.mark(0.0)  # subscribed
+    timed: list[tuple[float, int, Callable[[TraceBuilder], object]]] = []
+    for index in range(10):
+        at = 0.1 + index * 0.1
+        key = f"session:{index}"
+        timed.append((at, 0, lambda tb, key=key: login("SET", key, "{}", "EX", 60)))
+        timed.append((at + 1.5, 1, lambda tb, key=key: tb.ks("set", key).ks("expire", key)))
+    timed.append((2.7, 2, lambda tb: tb.mark(1.2)))  # the reader's first PING, sent late, read after the backlog
+    timed.append((4.0, 3, lambda tb: login("PING")))
+    for at, _order, add in sorted(timed, key=lambda item: (item[0], item[1])):
+        tb.at(max(at, tb.now - T0))
+        add(tb)
+    lives = fold(tb.events)
+    missed = {index: [r.reason for r in life.ttl_missed] for index in range(10)
+              for life in lives.lives_of(f"session:{index}") if life.ttl_missed}
+    assert not missed

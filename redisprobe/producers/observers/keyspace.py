@@ -141,6 +141,9 @@ class KeyspaceObserver:
             self._settle_config()
             self._start_watching_config()
             self._mark = (time.time(), self._processed())
+            # the first mark: subscribed from here on, nothing unread yet (a reader thread slow to start under load
+            # would otherwise leave the first events unmeasured)
+            self.emit(trace.KeyspaceMark(t=self._mark[0], sent=self._mark[0], target=self.target.label))
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
             self._thread.start()
