@@ -335,9 +335,9 @@ def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not
     assert findings == [], [to_builtins(f) for f in findings]
 
 
-def test_a_short_lived_consumer_while_no_forked_child_runs_is_still_another_consumer():
-    """The same unnamed short-lived connection, but seconds away from any work horse: nothing ties it to the
-    listed worker, so it stays an unexpected consumer."""
+def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
+    """Heavier starvation: the watcher saw none of this horse's connections (only earlier horses'). The worker is
+    the one listed process that forks short-lived children here: the job connection is its tree's, said as such."""
     tb = TraceBuilder()
     tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
     api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
@@ -347,6 +347,44 @@ def test_a_short_lived_consumer_while_no_forked_child_runs_is_still_another_cons
     tb.at(3.0)
     for message in range(3):
         api("RPUSH", "batch:2", f"m{message}")
+    unseen = tb.client(port=44999, client_id=0, sample=False)
+    unseen("LRANGE", "batch:2", 0, -1)
+    unseen("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_horse_whose_pid_the_sample_caught_but_not_its_parent_is_the_workers():
+    """CLIENT LIST named the horse's pid, but it had exited before the pid map read its parent: no label, no
+    program. A listed worker forks such children here: it is the worker's, not an unexpected consumer."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for message in range(3):
+        api("RPUSH", "batch:1", f"m{message}")
+    _horse_job(tb, 701, 44300, 1, job_seen=True)
+    tb.at(3.0)
+    for message in range(3):
+        api("RPUSH", "batch:2", f"m{message}")
+    gone = tb.client(pid=9306, client_id=29, port=44999)
+    gone("LRANGE", "batch:2", 0, -1)
+    gone("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_short_lived_consumer_where_no_listed_process_forks_is_still_another_consumer():
+    """The same unnamed short-lived connection, in an app whose listed processes fork nothing: nothing ties it to
+    them, so it stays an unexpected consumer."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=500, client_id=3, process="node worker.mjs")
+    api = tb.client("api", pid=600, client_id=4, process="node api.mjs")
+    for job in (1, 2):
+        for message in range(3):
+            api("RPUSH", f"batch:{job}", f"m{message}")
+        tb.tick(0.2)
+    worker("LRANGE", "batch:1", 0, -1)
+    worker("DEL", "batch:1")
     stranger = tb.client(port=44999, client_id=0, sample=False)
     stranger("LRANGE", "batch:2", 0, -1)
     stranger("DEL", "batch:2")

@@ -165,25 +165,24 @@ class Attributor:
         label = self.watched.get(event.pid) or self.children.get(event.pid) or event.label or event.process
         return Actor(pid=event.pid, label=label, addr=peer)
 
-    def _forked_tree(self, server: str, peer: str, t: float) -> Actor | None:
-        """The listed process whose forked child was running when a connection nothing named sent a command: rq's
-        work horse opens the job's own connection for a few ms inside its life, which a watcher starved of CPU
-        misses while it still names the horse's other connection. Only when every child running then belongs to one
-        listed pid, and from this host (an address of a process the pid map named); the child itself is not named
-        (the connection may be its sibling's)."""
+    def _forked_tree(self, server: str, peer: str, t: float) -> tuple[int, str] | None:
+        """The listed process (pid, and how it is known) a connection nothing named most likely belongs to: rq's work
+        horse opens the job's own connection for a few ms, which a watcher starved of CPU misses. Only for a client
+        on this host (an address of a process the pid map named) when the forked children seen on this server
+        all belong to one listed pid: one of them was running then, or failing that, it forks such children."""
         spans = self._spans_of_children().get(server, ())
         if not spans or _host(peer) not in self._local_hosts:
             return None
-        labels = {self.children[pid] for first, last, pid in spans
-                  if first - CHILD_SLACK <= t <= last + CHILD_SLACK}
+        near = {self.children[pid] for first, last, pid in spans if first - CHILD_SLACK <= t <= last + CHILD_SLACK}
+        labels = near or {self.children[pid] for _first, _last, pid in spans}
         if len(labels) != 1:
             return None
         [label] = labels
         roots = [pid for pid, listed in self.watched.items() if listed == label]
         if len(roots) != 1:
             return None
-        return Actor(pid=roots[0], label=f"{label}: a forked child's connection, its pid unseen (opened while the "
-                                         "child ran)", addr=peer)
+        how = "opened while one ran" if near else "none seen then, but it forks short-lived children"
+        return roots[0], f"{label}: a forked child's connection, its pid unseen ({how})"
 
     def _spans_of_children(self) -> dict[str, list[tuple[float, float, int]]]:
         if self._child_spans is not None:
@@ -305,17 +304,29 @@ class Attributor:
             if found is not None:
                 return found
             if server in self._sampled:
-                return self._forked_tree(server, peer, t) or Actor(addr=peer, label=SHORT_LIVED)
+                tree = self._forked_tree(server, peer, t)
+                if tree is not None:
+                    return Actor(pid=tree[0], label=tree[1], addr=peer)
+                return Actor(addr=peer, label=SHORT_LIVED)
             return Actor(addr=peer)
         actor = self.actor_for_client(server, client_id, peer)
         if actor.pid is None:
             # a sample caught the connection after its process had gone (a fork's job): the kernel's table may have
             # named it while it was open
             found = self._peer_actor(server, peer, t, self.clients.get((server, client_id)))
-            if found is None:
-                found = self._forked_tree(server, peer, t)
             if found is not None:
                 return Actor(pid=found.pid, label=found.label, client_id=client_id, addr=peer)
+            tree = self._forked_tree(server, peer, t)
+            if tree is not None:
+                return Actor(pid=tree[0], label=tree[1], client_id=client_id, addr=peer)
+        elif not actor.label and actor.pid not in self.watched and actor.pid not in self.children:
+            # its pid, but nothing else: the process was gone before the pid map could read its parent
+            tree = self._forked_tree(server, peer, t)
+            if tree is not None:
+                self.children[actor.pid] = self.watched[tree[0]]
+                self._child_spans = None
+                return Actor(pid=actor.pid, label=f"{self.watched[tree[0]]}: a forked child (its parent unseen: gone "
+                                                  "before the pid map read it)", client_id=client_id, addr=peer)
         return actor
 
     def actor_for_client(self, server: str, client_id: int, addr: str = "") -> Actor:
