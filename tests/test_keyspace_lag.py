@@ -108,3 +108,26 @@ def test_events_read_before_the_readers_first_mark_wait_for_a_mark() -> None:
     missed = {index: [r.reason for r in life.ttl_missed] for index in range(10)
               for life in lives.lives_of(f"session:{index}") if life.ttl_missed}
     assert not missed
+
+
+def test_many_writes_of_one_key_while_the_link_lags_each_meet_their_late_event() -> None:
+    """Six SET ... EX on one key while the link is 1.2 s behind: the fold keeps every one its link has not read
+    that far for (not only the last few, nor those within the fixed window), and each meets its own event."""
+    tb = TraceBuilder()
+    login = tb.client("login", pid=100, client_id=7)
+    timed: list[tuple[float, int, Callable[[TraceBuilder], object]]] = [
+        (0.5, 0, lambda tb: login("DEL", "profile:0")), (received(0.5), 1, lambda tb: tb.ks("del", "profile:0"))]
+    for index in range(6):
+        at = 1.0 + index * 0.3
+        timed.append((at, 0, lambda tb: login("SET", "profile:1", "{}", "EX", 30)))
+        timed.append((received(at), 1, lambda tb: tb.ks("set", "profile:1").ks("expire", "profile:1")))
+    sent = 0.0
+    while sent < 6.0:
+        timed.append((received(sent), 2, lambda tb, sent=sent: tb.mark(sent)))
+        sent += 0.5
+    timed.append((6.0, 3, lambda tb: login("PING")))
+    for at, _order, add in sorted(timed, key=lambda item: (item[0], item[1])):
+        tb.at(max(at, tb.now - T0))
+        add(tb)
+    [life] = fold(tb.events).lives_of("profile:1")
+    assert not life.ttl_missed, [(record.t - T0, record.reason) for record in life.ttl_missed]

@@ -212,7 +212,12 @@ def recent_ttl(st: FoldState, slot: Slot, record: TtlSet) -> None:
             # a burst on one key: keep every command still awaiting its event (keyspace events can lag far behind
             # MONITOR under load) and the last few for replies; forget the confirmed and the too old
             cutoff = record.t - KS_MATCH_WINDOW
-            waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed and old.t >= cutoff]
+            state = st.servers.get(slot.server)
+            if state is not None and state.ks_marked:  # lagging link: all it has not read that far yet
+                waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed
+                           and (old.t >= cutoff or not linklag.delivered(state, old.t))]
+            else:
+                waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed and old.t >= cutoff]
             slot.ttl_recent = waiting[-TTL_PAIRING_MAX:] + recent[-LOG_CAP:]
 
 
