@@ -21,6 +21,7 @@ HOT_MODULES = [
     "redisprobe/analysis/lifecycle/expiry.py",
     "redisprobe/analysis/lifecycle/keys.py",
     "redisprobe/analysis/lifecycle/pairing.py",
+    "redisprobe/analysis/lifecycle/linklag.py",
     "redisprobe/analysis/lifecycle/connection.py",
     "redisprobe/analysis/lifecycle/dispatch.py",
     "redisprobe/analysis/lifecycle/replies.py",

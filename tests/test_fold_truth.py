@@ -4,6 +4,8 @@ list, blocking pops, a script that recreates an expired counter, same-millisecon
 
 from __future__ import annotations
 
+import pytest
+
 from redisprobe import trace
 from redisprobe.analysis import Context, diagnose
 from redisprobe.analysis.lifecycle import fold
@@ -291,3 +293,180 @@ def test_a_blocked_pop_that_timed_out_before_a_key_was_made_is_not_a_look_after_
     findings = run(tb, {300: "worker", 100: "api"})
     assert "renamed-away" not in rules(findings), [to_builtins(f) for f in findings]
     assert fold(tb.events).slots[("127.0.0.1:6379", 0, b"jobs:1")].misses == 1
+
+
+def _horse_job(tb: TraceBuilder, horse: int, own: int, job: int, *, job_seen: bool, job_sampled: bool = False) -> None:
+    """rq's work horse `horse` (forked by the listed worker): its bookkeeping connection, which the fork watcher
+    names, and inside it the job's own connection, open 2 ms: named too, or caught by nothing (a starved watcher),
+    or by a CLIENT LIST sample without its pid (the process had gone when the pid map looked)."""
+    bookkeeping = tb.client(port=own, client_id=0, sample=False)
+    job_client = tb.client(port=own + 1, client_id=own, sample=job_sampled)
+    tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own}", pid=horse, process="python -m rq.cli worker",
+                          label="worker", target=TARGET))
+    bookkeeping("HSET", f"rq:job:{job}", "status", "started")
+    if job_seen:
+        tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own + 1}", pid=horse, process="python -m rq.cli worker",
+                              label="worker", target=TARGET))
+    job_client("LRANGE", f"batch:{job}", 0, -1)
+    job_client("DEL", f"batch:{job}")
+    bookkeeping("HSET", f"rq:job:{job}", "status", "finished")
+    tb.tick(0.05)
+    tb.add(trace.PeerSeen(t=tb.now, addr=f"127.0.0.1:{own}", pid=horse, process="python -m rq.cli worker",
+                          label="worker", target=TARGET))
+
+
+@pytest.mark.parametrize("job_sampled", [False, True])
+def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not_another_consumer(job_sampled):
+    """rq-batches under CPU starvation: the fork watcher named the horse's bookkeeping connection but not the
+    job's own (open 2 ms, inside the horse's life). It took batch:2 as every job does: the listed worker's tree,
+    not an unknown consumer."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for job, own in ((1, 44300), (2, 44400)):
+        for message in range(3):
+            api("RPUSH", f"batch:{job}", f"m{message}")
+            tb.ks("rpush", f"batch:{job}")
+        tb.tick(0.2)
+        _horse_job(tb, 700 + job, own, job, job_seen=job == 1, job_sampled=job_sampled and job == 2)
+        tb.ks("del", f"batch:{job}")
+        tb.tick(0.5)
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
+    """Heavier starvation: the watcher saw none of this horse's connections (only earlier horses'). The worker is
+    the one listed process that forks short-lived children here: the job connection is its tree's, said as such."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for message in range(3):
+        api("RPUSH", "batch:1", f"m{message}")
+    _horse_job(tb, 701, 44300, 1, job_seen=True)
+    tb.at(3.0)
+    for message in range(3):
+        api("RPUSH", "batch:2", f"m{message}")
+    unseen = tb.client(port=44999, client_id=0, sample=False)
+    unseen("LRANGE", "batch:2", 0, -1)
+    unseen("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_horse_whose_pid_the_sample_caught_but_not_its_parent_is_the_workers():
+    """CLIENT LIST named the horse's pid, but it had exited before the pid map read its parent: no label, no
+    program. A listed worker forks such children here: it is the worker's, not an unexpected consumer."""
+    tb = TraceBuilder()
+    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
+    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
+    for message in range(3):
+        api("RPUSH", "batch:1", f"m{message}")
+    _horse_job(tb, 701, 44300, 1, job_seen=True)
+    tb.at(3.0)
+    for message in range(3):
+        api("RPUSH", "batch:2", f"m{message}")
+    gone = tb.client(pid=9306, client_id=29, port=44999)
+    gone("LRANGE", "batch:2", 0, -1)
+    gone("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_short_lived_consumer_where_no_listed_process_forks_is_still_another_consumer():
+    """The same unnamed short-lived connection, in an app whose listed processes fork nothing: nothing ties it to
+    them, so it stays an unexpected consumer."""
+    tb = TraceBuilder()
+    worker = tb.client("worker", pid=500, client_id=3, process="node worker.mjs")
+    api = tb.client("api", pid=600, client_id=4, process="node api.mjs")
+    for job in (1, 2):
+        for message in range(3):
+            api("RPUSH", f"batch:{job}", f"m{message}")
+        tb.tick(0.2)
+    worker("LRANGE", "batch:1", 0, -1)
+    worker("DEL", "batch:1")
+    stranger = tb.client(port=44999, client_id=0, sample=False)
+    stranger("LRANGE", "batch:2", 0, -1)
+    stranger("DEL", "batch:2")
+    findings = run(tb, {500: "worker", 600: "api"})
+    assert rules(findings) == ["consumed-by-other"], [to_builtins(f) for f in findings]
+    assert findings[0].culprit is not None and findings[0].culprit.addr == "127.0.0.1:44999"
+
+
+def _mailer_blocked_since_before(prefix: str) -> TraceBuilder:
+    """bullmq: the mail worker was blocked in BZPOPMIN <prefix>:emails:marker 5 when the capture began (CLIENT
+    LIST alone shows it), the api enqueues on mail:emails:*; the worker's wait runs out 3.8 s in and it waits
+    again, 0.2 s before the end."""
+    tb = TraceBuilder()
+    tb.add(trace.Baseline(t=tb.now, until=tb.now + 0.01, db=0, keys=[b"mail:emails:marker"], types=["zset"],
+                          expires_at=[None], target=TARGET))
+    api = tb.client("api", pid=600, client_id=4, process="node producer.mjs", age=14)
+    mailer = tb.client("mailer", pid=700, client_id=5, port=40005, sample=False)
+    tb.add(trace.ClientSeen(t=tb.now, client_id=5, addr="127.0.0.1:40005", db=0, flags="b", cmd="bzpopmin",
+                            pid=700, process="node worker.mjs", label="mailer", age=14, target=TARGET))
+    for job in range(1, 19):
+        tb.at(job * 0.2)
+        api("ZADD", "mail:emails:marker", 0, 0)
+        tb.ks("zadd", "mail:emails:marker")
+        if prefix == "mail" and job == 3:
+            tb.ks("zpopmin", "mail:emails:marker")  # the blocked worker took it: served
+    tb.at(3.8)
+    mailer("bzpopmin", f"{prefix}:emails:marker", 5)
+    tb.at(4.0)
+    api("PING")
+    return tb
+
+
+def test_a_wait_blocked_since_before_the_capture_that_ran_out_is_a_miss():
+    """bullmq-prefix: MONITOR shows the mailer's BZPOPMIN only once, 0.2 s before the end; the one it replaces
+    was there from the start (CLIENT LIST) and came back empty: bull:emails:marker was never written."""
+    findings = run(_mailer_blocked_since_before("bull"), {600: "api", 700: "mailer"})
+    assert rules(findings) == ["key-prefix-mismatch"], [to_builtins(f) for f in findings]
+    assert findings[0].culprit is not None and findings[0].culprit.pid == 700
+
+
+def test_a_wait_blocked_since_before_the_capture_that_was_served_is_no_miss():
+    findings = run(_mailer_blocked_since_before("mail"), {600: "api", 700: "mailer"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+def test_a_rate_limiters_set_nx_on_a_counter_made_before_the_capture_is_no_failed_refresh():
+    """rate-limiter-flexible: each request runs SET rl:<client> 0 EX 1 NX then INCRBY. On a counter made before the
+    capture (and outside the baseline), the SET NX is the server's no-op: no `expire` event follows, and the key
+    expires on the TTL set before. The fold cannot know the key was there: the NX is the "open a window once"
+    idiom, never a refresh that failed."""
+    tb = TraceBuilder()
+    gateway = tb.client("gateway", pid=100, client_id=7)
+    sha = "a1de965f42e177aa339706bd580f049065eca79a"
+    for at in (0.1, 0.4):
+        tb.at(at)
+        gateway("evalsha", sha, 1, "rl:client8", 5, 1, 40, 1)
+        tb.lua("set", "rl:client8", 0, "EX", 1, "NX")
+        tb.lua("incrby", "rl:client8", 5)
+        tb.ks("incrby", "rl:client8")
+    tb.at(0.7).ks("expired", "rl:client8")  # the window opened before the capture closes
+    tb.at(0.9)
+    gateway("evalsha", sha, 1, "rl:client8", 5, 1, 40, 1)
+    tb.lua("set", "rl:client8", 0, "EX", 1, "NX")
+    tb.lua("incrby", "rl:client8", 5)
+    tb.ks("set", "rl:client8").ks("expire", "rl:client8").ks("incrby", "rl:client8")
+    tb.at(3.0).ks("expired", "rl:client8")
+    tb.at(3.5)
+    gateway("PING")
+    findings = run(tb, {100: "gateway"})
+    assert findings == [], [to_builtins(f) for f in findings]
+
+
+@pytest.mark.parametrize(("read_at", "missed"), [(1.2075, 0), (1.2079, 0), (1.2081, 1)])
+def test_a_key_expires_when_the_server_says_so_to_the_millisecond(read_at, missed):
+    """The server keeps a TTL in whole milliseconds from the command's millisecond and expires a key only once the
+    clock is past it: SET ... PX 1000 at .2071 (its ms 207) lives through ms 1207, so a read at 1.2075 still finds
+    it (a counter a rate limiter's script touches right at the end of its window is not recreated)."""
+    tb = TraceBuilder()
+    api = tb.client("api", pid=100, client_id=7)
+    tb.at(0.2071)
+    api("SET", "rl:client1", 0, "PX", 1000)
+    tb.at(read_at)
+    api("GET", "rl:client1")
+    slot = fold(tb.events).slots[("127.0.0.1:6379", 0, b"rl:client1")]
+    assert slot.misses == missed

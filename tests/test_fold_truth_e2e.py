@@ -3,6 +3,8 @@ blocking pops, scripts, TTL units, same-millisecond writes, instances of one pro
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -273,3 +275,37 @@ def test_pops_on_a_list_made_before_the_capture_are_no_misses(url, stack, tmp_pa
     _header, events = load_trace(out)
     [slot] = [slot for slot in fold(events).slot_items() if slot.key == b"jobs:old"]
     assert slot.misses == 0 and [life.preexisting for life in slot.all_lives()] == [True]
+
+
+_CACHER = r"""
+import sys, time, redis
+client = redis.Redis.from_url(sys.argv[1])
+client.ping()
+print("ready", flush=True)
+n = 0
+while True:
+    client.set(f"profile:{n % 20}", "{}", ex=30)
+    n += 1
+    time.sleep(0.02)
+"""
+
+
+def test_keyspace_events_read_seconds_late_still_pair_with_their_writes(url, stack):
+    """The capture stalls (stopped for 2 s: a loaded machine gives its reader no core): MONITOR keeps spooling in
+    its own process, the keyspace events wait in the socket and are read seconds after their SET ... EX. The link's
+    marks measure that lag, so each late `expire` still meets its SET: no "did nothing", no finding."""
+    cacher = subprocess.Popen([sys.executable, "-c", _CACHER, url], stdout=subprocess.PIPE, text=True)
+    stack.callback(cacher.wait, 10)
+    stack.callback(cacher.kill)
+    assert cacher.stdout.readline().strip() == "ready"
+    run = start_monitor(stack, url, {"login": cacher.pid})
+    time.sleep(1.0)
+    os.kill(run.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+    finally:
+        os.kill(run.proc.pid, signal.SIGCONT)
+    doc = run.stop_json(settle=2.0)
+    assert doc["findings"] == [], doc["findings"]
+    unpaired = {k["key"]: k["ttl_missed"] for k in doc["keys"] if k["ttl_missed"]}
+    assert not unpaired, f"SET ... EX called ineffective though every one took effect: {unpaired}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -77,6 +78,22 @@ def test_events_with_db_and_key(private_server: Sandbox, admin: redis.Redis) -> 
     finally:
         db1.close()
         db2.close()
+
+
+def test_marks_answered_in_order_with_the_events(private_server: Sandbox, admin: redis.Redis) -> None:
+    """Each mark's answer is a trace event: read after every event the server published before it was sent, so
+    the fold can tell how late the link reads and when a missing event is a fact."""
+    sink = Sink()
+    with KeyspaceObserver(private_server.target("api"), sink, enable=True, mark_interval=0.1):
+        admin.set("before", "v")
+        written = time.time()
+        mark = sink.wait(lambda e: isinstance(e, trace.KeyspaceMark) and e.sent > written)
+        assert isinstance(mark, trace.KeyspaceMark) and mark.t >= mark.sent
+        assert mark.target == private_server.target("api").label
+        with sink._lock:
+            order = list(sink.events)
+        [event] = [e for e in order if isinstance(e, trace.Keyspace) and e.key == b"before"]
+        assert order.index(event) < order.index(mark)
 
 
 def test_evicted_event(private_server: Sandbox, admin: redis.Redis) -> None:

@@ -109,6 +109,11 @@ class TraceBuilder:
                                 target=self.target if target is None else target))
         return self.tick(STEP / 10)
 
+    def mark(self, sent: float, *, target: str | None = None) -> TraceBuilder:
+        """The keyspace link reads now the answer to its mark sent at `sent` seconds after the start."""
+        self.add(trace.KeyspaceMark(t=self.now, sent=T0 + sent, target=self.target if target is None else target))
+        return self.tick(STEP / 10)
+
     def server(self, run_id: str = "a" * 40, uptime: int = 100, *, target: str | None = None,
                **stats: int) -> TraceBuilder:
         self.add(trace.ServerSeen(t=self.now, target=self.target if target is None else target,

@@ -55,6 +55,10 @@ class ClientInfo:
 
 SHORT_LIVED: Final = "short-lived connection: in no CLIENT LIST sample"
 
+CHILD_SLACK: Final = 0.25
+"""Seconds around a listed process's forked child's sightings within which a connection no sample or watcher caught
+counts as opened while that child ran (a starved watcher sees a work horse late)."""
+
 
 class Attributor:
     """Joins MONITOR peers to connections and processes; fed in trace order, queried at the end."""
@@ -76,6 +80,9 @@ class Attributor:
         self.holders: dict[int, str] = {}  # pid -> label of the connection it holds but did not open (a fork)
         self._sampled: set[str] = set()  # servers whose CLIENT LIST was sampled
         self._peers: dict[tuple[str, str], list[trace.PeerSeen]] = {}  # (server, addr) -> what the kernel showed
+        self._child_spans: dict[str, list[tuple[float, float, int]]] | None = None  # server -> (first, last, pid)
+        # of each listed process's forked child's sightings there
+        self._local_hosts: set[str] = set()  # client IPs of connections whose process the pid map named
 
     # -- feeding -------------------------------------------------------------------------------------------
 
@@ -134,6 +141,7 @@ class Attributor:
         if info.connected_at is None or connected < info.connected_at:
             info.connected_at = connected
         self._cache.clear()
+        self._child_spans = None
         self._place(server, event.addr, event.client_id, connected)
 
     def peer_seen(self, event: trace.PeerSeen, server: str) -> None:
@@ -142,6 +150,7 @@ class Attributor:
         if event.pid not in self.watched and event.label and self._is_watched_label(event.label):
             self.children[event.pid] = event.label
         self._cache.clear()
+        self._child_spans = None
 
     def _peer_actor(self, server: str, peer: str, t: float, client: ClientInfo | None = None) -> Actor | None:
         """The process the kernel showed behind a peer no CLIENT LIST sample caught (the sighting nearest `t`), or
@@ -155,6 +164,47 @@ class Attributor:
         event = min(seen, key=lambda e: abs(e.t - t))
         label = self.watched.get(event.pid) or self.children.get(event.pid) or event.label or event.process
         return Actor(pid=event.pid, label=label, addr=peer)
+
+    def _forked_tree(self, server: str, peer: str, t: float) -> tuple[int, str] | None:
+        """The listed process (pid, and how it is known) a connection nothing named most likely belongs to: rq's work
+        horse opens the job's own connection for a few ms, which a watcher starved of CPU misses. Only for a client
+        on this host (an address of a process the pid map named) when the forked children seen on this server
+        all belong to one listed pid: one of them was running then, or failing that, it forks such children."""
+        spans = self._spans_of_children().get(server, ())
+        if not spans or _host(peer) not in self._local_hosts:
+            return None
+        near = {self.children[pid] for first, last, pid in spans if first - CHILD_SLACK <= t <= last + CHILD_SLACK}
+        labels = near or {self.children[pid] for _first, _last, pid in spans}
+        if len(labels) != 1:
+            return None
+        [label] = labels
+        roots = [pid for pid, listed in self.watched.items() if listed == label]
+        if len(roots) != 1:
+            return None
+        how = "opened while one ran" if near else "none seen then, but it forks short-lived children"
+        return roots[0], f"{label}: a forked child's connection, its pid unseen ({how})"
+
+    def _spans_of_children(self) -> dict[str, list[tuple[float, float, int]]]:
+        if self._child_spans is not None:
+            return self._child_spans
+        seen: dict[tuple[str, int], list[float]] = {}
+        local = self._local_hosts
+        local.clear()
+        for (server, addr), events in self._peers.items():
+            local.add(_host(addr))
+            for event in events:
+                if event.pid in self.children:
+                    seen.setdefault((server, event.pid), []).append(event.t)
+        for (server, _id), info in self.clients.items():
+            if info.pid is not None and info.addr:
+                local.add(_host(info.addr))
+            if info.pid is not None and info.pid in self.children and info.samples:
+                seen.setdefault((server, info.pid), []).extend((info.first_seen, info.last_seen))
+        spans: dict[str, list[tuple[float, float, int]]] = {}
+        for (server, pid), times in seen.items():
+            spans.setdefault(server, []).append((min(times), max(times), pid))
+        self._child_spans = spans
+        return spans
 
     def _is_watched_label(self, label: str) -> bool:
         if label in self.watched.values():
@@ -253,7 +303,12 @@ class Attributor:
             found = self._peer_actor(server, peer, t)
             if found is not None:
                 return found
-            return Actor(addr=peer, label=SHORT_LIVED if server in self._sampled else "")
+            if server in self._sampled:
+                tree = self._forked_tree(server, peer, t)
+                if tree is not None:
+                    return Actor(pid=tree[0], label=tree[1], addr=peer)
+                return Actor(addr=peer, label=SHORT_LIVED)
+            return Actor(addr=peer)
         actor = self.actor_for_client(server, client_id, peer)
         if actor.pid is None:
             # a sample caught the connection after its process had gone (a fork's job): the kernel's table may have
@@ -261,6 +316,17 @@ class Attributor:
             found = self._peer_actor(server, peer, t, self.clients.get((server, client_id)))
             if found is not None:
                 return Actor(pid=found.pid, label=found.label, client_id=client_id, addr=peer)
+            tree = self._forked_tree(server, peer, t)
+            if tree is not None:
+                return Actor(pid=tree[0], label=tree[1], client_id=client_id, addr=peer)
+        elif not actor.label and actor.pid not in self.watched and actor.pid not in self.children:
+            # its pid, but nothing else: the process was gone before the pid map could read its parent
+            tree = self._forked_tree(server, peer, t)
+            if tree is not None:
+                self.children[actor.pid] = self.watched[tree[0]]
+                self._child_spans = None
+                return Actor(pid=actor.pid, label=f"{self.watched[tree[0]]}: a forked child (its parent unseen: gone "
+                                                  "before the pid map read it)", client_id=client_id, addr=peer)
         return actor
 
     def actor_for_client(self, server: str, client_id: int, addr: str = "") -> Actor:
@@ -366,6 +432,11 @@ class Attributor:
         if client_id is None:
             return None
         return self.clients.get((server, client_id))
+
+
+def _host(addr: str) -> str:
+    """`127.0.0.1:5000` -> `127.0.0.1` (`[::1]:5000` -> `[::1]`)."""
+    return addr.rpartition(":")[0]
 
 
 def _is_unix(addr: str) -> bool:

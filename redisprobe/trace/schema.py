@@ -146,6 +146,16 @@ class Keyspace(msgspec.Struct, frozen=True, kw_only=True, tag="keyspace"):
     target: str = ""
 
 
+class KeyspaceMark(msgspec.Struct, frozen=True, kw_only=True, tag="keyspace-mark"):
+    """The keyspace link's answer to one of its marks (a PING sent on the subscribed connection at `sent`, read
+    at `t`). Replies come in order with the events: once it is read, every event the server published before
+    `sent` has been read too, and an event read after it was published after `sent` (the link's lag)."""
+
+    t: float
+    sent: float
+    target: str = ""
+
+
 class ClientSeen(msgspec.Struct, frozen=True, kw_only=True, tag="client"):
     """A connection seen in CLIENT LIST, with the local process behind it when psutil can tell."""
 
@@ -318,7 +328,7 @@ class Replication(msgspec.Struct, frozen=True, kw_only=True, tag="replication"):
 
 
 Event = (
-    ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | ClientSeen
+    ActorStarted | Op | Check | Inspect | ActorExited | Monitor | Keyspace | KeyspaceMark | ClientSeen
     | TtlSample | Gap | Note | ServerSeen | Refusals | WireReply | Baseline | PeerSeen
     | Topology | Replication
 )

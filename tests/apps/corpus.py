@@ -259,14 +259,8 @@ TODAY: dict[str, str] = {
     "pricing-key-misnamed": "with --source monitor, silent: every product was cached before the capture, beyond "
                             "the 10,000 keys the baseline reads, and MONITOR shows no reply, so a read of "
                             "products:<sku> is of unknown state, never a miss (named with --source wire)",
-    # healthy twins the tool reports on
-    "rate-limiter-flexible": "in some runs (a counter created before the capture, then a request in its window), "
-                             "ttl-refresh-missed: rate-limiter-flexible's SET rl:<client> 0 EX 1 NX on a live "
-                             "counter 'did nothing (no keyspace expire event followed)' and 'the key then expired on "
-                             "the TTL set before': the NX no-op that opens a window only once is taken for a failed "
-                             "refresh",
 }
-SOMETIMES = {"rate-limiter-flexible"}
+SOMETIMES: set[str] = set()
 """Apps whose wrong verdict today depends on timing (non-strict xfail: a fix cannot be forced to show)."""
 
 WIRE = ["audit-oom", "pricing", "pricing-key-misnamed"]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from redisprobe import trace
-from redisprobe.analysis.lifecycle import connection, expiry, keys, lives, migration, replies, wirereplies
+from redisprobe.analysis.lifecycle import connection, expiry, keys, lives, migration, pairing, replies, wirereplies
 from redisprobe.analysis.lifecycle import preexisting as baseline
 from redisprobe.analysis.lifecycle import refusal_samples as refused
 from redisprobe.analysis.lifecycle import replica_stream as replicas
@@ -32,8 +32,8 @@ MonitorRow = tuple[float, int, str, list[bytes]]
 _COMMANDS = C.COMMANDS  # a static here: no module attribute lookup per line
 
 EVENT_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
-    trace.Keyspace: migration.on_keyspace, trace.Op: replies.on_op, trace.ClientSeen: connection.on_client,
-    trace.PeerSeen: connection.on_peer,
+    trace.Keyspace: migration.on_keyspace, trace.KeyspaceMark: pairing.on_mark, trace.Op: replies.on_op,
+    trace.ClientSeen: connection.on_client, trace.PeerSeen: connection.on_peer,
     trace.ActorStarted: connection.on_actor, trace.ServerSeen: connection.on_server, trace.Gap: connection.on_gap,
     trace.TtlSample: connection.on_ttl_sample, trace.Check: replies.on_check,
     trace.Refusals: refused.on_refusals,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from redisprobe.analysis.lifecycle import lives
+from redisprobe.analysis.lifecycle import linklag, lives
 from redisprobe.analysis.lifecycle.limits import (
     EX_MS_SUSPECT,
     INF,
@@ -212,7 +212,12 @@ def recent_ttl(st: FoldState, slot: Slot, record: TtlSet) -> None:
             # a burst on one key: keep every command still awaiting its event (keyspace events can lag far behind
             # MONITOR under load) and the last few for replies; forget the confirmed and the too old
             cutoff = record.t - KS_MATCH_WINDOW
-            waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed and old.t >= cutoff]
+            state = st.servers.get(slot.server)
+            if state is not None and state.ks_marked:  # lagging link: all it has not read that far yet
+                waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed
+                           and (old.t >= cutoff or not linklag.delivered(state, old.t))]
+            else:
+                waiting = [old for old in recent[:-LOG_CAP] if not old.confirmed and old.t >= cutoff]
             slot.ttl_recent = waiting[-TTL_PAIRING_MAX:] + recent[-LOG_CAP:]
 
 
@@ -257,14 +262,22 @@ NO_EXPIRE_EVENT = "no keyspace `expire` event followed"
 def settle(st: FoldState, now: float) -> None:
     """EXPIREs the fold called effective but that no keyspace `expire` event confirmed did not happen.
 
-    Judged on the keyspace stream's own clock (`ks_last_t`): only once that server's notifications have
-    gone past the deadline is a missing `expire` a fact, however late the subscriber's events arrive.
+    Judged once the keyspace link has read everything the server published up to the command: the answer to a
+    mark sent after it came back (`linklag.delivered`); until then, however late, its event may still come, and
+    if no such answer ever comes, the command's effect stays unknown. A trace without marks judges on the keyspace
+    stream's own clock (`ks_last_t`): once that server's notifications have gone past the deadline.
     """
     queue = st.confirm_q
     while queue and queue[0][0] < now:
         deadline, record = queue[0]
         state = st.servers.get(record.who[0])
-        if now != INF and state is not None and state.ks_last_t < deadline:
+        if state is not None and state.ks_marked:
+            if not linklag.delivered(state, record.t):
+                if now != INF:
+                    break  # the link has not read that far yet
+                queue.popleft()  # it never did: unknown, no verdict
+                continue
+        elif now != INF and state is not None and state.ks_last_t < deadline:
             break  # that server's keyspace stream has not reached the deadline yet
         queue.popleft()
         if record.confirmed or not record.effective:

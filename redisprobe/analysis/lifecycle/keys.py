@@ -26,6 +26,8 @@ def cmd_read(st: FoldState, server: str, db: int, peer: str, hint: int, t: float
           spec: C.Command) -> None:
     keys = (args[1],) if spec.single and len(args) > 1 else spec.keys(args)
     slots = st.slots
+    if spec.block_option and st.blocked and C.block_timeout(args, spec.block_option) is not None:
+        waited_before(st, server, db, peer, hint, t, args, list(keys))
     for key in keys:
         slot = slots.get((server, db, key))
         life = slot.live if slot is not None else None
@@ -244,6 +246,8 @@ def cmd_pop(st: FoldState, server: str, db: int, peer: str, hint: int, t: float,
         except ValueError:
             timeout = 0.0
         deadline = INF if timeout <= 0 else t + timeout + KS_MATCH_WINDOW
+    if blocking and st.blocked:
+        waited_before(st, server, db, peer, hint, t, args, keys)
     if len(keys) == 1:
         if not take(st, server, db, peer, hint, t, args, keys[0], C.pop_count(args), deadline):
             if blocking:
@@ -269,6 +273,26 @@ def wait(st: FoldState, who: Who, db: int, args: list[bytes], key: bytes, deadli
     end of the fold, `settle_waits`)."""
     if len(st.waits) < MAX_PENDING_CONFIRMS:
         st.waits.append((who, db, args, key, deadline))
+
+
+def waited_before(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes],
+                  keys: list[bytes]) -> None:
+    """A connection CLIENT LIST showed blocked in this same command since before the capture sends it again: the
+    wait MONITOR never showed has returned. A worker's loop waits on the same keys each time, so if none of them
+    existed from the capture's start until now, it came back empty: a miss (a worker blocked on a misnamed key for
+    longer than the capture shows its command only once, near the end, still waiting)."""
+    client_id = st.attributor.client_at(server, peer, t)
+    blocked = st.blocked.get((server, client_id)) if client_id is not None else None
+    if blocked is None or blocked.served or blocked.returned or blocked.db != db \
+            or blocked.cmd.encode() != args[0].lower():
+        return
+    blocked.returned = True
+    for key in keys:
+        slot = st.slots.get((server, db, key))
+        if slot is not None and any(_there_between(life, blocked.first_t, t) for life in slot.all_lives()):
+            return  # it may have been served
+    for key in keys:
+        lives.miss(st, server, db, peer, hint, t, args, key, st.slots.get((server, db, key)))
 
 
 def settle_waits(st: FoldState, end: float) -> None:

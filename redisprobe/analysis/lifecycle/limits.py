@@ -7,6 +7,9 @@ from typing import Final
 KS_MATCH_WINDOW: Final = 0.5
 """Seconds within which a keyspace event is paired with the command that caused it (receipt lag)."""
 
+MARK_SLACK: Final = 0.01
+"""Seconds of clock slack between a MONITOR time (the server's clock) and a keyspace mark's sending time (ours)."""
+
 FIRST_SAMPLE_SPAN: Final = 1.0
 """Seconds after a server's first CLIENT LIST sample that still count as the capture's start (a connection
 blocked then was blocked before the capture: MONITOR never shows its command)."""

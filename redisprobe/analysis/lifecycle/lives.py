@@ -121,10 +121,17 @@ def alive(st: FoldState, slot: Slot | None, t: float) -> KeyLife | None:
     if slot is None:
         return None
     life = slot.live
-    if life is not None and life.expires_at is not None and t >= life.expires_at:
+    if life is not None and life.expires_at is not None and ran_out(life.expires_at, t):
         close(st, slot, life, life.expires_at, "expired", None, None)
         return None
     return life
+
+
+def ran_out(expires_at: float, t: float) -> bool:
+    """Whether the server has expired, by `t`, a key whose TTL ends at `expires_at`: it keeps the TTL in whole
+    milliseconds (from the setting command's millisecond) and expires the key only once its clock's millisecond is
+    past that one, up to a millisecond after `expires_at` itself."""
+    return t >= expires_at and int(t * 1000.0) > int(expires_at * 1000.0)
 
 
 def miss(st: FoldState, server: str, db: int, peer: str, hint: int, t: float, args: list[bytes], key: bytes,

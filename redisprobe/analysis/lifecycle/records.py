@@ -341,6 +341,8 @@ class ServerState:
     dbs: set[int] | None = None
     ks_last_t: float = -INF  # the latest keyspace event seen from this server
     ks_first_t: float = INF  # the first one
+    ks_marked: bool = False  # the keyspace link's marks are in the trace: its lag is measured
+    ks_mark_sent: float = -INF  # the sending time of the latest mark answered: every event before it has been read
     live: dict[int, dict[bytes, Slot]] = field(default_factory=dict)  # db -> key -> slot with a live life
     primary: str | None = None  # a cluster replica's primary (host:port): its MONITOR repeats that one's writes
     links: set[str] | None = None  # the replication link's addresses as this server's MONITOR names them
@@ -377,7 +379,7 @@ class BlockedClient:
     """A connection CLIENT LIST showed blocked (flags=b) from its first sample: its BLPOP/BLMOVE/XREAD... was sent
     before the capture, so CLIENT LIST (`cmd=`, `db=`) is the only evidence of what it waits for and where."""
 
-    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "served", "still")
+    __slots__ = ("addr", "client_id", "cmd", "db", "first_t", "last_t", "returned", "served", "still")
 
     def __init__(self, t: float, client_id: int, addr: str, db: int, cmd: str) -> None:
         self.first_t = t
@@ -388,6 +390,7 @@ class BlockedClient:
         self.cmd = cmd
         self.still = True  # still blocked in the same command at the last sample
         self.served = False  # a keyspace event with no command seen was put down to it
+        self.returned = False  # MONITOR showed the connection's next command: this wait was over by then
 
 
 @dataclass

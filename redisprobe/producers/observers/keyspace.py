@@ -140,6 +140,9 @@ class KeyspaceObserver:
             self._settle_config()
             self._start_watching_config()
             self._mark = (time.time(), self._processed())
+            # the first mark: subscribed from here on, nothing unread yet (a reader thread slow to start under load
+            # would otherwise leave the first events unmeasured)
+            self.emit(trace.KeyspaceMark(t=self._mark[0], sent=self._mark[0], target=self.target.label))
             self.active = True
             self._thread = threading.Thread(target=self._run, name="redisprobe-keyspace", daemon=True)
             self._thread.start()
@@ -421,6 +424,7 @@ class KeyspaceObserver:
             mark = self._sent.pop(message[1], None) if isinstance(message[1], bytes) else None
             if mark is not None:
                 self._mark = mark
+                self.emit(trace.KeyspaceMark(t=time.time(), sent=mark[0], target=self.target.label))
             return
         if not isinstance(message, list) or len(message) != 4 or message[0] != b"pmessage":
             return  # subscription confirmations
