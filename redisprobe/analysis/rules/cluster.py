@@ -27,6 +27,10 @@ from redisprobe.text import arg_text, clock
 MISSED_SHOWN = 6
 """Missed keys given as evidence (slot and node each); the rest are counted."""
 
+OWN_OBSERVER = "redisprobe:observer"
+"""The client name prefix of redisprobe's own observers: its TTL sampler scans each primary for the run's pattern,
+one connection per node, and those scans are never the user's."""
+
 
 def cluster_nodes(inp: RuleInput) -> set[str]:
     """The watched servers that said they are cluster nodes (INFO's redis_mode), primaries only."""
@@ -42,7 +46,7 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
         return []
     scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
     for used in facts.patterns(inp.lifecycle):
-        if used.server in nodes:
+        if used.server in nodes and not _ours(inp, used):
             scanned.setdefault((identity(inp.actor(used.who)), used.pattern, used.db), {})[used.server] = used
     groups = Groups("scan-one-node")
     for (ident, pattern, db), by_server in scanned.items():
@@ -70,6 +74,14 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
             group.add_evidence(f"{arg_text(slot.key)}: slot {key_slot(slot.key)}, on {slot.server}{made}: "
                                "the scan never asked that node")
     return groups.findings()
+
+
+def _ours(inp: RuleInput, used: facts.Pattern) -> bool:
+    """A scan sent by one of redisprobe's own observers (a node sampled before it connected gives it no pid, so
+    its scans there would not read as the same client's)."""
+    actor = inp.actor(used.who)
+    info = inp.lifecycle.attributor.client_info(used.server, actor.client_id) if actor is not None else None
+    return info is not None and info.name.startswith(OWN_OBSERVER)
 
 
 def _summary(group: Group) -> str:
