@@ -10,6 +10,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+import pytest
+
 T = TypeVar("T")
 
 PARALLEL = 2
@@ -23,3 +25,10 @@ def side_by_side(jobs: dict[str, Callable[[], T]], parallel: int = PARALLEL) -> 
     all are done; `result()` of a job's future gives its value or raises what it raised."""
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return {name: pool.submit(job) for name, job in jobs.items()}
+
+
+def selected(request: pytest.FixtureRequest) -> set[str]:
+    """The names (`test_x[param]`) of the tests of the requesting module that this session runs and that use the
+    requesting fixture: what `-k` or a node id left. A fixture keys its jobs by these names and runs only theirs."""
+    return {item.name for item in request.session.items
+            if item.module is request.module and request.fixturename in item.fixturenames}

@@ -20,7 +20,7 @@ from redisprobe import trace
 from redisprobe.analysis.rules.registry import injectable
 from redisprobe.targets.sandbox import sandbox
 from tests.clirun import Result, run_cli
-from tests.sidebyside import side_by_side
+from tests.sidebyside import selected, side_by_side
 
 CLUSTER = ("--topology", "cluster")
 
@@ -82,34 +82,42 @@ class Runs:
     work: Path  # where the runs wrote their traces
     futures: dict[str, Future]
 
-    def __getitem__(self, name: str) -> Any:
-        """The run's result (what its job returned), or what it raised, raised here."""
-        return self.futures[name].result()
+    def mine(self, request: pytest.FixtureRequest) -> Any:
+        """The requesting test's run's result (what its job returned; jobs are keyed by test name), or what it
+        raised, raised here."""
+        return self.futures[request.node.name].result()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Every slow run of this module, side by side, each on a sandbox cluster of its own."""
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """The slow run of each selected test of this module, side by side, each on a sandbox cluster of its own."""
     work = tmp_path_factory.mktemp("cluster-actors")
     bugs = [*SLOWEST_FIRST, *(bug for bug in BUGS if bug not in SLOWEST_FIRST)]
     jobs: dict[str, Callable[[], object]] = {
-        f"bug:{bug}": (lambda bug=bug: run_cli("ttl-race", *CLUSTER, "--bug", bug, "--json")) for bug in bugs}
+        f"test_each_bug_is_named_on_a_cluster_with_its_culprit[{bug}]": (
+            lambda bug=bug: run_cli("ttl-race", *CLUSTER, "--bug", bug, "--json")) for bug in bugs}
     jobs |= {
-        "replica": lambda: _given_a_replica(work / "replica-race.jsonl"),
-        "clean": lambda: run_cli("ttl-race", *CLUSTER, "--batches", "4", "--json", "--out", str(work / "race.jsonl")),
-        "scenario": lambda: _scenario(work / "cluster-clients.toml"),
-        "isolation": lambda: run_cli("isolation", *CLUSTER, "--json", "--timeout", "3", "--out",
-                                     str(work / "iso.jsonl")),
-        "prefix": lambda: run_cli("isolation", *CLUSTER, "--api-prefix", "app:", "--json", "--timeout", "0.5"),
-        "node-url": lambda: _on_a_node_url(work / "node-iso.jsonl"),
+        "test_ttl_race_given_a_replica_of_a_cluster_works_on_the_primaries":
+            lambda: _given_a_replica(work / "replica-race.jsonl"),
+        "test_ttl_race_on_a_cluster_is_clean_and_batches_live_on_several_primaries":
+            lambda: run_cli("ttl-race", *CLUSTER, "--batches", "4", "--json", "--out", str(work / "race.jsonl")),
+        "test_a_scenario_on_a_cluster_runs_its_actors_as_cluster_clients":
+            lambda: _scenario(work / "cluster-clients.toml"),
+        "test_isolation_on_a_cluster_is_visible_each_op_tagged_with_its_node_connection":
+            lambda: run_cli("isolation", *CLUSTER, "--json", "--timeout", "3", "--out", str(work / "iso.jsonl")),
+        "test_isolation_on_a_cluster_names_a_prefix_mismatch_as_on_one_server":
+            lambda: run_cli("isolation", *CLUSTER, "--api-prefix", "app:", "--json", "--timeout", "0.5"),
+        "test_topology_cluster_on_a_cluster_node_url_reaches_every_primary":
+            lambda: _on_a_node_url(work / "node-iso.jsonl"),
     }
-    return Runs(work, side_by_side(jobs))
+    wanted = selected(request)
+    return Runs(work, side_by_side({name: job for name, job in jobs.items() if name in wanted}))
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_isolation_on_a_cluster_is_visible_each_op_tagged_with_its_node_connection(runs):
+def test_isolation_on_a_cluster_is_visible_each_op_tagged_with_its_node_connection(runs, request):
     out = runs.work / "iso.jsonl"
-    result = runs["isolation"]
+    result = runs.mine(request)
     assert result.code == 0, result.err + result.out
     doc = result.json()
     assert doc["verdict"] == "visible" and doc["findings"] == []
@@ -128,8 +136,8 @@ def test_isolation_on_a_cluster_is_visible_each_op_tagged_with_its_node_connecti
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_isolation_on_a_cluster_names_a_prefix_mismatch_as_on_one_server(runs):
-    result = runs["prefix"]
+def test_isolation_on_a_cluster_names_a_prefix_mismatch_as_on_one_server(runs, request):
+    result = runs.mine(request)
     assert result.code == 1, result.err + result.out
     doc = result.json()
     assert [f["rule"] for f in doc["findings"]] == ["key-prefix-mismatch"]
@@ -137,9 +145,9 @@ def test_isolation_on_a_cluster_names_a_prefix_mismatch_as_on_one_server(runs):
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_ttl_race_on_a_cluster_is_clean_and_batches_live_on_several_primaries(runs):
+def test_ttl_race_on_a_cluster_is_clean_and_batches_live_on_several_primaries(runs, request):
     out = runs.work / "race.jsonl"
-    result = runs["clean"]
+    result = runs.mine(request)
     assert result.code == 0, result.err + result.out
     doc = result.json()
     assert doc["findings"] == []
@@ -153,8 +161,8 @@ def test_ttl_race_on_a_cluster_is_clean_and_batches_live_on_several_primaries(ru
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("bug", BUGS)
-def test_each_bug_is_named_on_a_cluster_with_its_culprit(bug, runs):
-    result = runs[f"bug:{bug}"]
+def test_each_bug_is_named_on_a_cluster_with_its_culprit(bug, runs, request):
+    result = runs.mine(request)
     assert result.code == 1, (bug, result.err)
     doc = result.json()
     rules = {f["rule"] for f in doc["findings"]}
@@ -183,9 +191,9 @@ def test_topology_cluster_on_a_plain_server_url_is_one_line(redis_url):
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_topology_cluster_on_a_cluster_node_url_reaches_every_primary(runs):
+def test_topology_cluster_on_a_cluster_node_url_reaches_every_primary(runs, request):
     out = runs.work / "node-iso.jsonl"
-    result, leftovers = runs["node-url"]
+    result, leftovers = runs.mine(request)
     assert result.code == 0, result.err + result.out
     assert result.json()["verdict"] == "visible"
     ops, starts = _ops_and_starts(out)
@@ -219,17 +227,17 @@ steps = [
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_a_scenario_on_a_cluster_runs_its_actors_as_cluster_clients(runs):
-    result = runs["scenario"]
+def test_a_scenario_on_a_cluster_runs_its_actors_as_cluster_clients(runs, request):
+    result = runs.mine(request)
     assert result.code == 0, result.err + result.out
     doc = json.loads(result.out)
     assert doc["scenarios"][0]["status"] == "passed", doc
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_ttl_race_given_a_replica_of_a_cluster_works_on_the_primaries(runs):
+def test_ttl_race_given_a_replica_of_a_cluster_works_on_the_primaries(runs, request):
     out = runs.work / "replica-race.jsonl"
-    result, primaries, leftovers = runs["replica"]
+    result, primaries, leftovers = runs.mine(request)
     assert result.code == 0, result.err + result.out
     assert result.json()["findings"] == []
     ops, _ = _ops_and_starts(out)

@@ -14,7 +14,7 @@ import pytest
 
 from redisprobe.analysis.rules.registry import injectable
 from tests.clirun import Result, run_cli
-from tests.sidebyside import side_by_side
+from tests.sidebyside import selected, side_by_side
 
 # Which actor the evidence must point at (None: the server did it, expiry or eviction).
 CULPRIT_ROLE = {
@@ -51,33 +51,36 @@ class Runs:
     work: Path  # where the runs wrote their traces and pictures
     futures: dict[str, Future[Result]]
 
-    def __getitem__(self, name: str) -> Result:
-        """The run's result, or what running it raised, raised here."""
-        return self.futures[name].result()
+    def mine(self, request: pytest.FixtureRequest) -> Result:
+        """The requesting test's run's result (its jobs are keyed by test name), or what running it raised."""
+        return self.futures[request.node.name].result()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """Every sandbox run of this module, side by side, each on a server of its own."""
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """The sandbox run of each selected test of this module, side by side, each on a server of its own."""
     work = tmp_path_factory.mktemp("ttl-race")
     jobs: dict[str, Callable[[], Result]] = {
-        f"bug:{bug}": (lambda bug=bug: run_cli("ttl-race", "--bug", bug, "--json", "--out", str(work / f"{bug}.jsonl")))
+        f"test_each_bug_is_named_with_its_culprit[{bug}]": (
+            lambda bug=bug: run_cli("ttl-race", "--bug", bug, "--json", "--out", str(work / f"{bug}.jsonl")))
         for bug in [*SLOWEST_FIRST, *(bug for bug in BUGS if bug not in SLOWEST_FIRST)]}
-    jobs |= {f"healthy:{attempt}": lambda: run_cli("ttl-race", "--json") for attempt in range(HEALTHY_ATTEMPTS)}
-    jobs |= {f"refresh:{refresh}": (lambda refresh=refresh: run_cli("ttl-race", "--refresh", refresh, "--batches",
-                                                                    "1", "--json"))
-             for refresh in REFRESH}
-    jobs["svg"] = lambda: run_cli("ttl-race", "--batches", "1", "--svg", str(work / "race.svg"))
-    jobs["cleared"] = lambda: run_cli("ttl-race", "--bug", "ttl-cleared-by-set", "--out", str(work / "race.jsonl"),
-                                      "--json")
-    return Runs(work, side_by_side(jobs))
+    jobs |= {f"test_healthy_run_is_clean[{attempt}]": lambda: run_cli("ttl-race", "--json")
+             for attempt in range(HEALTHY_ATTEMPTS)}
+    jobs |= {f"test_refresh_methods_are_healthy[{refresh}]": (
+        lambda refresh=refresh: run_cli("ttl-race", "--refresh", refresh, "--batches", "1", "--json"))
+        for refresh in REFRESH}
+    jobs["test_svg_export"] = lambda: run_cli("ttl-race", "--batches", "1", "--svg", str(work / "race.svg"))
+    jobs["test_live_findings_are_what_report_finds_in_the_trace"] = lambda: run_cli(
+        "ttl-race", "--bug", "ttl-cleared-by-set", "--out", str(work / "race.jsonl"), "--json")
+    wanted = selected(request)
+    return Runs(work, side_by_side({name: job for name, job in jobs.items() if name in wanted}))
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("bug", BUGS)
-def test_each_bug_is_named_with_its_culprit(bug, runs):
+def test_each_bug_is_named_with_its_culprit(bug, runs, request):
     out = runs.work / f"{bug}.jsonl"
-    result = runs[f"bug:{bug}"]
+    result = runs.mine(request)
     assert result.code == 1, (bug, result.err)
     doc = result.json()
     rules = [f["rule"] for f in doc["findings"]]
@@ -95,8 +98,8 @@ def test_each_bug_is_named_with_its_culprit(bug, runs):
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("attempt", range(HEALTHY_ATTEMPTS))
-def test_healthy_run_is_clean(attempt, runs):
-    result = runs[f"healthy:{attempt}"]
+def test_healthy_run_is_clean(attempt, runs, request):
+    result = runs.mine(request)
     assert result.code == 0, result.err + result.out
     doc = result.json()
     assert doc["findings"] == []
@@ -110,8 +113,8 @@ def test_healthy_run_is_clean(attempt, runs):
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
 @pytest.mark.parametrize("refresh", REFRESH)
-def test_refresh_methods_are_healthy(refresh, runs):
-    result = runs[f"refresh:{refresh}"]
+def test_refresh_methods_are_healthy(refresh, runs, request):
+    result = runs.mine(request)
     assert result.code == 0, result.err + result.out
     assert result.json()["findings"] == []
 
@@ -138,18 +141,18 @@ def test_unknown_bug_is_a_usage_error():
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_svg_export(runs):
+def test_svg_export(runs, request):
     svg = runs.work / "race.svg"
-    result = runs["svg"]
+    result = runs.mine(request)
     assert result.code == 0, result.err
     assert svg.read_text().lstrip().startswith("<svg") and "batch" in svg.read_text()
 
 
 @pytest.mark.timeout(RUNS_TIMEOUT)
-def test_live_findings_are_what_report_finds_in_the_trace(runs):
+def test_live_findings_are_what_report_finds_in_the_trace(runs, request):
     """One doctor entry point: the findings a run prints are those `report` gives for the trace it wrote."""
     out = runs.work / "race.jsonl"
-    live = runs["cleared"]
+    live = runs.mine(request)
     offline = run_cli("report", str(out), "--json")
     assert live.code == offline.code == 1, live.err + offline.err
     shown = [(f["rule"], f["summary"], f["evidence"]) for f in live.json()["findings"]]
