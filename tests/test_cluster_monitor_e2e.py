@@ -11,10 +11,10 @@ import time
 
 import psutil
 import pytest
-import redis
 from redis.cluster import RedisCluster
 
 from redisprobe.targets.sandbox import sandbox
+from tests.clients import fail_over, not_our_child, replica_of
 from tests.monitorrun import finished_json, monitor_this_process
 
 DELETER = """
@@ -26,14 +26,6 @@ client.delete(sys.argv[2])
 time.sleep(2)  # a service that goes on running, not a one-shot script
 client.close()
 """
-
-
-def _not_our_child(script: str, *args: str) -> psutil.Process:
-    """Another service: started through a shell that exits at once, so it is no child of the listed test process
-    (a listed process's children belong to it)."""
-    out = subprocess.run(["sh", "-c", '"$0" -c "$1" "$2" "$3" >/dev/null 2>&1 & echo $!', sys.executable, script,
-                          *args], capture_output=True, text=True, check=True, timeout=30)
-    return psutil.Process(int(out.stdout.strip()))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +63,7 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
     try:
         client.rpush(key, "m1")
         client.expire(key, 60)
-        deleter = _not_our_child(DELETER, str(seed.port), key)  # our children are the listed app's own
+        deleter = not_our_child(DELETER, str(seed.port), key)  # our children are the listed app's own
         psutil.wait_procs([deleter], timeout=60)
         client.rpush(key, "m2")  # the writer comes back to a batch it did not know was gone
     finally:
@@ -141,20 +133,11 @@ def test_a_failover_during_the_capture_is_said_and_the_new_primary_followed():
     with sandbox("cluster", replicas=1) as box:
         seed = box.servers[0]
         old = box.servers[1]
-        probe = redis.Redis(port=old.port)
-        replica = next(s for s in box.servers[3:]
-                       if redis.Redis(port=s.port).info("replication").get("master_port") == old.port)
-        probe.close()
+        replica = replica_of(box, old.port)
         proc = monitor_this_process(seed.url, duration=14)  # a failover can take seconds on a loaded machine
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         try:
-            promoted = redis.Redis(port=replica.port)
-            promoted.execute_command("CLUSTER", "FAILOVER")
-            deadline = time.monotonic() + 30
-            while promoted.info("replication")["role"] != "master":
-                assert time.monotonic() < deadline, "the failover did not happen"
-                time.sleep(0.1)
-            promoted.close()
+            fail_over(replica)
             time.sleep(2.5)  # the capture looks at the cluster's shape every second
             keys = [f"order:{i}" for i in range(200) if client.keyslot(f"order:{i}") in range(5461, 10922)][:5]
             for key in keys:
@@ -164,8 +147,8 @@ def test_a_failover_during_the_capture_is_said_and_the_new_primary_followed():
             client.close()
         doc, err = finished_json(proc)
     notes = " ".join(n["text"] if isinstance(n, dict) else str(n) for n in doc["notes"])
-    assert f"failover: 127.0.0.1:{replica.port} is now a primary" in notes, (notes, err)
+    assert f"failover: 127.0.0.1:{replica} is now a primary" in notes, (notes, err)
     # the replica was watched all along: its commands as a primary were captured from the first
-    assert not any(g["source"] == "monitor" and str(replica.port) in g["target"] for g in doc["gaps"]), doc["gaps"]
+    assert not any(g["source"] == "monitor" and str(replica) in g["target"] for g in doc["gaps"]), doc["gaps"]
     on_new = [k for k in doc["keys"] if k["key"] in keys]
-    assert len(on_new) == len(keys) and all(str(replica.port) in k["server"] for k in on_new), on_new
+    assert len(on_new) == len(keys) and all(str(replica) in k["server"] for k in on_new), on_new

@@ -16,6 +16,7 @@ import redis
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 
 from redisprobe.targets.sandbox import sandbox
+from tests.clients import fail_over, replica_of, wait_promoted
 from tests.clirun import cli_env, run_cli
 from tests.monitorrun import finished_json, monitor_this_process
 
@@ -26,17 +27,6 @@ def cluster():
         yield box
 
 
-
-
-def _replica_of(cluster, port: int) -> int:
-    for server in cluster.servers:
-        client = redis.Redis(port=server.port)
-        try:
-            if client.info("replication").get("master_port") == port:
-                return server.port
-        finally:
-            client.close()
-    raise AssertionError(f"no replica of {port}")
 
 
 def test_a_healthy_cluster_app_with_replicas_watched_gets_silence(cluster):
@@ -92,7 +82,7 @@ def _read_on_the_replica(cluster, *, lagging: bool) -> tuple[dict, subprocess.Co
     writer = RedisCluster(host="127.0.0.1", port=seed.port)
     key = next(f"job:{i}:{'lag' if lagging else 'ok'}" for i in range(100)
                if writer.get_node_from_key(f"job:{i}:{'lag' if lagging else 'ok'}").port == seed.port)
-    replica = _replica_of(cluster, seed.port)
+    replica = replica_of(cluster, seed.port)
     proc = monitor_this_process(seed.url)
     paused = redis.Redis(port=replica)
     try:
@@ -129,22 +119,10 @@ def test_a_read_on_a_replica_after_the_write_arrived_is_silent(cluster):
     assert not doc["findings"], doc["findings"]
 
 
-def _promote(port: int) -> None:
-    promoted = redis.Redis(port=port)
-    try:
-        promoted.execute_command("CLUSTER", "FAILOVER", "FORCE")  # without waiting for the primary's last writes
-        deadline = time.monotonic() + 30
-        while promoted.info("replication")["role"] != "master":
-            assert time.monotonic() < deadline, "the failover did not happen"
-            time.sleep(0.1)
-    finally:
-        promoted.close()
-
-
 def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_path):
     with sandbox("cluster", replicas=1) as box:
         seed = box.servers[0]
-        replica = _replica_of(box, seed.port)
+        replica = replica_of(box, seed.port)
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         keys = [f"order:{i}" for i in range(200) if client.get_node_from_key(f"order:{i}").port == seed.port][:4]
         kept, lost = keys[:2], keys[2:]
@@ -158,7 +136,7 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
             stalled.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # the link stalls: the next writes stay behind
             for key in lost:
                 client.set(key, "v", ex=120)
-            _promote(replica)
+            fail_over(replica, force=True)  # without waiting for the primary's last writes
             time.sleep(2.5)  # the capture looks at the cluster's shape every second
             client = RedisCluster(host="127.0.0.1", port=replica)  # the app reconnects after the failover
             got = {key: client.get(key) for key in keys}
@@ -218,7 +196,7 @@ def test_the_live_timeline_shows_each_write_once_with_replicas_watched(cluster):
 def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sent():
     with sandbox("cluster", replicas=1) as box:
         seed, victim = box.servers[0], box.servers[1]
-        replica = _replica_of(box, victim.port)
+        replica = replica_of(box, victim.port)
         client = RedisCluster(host="127.0.0.1", port=seed.port)
         keys = [f"cart:{i}" for i in range(200) if client.get_node_from_key(f"cart:{i}").port == victim.port][:4]
         kept, lost = keys[:2], keys[2:]
@@ -237,12 +215,7 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
                 victim.proc.kill()  # the primary dies before its replica is back
             finally:
                 os.kill(stopped.pid, signal.SIGCONT)
-            promoted = redis.Redis(port=replica)
-            deadline = time.monotonic() + 30
-            while promoted.info("replication")["role"] != "master":
-                assert time.monotonic() < deadline, "the replica was not promoted"
-                time.sleep(0.2)
-            promoted.close()
+            wait_promoted(replica)
             time.sleep(2.5)  # the capture looks at the cluster's shape every second
             client.close()
             client = RedisCluster(host="127.0.0.1", port=seed.port)

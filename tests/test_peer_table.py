@@ -3,8 +3,6 @@ names the connections to its own server only, and the thread is gone once the la
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,6 +13,7 @@ from redisprobe.producers.observers.peers import PeerWatcher
 from redisprobe.producers.processes.pidmap import PidMapper
 from redisprobe.targets.sandbox import sandbox
 from redisprobe.targets.url import parse_target
+from tests.clients import not_our_child
 
 HOLD = """
 import sys, time, redis
@@ -22,13 +21,6 @@ client = redis.Redis.from_url(sys.argv[1])
 client.ping()
 time.sleep(1.5)
 """
-
-
-def _not_our_child(url: str) -> psutil.Process:
-    """A client started through a shell that exits at once, so its parent is not this process."""
-    out = subprocess.run(["sh", "-c", '"$0" -c "$1" "$2" >/dev/null 2>&1 & echo $!', sys.executable, HOLD, url],
-                         capture_output=True, text=True, check=True, timeout=30)
-    return psutil.Process(int(out.stdout.strip()))
 
 
 def _peer_threads() -> int:
@@ -45,7 +37,7 @@ def test_two_servers_one_table_reader_each_watcher_names_its_own_clients(shared_
             watcher.start()
         try:
             assert _peer_threads() == 1
-            clients = [_not_our_child(url) for url in urls]  # a watcher leaves our own children out
+            clients = [not_our_child(HOLD, url) for url in urls]  # a watcher leaves our own children out
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not all(
                     any(e.pid == client.pid for e in found) for client, found in zip(clients, seen, strict=True)):
@@ -70,7 +62,7 @@ def test_a_watcher_that_stops_leaves_the_others_watching(shared_sandbox):
         try:
             first.stop()
             assert _peer_threads() == 1
-            client = _not_our_child(shared_sandbox.urls[0])
+            client = not_our_child(HOLD, shared_sandbox.urls[0])
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not any(e.pid == client.pid for e in seen):
                 time.sleep(0.05)

@@ -10,26 +10,35 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import psutil
 import pytest
 import redis
-from clirun import cli_env, run_cli
+from clirun import Result, cli_env, run_cli
 
 from redisprobe.targets.sandbox import Sandbox, sandbox
+from tests.sidebyside import side_by_side
 
 PASSWORD = "Zq@Secret-4471"
 FRAGMENTS = (PASSWORD, quote(PASSWORD, safe=""), "Secret-4471")
 
 
-@pytest.fixture(scope="module")
-def locked() -> Iterator[Sandbox]:
+@contextmanager
+def _locked_server() -> Iterator[Sandbox]:
     with sandbox("single") as box:
         client = redis.Redis.from_url(box.urls[0])
         client.config_set("requirepass", PASSWORD)
         client.close()
+        yield box
+
+
+@pytest.fixture(scope="module")
+def locked() -> Iterator[Sandbox]:
+    with _locked_server() as box:
         yield box
 
 
@@ -49,31 +58,50 @@ def _assert_hidden(where: str, text: str) -> None:
         assert fragment not in text, f"{fragment!r} shown in {where}: {text[:2000]}"
 
 
+VARIANTS = {"upper-scheme-raw-at": 0, "user-encoded": 1, "query-option": 2}
+
+
+def _every_channel(variant: int, work: Path) -> dict[str, Result]:
+    """Every command, with the password given the `variant` way, on a locked server of its own."""
+    with _locked_server() as box:
+        url = _urls(box)[variant]
+        runs = {
+            "monitor": run_cli("monitor", "--url", url, "--duration", "1", "--out", str(work / "m.jsonl"),
+                               "--svg", str(work / "m.svg")),
+            "monitor --json": run_cli("monitor", "--url", url, "--duration", "1", "--json"),
+            "isolation": run_cli("isolation", "--url", url, "--timeout", "1", "--out", str(work / "i.jsonl")),
+            "isolation --json": run_cli("isolation", "--url", url, "--timeout", "1", "--json"),
+            "info": run_cli("info", "--url", url),
+            "ttl-race": run_cli("ttl-race", "--url", url, "--batches", "1", "--messages", "2", "--spacing", "0.1",
+                                "--ttl", "1", "--svg", str(work / "t.svg")),
+        }
+        scenario = work / "s.toml"
+        scenario.write_text('[[actors]]\nrole = "api"\nsteps = [{ do = ["SET", "{ns}k", "v"] }]\n'
+                            '[expect]\nclean = true\n')
+        runs["run"] = run_cli("run", "--url", url, "--junit", str(work / "r.xml"), str(scenario))
+        runs["report"] = run_cli("report", str(work / "m.jsonl"))
+        return runs
+
+
+@pytest.fixture(scope="module")
+def channels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Future[dict[str, Result]]]]:
+    """The three variants side by side (tests/sidebyside.py), each on a locked server of its own."""
+    work = {name: tmp_path_factory.mktemp(name) for name in VARIANTS}
+    futures = side_by_side({name: (lambda name=name: _every_channel(VARIANTS[name], work[name])) for name in VARIANTS},
+                           parallel=len(VARIANTS))  # no timing asserted: every exit 0 or 1, no password anywhere
+    return {name: (work[name], futures[name]) for name in VARIANTS}
+
+
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("variant", [0, 1, 2], ids=["upper-scheme-raw-at", "user-encoded", "query-option"])
-def test_every_output_channel_hides_the_password(locked: Sandbox, tmp_path: Path, variant: int) -> None:
-    url = _urls(locked)[variant]
-    runs = {
-        "monitor": run_cli("monitor", "--url", url, "--duration", "1", "--out", str(tmp_path / "m.jsonl"),
-                           "--svg", str(tmp_path / "m.svg")),
-        "monitor --json": run_cli("monitor", "--url", url, "--duration", "1", "--json"),
-        "isolation": run_cli("isolation", "--url", url, "--timeout", "1", "--out", str(tmp_path / "i.jsonl")),
-        "isolation --json": run_cli("isolation", "--url", url, "--timeout", "1", "--json"),
-        "info": run_cli("info", "--url", url),
-        "ttl-race": run_cli("ttl-race", "--url", url, "--batches", "1", "--messages", "2", "--spacing", "0.1",
-                            "--ttl", "1", "--svg", str(tmp_path / "t.svg")),
-        "report": None,
-    }
-    scenario = tmp_path / "s.toml"
-    scenario.write_text('[[actors]]\nrole = "api"\nsteps = [{ do = ["SET", "{ns}k", "v"] }]\n'
-                        '[expect]\nclean = true\n')
-    runs["run"] = run_cli("run", "--url", url, "--junit", str(tmp_path / "r.xml"), str(scenario))
-    runs["report"] = run_cli("report", str(tmp_path / "m.jsonl"))
-    for name, result in runs.items():
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_output_channel_hides_the_password(channels, name: str) -> None:
+    tmp_path, future = channels[name]
+    runs = future.result()
+    for command, result in runs.items():
         assert result is not None
-        assert result.code in (0, 1), (name, result.code, result.err)
-        _assert_hidden(f"{name} stdout", result.out)
-        _assert_hidden(f"{name} stderr", result.err)
+        assert result.code in (0, 1), (command, result.code, result.err)
+        _assert_hidden(f"{command} stdout", result.out)
+        _assert_hidden(f"{command} stderr", result.err)
     for produced in ("m.jsonl", "m.svg", "i.jsonl", "t.svg", "r.xml"):
         _assert_hidden(produced, (tmp_path / produced).read_text())
     assert "***" in (tmp_path / "m.jsonl").read_text().splitlines()[0]  # the header's command line

@@ -1,7 +1,8 @@
 """`run --url` on a server full of a user's data: after any scenario file, the user's data is byte-identical.
 
 Each hostile file tries one way past the namespace (a FLUSHDB in a wait item, a fork whose steps flush, scripts
-that flush or delete a user key, CLIENT PAUSE, SWAPDB...); the whole `scenarios/` folder runs there too.
+that flush or delete a user key, CLIENT PAUSE, SWAPDB...); every shipped scenario runs there too (in three groups
+side by side, each on a user server of its own).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from clirun import run_cli
+from clirun import Result, run_cli
 
 from redisprobe.targets.sandbox import Sandbox, sandbox
+from tests.sidebyside import side_by_side
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 USER_DBS = (0, 3, 7)
@@ -116,17 +118,36 @@ def test_hostile_scenarios_leave_user_data_byte_identical(tmp_path: Path, user_s
     assert "did not load" in by_name["optin-evalsha-unknown"]["skipped"]
 
 
+SHIPPED_GROUPS = 3
+"""The shipped scenarios run in this many groups side by side, each group on a user server of its own."""
+
+
+def _shipped_on_a_user_server(files: list[Path]) -> tuple[Result, bool, bool]:
+    """`run --url` of `files` on a fresh server full of a user's data: the result, and whether the data and the
+    config are exactly as before."""
+    with sandbox("single") as box:
+        url = box.urls[0]
+        _fill(url)
+        before = _snapshot(url)
+        config = redis.Redis.from_url(url).config_get("*")
+        result = run_cli("run", "--url", url, "--json", *map(str, files), timeout=540)
+        return result, _snapshot(url) == before, redis.Redis.from_url(url).config_get("*") == config
+
+
 @pytest.mark.timeout(600)
-def test_every_shipped_scenario_on_a_user_server_leaves_its_data_byte_identical(user_server: Sandbox) -> None:
-    url = user_server.urls[0]
-    _fill(url)
-    before = _snapshot(url)
-    config = redis.Redis.from_url(url).config_get("*")
-    result = run_cli("run", "--url", url, "--json", str(SCENARIOS), timeout=540)
-    assert result.code in (0, 1), result.err
-    assert _snapshot(url) == before  # nothing of ours left behind either: our keys would show here
-    assert redis.Redis.from_url(url).config_get("*") == config
-    statuses = {s["name"]: s["status"] for s in result.json()["scenarios"]}
+def test_every_shipped_scenario_on_a_user_server_leaves_its_data_byte_identical() -> None:
+    files = sorted(SCENARIOS.glob("*.toml"))
+    groups = [files[index::SHIPPED_GROUPS] for index in range(SHIPPED_GROUPS)]
+    runs = side_by_side({str(index): (lambda group=group: _shipped_on_a_user_server(group))
+                         for index, group in enumerate(groups)}, parallel=SHIPPED_GROUPS)  # no timing asserted
+    statuses = {}
+    for future in runs.values():
+        result, data_kept, config_kept = future.result()
+        assert result.code in (0, 1), result.err
+        assert data_kept  # nothing of ours left behind either: our keys would show here
+        assert config_kept
+        statuses |= {s["name"]: s["status"] for s in result.json()["scenarios"]}
+    assert len(statuses) == len(files)  # every shipped scenario, each once
     assert "passed" in statuses.values()  # the run really ran scenarios there, not only skipped them
     assert statuses["flushed"] == "skipped"
 
@@ -152,7 +173,8 @@ def test_opted_in_script_on_namespaced_keys_runs_with_allow_writes_only(tmp_path
      {"do": ["DEL", "{victim}"]}],
     [{"fork": True, "steps": [{"wait": [{"cmd": ["FLUSHALL"]}], "timeout": 0.1}]},
      {"do": ["SET", "redisprobe:t:after", "1"]}],
-    [{"program": "janitor", "ns": "redisprobe:t:", "action": "flush", "delay": 0}],
+    [{"do": ["SET", "redisprobe:t:batch:1", "m", "EX", "30"]},  # a batch: the janitor acts at once, not after 15 s
+     {"program": "janitor", "ns": "redisprobe:t:", "action": "flush", "delay": 0}],
 ], ids=["key-from-a-reply", "fork-wait-flushall", "janitor-flush"])
 def test_the_actors_own_gate_refuses_at_run_time(user_server: Sandbox, steps: list) -> None:
     """What the file check cannot see (a key captured from a reply, a program's own commands) is refused by the

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from redisprobe.analysis import facts
+from redisprobe.analysis.connection_roles import OBSERVER_PREFIX
 from redisprobe.analysis.rules.base import Group, Groups, RuleInput, identity, who_text
 from redisprobe.analysis.rules.refused import (
     HOW,
@@ -32,6 +33,7 @@ MISSED_SHOWN = 6
 """Missed keys given as evidence (slot and node each); the rest are counted."""
 
 
+
 def cluster_nodes(inp: RuleInput) -> set[str]:
     """The watched servers that said they are cluster nodes (INFO's redis_mode), primaries only."""
     return {name for name, state in inp.lifecycle.servers.items()
@@ -47,7 +49,7 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
     scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
     anonymous: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by connections of no known process
     for used in facts.patterns(inp.lifecycle):
-        if used.server in nodes:
+        if used.server in nodes and not _ours(inp, used):
             actor = inp.actor(used.who)
             scanned.setdefault((identity(actor), used.pattern, used.db), {})[used.server] = used
             if actor is None or actor.pid is None:
@@ -89,6 +91,15 @@ def _alive_between(life: KeyLife, since: float, until: float) -> bool:
     was never one it missed)."""
     return (life.created_at is None or life.created_at <= until) and \
         (life.removed_at is None or life.removed_at >= since)
+
+
+def _ours(inp: RuleInput, used: facts.Pattern) -> bool:
+    """A scan sent by one of redisprobe's own observers: its TTL sampler scans each primary for the run's pattern,
+    one connection per node, and those scans are never the user's (a node sampled before it connected gives it no
+    pid, so its scans there would not read as the same client's)."""
+    actor = inp.actor(used.who)
+    info = inp.lifecycle.attributor.client_info(used.server, actor.client_id) if actor is not None else None
+    return info is not None and info.name.startswith(OBSERVER_PREFIX)
 
 
 def _summary(group: Group) -> str:
