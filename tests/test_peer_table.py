@@ -3,6 +3,7 @@ only, and every watcher's thread is gone once stopped."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -58,3 +59,37 @@ def test_two_servers_each_watcher_names_its_own_clients(shared_sandbox):
         for index, client in enumerate(clients):
             assert any(e.pid == client.pid for e in seen[index]), seen[index]
             assert not any(e.pid == clients[1 - index].pid for e in seen[index])  # the other server's client
+
+
+LEFT_BEHIND = """
+import os, socket, sys, time
+while os.getppid() == int(sys.argv[2]):  # connects only once the shell that started it has gone
+    time.sleep(0.01)
+client = socket.create_connection(("127.0.0.1", int(sys.argv[1])))  # at once: while the watcher deems it young
+client.sendall(b"PING\\r\\n")
+client.recv(64)
+time.sleep(1.5)
+"""
+
+
+def test_a_service_a_listed_process_s_shell_left_behind_is_not_the_listed_process(shared_sandbox):
+    """`sh -c 'service &'`: the watcher sees the service young, as a grandchild of the listed process, but by the
+    time it connects the shell has gone and init holds it: another service, whatever the watcher's timing."""
+    seen: list[trace.PeerSeen] = []
+    watcher = PeerWatcher(parse_target(shared_sandbox.urls[0]), seen.append, PidMapper({os.getpid(): "app"}))
+    watcher.start()
+    try:
+        shell = subprocess.Popen(["sh", "-c", 'sleep 0.1; "$0" -c "$1" "$2" $$ >/dev/null 2>&1 & echo $!; sleep 0.2',
+                                  sys.executable, LEFT_BEHIND, str(shared_sandbox.servers[0].port)],
+                                 stdout=subprocess.PIPE, text=True)
+        assert shell.stdout is not None
+        service = psutil.Process(int(shell.stdout.readline().strip()))  # the shell lingers: the service is seen young
+        shell.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e.pid == service.pid for e in seen):
+            time.sleep(0.05)
+        psutil.wait_procs([service], timeout=30)
+    finally:
+        watcher.stop()
+    named = [e for e in seen if e.pid == service.pid]
+    assert named and all(e.label == "" for e in named), named
