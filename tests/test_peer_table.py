@@ -3,7 +3,6 @@ only, and every watcher's thread is gone once stopped."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -73,23 +72,25 @@ time.sleep(1.5)
 
 
 def test_a_service_a_listed_process_s_shell_left_behind_is_not_the_listed_process(shared_sandbox):
-    """`sh -c 'service &'`: the watcher sees the service young, as a grandchild of the listed process, but by the
-    time it connects the shell has gone and init holds it: another service, whatever the watcher's timing."""
+    """A listed process runs `sh -c 'service &'`: the watcher sees the service young, as the listed process's
+    grandchild, but by the time it connects the shell has gone and init holds it while the listed process lives
+    on: another service, whatever the watcher's timing."""
+    inner = 'sleep 0.1; "$0" -c "$1" "$2" "$$" >/dev/null 2>&1 & echo $!; sleep 0.2'
+    listed = subprocess.Popen(["sh", "-c", f"sh -c '{inner}' \"$0\" \"$1\" \"$2\"; sleep 3", sys.executable,
+                               LEFT_BEHIND, str(shared_sandbox.servers[0].port)], stdout=subprocess.PIPE, text=True)
     seen: list[trace.PeerSeen] = []
-    watcher = PeerWatcher(parse_target(shared_sandbox.urls[0]), seen.append, PidMapper({os.getpid(): "app"}))
+    watcher = PeerWatcher(parse_target(shared_sandbox.urls[0]), seen.append, PidMapper({listed.pid: "app"}))
     watcher.start()
     try:
-        shell = subprocess.Popen(["sh", "-c", 'sleep 0.1; "$0" -c "$1" "$2" $$ >/dev/null 2>&1 & echo $!; sleep 0.2',
-                                  sys.executable, LEFT_BEHIND, str(shared_sandbox.servers[0].port)],
-                                 stdout=subprocess.PIPE, text=True)
-        assert shell.stdout is not None
-        service = psutil.Process(int(shell.stdout.readline().strip()))  # the shell lingers: the service is seen young
-        shell.wait(timeout=30)
+        assert listed.stdout is not None
+        service = psutil.Process(int(listed.stdout.readline().strip()))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(e.pid == service.pid for e in seen):
             time.sleep(0.05)
         psutil.wait_procs([service], timeout=30)
     finally:
         watcher.stop()
+        listed.kill()
+        listed.wait()
     named = [e for e in seen if e.pid == service.pid]
     assert named and all(e.label == "" for e in named), named
