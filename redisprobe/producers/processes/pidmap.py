@@ -365,12 +365,13 @@ class PidMapper:
         return [sock for sock in candidates if sock.raddr == remote]
 
     def _scan(self) -> None:
+        started = time.monotonic()  # a scan holds the connections made before it began, not all before it ended
         table: dict[tuple[str, int], list[_Socket]] = {}
         self._holders = socket_holders()
         for pid, local, remote in connected_sockets(self._holders):
             table.setdefault(local, []).append(_Socket(pid=pid, raddr=remote))
         self._table = table
-        self._taken = time.monotonic()
+        self._taken = started
 
     def _describe(self, pid: int) -> ProcessInfo:
         try:
