@@ -3,6 +3,8 @@ names the connections to its own server only, and the thread is gone once the la
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -71,3 +73,39 @@ def test_a_watcher_that_stops_leaves_the_others_watching(shared_sandbox):
             second.stop()
         assert _peer_threads() == 0
         assert any(e.pid == client.pid for e in seen), seen
+
+
+LEFT_BEHIND = """
+import os, socket, sys, time
+while os.getppid() == int(sys.argv[2]):  # connects only once the shell that started it has gone
+    time.sleep(0.01)
+client = socket.create_connection(("127.0.0.1", int(sys.argv[1])))  # at once: while the watcher deems it young
+client.sendall(b"PING\\r\\n")
+client.recv(64)
+time.sleep(1.5)
+"""
+
+
+def test_a_service_a_listed_process_s_shell_left_behind_is_not_the_listed_process(shared_sandbox):
+    """A listed process runs `sh -c 'service &'`: the watcher sees the service young, as the listed process's
+    grandchild, but by the time it connects the shell has gone and init holds it while the listed process lives
+    on: another service, whatever the watcher's timing."""
+    inner = 'sleep 0.1; "$0" -c "$1" "$2" "$$" >/dev/null 2>&1 & echo $!; sleep 0.2'
+    listed = subprocess.Popen(["sh", "-c", f"sh -c '{inner}' \"$0\" \"$1\" \"$2\"; sleep 3", sys.executable,
+                               LEFT_BEHIND, str(shared_sandbox.servers[0].port)], stdout=subprocess.PIPE, text=True)
+    seen: list[trace.PeerSeen] = []
+    watcher = PeerWatcher(parse_target(shared_sandbox.urls[0]), seen.append, PidMapper({listed.pid: "app"}))
+    watcher.start()
+    try:
+        assert listed.stdout is not None
+        service = psutil.Process(int(listed.stdout.readline().strip()))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e.pid == service.pid for e in seen):
+            time.sleep(0.05)
+        psutil.wait_procs([service], timeout=30)
+    finally:
+        watcher.stop()
+        listed.kill()
+        listed.wait()
+    named = [e for e in seen if e.pid == service.pid]
+    assert named and all(e.label == "" for e in named), named

@@ -64,3 +64,28 @@ def test_a_command_that_removes_only_what_it_empties_is_not_shown_as_a_removal()
     emptied = [row for row in rows if "emptied" in row and "HDEL" not in row]
     assert len(emptied) == 1 and " h " in emptied[0]
     assert "REMOVES" in next(row for row in rows if " DEL " in row)
+
+
+def _block(t: float, commands: list[str]) -> object:
+    from redisprobe import trace
+
+    lines = "".join(f'+{t + i / 1e6:.6f} [0 127.0.0.1:5000] {command}\r\n' for i, command in enumerate(commands))
+    return trace.MonitorLines(t=t, until=t + len(commands) / 1e6, lines=lines, target="t")
+
+
+def test_a_removal_is_shown_once_the_second_s_row_budget_is_spent() -> None:
+    """A loaded capture hands the timeline fewer, bigger blocks: one that fills the budget exactly, then one with
+    the DEL among many SETs. The DEL (and a pop's emptying of its key) must still be shown, the
+    SETs passed over."""
+    from redisprobe import trace
+    from redisprobe.render.timeline import ROWS_PER_SECOND
+
+    t = 1_700_000_000.0
+    fill = _block(t, [f'"SET" "fill:{i}" "v"' for i in range(ROWS_PER_SECOND)])
+    busy = _block(t + 1, ['"SET" "busy:a" "v"'] * 600 + ['"DEL" "busy:victim"', '"LPOP" "busy:queue"'])
+    emptied = trace.Keyspace(t=t + 1.5, db=0, key=b"busy:queue", event="del", target="t")
+    rows = _rows([fill, busy, emptied])
+    assert sum("fill:" in row for row in rows) == ROWS_PER_SECOND
+    assert not any("busy:a" in row for row in rows)
+    assert any(" DEL " in row and "busy:victim" in row and "REMOVES" in row for row in rows), rows[-5:]
+    assert any("emptied" in row and "busy:queue" in row for row in rows), rows[-5:]

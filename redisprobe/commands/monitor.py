@@ -321,9 +321,11 @@ def summarise_capture(outcome: CaptureOutcome, spec: PidSpec, key_patterns: tupl
 
     try:
         size = outcome.trace_path.stat().st_size
-        if size > _SAY_ANALYSING:
-            say(f"analysing {size / 1e6:.1f} MB of capture (Ctrl-C prints what is ready)")
         try:
+            # Ctrl-C may come the moment this line is out (a loaded host runs the reader of stderr first): it
+            # already belongs to the analysis it announces.
+            if size > _SAY_ANALYSING:
+                say(f"analysing {size / 1e6:.1f} MB of capture (Ctrl-C prints what is ready)")
             _header, stream = read_trace(outcome.trace_path)
             # As in `report`: the summary builds millions of acyclic objects; with the cyclic collector back on, its
             # first pass over them would cost about 1.5 s per 400k commands. It stays off until the process exits.

@@ -122,7 +122,7 @@ class LiveTimeline:
             elif isinstance(event, (trace.Topology, trace.Baseline)):
                 self._roles.learn(event)
             elif isinstance(event, trace.Monitor):
-                if self._shown < ROWS_PER_SECOND:
+                if self._shown < ROWS_PER_SECOND or _removes(event.args):
                     reply = events[index + 1] if index < last else None
                     paired = type(reply) is trace.WireReply and reply.peer == event.peer and reply.sent == event.t
                     self._monitor(event, reply if paired else None)  # type: ignore[arg-type]
@@ -134,12 +134,12 @@ class LiveTimeline:
                 if event.refused and self._shown < ROWS_PER_SECOND:
                     self._refused(event)
             elif isinstance(event, trace.Keyspace) and event.event in _SERVER_EVENTS:
-                if self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
+                if self._wanted([event.key]):  # a removal: shown past the row budget too
                     self._row(event.t, "server", "", event.db, event.event.upper(), event.key,
                               _SERVER_EVENTS[event.event], "bold magenta")
             elif isinstance(event, trace.Keyspace) and event.event == "del":
                 who = self._emptying.pop((event.db, event.key), None)
-                if who is not None and self._wanted([event.key]) and self._shown < ROWS_PER_SECOND:
+                if who is not None and self._wanted([event.key]):  # a removal: shown past the budget too
                     self._row(event.t, who, "", event.db, "(emptied)", event.key, "REMOVED: its last element was "
                               "taken", "bold red")
             elif isinstance(event, trace.Gap):
@@ -167,7 +167,8 @@ class LiveTimeline:
         self._window, self._shown, self._skipped = now, 0, 0
 
     def _lines(self, block: trace.MonitorLines) -> None:
-        """A block of MONITOR lines: all of them while the row budget lasts, else only the lines that matter."""
+        """A block of MONITOR lines: all of them while the row budget lasts, else only the lines that matter; once
+        the budget is spent too, only the removals (a removal is never left out of the live view)."""
         text = block.lines
         count = text.count("\n")
         if self._shown + count <= ROWS_PER_SECOND:
@@ -175,13 +176,14 @@ class LiveTimeline:
             return
         looked = 0
         for start in self._interesting(text):
-            if self._shown >= ROWS_PER_SECOND:
-                break
-            looked += 1
             try:
                 line = parse_monitor_line(text[start:text.find("\r\n", start)])
             except MonitorParseError:
+                looked += 1
                 continue  # the trace reader reports it as a gap
+            if self._shown >= ROWS_PER_SECOND and not _removes(line.args):
+                continue
+            looked += 1
             self._monitor(trace.Monitor(t=line.ts, db=line.db, peer=line.peer, args=line.args, target=block.target))
         self._skipped += count - looked
 
@@ -256,6 +258,9 @@ class LiveTimeline:
                 self._emptying.pop((event.db, key), None)
         if reply is not None:
             effect, style = _answered(effect, style, kind, removing, reply)
+        if not removing and self._shown >= ROWS_PER_SECOND:
+            self._skipped += 1  # a pop or HDEL past the budget: its `del` event, if it emptied the key, is shown
+            return
         self._row(event.t, who, client_id, event.db, _text(event.args[0].upper(), 10), keys[0], effect, style)
 
     def _wanted(self, keys: Sequence[bytes]) -> bool:
@@ -279,6 +284,11 @@ class LiveTimeline:
         if self._pending:
             self.console.print(self._pending, end="", soft_wrap=True)
             self._pending = Text()
+
+
+def _removes(args: Sequence[bytes]) -> bool:
+    """Whether a command may remove a key (pops and HDEL included: their `del` event needs who sent them)."""
+    return bool(args) and cmds.lookup(args[0]).removing
 
 
 def _answered(effect: str, style: str, kind: int, removing: bool, reply: trace.WireReply) -> tuple[str, str]:

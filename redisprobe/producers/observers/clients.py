@@ -258,7 +258,6 @@ class ClientPoller(Sampler):
                                 reason="the server restarted between two polls (new run_id): clients that "
                                        "connected to it just before are unseen"))
         if self._can_list:
-            mono = time.monotonic()
             try:
                 raw = self._client.execute_command("CLIENT", "LIST")
             except rex.ResponseError as exc:
@@ -266,7 +265,9 @@ class ClientPoller(Sampler):
                 self._degrade(f"cannot run CLIENT LIST on {self.where} ({_reason(exc)}): connections cannot "
                               "be tied to processes (pid, db, name per client)")
             else:
-                self._update_clients(parse_client_list(raw), time.time(), mono)
+                # Every listed connection surely existed once the answer came (not when it was asked: on a loaded
+                # host one made meanwhile is listed, and a socket table read in between would miss it).
+                self._update_clients(parse_client_list(raw), time.time(), time.monotonic())
         self._last_ok = time.time()
 
     def _check_server(self, info: dict[str, Any], now: float, *, final: bool) -> bool:

@@ -221,9 +221,25 @@ class PeerWatcher(Sampler):
             self._pending[inode] = PENDING_READS
             if pid not in self._named:
                 info = describe_process(pid, self.mapper.watched)
+                kept = info.label or (label if self._still_in_family(pid, label) else "")
                 self._named[pid] = ProcessInfo(pid=pid, process=info.process, cmdline=info.cmdline,
-                                               label=info.label or label, identity=info.identity)
+                                               label=kept, identity=info.identity)
         return True
+
+    def _still_in_family(self, pid: int, label: str) -> bool:
+        """Whether a child seen young still belongs to its listed ancestor when it opens a socket: a process a
+        listed one's short-lived child started and left behind (`sh -c 'service &'`, a double fork) has been
+        handed to init while the listed process lives on: another service, as the connection table would name
+        it. When the listed process itself has gone, nothing says otherwise and the child keeps its label."""
+        parent = _parent_of(pid)
+        for _level in range(64):
+            if parent is None or parent <= 1:
+                break
+            if parent in self.mapper.watched or parent in self._young:
+                return True
+            parent = _parent_of(parent)
+        return not any(os.path.exists(f"/proc/{root}") for root, named in self.mapper.watched.items()
+                       if named == label and root not in self._gone)
 
     # -- the table of connections ----------------------------------------------------------------------------
 

@@ -372,12 +372,13 @@ class PidMapper:
 
     def _scan(self) -> None:
         global _latest_scan
+        started = time.monotonic()  # a scan holds the connections made before it began, not all before it ended
         table: dict[tuple[str, int], list[_Socket]] = {}
         self._holders = socket_holders()
         for pid, local, remote in connected_sockets(self._holders):
             table.setdefault(local, []).append(_Socket(pid=pid, raddr=remote))
         self._table = table
-        self._taken = time.monotonic()
+        self._taken = started
         _latest_scan = (self._taken, table, self._holders)
 
     def _adopt_latest(self, now: float, age: float, not_before: float | None) -> bool:
