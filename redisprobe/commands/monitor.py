@@ -19,6 +19,7 @@ from redisprobe.producers.capture import CaptureSession, stop_sessions
 from redisprobe.producers.observers.baseline_scan import take_baseline
 from redisprobe.producers.processes.pidmap import PidSpec
 from redisprobe.targets.resolve import fingerprints, make_header
+from redisprobe.targets.topology import joined_gap
 from redisprobe.targets.url import Target, connect_timeout
 
 _SAY_ANALYSING = 1 << 20  # a trace bigger than this (bytes) takes a noticeable time to analyse: say so
@@ -166,13 +167,8 @@ def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: Mon
             sessions: list[CaptureSession]) -> list[CaptureSession]:
     """A cluster's changes recorded in the trace (events, and a warning each); a node that joined watched from now
     on (a primary with a gap since the last look)."""
-    events, fresh = watcher.poll()
-    writer.emit_many(events)
-    for event in events:
-        if isinstance(event, trace.Topology) and event.text:
-            writer.note(f"cluster topology changed: {event.text}", level="warning")
     started = []
-    for target, since in fresh:
+    for target, since in watcher.record(writer):
         session = CaptureSession(target, writer, watched=dict(spec.labels), enable_events=options.enable_events,
                                  selectors=spec.selectors)
         session.start()
@@ -182,9 +178,7 @@ def _follow(watcher: Any, writer: trace.TraceWriter, spec: PidSpec, options: Mon
         found = take_baseline(session.target, options.key_patterns)  # what it holds already is not a miss
         writer.emit_many(found.events)
         writer.note(found.note, level=found.level)
-        writer.emit(trace.Gap(t=since, until=time.time(), source="monitor", target=target.label,
-                              reason=f"{target.label} joined the cluster as a primary between two looks at its "
-                                     "shape: its commands until it was watched were not captured"))
+        writer.emit(joined_gap(target, since))
     return started
 
 

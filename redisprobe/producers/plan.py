@@ -146,18 +146,17 @@ def _watched(targets: Targets, first: Target, writer: trace.TraceWriter, watcher
 
 def _follow(watcher: Any, writer: trace.TraceWriter, watched: dict[int, str],
             enable_events: bool | None) -> list[Any]:
-    """The cluster's changes recorded (events, and a warning each); a node that joined watched from now on."""
+    """The cluster's changes recorded (events, and a warning each); a node that joined watched from now on (a
+    primary with a gap since the last look: its commands until then were not captured)."""
     from redisprobe.producers.capture import CaptureSession
+    from redisprobe.targets.topology import joined_gap
 
-    events, fresh = watcher.poll()
-    writer.emit_many(events)
-    for event in events:
-        if isinstance(event, trace.Topology) and event.text:
-            writer.note(f"cluster topology changed: {event.text}", level="warning")
     started = []
-    for target, _since in fresh:
+    for target, since in watcher.record(writer):
         started.append(CaptureSession(target, writer, watched=watched, enable_events=enable_events))
         started[-1].start()
+        if since is not None:
+            writer.emit(joined_gap(target, since))
     return started
 
 

@@ -227,6 +227,13 @@ def roles_at_start(nodes: list[ClusterNode], seed: Target, t: float,
             for n in nodes]
 
 
+def joined_gap(target: Target, since: float) -> trace.Gap:
+    """The hole a primary that joined between two looks leaves: its commands until it was watched."""
+    return trace.Gap(t=since, until=time.time(), source="monitor", target=target.label,
+                     reason=f"{target.label} joined the cluster as a primary between two looks at its shape: its "
+                            "commands until it was watched were not captured")
+
+
 class TopologyWatcher:
     """During a capture, re-reads the cluster's shape every `every` seconds: each change is said and recorded as a
     `Topology` event, a node that joined is handed to the capture to watch (a primary with a gap from the last look,
@@ -244,6 +251,16 @@ class TopologyWatcher:
 
     def start_events(self) -> list[trace.Topology]:
         return roles_at_start(self.nodes, self.seed, self._looked, self.clocks)
+
+    def record(self, writer: trace.TraceWriter) -> list[tuple[Target, float | None]]:
+        """`poll`, its events written to the trace with a warning for each change; returns the nodes to watch from
+        now on (see `joined_gap` for a primary's)."""
+        events, fresh = self.poll()
+        writer.emit_many(events)
+        for event in events:
+            if isinstance(event, trace.Topology) and event.text:
+                writer.note(f"cluster topology changed: {event.text}", level="warning")
+        return fresh
 
     def poll(self) -> tuple[list[trace.Event], list[tuple[Target, float | None]]]:
         """(events to record: topology changes and replication offsets; nodes to watch from now on, each with the
