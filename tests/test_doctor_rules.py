@@ -1287,3 +1287,12 @@ def test_a_node_scanned_by_a_connection_of_unknown_process_may_be_the_scanners_o
     tb.client("processor", pid=200, client_id=20, target=first)("SCAN", "0", "MATCH", "batch:*")
     tb.client(client_id=21, target=second)("SCAN", "0", "MATCH", "batch:*")  # no pid: its own, maybe
     assert "scan-one-node" not in {f.rule for f in run(tb)}
+
+
+def test_a_connection_of_unknown_process_scanning_one_node_may_be_a_known_scanners_own() -> None:
+    tb, first, second = _two_nodes(cluster=True)
+    tb.client("api", pid=100, client_id=8, target=second)("RPUSH", "batch:b", "m")
+    tb.at(0.2)
+    tb.client("processor", pid=200, client_id=20, target=second)("SCAN", "0", "MATCH", "batch:*")
+    tb.client(client_id=21, target=first)("SCAN", "0", "MATCH", "batch:*")  # no pid: the processor's, maybe
+    assert "scan-one-node" not in {f.rule for f in run(tb)}

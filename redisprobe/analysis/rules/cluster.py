@@ -48,16 +48,20 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
         return []
     scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
     anonymous: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by connections of no known process
+    anyone: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by anybody
     for used in facts.patterns(inp.lifecycle):
         if used.server in nodes and not _ours(inp, used):
             actor = inp.actor(used.who)
             scanned.setdefault((identity(actor), used.pattern, used.db), {})[used.server] = used
+            anyone.setdefault((used.pattern, used.db), set()).add(used.server)
             if actor is None or actor.pid is None:
                 anonymous.setdefault((used.pattern, used.db), set()).add(used.server)
     groups = Groups("scan-one-node")
     for (ident, pattern, db), by_server in scanned.items():
-        # a node some connection of unknown process scanned may have been this scanner's own connection there
-        unasked = nodes - set(by_server) - anonymous.get((pattern, db), set())
+        # A node a connection of unknown process scanned may have been this scanner's own connection there; and a
+        # scanner of unknown process may be any scanner's connection: it asked no fewer nodes than they did.
+        excused = anyone if ident[0] != "pid" else anonymous
+        unasked = nodes - set(by_server) - excused.get((pattern, db), set())
         if not unasked:
             continue  # every node was scanned: a cluster-aware scan
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "surrogateescape")), re.DOTALL)
