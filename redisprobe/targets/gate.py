@@ -38,6 +38,9 @@ _SCRIPT_BODIES = frozenset({b"EVAL", b"EVAL_RO"})
 _SCRIPT_BY_SHA = frozenset({b"EVALSHA", b"EVALSHA_RO"})
 _FUNCTIONS = frozenset({b"FCALL", b"FCALL_RO", b"FUNCTION"})
 SCRIPT_COMMANDS = _SCRIPT_BODIES | _SCRIPT_BY_SHA | _FUNCTIONS | {b"SCRIPT"}
+# Commands that move keys between servers: even a namespaced key would leave the user's server (or arrive on it
+# from another, as a cluster's resharding does).
+_MOVES = frozenset({b"MIGRATE", b"RESTORE-ASKING"})
 
 
 def command_name(args: list[bytes]) -> bytes:
@@ -73,6 +76,9 @@ class Gate:
             channels = args[1:2] if base in (b"PUBLISH", b"SPUBLISH") else args[1:]
             outside = [channel for channel in channels if not channel.startswith(self.namespace)]
             return _outside(name, outside, "channel") if outside else None
+        if base in _MOVES:
+            return (f"{_shown(name)} moves keys between servers; redisprobe does not send it to a server it does "
+                    "not own")
         spec = lookup(base)
         if spec.kind == SCAN:
             return self._scan_refusal(name, args)
