@@ -13,6 +13,9 @@ from redisprobe import trace
 OBSERVER_PREFIX = "redisprobe:observer"
 """The CLIENT SETNAME prefix of every connection redisprobe's observers open."""
 
+REPLICATION_LINK_FLAGS = frozenset("MS")
+"""CLIENT LIST flags of a replication link: M on the replica (its primary's link), S on the primary."""
+
 
 class ConnectionRoles:
     """What the trace has said so far about who each (target, peer) is. The sets are public so a hot loop can
@@ -29,7 +32,7 @@ class ConnectionRoles:
         if isinstance(event, trace.ClientSeen):
             if event.name.startswith(OBSERVER_PREFIX):
                 self.own.add((event.target, event.addr))
-            elif "M" in event.flags:  # a replica's link to its primary
+            elif "M" in event.flags:  # a replica's link to its primary (its writes are the primary's again)
                 self.links.add((event.target, event.addr))
         elif isinstance(event, trace.Topology):
             if event.role == "replica" and event.primary:

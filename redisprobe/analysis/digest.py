@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import msgspec
 
 from redisprobe import trace
-from redisprobe.analysis.connection_roles import OBSERVER_PREFIX, ConnectionRoles
+from redisprobe.analysis.connection_roles import OBSERVER_PREFIX, REPLICATION_LINK_FLAGS, ConnectionRoles
 from redisprobe.findings import Finding
 from redisprobe.gcpause import gc_paused
 
@@ -199,9 +199,4 @@ def _clients(tap: _Tap, watched: dict[int, str] | None) -> list[dict[str, Any]]:
     return [{"client_id": c.client_id, "addr": c.addr, "db": c.db, "name": c.name, "lib": c.lib,
              "pid": c.pid, "label": c.label or ("unlisted" if c.pid is None or c.pid not in (watched or {}) else ""),
              "process": c.process} for c in tap.clients.values()
-            if not c.name.startswith(OBSERVER_PREFIX) and not _REPLICATION_LINK & set(c.flags)]
-
-
-_REPLICATION_LINK = {"M", "S"}
-"""CLIENT LIST flags of the servers' own replication connections (a replica's link to its primary, a primary's to
-its replica): no application client."""
+            if not c.name.startswith(OBSERVER_PREFIX) and not REPLICATION_LINK_FLAGS & set(c.flags)]

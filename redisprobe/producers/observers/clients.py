@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redisprobe import trace
+from redisprobe.analysis.connection_roles import REPLICATION_LINK_FLAGS
 from redisprobe.producers.observers.protocol import DROPPED, Sampler, starting
 from redisprobe.producers.processes.pidmap import PidMapper, ProcessInfo
 from redisprobe.targets.url import Target, connect_timeout, describe_redis_error, ping
@@ -28,7 +29,6 @@ from redisprobe.targets.url import Target, connect_timeout, describe_redis_error
 CONNECTION_NAME = "redisprobe:observer:clients"
 STAT_KEYS = ("evicted_keys", "expired_keys", "used_memory", "maxmemory", "connected_clients", "master_repl_offset")
 MAX_RECORDS = 100_000  # gone connections kept for lookups; the oldest are dropped past this
-_REPLICATION_LINK = frozenset("MS")  # CLIENT LIST flags of a replication link: M on the replica, S on its primary
 
 
 def connect_observer(target: Target, name: str, *, timeout: float, **kwargs: Any) -> tuple[redis.Redis, bool]:
@@ -334,7 +334,7 @@ class ClientPoller(Sampler):
                                              fd=fields.get("fd"))
         age = _int(fields.get("age"))
         shared = process.shared_with if process else ()
-        if shared and _REPLICATION_LINK & set(fields.get("flags", "")):
+        if shared and REPLICATION_LINK_FLAGS & set(fields.get("flags", "")):
             shared = ()  # a replica's link: a server's fork (an RDB for a replica) holds its sockets, nobody writes
         seen = trace.ClientSeen(
             t=now, client_id=client_id, addr=addr, db=_int(fields.get("db")), name=fields.get("name", ""),

@@ -26,12 +26,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from redisprobe import trace
+from redisprobe.analysis.connection_roles import OBSERVER_PREFIX
 from redisprobe.producers.observers.clients import connect_observer, parse_client_list
 from redisprobe.producers.observers.protocol import Sampler
 from redisprobe.targets.url import Target, connect_timeout
 
 CONNECTION_NAME = "redisprobe:observer:refusals"
-OWN_PREFIX = "redisprobe:observer"  # our own observers' connections (never an actor's)
 CONFIG_SETTINGS = ("maxmemory", "maxmemory-policy", "replica-read-only", "stop-writes-on-bgsave-error",
                    "min-replicas-to-write")
 INFO_SETTINGS = ("used_memory", "maxmemory", "maxmemory_policy", "role", "master_host", "master_port",
@@ -185,7 +185,8 @@ class RefusalSampler(Sampler):
         newest: dict[tuple[str, ...], dict[str, str]] = {}
         for entry in map(acl_entry, raw or ()):  # newest first
             identity = acl_identity(entry)
-            ours = entry.get("client-name", "").startswith(OWN_PREFIX) or entry.get("client-id") == str(self._own_id)
+            ours = entry.get("client-name", "").startswith(OBSERVER_PREFIX) or \
+                entry.get("client-id") == str(self._own_id)
             counted = own if ours else totals
             counted[identity] = counted.get(identity, 0) + _int(entry.get("count"), 1)
             if not ours:
@@ -230,7 +231,7 @@ class RefusalSampler(Sampler):
             return []
         suspects = []
         for fields in parse_client_list(raw):
-            if fields.get("cmd", "") in commands and not fields.get("name", "").startswith(OWN_PREFIX) \
+            if fields.get("cmd", "") in commands and not fields.get("name", "").startswith(OBSERVER_PREFIX) \
                     and fields.get("id") != str(self._own_id) and _int(fields.get("idle"), 0) <= self.interval + 1:
                 suspects.append({key: fields.get(key, "") for key in ("id", "addr", "laddr", "name", "cmd", "db",
                                                                         "user", "age", "idle")})
