@@ -93,6 +93,18 @@ def _parent_is(client: dict, r: redis.Redis, parent: int) -> bool:
     return info is not None and psutil.Process(info.pid).ppid() == parent
 
 
+def test_a_new_mapper_never_takes_a_scan_made_before_it(redis_url: str) -> None:
+    """Another mapper's scan from just before a connection was made lacks it: a new mapper asked about that
+    connection must read the table itself (this made the pid of a client found in CLIENT LIST come back None)."""
+    host, port = redis_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    PidMapper({}).refresh()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        local_ip, local_port = sock.getsockname()[:2]
+        local = f"{local_ip}:{local_port}"
+        info = PidMapper({os.getpid(): "me"}).lookup(local, f"{host}:{port}")
+    assert info is not None and info.pid == os.getpid() and info.label == "me"
+
+
 def test_maps_an_ipv6_client() -> None:
     if not Path("/proc/net/tcp6").exists():
         pytest.skip("no IPv6 on this host")

@@ -290,6 +290,7 @@ class PidMapper:
         self.selectors = tuple(selectors)
         self.on_join = on_join  # told, in one line, about each process that joined a label during the capture
         self._started = time.time()
+        self._created = time.monotonic()
         self.max_age = max_age
         self.min_refresh = min_refresh
         self._lock = threading.Lock()
@@ -384,9 +385,10 @@ class PidMapper:
     def _adopt_latest(self, now: float, age: float, not_before: float | None) -> bool:
         """Take another mapper's scan instead of scanning again, when it is as recent as one of our own would have
         to be (younger than `age`, and not before `not_before`): the table is the host's, and the nodes of a
-        cluster (one mapper each) see a burst of new connections at once."""
+        cluster (one mapper each) see a burst of new connections at once. Never a scan older than this mapper: a
+        new mapper is asked about connections its caller has just seen, which an earlier caller's scan may lack."""
         latest = _latest_scan
-        if latest is None or latest[0] <= self._taken or now - latest[0] >= age or \
+        if latest is None or latest[0] <= self._taken or latest[0] < self._created or now - latest[0] >= age or \
                 (not_before is not None and latest[0] < not_before):
             return False
         self._taken, self._table, self._holders = latest
