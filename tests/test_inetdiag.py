@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from redisprobe.producers.processes.inetdiag import open_connections
-from redisprobe.producers.processes.pidmap import _proc_net_inet
+from redisprobe.producers.processes.sockettable import _proc_net_inet
 
 
 def test_open_connections_to_the_server_are_the_kernel_tables(shared_sandbox):

@@ -17,7 +17,7 @@ import redis
 
 from redisprobe.errors import ProbeError
 from redisprobe.producers import procs
-from redisprobe.producers.processes.pidmap import PidMapper, parse_pid_spec, redact_cmdline, split_addr
+from redisprobe.producers.processes.pidmap import PidMapper, label_for, parse_pid_spec, redact_cmdline, split_addr
 from redisprobe.targets.sandbox import ServerProcess, find_server_binary
 
 # Holds its connection until the test closes its stdin.
@@ -277,3 +277,35 @@ def test_a_mapper_takes_another_mappers_recent_scan(redis_url: str, r: redis.Red
         for child in children:
             child.kill()
             child.wait()
+
+
+def test_a_child_that_exited_after_the_scan_keeps_its_listed_parent(redis_url: str, r: redis.Redis) -> None:
+    """rq's work horse lives milliseconds: it may be gone when its connection is looked up. The parent it had when
+    the socket scan saw it still names it the listed process's child."""
+    child = spawn_python(redis_url, "pidmap-gone")
+    try:
+        assert child.stdout is not None
+        client_id = int(child.stdout.readline())
+        wait_client(r, lambda c: int(c["id"]) == client_id)
+        PidMapper({os.getpid(): "tester"}).refresh()
+    finally:
+        procs.stop(child)
+    assert not psutil.pid_exists(child.pid)
+    assert label_for(child.pid, {os.getpid(): "tester"}) == "tester"
+    assert label_for(child.pid, {12345678: "other"}) == ""
+
+
+def test_a_young_child_gone_before_its_socket_was_named_stays_in_its_family(shared_sandbox) -> None:
+    """The watcher saw a listed process's child young, then a socket of it; the child exits before its parent is
+    read again. Its parent at birth lives on, so it died that parent's child: it keeps the label."""
+    from redisprobe.producers.observers.peers import PeerWatcher
+    from redisprobe.targets.url import parse_target
+
+    child = procs.spawn([sys.executable, "-c", "pass"])
+    child.wait()
+    watcher = PeerWatcher(parse_target(shared_sandbox.urls[0]), lambda event: None,
+                          PidMapper({os.getpid(): "worker"}))
+    watcher._young[child.pid] = (time.monotonic(), "worker", os.getpid())
+    assert watcher._still_in_family(child.pid, "worker")
+    watcher._young[child.pid] = (time.monotonic(), "worker", 1)  # born to init: nothing says it was ours
+    assert not watcher._still_in_family(child.pid, "worker")

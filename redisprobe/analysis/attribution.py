@@ -344,9 +344,13 @@ class Attributor:
         return actor
 
     def label_of(self, info: ClientInfo) -> str:
-        """watched label > actor role > observer label > redisprobe client name > process name > name/lib."""
+        """watched label > a listed process's child's label > actor role > observer label > redisprobe client name >
+        process name > name/lib."""
         if info.pid is not None and info.pid in self.watched:
             return self.watched[info.pid]
+        if info.pid is not None and info.pid in self.children:
+            return self.children[info.pid]  # a listed process's child (the kernel's table may have named it when
+            # the CLIENT LIST sample came too late to read its parent)
         if info.pid is not None and info.pid in self.actor_pids:
             return self.actor_pids[info.pid].role
         if info.role:

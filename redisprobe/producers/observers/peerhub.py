@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from redisprobe.producers.processes.inetdiag import Connection, open_connections
-from redisprobe.producers.processes.pidmap import _proc_net_inet
+from redisprobe.producers.processes.sockettable import _proc_net_inet
 
 if TYPE_CHECKING:
     from redisprobe.producers.observers.peers import PeerWatcher

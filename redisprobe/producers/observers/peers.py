@@ -37,6 +37,7 @@ from redisprobe.producers.processes.pidmap import (
     format_addr,
     normalize_ip,
 )
+from redisprobe.producers.processes.sockettable import parent_of
 from redisprobe.targets.url import Target
 
 TICK = 0.005
@@ -88,7 +89,8 @@ class PeerWatcher(Sampler):
         self._own = os.getpid()
         self._joined = False
         self._known: dict[tuple[str, int], int] = {}  # local address -> inode, from the last table read
-        self._young: dict[int, tuple[float, str]] = {}  # child pid -> (first seen, its listed ancestor's label)
+        self._young: dict[int, tuple[float, str, int | None]] = {}  # child pid -> (first seen, its listed
+        # ancestor's label, its parent when first seen)
         self._gone: set[int] = set()  # listed pids that exited
         self._sockets: dict[int, tuple[int, str]] = {}  # socket inode -> (young child holding it, label)
         self._pending: dict[int, int] = {}  # socket inode seen in a young child -> table reads left
@@ -152,7 +154,7 @@ class PeerWatcher(Sampler):
         if not self._young:
             return
         known = set(self._known.values())
-        for pid, (born_at, label) in list(self._young.items()):
+        for pid, (born_at, label, _parent) in list(self._young.items()):
             alive = self._read_sockets(pid, label, known)
             if not alive or now - born_at > YOUNG:
                 del self._young[pid]
@@ -168,13 +170,14 @@ class PeerWatcher(Sampler):
             self._looked.discard(inode)
             self._pending.pop(inode, None)
 
-    def _new_children(self, before: int, last: int, parents: dict[int, int | None]) -> list[tuple[int, str]]:
-        """(pid, label) of the processes created since `before` whose parent is listed or a young child."""
+    def _new_children(self, before: int, last: int, parents: dict[int, int | None]
+                      ) -> list[tuple[int, str, int | None]]:
+        """(pid, label, parent) of the processes created since `before` whose parent is listed or a young child."""
         if 0 < last - before <= MAX_NEW_PIDS:
             for pid in range(before + 1, last + 1):
                 if pid not in parents:
-                    parents[pid] = _parent_of(pid)
-            return [(pid, label) for pid in range(before + 1, last + 1)
+                    parents[pid] = parent_of(pid)
+            return [(pid, label, parents[pid]) for pid in range(before + 1, last + 1)
                     if (label := self._family_label(parents[pid])) and pid != self._own]
         found = []
         for root, label in list(self.mapper.watched.items()):
@@ -183,7 +186,8 @@ class PeerWatcher(Sampler):
             children = _children(root)
             if not children and not os.path.exists(f"/proc/{root}"):
                 self._gone.add(root)
-            found += [(pid, label) for pid in children if pid not in self._young and pid not in self._named]
+            found += [(pid, label, parent_of(pid)) for pid in children
+                      if pid not in self._young and pid not in self._named]
         return found
 
     def _family_label(self, parent: int | None) -> str:
@@ -195,10 +199,10 @@ class PeerWatcher(Sampler):
         young = self._young.get(parent)
         return young[1] if young else ""
 
-    def _adopt(self, children: list[tuple[int, str]], now: float) -> None:
-        for pid, label in children:
+    def _adopt(self, children: list[tuple[int, str, int | None]], now: float) -> None:
+        for pid, label, parent in children:
             if pid not in self._young and pid not in self._named and len(self._young) < MAX_YOUNG:
-                self._young[pid] = (now, label)
+                self._young[pid] = (now, label, parent)
 
     def _read_sockets(self, pid: int, label: str, known: set[int]) -> bool:
         """Note the sockets a young child opened (not the ones it inherited); False once it has gone."""
@@ -230,14 +234,20 @@ class PeerWatcher(Sampler):
         """Whether a child seen young still belongs to its listed ancestor when it opens a socket: a process a
         listed one's short-lived child started and left behind (`sh -c 'service &'`, a double fork) has been
         handed to init while the listed process lives on: another service, as the connection table would name
-        it. When the listed process itself has gone, nothing says otherwise and the child keeps its label."""
-        parent = _parent_of(pid)
+        it. When the listed process itself has gone, nothing says otherwise and the child keeps its label. A child
+        that has already exited (rq's horse lives milliseconds) keeps it when the parent it had when first seen
+        still lives: a process is handed to init only when its parent exits, so it died that parent's child."""
+        parent = parent_of(pid)
+        if parent is None and not os.path.exists(f"/proc/{pid}"):
+            first_parent = self._young.get(pid, (0.0, "", None))[2]
+            if first_parent is not None and first_parent > 1 and os.path.exists(f"/proc/{first_parent}"):
+                return True
         for _level in range(64):
             if parent is None or parent <= 1:
                 break
             if parent in self.mapper.watched or parent in self._young:
                 return True
-            parent = _parent_of(parent)
+            parent = parent_of(parent)
         return not any(os.path.exists(f"/proc/{root}") for root, named in self.mapper.watched.items()
                        if named == label and root not in self._gone)
 
@@ -271,20 +281,6 @@ class PeerWatcher(Sampler):
         """The server address a local address talks to (the same family)."""
         family_v6 = ":" in local[0]
         return next((ip for ip in sorted(self._ips) if (":" in ip) == family_v6), next(iter(self._ips)))
-
-
-def _parent_of(pid: int) -> int | None:
-    """The parent of a process, from /proc/PID/stat (None when it is gone, or is a thread of another process)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    fields = text[text.rfind(b")") + 2:].split()
-    try:
-        return int(fields[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _held_by_child(inode: int, watched: dict[int, str]) -> int | None:

@@ -7,22 +7,18 @@ The server only knows a client as `ip:port`; the kernel knows which process hold
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 
 from redisprobe.errors import ProbeError
 from redisprobe.producers.processes.identity import Identity, identity_of
-from redisprobe.producers.processes.inetdiag import open_connections
 from redisprobe.producers.processes.selectors import Selector, all_pm2_apps, parse_selector, pm2_daemon, resolve
+from redisprobe.producers.processes.sockettable import connected_sockets, normalize_ip, parent_when_seen, socket_holders
 from redisprobe.producers.processes.unixdiag import client_holders, unix_sockets
 from redisprobe.targets.url import redact
 
@@ -30,7 +26,6 @@ CMDLINE_MAX = 200
 ANCESTOR_LEVELS = 3  # PM2 / npm / sh wrappers put the real client a few levels below the listed pid
 
 _SPEC_ITEM = re.compile(r"^(?:(?P<label>[^=,]*)=)?\s*(?P<pid>\d+)$")
-_TCP_LISTEN = "0A"
 JOINED = "joined:"  # a Note starting with this is a process that joined a label during the capture
 _CMD_ITEM = re.compile(r"^(?:[^=,:]*=)?\s*cmd:")
 # Command-line options that carry a password as the next argument (redis-cli -a, server configs...).
@@ -198,16 +193,6 @@ def split_addr(addr: str) -> tuple[str, int] | None:
     return normalize_ip(host), int(port_text)
 
 
-def normalize_ip(host: str) -> str:
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
-
-
 def format_addr(host: str, port: int) -> str:
     """The inverse of `split_addr`, in Redis' own style."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -235,16 +220,28 @@ def redact_cmdline(argv: list[str]) -> str:
 
 
 def label_for(pid: int, watched: Mapping[int, str], levels: int = ANCESTOR_LEVELS) -> str:
-    """The watched label of `pid` or of one of its ancestors (up to `levels` up), else ""."""
+    """The watched label of `pid` or of one of its ancestors (up to `levels` up), else "". A process that has
+    exited is followed up from the parent it had when a socket scan saw it (rq's work horse lives milliseconds)."""
     if pid in watched:
         return watched[pid]
+    for ancestor in _ancestors(pid, levels):
+        if ancestor in watched:
+            return watched[ancestor]
+    return ""
+
+
+def _ancestors(pid: int, levels: int) -> list[int]:
     try:
-        for parent in psutil.Process(pid).parents()[:levels]:
-            if parent.pid in watched:
-                return watched[parent.pid]
+        return [parent.pid for parent in psutil.Process(pid).parents()[:levels]]
     except psutil.Error:
         pass
-    return ""
+    parent = parent_when_seen(pid)
+    if parent is None or parent <= 1:
+        return []
+    try:
+        return [parent, *(p.pid for p in psutil.Process(parent).parents()[:levels - 1])]
+    except psutil.Error:
+        return [parent]
 
 
 def describe_process(pid: int, watched: Mapping[int, str] | None = None) -> ProcessInfo:
@@ -455,107 +452,3 @@ def forked_holders(pids: list[int]) -> list[int]:
     tops = {root} | {pid for pid in pids if parent[pid] is not None and parent[pid] == parent[root]}
     kept = [pid for pid in pids if pid in tops or ancestors[pid] & tops]
     return [root, *(pid for pid in kept if pid != root)]
-
-
-def connected_sockets(holders: dict[int, list[int]] | None = None
-                      ) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
-    """(pid, local, remote) of every connected inet socket, once for EACH process holding it.
-
-    A socket inherited across fork is one kernel socket held by several processes; psutil names only the first
-    one it finds. On Linux the kernel's socket table (inodes) is joined with every process's file descriptors.
-    """
-    holders = holders if holders is not None else socket_holders()
-    if holders is not None:
-        table = open_connections()  # sock_diag: a third of what the kernel's text table costs
-        for inode, local, remote in table if table is not None else _proc_net_inet():
-            for pid in holders.get(inode, ()):
-                yield pid, local, remote
-        return
-    for pid, laddr, raddr in _connected_sockets():
-        yield pid, (normalize_ip(laddr.ip), laddr.port), (normalize_ip(raddr.ip), raddr.port)
-
-
-def socket_holders() -> dict[int, list[int]] | None:
-    """socket inode -> every pid with a file descriptor on it (the processes we may read); None without /proc."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    if not os.path.exists("/proc/net/tcp"):
-        return None
-    holders: dict[int, list[int]] = {}
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{entry}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                pids = holders.setdefault(int(link[8:-1]), [])
-                if not pids or pids[-1] != pid:
-                    pids.append(pid)
-    return holders
-
-
-def _proc_net_inet(remote_port: int | None = None, remote_ports: Collection[int] = (),
-                   ) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
-    """(inode, local, remote) of each connected TCP socket in /proc/net/tcp and tcp6 (only those to `remote_port`,
-    or to any of `remote_ports`, when given: the other lines are passed over before they are parsed)."""
-    ports = {remote_port} if remote_port else set(remote_ports)
-    suffixes = tuple(f":{port:04X} " for port in ports)
-    ends = tuple(suffix[:-1] for suffix in suffixes)
-    for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
-        try:
-            with open(path, encoding="ascii") as handle:
-                lines = handle.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            if suffixes and not any(suffix in line for suffix in suffixes):
-                continue
-            fields = line.split()
-            if len(fields) < 10 or fields[3] == _TCP_LISTEN or fields[9] == "0":
-                continue
-            if ends and not fields[2].endswith(ends):
-                continue
-            remote = _hex_addr(fields[2], width)
-            if remote[1]:
-                yield int(fields[9]), _hex_addr(fields[1], width), remote
-
-
-@functools.lru_cache(maxsize=8192)
-def _hex_addr(text: str, width: int) -> tuple[str, int]:
-    """`0100007F:1F90` (the kernel's byte order, 32-bit words) -> ("127.0.0.1", 8080).
-
-    Cached: the table is read every few milliseconds and its lines are mostly the same connections again (on a
-    loaded host, turning them into addresses was most of a read)."""
-    host, _sep, port = text.partition(":")
-    raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, width, 8))
-    ip = ipaddress.IPv4Address(raw) if width == 8 else ipaddress.IPv6Address(raw)
-    return normalize_ip(str(ip)), int(port, 16)
-
-
-def _connected_sockets() -> Iterator[tuple[int, Any, Any]]:
-    """(pid, laddr, raddr) of every connected inet socket whose owner we can see (psutil: one pid per socket)."""
-    try:
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.pid is not None and conn.laddr and conn.raddr:
-                yield conn.pid, conn.laddr, conn.raddr
-        return
-    except psutil.AccessDenied:  # macOS without root: the system-wide table is closed, our own processes are not
-        pass
-    for proc in psutil.process_iter():
-        try:
-            connections = proc.net_connections(kind="inet")
-        except psutil.Error:
-            continue
-        for conn in connections:
-            if conn.laddr and conn.raddr:
-                yield proc.pid, conn.laddr, conn.raddr
