@@ -116,7 +116,10 @@ def test_monitor_lines_are_stored_raw_and_read_back_as_monitor_events(tmp_path):
     writer = trace.TraceWriter(path, trace.Header(command="monitor"), keep=False)
     writer.emit_many([block, trace.Keyspace(t=1700000000.5, db=0, event="del", key=b"k")])
     writer.close()
-    assert path.read_bytes().count(b'"monitor-lines"') == 1 and b'"type":"monitor"' not in path.read_bytes()
+    stored = path.read_bytes()
+    assert b'{"type":"monitor-raw","t":1700000000.000001,"until":1700000000.000004,"target":"api","size":%d}\n' \
+        % len(data) + data in stored  # the bytes as the server sent them, escaped into no JSON string
+    assert b'"monitor-lines"' not in stored and b'"type":"monitor"' not in stored
     _, events = trace.load_trace(path)
     expected = [parse_monitor_line(line) for line in RAW_LINES]
     assert [(e.t, e.db, e.peer, e.args, e.target) for e in events[:4]] == \
@@ -124,6 +127,45 @@ def test_monitor_lines_are_stored_raw_and_read_back_as_monitor_events(tmp_path):
     assert events[2].peer == "unix:/tmp/rédis.sock"
     assert events[0].args == [b"SET", b"k\xff\x00", b'a "b" \\ \r\n\t\a\b']
     assert isinstance(events[4], trace.Keyspace)
+
+
+def test_a_format_1_trace_with_monitor_blocks_as_json_still_reads(tmp_path):
+    """Traces written before raw MONITOR blocks (format 1) hold them as JSON `monitor-lines` records."""
+    import msgspec
+
+    data = b"".join(line + b"\r\n" for line in RAW_LINES)
+    block = trace.monitor_lines(data, target="api")
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(b"".join(msgspec.json.encode(record) + b"\n" for record in [
+        trace.Header(command="monitor", format=1), block, trace.Keyspace(t=1700000000.5, db=0, event="del", key=b"k"),
+        block]))
+    _, events = trace.load_trace(path)
+    assert [type(e).__name__ for e in events] == ["Monitor"] * 4 + ["Keyspace"] + ["Monitor"] * 4
+    assert events[0].args == [b"SET", b"k\xff\x00", b'a "b" \\ \r\n\t\a\b'] == events[5].args
+
+
+def test_raw_monitor_blocks_read_across_buffer_edges_and_a_torn_end_keeps_whole_lines(tmp_path):
+    """Blocks bigger than a read, JSON lines between them, and a writer killed mid-block: every whole line is
+    read back, in order, and nothing else."""
+    line = b'+1700000000.000001 [0 127.0.0.1:5000] "SET" "key:%07d" "v"\r\n'
+    path = tmp_path / "t.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"), keep=False)
+    count = 0
+    for round_ in range(3):
+        data = b"".join(line % (count + i) for i in range(30000))  # ~1.7 MB: more than one read of the loader
+        count += 30000
+        writer.emit_many([trace.monitor_lines(data, target="api"), trace.Note(t=1.0 + round_, level="info", text=f"n{round_}")])
+    writer.close()
+    _, events = trace.load_trace(path)
+    monitors = [e for e in events if isinstance(e, trace.Monitor)]
+    assert [e.args[1] for e in monitors] == [b"key:%07d" % i for i in range(count)]
+    assert [e.text for e in events if isinstance(e, trace.Note)] == ["n0", "n1", "n2"]
+    stored = path.read_bytes()
+    cut = stored.rfind(b"key:0075000")  # the middle of a line of the last block
+    path.write_bytes(stored[:cut])
+    _, events = trace.load_trace(path)
+    monitors = [e for e in events if isinstance(e, trace.Monitor)]
+    assert [e.args[1] for e in monitors] == [b"key:%07d" % i for i in range(75000)]
 
 
 def test_a_malformed_stored_line_becomes_a_gap_where_it_was(tmp_path):

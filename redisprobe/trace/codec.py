@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from redisprobe.trace.schema import Event, Gap, Header, Monitor, MonitorLines, Op, Recorded
+from redisprobe.trace.schema import Event, Gap, Header, Monitor, MonitorLines, MonitorRaw, Op, Recorded
 
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
 _stored_decoder = msgspec.json.Decoder(Recorded)
+_raw_decoder = msgspec.json.Decoder(MonitorRaw)
 _BLOCK_TAG = b'"monitor-lines"'
+RAW_START = b'{"type":"monitor-raw"'
+"""How the line before a raw MONITOR block begins (msgspec writes a struct's tag first)."""
 
 
 def encode(event: Header | Recorded) -> bytes:
-    """One JSON line (with its newline)."""
+    """One record as stored: a JSON line (with its newline); a MONITOR block, its `MonitorRaw` line and its bytes."""
+    if type(event) is MonitorLines:
+        return bytes(_encode_shown_many([event]))
     return _encoder.encode(event) + b"\n"
 
 
@@ -102,8 +107,10 @@ def _encode_shown(record: Header | Recorded) -> bytes:
     """`encode`, with URL passwords hidden in what people write (notes, errors, targets, the command line).
 
     Commands are stored as the server saw them (MONITOR already hides AUTH and HELLO secrets)."""
+    if type(record) is MonitorLines:
+        return bytes(_encode_shown_many([record]))
     line = encode(record)
-    if type(record) is MonitorLines or type(record) is Monitor or type(record) is Op:
+    if type(record) is Monitor or type(record) is Op:
         return line
     from redisprobe.targets.url import redact
 
@@ -111,12 +118,20 @@ def _encode_shown(record: Header | Recorded) -> bytes:
 
 
 def _encode_shown_many(records: Sequence[Header | Recorded]) -> bytearray:
-    """`_encode_shown` of each record, one line each, into one buffer: MONITOR blocks are encoded in place (a
-    megabyte each, copied neither to add the newline nor to join the lines)."""
+    """`_encode_shown` of each record, one line each, into one buffer: a MONITOR block goes in as the bytes the
+    server sent, after its `MonitorRaw` line (a megabyte each, escaped into no JSON string)."""
     out = bytearray()
     for record in records:
         kind = type(record)
-        if kind is MonitorLines or kind is Monitor or kind is Op:
+        if kind is MonitorLines:
+            block = cast(MonitorLines, record)
+            raw = block.lines.encode("latin-1")
+            if raw and not raw.endswith(b"\r\n"):
+                raw += b"\r\n"  # whole lines only: the next record starts a line
+            _encoder.encode_into(MonitorRaw(t=block.t, until=block.until, target=block.target, size=len(raw)), out, -1)
+            out += b"\n"
+            out += raw
+        elif kind is Monitor or kind is Op:
             _encoder.encode_into(record, out, -1)
             out += b"\n"
         else:

@@ -9,8 +9,8 @@ from typing import IO
 import msgspec
 
 from redisprobe.errors import TraceFormatError
-from redisprobe.trace.codec import _BLOCK_TAG, _expanded, _stored_decoder
-from redisprobe.trace.schema import MAGIC, TRACE_FORMAT, Event, Header, Recorded
+from redisprobe.trace.codec import _BLOCK_TAG, RAW_START, _expanded, _raw_decoder, _stored_decoder, expand_monitor_lines
+from redisprobe.trace.schema import MAGIC, TRACE_FORMAT, Event, Header, MonitorLines, Recorded
 
 
 def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
@@ -28,13 +28,67 @@ def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
 
     def events() -> Iterator[Event]:
         with handle:
-            lineno = 1  # lines before this block
-            for block in line_blocks(handle):
-                # a last line without its newline: a torn final write, or a whole event
-                yield from _decode_lines(path, block, lineno, last=not block.endswith(b"\n"))
-                lineno += block.count(b"\n")
+            yield from _events(path, handle)
 
     return header, events()
+
+
+def _events(path: Path, handle: IO[bytes], size: int = 1 << 20) -> Iterator[Event]:
+    """The events after the header: runs of JSON lines decoded a block at a time, and each raw MONITOR block (its
+    `MonitorRaw` line, then that many bytes) expanded into its lines. A cut-short end (the writer was killed
+    mid-write) keeps what is whole: the complete lines of a raw block, no torn JSON line."""
+    buf = b""
+    eof = False
+    lineno = 1  # lines before `buf`
+
+    def fill(at_least: int) -> bool:
+        nonlocal buf, eof
+        while len(buf) < at_least and not eof:
+            chunk = handle.read(max(size, at_least - len(buf)))
+            if chunk:
+                buf += chunk
+            else:
+                eof = True
+        return len(buf) >= at_least
+
+    while True:
+        fill(size)
+        if not buf:
+            return
+        if buf.startswith(RAW_START):
+            end = buf.find(b"\n")
+            while end < 0 and fill(len(buf) + 1):
+                end = buf.find(b"\n")
+            if end < 0:
+                return  # a torn header line: the writer was killed mid-write
+            try:
+                head = _raw_decoder.decode(buf[:end])
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise TraceFormatError(f"{path}:{lineno + 1}: malformed trace line: {exc}") from None
+            whole = fill(end + 1 + head.size)
+            data = buf[end + 1:end + 1 + head.size]
+            if not whole:  # cut short: its complete lines only
+                data = data[:data.rfind(b"\n") + 1]
+            if data:
+                yield from expand_monitor_lines(
+                    MonitorLines(t=head.t, until=head.until, lines=data.decode("latin-1"), target=head.target))
+            if not whole:
+                return
+            lineno += 1 + data.count(b"\n")
+            buf = buf[end + 1 + head.size:]
+            continue
+        cut = buf.find(b"\n" + RAW_START) + 1  # JSON lines up to the next raw block
+        if not cut:
+            cut = buf.rfind(b"\n") + 1
+            while not cut and not eof:
+                fill(len(buf) + 1)
+                cut = buf.rfind(b"\n") + 1
+        if not cut:  # a last line without its newline: a torn final write, or a whole event
+            yield from _decode_lines(path, buf, lineno, last=True)
+            return
+        block, buf = buf[:cut], buf[cut:]
+        yield from _decode_lines(path, block, lineno, last=False)
+        lineno += block.count(b"\n")
 
 
 def line_blocks(handle: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:

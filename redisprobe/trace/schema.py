@@ -8,12 +8,13 @@ import msgspec
 
 from redisprobe import __version__
 
-TRACE_FORMAT = 1
-"""Format 1 has only grown: new event types and new fields with defaults, so a trace written by any earlier
-release reads as it was (traces from the first releases are kept as test data: the `compat-*` files of the golden
-corpus, each named after the commit that wrote it). A change that is not additive (a field renamed or given a new
-meaning) bumps this number and comes with an upgrade from the previous format in `read_trace`, tested on those
-files."""
+TRACE_FORMAT = 2
+"""Format 1 was JSON lines only, and grew by new event types and new fields with defaults. Format 2 stores MONITOR
+blocks as the bytes the server sent, after a `MonitorRaw` line that says how many follow (escaping each byte into a
+JSON string was most of what copying MONITOR into the trace cost); everything else is as in format 1, which still
+reads as it was (traces from the first releases are kept as test data: the `compat-*` files of the golden corpus,
+each named after the commit that wrote it). A change that is not additive bumps this number and comes with an
+upgrade from the previous format in `read_trace`, tested on those files."""
 MAGIC = "redisprobe-trace"
 
 Reply = Any  # a Redis reply made JSON-safe by `jsonable_reply`
@@ -125,7 +126,8 @@ class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines
     """A block of MONITOR lines exactly as the server printed them, stored unparsed.
 
     A live capture copies what MONITOR sends into the trace instead of parsing it: parsing costs microseconds a
-    line, and on a loaded server that CPU is taken from the server itself. Readers of the trace never see this
+    line, and on a loaded server that CPU is taken from the server itself. A saved trace holds it as raw bytes after
+    a `MonitorRaw` line (format 2), or as this JSON record (format 1). Readers of the trace never see this
     record: `read_trace` (and a `TraceWriter` that keeps events or has listeners) turns it into one `Monitor`
     per line, and a line that does not parse into a `Gap` where it was.
     """
@@ -134,6 +136,16 @@ class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines
     until: float  # of the last line
     lines: str  # complete CRLF-terminated lines, Latin-1 decoded: each character is one byte the server sent
     target: str = ""
+
+
+class MonitorRaw(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-raw"):
+    """The line before a block of MONITOR lines stored as the server sent them (format 2): `size` bytes of complete
+    CRLF-terminated lines follow it, then the next record's line. Read back as a `MonitorLines` block."""
+
+    t: float
+    until: float
+    target: str = ""
+    size: int
 
 
 class Keyspace(msgspec.Struct, frozen=True, kw_only=True, tag="keyspace"):
@@ -333,7 +345,8 @@ Event = (
     | Topology | Replication
 )
 Recorded = Event | MonitorLines
-"""What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""
+"""What a `TraceWriter` takes: events, and MONITOR lines still unparsed (also what a JSON line of a saved trace
+holds, but for the `MonitorRaw` line before each raw MONITOR block of format 2)."""
 
 
 def jsonable_reply(value: Any) -> Reply:
