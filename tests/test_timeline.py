@@ -70,7 +70,7 @@ def _block(t: float, commands: list[str]) -> object:
     from redisprobe import trace
 
     lines = "".join(f'+{t + i / 1e6:.6f} [0 127.0.0.1:5000] {command}\r\n' for i, command in enumerate(commands))
-    return trace.MonitorLines(t=t, until=t + len(commands) / 1e6, lines=lines, target="t")
+    return trace.MonitorLines(t=t, until=t + len(commands) / 1e6, lines=lines.encode("latin-1"), target="t")
 
 
 def test_a_removal_is_shown_once_the_second_s_row_budget_is_spent() -> None:

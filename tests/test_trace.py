@@ -133,8 +133,10 @@ def test_a_format_1_trace_with_monitor_blocks_as_json_still_reads(tmp_path):
     """Traces written before raw MONITOR blocks (format 1) hold them as JSON `monitor-lines` records."""
     import msgspec
 
+    from redisprobe.trace.schema import MonitorLinesV1
+
     data = b"".join(line + b"\r\n" for line in RAW_LINES)
-    block = trace.monitor_lines(data, target="api")
+    block = MonitorLinesV1(t=1700000000.000001, until=1700000000.000004, lines=data.decode("latin-1"), target="api")
     path = tmp_path / "old.jsonl"
     path.write_bytes(b"".join(msgspec.json.encode(record) + b"\n" for record in [
         trace.Header(command="monitor", format=1), block, trace.Keyspace(t=1700000000.5, db=0, event="del", key=b"k"),
@@ -154,7 +156,8 @@ def test_raw_monitor_blocks_read_across_buffer_edges_and_a_torn_end_keeps_whole_
     for round_ in range(3):
         data = b"".join(line % (count + i) for i in range(30000))  # ~1.7 MB: more than one read of the loader
         count += 30000
-        writer.emit_many([trace.monitor_lines(data, target="api"), trace.Note(t=1.0 + round_, level="info", text=f"n{round_}")])
+        note = trace.Note(t=1.0 + round_, level="info", text=f"n{round_}")
+        writer.emit_many([trace.monitor_lines(data, target="api"), note])
     writer.close()
     _, events = trace.load_trace(path)
     monitors = [e for e in events if isinstance(e, trace.Monitor)]

@@ -169,7 +169,7 @@ class LiveTimeline:
     def _lines(self, block: trace.MonitorLines) -> None:
         """A block of MONITOR lines: all of them while the row budget lasts, else only the lines that matter; once
         the budget is spent too, only the removals (a removal is never left out of the live view)."""
-        text = block.lines
+        text = block.lines.decode("latin-1")  # each character one byte: the searches below are on text
         count = text.count("\n")
         if self._shown + count <= ROWS_PER_SECOND:
             self._feed(trace.expand_monitor_lines(block))

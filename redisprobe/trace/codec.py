@@ -8,11 +8,22 @@ from typing import Any, cast
 
 import msgspec
 
-from redisprobe.trace.schema import Event, Gap, Header, Monitor, MonitorLines, MonitorRaw, Op, Recorded
+from redisprobe.trace.schema import (
+    Event,
+    Gap,
+    Header,
+    Monitor,
+    MonitorLines,
+    MonitorLinesV1,
+    MonitorRaw,
+    Op,
+    Recorded,
+    Stored,
+)
 
 _encoder = msgspec.json.Encoder()
 _event_decoder = msgspec.json.Decoder(Event)
-_stored_decoder = msgspec.json.Decoder(Recorded)
+_stored_decoder = msgspec.json.Decoder(Stored)
 _raw_decoder = msgspec.json.Decoder(MonitorRaw)
 _BLOCK_TAG = b'"monitor-lines"'
 RAW_START = b'{"type":"monitor-raw"'
@@ -42,7 +53,7 @@ def monitor_lines(data: bytes, target: str = "", default_t: float | None = None)
     t = first if first is not None else last if last is not None else \
         time.time() if default_t is None else default_t
     until = t if last is None else max(t, last)
-    return MonitorLines(t=t, until=until, lines=data.decode("latin-1"), target=target)
+    return MonitorLines(t=t, until=until, lines=bytes(data), target=target)
 
 
 def expand_monitor_lines(block: MonitorLines) -> list[Monitor | Gap]:
@@ -54,7 +65,7 @@ def expand_monitor_lines(block: MonitorLines) -> list[Monitor | Gap]:
     def make(ts: float, db: int, peer: str, args: list[bytes]) -> Monitor:
         return Monitor(t=ts, db=db, peer=peer, args=args, target=target)
 
-    data = block.lines.encode("latin-1")
+    data = block.lines
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     errors: list[tuple[bytes, str]] = []
@@ -93,11 +104,14 @@ def _expand_line_by_line(data: bytes, make: Any, block: MonitorLines) -> list[Mo
     return out
 
 
-def _expanded(records: Sequence[Recorded]) -> list[Event]:
+def _expanded(records: Sequence[Recorded] | Sequence[Event | MonitorLinesV1]) -> list[Event]:
     out: list[Event] = []
     for record in records:
         if type(record) is MonitorLines:
             out.extend(expand_monitor_lines(record))
+        elif type(record) is MonitorLinesV1:
+            out.extend(expand_monitor_lines(MonitorLines(t=record.t, until=record.until, target=record.target,
+                                                         lines=record.lines.encode("latin-1"))))
         else:
             out.append(record)  # type: ignore[arg-type]
     return out
@@ -125,7 +139,7 @@ def _encode_shown_many(records: Sequence[Header | Recorded]) -> bytearray:
         kind = type(record)
         if kind is MonitorLines:
             block = cast(MonitorLines, record)
-            raw = block.lines.encode("latin-1")
+            raw = block.lines
             if raw and not raw.endswith(b"\r\n"):
                 raw += b"\r\n"  # whole lines only: the next record starts a line
             _encoder.encode_into(MonitorRaw(t=block.t, until=block.until, target=block.target, size=len(raw)), out, -1)

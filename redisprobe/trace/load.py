@@ -10,7 +10,7 @@ import msgspec
 
 from redisprobe.errors import TraceFormatError
 from redisprobe.trace.codec import _BLOCK_TAG, RAW_START, _expanded, _raw_decoder, _stored_decoder, expand_monitor_lines
-from redisprobe.trace.schema import MAGIC, TRACE_FORMAT, Event, Header, MonitorLines, Recorded
+from redisprobe.trace.schema import MAGIC, TRACE_FORMAT, Event, Header, MonitorLines, MonitorLinesV1
 
 
 def read_trace(path: Path) -> tuple[Header, Iterator[Event]]:
@@ -71,7 +71,7 @@ def _events(path: Path, handle: IO[bytes], size: int = 1 << 20) -> Iterator[Even
                 data = data[:data.rfind(b"\n") + 1]
             if data:
                 yield from expand_monitor_lines(
-                    MonitorLines(t=head.t, until=head.until, lines=data.decode("latin-1"), target=head.target))
+                    MonitorLines(t=head.t, until=head.until, lines=data, target=head.target))
             if not whole:
                 return
             lineno += 1 + data.count(b"\n")
@@ -114,7 +114,7 @@ def _decode_lines(path: Path, data: bytes, lineno: int, *, last: bool) -> list[E
     `last`: `data` is the end of the file without a final newline; if it does not decode it is a torn write,
     tolerated (a killed writer), and skipped.
     """
-    records: list[Recorded]
+    records: list[Event | MonitorLinesV1]
     try:
         records = _stored_decoder.decode_lines(data)
     except (msgspec.DecodeError, msgspec.ValidationError):

@@ -122,7 +122,7 @@ class Monitor(msgspec.Struct, frozen=True, kw_only=True, tag="monitor", gc=False
     target: str = ""
 
 
-class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines"):
+class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-block"):
     """A block of MONITOR lines exactly as the server printed them, stored unparsed.
 
     A live capture copies what MONITOR sends into the trace instead of parsing it: parsing costs microseconds a
@@ -134,7 +134,17 @@ class MonitorLines(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines
 
     t: float  # server time of the first line
     until: float  # of the last line
-    lines: str  # complete CRLF-terminated lines, Latin-1 decoded: each character is one byte the server sent
+    lines: bytes  # complete CRLF-terminated lines, the bytes the server sent
+    target: str = ""
+
+
+class MonitorLinesV1(msgspec.Struct, frozen=True, kw_only=True, tag="monitor-lines"):
+    """A MONITOR block as format 1 stored it: a JSON string, Latin-1 decoded (each character one byte the server
+    sent). Read into a `MonitorLines`."""
+
+    t: float
+    until: float
+    lines: str
     target: str = ""
 
 
@@ -345,8 +355,10 @@ Event = (
     | Topology | Replication
 )
 Recorded = Event | MonitorLines
-"""What a `TraceWriter` takes: events, and MONITOR lines still unparsed (also what a JSON line of a saved trace
-holds, but for the `MonitorRaw` line before each raw MONITOR block of format 2)."""
+"""What a `TraceWriter` takes: events, and MONITOR lines still unparsed."""
+
+Stored = Event | MonitorLinesV1
+"""What a JSON line of a saved trace holds (but for the `MonitorRaw` line before each raw MONITOR block)."""
 
 
 def jsonable_reply(value: Any) -> Reply:
