@@ -165,10 +165,11 @@ def run_redis_cli(host: str, port: int, client: redis.Redis, requests: int) -> R
 
 
 def count_sets(path: Path) -> int:
-    """SET commands in a trace: parsed events (base64 args) or MONITOR lines stored as the server sent them."""
-    parsed, raw = b'"args":["U0VU"', b'] \\"SET\\" '
+    """SET commands in a trace: parsed events (base64 args) or MONITOR lines stored as the server sent them (raw
+    since trace format 2, escaped into JSON strings before)."""
+    parsed, escaped, raw = b'"args":["U0VU"', b'] \\"SET\\" ', b'] "SET" '
     with path.open("rb") as handle:
-        return sum(line.count(parsed) + line.count(raw) for line in handle)
+        return sum(line.count(parsed) + line.count(escaped) + line.count(raw) for line in handle)
 
 
 def run_command(host: str, port: int, client: redis.Redis, requests: int, spool_dir: Path, *,
