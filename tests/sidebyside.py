@@ -15,7 +15,7 @@ import pytest
 T = TypeVar("T")
 
 PARALLEL = 2
-"""Runs at once, as the real-app corpus runs its apps: a run's own work is about a third of its wall time, and two
+"""Runs at once: a run's own work is about a third of its wall time, and two
 at a time on 2 cores keep the actors' timing (spacing and quiet periods of tenths of seconds). Three at a time
 made a cluster ttl-race's janitor miss its batches on a heavily loaded machine."""
 

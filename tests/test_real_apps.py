@@ -7,8 +7,9 @@ what it says instead (tests/apps/corpus.py, TODAY): a fix turns it into an XPASS
 marker goes. Every app is also checked, never xfail, to have really run (each of its processes had a connection in
 the capture), so a crashed app can neither pass as a silent twin nor hide behind an expected failure.
 
-All captures run once per session, two apps at a time (the machine has 2 cores), in a module-scoped fixture. The
-`WIRE` apps (tests/apps/corpus.py) are captured once more with `monitor --source wire`, where replies name what
+All captures run once per session, three apps at a time (they mostly wait: three at once keep 2 cores at about
+half their capacity; the corpus took about 160 s so, 230 s two at a time), in a module-scoped fixture. The `WIRE` apps
+(tests/apps/corpus.py) are captured once more with `monitor --source wire`, where replies name what
 MONITOR cannot see (a miss of a key made before the capture, a refused write's sender): same expectations, xfail
 where `TODAY_WIRE` says so.
 """
@@ -24,7 +25,7 @@ import pytest
 from tests.apps.corpus import APPS, BY_NAME, TODAY_WIRE, WIRE
 from tests.apps.harness import App, Capture, check_installed, run_app
 
-PARALLEL = 2
+PARALLEL = 3
 CORPUS_TIMEOUT = 1200  # seconds for the fixture that runs all captures (about 3 minutes on 2 idle cores)
 
 
