@@ -109,3 +109,46 @@ def test_a_service_a_listed_process_s_shell_left_behind_is_not_the_listed_proces
         listed.wait()
     named = [e for e in seen if e.pid == service.pid]
     assert named and all(e.label == "" for e in named), named
+
+
+class _CountingMapper(PidMapper):
+    """A real pid mapper that counts its lookups (each may scan every process's file descriptors)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def lookup(self, client_addr, server_addr=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.asked.append(client_addr)
+        return super().lookup(client_addr, server_addr, **kwargs)
+
+
+def test_redisprobe_s_own_connections_are_neither_named_nor_looked_up(shared_sandbox):
+    """A capture opens connections of its own all along (a look at the cluster's shape every second, marks, the
+    baseline): they are told by this process's own descriptors, without a scan of every process."""
+    import redis
+
+    url = shared_sandbox.urls[0]
+    seen: list[trace.PeerSeen] = []
+    mapper = _CountingMapper()
+    watcher = PeerWatcher(parse_target(url), seen.append, mapper)
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        ours = []
+        for _ in range(5):
+            client = redis.Redis.from_url(url)
+            client.ping()
+            ours.append(client.client_info()["addr"])
+            time.sleep(0.1)
+            client.close()
+        other = not_our_child(HOLD, url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e.pid == other.pid for e in seen):
+            time.sleep(0.05)
+        psutil.wait_procs([other], timeout=30)
+    finally:
+        watcher.stop()
+    assert any(e.pid == other.pid for e in seen), seen  # the watcher works
+    assert not [e for e in seen if e.addr in ours]
+    assert not set(ours) & set(mapper.asked), mapper.asked

@@ -254,6 +254,8 @@ class PeerWatcher(Sampler):
     # -- the table of connections ----------------------------------------------------------------------------
 
     def _name(self, local: tuple[str, int], inode: int, read_at: float) -> None:
+        if inode and inode in _own_sockets():
+            return  # redisprobe's own (a topology look, a mark, a baseline): no scan of every process for it
         info = self._held_by_young(inode)
         if info is None:
             # A child of a listed process not caught young is still looked at first (a few file descriptor
@@ -281,6 +283,22 @@ class PeerWatcher(Sampler):
         """The server address a local address talks to (the same family)."""
         family_v6 = ":" in local[0]
         return next((ip for ip in sorted(self._ips) if (":" in ip) == family_v6), next(iter(self._ips)))
+
+
+def _own_sockets() -> set[int]:
+    """The socket inodes this process holds now (a few dozen file descriptors: far cheaper than the scan of every
+    process a lookup may make)."""
+    found = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                found.add(int(link[8:-1]))
+    return found
 
 
 def _held_by_child(inode: int, watched: dict[int, str]) -> int | None:
