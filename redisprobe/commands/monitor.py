@@ -142,6 +142,8 @@ def _capture(targets: list[Target], spec: PidSpec, options: MonitorOptions, path
             looking = _Whereabouts(unseen, spec, servers)
         gave_up, again = stop_sessions(sessions, budget=INTERRUPT_BUDGET if interrupted else connect_timeout())
         interrupted = interrupted or again
+        for watcher in options.topology:
+            watcher.close()
         if wire is not None:
             try:
                 wire.finish()  # the rest of the wire spool, into the trace and the timeline

@@ -94,6 +94,8 @@ def execute(plan: Plan, targets: Targets, out: Path | None, *, enable_events: bo
         interrupted = True
     finally:
         supervisor.stop_all(timeout=0.5 if interrupted else 3.0)
+        for watcher in watchers:
+            watcher.close()
         for sampler in samplers:
             sampler.stop(timeout=0.2 if interrupted else 5.0)
         if captures:

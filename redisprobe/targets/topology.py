@@ -7,6 +7,7 @@ one reply; older servers answer CLUSTER NODES, parsed to the same shape.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -237,7 +238,10 @@ def joined_gap(target: Target, since: float) -> trace.Gap:
 class TopologyWatcher:
     """During a capture, re-reads the cluster's shape every `every` seconds: each change is said and recorded as a
     `Topology` event, a node that joined is handed to the capture to watch (a primary with a gap from the last look,
-    since its commands meanwhile were not captured), and each primary's replication offsets are sampled."""
+    since its commands meanwhile were not captured), and each primary's replication offsets are sampled.
+
+    Its connections stay open between looks (one per node asked; `close()` ends them): a connection made every
+    second would show in every CLIENT LIST and MONITOR of the capture, and cost each watcher a lookup."""
 
     def __init__(self, seed: Target, nodes: list[ClusterNode], *, every: float = 1.0,
                  clocks: dict[str, tuple[float, float]] | None = None) -> None:
@@ -248,6 +252,7 @@ class TopologyWatcher:
         self.watched = {n.address for n in nodes if n.health != "fail"}
         self._next = time.monotonic() + every
         self._looked = time.time()
+        self._clients: dict[str, Any] = {}  # node address -> an open client
 
     def start_events(self) -> list[trace.Topology]:
         return roles_at_start(self.nodes, self.seed, self._looked, self.clocks)
@@ -272,15 +277,12 @@ class TopologyWatcher:
         self._next = time.monotonic() + self.every
         looked, self._looked = self._looked, time.time()
         for node in self.nodes:  # any node that still answers will tell
-            candidate = node_target(self.seed, node)
-            client = candidate.connect(timeout=1.0)
             try:
-                now = discover(client)
+                now = discover(self._client(node))
                 break
             except (redis.RedisError, OSError, ProbeError):
+                self._drop(node)
                 continue
-            finally:
-                client.close()
         else:
             return [], []
         fresh = [n for n in now if n.address not in self.watched and n.health != "fail"]
@@ -313,6 +315,26 @@ class TopologyWatcher:
                    for node_id, node in old.items() if node_id not in by_id]
         return events
 
+    def _client(self, node: ClusterNode) -> Any:
+        client = self._clients.get(node.address)
+        if client is None:
+            client = self._clients[node.address] = node_target(self.seed, node).connect(timeout=1.0)
+        return client
+
+    def _drop(self, node: ClusterNode) -> None:
+        """A node that did not answer: its connection goes (the next look connects anew)."""
+        client = self._clients.pop(node.address, None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def close(self) -> None:
+        """End the connections kept between looks."""
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients.clear()
+
     def _offsets(self) -> list[trace.Event]:
         """Each primary's replication offset and its replicas' (one INFO replication per primary)."""
         import redis
@@ -322,13 +344,11 @@ class TopologyWatcher:
             if node.role != "primary" or node.health == "fail":
                 continue
             target = node_target(self.seed, node)
-            client = target.connect(timeout=1.0)
             try:
-                info = client.info("replication")
-            except (redis.RedisError, OSError):
+                info = self._client(node).info("replication")
+            except (redis.RedisError, OSError, ProbeError):
+                self._drop(node)
                 continue
-            finally:
-                client.close()
             replicas = {f"{v.get('ip')}:{v.get('port')}": int(v.get("offset", 0) or 0)
                         for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)}
             events.append(trace.Replication(t=time.time(), target=target.label,
