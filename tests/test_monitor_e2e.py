@@ -254,7 +254,8 @@ def test_ctrl_c_restores_config_prints_summary_and_keeps_a_readable_trace(url, s
 
     header, events = load_trace(out)
     assert header.command == "monitor"
-    assert b'"type":"monitor-lines"' in out.read_bytes()  # MONITOR's lines kept as sent, parsed when read
+    stored = out.read_bytes()  # MONITOR's lines kept as the server sent them (raw), parsed when read
+    assert b'{"type":"monitor-raw"' in stored and b'] "SET" "k"' in stored
     assert [e.args[0] for e in events if isinstance(e, Monitor) and e.args[1:2] == [b"k"]] == [b"SET", b"DEL"]
     again = __import__("tests.clirun", fromlist=["run_cli"]).run_cli("report", str(out), "--json")
     assert {k["key"] for k in again.json()["keys"]} >= {"k"}
