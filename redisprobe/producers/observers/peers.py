@@ -37,7 +37,7 @@ from redisprobe.producers.processes.pidmap import (
     format_addr,
     normalize_ip,
 )
-from redisprobe.producers.processes.sockettable import parent_of
+from redisprobe.producers.processes.sockettable import parent_of, socket_inodes
 from redisprobe.targets.url import Target
 
 TICK = 0.005
@@ -206,18 +206,10 @@ class PeerWatcher(Sampler):
 
     def _read_sockets(self, pid: int, label: str, known: set[int]) -> bool:
         """Note the sockets a young child opened (not the ones it inherited); False once it has gone."""
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
+        inodes = socket_inodes(pid)
+        if inodes is None:
             return False
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if not link.startswith("socket:["):
-                continue
-            inode = int(link[8:-1])
+        for inode in inodes:
             if inode in self._looked or inode in known:
                 continue
             self._looked.add(inode)
@@ -254,7 +246,7 @@ class PeerWatcher(Sampler):
     # -- the table of connections ----------------------------------------------------------------------------
 
     def _name(self, local: tuple[str, int], inode: int, read_at: float) -> None:
-        if inode and inode in _own_sockets():
+        if inode and inode in (socket_inodes("self") or ()):
             return  # redisprobe's own (a topology look, a mark, a baseline): no scan of every process for it
         info = self._held_by_young(inode)
         if info is None:
@@ -285,35 +277,12 @@ class PeerWatcher(Sampler):
         return next((ip for ip in sorted(self._ips) if (":" in ip) == family_v6), next(iter(self._ips)))
 
 
-def _own_sockets() -> set[int]:
-    """The socket inodes this process holds now (a few dozen file descriptors: far cheaper than the scan of every
-    process a lookup may make)."""
-    found = set()
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return found
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/self/fd/{fd}")
-            if link.startswith("socket:["):
-                found.add(int(link[8:-1]))
-    return found
-
-
 def _held_by_child(inode: int, watched: dict[int, str]) -> int | None:
     """The child of a listed process holding socket `inode`, if one does (the kernel's children lists)."""
-    target = f"socket:[{inode}]"
     for parent in list(watched):
         for child in _children(parent):
-            try:
-                fds = os.listdir(f"/proc/{child}/fd")
-            except OSError:
-                continue
-            for fd in fds:
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{child}/fd/{fd}") == target:
-                        return child
+            if inode in (socket_inodes(child) or ()):
+                return child
     return None
 
 

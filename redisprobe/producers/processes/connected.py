@@ -10,11 +10,9 @@ version are still two servers.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +28,7 @@ from redisprobe.findings import Finding, to_builtins
 from redisprobe.producers.observers.clients import lib_of, parse_client_list
 from redisprobe.producers.processes.identity import identity_of
 from redisprobe.producers.processes.pidmap import PidSpec, describe_process, format_addr, normalize_ip, split_addr
+from redisprobe.producers.processes.sockettable import socket_inodes
 from redisprobe.producers.processes.unixdiag import connected_table
 from redisprobe.targets.url import Target, ping, redact
 
@@ -255,7 +254,7 @@ def _unix_sockets(pid: int, table: dict[int, tuple[str, int, list[tuple[str, int
     if not table:
         return []
     found = []
-    for inode in _socket_inodes(pid):
+    for inode in socket_inodes(pid) or ():
         mine = table.get(inode)
         if mine is None:
             continue
@@ -268,20 +267,6 @@ def _unix_sockets(pid: int, table: dict[int, tuple[str, int, list[tuple[str, int
             continue
         found.append(_Socket(pid=pid, local=f"{peer[0]}:0", remote=peer[0], unix_fd=server_fd))
     return found
-
-
-def _socket_inodes(pid: int) -> Iterable[int]:
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return []
-    inodes = []
-    for name in names:
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/{pid}/fd/{name}")
-            if link.startswith("socket:["):
-                inodes.append(int(link[8:-1]))
-    return inodes
 
 
 # -- asking each endpoint --------------------------------------------------------------------------------------

@@ -50,6 +50,24 @@ def parent_of(pid: int) -> int | None:
         return None
 
 
+def socket_inodes(pid: int | str) -> set[int] | None:
+    """The socket inodes process `pid` ("self" for this one) holds now, from its file descriptors; None when they
+    cannot be read (it has gone, or is not ours to see)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    found = set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            found.add(int(link[8:-1]))
+    return found
+
+
 def connected_sockets(holders: dict[int, list[int]] | None = None
                       ) -> Iterator[tuple[int, tuple[str, int], tuple[str, int]]]:
     """(pid, local, remote) of every connected inet socket, once for EACH process holding it.
@@ -89,22 +107,13 @@ def socket_holders() -> dict[int, list[int]] | None:
     for entry in entries:
         if not entry.isdigit():
             continue
-        pid = int(entry)
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
+        inodes = socket_inodes(entry)
+        if not inodes:
             continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{entry}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inode = int(link[8:-1])
-                pids = holders.setdefault(inode, [])
-                if not pids or pids[-1] != pid:
-                    pids.append(pid)
-                inodes_of.setdefault(pid, set()).add(inode)
+        pid = int(entry)
+        inodes_of[pid] = inodes
+        for inode in inodes:
+            holders.setdefault(inode, []).append(pid)
     before = _parents
     parents: dict[int, tuple[int | None, set[int]]] = {}
     for pid, inodes in inodes_of.items():
