@@ -335,9 +335,8 @@ def test_a_work_horse_job_connection_no_watcher_caught_is_the_listed_workers_not
     assert findings == [], [to_builtins(f) for f in findings]
 
 
-def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
-    """Heavier starvation: the watcher saw none of this horse's connections (only earlier horses'). The worker is
-    the one listed process that forks short-lived children here: the job connection is its tree's, said as such."""
+def _a_seen_horse_job_then_a_second_batch() -> TraceBuilder:
+    """A listed rq worker whose first horse the watcher saw, and an api that then fills batch:2."""
     tb = TraceBuilder()
     tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
     api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
@@ -347,6 +346,13 @@ def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
     tb.at(3.0)
     for message in range(3):
         api("RPUSH", "batch:2", f"m{message}")
+    return tb
+
+
+def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
+    """Heavier starvation: the watcher saw none of this horse's connections (only earlier horses'). The worker is
+    the one listed process that forks short-lived children here: the job connection is its tree's, said as such."""
+    tb = _a_seen_horse_job_then_a_second_batch()
     unseen = tb.client(port=44999, client_id=0, sample=False)
     unseen("LRANGE", "batch:2", 0, -1)
     unseen("DEL", "batch:2")
@@ -357,15 +363,7 @@ def test_a_work_horse_no_watcher_saw_at_all_is_still_the_forking_workers():
 def test_a_horse_whose_pid_the_sample_caught_but_not_its_parent_is_the_workers():
     """CLIENT LIST named the horse's pid, but it had exited before the pid map read its parent: no label, no
     program. A listed worker forks such children here: it is the worker's, not an unexpected consumer."""
-    tb = TraceBuilder()
-    tb.client("worker", pid=500, client_id=3, process="python -m rq.cli worker")
-    api = tb.client("api", pid=600, client_id=4, process="python batches_api.py")
-    for message in range(3):
-        api("RPUSH", "batch:1", f"m{message}")
-    _horse_job(tb, 701, 44300, 1, job_seen=True)
-    tb.at(3.0)
-    for message in range(3):
-        api("RPUSH", "batch:2", f"m{message}")
+    tb = _a_seen_horse_job_then_a_second_batch()
     gone = tb.client(pid=9306, client_id=29, port=44999)
     gone("LRANGE", "batch:2", 0, -1)
     gone("DEL", "batch:2")

@@ -25,6 +25,14 @@ time.sleep(1.5)
 """
 
 
+def _named_until_it_ends(seen: list[trace.PeerSeen], process: psutil.Process | subprocess.Popen) -> None:
+    """Wait (generously) until the watcher named `process`, then until it has ended."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(e.pid == process.pid for e in seen):
+        time.sleep(0.05)
+    psutil.wait_procs([process], timeout=30)
+
+
 def _peer_threads() -> int:
     return sum(thread.name == "redisprobe-peers" and thread.is_alive() for thread in threading.enumerate())
 
@@ -65,10 +73,7 @@ def test_a_watcher_that_stops_leaves_the_others_watching(shared_sandbox):
             first.stop()
             assert _peer_threads() == 1
             client = not_our_child(HOLD, shared_sandbox.urls[0])
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not any(e.pid == client.pid for e in seen):
-                time.sleep(0.05)
-            psutil.wait_procs([client], timeout=30)
+            _named_until_it_ends(seen, client)
         finally:
             second.stop()
         assert _peer_threads() == 0
@@ -99,10 +104,7 @@ def test_a_service_a_listed_process_s_shell_left_behind_is_not_the_listed_proces
     try:
         assert listed.stdout is not None
         service = psutil.Process(int(listed.stdout.readline().strip()))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(e.pid == service.pid for e in seen):
-            time.sleep(0.05)
-        psutil.wait_procs([service], timeout=30)
+        _named_until_it_ends(seen, service)
     finally:
         watcher.stop()
         listed.kill()
@@ -143,10 +145,7 @@ def test_redisprobe_s_own_connections_are_neither_named_nor_looked_up(shared_san
             time.sleep(0.1)
             client.close()
         other = not_our_child(HOLD, url)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(e.pid == other.pid for e in seen):
-            time.sleep(0.05)
-        psutil.wait_procs([other], timeout=30)
+        _named_until_it_ends(seen, other)
     finally:
         watcher.stop()
     assert any(e.pid == other.pid for e in seen), seen  # the watcher works
