@@ -495,3 +495,28 @@ def test_ctrl_c_while_report_analyses_a_big_trace_prints_what_was_ready(tmp_path
     partial = json.loads(out)
     assert partial["keys"] == [] and 0 < partial["stats"]["commands"] < 1_000_000, partial["stats"]
     assert partial["clients"], partial
+
+
+def test_ctrl_c_while_the_json_is_written_still_gives_one_whole_document(tmp_path):
+    from redisprobe import trace
+
+    path = tmp_path / "keys.jsonl"
+    writer = trace.TraceWriter(path, trace.Header(command="monitor"), keep=False)
+    t = 1_700_000_000.0
+    writer.emit(trace.ClientSeen(t=t, client_id=7, addr="127.0.0.1:5000", target="redis://127.0.0.1:6379/0"))
+    lines = "".join(f'+{t + i / 1e4:.6f} [0 127.0.0.1:5000] "SET" "key:{i}" "v" "EX" "60"\r\n' for i in range(3000))
+    writer.emit(trace.monitor_lines(lines.encode(), "redis://127.0.0.1:6379/0"))
+    writer.close()
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "report", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path))
+    try:
+        assert proc.stdout is not None
+        head = proc.stdout.read(4096)  # the document has begun; the rest waits in a full pipe
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and b"Traceback" not in err, err
+    document = json.loads(head + rest)  # a cut document would not parse
+    assert len(document["keys"]) == 3000, len(document["keys"])

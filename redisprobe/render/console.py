@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -78,5 +82,44 @@ def print_json(data: object) -> None:
     # encoded straight from the objects (Structs included): a big report's keys are not copied first
     text = msgspec.json.format(msgspec.json.encode(data, enc_hook=json_fallback), indent=2).decode()
     text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)  # inside strings only: still JSON
-    sys.stdout.write(redact(text) + "\n")
+    with _whole_despite_one_interrupt():
+        _write_whole(redact(text) + "\n")
+
+
+def _write_whole(text: str) -> None:
+    """Every byte, in UTF-8 as JSON must be: a signal can cut a write to a pipe short, and a text stream over an
+    unbuffered file (PYTHONUNBUFFERED, -u) drops the rest, so the loop over the descriptor is ours."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's captured stream)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     sys.stdout.flush()
+    view = memoryview(text.encode())
+    while view:
+        view = view[os.write(fd, view):]
+
+
+@contextlib.contextmanager
+def _whole_despite_one_interrupt() -> Iterator[None]:
+    """A Ctrl-C (or SIGTERM) while a document is written waits until it is whole (a cut one is no JSON at all),
+    then interrupts as usual; a second one, for a reader that stopped reading, interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    if pending:
+        raise KeyboardInterrupt
