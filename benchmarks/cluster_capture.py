@@ -9,7 +9,8 @@ A sandbox cluster of N primaries; `redis-benchmark --cluster -P 16 -t set -n R -
 (a) one `redis-cli monitor > /dev/null` per primary attached, and (b) the whole `redisprobe monitor --url <first
 node> --json --out FILE` command (it finds every primary and runs one MONITOR reader per node), and with `--before
 REV` (c) the same command as it was at git revision REV (extracted and run from a folder of its own), so a change
-is measured against what it replaces in the same run; each round rotates which mode goes first.
+is measured against what it replaces in the same run (REV may also be a folder holding a changed copy of the
+`redisprobe` package: a variant under trial); each round rotates which mode goes first.
 Reported per mode: throughput, commands captured against sent, CPU seconds and peak RSS of the monitor
 processes (their whole process trees) during the load, and the trace size. On a shared 2-core machine the
 throughput of one round swings by 2x; the CPU seconds per round are the steadier measure.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import signal
@@ -53,7 +55,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def extract(revision: str, folder: Path) -> Path:
-    """The `redisprobe` package as it was at `revision`, in a folder of its own (run from there)."""
+    """The `redisprobe` package as it was at `revision`, in a folder of its own (run from there); a folder given
+    instead of a revision is taken as it is (a variant under trial: a copy of the package, changed by hand)."""
+    if Path(revision).is_dir():
+        return Path(revision)
     code = folder / "before"
     code.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "redisprobe"], capture_output=True,
@@ -92,12 +97,16 @@ def cpu(processes: list[psutil.Process]) -> float:
 
 
 def load(port: int, requests: int) -> float:
+    """Requests per second over the load's wall time, timed here: redis-benchmark's own figure in cluster mode
+    is `requests / elapsed` with the elapsed time rounded to its 250 ms timer (rounds of 4.75, 5.0, 5.25 s...),
+    a 5% step on a 5 s round; its start (connecting to every node) is in both modes' time alike."""
+    started = time.monotonic()
     out = subprocess.run(["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(port), "-P", "16", "-t", "set",
                           "-n", str(requests), "-q"], capture_output=True, text=True, check=True, timeout=900)
-    found = _RPS.findall(out.stdout.replace("\r", "\n"))
-    if not found:
+    took = time.monotonic() - started
+    if not _RPS.findall(out.stdout.replace("\r", "\n")):
         raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout!r}")
-    return float(found[-1])
+    return requests / took
 
 
 def monitors_attached(ports: list[int], count: int) -> None:
@@ -164,13 +173,28 @@ def run_command(ports: list[int], requests: int, folder: Path, code: Path | None
         while count_sets(out) < requests and time.monotonic() - ended < 60:
             time.sleep(0.05)
         run.captured = count_sets(out)
-        command.send_signal(signal.SIGINT)
+        command.send_signal(signal.SIGINT)  # the capture ends...
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            command.wait(5)
+        command.send_signal(signal.SIGINT)  # ...and its analysis, not measured here, is cut short
         command.wait(600)
         run.trace_bytes = out.stat().st_size
     finally:
         procs.stop(command)
         out.unlink(missing_ok=True)
     return run
+
+
+def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median (order statistics, binomial): the rounds' ratios
+    swing by +-15% on a shared 2-core machine, so a median alone says too little."""
+    ordered, n = sorted(values), len(values)
+    k = 0  # the largest k with P(Binomial(n, 1/2) < k + 1) <= (1 - confidence) / 2
+    while k + 1 <= n // 2 and sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n <= (1 - confidence) / 2:
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]  # too few rounds for this confidence: the whole range
+    return ordered[k - 1], ordered[n - k]
 
 
 def thread_cpu(native_id: int) -> float:
@@ -277,7 +301,9 @@ def main() -> int:
         if not ours:
             continue
         ratios = [b.rps / a.rps for a, b in zip(cli, ours, strict=True)]
-        print(f"{name}: throughput ratio to (a) median {statistics.median(ratios):.3f} (rounds: "
+        low, high = median_interval(ratios)
+        print(f"{name}: throughput ratio to (a) median {statistics.median(ratios):.3f}, 95% interval of the median "
+              f"{low:.3f}-{high:.3f} (rounds: "
               + ", ".join(f"{r:.2f}" for r in ratios) + f"); captured {min(r.captured or 0 for r in ours):,} to "
               f"{max(r.captured or 0 for r in ours):,} of {args.requests:,}; cpu s per round "
               f"{statistics.median(r.cpu_s for r in ours):.2f}; rss peak {max(r.rss_peak for r in ours) / 2**20:.0f} "
