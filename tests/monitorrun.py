@@ -60,10 +60,11 @@ def rules_of(doc: dict) -> list[str]:
     return [f["rule"] for f in doc["findings"]]
 
 
-def monitor_this_process(url: str, duration: float = 8, out: Path | None = None) -> subprocess.Popen[str]:
-    """`monitor --url URL --duration D --json --enable-events --pids app=<this test's pid>`, returned once it says
-    it is capturing (on a cluster: once every node's MONITOR is on)."""
-    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--json", "--duration",
+def monitor_this_process(*urls: str, duration: float = 8, out: Path | None = None) -> subprocess.Popen[str]:
+    """`monitor --url URL... --duration D --json --enable-events --pids app=<this test's pid>`, returned once it
+    says it is capturing (on a cluster: once every node's MONITOR is on)."""
+    given = [word for url in urls for word in ("--url", url)]
+    proc = subprocess.Popen([sys.executable, "-m", "redisprobe", "monitor", *given, "--json", "--duration",
                              str(duration), "--enable-events", "--pids", f"app={os.getpid()}",
                              *(["--out", str(out)] if out else [])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())

@@ -77,6 +77,37 @@ def test_a_delete_on_another_node_is_named_with_its_pid(cluster):
     assert any(f"127.0.0.1:{owner.port}" in k["server"] for k in doc["keys"] if k["key"] == key)
 
 
+READER = """
+import sys
+import time
+from redis.cluster import RedisCluster
+client = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]))
+for _ in range(10):  # a processor polling for a job the api saved on the other cluster
+    client.get(sys.argv[2])
+    time.sleep(0.2)
+time.sleep(1)
+client.close()
+"""
+
+
+def test_two_clusters_that_look_alike_are_different_servers_naming_the_reader(cluster):
+    with sandbox("cluster") as other:
+        writer = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+        proc = monitor_this_process(cluster.urls[0], other.urls[0], duration=8)
+        try:
+            writer.set("job:42", "payload", ex=60)
+            reader = not_our_child(READER, str(other.servers[0].port), "job:42")
+            psutil.wait_procs([reader], timeout=60)
+        finally:
+            writer.close()
+        doc, err = finished_json(proc)
+    assert proc.returncode == 1, err
+    found = [f for f in doc["findings"] if f["rule"] == "different-server"]
+    assert found, doc["findings"]
+    assert found[0]["culprit"]["pid"] == reader.pid, found[0]
+    assert "job:42" in found[0]["keys"], found[0]
+
+
 SCANNER = """
 import sys
 import time

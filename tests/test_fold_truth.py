@@ -4,6 +4,7 @@ list, blocking pops, a script that recreates an expired counter, same-millisecon
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from redisprobe import trace
@@ -244,6 +245,26 @@ def _two_servers(replid_b: str) -> TraceBuilder:
 def test_a_key_missed_on_the_replica_of_its_server_is_not_different_server():
     assert "different-server" not in rules(run(_two_servers("r" * 40), {100: "api", 200: "reader"}))
     assert "different-server" in rules(run(_two_servers("q" * 40), {100: "api", 200: "reader"}))
+
+
+def _two_cluster_nodes(cluster_b: str | None) -> TraceBuilder:
+    """A key written on a node of one cluster and missed on a node of `cluster_b` (None: an older trace, which
+    does not say which cluster a node is in)."""
+    node_a, node_b = "redis://127.0.0.1:7001/0", "redis://127.0.0.1:7002/0"
+    tb = TraceBuilder()
+    for target, run_id, cluster in ((node_a, "a" * 40, "c" * 40), (node_b, "b" * 40, cluster_b)):
+        tb.add(trace.ServerSeen(t=tb.now, target=target, server=trace.ServerFingerprint(
+            run_id=run_id, port=int(target.rsplit(":", 1)[1].split("/")[0]), role="master", master_replid=run_id,
+            redis_mode="cluster", cluster_id=cluster if cluster is not None else msgspec.UNSET)))
+    tb.client("api", pid=100, client_id=7, target=node_a)("SET", "order:9", "x", "EX", 60)
+    tb.client("reader", pid=200, client_id=8, target=node_b)("GET", "order:9")
+    return tb
+
+
+def test_a_key_missed_on_another_cluster_is_different_server_and_on_its_own_cluster_not():
+    assert "different-server" in rules(run(_two_cluster_nodes("d" * 40), {100: "api", 200: "reader"}))
+    assert "different-server" not in rules(run(_two_cluster_nodes("c" * 40), {100: "api", 200: "reader"}))
+    assert "different-server" not in rules(run(_two_cluster_nodes(None), {100: "api", 200: "reader"}))
 
 
 def test_a_pop_on_a_list_made_before_the_trace_is_no_miss():

@@ -56,6 +56,17 @@ def discover(client: Any) -> list[ClusterNode]:
     return _from_shards(shards)
 
 
+def cluster_identity(client: Any) -> str:
+    """Which cluster a node belongs to: the lowest node id it knows of ("" when it cannot say). Two clusters
+    that look alike (same ports, same version) never share a node id; the nodes of one cluster all know the
+    same ids (a node that joins with a lower one during a run changes it, so compare what was taken together)."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError, OSError, ProbeError):
+        return min((node.node_id for node in discover(client)), default="")
+    return ""
+
+
 def _from_shards(shards: list[dict[Any, Any]]) -> list[ClusterNode]:
     nodes: list[ClusterNode] = []
     for shard in shards:

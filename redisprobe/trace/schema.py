@@ -34,6 +34,7 @@ class ServerFingerprint(msgspec.Struct, frozen=True, kw_only=True):
     master_port: int = 0
     master_replid: str = ""  # shared by a primary and its replicas: tells "replica of" from "another server"
     redis_mode: str | msgspec.UnsetType = msgspec.UNSET  # "cluster" for a cluster node (absent in older traces)
+    cluster_id: str | msgspec.UnsetType = msgspec.UNSET  # a cluster node's cluster (`topology.cluster_identity`)
 
 
 class Header(msgspec.Struct, frozen=True, kw_only=True, tag="header"):

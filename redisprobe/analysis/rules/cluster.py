@@ -41,27 +41,53 @@ def cluster_nodes(inp: RuleInput) -> set[str]:
             and state.primary is None}
 
 
+def cluster_peers(inp: RuleInput, server: str) -> set[str]:
+    """The primaries of the cluster `server` is a primary of (itself included; empty when it is none)."""
+    return inp.shared("cluster-peers", lambda: _peers(inp)).get(server, set())
+
+
+def _peers(inp: RuleInput) -> dict[str, set[str]]:
+    """Primary -> the primaries of its cluster. A capture may watch two clusters that look alike (staging and
+    production): each node's sample names its cluster; when one does not (an older trace, a node that would not
+    say), every cluster node is taken as one cluster, as before."""
+    nodes = cluster_nodes(inp)
+    named = {node: inp.lifecycle.servers[node].last_sample.server.cluster_id for node in nodes}  # type: ignore[union-attr]
+    if not all(named.values()):
+        return {node: nodes for node in nodes}
+    groups: dict[object, set[str]] = {}
+    for node, cluster in named.items():
+        groups.setdefault(cluster, set()).add(node)
+    return {node: groups[named[node]] for node in nodes}
+
+
+def same_cluster(inp: RuleInput, a: str, b: str) -> bool:
+    """Two primaries of one cluster: one dataset, each key on the node of its slot."""
+    return b in cluster_peers(inp, a)
+
+
 def scan_one_node(inp: RuleInput) -> list[Finding]:
     """A SCAN/KEYS pattern sent to some primaries of a cluster only, while keys matching it live on the others."""
     nodes = cluster_nodes(inp)
     if len(nodes) < 2:
         return []
-    scanned: dict[tuple[object, bytes, int], dict[str, facts.Pattern]] = {}
-    anonymous: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by connections of no known process
-    anyone: dict[tuple[bytes, int], set[str]] = {}  # nodes scanned by anybody
+    # per cluster (the lowest node id of each: a capture may watch two clusters)
+    scanned: dict[tuple[tuple[object, ...], bytes, int, str], dict[str, facts.Pattern]] = {}
+    anonymous: dict[tuple[bytes, int, str], set[str]] = {}  # nodes scanned by connections of no known process
+    anyone: dict[tuple[bytes, int, str], set[str]] = {}  # nodes scanned by anybody
     for used in facts.patterns(inp.lifecycle):
         if used.server in nodes and not _ours(inp, used):
             actor = inp.actor(used.who)
-            scanned.setdefault((identity(actor), used.pattern, used.db), {})[used.server] = used
-            anyone.setdefault((used.pattern, used.db), set()).add(used.server)
+            cluster = min(cluster_peers(inp, used.server))
+            scanned.setdefault((identity(actor), used.pattern, used.db, cluster), {})[used.server] = used
+            anyone.setdefault((used.pattern, used.db, cluster), set()).add(used.server)
             if actor is None or actor.pid is None:
-                anonymous.setdefault((used.pattern, used.db), set()).add(used.server)
+                anonymous.setdefault((used.pattern, used.db, cluster), set()).add(used.server)
     groups = Groups("scan-one-node")
-    for (ident, pattern, db), by_server in scanned.items():
+    for (ident, pattern, db, cluster), by_server in scanned.items():
         # A node a connection of unknown process scanned may have been this scanner's own connection there; and a
         # scanner of unknown process may be any scanner's connection: it asked no fewer nodes than they did.
         excused = anyone if ident[0] != "pid" else anonymous
-        unasked = nodes - set(by_server) - excused.get((pattern, db), set())
+        unasked = cluster_peers(inp, cluster) - set(by_server) - excused.get((pattern, db, cluster), set())
         if not unasked:
             continue  # every node was scanned: a cluster-aware scan
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "surrogateescape")), re.DOTALL)
@@ -173,7 +199,7 @@ def cluster_unaware_client(inp: RuleInput) -> list[Finding]:
         if count < MIN_REDIRECTS:
             continue
         clients = [c for r in by_code.values() for c in _senders(inp, r)]
-        unaware = [c for c in clients if len(_nodes_of(inp, c.actor, nodes)) <= 1]
+        unaware = [c for c in clients if len(_nodes_of(inp, c.actor, cluster_peers(inp, server))) <= 1]
         if clients and not unaware:
             continue  # every sender also talks to other nodes: a cluster client following redirects
         culprit = unaware[0].actor if unaware else None

@@ -15,10 +15,11 @@ from redisprobe.semantics import command_table as C
 
 
 def same_replication_group(a: trace.ServerFingerprint, b: trace.ServerFingerprint) -> bool:
-    """A primary and its replica share `master_replid`; two unrelated servers never do. Two nodes of a cluster
-    hold one dataset too, each key on the node of its slot."""
+    """A primary and its replica share `master_replid`; two unrelated servers never do. Two nodes of one cluster
+    hold one dataset too, each key on the node of its slot; two clusters do not (an older trace, which does not
+    say which cluster a node is in, gives the benefit of the doubt)."""
     if a.redis_mode == "cluster" and b.redis_mode == "cluster":
-        return True
+        return not (a.cluster_id and b.cluster_id) or a.cluster_id == b.cluster_id
     return bool(a.master_replid) and a.master_replid == b.master_replid
 
 

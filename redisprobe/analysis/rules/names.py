@@ -181,10 +181,9 @@ def name_index(inp: RuleInput) -> NameIndex:
     cached = inp.cache.get("names")
     if isinstance(cached, NameIndex):
         return cached
-    from redisprobe.analysis.rules.cluster import cluster_nodes
+    from redisprobe.analysis.rules.cluster import cluster_nodes, cluster_peers
 
-    nodes = sorted(cluster_nodes(inp))
-    index = NameIndex({node: nodes[0] for node in nodes})
+    index = NameIndex({node: min(cluster_peers(inp, node)) for node in cluster_nodes(inp)})
     for slot in inp.missed:
         if not slot.count:
             index.want(slot.server, slot.key)

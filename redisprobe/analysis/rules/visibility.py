@@ -20,7 +20,7 @@ from redisprobe.analysis.rules.base import (
     same_process,
     who_text,
 )
-from redisprobe.analysis.rules.cluster import cluster_nodes
+from redisprobe.analysis.rules.cluster import same_cluster
 from redisprobe.analysis.rules.fingerprints import different_server as fingerprint_different_server
 from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
@@ -150,7 +150,7 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             if (other_server == server) != same_server or (other_server, other_db) == (server, db):
                 continue
             if not same_server and (_one_dataset(inp, server, other_server)
-                                    or {other_server, server} <= cluster_nodes(inp)):
+                                    or same_cluster(inp, server, other_server)):
                 continue  # a replica of it, or another node of its cluster (scan-one-node's business)
             hits = [slot for slot in slots if regex.match(slot.key.decode("utf-8", "backslashreplace"))]
             if not hits:
@@ -189,7 +189,7 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             if (other.server == slot.server) != same_server or (same_server and other.db == slot.db):
                 continue
             if not same_server and (_one_dataset(inp, slot.server, other.server)
-                                    or {other.server, slot.server} <= cluster_nodes(inp)):
+                                    or same_cluster(inp, slot.server, other.server)):
                 continue  # a primary and its replica, or nodes of one cluster: one dataset
             t, who, args, _certain = miss
             life = _writer_life(other, t)

@@ -22,6 +22,7 @@ from redisprobe.producers.actors.cluster_client import ClusterRouter, NodeConnec
 from redisprobe.producers.actors.replica_steps import ReplicaStepError
 from redisprobe.producers.actors.steps import GateRefusal, StepRunner
 from redisprobe.targets.gate import Gate
+from redisprobe.targets.topology import cluster_identity
 from redisprobe.targets.url import Target, describe_redis_error, parse_target
 
 
@@ -55,6 +56,8 @@ def server_fingerprint(client: redis.Redis, host: str, port: int) -> trace.Serve
         master_port=int(replication.get("master_port", 0) or 0),
         master_replid=str(replication.get("master_replid", "")),
         redis_mode=str(server["redis_mode"]) if "redis_mode" in server else msgspec.UNSET,
+        cluster_id=(cluster_identity(client) or msgspec.UNSET) if server.get("redis_mode") == "cluster"
+        else msgspec.UNSET,
     )
 
 

@@ -24,6 +24,7 @@ from redisprobe import trace
 from redisprobe.analysis.connection_roles import REPLICATION_LINK_FLAGS
 from redisprobe.producers.observers.protocol import DROPPED, Sampler, starting
 from redisprobe.producers.processes.pidmap import PidMapper, ProcessInfo
+from redisprobe.targets.topology import cluster_identity
 from redisprobe.targets.url import Target, connect_timeout, describe_redis_error, ping
 
 CONNECTION_NAME = "redisprobe:observer:clients"
@@ -281,6 +282,9 @@ class ClientPoller(Sampler):
             with contextlib.suppress(rex.ResponseError):  # the stats are a bonus; the identity is in `server`
                 info = {**info, **self._client.info("default")}
             self.server = fingerprint(info, self.target)
+            if info.get("redis_mode") == "cluster":
+                self.server = msgspec.structs.replace(self.server, cluster_id=cluster_identity(self._client)
+                                                      or msgspec.UNSET)
             self.stats = server_stats(info)
             self.emit(trace.ServerSeen(t=now, target=self.target.label, server=self.server, stats=self.stats))
             if restarted:

@@ -30,6 +30,7 @@ from redisprobe.producers.processes.identity import identity_of
 from redisprobe.producers.processes.pidmap import PidSpec, describe_process, format_addr, normalize_ip, split_addr
 from redisprobe.producers.processes.sockettable import socket_inodes
 from redisprobe.producers.processes.unixdiag import connected_table
+from redisprobe.targets.topology import cluster_identity
 from redisprobe.targets.url import Target, ping, redact
 
 PROBE_NAME = "redisprobe:info"
@@ -330,12 +331,9 @@ def _dataset(client: redis.Redis, info: dict[str, Any]) -> str:
     nodes of one cluster, are not taken for processes on different servers. A primary and its replicas share
     `master_replid` (unrelated servers never do); a cluster's nodes share the list of node ids they know."""
     if info.get("redis_mode") == "cluster":
-        with contextlib.suppress(rex.RedisError, OSError):
-            nodes = client.execute_command("CLUSTER", "NODES")
-            text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
-            ids = [line.split(" ", 1)[0] for line in text.splitlines() if line.strip()]
-            if ids:
-                return f"cluster:{min(ids)}"
+        identity = cluster_identity(client)
+        if identity:
+            return f"cluster:{identity}"
     replid = str(info.get("master_replid", ""))
     return f"replid:{replid}" if replid else f"run_id:{info.get('run_id', '')}"
 
