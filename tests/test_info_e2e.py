@@ -126,3 +126,14 @@ def test_info_pids_on_two_nodes_of_one_cluster_is_one_dataset_not_different_serv
     assert {p["label"]: p["pid"] for p in doc["pids"]} == pids
     ran = {p["label"]: p["connections"][0]["server"]["run_id"] for p in doc["pids"]}
     assert ran["api"] != ran["worker"]  # two servers, and yet one dataset
+
+
+def test_info_pids_on_two_clusters_that_look_alike_is_different_servers():
+    from redisprobe.targets.sandbox import sandbox
+
+    with sandbox("cluster") as one, sandbox("cluster") as other:
+        pids, result = _pids_info_while_subscribed({"api": one.role_urls["node0"], "worker": other.role_urls["node0"]})
+    assert result.code == 1, (result.out, result.err)
+    doc = result.json()
+    assert [f["rule"] for f in doc["findings"]] == ["different-server"]
+    assert {p["label"]: p["pid"] for p in doc["pids"]} == pids
