@@ -118,11 +118,18 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 def test_isolation_on_a_cluster_is_visible_each_op_tagged_with_its_node_connection(runs, request):
     out = runs.work / "iso.jsonl"
     result = runs.mine(request)
-    assert result.code == 0, result.err + result.out
-    doc = result.json()
-    assert doc["verdict"] == "visible" and doc["findings"] == []
-    assert all(check["seen"] for check in doc["checks"])
-    ops, starts = _ops_and_starts(out)
+    for attempt in range(3):
+        assert result.code == 0, result.err + result.out
+        doc = result.json()
+        assert doc["verdict"] == "visible" and doc["findings"] == []
+        assert all(check["seen"] for check in doc["checks"])
+        ops, starts = _ops_and_starts(out)
+        if len({op.target for op in ops}) >= 2:
+            break
+        # the four marker keys' names hold a random run id: 1 run in 27 puts them all on one node, where the
+        # test would prove nothing about ops tagged per node; run again
+        out = runs.work / f"iso-{attempt}.jsonl"
+        result = run_cli("isolation", *CLUSTER, "--json", "--timeout", "3", "--out", str(out))
     # one connection per primary for each actor, each with the client id that node gave it
     nodes = {(s.pid, s.target): s.client_id for s in starts}
     assert {s.role for s in starts} == {"api", "processor"}

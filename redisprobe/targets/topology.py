@@ -62,8 +62,10 @@ def cluster_identity(client: Any) -> str:
     same ids (a node that joins with a lower one during a run changes it, so compare what was taken together)."""
     import redis
 
-    with contextlib.suppress(redis.RedisError, OSError, ProbeError):
-        return min((node.node_id for node in discover(client)), default="")
+    with contextlib.suppress(redis.RedisError, OSError, ValueError, IndexError):
+        reply = client.execute_command("CLUSTER", "NODES")  # text on every server and protocol
+        if isinstance(reply, bytes | str):
+            return min((node.node_id for node in parse_cluster_nodes(_text(reply))), default="")
     return ""
 
 
