@@ -144,7 +144,7 @@ def test_writes_lost_in_a_failover_end_their_keys_with_the_failover_named(tmp_pa
         finally:
             client.close()
             stalled.close()
-        doc, err = finished_json(proc)
+        doc, err = finished_json(proc, early=True)
     assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
     found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
     assert len(found) == 1, (doc["findings"], err)
@@ -224,7 +224,7 @@ def test_a_killed_primary_whose_replica_took_over_lost_the_writes_it_had_not_sen
         finally:
             client.close()
             primary.close()
-        doc, err = finished_json(proc)
+        doc, err = finished_json(proc, early=True)
     assert got == {kept[0]: b"v", kept[1]: b"v", lost[0]: None, lost[1]: None}, got
     found = [f for f in doc["findings"] if f["rule"] == "failover-lost-write"]
     assert len(found) == 1 and sorted(found[0]["keys"]) == sorted(lost), (doc["findings"], err)
