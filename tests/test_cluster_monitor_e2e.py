@@ -82,29 +82,35 @@ import sys
 import time
 from redis.cluster import RedisCluster
 client = RedisCluster(host="127.0.0.1", port=int(sys.argv[1]))
-for _ in range(10):  # a processor polling for a job the api saved on the other cluster
-    client.get(sys.argv[2])
+for _ in range(5):  # a processor polling for the jobs the api saved
+    for key in sys.argv[2:]:
+        client.get(key)
     time.sleep(0.2)
 time.sleep(1)
 client.close()
 """
 
 
-def test_two_clusters_that_look_alike_are_different_servers_naming_the_reader(cluster):
+def test_two_clusters_that_look_alike_are_one_different_server_finding_naming_the_reader(cluster):
     with sandbox("cluster") as other:
         writer = RedisCluster(host="127.0.0.1", port=cluster.servers[0].port)
+        jobs, orders = [f"job:{i}" for i in range(6)], [f"order:{i}" for i in range(6)]
+        assert len({writer.get_node_from_key(key).port for key in jobs}) >= 2  # spread over the primaries
         proc = monitor_this_process(cluster.urls[0], other.urls[0], duration=8)
         try:
-            writer.set("job:42", "payload", ex=60)
-            reader = not_our_child(READER, str(other.servers[0].port), "job:42")
-            psutil.wait_procs([reader], timeout=60)
+            for key in jobs + orders:
+                writer.set(key, "payload", ex=60)
+            astray = not_our_child(READER, str(other.servers[0].port), *jobs)  # given the other cluster's URL
+            right = not_our_child(READER, str(cluster.servers[1].port), *orders)  # another node of the right one
+            psutil.wait_procs([astray, right], timeout=60)
         finally:
             writer.close()
         doc, _err = finished_json(proc, early=True)
-    found = [f for f in doc["findings"] if f["rule"] == "different-server"]
-    assert found, doc["findings"]
-    assert found[0]["culprit"]["pid"] == reader.pid, found[0]
-    assert "job:42" in found[0]["keys"], found[0]
+    assert [f["rule"] for f in doc["findings"]] == ["different-server"], doc["findings"]  # one, not one per node
+    [found] = doc["findings"]
+    assert found["culprit"]["pid"] == astray.pid, found
+    assert sorted(found["keys"]) == sorted(jobs), found
+    assert "another cluster" in found["summary"], found["summary"]
 
 
 SCANNER = """

@@ -20,7 +20,7 @@ from redisprobe.analysis.rules.base import (
     same_process,
     who_text,
 )
-from redisprobe.analysis.rules.cluster import same_cluster
+from redisprobe.analysis.rules.cluster import cluster_peers, same_cluster
 from redisprobe.analysis.rules.fingerprints import different_server as fingerprint_different_server
 from redisprobe.analysis.rules.fingerprints import same_replication_group
 from redisprobe.findings import Actor, Finding, listed_keys
@@ -144,8 +144,9 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
     places = _keys_by_place(inp)
     for server, db, pattern, count, t, who, args, _last in facts.patterns(inp.lifecycle):
         regex = re.compile(fnmatch.translate(pattern.decode("utf-8", "backslashreplace")), re.DOTALL)
-        if any(regex.match(slot.key.decode("utf-8", "backslashreplace")) for slot in places.get((server, db), ())):
-            continue
+        if any(regex.match(slot.key.decode("utf-8", "backslashreplace"))
+               for peer in cluster_peers(inp, server) or {server} for slot in places.get((peer, db), ())):
+            continue  # it matches there (or on a node of its cluster: scan-one-node's business)
         for (other_server, other_db), slots in places.items():
             if (other_server == server) != same_server or (other_server, other_db) == (server, db):
                 continue
@@ -158,10 +159,11 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             life = _writer_life(hits[0], t)
             reader = inp.actor(who)
             writer = inp.actor(life.created_by) if life is not None else None
-            where = (db, other_db) if same_server else (server, other_server)
+            where = (db, other_db) if same_server else (_place(inp, server), _place(inp, other_server))
             group = groups.get((identity(reader), where, pattern), "error", reader,
                                _db_summary if same_server else _server_summary)
-            group.extra.update(reader=reader, writer=writer, mine=where[0], theirs=where[1], pattern=True)
+            group.extra.update(reader=reader, writer=writer, mine=where[0], theirs=where[1], pattern=True,
+                               clusters=not same_server and bool(cluster_peers(inp, server)))
             group.add_key(pattern)
             here = f"db {db}" if same_server else server
             group.add_evidence(inp.line(t, who, args, f"matched nothing in {here} ({count} scans)", db))
@@ -197,10 +199,11 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
                 continue
             reader = inp.actor(who)
             writer = inp.actor(life.created_by)
-            where = (slot.db, other.db) if same_server else (slot.server, other.server)
+            where = (slot.db, other.db) if same_server else (_place(inp, slot.server), _place(inp, other.server))
             group = groups.get((identity(reader), where, family(slot.key)), "error", reader,
                                _db_summary if same_server else _server_summary)
-            group.extra.update(family=family(slot.key), reader=reader, writer=writer, mine=where[0], theirs=where[1])
+            group.extra.update(family=family(slot.key), reader=reader, writer=writer, mine=where[0], theirs=where[1],
+                               clusters=not same_server and bool(cluster_peers(inp, slot.server)))
             if not group.add_key(life.key):
                 continue
             suffix = "" if same_server else f" on {other.server or 'its server'}"
@@ -269,8 +272,20 @@ def _db_summary(group: Group) -> str:
 
 
 def _server_summary(group: Group) -> str:
+    if group.extra.get("clusters"):
+        return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on the cluster of "
+                f"{group.extra['mine']}, but {who_text(group.actor('writer'))} wrote "
+                f"{'it' if group.key_count == 1 else 'them'} on another cluster, the "
+                f"cluster of {group.extra['theirs']}: two clusters that look alike, told apart by their node ids")
     return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on {group.extra['mine']}, but "
             f"{who_text(group.actor('writer'))} wrote it on another server, {group.extra['theirs']}")
+
+
+def _place(inp: RuleInput, server: str) -> str:
+    """Where a finding says keys were: the server, or all the primaries of its cluster (a cluster's keys spread
+    over its primaries by slot: a reader on the wrong cluster is one finding, not one per pair of nodes)."""
+    peers = cluster_peers(inp, server)
+    return ", ".join(sorted(peers)) if peers else server
 
 
 def _actor_servers(inp: RuleInput) -> list[Finding]:
