@@ -162,7 +162,8 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             where = (db, other_db) if same_server else (_place(inp, server), _place(inp, other_server))
             group = groups.get((identity(reader), where, pattern), "error", reader,
                                _db_summary if same_server else _server_summary)
-            group.extra.update(reader=reader, writer=writer, mine=where[0], theirs=where[1], pattern=True,
+            group.extra.update(reader=group.extra.get("reader", reader), writer=group.extra.get("writer", writer),
+                               mine=where[0], theirs=where[1], pattern=True,
                                clusters=not same_server and bool(cluster_peers(inp, server)))
             group.add_key(pattern)
             here = f"db {db}" if same_server else server
@@ -202,7 +203,8 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             where = (slot.db, other.db) if same_server else (_place(inp, slot.server), _place(inp, other.server))
             group = groups.get((identity(reader), where, family(slot.key)), "error", reader,
                                _db_summary if same_server else _server_summary)
-            group.extra.update(family=family(slot.key), reader=reader, writer=writer, mine=where[0], theirs=where[1],
+            group.extra.update(family=family(slot.key), reader=group.extra.get("reader", reader),  # the culprit's
+                               writer=group.extra.get("writer", writer), mine=where[0], theirs=where[1],
                                clusters=not same_server and bool(cluster_peers(inp, slot.server)))
             if not group.add_key(life.key):
                 continue
