@@ -1238,6 +1238,37 @@ def test_a_lookalike_name_on_an_unrelated_server_is_no_near_miss() -> None:
     assert "ttl-refresh-missed" not in {f.rule for f in run(tb)}
 
 
+def _two_clusters() -> tuple[TraceBuilder, list[str], list[str]]:
+    """Four nodes sampled by the capture: two primaries of each of two clusters that look alike."""
+    tb = TraceBuilder()
+    one, other = ["redis://127.0.0.1:7001/0", "redis://127.0.0.1:7002/0"], ["redis://127.0.0.1:7003/0",
+                                                                           "redis://127.0.0.1:7004/0"]
+    for index, node in enumerate(one + other):
+        tb.add(trace.ServerSeen(t=tb.now, target=node, server=trace.ServerFingerprint(
+            run_id=str(index) * 40, port=7001 + index, redis_mode="cluster",
+            cluster_id=("a" if node in one else "b") * 40)))
+    return tb, one, other
+
+
+def test_a_scan_over_every_node_of_the_other_cluster_is_different_server_not_scan_one_node() -> None:
+    tb, one, other = _two_clusters()
+    tb.client("api", pid=100, client_id=7, target=one[0])("RPUSH", "batch:a", "m")
+    tb.client("api", pid=100, client_id=8, target=one[1])("RPUSH", "batch:b", "m")
+    tb.at(0.2)
+    for n, node in enumerate(other):  # a cluster-aware scan, of the wrong cluster
+        tb.client("processor", pid=200, client_id=20 + n, target=node)("SCAN", "0", "MATCH", "batch:*")
+    findings = run(tb)
+    assert [f.rule for f in findings] == ["different-server"], findings
+    assert findings[0].culprit is not None and findings[0].culprit.pid == 200
+    assert "another cluster" in findings[0].summary
+
+
+def test_a_lookalike_name_on_the_other_cluster_is_no_near_miss() -> None:
+    tb, one, other = _two_clusters()
+    _near_miss_on_another_node(tb, one[0], other[0])
+    assert "ttl-refresh-missed" not in {f.rule for f in run(tb)}
+
+
 def test_two_clients_that_each_scan_every_node_in_either_order_are_no_scan_one_node() -> None:
     """Each scanner is followed on its own: the first to scan a node must not stand for everyone who scanned it."""
     tb, first, second = _two_nodes(cluster=True)
