@@ -75,7 +75,9 @@ class App:
     culprit: str | None = None  # the Proc name whose pid (or a descendant's) the finding must name; None: server
     twin: str = ""  # the bug app this healthy app is the twin of (or the reverse)
     server_args: list[str] = field(default_factory=list)
-    topology: str = "single"  # "cluster": a sandbox Redis Cluster of 3 primaries; REDIS_URL names its first node
+    topology: str = "single"  # "cluster": a sandbox Redis Cluster of 3 primaries; REDIS_URL names its first node;
+    # "two-clusters": two such clusters, alike (a second one's first node is `{other_url}` in a Proc's env), both
+    # watched (`monitor --url A --url B`)
     today: str = ""  # what today's tool says instead, when it gets this app wrong (an xfail in the tests)
     sometimes: bool = False  # today's wrong verdict comes in some runs only (a non-strict xfail)
 
@@ -263,7 +265,8 @@ def _kill_tree(pid: int) -> None:
 
 
 def settings(proc: Proc, ports: dict[str, str]) -> dict[str, str]:
-    """The process's env with `{http}`, `{admin}`... replaced by the HTTP ports chosen for this run."""
+    """The process's env with `{http}`, `{admin}`... replaced by the HTTP ports chosen for this run (and
+    `{other_url}` by the second cluster's URL)."""
     out = {}
     for name, value in proc.env.items():
         for placeholder, port in ports.items():
@@ -303,9 +306,13 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, tra
     pm2 = _Pm2(workdir / "pm2", env)
     plain: list[subprocess.Popen[bytes]] = []
     try:
-        with sandbox(app.topology, extra=["--notify-keyspace-events", "KEA", *app.server_args]) as box:
+        extra = ["--notify-keyspace-events", "KEA", *app.server_args]
+        two = app.topology == "two-clusters"
+        with sandbox("cluster" if two else app.topology, extra=extra) as box, \
+                (sandbox("cluster", extra=extra) if two else contextlib.nullcontext()) as other:
+            urls = [box.servers[0].url] + ([other.servers[0].url] if other is not None else [])
             try:
-                return _run(app, box.servers[0].url, workdir, pm2, plain, warmup, duration, began, trace, source)
+                return _run(app, urls, workdir, pm2, plain, warmup, duration, began, trace, source)
             finally:  # the app stops before its server does
                 pm2.kill()
                 for child in plain:
@@ -318,12 +325,13 @@ def run_app(app: App, *, warmup: float = WARMUP, duration: float = DURATION, tra
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Popen[bytes]],
+def _run(app: App, urls: list[str], workdir: Path, pm2: _Pm2, plain: list[subprocess.Popen[bytes]],
          warmup: float, duration: float, began: float, trace: Path | None, source: str = "monitor") -> Capture:
+    url = urls[0]
     env = pm2.env.copy()
     env.pop("PM2_HOME", None)
     roots: dict[str, set[int]] = {}
-    ports = {name: str(free_port()) for name in ("http", "admin")}
+    ports = {name: str(free_port()) for name in ("http", "admin")} | {"other_url": urls[-1]}
     eco = ecosystem(app, url, ports)
     if eco["apps"]:
         path = workdir / "ecosystem.json"
@@ -360,7 +368,7 @@ def _run(app: App, url: str, workdir: Path, pm2: _Pm2, plain: list[subprocess.Po
         if eco["apps"]:  # PM2 restarts an app that crashed while a slow machine warmed up: list its pids now
             roots.update(pm2.pids())
         spec = ",".join(f"{proc.name}={pid}" for proc in app.procs if proc.listed for pid in sorted(roots[proc.name]))
-        argv = [sys.executable, "-m", "redisprobe", "monitor", "--url", url, "--pids", spec,
+        argv = [sys.executable, "-m", "redisprobe", "monitor", *(w for u in urls for w in ("--url", u)), "--pids", spec,
                 "--duration", str(duration), "--enable-events", "--json"]
         if trace is not None:
             argv += ["--out", str(trace)]
