@@ -70,7 +70,7 @@ def scan_one_node(inp: RuleInput) -> list[Finding]:
     nodes = cluster_nodes(inp)
     if len(nodes) < 2:
         return []
-    # per cluster (the lowest node id of each: a capture may watch two clusters)
+    # per cluster (named by its first primary: a capture may watch two clusters)
     scanned: dict[tuple[tuple[object, ...], bytes, int, str], dict[str, facts.Pattern]] = {}
     anonymous: dict[tuple[bytes, int, str], set[str]] = {}  # nodes scanned by connections of no known process
     anyone: dict[tuple[bytes, int, str], set[str]] = {}  # nodes scanned by anybody
