@@ -18,6 +18,18 @@ PY = "{python}"
 MAIL = {"BULL_PREFIX": "mail"}
 
 APPS: list[App] = [
+    # --- two Redis Clusters that look alike (the heaviest apps: six servers each, so they start first) ------------
+    App("cluster-renders", "ioredis Cluster + node:http", "pm2", "two clusters that look alike (production and "
+        "staging); the render api saves each job on production and posts its id to the render worker, which loads "
+        "it from production too",
+        [Proc("api", "node/clusterrenders/api.mjs", env={"WORKER_PORT": "{http}"}),
+         Proc("renderer", "node/clusterrenders/worker.mjs", env={"HTTP_PORT": "{http}"})],
+        topology="two-clusters", twin="cluster-renders-other-cluster"),
+    App("cluster-renders-other-cluster", "ioredis Cluster + node:http", "pm2", "the render worker was deployed "
+        "with the staging cluster's REDIS_URL: same version, same ports, and every job it is told about is missing",
+        [Proc("api", "node/clusterrenders/api.mjs", env={"WORKER_PORT": "{http}"}),
+         Proc("renderer", "node/clusterrenders/worker.mjs", env={"HTTP_PORT": "{http}", "REDIS_URL": "{other_url}"})],
+        rule="different-server", culprit="renderer", topology="two-clusters", twin="cluster-renders"),
     # --- BullMQ, PM2 fork mode and cluster mode ---------------------------------------------------------------
     App("bullmq", "bullmq", "pm2", "BullMQ producer and worker on one queue, both with prefix 'mail'",
         [Proc("api", "node/bullmq/producer.mjs", env=MAIL), Proc("mailer", "node/bullmq/worker.mjs", env=MAIL)],
@@ -241,17 +253,6 @@ APPS: list[App] = [
          Proc("fulfilment", "node/clusterqueue/worker.mjs",
               env={"QUEUE_PENDING": "orders:pending", "QUEUE_PROCESSING": "orders:processing"})],
         rule="cross-slot", culprit="fulfilment", topology="cluster", twin="cluster-queue"),
-    App("cluster-renders", "ioredis Cluster + node:http", "pm2", "two clusters that look alike (production and "
-        "staging); the render api saves each job on production and posts its id to the render worker, which loads "
-        "it from production too",
-        [Proc("api", "node/clusterrenders/api.mjs", env={"WORKER_PORT": "{http}"}),
-         Proc("renderer", "node/clusterrenders/worker.mjs", env={"HTTP_PORT": "{http}"})],
-        topology="two-clusters", twin="cluster-renders-other-cluster"),
-    App("cluster-renders-other-cluster", "ioredis Cluster + node:http", "pm2", "the render worker was deployed "
-        "with the staging cluster's REDIS_URL: same version, same ports, and every job it is told about is missing",
-        [Proc("api", "node/clusterrenders/api.mjs", env={"WORKER_PORT": "{http}"}),
-         Proc("renderer", "node/clusterrenders/worker.mjs", env={"HTTP_PORT": "{http}", "REDIS_URL": "{other_url}"})],
-        rule="different-server", culprit="renderer", topology="two-clusters", twin="cluster-renders"),
     App("cluster-profiles", "redis-py RedisCluster", "pm2 (python interpreter)", "profiles cached on a cluster "
         "by the api; the last-seen sync stamps them through RedisCluster (SET ... KEEPTTL on the key's node)",
         [Proc("accounts", "py/cluster_profiles_api.py", interpreter="python"),
