@@ -1263,6 +1263,17 @@ def test_a_scan_over_every_node_of_the_other_cluster_is_different_server_not_sca
     assert "another cluster" in findings[0].summary
 
 
+def test_a_key_written_on_a_plain_server_and_missed_on_a_cluster_is_said_as_two_servers() -> None:
+    tb, one, _other = _two_clusters()
+    plain = "redis://127.0.0.1:6379/0"
+    tb.add(trace.ServerSeen(t=tb.now, target=plain, server=trace.ServerFingerprint(run_id="p" * 40, port=6379)))
+    tb.client("api", pid=100, client_id=7, target=plain)("SET", "order:9", "x", "EX", 60)
+    tb.client("processor", pid=200, client_id=20, target=one[0])("GET", "order:9")
+    [finding] = [f for f in run(tb) if f.rule == "different-server"]
+    assert "on the cluster of 127.0.0.1:7001, 127.0.0.1:7002, but" in finding.summary, finding.summary
+    assert "another server, 127.0.0.1:6379" in finding.summary, finding.summary
+
+
 def test_a_lookalike_name_on_the_other_cluster_is_no_near_miss() -> None:
     tb, one, other = _two_clusters()
     _near_miss_on_another_node(tb, one[0], other[0])

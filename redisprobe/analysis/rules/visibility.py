@@ -159,12 +159,12 @@ def _patterns_elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
             life = _writer_life(hits[0], t)
             reader = inp.actor(who)
             writer = inp.actor(life.created_by) if life is not None else None
-            where = (db, other_db) if same_server else (_place(inp, server), _place(inp, other_server))
+            mine, theirs, clusters = _places(inp, server, other_server)
+            where = (db, other_db) if same_server else (mine, theirs)
             group = groups.get((identity(reader), where, pattern), "error", reader,
                                _db_summary if same_server else _server_summary)
             group.extra.update(reader=group.extra.get("reader", reader), writer=group.extra.get("writer", writer),
-                               mine=where[0], theirs=where[1], pattern=True,
-                               clusters=not same_server and bool(cluster_peers(inp, server)))
+                               mine=where[0], theirs=where[1], pattern=True, clusters=not same_server and clusters)
             group.add_key(pattern)
             here = f"db {db}" if same_server else server
             group.add_evidence(inp.line(t, who, args, f"matched nothing in {here} ({count} scans)", db))
@@ -200,12 +200,13 @@ def _elsewhere(inp: RuleInput, *, same_server: bool) -> list[Finding]:
                 continue
             reader = inp.actor(who)
             writer = inp.actor(life.created_by)
-            where = (slot.db, other.db) if same_server else (_place(inp, slot.server), _place(inp, other.server))
+            mine, theirs, clusters = _places(inp, slot.server, other.server)
+            where = (slot.db, other.db) if same_server else (mine, theirs)
             group = groups.get((identity(reader), where, family(slot.key)), "error", reader,
                                _db_summary if same_server else _server_summary)
             group.extra.update(family=family(slot.key), reader=group.extra.get("reader", reader),  # the culprit's
                                writer=group.extra.get("writer", writer), mine=where[0], theirs=where[1],
-                               clusters=not same_server and bool(cluster_peers(inp, slot.server)))
+                               clusters=not same_server and clusters)
             if not group.add_key(life.key):
                 continue
             suffix = "" if same_server else f" on {other.server or 'its server'}"
@@ -275,19 +276,21 @@ def _db_summary(group: Group) -> str:
 
 def _server_summary(group: Group) -> str:
     if group.extra.get("clusters"):
-        return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on the cluster of "
-                f"{group.extra['mine']}, but {who_text(group.actor('writer'))} wrote "
-                f"{'it' if group.key_count == 1 else 'them'} on another cluster, the "
-                f"cluster of {group.extra['theirs']}: two clusters that look alike, told apart by their node ids")
+        return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on {group.extra['mine']}, but "
+                f"{who_text(group.actor('writer'))} wrote {'it' if group.key_count == 1 else 'them'} on another "
+                f"cluster, {group.extra['theirs']}: two clusters that look alike, told apart by their node ids")
     return (f"{who_text(group.actor('reader'))} looked for {_looked_for(group)} on {group.extra['mine']}, but "
             f"{who_text(group.actor('writer'))} wrote it on another server, {group.extra['theirs']}")
 
 
-def _place(inp: RuleInput, server: str) -> str:
-    """Where a finding says keys were: the server, or all the primaries of its cluster (a cluster's keys spread
-    over its primaries by slot: a reader on the wrong cluster is one finding, not one per pair of nodes)."""
-    peers = cluster_peers(inp, server)
-    return ", ".join(sorted(peers)) if peers else server
+def _places(inp: RuleInput, mine: str, theirs: str) -> tuple[str, str, bool]:
+    """Where a finding says the reader looked and the writer wrote: each server, or all the primaries of its
+    cluster (a cluster's keys spread over its primaries by slot: a reader on the wrong cluster is one finding,
+    not one per pair of nodes); and whether both are clusters (the summary then says so)."""
+    mine_peers, their_peers = cluster_peers(inp, mine), cluster_peers(inp, theirs)
+    return (f"the cluster of {', '.join(sorted(mine_peers))}" if mine_peers else mine,
+            f"the cluster of {', '.join(sorted(their_peers))}" if their_peers else theirs,
+            bool(mine_peers and their_peers))
 
 
 def _actor_servers(inp: RuleInput) -> list[Finding]:
