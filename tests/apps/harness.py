@@ -264,18 +264,18 @@ def _kill_tree(pid: int) -> None:
         psutil.wait_procs(tree, timeout=5)
 
 
-def settings(proc: Proc, ports: dict[str, str]) -> dict[str, str]:
+def settings(proc: Proc, placeholders: dict[str, str]) -> dict[str, str]:
     """The process's env with `{http}`, `{admin}`... replaced by the HTTP ports chosen for this run (and
     `{other_url}` by the second cluster's URL)."""
     out = {}
     for name, value in proc.env.items():
-        for placeholder, port in ports.items():
-            value = value.replace("{" + placeholder + "}", port)
+        for placeholder, meant in placeholders.items():
+            value = value.replace("{" + placeholder + "}", meant)
         out[name] = value
     return out
 
 
-def ecosystem(app: App, url: str, ports: dict[str, str]) -> dict:
+def ecosystem(app: App, url: str, placeholders: dict[str, str]) -> dict:
     """The PM2 ecosystem file of the app's PM2 processes (what its users keep in ecosystem.config.js)."""
     entries = []
     for proc in app.procs:
@@ -283,7 +283,7 @@ def ecosystem(app: App, url: str, ports: dict[str, str]) -> dict:
             continue
         entry: dict[str, object] = {
             "name": proc.name, "script": str(APPS_DIR / proc.script), "cwd": str(APPS_DIR / Path(proc.script).parent),
-            "env": {"REDIS_URL": url, "NODE_ENV": "production", **settings(proc, ports)},
+            "env": {"REDIS_URL": url, "NODE_ENV": "production", **settings(proc, placeholders)},
             "autorestart": True, "time": True,
         }
         if proc.instances > 1:
@@ -331,8 +331,8 @@ def _run(app: App, urls: list[str], workdir: Path, pm2: _Pm2, plain: list[subpro
     env = pm2.env.copy()
     env.pop("PM2_HOME", None)
     roots: dict[str, set[int]] = {}
-    ports = {name: str(free_port()) for name in ("http", "admin")} | {"other_url": urls[-1]}
-    eco = ecosystem(app, url, ports)
+    placeholders = {name: str(free_port()) for name in ("http", "admin")} | {"other_url": urls[-1]}
+    eco = ecosystem(app, url, placeholders)
     if eco["apps"]:
         path = workdir / "ecosystem.json"
         path.write_text(json.dumps(eco, indent=2))
@@ -356,7 +356,7 @@ def _run(app: App, urls: list[str], workdir: Path, pm2: _Pm2, plain: list[subpro
         argv = [sys.executable if part == "{python}" else part.replace("{url}", url).replace("{url/1}", db1)
                 for part in proc.argv]
         with (workdir / f"{proc.name}.log").open("wb") as log:
-            child = subprocess.Popen(argv, cwd=PY_DIR, env={**env, "REDIS_URL": url, **settings(proc, ports)},
+            child = subprocess.Popen(argv, cwd=PY_DIR, env={**env, "REDIS_URL": url, **settings(proc, placeholders)},
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         plain.append(child)
